@@ -1,0 +1,112 @@
+// Package errs holds the closed set of error codes of CONTRACT §2 and the
+// error type that carries one. Every layer returns these; only the HTTP
+// adapter (internal/httpx) maps them to status codes.
+package errs
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Code is one of the contract's error codes.
+type Code string
+
+// The contract's error codes.
+const (
+	InvalidRequest        Code = "invalid_request"
+	Unauthorized          Code = "unauthorized"
+	Forbidden             Code = "forbidden"
+	PolicyBlocked         Code = "policy_blocked"
+	NotFound              Code = "not_found"
+	Conflict              Code = "conflict"
+	RateLimited           Code = "rate_limited"
+	QuotaExceeded         Code = "quota_exceeded"
+	DependencyUnavailable Code = "dependency_unavailable"
+	Timeout               Code = "timeout"
+	Internal              Code = "internal_error"
+)
+
+// Retryable reports whether the contract marks the code retryable.
+func (c Code) Retryable() bool {
+	switch c {
+	case RateLimited, DependencyUnavailable, Timeout, Internal:
+		return true
+	}
+	return false
+}
+
+// Error is an error with a contract code. Message is safe to show to the
+// caller; Err (if any) is the internal cause and is only logged.
+type Error struct {
+	Code       Code
+	Message    string
+	Details    map[string]any
+	RetryAfter time.Duration // for rate_limited: becomes the Retry-After header
+	Err        error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, errs.ErrNotFound) match any *Error with that code.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Message == "" && t.Code == e.Code
+}
+
+// Sentinels for errors.Is checks. They match any *Error with the same code.
+var (
+	ErrNotFound      = &Error{Code: NotFound}
+	ErrConflict      = &Error{Code: Conflict}
+	ErrInvalid       = &Error{Code: InvalidRequest}
+	ErrForbidden     = &Error{Code: Forbidden}
+	ErrUnauthorized  = &Error{Code: Unauthorized}
+	ErrQuotaExceeded = &Error{Code: QuotaExceeded}
+	ErrRateLimited   = &Error{Code: RateLimited}
+	ErrUnavailable   = &Error{Code: DependencyUnavailable}
+)
+
+// E builds an *Error with a formatted message.
+func E(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Wrap builds an *Error whose internal cause is err.
+func Wrap(code Code, err error, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Err: err}
+}
+
+// WithDetails returns e with details set (e is modified and returned).
+func (e *Error) WithDetails(d map[string]any) *Error { e.Details = d; return e }
+
+// Field returns an invalid_request error naming the offending field.
+func Field(field, format string, args ...any) *Error {
+	return &Error{Code: InvalidRequest, Message: field + ": " + fmt.Sprintf(format, args...),
+		Details: map[string]any{"field": field}}
+}
+
+// CodeOf returns the code of err, or internal_error when err carries none.
+func CodeOf(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return Internal
+}
+
+// As returns err as an *Error, turning anything else into an internal error
+// whose message hides the cause.
+func As(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Code: Internal, Message: "internal error", Err: err}
+}

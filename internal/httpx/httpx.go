@@ -1,0 +1,206 @@
+// Package httpx is the HTTP adapter shared by every AgentOS service: the
+// contract's error envelope and code→status table, correlation and request
+// ids, W3C traceparent continuation, body limits, strict JSON decoding,
+// panic recovery and JSON access logs.
+package httpx
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/nexixai/agentos/internal/errs"
+)
+
+// MaxBodyBytes is the default request body limit (CONTRACT §2).
+const MaxBodyBytes = 1 << 20
+
+// statusByCode is the one table mapping error codes to HTTP statuses.
+var statusByCode = map[errs.Code]int{
+	errs.InvalidRequest:        http.StatusBadRequest,
+	errs.Unauthorized:          http.StatusUnauthorized,
+	errs.Forbidden:             http.StatusForbidden,
+	errs.PolicyBlocked:         http.StatusForbidden,
+	errs.NotFound:              http.StatusNotFound,
+	errs.Conflict:              http.StatusConflict,
+	errs.RateLimited:           http.StatusTooManyRequests,
+	errs.QuotaExceeded:         http.StatusTooManyRequests,
+	errs.DependencyUnavailable: http.StatusServiceUnavailable,
+	errs.Timeout:               http.StatusGatewayTimeout,
+	errs.Internal:              http.StatusInternalServerError,
+}
+
+// StatusOf returns the HTTP status for an error code.
+func StatusOf(c errs.Code) int {
+	if s, ok := statusByCode[c]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// CodeFromStatus rebuilds a code from a status when a peer sent no envelope.
+func CodeFromStatus(status int) errs.Code {
+	switch status {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+		return errs.InvalidRequest
+	case http.StatusUnauthorized:
+		return errs.Unauthorized
+	case http.StatusForbidden:
+		return errs.Forbidden
+	case http.StatusNotFound:
+		return errs.NotFound
+	case http.StatusConflict:
+		return errs.Conflict
+	case http.StatusTooManyRequests:
+		return errs.RateLimited
+	case http.StatusGatewayTimeout:
+		return errs.Timeout
+	case http.StatusServiceUnavailable, http.StatusBadGateway:
+		return errs.DependencyUnavailable
+	}
+	return errs.Internal
+}
+
+// ErrorBody is the inner object of the error envelope.
+type ErrorBody struct {
+	Code      string         `json:"code"`
+	Message   string         `json:"message"`
+	Retryable bool           `json:"retryable"`
+	Details   map[string]any `json:"details"`
+}
+
+// Envelope is the contract's error envelope.
+type Envelope struct {
+	Error         ErrorBody `json:"error"`
+	CorrelationID string    `json:"correlation_id"`
+}
+
+// BodyOf renders err as the envelope's inner object; internal errors hide
+// their cause.
+func BodyOf(err error) ErrorBody {
+	e := errs.As(err)
+	msg := e.Message
+	if e.Code == errs.Internal && msg == "" {
+		msg = "internal error"
+	}
+	d := e.Details
+	if d == nil {
+		d = map[string]any{}
+	}
+	return ErrorBody{Code: string(e.Code), Message: msg, Retryable: e.Code.Retryable(), Details: d}
+}
+
+// WriteError writes err as the contract's error envelope. Internal errors
+// are logged in full; the caller sees only "internal error".
+func WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	e := errs.As(err)
+	status := StatusOf(e.Code)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		status = http.StatusRequestEntityTooLarge
+	}
+	if e.Code == errs.Internal {
+		slog.ErrorContext(r.Context(), "internal error", "err", err, "path", r.URL.Path,
+			"correlation_id", CorrelationID(r.Context()))
+	}
+	if e.Code == errs.RateLimited {
+		secs := int(e.RetryAfter.Seconds() + 0.999)
+		if secs < 1 {
+			secs = 1
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+	}
+	writeJSON(w, status, Envelope{Error: BodyOf(err), CorrelationID: CorrelationID(r.Context())})
+}
+
+// JSON writes body with status, adding "correlation_id" to it.
+func JSON(w http.ResponseWriter, r *http.Request, status int, body map[string]any) {
+	if body == nil {
+		body = map[string]any{}
+	}
+	body["correlation_id"] = CorrelationID(r.Context())
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v) // the client went away; nothing to do
+}
+
+// HandlerFunc is a handler that returns an error instead of writing one.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// H adapts a HandlerFunc: a returned error becomes the error envelope.
+func H(fn HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := fn(w, r); err != nil {
+			WriteError(w, r, err)
+		}
+	})
+}
+
+// Decode reads r's JSON body into dst. Unknown fields are ignored (CONTRACT
+// §2); malformed JSON, wrong types and oversized bodies are invalid_request
+// errors naming the field or offset. An empty body is an error unless
+// allowEmpty.
+func Decode(r *http.Request, dst any) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &errs.Error{Code: errs.InvalidRequest, Err: err,
+				Message: fmt.Sprintf("body: request body exceeds %d bytes", mbe.Limit),
+				Details: map[string]any{"field": "body", "limit_bytes": mbe.Limit}}
+		}
+		return errs.Field("body", "cannot read request body: %v", err)
+	}
+	return DecodeBytes(body, dst)
+}
+
+// DecodeBytes is Decode on a byte slice.
+func DecodeBytes(body []byte, dst any) error {
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return errs.Field("body", "request body is empty; a JSON object is required")
+	}
+	if err := json.Unmarshal(body, dst); err != nil {
+		var te *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &te):
+			field := te.Field
+			if field == "" {
+				field = "body"
+			}
+			return errs.Field(field, "must be %s, got %s", jsonKind(te.Type.Kind().String()), te.Value)
+		case errors.As(err, &se):
+			return errs.Field("body", "malformed JSON at offset %d: %v", se.Offset, se)
+		default:
+			return errs.Field("body", "malformed JSON: %v", err)
+		}
+	}
+	return nil
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "int", "int64", "int32", "uint", "uint64", "float64", "float32":
+		return "a number"
+	case "bool":
+		return "a boolean"
+	case "slice", "array":
+		return "an array"
+	case "map", "struct", "ptr":
+		return "an object"
+	}
+	return "a " + goKind
+}

@@ -1,0 +1,246 @@
+package httpx
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/ids"
+)
+
+// Middleware wraps a handler.
+type Middleware func(http.Handler) http.Handler
+
+// Chain applies mws so that the first one is the outermost.
+func Chain(h http.Handler, mws ...Middleware) http.Handler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
+}
+
+type ctxKey int
+
+const (
+	keyCorrelation ctxKey = iota
+	keyRequestID
+	keyTrace
+	keyLogAttrs
+)
+
+// Trace is the W3C trace context of a request.
+type Trace struct {
+	TraceID  string // 32 hex
+	SpanID   string // 16 hex: this service's span
+	ParentID string // 16 hex: the caller's span, "" if none
+	Flags    string // 2 hex
+}
+
+// Traceparent renders the header value for this span.
+func (t Trace) Traceparent() string {
+	return fmt.Sprintf("00-%s-%s-%s", t.TraceID, t.SpanID, t.Flags)
+}
+
+// Child returns a new span in the same trace (for a downstream call).
+func (t Trace) Child() Trace {
+	return Trace{TraceID: t.TraceID, SpanID: randHex(8), ParentID: t.SpanID, Flags: t.Flags}
+}
+
+var traceparentRE = regexp.MustCompile(`^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$`)
+
+// ParseTraceparent continues an incoming traceparent with a new span, or
+// starts a new trace when it is absent or invalid.
+func ParseTraceparent(h string) Trace {
+	m := traceparentRE.FindStringSubmatch(strings.TrimSpace(strings.ToLower(h)))
+	if m == nil || m[1] == "ff" || m[2] == strings.Repeat("0", 32) || m[3] == strings.Repeat("0", 16) {
+		return Trace{TraceID: randHex(16), SpanID: randHex(8), Flags: "01"}
+	}
+	return Trace{TraceID: m[2], SpanID: randHex(8), ParentID: m[3], Flags: m[4]}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// CorrelationID returns the request's correlation id ("" outside a request).
+func CorrelationID(ctx context.Context) string {
+	s, _ := ctx.Value(keyCorrelation).(string)
+	return s
+}
+
+// RequestID returns the request's id.
+func RequestID(ctx context.Context) string {
+	s, _ := ctx.Value(keyRequestID).(string)
+	return s
+}
+
+// TraceFrom returns the request's trace context (a new trace outside a request).
+func TraceFrom(ctx context.Context) Trace {
+	if t, ok := ctx.Value(keyTrace).(Trace); ok {
+		return t
+	}
+	return ParseTraceparent("")
+}
+
+// WithTrace returns ctx carrying t (for work started outside a request).
+func WithTrace(ctx context.Context, t Trace) context.Context {
+	return context.WithValue(ctx, keyTrace, t)
+}
+
+// WithCorrelationID returns ctx carrying id.
+func WithCorrelationID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, keyCorrelation, id)
+}
+
+var safeIDRE = regexp.MustCompile(`^[A-Za-z0-9_.:\-]{1,128}$`)
+
+// IDs sets the correlation id (kept from X-Correlation-Id when well formed),
+// a new request id and the trace context, and echoes them as headers.
+func IDs(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		corr := r.Header.Get("X-Correlation-Id")
+		if !safeIDRE.MatchString(corr) {
+			corr = ids.New("corr_")
+		}
+		reqID := ids.New("req_")
+		tr := ParseTraceparent(r.Header.Get("traceparent"))
+		ctx := context.WithValue(r.Context(), keyCorrelation, corr)
+		ctx = context.WithValue(ctx, keyRequestID, reqID)
+		ctx = context.WithValue(ctx, keyTrace, tr)
+		ctx = context.WithValue(ctx, keyLogAttrs, &logAttrs{})
+		h := w.Header()
+		h.Set("X-Correlation-Id", corr)
+		h.Set("X-Request-Id", reqID)
+		h.Set("traceparent", tr.Traceparent())
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// LimitBody caps request bodies at n bytes.
+func LimitBody(n int64) Middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Body != nil {
+				r.Body = http.MaxBytesReader(w, r.Body, n)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// Recover turns a panic into a logged 500 internal_error; the process keeps serving.
+func Recover(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				slog.ErrorContext(r.Context(), "panic in handler", "panic", fmt.Sprint(v),
+					"path", r.URL.Path, "stack", string(debug.Stack()), "correlation_id", CorrelationID(r.Context()))
+				WriteError(w, r, errs.Wrap(errs.Internal, fmt.Errorf("panic: %v", v), "internal error"))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+type logAttrs struct{ tenantID, principalID string }
+
+// SetLogTenant records the request's tenant and principal for the access log.
+func SetLogTenant(ctx context.Context, tenantID, principalID string) {
+	if a, ok := ctx.Value(keyLogAttrs).(*logAttrs); ok {
+		a.tenantID, a.principalID = tenantID, principalID
+	}
+}
+
+// StatusRecorder captures the status and size written by a handler. It
+// keeps http.Flusher working for SSE.
+type StatusRecorder struct {
+	http.ResponseWriter
+	Status int
+	Bytes  int64
+}
+
+// WriteHeader records the status.
+func (s *StatusRecorder) WriteHeader(code int) {
+	if s.Status == 0 {
+		s.Status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *StatusRecorder) Write(b []byte) (int, error) {
+	if s.Status == 0 {
+		s.Status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.Bytes += int64(n)
+	return n, err
+}
+
+// Flush forwards to the underlying writer when it can flush.
+func (s *StatusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (s *StatusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// AccessLog writes one JSON log line per request. Observe, if non-nil, is
+// told each request's route pattern, status and duration (for metrics).
+func AccessLog(logger *slog.Logger, observe func(r *http.Request, status int, d time.Duration)) Middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			rec := &StatusRecorder{ResponseWriter: w}
+			next.ServeHTTP(rec, r)
+			if rec.Status == 0 {
+				rec.Status = http.StatusOK
+			}
+			d := time.Since(start)
+			if observe != nil {
+				observe(r, rec.Status, d)
+			}
+			attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rec.Status,
+				"duration_ms", float64(d.Microseconds()) / 1000, "bytes", rec.Bytes,
+				"correlation_id", CorrelationID(r.Context()), "request_id", RequestID(r.Context()),
+				"trace_id", TraceFrom(r.Context()).TraceID}
+			if a, ok := r.Context().Value(keyLogAttrs).(*logAttrs); ok && a.tenantID != "" {
+				attrs = append(attrs, "tenant_id", a.tenantID, "principal_id", a.principalID)
+			}
+			level := slog.LevelInfo
+			if rec.Status >= 500 {
+				level = slog.LevelError
+			}
+			logger.Log(r.Context(), level, "http request", attrs...)
+		})
+	}
+}
+
+// Standard returns the middleware every service installs, outermost first.
+func Standard(logger *slog.Logger, observe func(r *http.Request, status int, d time.Duration)) []Middleware {
+	return []Middleware{IDs, AccessLog(logger, observe), Recover, LimitBody(MaxBodyBytes)}
+}
+
+// NotFoundHandler answers unknown routes with the envelope.
+func NotFoundHandler() http.Handler {
+	return H(func(w http.ResponseWriter, r *http.Request) error {
+		return errs.E(errs.NotFound, "no route for %s %s", r.Method, r.URL.Path)
+	})
+}
+
+// Since is a helper for latency fields in milliseconds.
+func Since(t time.Time) int64 { return time.Since(t).Milliseconds() }

@@ -1,0 +1,320 @@
+package store
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Tenant statuses.
+const (
+	TenantActive   = "active"
+	TenantDisabled = "disabled"
+)
+
+// Tenant is a customer of the node. Its JSON form is the contract's tenant
+// object (CONTRACT §3).
+type Tenant struct {
+	TenantID        string       `json:"tenant_id"`
+	Name            string       `json:"name"`
+	Status          string       `json:"status"`
+	PlanTier        string       `json:"plan_tier"`
+	CreatedAt       time.Time    `json:"created_at"`
+	UpdatedAt       time.Time    `json:"updated_at"`
+	DefaultPolicyID string       `json:"default_policy_id"`
+	Entitlements    Entitlements `json:"entitlements"`
+	Quotas          Quotas       `json:"quotas"`
+	Metadata        Metadata     `json:"metadata"`
+}
+
+// Entitlements say what a tenant may use. An empty list means nothing is
+// allowed, except "*" which allows everything.
+type Entitlements struct {
+	ModelTiersAllowed    []string `json:"model_tiers_allowed"`
+	ModelBackendsAllowed []string `json:"model_backends_allowed"`
+	ToolIDsAllowed       []string `json:"tool_ids_allowed"`
+}
+
+// Quotas are a tenant's limits. Zero means "unlimited" unless a field says otherwise.
+type Quotas struct {
+	Runs    RunQuotas     `json:"runs"`
+	Tools   ToolQuotas    `json:"tools"`
+	Models  ModelQuotas   `json:"models"`
+	Storage StorageQuotas `json:"storage"`
+}
+
+// RunQuotas limit run creation and concurrency.
+type RunQuotas struct {
+	MaxConcurrentRuns int     `json:"max_concurrent_runs"`
+	RunCreateQPS      float64 `json:"run_create_qps"`
+	RunCreateBurst    int     `json:"run_create_burst"`
+}
+
+// ToolQuotas limit tool calls.
+type ToolQuotas struct {
+	ToolCallsPerMinute int `json:"tool_calls_per_minute"`
+}
+
+// ModelQuotas limit model use.
+type ModelQuotas struct {
+	TokenBudget          TokenBudget `json:"token_budget"`
+	MaxTokensPerRequest  int         `json:"max_tokens_per_request"`
+	MaxRequestsPerMinute int         `json:"max_requests_per_minute"`
+}
+
+// TokenBudget is a token and cost allowance per window (minute, hour, day).
+type TokenBudget struct {
+	Window     string  `json:"window"`
+	MaxTokens  int64   `json:"max_tokens"`
+	MaxCostUSD float64 `json:"max_cost_usd"`
+}
+
+// StorageQuotas limit tenant-scoped storage (kv/memory).
+type StorageQuotas struct {
+	MaxMemoryBytes int64 `json:"max_memory_bytes"`
+}
+
+// Metadata is free-form tenant information.
+type Metadata struct {
+	Tags           []string `json:"tags"`
+	BillingAccount string   `json:"billing_account"`
+}
+
+// Token is an opaque API token. Only the hash of its secret is stored.
+type Token struct {
+	TokenID     string     `json:"token_id"`
+	TenantID    string     `json:"tenant_id"`
+	PrincipalID string     `json:"principal_id"`
+	SecretHash  string     `json:"-"`
+	Scopes      []string   `json:"scopes"`
+	Roles       []string   `json:"roles"`
+	CreatedAt   time.Time  `json:"created_at"`
+	ExpiresAt   *time.Time `json:"expires_at"`
+	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+}
+
+// Agent statuses.
+const (
+	AgentActive     = "active"
+	AgentInactive   = "inactive"
+	AgentDeprecated = "deprecated"
+)
+
+// Agent is a tenant's agent definition (CONTRACT §4).
+type Agent struct {
+	AgentID      string        `json:"agent_id"`
+	TenantID     string        `json:"tenant_id"`
+	Name         string        `json:"name"`
+	Description  string        `json:"description"`
+	Version      int           `json:"version"`
+	Status       string        `json:"status"`
+	ModelRef     string        `json:"model_ref"`
+	Instructions string        `json:"instructions"`
+	Tools        []string      `json:"tools"`
+	Defaults     AgentDefaults `json:"defaults"`
+	CreatedAt    time.Time     `json:"created_at"`
+	UpdatedAt    time.Time     `json:"updated_at"`
+}
+
+// AgentDefaults are run options an agent applies when a run does not set them.
+type AgentDefaults struct {
+	MaxSteps  int `json:"max_steps"`
+	TimeoutMs int `json:"timeout_ms"`
+	// OnToolError is "continue" (default: the model sees the error) or "fail".
+	OnToolError string `json:"on_tool_error,omitempty"`
+	// ModelRetries is how many times a retryable model failure is retried
+	// with backoff before the run fails (default 0).
+	ModelRetries int `json:"model_retries,omitempty"`
+}
+
+// RunStatus is a run's lifecycle state.
+type RunStatus string
+
+// Run statuses.
+const (
+	RunQueued    RunStatus = "queued"
+	RunRunning   RunStatus = "running"
+	RunCompleted RunStatus = "completed"
+	RunFailed    RunStatus = "failed"
+	RunCanceled  RunStatus = "canceled"
+)
+
+// Terminal reports whether no further transition is possible.
+func (s RunStatus) Terminal() bool {
+	return s == RunCompleted || s == RunFailed || s == RunCanceled
+}
+
+// Run is one execution of an agent (CONTRACT §4).
+type Run struct {
+	TenantID       string          `json:"tenant_id"`
+	AgentID        string          `json:"agent_id"`
+	RunID          string          `json:"run_id"`
+	PrincipalID    string          `json:"principal_id"`
+	Status         RunStatus       `json:"status"`
+	CreatedAt      time.Time       `json:"created_at"`
+	StartedAt      *time.Time      `json:"started_at"`
+	CompletedAt    *time.Time      `json:"completed_at"`
+	Input          RunInput        `json:"input"`
+	Context        json.RawMessage `json:"context,omitempty"`
+	Tooling        Tooling         `json:"tooling"`
+	RunOptions     RunOptions      `json:"run_options"`
+	Summary        RunSummary      `json:"summary"`
+	Output         *Output         `json:"output"`
+	Error          *ErrorBody      `json:"error"`
+	EventsURL      string          `json:"events_url"`
+	CorrelationID  string          `json:"correlation_id"`
+	Traceparent    string          `json:"-"`
+	IdempotencyKey string          `json:"-"`
+	// Attempt counts executor starts; more than one means the run was resumed.
+	Attempt int `json:"-"`
+}
+
+// RunInput is the run's user input.
+type RunInput struct {
+	Type string `json:"type"`
+	Text string `json:"text"`
+}
+
+// Tooling narrows the tools a run may use.
+type Tooling struct {
+	ToolAllowlist []string `json:"tool_allowlist,omitempty"`
+	ToolDenymap   []string `json:"tool_denymap,omitempty"`
+}
+
+// RunOptions are per-run settings.
+type RunOptions struct {
+	Priority     string `json:"priority"`
+	TimeoutMs    int    `json:"timeout_ms"`
+	MaxSteps     int    `json:"max_steps"`
+	StreamEvents bool   `json:"stream_events"`
+	DryRun       bool   `json:"dry_run"`
+	ModelTier    string `json:"model_tier,omitempty"`
+}
+
+// RunSummary counts what a run did.
+type RunSummary struct {
+	StepsTotal      int `json:"steps_total"`
+	ToolCallsTotal  int `json:"tool_calls_total"`
+	ModelCallsTotal int `json:"model_calls_total"`
+}
+
+// Output is a run's final answer.
+type Output struct {
+	Type string `json:"type"`
+	Text string `json:"text"`
+}
+
+// ErrorBody is the contract's error object as stored on a failed run.
+type ErrorBody struct {
+	Code      string         `json:"code"`
+	Message   string         `json:"message"`
+	Retryable bool           `json:"retryable"`
+	Details   map[string]any `json:"details,omitempty"`
+}
+
+// Step kinds and statuses.
+const (
+	StepModel = "model"
+	StepTool  = "tool"
+
+	StepStarted   = "started"
+	StepCompleted = "completed"
+	StepFailed    = "failed"
+)
+
+// Step is one recorded unit of a run: a model call or a tool call. Steps are
+// what a resumed run replays instead of executing again.
+type Step struct {
+	StepID      string          `json:"step_id"`
+	TenantID    string          `json:"tenant_id"`
+	RunID       string          `json:"run_id"`
+	Index       int             `json:"index"`
+	Kind        string          `json:"kind"`
+	Name        string          `json:"name"`
+	Status      string          `json:"status"`
+	ToolCallID  string          `json:"tool_call_id,omitempty"`
+	Input       json.RawMessage `json:"input,omitempty"`
+	Output      json.RawMessage `json:"output,omitempty"`
+	StartedAt   time.Time       `json:"started_at"`
+	CompletedAt *time.Time      `json:"completed_at,omitempty"`
+}
+
+// Event types (CONTRACT §4).
+const (
+	EventRunCreated        = "agentos.run.created"
+	EventStepStarted       = "agentos.run.step.started"
+	EventToolCallRequested = "agentos.tool.call.requested"
+	EventToolCallCompleted = "agentos.tool.call.completed"
+	EventModelRequested    = "agentos.model.requested"
+	EventModelCompleted    = "agentos.model.completed"
+	EventRunCompleted      = "agentos.run.completed"
+	EventRunFailed         = "agentos.run.failed"
+	EventRunCanceled       = "agentos.run.canceled"
+)
+
+// IsTerminalEvent reports whether an event of this type ends a run's stream.
+func IsTerminalEvent(t string) bool {
+	return t == EventRunCompleted || t == EventRunFailed || t == EventRunCanceled
+}
+
+// Event is the contract's event envelope.
+type Event struct {
+	EventID  string          `json:"event_id"`
+	Sequence int64           `json:"sequence"`
+	Time     time.Time       `json:"time"`
+	Type     string          `json:"type"`
+	TenantID string          `json:"tenant_id"`
+	AgentID  string          `json:"agent_id"`
+	RunID    string          `json:"run_id"`
+	StepID   *string         `json:"step_id"`
+	Trace    EventTrace      `json:"trace"`
+	Payload  json.RawMessage `json:"payload"`
+}
+
+// EventTrace ties an event to a W3C trace.
+type EventTrace struct {
+	Traceparent string `json:"traceparent"`
+	SpanID      string `json:"span_id"`
+}
+
+// AuditRecord is one append-only, hash-chained audit entry.
+type AuditRecord struct {
+	AuditID       string         `json:"audit_id"`
+	Seq           int64          `json:"seq"`
+	Time          time.Time      `json:"time"`
+	TenantID      string         `json:"tenant_id"`
+	PrincipalID   string         `json:"principal_id"`
+	Action        string         `json:"action"`
+	Target        string         `json:"target"`
+	Outcome       string         `json:"outcome"`
+	PolicyContext map[string]any `json:"policy_context,omitempty"`
+	Details       map[string]any `json:"details,omitempty"`
+	CorrelationID string         `json:"correlation_id"`
+	PrevHash      string         `json:"prev_hash"`
+	Hash          string         `json:"hash"`
+}
+
+// UsageRecord is one metered model call.
+type UsageRecord struct {
+	UsageID      string    `json:"usage_id"`
+	TenantID     string    `json:"tenant_id"`
+	PrincipalID  string    `json:"principal_id"`
+	AgentID      string    `json:"agent_id,omitempty"`
+	RunID        string    `json:"run_id,omitempty"`
+	ModelID      string    `json:"model_id"`
+	Backend      string    `json:"backend"`
+	Operation    string    `json:"operation"`
+	InputTokens  int64     `json:"input_tokens"`
+	OutputTokens int64     `json:"output_tokens"`
+	CostUSD      float64   `json:"cost_usd"`
+	Time         time.Time `json:"time"`
+}
+
+// Forward records that a run of a tenant was forwarded to a peer node.
+type Forward struct {
+	TenantID        string    `json:"tenant_id"`
+	RunID           string    `json:"run_id"` // the remote run id
+	PeerStackID     string    `json:"peer_stack_id"`
+	PrincipalID     string    `json:"principal_id"`
+	RemoteEventsURL string    `json:"remote_events_url"`
+	CreatedAt       time.Time `json:"created_at"`
+}
