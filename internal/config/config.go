@@ -1,0 +1,193 @@
+// Package config resolves node configuration with the precedence of
+// CONTRACT §1 and §7: flags > environment > .agentos.env > defaults.
+package config
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Modes.
+const (
+	ModeDemo = "demo"
+	ModeDev  = "dev"
+	ModeProd = "prod"
+)
+
+// Config is the effective configuration of a node. Field comments give the
+// environment variable and default.
+type Config struct {
+	Home                string  // AGENTOS_HOME, default ./.agentos
+	DataDir             string  // AGENTOS_DATA_DIR, default $AGENTOS_HOME/data
+	Mode                string  // AGENTOS_MODE, default demo
+	OrchestratorAddr    string  // AGENTOS_ORCHESTRATOR_ADDR, default 127.0.0.1:50081
+	ModelPolicyAddr     string  // AGENTOS_MODEL_POLICY_ADDR, default 127.0.0.1:50082
+	FederationAddr      string  // AGENTOS_FEDERATION_ADDR, default 127.0.0.1:50083
+	FederationPeerAddr  string  // AGENTOS_FEDERATION_PEER_ADDR, default 127.0.0.1:50084
+	OrchestratorURL     string  // AGENTOS_ORCHESTRATOR_URL, default http:// + orchestrator addr
+	ModelPolicyURL      string  // AGENTOS_MODEL_POLICY_URL, default http:// + model-policy addr
+	FederationURL       string  // AGENTOS_FEDERATION_URL, default http:// + federation addr
+	StackID             string  // AGENTOS_STACK_ID, default stk_local_node_a
+	Region              string  // AGENTOS_REGION, default local
+	Environment         string  // AGENTOS_ENVIRONMENT, default the mode
+	StoreURL            string  // AGENTOS_STORE_URL, default sqlite://$AGENTOS_DATA_DIR/agentos.db
+	DefaultTenant       string  // AGENTOS_DEFAULT_TENANT, default tnt_demo
+	QuotaRunCreateQPS   float64 // AGENTOS_QUOTA_RUN_CREATE_QPS, default 10
+	QuotaConcurrentRuns int     // AGENTOS_QUOTA_CONCURRENT_RUNS, default 25
+	QuotaInvokeQPS      float64 // AGENTOS_QUOTA_INVOKE_QPS, default 20
+	AuditSink           string  // AGENTOS_AUDIT_SINK: stdout, stderr, file:PATH; default file:$DATA_DIR/audit/audit.jsonl
+	HTTPFetchAllow      string  // AGENTOS_HTTP_FETCH_ALLOW: comma-separated hosts/CIDRs tool.http.fetch may reach despite the SSRF guard
+	ModelPolicyConfig   string  // AGENTOS_MODEL_POLICY_CONFIG: YAML model catalogue; default built-in offline catalogue
+	Executors           int     // AGENTOS_EXECUTORS, default 8: runs executed at once by this process
+	IdempotencyTTLHours int     // AGENTOS_IDEMPOTENCY_TTL_HOURS, default 24
+	LogLevel            string  // AGENTOS_LOG_LEVEL, default info
+}
+
+// Lookup returns the value of an environment variable.
+type Lookup func(key string) (string, bool)
+
+// Load resolves the configuration from the environment (lookup, normally
+// os.LookupEnv) and, under it, the .agentos.env file in the working
+// directory (or envFile when non-empty). Flags are applied by the caller
+// afterwards with Set, then Finish fills derived defaults.
+func Load(lookup Lookup, envFile string) (Config, error) {
+	if envFile == "" {
+		envFile = ".agentos.env"
+	}
+	fileVals, err := ReadEnvFile(envFile)
+	if err != nil && !os.IsNotExist(err) {
+		return Config{}, fmt.Errorf("read %s: %w", envFile, err)
+	}
+	get := func(key, def string) string {
+		if v, ok := lookup(key); ok && v != "" {
+			return v
+		}
+		if v, ok := fileVals[key]; ok && v != "" {
+			return v
+		}
+		return def
+	}
+	c := Config{
+		Home:               get("AGENTOS_HOME", ".agentos"),
+		DataDir:            get("AGENTOS_DATA_DIR", ""),
+		Mode:               get("AGENTOS_MODE", ModeDemo),
+		OrchestratorAddr:   get("AGENTOS_ORCHESTRATOR_ADDR", "127.0.0.1:50081"),
+		ModelPolicyAddr:    get("AGENTOS_MODEL_POLICY_ADDR", "127.0.0.1:50082"),
+		FederationAddr:     get("AGENTOS_FEDERATION_ADDR", "127.0.0.1:50083"),
+		FederationPeerAddr: get("AGENTOS_FEDERATION_PEER_ADDR", "127.0.0.1:50084"),
+		OrchestratorURL:    get("AGENTOS_ORCHESTRATOR_URL", ""),
+		ModelPolicyURL:     get("AGENTOS_MODEL_POLICY_URL", ""),
+		FederationURL:      get("AGENTOS_FEDERATION_URL", ""),
+		StackID:            get("AGENTOS_STACK_ID", "stk_local_node_a"),
+		Region:             get("AGENTOS_REGION", "local"),
+		Environment:        get("AGENTOS_ENVIRONMENT", ""),
+		StoreURL:           get("AGENTOS_STORE_URL", ""),
+		DefaultTenant:      get("AGENTOS_DEFAULT_TENANT", "tnt_demo"),
+		AuditSink:          get("AGENTOS_AUDIT_SINK", ""),
+		HTTPFetchAllow:     get("AGENTOS_HTTP_FETCH_ALLOW", ""),
+		ModelPolicyConfig:  get("AGENTOS_MODEL_POLICY_CONFIG", ""),
+		LogLevel:           get("AGENTOS_LOG_LEVEL", "info"),
+	}
+	var errsList []string
+	num := func(key, def string, dst *float64) {
+		v := get(key, def)
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 {
+			errsList = append(errsList, fmt.Sprintf("%s=%q: want a non-negative number", key, v))
+			return
+		}
+		*dst = f
+	}
+	integer := func(key, def string, dst *int) {
+		v := get(key, def)
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			errsList = append(errsList, fmt.Sprintf("%s=%q: want a non-negative integer", key, v))
+			return
+		}
+		*dst = n
+	}
+	num("AGENTOS_QUOTA_RUN_CREATE_QPS", "10", &c.QuotaRunCreateQPS)
+	integer("AGENTOS_QUOTA_CONCURRENT_RUNS", "25", &c.QuotaConcurrentRuns)
+	num("AGENTOS_QUOTA_INVOKE_QPS", "20", &c.QuotaInvokeQPS)
+	integer("AGENTOS_EXECUTORS", "8", &c.Executors)
+	integer("AGENTOS_IDEMPOTENCY_TTL_HOURS", "24", &c.IdempotencyTTLHours)
+	if len(errsList) > 0 {
+		return c, fmt.Errorf("invalid configuration: %s", strings.Join(errsList, "; "))
+	}
+	return c, nil
+}
+
+// Finish fills the defaults derived from other fields and validates.
+func (c *Config) Finish() error {
+	if c.DataDir == "" {
+		c.DataDir = filepath.Join(c.Home, "data")
+	}
+	if c.Environment == "" {
+		c.Environment = c.Mode
+	}
+	if c.OrchestratorURL == "" {
+		c.OrchestratorURL = "http://" + c.OrchestratorAddr
+	}
+	if c.ModelPolicyURL == "" {
+		c.ModelPolicyURL = "http://" + c.ModelPolicyAddr
+	}
+	if c.FederationURL == "" {
+		c.FederationURL = "http://" + c.FederationAddr
+	}
+	if c.StoreURL == "" {
+		c.StoreURL = "sqlite://" + filepath.Join(c.DataDir, "agentos.db")
+	}
+	if c.AuditSink == "" {
+		c.AuditSink = "file:" + filepath.Join(c.DataDir, "audit", "audit.jsonl")
+	}
+	if c.Executors == 0 {
+		c.Executors = 8
+	}
+	switch c.Mode {
+	case ModeDemo, ModeDev, ModeProd:
+	default:
+		return fmt.Errorf("invalid mode %q: want demo, dev or prod", c.Mode)
+	}
+	return nil
+}
+
+// DevMode reports whether header-only tenant auth and seeding are allowed.
+func (c Config) DevMode() bool { return c.Mode == ModeDemo || c.Mode == ModeDev }
+
+// CredentialsFile is where demo/dev credentials are written.
+func (c Config) CredentialsFile() string { return filepath.Join(c.Home, "credentials.json") }
+
+// ReadEnvFile parses KEY=VALUE lines (comments with #, optional quotes).
+func ReadEnvFile(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	vals := map[string]string{}
+	sc := bufio.NewScanner(f)
+	line := 0
+	for sc.Scan() {
+		line++
+		s := strings.TrimSpace(sc.Text())
+		if s == "" || strings.HasPrefix(s, "#") {
+			continue
+		}
+		s = strings.TrimPrefix(s, "export ")
+		k, v, ok := strings.Cut(s, "=")
+		if !ok {
+			return nil, fmt.Errorf("%s:%d: want KEY=VALUE", path, line)
+		}
+		v = strings.TrimSpace(v)
+		if len(v) >= 2 && (v[0] == '"' && v[len(v)-1] == '"' || v[0] == '\'' && v[len(v)-1] == '\'') {
+			v = v[1 : len(v)-1]
+		}
+		vals[strings.TrimSpace(k)] = v
+	}
+	return vals, sc.Err()
+}
