@@ -1,0 +1,75 @@
+package cli
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/nexixai/agentos/internal/config"
+)
+
+// configFlags binds the CONTRACT §1 configuration flags to a command and
+// resolves the effective config (flags > env > .agentos.env > defaults).
+type configFlags struct {
+	fs      *pflag.FlagSet
+	envFile string
+	values  map[string]*string
+}
+
+// flagEnv maps flag names to the config field they set.
+var flagEnv = []struct{ flag, usage string }{
+	{"home", "AgentOS home (env AGENTOS_HOME, default ./.agentos)"},
+	{"data-dir", "data directory (env AGENTOS_DATA_DIR, default $AGENTOS_HOME/data)"},
+	{"mode", "demo, dev or prod (env AGENTOS_MODE, default demo)"},
+	{"orchestrator-addr", "orchestrator listen address (env AGENTOS_ORCHESTRATOR_ADDR)"},
+	{"model-policy-addr", "model-policy listen address (env AGENTOS_MODEL_POLICY_ADDR)"},
+	{"federation-addr", "federation listen address (env AGENTOS_FEDERATION_ADDR)"},
+	{"federation-peer-addr", "federation mTLS peer listen address (env AGENTOS_FEDERATION_PEER_ADDR)"},
+	{"orchestrator-url", "orchestrator base URL (env AGENTOS_ORCHESTRATOR_URL)"},
+	{"model-policy-url", "model-policy base URL (env AGENTOS_MODEL_POLICY_URL)"},
+	{"federation-url", "federation base URL (env AGENTOS_FEDERATION_URL)"},
+	{"stack-id", "node stack id (env AGENTOS_STACK_ID, default stk_local_node_a)"},
+	{"region", "node region (env AGENTOS_REGION, default local)"},
+	{"store", "store URL (env AGENTOS_STORE_URL, default sqlite://$AGENTOS_DATA_DIR/agentos.db)"},
+}
+
+func bindConfigFlags(cmd *cobra.Command) *configFlags {
+	cf := &configFlags{fs: cmd.Flags(), values: map[string]*string{}}
+	for _, f := range flagEnv {
+		cf.values[f.flag] = cmd.Flags().String(f.flag, "", f.usage)
+	}
+	cmd.Flags().StringVar(&cf.envFile, "env-file", ".agentos.env", "generated, editable settings file")
+	return cf
+}
+
+// resolve returns the effective config; mutate (e.g. a service's --addr)
+// applies before derived defaults such as URLs are filled.
+func (cf *configFlags) resolve(mutate ...func(*config.Config)) (config.Config, error) {
+	c, err := config.Load(os.LookupEnv, cf.envFile)
+	if err != nil {
+		return c, err
+	}
+	set := func(flag string, dst *string) {
+		if v := *cf.values[flag]; v != "" {
+			*dst = v
+		}
+	}
+	set("home", &c.Home)
+	set("data-dir", &c.DataDir)
+	set("mode", &c.Mode)
+	set("orchestrator-addr", &c.OrchestratorAddr)
+	set("model-policy-addr", &c.ModelPolicyAddr)
+	set("federation-addr", &c.FederationAddr)
+	set("federation-peer-addr", &c.FederationPeerAddr)
+	set("orchestrator-url", &c.OrchestratorURL)
+	set("model-policy-url", &c.ModelPolicyURL)
+	set("federation-url", &c.FederationURL)
+	set("stack-id", &c.StackID)
+	set("region", &c.Region)
+	set("store", &c.StoreURL)
+	for _, m := range mutate {
+		m(&c)
+	}
+	return c, c.Finish()
+}

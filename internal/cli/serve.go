@@ -1,0 +1,48 @@
+package cli
+
+import (
+	"context"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/node"
+)
+
+func newServeCmd() *cobra.Command {
+	serve := &cobra.Command{
+		Use:   "serve",
+		Short: "Run one AgentOS service in the foreground",
+	}
+	serve.AddCommand(
+		serviceCmd("orchestrator", "Run the agent orchestrator (runs, events, admin API)",
+			func(c *config.Config, addr string) { c.OrchestratorAddr = addr }, node.RunOrchestrator),
+	)
+	return serve
+}
+
+// serviceCmd builds `agentos serve <name>` with the common configuration
+// flags plus --addr for the service's own listen address.
+func serviceCmd(name, short string, setAddr func(*config.Config, string),
+	run func(ctx context.Context, cfg config.Config) error) *cobra.Command {
+	var addr string
+	cmd := &cobra.Command{
+		Use:   name,
+		Short: short,
+		Args:  cobra.NoArgs,
+	}
+	cf := bindConfigFlags(cmd)
+	cmd.Flags().StringVar(&addr, "addr", "", "listen address (overrides the service's address setting)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := cf.resolve(func(c *config.Config) {
+			if addr != "" {
+				setAddr(c, addr)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return run(cmd.Context(), cfg)
+	}
+	return cmd
+}
