@@ -155,13 +155,37 @@ func Recover(next http.Handler) http.Handler {
 	})
 }
 
-type logAttrs struct{ tenantID, principalID string }
+type logAttrs struct{ tenantID, principalID, route string }
 
 // SetLogTenant records the request's tenant and principal for the access log.
 func SetLogTenant(ctx context.Context, tenantID, principalID string) {
 	if a, ok := ctx.Value(keyLogAttrs).(*logAttrs); ok {
 		a.tenantID, a.principalID = tenantID, principalID
 	}
+}
+
+// Routed wraps a ServeMux so that the matched route pattern is known to the
+// outer middleware (access log, metrics) through Route.
+func Routed(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a, ok := r.Context().Value(keyLogAttrs).(*logAttrs); ok {
+			_, pattern := mux.Handler(r)
+			if pattern == "" {
+				pattern = "unmatched"
+			}
+			a.route = pattern
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// Route returns the route pattern recorded by Routed ("" if none), for
+// metric labels that must stay bounded.
+func Route(ctx context.Context) string {
+	if a, ok := ctx.Value(keyLogAttrs).(*logAttrs); ok {
+		return a.route
+	}
+	return ""
 }
 
 // StatusRecorder captures the status and size written by a handler. It
