@@ -1,0 +1,180 @@
+package auth
+
+import (
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/nexixai/agentos/internal/ids"
+)
+
+// NodeIssuer is the "iss" of tokens minted by a node key.
+const NodeIssuer = "agentos-node"
+
+// DefaultNodeTokenTTL is the lifetime of a minted token when Mint is given
+// no positive ttl.
+const DefaultNodeTokenTTL = 5 * time.Minute
+
+// NodeSigner mints short-lived EdDSA JWTs that carry an Auth Context from
+// one service of a node to another (orchestrator → model-policy,
+// federation → orchestrator), long after the original request is gone.
+type NodeSigner struct {
+	priv ed25519.PrivateKey
+	pub  ed25519.PublicKey
+	kid  string
+	now  func() time.Time
+}
+
+// NewNodeSigner wraps an existing Ed25519 private key.
+func NewNodeSigner(priv ed25519.PrivateKey) *NodeSigner {
+	pub := priv.Public().(ed25519.PublicKey)
+	sum := sha256.Sum256(pub)
+	return &NodeSigner{priv: priv, pub: pub, kid: hex.EncodeToString(sum[:8]), now: time.Now}
+}
+
+// LoadOrCreateNodeKey reads the Ed25519 private key (PKCS#8 PEM) at path.
+// When the file is absent and create is true, a new key is generated and
+// written with mode 0600 (parent directories 0700); concurrent callers
+// (several services starting at once) all end up with the same key. When
+// create is false (prod) the file must exist. A key file readable by group
+// or others is refused.
+func LoadOrCreateNodeKey(path string, create bool) (*NodeSigner, error) {
+	s, err := loadNodeKey(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return s, err
+	}
+	if !create {
+		return nil, fmt.Errorf("node key %s does not exist (generate it in demo/dev mode or provision it)", path)
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate node key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("encode node key: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("node key dir: %w", err)
+	}
+	// Write a temp file then hard-link it into place: the link fails if
+	// another process won the race, and then its (complete) key is used.
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".nodekey-*")
+	if err != nil {
+		return nil, fmt.Errorf("write node key: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("write node key: %w", err)
+	}
+	if err := pem.Encode(tmp, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("write node key: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, fmt.Errorf("write node key: %w", err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("write node key: %w", err)
+	}
+	return loadNodeKey(path)
+}
+
+func loadNodeKey(path string) (*NodeSigner, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("node key %s has mode %v: it must not be readable by group or others (chmod 600)", path, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "PRIVATE KEY" {
+		return nil, fmt.Errorf("node key %s: want a PEM \"PRIVATE KEY\" block", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("node key %s: %w", path, err)
+	}
+	priv, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("node key %s: want an Ed25519 key, got %T", path, k)
+	}
+	return NewNodeSigner(priv), nil
+}
+
+// KeyID is the key's fingerprint (first 8 bytes of SHA-256 of the public
+// key, hex), used as the JWT "kid".
+func (s *NodeSigner) KeyID() string { return s.kid }
+
+// PublicKey returns the verification key.
+func (s *NodeSigner) PublicKey() ed25519.PublicKey { return s.pub }
+
+// Issuer returns the Issuer to add to an Authenticator so it trusts tokens
+// minted by this key. It accepts any audience; set Audience on the result
+// to restrict it.
+func (s *NodeSigner) Issuer() Issuer {
+	return Issuer{Issuer: NodeIssuer, Keys: map[string]crypto.PublicKey{s.kid: s.pub}}
+}
+
+// Mint returns an EdDSA JWT carrying ac: iss "agentos-node", kid = KeyID,
+// sub = principal, tenant_id, scopes (list), roles, principal_type,
+// display_name and policy_context when set, aud = audience when non-empty,
+// iat, exp = now+ttl (DefaultNodeTokenTTL when ttl <= 0) and a fresh jti.
+func (s *NodeSigner) Mint(ac Context, audience string, ttl time.Duration) (string, error) {
+	if ac.Principal.PrincipalID == "" {
+		return "", errors.New("mint node token: principal_id is required")
+	}
+	if ttl <= 0 {
+		ttl = DefaultNodeTokenTTL
+	}
+	now := s.now()
+	scopes := ac.Scopes
+	if scopes == nil {
+		scopes = []string{}
+	}
+	roles := ac.Roles
+	if roles == nil {
+		roles = []string{}
+	}
+	claims := jwt.MapClaims{
+		"iss":            NodeIssuer,
+		"sub":            ac.Principal.PrincipalID,
+		"tenant_id":      ac.TenantID,
+		"scopes":         scopes,
+		"roles":          roles,
+		"principal_type": principalTypeOf(ac.Principal.PrincipalID, ac.Principal.PrincipalType, ac.Roles),
+		"iat":            now.Unix(),
+		"exp":            now.Add(ttl).Unix(),
+		"jti":            ids.New("jti_"),
+	}
+	if audience != "" {
+		claims["aud"] = audience
+	}
+	if ac.Principal.DisplayName != "" {
+		claims["display_name"] = ac.Principal.DisplayName
+	}
+	if pc := ac.PolicyContext; pc.DataClassification != "" || pc.Region != "" || pc.Purpose != "" || len(pc.ConsentTags) > 0 {
+		claims["policy_context"] = pc
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
+	tok.Header["kid"] = s.kid
+	return tok.SignedString(s.priv)
+}
