@@ -85,6 +85,9 @@ type Usage struct {
 	InputTokens  int64 `json:"input_tokens"`
 	OutputTokens int64 `json:"output_tokens"`
 	TotalTokens  int64 `json:"total_tokens"`
+	// Estimated is true when the backend reported no usage and the counts
+	// were estimated (about four characters per token).
+	Estimated bool `json:"estimated,omitempty"`
 }
 
 // Redaction counts redacted items of one type.

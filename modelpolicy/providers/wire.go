@@ -1,0 +1,136 @@
+package providers
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/nexixai/agentos/internal/errs"
+)
+
+// StatusError maps a backend's non-2xx HTTP answer to an *errs.Error. msg is
+// the backend's own error message (may be empty). 429, 5xx, 401/403 (a
+// misconfigured key) and 404 (unknown model) are retryable on another
+// backend; 408/504 are timeouts; other 4xx are invalid_request.
+func StatusError(backend string, status int, msg string) *errs.Error {
+	if msg == "" {
+		msg = http.StatusText(status)
+	}
+	details := map[string]any{"backend": backend, "upstream_status": status}
+	var code errs.Code
+	switch {
+	case status == http.StatusRequestTimeout || status == http.StatusGatewayTimeout:
+		code = errs.Timeout
+	case status == http.StatusTooManyRequests || status >= 500 ||
+		status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusNotFound:
+		code = errs.DependencyUnavailable
+	default:
+		code = errs.InvalidRequest
+	}
+	return (&errs.Error{Code: code, Message: fmt.Sprintf("backend %s answered %d: %s", backend, status, truncate(msg, 300))}).WithDetails(details)
+}
+
+// TransportError maps a failed HTTP exchange: the caller's deadline is a
+// timeout, the caller's cancellation is returned as is (context.Canceled),
+// anything else (refused, reset, DNS) is dependency_unavailable.
+func TransportError(ctx context.Context, backend string, err error) error {
+	if ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled) {
+		return ctx.Err()
+	}
+	if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+		return (&errs.Error{Code: errs.Timeout, Message: "backend " + backend + " did not answer in time", Err: err}).
+			WithDetails(map[string]any{"backend": backend})
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return (&errs.Error{Code: errs.Timeout, Message: "backend " + backend + " did not answer in time", Err: err}).
+			WithDetails(map[string]any{"backend": backend})
+	}
+	return (&errs.Error{Code: errs.DependencyUnavailable, Message: "backend " + backend + " is unreachable", Err: err}).
+		WithDetails(map[string]any{"backend": backend})
+}
+
+// BadResponse is the error for a backend answer that cannot be understood.
+func BadResponse(backend string, err error) *errs.Error {
+	return (&errs.Error{Code: errs.DependencyUnavailable, Message: "backend " + backend + " sent a malformed response", Err: err}).
+		WithDetails(map[string]any{"backend": backend})
+}
+
+func truncate(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+// SSEEvent is one server-sent event.
+type SSEEvent struct {
+	Event string
+	Data  string
+}
+
+// ReadSSE reads server-sent events from r, calling fn for each complete
+// event (data lines joined with "\n"). Comments are skipped. It returns
+// fn's error, a read error, or nil at EOF.
+func ReadSSE(r io.Reader, fn func(SSEEvent) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 4<<20)
+	var ev SSEEvent
+	var data []string
+	flush := func() error {
+		if len(data) == 0 && ev.Event == "" {
+			return nil
+		}
+		ev.Data = strings.Join(data, "\n")
+		err := fn(ev)
+		ev, data = SSEEvent{}, nil
+		return err
+	}
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		switch {
+		case line == "":
+			if err := flush(); err != nil {
+				return err
+			}
+		case strings.HasPrefix(line, ":"):
+		default:
+			field, value, _ := strings.Cut(line, ":")
+			value = strings.TrimPrefix(value, " ")
+			switch field {
+			case "event":
+				ev.Event = value
+			case "data":
+				data = append(data, value)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	return flush()
+}
+
+// WireName turns a tool name into a function name every backend accepts
+// (^[a-zA-Z0-9_-]{1,64}$): other characters become '_'.
+func WireName(name string) string {
+	b := []byte(name)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	if len(b) == 0 {
+		return "tool"
+	}
+	return string(b)
+}
