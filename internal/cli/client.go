@@ -1,0 +1,553 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nexixai/agentos/internal/store"
+)
+
+// APIError is a non-2xx answer from an AgentOS service, decoded from the
+// contract's error envelope (CONTRACT §2).
+type APIError struct {
+	Status        int
+	Code          string
+	Message       string
+	Details       map[string]any
+	CorrelationID string
+}
+
+func (e *APIError) Error() string {
+	if e.Code == "" {
+		return fmt.Sprintf("HTTP %d", e.Status)
+	}
+	return fmt.Sprintf("HTTP %d %s: %s", e.Status, e.Code, e.Message)
+}
+
+// Client is a small typed client for the orchestrator's runs and admin APIs
+// and model-policy's policy check. Credentials: Token (bearer API token or
+// JWT) and, optionally, TenantID sent as X-Tenant-Id (header-only auth in
+// demo/dev, or tenant selection for a platform admin).
+type Client struct {
+	BaseURL   string // orchestrator base URL
+	PolicyURL string // model-policy base URL
+	Token     string
+	TenantID  string
+	HTTP      *http.Client
+}
+
+func (c *Client) http() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return http.DefaultClient
+}
+
+// do sends a JSON request to base+path and decodes a 2xx JSON answer into out.
+func (c *Client) do(ctx context.Context, method, base, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(base, "/")+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	c.authorize(req)
+	resp, err := c.http().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return decodeAPIError(resp.StatusCode, data)
+	}
+	if out == nil || len(data) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: decode response: %w", method, path, err)
+	}
+	return nil
+}
+
+func (c *Client) authorize(req *http.Request) {
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	if c.TenantID != "" {
+		req.Header.Set("X-Tenant-Id", c.TenantID)
+	}
+}
+
+// decodeAPIError turns a non-2xx body into an *APIError.
+func decodeAPIError(status int, data []byte) *APIError {
+	var env struct {
+		Error struct {
+			Code    string         `json:"code"`
+			Message string         `json:"message"`
+			Details map[string]any `json:"details"`
+		} `json:"error"`
+		CorrelationID string `json:"correlation_id"`
+	}
+	e := &APIError{Status: status}
+	if json.Unmarshal(data, &env) == nil {
+		e.Code, e.Message, e.Details, e.CorrelationID = env.Error.Code, env.Error.Message, env.Error.Details, env.CorrelationID
+	}
+	if e.Message == "" {
+		e.Message = strings.TrimSpace(string(data))
+		if len(e.Message) > 200 {
+			e.Message = e.Message[:200]
+		}
+	}
+	return e
+}
+
+// IsStatus reports whether err is an *APIError with the given HTTP status.
+func IsStatus(err error, status int) bool {
+	ae, ok := err.(*APIError)
+	return ok && ae.Status == status
+}
+
+// Health is a service's /v1/health body.
+type Health struct {
+	Status  string `json:"status"`
+	Service string `json:"service"`
+	Version string `json:"version"`
+}
+
+// GetHealth fetches base+path (e.g. /v1/health) without credentials.
+func GetHealth(ctx context.Context, hc *http.Client, base, path string) (Health, error) {
+	var h Health
+	c := &Client{HTTP: hc}
+	err := c.do(ctx, http.MethodGet, base, path, nil, &h)
+	if err == nil && h.Status != "ok" {
+		err = fmt.Errorf("status %q", h.Status)
+	}
+	return h, err
+}
+
+// ListTenants returns all tenants (platform admin).
+func (c *Client) ListTenants(ctx context.Context) ([]store.Tenant, error) {
+	var out struct {
+		Tenants []store.Tenant `json:"tenants"`
+	}
+	err := c.do(ctx, http.MethodGet, c.BaseURL, "/v1/admin/tenants", nil, &out)
+	return out.Tenants, err
+}
+
+// GetTenant returns one tenant.
+func (c *Client) GetTenant(ctx context.Context, id string) (store.Tenant, error) {
+	var out struct {
+		Tenant store.Tenant `json:"tenant"`
+	}
+	err := c.do(ctx, http.MethodGet, c.BaseURL, "/v1/admin/tenants/"+url.PathEscape(id), nil, &out)
+	return out.Tenant, err
+}
+
+// CreateTenant creates a tenant from a tenant_create object (tenant_id, name,
+// plan_tier, default_policy_id, entitlements, quotas).
+func (c *Client) CreateTenant(ctx context.Context, create map[string]any) (store.Tenant, error) {
+	var out struct {
+		Tenant store.Tenant `json:"tenant"`
+	}
+	err := c.do(ctx, http.MethodPost, c.BaseURL, "/v1/admin/tenants", map[string]any{"tenant_create": create}, &out)
+	return out.Tenant, err
+}
+
+// PatchTenant updates any of name, status, plan_tier, entitlements, quotas.
+func (c *Client) PatchTenant(ctx context.Context, id string, patch map[string]any) (store.Tenant, error) {
+	var out struct {
+		Tenant store.Tenant `json:"tenant"`
+	}
+	err := c.do(ctx, http.MethodPatch, c.BaseURL, "/v1/admin/tenants/"+url.PathEscape(id), patch, &out)
+	return out.Tenant, err
+}
+
+// IssuedToken is a token as returned once by the admin API, with its secret.
+type IssuedToken struct {
+	TokenID     string     `json:"token_id"`
+	Secret      string     `json:"secret"`
+	PrincipalID string     `json:"principal_id"`
+	Scopes      []string   `json:"scopes"`
+	Roles       []string   `json:"roles"`
+	CreatedAt   time.Time  `json:"created_at"`
+	ExpiresAt   *time.Time `json:"expires_at"`
+}
+
+// TokenRequest is the body of a token issue.
+type TokenRequest struct {
+	PrincipalID string     `json:"principal_id"`
+	Scopes      []string   `json:"scopes,omitempty"`
+	Roles       []string   `json:"roles,omitempty"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+}
+
+// IssueToken issues an API token for a principal of a tenant.
+func (c *Client) IssueToken(ctx context.Context, tenantID string, req TokenRequest) (IssuedToken, error) {
+	var out struct {
+		Token IssuedToken `json:"token"`
+	}
+	err := c.do(ctx, http.MethodPost, c.BaseURL, "/v1/admin/tenants/"+url.PathEscape(tenantID)+"/tokens", req, &out)
+	return out.Token, err
+}
+
+// RevokeToken revokes a token.
+func (c *Client) RevokeToken(ctx context.Context, tenantID, tokenID string) error {
+	return c.do(ctx, http.MethodDelete, c.BaseURL,
+		"/v1/admin/tenants/"+url.PathEscape(tenantID)+"/tokens/"+url.PathEscape(tokenID), nil, nil)
+}
+
+// PutAgent creates or replaces an agent in the tenant named by c.TenantID
+// (or the caller's own tenant).
+func (c *Client) PutAgent(ctx context.Context, agentID string, spec map[string]any) (store.Agent, error) {
+	var out struct {
+		Agent store.Agent `json:"agent"`
+	}
+	err := c.do(ctx, http.MethodPut, c.BaseURL, "/v1/admin/agents/"+url.PathEscape(agentID), map[string]any{"agent": spec}, &out)
+	return out.Agent, err
+}
+
+// ListAgents lists the tenant's agents.
+func (c *Client) ListAgents(ctx context.Context) ([]store.Agent, error) {
+	var out struct {
+		Agents []store.Agent `json:"agents"`
+	}
+	err := c.do(ctx, http.MethodGet, c.BaseURL, "/v1/agents", nil, &out)
+	return out.Agents, err
+}
+
+// GetAgent returns one agent of the tenant.
+func (c *Client) GetAgent(ctx context.Context, agentID string) (store.Agent, error) {
+	var out struct {
+		Agent store.Agent `json:"agent"`
+	}
+	err := c.do(ctx, http.MethodGet, c.BaseURL, "/v1/agents/"+url.PathEscape(agentID), nil, &out)
+	return out.Agent, err
+}
+
+// CreateRun starts a run of agentID with a text input.
+func (c *Client) CreateRun(ctx context.Context, agentID, text string, extra map[string]any) (store.Run, error) {
+	body := map[string]any{"input": map[string]any{"type": "text", "text": text}}
+	for k, v := range extra {
+		body[k] = v
+	}
+	var out struct {
+		Run store.Run `json:"run"`
+	}
+	err := c.do(ctx, http.MethodPost, c.BaseURL, "/v1/agents/"+url.PathEscape(agentID)+"/runs", body, &out)
+	return out.Run, err
+}
+
+// GetRun returns a run.
+func (c *Client) GetRun(ctx context.Context, runID string) (store.Run, error) {
+	var out struct {
+		Run store.Run `json:"run"`
+	}
+	err := c.do(ctx, http.MethodGet, c.BaseURL, "/v1/runs/"+url.PathEscape(runID), nil, &out)
+	return out.Run, err
+}
+
+// ListEvents returns a run's stored events as JSON (Accept: application/json).
+func (c *Client) ListEvents(ctx context.Context, runID string) ([]store.Event, error) {
+	var out struct {
+		Events []store.Event `json:"events"`
+	}
+	err := c.do(ctx, http.MethodGet, c.BaseURL, "/v1/runs/"+url.PathEscape(runID)+"/events", nil, &out)
+	return out.Events, err
+}
+
+// StreamEvents follows a run's SSE stream, calling fn for each event until
+// the terminal event, the end of the stream, or an error from fn.
+func (c *Client) StreamEvents(ctx context.Context, runID string, afterSeq int64, fn func(store.Event) error) error {
+	u := strings.TrimRight(c.BaseURL, "/") + "/v1/runs/" + url.PathEscape(runID) + "/events"
+	if afterSeq > 0 {
+		u += "?after_sequence=" + strconv.FormatInt(afterSeq, 10)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	c.authorize(req)
+	resp, err := c.http().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return decodeAPIError(resp.StatusCode, data)
+	}
+	return ReadSSE(resp.Body, func(f SSEFrame) error {
+		if len(f.Data) == 0 {
+			return nil
+		}
+		ev, err := DecodeEventData(f.Data)
+		if err != nil {
+			return err
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+		if store.IsTerminalEvent(ev.Type) {
+			return errStreamDone
+		}
+		return nil
+	})
+}
+
+// errStreamDone stops ReadSSE after a terminal event.
+var errStreamDone = fmt.Errorf("stream done")
+
+// DecodeEventData decodes an SSE data field: {"event":{envelope}} or a bare
+// envelope.
+func DecodeEventData(data []byte) (store.Event, error) {
+	var wrapped struct {
+		Event *store.Event `json:"event"`
+	}
+	if err := json.Unmarshal(data, &wrapped); err != nil {
+		return store.Event{}, fmt.Errorf("decode event: %w", err)
+	}
+	if wrapped.Event != nil {
+		return *wrapped.Event, nil
+	}
+	var ev store.Event
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return store.Event{}, fmt.Errorf("decode event: %w", err)
+	}
+	return ev, nil
+}
+
+// SSEFrame is one server-sent event: its id, event name and data (lines
+// joined with \n). Comment lines (": ping") produce no frame.
+type SSEFrame struct {
+	ID    string
+	Event string
+	Data  []byte
+}
+
+// ReadSSE parses a text/event-stream, calling fn per dispatched frame. It
+// returns nil at the end of the stream or when fn returns errStreamDone.
+func ReadSSE(r io.Reader, fn func(SSEFrame) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 8<<20)
+	var f SSEFrame
+	var data []string
+	hasData := false
+	dispatch := func() error {
+		if !hasData && f.Event == "" && f.ID == "" {
+			return nil
+		}
+		f.Data = []byte(strings.Join(data, "\n"))
+		err := fn(f)
+		f, data, hasData = SSEFrame{}, nil, false
+		return err
+	}
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" {
+			if err := dispatch(); err != nil {
+				if err == errStreamDone {
+					return nil
+				}
+				return err
+			}
+			continue
+		}
+		if strings.HasPrefix(line, ":") {
+			continue
+		}
+		field, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch field {
+		case "id":
+			f.ID = value
+		case "event":
+			f.Event = value
+		case "data":
+			data = append(data, value)
+			hasData = true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	if hasData {
+		if err := dispatch(); err != nil && err != errStreamDone {
+			return err
+		}
+	}
+	return nil
+}
+
+// PolicyResult is model-policy's policy_result.
+type PolicyResult struct {
+	RequestID  string           `json:"request_id"`
+	Decision   string           `json:"decision"`
+	Reasons    []any            `json:"reasons"`
+	Redactions []map[string]any `json:"redactions"`
+	Content    map[string]any   `json:"content"`
+}
+
+// PolicyCheck calls model-policy POST /v1/policy:check with the caller's
+// credentials.
+func (c *Client) PolicyCheck(ctx context.Context, requestID, text string) (PolicyResult, error) {
+	body := map[string]any{"policy_check": map[string]any{
+		"request_id": requestID,
+		"content":    map[string]any{"type": "text", "text": text},
+	}}
+	var out struct {
+		PolicyResult PolicyResult `json:"policy_result"`
+	}
+	err := c.do(ctx, http.MethodPost, c.PolicyURL, "/v1/policy:check", body, &out)
+	return out.PolicyResult, err
+}
+
+// ListModels calls model-policy GET /v1/models.
+func (c *Client) ListModels(ctx context.Context) ([]map[string]any, error) {
+	var out struct {
+		Models []map[string]any `json:"models"`
+	}
+	err := c.do(ctx, http.MethodGet, c.PolicyURL, "/v1/models", nil, &out)
+	return out.Models, err
+}
+
+// Metrics fetches base/metrics and returns the sum of every sample of each
+// metric family (labels ignored), e.g. m["agentos_runs_total"].
+func Metrics(ctx context.Context, hc *http.Client, base string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: HTTP %d", resp.StatusCode)
+	}
+	return ParseMetrics(resp.Body)
+}
+
+// ParseMetrics sums the samples of each metric name in a Prometheus text
+// exposition. Comment and malformed lines are skipped.
+func ParseMetrics(r io.Reader) (map[string]float64, error) {
+	out := map[string]float64{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name := line
+		rest := ""
+		if i := strings.IndexByte(line, '{'); i >= 0 {
+			j := strings.LastIndexByte(line, '}')
+			if j < i {
+				continue
+			}
+			name, rest = line[:i], line[j+1:]
+		} else if i := strings.IndexAny(line, " \t"); i >= 0 {
+			name, rest = line[:i], line[i:]
+		} else {
+			continue
+		}
+		fields := strings.Fields(rest)
+		if len(fields) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(fields[0], 64)
+		if err != nil {
+			continue
+		}
+		out[name] += v
+	}
+	return out, sc.Err()
+}
+
+// authFlags are the credential flags of the day-two commands.
+type authFlags struct {
+	cf     *configFlags
+	token  string
+	tenant string
+}
+
+// bindAuthFlags adds the config flags plus --token and --tenant.
+func bindAuthFlags(cmd *cobra.Command) *authFlags {
+	a := &authFlags{cf: bindConfigFlags(cmd)}
+	cmd.Flags().StringVar(&a.token, "token", "", "API token or JWT (env AGENTOS_TOKEN; default from $AGENTOS_HOME/credentials.json)")
+	cmd.Flags().StringVar(&a.tenant, "tenant", "", "tenant to act on (X-Tenant-Id; default the credentials' tenant)")
+	return a
+}
+
+// Roles a day-two command acts as when it takes its token from credentials.json.
+const (
+	asPlatformAdmin = "platform_admin"
+	asTenantAdmin   = "tenant_admin"
+)
+
+// client builds an API client: an explicit --token/AGENTOS_TOKEN wins;
+// otherwise the credentials.json token for the role (a platform admin token
+// with X-Tenant-Id when --tenant names another tenant); otherwise, in
+// demo/dev, header-only auth with X-Tenant-Id.
+func (a *authFlags) client(role string) (*Client, *Node, error) {
+	n, err := nodeFromFlags(a.cf)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := &Client{BaseURL: n.Cfg.OrchestratorURL, PolicyURL: n.Cfg.ModelPolicyURL, HTTP: &http.Client{}}
+	tok := firstNonEmpty(a.token, os.Getenv("AGENTOS_TOKEN"))
+	if tok != "" {
+		c.Token, c.TenantID = tok, a.tenant
+		return c, n, nil
+	}
+	creds, err := loadCredentials(n.Cfg.CredentialsFile())
+	if err != nil {
+		if n.Cfg.DevMode() && role == asTenantAdmin {
+			c.TenantID = firstNonEmpty(a.tenant, n.Cfg.DefaultTenant)
+			return c, n, nil
+		}
+		return nil, nil, &ExitError{Code: 2, Err: fmt.Errorf("no credentials: pass --token (or AGENTOS_TOKEN), or run `agentos up` / `agentos bootstrap` to create %s (%v)", n.Cfg.CredentialsFile(), err)}
+	}
+	switch {
+	case role == asTenantAdmin && (a.tenant == "" || a.tenant == creds.TenantID) && creds.TenantAdmin.Token != "":
+		c.Token = creds.TenantAdmin.Token
+	default:
+		c.Token = creds.PlatformAdmin.Token
+		c.TenantID = a.tenant
+		if c.TenantID == "" && role == asTenantAdmin {
+			c.TenantID = creds.TenantID
+		}
+	}
+	return c, n, nil
+}

@@ -1,0 +1,94 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func newLogsCmd() *cobra.Command {
+	var follow bool
+	var tail int
+	cmd := &cobra.Command{
+		Use:   "logs <service>",
+		Short: "Print a service's log (orchestrator, model-policy, federation)",
+		Args:  cobra.ExactArgs(1),
+	}
+	cf := bindConfigFlags(cmd)
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines")
+	cmd.Flags().IntVar(&tail, "tail", 100, "number of last lines to print (0: all)")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		n, err := nodeFromFlags(cf)
+		if err != nil {
+			return err
+		}
+		name := args[0]
+		if _, ok := n.service(name); !ok {
+			var names []string
+			for _, s := range n.Services {
+				names = append(names, s.Name)
+			}
+			return &ExitError{Code: 2, Err: fmt.Errorf("unknown service %q (want one of %s)", name, strings.Join(names, ", "))}
+		}
+		return printLog(cmd.Context(), cmd.OutOrStdout(), n.logFile(name), tail, follow, 250*time.Millisecond)
+	}
+	return cmd
+}
+
+// printLog prints the last tail lines of path (all if tail <= 0) and, with
+// follow, new lines as they are appended (a truncated file is reread from
+// the start) until ctx ends.
+func printLog(ctx context.Context, out io.Writer, path string, tail int, follow bool, poll time.Duration) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return &ExitError{Code: 1, Err: fmt.Errorf("no log at %s yet (has `agentos up` run?)", path)}
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if tail > 0 {
+		for _, l := range tailLines(path, tail) {
+			fmt.Fprintln(out, l)
+		}
+		if _, err := f.Seek(0, io.SeekEnd); err != nil {
+			return err
+		}
+	} else if _, err := io.Copy(out, f); err != nil {
+		return err
+	}
+	if !follow {
+		return nil
+	}
+	pos, _ := f.Seek(0, io.SeekCurrent)
+	buf := make([]byte, 32<<10)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(poll):
+		}
+		if st, err := os.Stat(path); err == nil && st.Size() < pos {
+			if nf, err := os.Open(path); err == nil {
+				f.Close()
+				f, pos = nf, 0
+			}
+		}
+		for {
+			k, err := f.Read(buf)
+			if k > 0 {
+				_, _ = out.Write(buf[:k])
+				pos += int64(k)
+			}
+			if err != nil || k == 0 {
+				break
+			}
+		}
+	}
+}

@@ -1,0 +1,147 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nexixai/agentos/internal/store"
+)
+
+func newRunCmd() *cobra.Command {
+	var asJSON bool
+	var idem string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   `run <agent_id> "text"`,
+		Short: "Create a run and show its events live",
+		Long: `run creates a run of an agent with a text input and follows its event
+stream (SSE) to the end, printing each event readably; --json prints one
+JSON event envelope per line instead. Exit 0 when the run completed, 1 when
+it failed or was canceled.`,
+		Args: cobra.ExactArgs(2),
+	}
+	a := bindAuthFlags(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the run and each event as one JSON object per line")
+	cmd.Flags().StringVar(&idem, "idempotency-key", "", "idempotency key for the run")
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "give up following the events after this long")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, _, err := a.client(asTenantAdmin)
+		if err != nil {
+			return err
+		}
+		ctx := cmd.Context()
+		out := cmd.OutOrStdout()
+		var extra map[string]any
+		if idem != "" {
+			extra = map[string]any{"idempotency_key": idem}
+		}
+		run, err := c.CreateRun(ctx, args[0], args[1], extra)
+		if err != nil {
+			return &ExitError{Code: 1, Err: fmt.Errorf("create run: %w", err)}
+		}
+		enc := json.NewEncoder(out)
+		if asJSON {
+			_ = enc.Encode(map[string]any{"run": run})
+		} else {
+			fmt.Fprintf(out, "run %s of %s (tenant %s) %s\n", run.RunID, run.AgentID, run.TenantID, run.Status)
+		}
+		var last store.Event
+		r := &eventRenderer{w: out, start: time.Now()}
+		tctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		err = c.StreamEvents(tctx, run.RunID, 0, func(ev store.Event) error {
+			last = ev
+			if asJSON {
+				return enc.Encode(map[string]any{"event": ev})
+			}
+			r.render(ev)
+			return nil
+		})
+		if err != nil {
+			return &ExitError{Code: 1, Err: fmt.Errorf("follow events of %s: %w", run.RunID, err)}
+		}
+		if last.Type != store.EventRunCompleted {
+			return &ExitError{Code: 1, Err: fmt.Errorf("run %s ended with %s", run.RunID, firstNonEmpty(last.Type, "no terminal event"))}
+		}
+		return nil
+	}
+	return cmd
+}
+
+// eventRenderer prints events for a person.
+type eventRenderer struct {
+	w     io.Writer
+	start time.Time
+}
+
+func (r *eventRenderer) render(ev store.Event) {
+	var pl map[string]any
+	_ = json.Unmarshal(ev.Payload, &pl)
+	s := func(k string) string { return str(pl[k]) }
+	var line string
+	switch ev.Type {
+	case store.EventRunCreated:
+		line = "run created (" + s("status") + ")"
+	case store.EventStepStarted:
+		line = fmt.Sprintf("step: %s %s", s("step_kind"), s("name"))
+	case store.EventModelRequested:
+		line = fmt.Sprintf("model %s requested (%s)", s("model_ref"), s("operation"))
+	case store.EventModelCompleted:
+		route, _ := pl["route"].(map[string]any)
+		usage, _ := pl["usage"].(map[string]any)
+		pol, _ := pl["policy_outcome"].(map[string]any)
+		line = fmt.Sprintf("model %s → %s/%s %s in %sms, %s tokens, policy %s",
+			s("model_ref"), str(route["backend"]), str(route["model"]), s("status"), s("latency_ms"),
+			str(usage["total_tokens"]), str(pol["decision"]))
+	case store.EventToolCallRequested:
+		line = fmt.Sprintf("tool %s ← %s", s("tool_id"), compactJSON(pl["input"]))
+	case store.EventToolCallCompleted:
+		line = fmt.Sprintf("tool %s %s in %sms → %s", s("tool_id"), s("status"), s("duration_ms"), compactJSON(pl["output"]))
+		if e := pl["error"]; e != nil {
+			line += " error " + compactJSON(e)
+		}
+	case store.EventRunCompleted:
+		out, _ := pl["output"].(map[string]any)
+		line = "completed: " + str(out["text"])
+	case store.EventRunFailed:
+		e, _ := pl["error"].(map[string]any)
+		line = fmt.Sprintf("FAILED: %s: %s", str(e["code"]), str(e["message"]))
+	case store.EventRunCanceled:
+		line = "canceled: " + s("reason")
+	default:
+		line = strings.TrimPrefix(ev.Type, "agentos.") + " " + compactJSON(pl)
+	}
+	fmt.Fprintf(r.w, "  %3d  +%-7s %s\n", ev.Sequence, fmtDuration(time.Since(r.start)), line)
+}
+
+func str(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "-"
+	case string:
+		return x
+	case float64:
+		return fmt.Sprintf("%g", x)
+	default:
+		return compactJSON(x)
+	}
+}
+
+// compactJSON renders v in one line, cut at 160 characters.
+func compactJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	s := string(b)
+	if len(s) > 160 {
+		s = s[:157] + "..."
+	}
+	return s
+}

@@ -1,0 +1,131 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// ServiceStatus is one row of `agentos status`.
+type ServiceStatus struct {
+	Name      string `json:"name"`
+	PID       int    `json:"pid"`
+	State     string `json:"state"` // healthy, unhealthy, stopped, stale-pid, external
+	Version   string `json:"version"`
+	Address   string `json:"address"`
+	URL       string `json:"url"`
+	UptimeSec int64  `json:"uptime_seconds"`
+	LogBytes  int64  `json:"log_bytes"`
+	Error     string `json:"error,omitempty"`
+}
+
+// NodeStatus is `agentos status --json`.
+type NodeStatus struct {
+	Home      string          `json:"home"`
+	Mode      string          `json:"mode"`
+	DataDir   string          `json:"data_dir"`
+	DataBytes int64           `json:"data_bytes"`
+	Services  []ServiceStatus `json:"services"`
+	Healthy   bool            `json:"healthy"`
+}
+
+func newStatusCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show each service: pid, health, version, address, uptime, sizes",
+		Args:  cobra.NoArgs,
+	}
+	cf := bindConfigFlags(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		n, err := nodeFromFlags(cf)
+		if err != nil {
+			return err
+		}
+		st := nodeStatus(cmd.Context(), n)
+		out := cmd.OutOrStdout()
+		if asJSON {
+			enc := json.NewEncoder(out)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(st); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintf(out, "node %s (%s mode), home %s\n\n", n.Cfg.StackID, n.Cfg.Mode, n.Cfg.Home)
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SERVICE\tPID\tSTATE\tVERSION\tADDRESS\tUPTIME\tLOG")
+			for _, s := range st.Services {
+				pid, up := "-", "-"
+				if s.PID > 0 {
+					pid = fmt.Sprint(s.PID)
+				}
+				if s.UptimeSec > 0 {
+					up = (time.Duration(s.UptimeSec) * time.Second).String()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, pid, s.State, firstNonEmpty(s.Version, "-"), s.Address, up, humanBytes(s.LogBytes))
+			}
+			_ = tw.Flush()
+			fmt.Fprintf(out, "\ndata: %s (%s)\n", st.DataDir, humanBytes(st.DataBytes))
+			if !st.Healthy {
+				fmt.Fprintln(out, "not every service is healthy; next: agentos up")
+			}
+		}
+		if !st.Healthy {
+			return &ExitError{Code: 1}
+		}
+		return nil
+	}
+	return cmd
+}
+
+// nodeStatus inspects every service.
+func nodeStatus(ctx context.Context, n *Node) NodeStatus {
+	ns := NodeStatus{Home: n.Cfg.Home, Mode: n.Cfg.Mode, DataDir: n.Cfg.DataDir, DataBytes: dirSize(n.Cfg.DataDir), Healthy: true}
+	for _, s := range n.Services {
+		ps := n.inspect(ctx, s)
+		ss := ServiceStatus{Name: s.Name, PID: ps.PID, Version: ps.Version, Address: s.Addr, URL: s.URL, Error: ps.Err}
+		if fi, err := os.Stat(n.logFile(s.Name)); err == nil {
+			ss.LogBytes = fi.Size()
+		}
+		switch {
+		case ps.Healthy && ps.Alive:
+			ss.State = "healthy"
+		case ps.Healthy:
+			ss.State = "healthy (external)"
+			ss.PID = 0
+		case ps.Alive:
+			ss.State = "unhealthy"
+		case ps.PID != 0:
+			ss.State = "stale-pid"
+		default:
+			ss.State = "stopped"
+		}
+		if ps.Alive && !ps.Started.IsZero() {
+			ss.UptimeSec = int64(time.Since(ps.Started).Seconds())
+		}
+		if !ps.Healthy {
+			ns.Healthy = false
+		}
+		ns.Services = append(ns.Services, ss)
+	}
+	return ns
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,384 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nexixai/agentos/internal/config"
+)
+
+// Service is one supervised AgentOS process of a node.
+type Service struct {
+	Name       string // orchestrator, model-policy, federation
+	Addr       string // listen address
+	URL        string // base URL
+	HealthPath string // /v1/health or /v1/federation/health
+}
+
+// Node is the on-disk layout and services of one local node.
+type Node struct {
+	Cfg      config.Config
+	EnvFile  string // passed to children as --env-file (absolute), may be ""
+	Exe      string // agentos binary to spawn
+	Services []Service
+	HTTP     *http.Client
+}
+
+// Paths under AGENTOS_HOME.
+func (n *Node) runDir() string          { return filepath.Join(n.Cfg.Home, "run") }
+func (n *Node) logDir() string          { return filepath.Join(n.Cfg.Home, "logs") }
+func (n *Node) reportDir() string       { return filepath.Join(n.Cfg.Home, "reports") }
+func (n *Node) pidFile(s string) string { return filepath.Join(n.runDir(), s+".pid") }
+func (n *Node) logFile(s string) string { return filepath.Join(n.logDir(), s+".log") }
+
+// availableServices reports which `agentos serve <name>` subcommands exist in
+// this build, so that federation is started only when it has landed.
+func availableServices() map[string]bool {
+	out := map[string]bool{}
+	for _, c := range commands() {
+		if c.Name() != "serve" {
+			continue
+		}
+		for _, sc := range c.Commands() {
+			out[sc.Name()] = true
+		}
+	}
+	return out
+}
+
+// newNode builds the node for cfg, with services in start order
+// (model-policy first: the orchestrator depends on it). Home and data dir
+// are made absolute so that children and reports agree whatever their cwd.
+func newNode(cfg config.Config, envFile string, avail map[string]bool) (*Node, error) {
+	var err error
+	if cfg.Home, err = filepath.Abs(cfg.Home); err != nil {
+		return nil, err
+	}
+	if cfg.DataDir, err = filepath.Abs(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if envFile != "" {
+		if envFile, err = filepath.Abs(envFile); err != nil {
+			return nil, err
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find agentos binary: %w", err)
+	}
+	n := &Node{Cfg: cfg, EnvFile: envFile, Exe: exe, HTTP: &http.Client{Timeout: 5 * time.Second}}
+	all := []Service{
+		{Name: "model-policy", Addr: cfg.ModelPolicyAddr, URL: cfg.ModelPolicyURL, HealthPath: "/v1/health"},
+		{Name: "orchestrator", Addr: cfg.OrchestratorAddr, URL: cfg.OrchestratorURL, HealthPath: "/v1/health"},
+		{Name: "federation", Addr: cfg.FederationAddr, URL: cfg.FederationURL, HealthPath: "/v1/federation/health"},
+	}
+	for _, s := range all {
+		if avail[s.Name] {
+			n.Services = append(n.Services, s)
+		}
+	}
+	if len(n.Services) == 0 {
+		return nil, errors.New("this build has no `agentos serve` services")
+	}
+	return n, nil
+}
+
+// nodeFromFlags resolves the configuration and builds the node.
+func nodeFromFlags(cf *configFlags) (*Node, error) {
+	cfg, err := cf.resolve()
+	if err != nil {
+		return nil, err
+	}
+	return newNode(cfg, cf.envFile, availableServices())
+}
+
+// service returns the named service.
+func (n *Node) service(name string) (Service, bool) {
+	for _, s := range n.Services {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Service{}, false
+}
+
+// childEnv is the environment of a spawned service: the parent's, with the
+// resolved configuration on top so that child and parent agree.
+func (n *Node) childEnv() []string {
+	c := n.Cfg
+	set := map[string]string{
+		"AGENTOS_HOME":                  c.Home,
+		"AGENTOS_DATA_DIR":              c.DataDir,
+		"AGENTOS_MODE":                  c.Mode,
+		"AGENTOS_ORCHESTRATOR_ADDR":     c.OrchestratorAddr,
+		"AGENTOS_MODEL_POLICY_ADDR":     c.ModelPolicyAddr,
+		"AGENTOS_FEDERATION_ADDR":       c.FederationAddr,
+		"AGENTOS_FEDERATION_PEER_ADDR":  c.FederationPeerAddr,
+		"AGENTOS_ORCHESTRATOR_URL":      c.OrchestratorURL,
+		"AGENTOS_MODEL_POLICY_URL":      c.ModelPolicyURL,
+		"AGENTOS_FEDERATION_URL":        c.FederationURL,
+		"AGENTOS_STACK_ID":              c.StackID,
+		"AGENTOS_REGION":                c.Region,
+		"AGENTOS_ENVIRONMENT":           c.Environment,
+		"AGENTOS_STORE_URL":             c.StoreURL,
+		"AGENTOS_DEFAULT_TENANT":        c.DefaultTenant,
+		"AGENTOS_QUOTA_RUN_CREATE_QPS":  strconv.FormatFloat(c.QuotaRunCreateQPS, 'f', -1, 64),
+		"AGENTOS_QUOTA_CONCURRENT_RUNS": strconv.Itoa(c.QuotaConcurrentRuns),
+		"AGENTOS_QUOTA_INVOKE_QPS":      strconv.FormatFloat(c.QuotaInvokeQPS, 'f', -1, 64),
+		"AGENTOS_AUDIT_SINK":            c.AuditSink,
+		"AGENTOS_EXECUTORS":             strconv.Itoa(c.Executors),
+		"AGENTOS_IDEMPOTENCY_TTL_HOURS": strconv.Itoa(c.IdempotencyTTLHours),
+		"AGENTOS_LOG_LEVEL":             c.LogLevel,
+	}
+	if c.HTTPFetchAllow != "" {
+		set["AGENTOS_HTTP_FETCH_ALLOW"] = c.HTTPFetchAllow
+	}
+	if c.ModelPolicyConfig != "" {
+		set["AGENTOS_MODEL_POLICY_CONFIG"] = c.ModelPolicyConfig
+	}
+	if _, ok := os.LookupEnv("AGENTOS_BOOTSTRAP_ADMIN_TOKEN"); !ok {
+		if _, ok := os.LookupEnv("AGENTOS_BOOTSTRAP_ADMIN_TOKEN_FILE"); !ok {
+			if p := n.bootstrapTokenFile(); fileExists(p) {
+				set["AGENTOS_BOOTSTRAP_ADMIN_TOKEN_FILE"] = p
+			}
+		}
+	}
+	env := make([]string, 0, len(os.Environ())+len(set))
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, over := set[k]; !over {
+			env = append(env, kv)
+		}
+	}
+	for k, v := range set {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+// bootstrapTokenFile is where `agentos bootstrap` keeps the prod bootstrap
+// admin token.
+func (n *Node) bootstrapTokenFile() string {
+	return filepath.Join(n.Cfg.Home, "secrets", "bootstrap-admin.token")
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// ProcState is what the supervisor knows about one service.
+type ProcState struct {
+	Service
+	PID     int       // from the pid file, 0 if none
+	Alive   bool      // the pid is a running process
+	Healthy bool      // health endpoint answered ok
+	Version string    // from health
+	Started time.Time // pid file modification time
+	Err     string    // last health error
+}
+
+// readPID returns the pid recorded for a service (0 if none or unreadable).
+func (n *Node) readPID(name string) (int, time.Time) {
+	p := n.pidFile(name)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0, time.Time{}
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, time.Time{}
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		return pid, time.Time{}
+	}
+	return pid, st.ModTime()
+}
+
+// processAlive reports whether pid is a live, non-zombie process.
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	// A zombie (exited, not yet reaped) still answers kill 0 on Linux.
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		s := string(b)
+		if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) && s[i+2] == 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// inspect returns the state of one service: pid, liveness and health.
+func (n *Node) inspect(ctx context.Context, s Service) ProcState {
+	st := ProcState{Service: s}
+	st.PID, st.Started = n.readPID(s.Name)
+	st.Alive = processAlive(st.PID)
+	h, err := GetHealth(ctx, n.HTTP, s.URL, s.HealthPath)
+	if err != nil {
+		st.Err = err.Error()
+	} else {
+		st.Healthy, st.Version = true, h.Version
+	}
+	return st
+}
+
+// portFree reports whether addr can be bound now.
+func portFree(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return l.Close()
+}
+
+// start spawns `agentos serve <name>` detached (own session), with output
+// appended to logs/<name>.log and the pid written to run/<name>.pid.
+func (n *Node) start(s Service) (int, error) {
+	for _, d := range []string{n.runDir(), n.logDir(), n.Cfg.DataDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return 0, err
+		}
+	}
+	logf, err := os.OpenFile(n.logFile(s.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return 0, err
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "---- agentos up: starting %s at %s ----\n", s.Name, time.Now().UTC().Format(time.RFC3339))
+	args := []string{"serve", s.Name}
+	if n.EnvFile != "" {
+		args = append(args, "--env-file", n.EnvFile)
+	}
+	cmd := exec.Command(n.Exe, args...)
+	cmd.Env = n.childEnv()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Stdin = nil
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("start %s: %w", s.Name, err)
+	}
+	pid := cmd.Process.Pid
+	if err := os.WriteFile(n.pidFile(s.Name), []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+		_ = cmd.Process.Kill()
+		return 0, err
+	}
+	// Reap the child if it exits while we are still running, so it does
+	// not linger as a zombie that looks alive.
+	go func() { _ = cmd.Wait() }()
+	return pid, nil
+}
+
+// waitHealthy polls the service's health until ok, the process dies, or
+// the timeout.
+func (n *Node) waitHealthy(ctx context.Context, s Service, pid int, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		hctx, hcancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := GetHealth(hctx, n.HTTP, s.URL, s.HealthPath)
+		hcancel()
+		if err == nil {
+			return nil
+		}
+		last = err
+		if pid > 0 && !processAlive(pid) {
+			return fmt.Errorf("%s exited during startup (pid %d)", s.Name, pid)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not healthy after %s: %v", s.Name, timeout, last)
+		case <-time.After(150 * time.Millisecond):
+		}
+	}
+}
+
+// stop sends SIGTERM to the service's process group, waits, then SIGKILL;
+// it removes the pid file. Stopping a service that is not running is fine.
+func (n *Node) stop(name string, grace time.Duration) (bool, error) {
+	pid, _ := n.readPID(name)
+	defer os.Remove(n.pidFile(name))
+	if !processAlive(pid) {
+		return false, nil
+	}
+	if !n.ownsPID(pid) {
+		return false, fmt.Errorf("pid %d in %s is not an agentos process; not signalling it", pid, n.pidFile(name))
+	}
+	_ = syscall.Kill(-pid, syscall.SIGTERM)
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		if !processAlive(pid) {
+			return true, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	for i := 0; i < 40 && processAlive(pid); i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	return true, nil
+}
+
+// ownsPID guards against a recycled pid: on Linux the process's command
+// line must mention "serve". Elsewhere it is trusted.
+func (n *Node) ownsPID(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return true
+	}
+	return strings.Contains(string(b), "serve")
+}
+
+// tailLines returns the last n lines of a file (nil if unreadable).
+func tailLines(path string, n int) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	const maxRead = 1 << 20
+	if st, err := f.Stat(); err == nil && st.Size() > maxRead {
+		_, _ = f.Seek(st.Size()-maxRead, 0)
+	}
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return lines
+}
+
+// dirSize sums the sizes of regular files under dir.
+func dirSize(dir string) int64 {
+	var total int64
+	_ = filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() {
+			total += info.Size()
+		}
+		return nil
+	})
+	return total
+}
