@@ -1,0 +1,76 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+
+	"github.com/nexixai/agentos/internal/store"
+)
+
+// PutAgent creates the agent or replaces it (created_at is kept on replace).
+func (db *DB) PutAgent(ctx context.Context, a store.Agent) error {
+	if err := required("tenant_id", a.TenantID, "agent_id", a.AgentID); err != nil {
+		return err
+	}
+	tools, err := toJSON("tools", a.Tools)
+	if err != nil {
+		return err
+	}
+	defaults, err := toJSON("defaults", a.Defaults)
+	if err != nil {
+		return err
+	}
+	return db.WriteTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO agents (tenant_id, agent_id, name, description, version, status,
+			model_ref, instructions, tools, defaults, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+			ON CONFLICT (tenant_id, agent_id) DO UPDATE SET name = excluded.name, description = excluded.description,
+			version = excluded.version, status = excluded.status, model_ref = excluded.model_ref,
+			instructions = excluded.instructions, tools = excluded.tools, defaults = excluded.defaults,
+			updated_at = excluded.updated_at`,
+			a.TenantID, a.AgentID, a.Name, a.Description, a.Version, a.Status, a.ModelRef, a.Instructions,
+			tools, defaults, micros(a.CreatedAt), micros(a.UpdatedAt))
+		return mapErr(err, "agent "+a.AgentID)
+	})
+}
+
+const agentCols = `tenant_id, agent_id, name, description, version, status, model_ref, instructions, tools, defaults, created_at, updated_at`
+
+func scanAgent(row interface{ Scan(...any) error }) (store.Agent, error) {
+	var a store.Agent
+	var tools, defaults sql.NullString
+	var created, updated sql.NullInt64
+	if err := row.Scan(&a.TenantID, &a.AgentID, &a.Name, &a.Description, &a.Version, &a.Status, &a.ModelRef,
+		&a.Instructions, &tools, &defaults, &created, &updated); err != nil {
+		return a, err
+	}
+	a.CreatedAt, a.UpdatedAt = fromMicros(created), fromMicros(updated)
+	if err := fromJSON(tools, &a.Tools); err != nil {
+		return a, err
+	}
+	return a, fromJSON(defaults, &a.Defaults)
+}
+
+// GetAgent returns ErrNotFound if absent or in another tenant.
+func (db *DB) GetAgent(ctx context.Context, tenantID, agentID string) (store.Agent, error) {
+	a, err := scanAgent(db.r.QueryRowContext(ctx, `SELECT `+agentCols+` FROM agents WHERE tenant_id = ? AND agent_id = ?`,
+		tenantID, agentID))
+	return a, mapErr(err, "agent "+agentID)
+}
+
+// ListAgents lists a tenant's agents ordered by id.
+func (db *DB) ListAgents(ctx context.Context, tenantID string) ([]store.Agent, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT `+agentCols+` FROM agents WHERE tenant_id = ? ORDER BY agent_id`, tenantID)
+	if err != nil {
+		return nil, mapErr(err, "agents")
+	}
+	defer rows.Close()
+	var out []store.Agent
+	for rows.Next() {
+		a, err := scanAgent(rows)
+		if err != nil {
+			return nil, mapErr(err, "agents")
+		}
+		out = append(out, a)
+	}
+	return out, mapErr(rows.Err(), "agents")
+}

@@ -1,0 +1,110 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+
+	"github.com/nexixai/agentos/internal/ids"
+	"github.com/nexixai/agentos/internal/store"
+)
+
+// Limits of ListAudit.
+const (
+	defaultAuditLimit = 100
+	maxAuditLimit     = 10000
+)
+
+// AppendAudit appends r to the global chain: Seq = last+1, PrevHash = the
+// last record's Hash ("" for the first), Hash = store.HashAudit(r). AuditID
+// (ids.New("aud_")) and Time (now) are filled when empty; Time is stored UTC
+// with microsecond precision so the hash recomputes after reading back.
+func (db *DB) AppendAudit(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error) {
+	var out store.AuditRecord
+	err := db.WriteTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		out, err = db.appendAuditTx(ctx, tx, r)
+		return err
+	})
+	return out, err
+}
+
+func (db *DB) appendAuditTx(ctx context.Context, tx *sql.Tx, r store.AuditRecord) (store.AuditRecord, error) {
+	if r.AuditID == "" {
+		r.AuditID = ids.New("aud_")
+	}
+	if r.Time.IsZero() {
+		r.Time = db.now()
+	}
+	r.Time = utc(r.Time)
+	pc, err := nullableJSON("policy_context", r.PolicyContext)
+	if err != nil {
+		return r, err
+	}
+	details, err := nullableJSON("details", r.Details)
+	if err != nil {
+		return r, err
+	}
+	var lastSeq int64
+	var lastHash string
+	err = tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`).Scan(&lastSeq, &lastHash)
+	if err != nil && err != sql.ErrNoRows {
+		return r, mapErr(err, "audit log")
+	}
+	r.Seq, r.PrevHash = lastSeq+1, lastHash
+	r.Hash = store.HashAudit(r)
+	_, err = tx.ExecContext(ctx, `INSERT INTO audit_log (tenant_id, seq, audit_id, time, principal_id, action, target,
+		outcome, policy_context, details, correlation_id, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		r.TenantID, r.Seq, r.AuditID, r.Time.UnixMicro(), r.PrincipalID, r.Action, r.Target, r.Outcome, pc, details,
+		r.CorrelationID, r.PrevHash, r.Hash)
+	return r, mapErr(err, "audit record")
+}
+
+// nullableJSON encodes a map column; nil is NULL.
+func nullableJSON(field string, m map[string]any) (any, error) {
+	if m == nil {
+		return nil, nil
+	}
+	return toJSON(field, m)
+}
+
+// ListAudit lists records in Seq order; TenantID "" lists every tenant.
+func (db *DB) ListAudit(ctx context.Context, p store.ListAuditParams) ([]store.AuditRecord, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = defaultAuditLimit
+	}
+	limit = min(limit, maxAuditLimit)
+	q := `SELECT tenant_id, seq, audit_id, time, principal_id, action, target, outcome, policy_context, details,
+		correlation_id, prev_hash, hash FROM audit_log WHERE `
+	args := []any{}
+	if p.TenantID != "" {
+		q += `tenant_id = ? AND `
+		args = append(args, p.TenantID)
+	}
+	q += `seq > ? ORDER BY seq LIMIT ?`
+	args = append(args, p.AfterSeq, limit)
+	rows, err := db.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, mapErr(err, "audit log")
+	}
+	defer rows.Close()
+	var out []store.AuditRecord
+	for rows.Next() {
+		var r store.AuditRecord
+		var t int64
+		var pc, details sql.NullString
+		if err := rows.Scan(&r.TenantID, &r.Seq, &r.AuditID, &t, &r.PrincipalID, &r.Action, &r.Target, &r.Outcome,
+			&pc, &details, &r.CorrelationID, &r.PrevHash, &r.Hash); err != nil {
+			return nil, mapErr(err, "audit log")
+		}
+		r.Time = fromMicros(sql.NullInt64{Int64: t, Valid: true})
+		if err := fromJSONNumbers(pc, &r.PolicyContext); err != nil {
+			return nil, err
+		}
+		if err := fromJSONNumbers(details, &r.Details); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, mapErr(rows.Err(), "audit log")
+}

@@ -1,0 +1,70 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+
+	"github.com/nexixai/agentos/internal/errs"
+)
+
+// KVPut stores value under (tenant, namespace, key). A tenant's usage is the
+// sum of len(key)+len(value) over its entries; if maxBytes > 0 and the usage
+// after the put would exceed it, nothing is written and a quota_exceeded
+// error with details limit/used/requested is returned.
+func (db *DB) KVPut(ctx context.Context, tenantID, namespace, key string, value []byte, maxBytes int64) error {
+	if err := required("tenant_id", tenantID, "key", key); err != nil {
+		return err
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	size := int64(len(key) + len(value))
+	return db.WriteTx(ctx, func(tx *sql.Tx) error {
+		if maxBytes > 0 {
+			var used, old int64
+			if err := tx.QueryRowContext(ctx, `SELECT coalesce(sum(size), 0),
+				coalesce(sum(CASE WHEN namespace = ? AND kv_key = ? THEN size ELSE 0 END), 0)
+				FROM kv WHERE tenant_id = ?`, namespace, key, tenantID).Scan(&used, &old); err != nil {
+				return err
+			}
+			if used-old+size > maxBytes {
+				return errs.E(errs.QuotaExceeded, "storage quota of %d bytes exceeded", maxBytes).
+					WithDetails(map[string]any{"limit": maxBytes, "used": used, "requested": size - old})
+			}
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO kv (tenant_id, namespace, kv_key, value, size) VALUES (?,?,?,?,?)
+			ON CONFLICT (tenant_id, namespace, kv_key) DO UPDATE SET value = excluded.value, size = excluded.size`,
+			tenantID, namespace, key, value, size)
+		return mapErr(err, "key "+key)
+	})
+}
+
+// KVGet returns ErrNotFound if absent.
+func (db *DB) KVGet(ctx context.Context, tenantID, namespace, key string) ([]byte, error) {
+	var v []byte
+	err := db.r.QueryRowContext(ctx, `SELECT value FROM kv WHERE tenant_id = ? AND namespace = ? AND kv_key = ?`,
+		tenantID, namespace, key).Scan(&v)
+	if err != nil {
+		return nil, mapErr(err, "key "+key)
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v, nil
+}
+
+// KVDelete removes a key; deleting a missing key is not an error.
+func (db *DB) KVDelete(ctx context.Context, tenantID, namespace, key string) error {
+	return db.WriteTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM kv WHERE tenant_id = ? AND namespace = ? AND kv_key = ?`,
+			tenantID, namespace, key)
+		return err
+	})
+}
+
+// KVUsage returns the tenant's total stored bytes.
+func (db *DB) KVUsage(ctx context.Context, tenantID string) (int64, error) {
+	var n int64
+	err := db.r.QueryRowContext(ctx, `SELECT coalesce(sum(size), 0) FROM kv WHERE tenant_id = ?`, tenantID).Scan(&n)
+	return n, mapErr(err, "kv")
+}

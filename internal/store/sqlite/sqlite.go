@@ -1,0 +1,385 @@
+// Package sqlite is the embedded store.Store adapter: one SQLite file (pure Go
+// driver modernc.org/sqlite, WAL mode) holding tenants, tokens, agents, runs,
+// steps, events, idempotency keys, the run queue table, audit chain, KV,
+// budgets, usage and federation state.
+//
+// SQLite allows one writer at a time. DB keeps two handles: a single
+// connection for writes, whose transactions begin IMMEDIATE (they take the
+// write lock up front, so concurrent writers queue instead of failing with
+// SQLITE_BUSY), and a pool of read-only connections. Every query leads with
+// tenant_id (CONTRACT §8).
+//
+// The queue adapter (internal/queue/sqlite) works on the queue_entries table
+// of the same database through DB.SQL and DB.WriteTx.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/store"
+)
+
+var _ store.Store = (*DB)(nil)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// busyTimeoutMs is how long a connection waits for a lock held by another
+// connection or process before giving up with SQLITE_BUSY.
+const busyTimeoutMs = 10000
+
+// DB is the SQLite store. Create it with Open or OpenURL.
+type DB struct {
+	w    *sql.DB // one connection; transactions BEGIN IMMEDIATE
+	r    *sql.DB // read-only pool (== w for in-memory databases)
+	path string
+
+	// Now is the clock (default time.Now). Tests may replace it before use.
+	Now func() time.Time
+}
+
+// Open opens (creating if needed, with its parent directories) the SQLite
+// database at path and applies pending migrations. path ":memory:" opens a
+// private in-memory database (one connection, for tests).
+func Open(ctx context.Context, path string) (*DB, error) {
+	if path == "" {
+		return nil, errs.Field("store_url", "empty database path")
+	}
+	if strings.ContainsAny(path, "?#") {
+		return nil, errs.Field("store_url", "database path %q must not contain '?' or '#'", path)
+	}
+	db := &DB{path: path, Now: time.Now}
+	if path == ":memory:" {
+		w, err := sql.Open("sqlite", ":memory:?_pragma=foreign_keys(1)&_txlock=immediate")
+		if err != nil {
+			return nil, errs.Wrap(errs.Internal, err, "open in-memory database")
+		}
+		w.SetMaxOpenConns(1)
+		w.SetMaxIdleConns(1)
+		w.SetConnMaxLifetime(0)
+		w.SetConnMaxIdleTime(0)
+		db.w, db.r = w, w
+	} else {
+		if dir := filepath.Dir(path); dir != "" {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, errs.Wrap(errs.Internal, err, "create database directory %s", dir)
+			}
+		}
+		common := "_pragma=busy_timeout(" + strconv.Itoa(busyTimeoutMs) + ")&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+		w, err := sql.Open("sqlite", path+"?"+common+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+		if err != nil {
+			return nil, errs.Wrap(errs.Internal, err, "open database %s", path)
+		}
+		w.SetMaxOpenConns(1)
+		w.SetMaxIdleConns(1)
+		w.SetConnMaxLifetime(0)
+		w.SetConnMaxIdleTime(0)
+		db.w = w
+		// The writer creates the file and switches it to WAL before any
+		// reader connects.
+		if err := w.PingContext(ctx); err != nil {
+			_ = w.Close()
+			return nil, mapErr(err, "database")
+		}
+		r, err := sql.Open("sqlite", path+"?"+common+"&_query_only=1")
+		if err != nil {
+			_ = w.Close()
+			return nil, errs.Wrap(errs.Internal, err, "open database %s", path)
+		}
+		r.SetMaxOpenConns(8)
+		r.SetMaxIdleConns(8)
+		db.r = r
+	}
+	if err := db.migrate(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// OpenURL opens the database a store URL names: sqlite:///abs/path,
+// sqlite://relative/path, sqlite::memory:, file:/abs/path, file:relative/path
+// or file::memory:. Any other scheme (postgres:// included, not built yet) is
+// an invalid_request error naming store_url.
+func OpenURL(ctx context.Context, url string) (*DB, error) {
+	path, err := ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	return Open(ctx, path)
+}
+
+// ParseURL returns the file path (or ":memory:") a SQLite store URL names.
+// See OpenURL for the accepted forms.
+func ParseURL(url string) (string, error) {
+	var rest string
+	switch {
+	case strings.HasPrefix(url, "sqlite://"):
+		rest = strings.TrimPrefix(url, "sqlite://")
+	case strings.HasPrefix(url, "sqlite:"):
+		rest = strings.TrimPrefix(url, "sqlite:")
+	case strings.HasPrefix(url, "file://"):
+		rest = strings.TrimPrefix(url, "file://")
+	case strings.HasPrefix(url, "file:"):
+		rest = strings.TrimPrefix(url, "file:")
+	default:
+		scheme, _, ok := strings.Cut(url, "://")
+		if !ok || scheme == "" {
+			return "", errs.Field("store_url", "%q is not a store URL (want sqlite:///path/to/file.db or sqlite::memory:)", url)
+		}
+		return "", errs.Field("store_url", "unsupported store URL scheme %q (this node supports sqlite:// and file:)", scheme)
+	}
+	if rest == "" {
+		return "", errs.Field("store_url", "%q names no database file", url)
+	}
+	if strings.ContainsAny(rest, "?#") {
+		return "", errs.Field("store_url", "%q: query parameters and fragments are not supported", url)
+	}
+	if strings.ContainsRune(rest, 0) {
+		return "", errs.Field("store_url", "database path contains a NUL byte")
+	}
+	if rest == ":memory:" {
+		return ":memory:", nil
+	}
+	return rest, nil
+}
+
+// Path is the database file path (":memory:" for an in-memory database).
+func (db *DB) Path() string { return db.path }
+
+// SQL returns the write handle: a single connection whose transactions
+// begin IMMEDIATE. The queue adapter runs its statements on it. Never use it
+// while holding a transaction from WriteTx (it would wait forever).
+func (db *DB) SQL() *sql.DB { return db.w }
+
+// WriteTx runs fn in one write transaction (BEGIN IMMEDIATE) and commits if
+// fn returns nil. Errors are mapped to errs codes. fn must use only tx.
+func (db *DB) WriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return mapErr(err, "database")
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return mapErr(err, "database")
+	}
+	if err := tx.Commit(); err != nil {
+		return mapErr(err, "database")
+	}
+	return nil
+}
+
+// Ping checks both handles.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.w.PingContext(ctx); err != nil {
+		return errs.Wrap(errs.DependencyUnavailable, err, "store unreachable")
+	}
+	if err := db.r.PingContext(ctx); err != nil {
+		return errs.Wrap(errs.DependencyUnavailable, err, "store unreachable")
+	}
+	return nil
+}
+
+// Close closes the database.
+func (db *DB) Close() error {
+	var err error
+	if db.r != nil && db.r != db.w {
+		err = db.r.Close()
+	}
+	if db.w != nil {
+		err = errors.Join(err, db.w.Close())
+	}
+	return err
+}
+
+func (db *DB) now() time.Time { return utc(db.Now()) }
+
+// migrate applies the embedded migrations not yet recorded in
+// schema_migrations, each in its own write transaction.
+func (db *DB) migrate(ctx context.Context) error {
+	if _, err := db.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER NOT NULL PRIMARY KEY,
+		name TEXT NOT NULL,
+		applied_at INTEGER NOT NULL)`); err != nil {
+		return mapErr(err, "schema_migrations")
+	}
+	migs, err := migrations()
+	if err != nil {
+		return err
+	}
+	for _, m := range migs {
+		err := db.WriteTx(ctx, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return fmt.Errorf("migration %s: %w", m.name, err)
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+				m.version, m.name, db.now().UnixMicro())
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SchemaVersion returns the highest applied migration version.
+func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
+	var v sql.NullInt64
+	if err := db.r.QueryRowContext(ctx, `SELECT max(version) FROM schema_migrations`).Scan(&v); err != nil {
+		return 0, mapErr(err, "schema_migrations")
+	}
+	return int(v.Int64), nil
+}
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations lists migrations/NNNN_name.sql in version order.
+func migrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "read embedded migrations")
+	}
+	var out []migration
+	for _, e := range entries {
+		name := e.Name()
+		num, _, ok := strings.Cut(name, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || !strings.HasSuffix(name, ".sql") {
+			return nil, errs.E(errs.Internal, "migration file %q is not named NNNN_name.sql", name)
+		}
+		b, err := migrationFS.ReadFile("migrations/" + name)
+		if err != nil {
+			return nil, errs.Wrap(errs.Internal, err, "read migration %s", name)
+		}
+		out = append(out, migration{version: v, name: name, sql: string(b)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	return out, nil
+}
+
+// mapErr turns a driver error into an errs error; it is the only place that
+// knows SQLite's error codes. what names the object for messages.
+func mapErr(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	var e *errs.Error
+	if errors.As(err, &e) {
+		return err
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return errs.E(errs.NotFound, "%s not found", what)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return errs.Wrap(errs.Timeout, err, "store operation timed out")
+	}
+	if errors.Is(err, context.Canceled) {
+		return errs.Wrap(errs.Timeout, err, "store operation canceled")
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return errs.Wrap(errs.Conflict, err, "%s already exists", what)
+		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+			return errs.Wrap(errs.NotFound, err, "%s refers to a missing object", what)
+		}
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_CONSTRAINT:
+			return errs.Wrap(errs.Conflict, err, "%s violates a constraint", what)
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return errs.Wrap(errs.DependencyUnavailable, err, "store is busy")
+		case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY:
+			return errs.Wrap(errs.DependencyUnavailable, err, "store unavailable")
+		}
+	}
+	return errs.Wrap(errs.Internal, err, "store error on %s", what)
+}
+
+// MapError exposes the adapter's error mapping to the queue adapter.
+func MapError(err error, what string) error { return mapErr(err, what) }
+
+// utc normalizes t to what the store returns: UTC, microsecond precision.
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	v := utc(*t)
+	return &v
+}
+
+// micros encodes a time column: NULL for the zero time.
+func micros(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+func microsPtr(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return micros(*t)
+}
+
+func fromMicros(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.UnixMicro(v.Int64).UTC()
+}
+
+func fromMicrosPtr(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := time.UnixMicro(v.Int64).UTC()
+	return &t
+}
+
+// required returns an invalid_request error naming the first empty field.
+func required(fields ...string) error {
+	for i := 0; i+1 < len(fields); i += 2 {
+		if fields[i+1] == "" {
+			return errs.Field(fields[i], "is required")
+		}
+	}
+	return nil
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
