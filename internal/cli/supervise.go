@@ -33,6 +33,8 @@ type Node struct {
 	Exe      string // agentos binary to spawn
 	Services []Service
 	HTTP     *http.Client
+	// ExtraEnv is added to the children's environment (tests use it).
+	ExtraEnv []string
 }
 
 // Paths under AGENTOS_HOME.
@@ -164,7 +166,7 @@ func (n *Node) childEnv() []string {
 	for k, v := range set {
 		env = append(env, k+"="+v)
 	}
-	return env
+	return append(env, n.ExtraEnv...)
 }
 
 // bootstrapTokenFile is where `agentos bootstrap` keeps the prod bootstrap

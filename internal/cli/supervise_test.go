@@ -1,0 +1,430 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/store"
+)
+
+// fakeEnv makes the test binary act as an AgentOS service when the
+// supervisor spawns it (`<test binary> serve <name> ...`), so that up,
+// validate, status, redeploy and nuke run against real processes without
+// depending on the real services.
+const fakeEnv = "AGENTOS_OP_FAKE_SERVICE"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(fakeEnv) == "1" && len(os.Args) >= 3 && os.Args[1] == "serve" {
+		os.Exit(runFakeService(os.Args[2]))
+	}
+	os.Exit(m.Run())
+}
+
+// runFakeService serves a minimal, honest imitation of one service.
+func runFakeService(name string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	var addr string
+	var h http.Handler
+	switch name {
+	case "model-policy":
+		addr = os.Getenv("AGENTOS_MODEL_POLICY_ADDR")
+		h = newFakeModelPolicy()
+	case "orchestrator":
+		addr = os.Getenv("AGENTOS_ORCHESTRATOR_ADDR")
+		f, err := newFakeOrchestrator()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		h = f
+	default:
+		fmt.Fprintln(os.Stderr, "unknown fake service", name)
+		return 2
+	}
+	fmt.Printf("fake %s listening on %s\n", name, addr)
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, status int, code, msg string, details map[string]any) {
+	writeJSON(w, status, map[string]any{"error": map[string]any{"code": code, "message": msg, "retryable": false, "details": details}, "correlation_id": "corr_fake"})
+}
+
+func newFakeModelPolicy() http.Handler {
+	var mu sync.Mutex
+	requests := 0
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, 200, map[string]any{"status": "ok", "service": "model-policy", "version": "0.0.0-fake"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]any{"status": "ok"}) })
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(w, "# TYPE agentos_model_requests_total counter\nagentos_model_requests_total{tenant=\"tnt_demo\"} %d\n", requests)
+	})
+	mux.HandleFunc("GET /v1/models", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, 200, map[string]any{"models": []any{map[string]any{"model_id": "builtin/echo", "tiers": []string{"fast"}}}})
+	})
+	mux.HandleFunc("POST /v1/policy:check", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			PolicyCheck struct {
+				RequestID string `json:"request_id"`
+			} `json:"policy_check"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		mu.Lock()
+		requests++
+		mu.Unlock()
+		writeJSON(w, 200, map[string]any{"policy_result": map[string]any{"request_id": body.PolicyCheck.RequestID, "decision": "redacted", "reasons": []string{"pii.email"}}})
+	})
+	mux.HandleFunc("POST /internal/model-call", func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		requests++
+		mu.Unlock()
+		writeJSON(w, 200, map[string]any{})
+	})
+	return mux
+}
+
+// fakeOrchestrator keeps tenants, tokens, agents and runs in memory.
+type fakeOrchestrator struct {
+	mu      sync.Mutex
+	tenants map[string]store.Tenant
+	tokens  map[string][2]string // secret -> tenant, role
+	ids     map[string]string    // token id -> secret
+	runs    map[string]store.Run
+	events  map[string][]store.Event
+	created int
+	mpURL   string
+	mux     *http.ServeMux
+}
+
+func randHexT(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func newFakeOrchestrator() (*fakeOrchestrator, error) {
+	f := &fakeOrchestrator{tenants: map[string]store.Tenant{}, tokens: map[string][2]string{}, ids: map[string]string{},
+		runs: map[string]store.Run{}, events: map[string][]store.Event{}, mpURL: os.Getenv("AGENTOS_MODEL_POLICY_URL")}
+	f.tenants["tnt_demo"] = store.Tenant{TenantID: "tnt_demo", Name: "Demo", Status: "active"}
+	credsPath := filepath.Join(os.Getenv("AGENTOS_HOME"), "credentials.json")
+	creds, err := loadCredentials(credsPath)
+	if err != nil {
+		creds = &Credentials{TenantID: "tnt_demo", CreatedAt: time.Now().UTC(),
+			PlatformAdmin: Credential{PrincipalID: "usr_platform_admin", TokenID: "tok_pa", Token: "pa_" + randHexT(8)},
+			TenantAdmin:   Credential{PrincipalID: "usr_tnt_demo_admin", TokenID: "tok_ta", Token: "ta_" + randHexT(8)}}
+		if err := saveCredentials(credsPath, creds); err != nil {
+			return nil, err
+		}
+	}
+	f.tokens[creds.PlatformAdmin.Token] = [2]string{"tnt_demo", "platform_admin"}
+	f.tokens[creds.TenantAdmin.Token] = [2]string{"tnt_demo", "tenant_admin"}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, 200, map[string]any{"status": "ok", "service": "agent-orchestrator", "version": "0.0.0-fake"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := GetHealth(r.Context(), &http.Client{Timeout: time.Second}, f.mpURL, "/v1/health"); err != nil {
+			writeErr(w, 503, "dependency_unavailable", "model-policy unreachable", map[string]any{"dependency": "model-policy"})
+			return
+		}
+		writeJSON(w, 200, map[string]any{"status": "ok"})
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		fmt.Fprintf(w, "agentos_runs_total{status=\"completed\"} %d\n", f.created)
+	})
+	mux.HandleFunc("GET /v1/admin/tenants", f.admin(func(w http.ResponseWriter, _ *http.Request, _ string) {
+		var ts []store.Tenant
+		for _, t := range f.tenants {
+			ts = append(ts, t)
+		}
+		writeJSON(w, 200, map[string]any{"tenants": ts})
+	}))
+	mux.HandleFunc("POST /v1/admin/tenants", f.admin(func(w http.ResponseWriter, r *http.Request, _ string) {
+		var body struct {
+			TenantCreate store.Tenant `json:"tenant_create"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		t := body.TenantCreate
+		if _, ok := f.tenants[t.TenantID]; ok {
+			writeErr(w, 409, "conflict", "exists", nil)
+			return
+		}
+		t.Status = "active"
+		f.tenants[t.TenantID] = t
+		writeJSON(w, 201, map[string]any{"tenant": t})
+	}))
+	mux.HandleFunc("GET /v1/admin/tenants/{id}", f.admin(func(w http.ResponseWriter, r *http.Request, _ string) {
+		t, ok := f.tenants[r.PathValue("id")]
+		if !ok {
+			writeErr(w, 404, "not_found", "no tenant", nil)
+			return
+		}
+		writeJSON(w, 200, map[string]any{"tenant": t})
+	}))
+	mux.HandleFunc("POST /v1/admin/tenants/{id}/tokens", f.admin(func(w http.ResponseWriter, r *http.Request, _ string) {
+		var req TokenRequest
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		secret, id := "tk_"+randHexT(8), "tok_"+randHexT(4)
+		f.tokens[secret] = [2]string{r.PathValue("id"), "tenant_user"}
+		f.ids[id] = secret
+		writeJSON(w, 201, map[string]any{"token": IssuedToken{TokenID: id, Secret: secret, PrincipalID: req.PrincipalID}})
+	}))
+	mux.HandleFunc("DELETE /v1/admin/tenants/{id}/tokens/{tok}", f.admin(func(w http.ResponseWriter, r *http.Request, _ string) {
+		delete(f.tokens, f.ids[r.PathValue("tok")])
+		w.WriteHeader(204)
+	}))
+	mux.HandleFunc("GET /v1/agents/{id}", f.tenant(func(w http.ResponseWriter, r *http.Request, tenant string) {
+		id := r.PathValue("id")
+		if tenant != "tnt_demo" || (id != sampleAgentID && id != "my-agent" && id != "agt_demo") {
+			writeErr(w, 404, "not_found", "no agent", nil)
+			return
+		}
+		writeJSON(w, 200, map[string]any{"agent": store.Agent{AgentID: id, TenantID: tenant, Status: "active", ModelRef: "tier:fast"}})
+	}))
+	mux.HandleFunc("GET /v1/agents", f.tenant(func(w http.ResponseWriter, _ *http.Request, tenant string) {
+		writeJSON(w, 200, map[string]any{"agents": []store.Agent{{AgentID: sampleAgentID, TenantID: tenant}}})
+	}))
+	mux.HandleFunc("POST /v1/agents/{id}/runs", f.tenant(func(w http.ResponseWriter, r *http.Request, tenant string) {
+		var body struct {
+			Input store.RunInput `json:"input"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		run := store.Run{TenantID: tenant, AgentID: r.PathValue("id"), RunID: "run_" + randHexT(8), Status: store.RunCompleted, Output: &store.Output{Type: "text", Text: body.Input.Text}}
+		// A model call goes through model-policy: count it there.
+		if resp, err := http.Post(f.mpURL+"/internal/model-call", "application/json", nil); err == nil {
+			resp.Body.Close()
+		} else {
+			run.Status = store.RunFailed
+		}
+		f.runs[run.RunID] = run
+		f.created++
+		mk := func(seq int64, typ string, pl any) store.Event {
+			b, _ := json.Marshal(pl)
+			return store.Event{EventID: fmt.Sprintf("evt_%d", seq), Sequence: seq, Type: typ, TenantID: tenant, RunID: run.RunID, AgentID: run.AgentID, Payload: b}
+		}
+		evs := []store.Event{mk(1, store.EventRunCreated, map[string]any{"status": "queued"})}
+		if run.Status == store.RunCompleted {
+			evs = append(evs,
+				mk(2, store.EventModelCompleted, map[string]any{"model_ref": "tier:fast", "status": "ok", "policy_outcome": map[string]any{"decision": "allowed"}, "route": map[string]any{"backend": "builtin"}}),
+				mk(3, store.EventToolCallCompleted, map[string]any{"tool_id": "tool.echo", "status": "ok", "output": map[string]any{"text": body.Input.Text}}),
+				mk(4, store.EventRunCompleted, map[string]any{"status": "completed", "output": map[string]any{"type": "text", "text": body.Input.Text}}))
+		} else {
+			evs = append(evs, mk(2, store.EventRunFailed, map[string]any{"status": "failed", "error": map[string]any{"code": "dependency_unavailable", "message": "model-policy down"}}))
+		}
+		f.events[run.RunID] = evs
+		writeJSON(w, 201, map[string]any{"run": run})
+	}))
+	mux.HandleFunc("GET /v1/runs/{id}", f.tenant(func(w http.ResponseWriter, r *http.Request, tenant string) {
+		run, ok := f.runs[r.PathValue("id")]
+		if !ok || run.TenantID != tenant {
+			writeErr(w, 404, "not_found", "no run", nil)
+			return
+		}
+		writeJSON(w, 200, map[string]any{"run": run})
+	}))
+	mux.HandleFunc("GET /v1/runs/{id}/events", f.tenant(func(w http.ResponseWriter, r *http.Request, tenant string) {
+		run, ok := f.runs[r.PathValue("id")]
+		if !ok || run.TenantID != tenant {
+			writeErr(w, 404, "not_found", "no run", nil)
+			return
+		}
+		evs := f.events[run.RunID]
+		if strings.Contains(r.Header.Get("Accept"), "application/json") {
+			writeJSON(w, 200, map[string]any{"events": evs})
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, ": ping\n\n")
+		for _, ev := range evs {
+			b, _ := json.Marshal(map[string]any{"event": ev})
+			fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Sequence, ev.Type, b)
+		}
+	}))
+	f.mux = mux
+	return f, nil
+}
+
+func (f *fakeOrchestrator) ServeHTTP(w http.ResponseWriter, r *http.Request) { f.mux.ServeHTTP(w, r) }
+
+// who resolves the caller's tenant and role; X-Tenant-Id alone is a tenant
+// user (demo mode), and selects the tenant for a platform admin.
+func (f *fakeOrchestrator) who(r *http.Request) (tenant, role string, ok bool) {
+	if tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "); tok != "" {
+		tr, found := f.tokens[tok]
+		if !found {
+			return "", "", false
+		}
+		tenant, role = tr[0], tr[1]
+		if role == "platform_admin" && r.Header.Get("X-Tenant-Id") != "" {
+			tenant = r.Header.Get("X-Tenant-Id")
+		}
+		return tenant, role, true
+	}
+	if t := r.Header.Get("X-Tenant-Id"); t != "" && os.Getenv("AGENTOS_MODE") != "prod" {
+		return t, "tenant_user", true
+	}
+	return "", "", false
+}
+
+func (f *fakeOrchestrator) tenant(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		tenant, _, ok := f.who(r)
+		if !ok {
+			writeErr(w, 401, "unauthorized", "no credentials", nil)
+			return
+		}
+		h(w, r, tenant)
+	}
+}
+
+func (f *fakeOrchestrator) admin(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		tenant, role, ok := f.who(r)
+		if !ok {
+			writeErr(w, 401, "unauthorized", "no credentials", nil)
+			return
+		}
+		if role != "platform_admin" {
+			writeErr(w, 403, "forbidden", "admin only", nil)
+			return
+		}
+		h(w, r, tenant)
+	}
+}
+
+// freeAddr returns a loopback address with a free port.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
+}
+
+// newFakeNode is a node in a temp home whose services are this test binary.
+func newFakeNode(t *testing.T) *Node {
+	t.Helper()
+	home := t.TempDir()
+	cfg, err := config.Load(func(string) (string, bool) { return "", false }, filepath.Join(home, "none.env"))
+	require.NoError(t, err)
+	cfg.Home = home
+	cfg.OrchestratorAddr = freeAddr(t)
+	cfg.ModelPolicyAddr = freeAddr(t)
+	require.NoError(t, cfg.Finish())
+	n, err := newNode(cfg, "", map[string]bool{"orchestrator": true, "model-policy": true})
+	require.NoError(t, err)
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	n.Exe = exe
+	n.ExtraEnv = []string{fakeEnv + "=1"}
+	t.Cleanup(func() {
+		for _, s := range n.Services {
+			_, _ = n.stop(s.Name, 5*time.Second)
+		}
+	})
+	return n
+}
+
+func TestSupervisorStartStopAndStalePID(t *testing.T) {
+	t.Parallel()
+	n := newFakeNode(t)
+	ctx := context.Background()
+	s, _ := n.service("model-policy")
+
+	st := n.inspect(ctx, s)
+	require.False(t, st.Healthy)
+	require.Zero(t, st.PID)
+
+	pid, err := n.start(s)
+	require.NoError(t, err)
+	require.NoError(t, n.waitHealthy(ctx, s, pid, 30*time.Second))
+	st = n.inspect(ctx, s)
+	require.True(t, st.Healthy)
+	require.True(t, st.Alive)
+	require.Equal(t, pid, st.PID)
+	require.Equal(t, "0.0.0-fake", st.Version)
+	require.Contains(t, strings.Join(tailLines(n.logFile("model-policy"), 5), "\n"), "fake model-policy listening")
+
+	was, err := n.stop("model-policy", 5*time.Second)
+	require.NoError(t, err)
+	require.True(t, was)
+	require.False(t, processAlive(pid))
+	require.NoFileExists(t, n.pidFile("model-policy"))
+
+	// A stale pid file (process gone) is reported as such and not signalled.
+	require.NoError(t, os.WriteFile(n.pidFile("model-policy"), []byte(fmt.Sprint(pid)), 0o644))
+	ns := nodeStatus(ctx, n)
+	require.Equal(t, "stale-pid", ns.Services[0].State)
+	require.False(t, ns.Healthy)
+	was, err = n.stop("model-policy", time.Second)
+	require.NoError(t, err)
+	require.False(t, was)
+}
+
+func TestChildEnvCarriesResolvedConfig(t *testing.T) {
+	t.Parallel()
+	n := newFakeNode(t)
+	env := map[string]string{}
+	for _, kv := range n.childEnv() {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	require.Equal(t, n.Cfg.Home, env["AGENTOS_HOME"])
+	require.True(t, filepath.IsAbs(env["AGENTOS_HOME"]))
+	require.Equal(t, n.Cfg.OrchestratorAddr, env["AGENTOS_ORCHESTRATOR_ADDR"])
+	require.Equal(t, n.Cfg.ModelPolicyURL, env["AGENTOS_MODEL_POLICY_URL"])
+	require.Equal(t, "demo", env["AGENTOS_MODE"])
+	require.Equal(t, "1", env[fakeEnv])
+}
+
+func TestPortFree(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	require.Error(t, portFree(l.Addr().String()))
+	require.NoError(t, portFree(freeAddr(t)))
+}
+
+func netListen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+
+func readEnv(p string) (map[string]string, error) { return config.ReadEnvFile(p) }
