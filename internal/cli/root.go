@@ -70,6 +70,17 @@ func commands() []*cobra.Command {
 	return []*cobra.Command{
 		newVersionCmd(),
 		newServeCmd(),
+		newUpCmd(),
+		newValidateCmd(),
+		newStatusCmd(),
+		newLogsCmd(),
+		newRedeployCmd(),
+		newNukeCmd(),
+		newBootstrapCmd(),
+		newTenantsCmd(),
+		newTokensCmd(),
+		newAgentsCmd(),
+		newRunCmd(),
 	}
 }
 
