@@ -1,0 +1,52 @@
+// Package builtin holds the tools every AgentOS node ships: tool.echo,
+// tool.kv.put / tool.kv.get (tenant-scoped memory under the tenant's
+// max_memory_bytes quota) and tool.http.fetch (HTTP GET/POST with an SSRF
+// guard that checks every resolved address at dial time).
+//
+// Each constructor returns a tools.Tool; Register adds them all to a
+// registry. Errors are *errs.Error: invalid_request naming the field for
+// bad input, quota_exceeded, forbidden, timeout, dependency_unavailable.
+package builtin
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/tools"
+)
+
+// Deps are what the builtin tools need from the node.
+type Deps struct {
+	// KV stores tool.kv.* values (store.KVStore satisfies it). Required.
+	KV KV
+	// KVQuota returns a tenant's max_memory_bytes (0 = unlimited). Nil
+	// means unlimited for every tenant.
+	KVQuota func(ctx context.Context, tenantID string) (int64, error)
+	// HTTPFetch configures tool.http.fetch; the zero value uses the
+	// defaults documented on HTTPFetchConfig.
+	HTTPFetch HTTPFetchConfig
+}
+
+// Register adds every builtin tool (tool.echo, tool.kv.put, tool.kv.get,
+// tool.http.fetch) to reg.
+func Register(reg *tools.Registry, deps Deps) error {
+	if deps.KV == nil {
+		return errs.E(errs.Internal, "builtin tools: Deps.KV is required")
+	}
+	for _, t := range []tools.Tool{Echo(), KVPut(deps.KV, deps.KVQuota), KVGet(deps.KV), HTTPFetch(deps.HTTPFetch)} {
+		if err := reg.Register(t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// marshal encodes a tool's output.
+func marshal(toolID string, v any) (json.RawMessage, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "%s: cannot encode output", toolID)
+	}
+	return b, nil
+}

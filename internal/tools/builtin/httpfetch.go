@@ -1,0 +1,311 @@
+package builtin
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/tools"
+)
+
+// HTTPFetchID is the id of the HTTP fetch tool.
+const HTTPFetchID = "tool.http.fetch"
+
+// Defaults of HTTPFetchConfig.
+const (
+	DefaultFetchMaxBytes     = 1 << 20
+	DefaultFetchTimeout      = 10 * time.Second
+	DefaultFetchMaxRedirects = 3
+)
+
+// Input limits of tool.http.fetch.
+const (
+	maxFetchURLLen  = 8192
+	maxFetchHeaders = 50
+)
+
+// HTTPFetchConfig configures tool.http.fetch.
+type HTTPFetchConfig struct {
+	// MaxBytes caps the response body returned; longer bodies are cut and
+	// flagged truncated. It also caps the request body. Default 1 MiB.
+	MaxBytes int64
+	// Timeout bounds one whole fetch, redirects included. Default 10 s.
+	Timeout time.Duration
+	// MaxRedirects is how many redirects are followed; one more is an
+	// error. 0 means the default, 3; negative means none are followed.
+	MaxRedirects int
+	// Allow lists the hosts, IPs and CIDRs the SSRF guard lets through
+	// (ParseAllow of AGENTOS_HTTP_FETCH_ALLOW). Default: none.
+	Allow []AllowRule
+	// Resolver resolves hostnames. Default net.DefaultResolver.
+	Resolver Resolver
+}
+
+func (c HTTPFetchConfig) withDefaults() HTTPFetchConfig {
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = DefaultFetchMaxBytes
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultFetchTimeout
+	}
+	switch {
+	case c.MaxRedirects == 0:
+		c.MaxRedirects = DefaultFetchMaxRedirects
+	case c.MaxRedirects < 0:
+		c.MaxRedirects = 0
+	}
+	if c.Resolver == nil {
+		c.Resolver = net.DefaultResolver
+	}
+	return c
+}
+
+var httpFetchSchema = json.RawMessage(`{
+  "type": "object",
+  "properties": {
+    "url":     {"type": "string", "minLength": 1, "maxLength": 8192, "description": "http or https URL to fetch."},
+    "method":  {"type": "string", "description": "GET (default) or POST."},
+    "headers": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Request headers."},
+    "body":    {"type": "string", "description": "Request body (POST only)."}
+  },
+  "required": ["url"]
+}`)
+
+// returnedHeaders are the response headers the tool hands back.
+var returnedHeaders = []string{"Content-Type", "Content-Length", "Content-Language", "Last-Modified",
+	"ETag", "Cache-Control", "Location", "Retry-After", "Date"}
+
+// forbiddenRequestHeaders are managed by the transport and cannot be set.
+var forbiddenRequestHeaders = map[string]bool{"Host": true, "Connection": true, "Content-Length": true,
+	"Transfer-Encoding": true, "Te": true, "Trailer": true, "Upgrade": true, "Keep-Alive": true,
+	"Proxy-Connection": true, "Proxy-Authorization": true}
+
+type httpFetch struct {
+	cfg    HTTPFetchConfig
+	client *http.Client
+}
+
+// HTTPFetch returns tool.http.fetch: {"url", "method"? (GET|POST),
+// "headers"? {name: value}, "body"? string} → {"status", "headers" (a few),
+// "body" (text, cut at MaxBytes), "truncated", "final_url"}.
+//
+// Its SSRF guard resolves every host itself and refuses, at connect time
+// and again for every redirect, loopback, private, link-local (cloud
+// metadata included), unspecified, multicast, CGNAT and reserved
+// addresses (also in IPv4-mapped, NAT64 and 6to4 form) and names such as
+// localhost and metadata.google.internal, unless cfg.Allow permits them.
+// A refusal is forbidden naming the address. No proxy is used.
+func HTTPFetch(cfg HTTPFetchConfig) tools.Tool {
+	cfg = cfg.withDefaults()
+	g := &guard{allow: cfg.Allow, resolver: cfg.Resolver}
+	tr := &http.Transport{
+		Proxy:                  nil, // a proxy would connect on our behalf, past the guard
+		DialContext:            g.dialContext,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           16,
+		IdleConnTimeout:        30 * time.Second,
+		TLSHandshakeTimeout:    cfg.Timeout,
+		MaxResponseHeaderBytes: 64 << 10,
+		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12},
+	}
+	maxRedirects := cfg.MaxRedirects
+	client := &http.Client{
+		Transport: tr,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) > maxRedirects {
+				return errs.E(errs.InvalidRequest, "url: stopped after %d redirects", maxRedirects).
+					WithDetails(map[string]any{"field": "url", "max_redirects": maxRedirects})
+			}
+			if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+				return errs.E(errs.Forbidden, "url: refusing to follow a redirect to scheme %q", req.URL.Scheme).
+					WithDetails(map[string]any{"field": "url"})
+			}
+			return nil
+		},
+	}
+	return &httpFetch{cfg: cfg, client: client}
+}
+
+func (h *httpFetch) Spec() tools.Spec {
+	return tools.Spec{
+		ToolID: HTTPFetchID,
+		Name:   "http_fetch",
+		Description: fmt.Sprintf("Fetches a public http(s) URL with GET or POST and returns the status, a few headers and up to %d bytes of the body as text. "+
+			"Private, loopback and link-local addresses are refused.", h.cfg.MaxBytes),
+		InputSchema:    httpFetchSchema,
+		Idempotent:     false, // POST may have effects; treat every fetch conservatively
+		DefaultTimeout: h.cfg.Timeout,
+	}
+}
+
+type fetchInput struct {
+	URL     string            `json:"url"`
+	Method  string            `json:"method"`
+	Headers map[string]string `json:"headers"`
+	Body    *string           `json:"body"`
+}
+
+type fetchOutput struct {
+	Status    int               `json:"status"`
+	Headers   map[string]string `json:"headers"`
+	Body      string            `json:"body"`
+	Truncated bool              `json:"truncated"`
+	FinalURL  string            `json:"final_url"`
+}
+
+func (h *httpFetch) Invoke(ctx context.Context, c tools.Call) (json.RawMessage, error) {
+	if err := tools.ContextError(ctx, HTTPFetchID); err != nil {
+		return nil, err
+	}
+	var in fetchInput
+	if err := tools.DecodeInput(httpFetchSchema, c.Input, &in); err != nil {
+		return nil, err
+	}
+	req, err := h.newRequest(in)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
+	defer cancel()
+	resp, err := h.client.Do(req.WithContext(ctx))
+	if err != nil {
+		return nil, fetchError(ctx, in.URL, err)
+	}
+	defer resp.Body.Close()
+
+	body, err := io.ReadAll(io.LimitReader(resp.Body, h.cfg.MaxBytes+1))
+	if err != nil {
+		return nil, fetchError(ctx, in.URL, err)
+	}
+	out := fetchOutput{Status: resp.StatusCode, Headers: map[string]string{}, FinalURL: resp.Request.URL.String()}
+	if int64(len(body)) > h.cfg.MaxBytes {
+		body = body[:h.cfg.MaxBytes]
+		out.Truncated = true
+		// Drop a character the cut split in two.
+		for i := 0; i < utf8.UTFMax && len(body) > 0 && !utf8.Valid(body); i++ {
+			body = body[:len(body)-1]
+		}
+	}
+	out.Body = strings.ToValidUTF8(string(body), "\uFFFD")
+	for _, name := range returnedHeaders {
+		if v := resp.Header.Get(name); v != "" {
+			out.Headers[name] = v
+		}
+	}
+	return marshal(HTTPFetchID, out)
+}
+
+// newRequest validates the input and builds the request (without context).
+func (h *httpFetch) newRequest(in fetchInput) (*http.Request, error) {
+	u, err := url.Parse(strings.TrimSpace(in.URL))
+	if err != nil {
+		return nil, errs.Field("url", "is not a valid URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, errs.Field("url", "must be an http or https URL")
+	}
+	if u.Hostname() == "" {
+		return nil, errs.Field("url", "has no host")
+	}
+	if len(u.String()) > maxFetchURLLen {
+		return nil, errs.Field("url", "is longer than %d characters", maxFetchURLLen)
+	}
+	method := strings.ToUpper(strings.TrimSpace(in.Method))
+	switch method {
+	case "":
+		method = http.MethodGet
+	case http.MethodGet, http.MethodPost:
+	default:
+		return nil, errs.Field("method", "must be GET or POST, got %q", in.Method)
+	}
+	var body io.Reader
+	if in.Body != nil {
+		if method != http.MethodPost {
+			return nil, errs.Field("body", "is only allowed with POST")
+		}
+		if int64(len(*in.Body)) > h.cfg.MaxBytes {
+			return nil, errs.Field("body", "is larger than %d bytes", h.cfg.MaxBytes)
+		}
+		body = strings.NewReader(*in.Body)
+	}
+	if len(in.Headers) > maxFetchHeaders {
+		return nil, errs.Field("headers", "has more than %d entries", maxFetchHeaders)
+	}
+	req, err := http.NewRequest(method, u.String(), body)
+	if err != nil {
+		return nil, errs.Field("url", "is not a valid URL")
+	}
+	req.Header.Set("User-Agent", "agentos-http-fetch/1")
+	for name, value := range in.Headers {
+		field := "headers." + name
+		if !validHeaderName(name) {
+			return nil, errs.Field(field, "is not a valid header name")
+		}
+		canon := http.CanonicalHeaderKey(name)
+		if forbiddenRequestHeaders[canon] {
+			return nil, errs.Field(field, "cannot be set")
+		}
+		if strings.ContainsAny(value, "\r\n\x00") {
+			return nil, errs.Field(field, "must not contain CR, LF or NUL")
+		}
+		req.Header.Set(canon, value)
+	}
+	if in.Body != nil && req.Header.Get("Content-Type") == "" {
+		if json.Valid([]byte(*in.Body)) {
+			req.Header.Set("Content-Type", "application/json")
+		} else {
+			req.Header.Set("Content-Type", "text/plain; charset=utf-8")
+		}
+	}
+	return req, nil
+}
+
+// validHeaderName reports whether s is an RFC 9110 token.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			continue
+		}
+		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// fetchError maps a failed fetch: a done ctx becomes timeout (or the
+// cancellation), guard and redirect errors keep their code, and network
+// failures are dependency_unavailable.
+func fetchError(ctx context.Context, rawURL string, err error) error {
+	if cerr := tools.ContextError(ctx, HTTPFetchID); cerr != nil {
+		return cerr
+	}
+	var e *errs.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	reason := err
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		reason = ue.Err
+	}
+	host := rawURL
+	if u, perr := url.Parse(rawURL); perr == nil {
+		host = u.Host
+	}
+	return errs.Wrap(errs.DependencyUnavailable, err, "url: request to %s failed: %v", host, reason)
+}
