@@ -152,17 +152,27 @@ func H(fn HandlerFunc) http.Handler {
 // errors naming the field or offset. An empty body is an error unless
 // allowEmpty.
 func Decode(r *http.Request, dst any) error {
+	body, err := ReadBody(r)
+	if err != nil {
+		return err
+	}
+	return DecodeBytes(body, dst)
+}
+
+// ReadBody reads r's body; a body over the limit (see LimitBody) is an
+// invalid_request error that becomes 413.
+func ReadBody(r *http.Request) ([]byte, error) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return &errs.Error{Code: errs.InvalidRequest, Err: err,
+			return nil, &errs.Error{Code: errs.InvalidRequest, Err: err,
 				Message: fmt.Sprintf("body: request body exceeds %d bytes", mbe.Limit),
 				Details: map[string]any{"field": "body", "limit_bytes": mbe.Limit}}
 		}
-		return errs.Field("body", "cannot read request body: %v", err)
+		return nil, errs.Field("body", "cannot read request body: %v", err)
 	}
-	return DecodeBytes(body, dst)
+	return body, nil
 }
 
 // DecodeBytes is Decode on a byte slice.

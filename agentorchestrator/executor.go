@@ -1,0 +1,175 @@
+package agentorchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/httpx"
+	"github.com/nexixai/agentos/internal/ids"
+	"github.com/nexixai/agentos/internal/modelport"
+	"github.com/nexixai/agentos/internal/queue"
+	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/tools"
+)
+
+// Run error codes beyond the contract's table (additive, documented in the
+// OpenAPI file).
+const (
+	codeMaxSteps    = "max_steps_exceeded"
+	codeInterrupted = "interrupted"
+)
+
+// defaultToolTimeout applies when a tool declares none.
+const defaultToolTimeout = 30 * time.Second
+
+// modelStepOutput is what a completed model step records: enough to rebuild
+// the conversation when the run is resumed.
+type modelStepOutput struct {
+	Status        string                  `json:"status"`
+	Message       modelport.Message       `json:"message"`
+	ToolCalls     []modelport.ToolCall    `json:"tool_calls"`
+	Usage         modelport.Usage         `json:"usage"`
+	Route         modelport.Route         `json:"route"`
+	PolicyOutcome modelport.PolicyOutcome `json:"policy_outcome"`
+}
+
+// toolStepInput links a tool step to the model call that planned it.
+type toolStepInput struct {
+	ModelStepID string          `json:"model_step_id"`
+	CallIndex   int             `json:"call_index"`
+	ModelCallID string          `json:"model_call_id"`
+	ToolID      string          `json:"tool_id"`
+	Arguments   json.RawMessage `json:"arguments"`
+}
+
+// toolStepOutput is the recorded result of a tool call, reused on resume.
+type toolStepOutput struct {
+	Status     string           `json:"status"` // ok, error, timeout
+	Output     json.RawMessage  `json:"output"`
+	Error      *store.ErrorBody `json:"error"`
+	DurationMs int64            `json:"duration_ms"`
+}
+
+// execution is the state of one run being executed by this process.
+type execution struct {
+	s      *Server
+	run    store.Run
+	agent  store.Agent
+	tenant store.Tenant
+	ac     auth.Context
+	steps  []store.Step
+	tr     httpx.Trace
+	// stopErr is why the last commit failed (a conflict means the run was
+	// made terminal by someone else, e.g. a cancel).
+	stopErr error
+}
+
+// execute drives a leased run until it is terminal (true: ack the entry)
+// or this executor must let go of it (false: shutdown or lost lease).
+func (s *Server) execute(ctx context.Context, l queue.Lease) bool {
+	run, err := s.cfg.Store.GetRun(ctx, l.TenantID, l.RunID)
+	if errors.Is(err, errs.ErrNotFound) {
+		return true // an orphan queue entry
+	}
+	if err != nil {
+		return false
+	}
+	if run.Status.Terminal() {
+		return true
+	}
+	x := &execution{s: s, run: run, tr: httpx.ParseTraceparent(run.Traceparent)}
+	ctx = httpx.WithTrace(httpx.WithCorrelationID(ctx, run.CorrelationID), x.tr)
+	x.ac = auth.Context{
+		TenantID:  run.TenantID,
+		Principal: auth.Principal{PrincipalID: run.PrincipalID, PrincipalType: "user"},
+		Scopes:    []string{auth.ScopeModelsInvoke, auth.ScopePolicyCheck, auth.ScopeToolsInvoke, auth.ScopeMemoryRead, auth.ScopeMemoryWrite},
+		Roles:     []string{auth.RoleTenantService},
+		Session:   map[string]any{"run_id": run.RunID, "agent_id": run.AgentID},
+	}
+
+	// Start (or resume) the run.
+	now := s.cfg.Now().UTC()
+	from := run.Status
+	if run.StartedAt == nil {
+		run.StartedAt = &now
+	}
+	if from == store.RunRunning {
+		s.metrics.resumed.Inc()
+		s.log.Info("resuming run", "run_id", run.RunID, "tenant_id", run.TenantID, "attempt", run.Attempt+1)
+	}
+	run.Status = store.RunRunning
+	run.Attempt++
+	if _, err := s.commit(ctx, store.RunChange{TenantID: run.TenantID, RunID: run.RunID,
+		FromStatuses: []store.RunStatus{from}, Run: &run}); err != nil {
+		return errors.Is(err, errs.ErrConflict) // canceled meanwhile: done
+	}
+	x.run = run
+
+	if x.agent, err = s.cfg.Store.GetAgent(ctx, run.TenantID, run.AgentID); err != nil {
+		return x.finishErr(ctx, errs.Wrap(errs.NotFound, err, "agent %s is gone", run.AgentID))
+	}
+	if x.tenant, err = s.tenantOf(ctx, run.TenantID); err != nil {
+		return x.stopOrFail(ctx, err)
+	}
+	if x.tenant.Status != store.TenantActive {
+		return x.finishErr(ctx, errs.E(errs.Forbidden, "tenant %s is %s", x.tenant.TenantID, x.tenant.Status))
+	}
+	if x.steps, err = s.cfg.Store.ListSteps(ctx, run.TenantID, run.RunID); err != nil {
+		return x.stopOrFail(ctx, err)
+	}
+
+	deadline := run.StartedAt.Add(time.Duration(run.RunOptions.TimeoutMs) * time.Millisecond)
+	runCtx, cancel := context.WithDeadlineCause(ctx, deadline, errRunTimeout)
+	defer cancel()
+	return x.loop(runCtx)
+}
+
+var errRunTimeout = errors.New("run timeout")
+
+// loop is the agent loop: model call, tool calls, repeat, until a final
+// answer, max_steps, the deadline or cancellation. It returns whether the
+// run is terminal.
+func (x *execution) loop(ctx context.Context) bool {
+	for {
+		if ctx.Err() != nil {
+			return x.stopped(ctx)
+		}
+		last := x.lastModelStep()
+		var resume *store.Step
+		if last != nil && last.Status == store.StepStarted {
+			// The model call was in flight when the previous executor
+			// stopped: model calls have no side effects, so call again.
+			resume = last
+		} else if last != nil {
+			out := decodeModelOutput(*last)
+			if len(out.ToolCalls) == 0 {
+				return x.finish(ctx, store.RunCompleted, &store.Output{Type: "text", Text: out.Message.Content}, nil)
+			}
+			for i, call := range out.ToolCalls {
+				if ts := x.toolStepFor(last.StepID, i); ts != nil && ts.Status != store.StepStarted {
+					continue // completed before: its recorded result is reused
+				}
+				if ok, fatal := x.callTool(ctx, last.StepID, i, call); !ok {
+					return x.stopped(ctx)
+				} else if fatal != nil {
+					return x.finishErr(ctx, fatal)
+				}
+			}
+			if x.modelCalls() >= x.run.RunOptions.MaxSteps {
+				return x.finishErr(ctx, &errs.Error{Code: codeMaxSteps,
+					Message: fmt.Sprintf("the run reached max_steps=%d model steps without a final answer", x.run.RunOptions.MaxSteps)})
+			}
+		}
+		if ok, fatal := x.callModel(ctx, resume); !ok {
+			return x.stopped(ctx)
+		} else if fatal != nil {
+			return x.finishErr(ctx, fatal)
+		}
+	}
+}

@@ -1,0 +1,72 @@
+package agentorchestrator
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// orchMetrics are the run metrics of DESIGN §8.
+type orchMetrics struct {
+	runsCreated  prometheus.Counter
+	runsTotal    *prometheus.CounterVec   // by outcome
+	runDuration  *prometheus.HistogramVec // by outcome
+	stepDuration *prometheus.HistogramVec // by kind
+	toolCalls    *prometheus.CounterVec   // by tool, status
+	toolDuration *prometheus.HistogramVec // by tool
+	modelCalls   *prometheus.CounterVec   // by status
+	queueDepth   prometheus.Gauge
+	activeRuns   prometheus.Gauge
+	resumed      prometheus.Counter
+}
+
+func newOrchMetrics(reg prometheus.Registerer) *orchMetrics {
+	m := &orchMetrics{
+		runsCreated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agentos_runs_created_total", Help: "Runs admitted (idempotent replays excluded)."}),
+		runsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentos_runs_total", Help: "Runs finished, by outcome (completed, failed, canceled)."}, []string{"outcome"}),
+		runDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "agentos_run_duration_seconds", Help: "Run latency from creation to terminal state.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 12)}, []string{"outcome"}),
+		stepDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "agentos_step_duration_seconds", Help: "Step latency by kind (model, tool).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 3, 12)}, []string{"kind"}),
+		toolCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentos_tool_calls_total", Help: "Tool calls by tool and status (ok, error, timeout)."}, []string{"tool_id", "status"}),
+		toolDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "agentos_tool_duration_seconds", Help: "Tool call latency.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 3, 12)}, []string{"tool_id"}),
+		modelCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentos_model_calls_total", Help: "Model calls made by runs, by status."}, []string{"status"}),
+		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "agentos_queue_depth", Help: "Runs waiting in the queue (not leased)."}),
+		activeRuns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "agentos_active_runs", Help: "Runs executing in this process."}),
+		resumed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agentos_runs_resumed_total", Help: "Runs resumed after their executor was lost."}),
+	}
+	reg.MustRegister(m.runsCreated, m.runsTotal, m.runDuration, m.stepDuration, m.toolCalls,
+		m.toolDuration, m.modelCalls, m.queueDepth, m.activeRuns, m.resumed)
+	return m
+}
+
+// refreshQueueDepth updates the queue gauge from the queue port.
+func (s *Server) refreshQueueDepth(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	d, err := s.cfg.Queue.Depth(ctx)
+	if err != nil {
+		return
+	}
+	s.metrics.queueDepth.Set(float64(sum(d.Queued)))
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}

@@ -1,0 +1,355 @@
+package agentorchestrator
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/httpx"
+	"github.com/nexixai/agentos/internal/ids"
+	"github.com/nexixai/agentos/internal/queue"
+	"github.com/nexixai/agentos/internal/store"
+)
+
+// Limits on run options.
+const (
+	maxRunSteps     = 100
+	maxRunTimeoutMs = 3_600_000
+	defaultMaxSteps = 8
+	defaultTimeout  = 60_000
+	maxInputBytes   = 256 << 10
+)
+
+// createRunRequest is the body of POST /v1/agents/{agent_id}/runs.
+type createRunRequest struct {
+	Input          json.RawMessage `json:"input"`
+	Context        json.RawMessage `json:"context"`
+	Tooling        *toolingRequest `json:"tooling"`
+	RunOptions     *runOptionsReq  `json:"run_options"`
+	IdempotencyKey string          `json:"idempotency_key"`
+}
+
+type toolingRequest struct {
+	ToolAllowlist []string `json:"tool_allowlist"`
+	ToolDenymap   []string `json:"tool_denymap"`
+	Tools         []string `json:"tools"` // alias of tool_allowlist
+}
+
+type runOptionsReq struct {
+	Priority     string `json:"priority"`
+	TimeoutMs    *int   `json:"timeout_ms"`
+	MaxSteps     *int   `json:"max_steps"`
+	StreamEvents *bool  `json:"stream_events"`
+	DryRun       bool   `json:"dry_run"`
+	ModelTier    string `json:"model_tier"`
+}
+
+// normalizedRun is what an admitted run is made of; its JSON form is the
+// idempotency fingerprint, so equivalent bodies (string vs object input,
+// tools vs tool_allowlist) are the same request.
+type normalizedRun struct {
+	Input      store.RunInput   `json:"input"`
+	Context    json.RawMessage  `json:"context,omitempty"`
+	Tooling    store.Tooling    `json:"tooling"`
+	RunOptions store.RunOptions `json:"run_options"`
+}
+
+var priorities = map[string]int{"low": queue.PriorityLow, "normal": queue.PriorityNormal, "high": queue.PriorityHigh}
+
+func parseCreateRun(body []byte, agent store.Agent) (normalizedRun, string, error) {
+	var req createRunRequest
+	if err := httpx.DecodeBytes(body, &req); err != nil {
+		return normalizedRun{}, "", err
+	}
+	var n normalizedRun
+	in := strings.TrimSpace(string(req.Input))
+	switch {
+	case in == "" || in == "null":
+		return n, "", errs.Field("input", "is required")
+	case strings.HasPrefix(in, `"`):
+		var text string
+		if err := json.Unmarshal(req.Input, &text); err != nil {
+			return n, "", errs.Field("input", "must be a string or an object")
+		}
+		n.Input = store.RunInput{Type: "text", Text: text}
+	case strings.HasPrefix(in, "{"):
+		var obj struct {
+			Type string  `json:"type"`
+			Text *string `json:"text"`
+		}
+		if err := json.Unmarshal(req.Input, &obj); err != nil {
+			return n, "", errs.Field("input.text", "must be a string")
+		}
+		if obj.Type != "" && obj.Type != "text" {
+			return n, "", errs.Field("input.type", "must be \"text\", got %q", obj.Type)
+		}
+		if obj.Text == nil {
+			return n, "", errs.Field("input.text", "is required")
+		}
+		n.Input = store.RunInput{Type: "text", Text: *obj.Text}
+	default:
+		return n, "", errs.Field("input", "must be a string or an object {\"type\":\"text\",\"text\":...}")
+	}
+	if strings.TrimSpace(n.Input.Text) == "" {
+		return n, "", errs.Field("input.text", "must not be empty")
+	}
+	if len(n.Input.Text) > maxInputBytes {
+		return n, "", errs.Field("input.text", "must be at most %d bytes", maxInputBytes)
+	}
+	if c := strings.TrimSpace(string(req.Context)); c != "" && c != "null" {
+		if !strings.HasPrefix(c, "{") {
+			return n, "", errs.Field("context", "must be an object")
+		}
+		n.Context = json.RawMessage(c)
+	}
+	if req.Tooling != nil {
+		allow := req.Tooling.ToolAllowlist
+		if len(allow) == 0 {
+			allow = req.Tooling.Tools
+		} else if len(req.Tooling.Tools) > 0 && !slices.Equal(allow, req.Tooling.Tools) {
+			return n, "", errs.Field("tooling.tools", "conflicts with tooling.tool_allowlist; send one of them")
+		}
+		for i, id := range allow {
+			if !slices.Contains(agent.Tools, id) {
+				return n, "", errs.Field(fmt.Sprintf("tooling.tool_allowlist[%d]", i), "%q is not a tool of agent %s", id, agent.AgentID)
+			}
+		}
+		for i, id := range req.Tooling.ToolDenymap {
+			if strings.TrimSpace(id) == "" {
+				return n, "", errs.Field(fmt.Sprintf("tooling.tool_denymap[%d]", i), "must not be empty")
+			}
+		}
+		n.Tooling = store.Tooling{ToolAllowlist: allow, ToolDenymap: req.Tooling.ToolDenymap}
+	}
+	n.RunOptions = store.RunOptions{Priority: "normal", MaxSteps: agent.Defaults.MaxSteps, TimeoutMs: agent.Defaults.TimeoutMs, StreamEvents: true}
+	if n.RunOptions.MaxSteps <= 0 {
+		n.RunOptions.MaxSteps = defaultMaxSteps
+	}
+	if n.RunOptions.TimeoutMs <= 0 {
+		n.RunOptions.TimeoutMs = defaultTimeout
+	}
+	if o := req.RunOptions; o != nil {
+		if o.Priority != "" {
+			if _, ok := priorities[o.Priority]; !ok {
+				return n, "", errs.Field("run_options.priority", "must be low, normal or high, got %q", o.Priority)
+			}
+			n.RunOptions.Priority = o.Priority
+		}
+		if o.TimeoutMs != nil {
+			if *o.TimeoutMs < 1 || *o.TimeoutMs > maxRunTimeoutMs {
+				return n, "", errs.Field("run_options.timeout_ms", "must be between 1 and %d", maxRunTimeoutMs)
+			}
+			n.RunOptions.TimeoutMs = *o.TimeoutMs
+		}
+		if o.MaxSteps != nil {
+			if *o.MaxSteps < 1 || *o.MaxSteps > maxRunSteps {
+				return n, "", errs.Field("run_options.max_steps", "must be between 1 and %d", maxRunSteps)
+			}
+			n.RunOptions.MaxSteps = *o.MaxSteps
+		}
+		if o.StreamEvents != nil {
+			n.RunOptions.StreamEvents = *o.StreamEvents
+		}
+		if o.ModelTier != "" {
+			switch o.ModelTier {
+			case "fast", "balanced", "premium":
+			default:
+				return n, "", errs.Field("run_options.model_tier", "must be fast, balanced or premium, got %q", o.ModelTier)
+			}
+		}
+		n.RunOptions.DryRun = o.DryRun
+		n.RunOptions.ModelTier = o.ModelTier
+	}
+	return n, req.IdempotencyKey, nil
+}
+
+func fingerprint(n normalizedRun) string {
+	b, _ := json.Marshal(n) // plain data
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func (s *Server) handleCreateRun(w http.ResponseWriter, r *http.Request) error {
+	ac, err := auth.Require(r.Context(), auth.ScopeRunsCreate)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	tenant, err := s.cfg.Store.GetTenant(ctx, ac.TenantID)
+	if err != nil {
+		return err
+	}
+	body, err := httpx.ReadBody(r)
+	if err != nil {
+		return err
+	}
+	agentID := r.PathValue("agent_id")
+	agent, err := s.cfg.Store.GetAgent(ctx, ac.TenantID, agentID)
+	if errors.Is(err, errs.ErrNotFound) {
+		return errs.E(errs.NotFound, "agent %s not found", agentID)
+	} else if err != nil {
+		return err
+	}
+	n, bodyKey, err := parseCreateRun(body, agent)
+	if err != nil {
+		return err
+	}
+	key := strings.TrimSpace(r.Header.Get("Idempotency-Key"))
+	if bodyKey != "" && key != "" && bodyKey != key {
+		return errs.Field("idempotency_key", "differs from the Idempotency-Key header")
+	}
+	if key == "" {
+		key = bodyKey
+	}
+	if len(key) > 255 {
+		return errs.Field("idempotency_key", "must be at most 255 characters")
+	}
+	if agent.Status != store.AgentActive {
+		return errs.E(errs.Conflict, "agent %s is %s; only active agents accept runs", agent.AgentID, agent.Status)
+	}
+	for i, id := range n.Tooling.ToolAllowlist {
+		if !allowedBy(tenant.Entitlements.ToolIDsAllowed, id) {
+			return errs.E(errs.Forbidden, "tooling.tool_allowlist[%d]: tool %s is not in tenant %s's entitlements", i, id, tenant.TenantID).
+				WithDetails(map[string]any{"field": fmt.Sprintf("tooling.tool_allowlist[%d]", i), "tool_id": id})
+		}
+	}
+	if ok, retry := s.cfg.Limiter.Allow(tenant.TenantID, "run_create", tenant.Quotas.Runs.RunCreateQPS, tenant.Quotas.Runs.RunCreateBurst); !ok {
+		return &errs.Error{Code: errs.RateLimited, RetryAfter: retry,
+			Message: fmt.Sprintf("run creation rate limit of %g/s exceeded for tenant %s", tenant.Quotas.Runs.RunCreateQPS, tenant.TenantID),
+			Details: map[string]any{"limit_qps": tenant.Quotas.Runs.RunCreateQPS, "burst": tenant.Quotas.Runs.RunCreateBurst}}
+	}
+
+	now := s.cfg.Now().UTC()
+	runID := ids.New("run_")
+	tr := httpx.TraceFrom(ctx)
+	run := store.Run{
+		TenantID: ac.TenantID, AgentID: agent.AgentID, RunID: runID, PrincipalID: ac.Principal.PrincipalID,
+		Status: store.RunQueued, CreatedAt: now, Input: n.Input, Context: n.Context, Tooling: n.Tooling,
+		RunOptions: n.RunOptions, EventsURL: "/v1/runs/" + runID + "/events",
+		CorrelationID: httpx.CorrelationID(ctx), Traceparent: tr.Traceparent(), IdempotencyKey: key,
+	}
+	first := s.newEvent(run, store.EventRunCreated, nil, tr, map[string]any{"status": store.RunQueued})
+	auditRec := &store.AuditRecord{
+		AuditID: ids.New("aud_"), Time: now, TenantID: ac.TenantID, PrincipalID: ac.Principal.PrincipalID,
+		Action: "run.create", Target: "run/" + runID, Outcome: "accepted", CorrelationID: run.CorrelationID,
+		Details: map[string]any{"agent_id": agent.AgentID, "idempotency_key": key},
+	}
+	res, err := s.cfg.Store.CreateRun(ctx, store.CreateRunParams{
+		Run: run, FirstEvent: first, Audit: auditRec, IdempotencyKey: key, Fingerprint: fingerprint(n),
+		IdempotencyTTL: time.Duration(s.cfg.Node.IdempotencyTTLHours) * time.Hour, Priority: priorities[n.RunOptions.Priority],
+	})
+	if errors.Is(err, errs.ErrConflict) {
+		return errs.E(errs.Conflict, "idempotency key %q was already used with a different request body", key).
+			WithDetails(map[string]any{"field": "idempotency_key"})
+	} else if err != nil {
+		return err
+	}
+	if res.Replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+		httpx.JSON(w, r, http.StatusOK, map[string]any{"run": res.Run})
+		return nil
+	}
+	s.metrics.runsCreated.Inc()
+	s.hub.Publish(first)
+	s.Wake()
+	w.Header().Set("Location", "/v1/runs/"+runID)
+	httpx.JSON(w, r, http.StatusCreated, map[string]any{"run": res.Run})
+	return nil
+}
+
+// allowedBy reports whether id is in an entitlement list ("*" allows all).
+func allowedBy(list []string, id string) bool {
+	return slices.Contains(list, "*") || slices.Contains(list, id)
+}
+
+func (s *Server) handleGetRun(w http.ResponseWriter, r *http.Request) error {
+	ac, err := auth.Require(r.Context(), auth.ScopeRunsRead)
+	if err != nil {
+		return err
+	}
+	run, err := s.getRun(r, ac, r.PathValue("run_id"))
+	if err != nil {
+		return err
+	}
+	httpx.JSON(w, r, http.StatusOK, map[string]any{"run": run})
+	return nil
+}
+
+func (s *Server) getRun(r *http.Request, ac auth.Context, runID string) (store.Run, error) {
+	run, err := s.cfg.Store.GetRun(r.Context(), ac.TenantID, runID)
+	if errors.Is(err, errs.ErrNotFound) {
+		return run, errs.E(errs.NotFound, "run %s not found", runID)
+	}
+	return run, err
+}
+
+func (s *Server) handleListRuns(w http.ResponseWriter, r *http.Request) error {
+	ac, err := auth.Require(r.Context(), auth.ScopeRunsRead)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	p := store.ListRunsParams{TenantID: ac.TenantID, AgentID: q.Get("agent_id"), Status: q.Get("status"), Cursor: q.Get("cursor"), Limit: 50}
+	if p.Status != "" && !slices.Contains([]store.RunStatus{store.RunQueued, store.RunRunning, store.RunCompleted, store.RunFailed, store.RunCanceled}, store.RunStatus(p.Status)) {
+		return errs.Field("status", "must be queued, running, completed, failed or canceled")
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 500 {
+			return errs.Field("limit", "must be an integer between 1 and 500")
+		}
+		p.Limit = n
+	}
+	runs, next, err := s.cfg.Store.ListRuns(r.Context(), p)
+	if err != nil {
+		return err
+	}
+	if runs == nil {
+		runs = []store.Run{}
+	}
+	var nextCursor any
+	if next != "" {
+		nextCursor = next
+	}
+	httpx.JSON(w, r, http.StatusOK, map[string]any{"runs": runs, "next_cursor": nextCursor})
+	return nil
+}
+
+func (s *Server) handleRunAction(w http.ResponseWriter, r *http.Request) error {
+	runID, action, ok := strings.Cut(r.PathValue("run_action"), ":")
+	if !ok || action != "cancel" {
+		return errs.E(errs.NotFound, "no route for POST %s (did you mean /v1/runs/{run_id}:cancel?)", r.URL.Path)
+	}
+	ac, err := auth.Require(r.Context(), auth.ScopeRunsCancel)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if raw, err := httpx.ReadBody(r); err != nil {
+		return err
+	} else if len(strings.TrimSpace(string(raw))) > 0 {
+		if err := httpx.DecodeBytes(raw, &body); err != nil {
+			return err
+		}
+	}
+	if body.Reason == "" {
+		body.Reason = "canceled by " + ac.Principal.PrincipalID
+	}
+	run, err := s.cancelRun(r.Context(), ac, runID, body.Reason)
+	if err != nil {
+		return err
+	}
+	httpx.JSON(w, r, http.StatusOK, map[string]any{"run": run})
+	return nil
+}

@@ -1,0 +1,176 @@
+package agentorchestrator
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nexixai/agentos/internal/queue"
+	"github.com/nexixai/agentos/internal/store"
+)
+
+// Causes that stop an executor without finishing its run: another
+// executor (or this process after a restart) resumes it later.
+var (
+	errShutdown  = errors.New("orchestrator shutting down")
+	errLeaseLost = errors.New("run lease lost")
+)
+
+// Wake tells the scheduler there may be new work.
+func (s *Server) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start re-enqueues unfinished runs (recovery after a crash) and starts the
+// scheduler. Stop ends it.
+func (s *Server) Start(ctx context.Context) error {
+	unfinished, err := s.cfg.Store.ListUnfinishedRuns(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range unfinished {
+		if err := s.cfg.Queue.Enqueue(ctx, queue.EnqueueParams{TenantID: r.TenantID, RunID: r.RunID, Priority: priorities[r.RunOptions.Priority]}); err != nil {
+			return err
+		}
+	}
+	if len(unfinished) > 0 {
+		s.log.Info("recovering unfinished runs", "count", len(unfinished))
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop = cancel
+	s.done = make(chan struct{})
+	go s.schedule(ctx)
+	return nil
+}
+
+// Stop stops leasing new runs and stops executors; their runs stay leased
+// until the lease expires and are then resumed by whoever leases them.
+func (s *Server) Stop() {
+	if s.stop == nil {
+		return
+	}
+	s.mu.Lock()
+	for _, cancel := range s.running {
+		cancel(errShutdown)
+	}
+	s.mu.Unlock()
+	s.stop()
+	<-s.done
+	s.wg.Wait()
+}
+
+func (s *Server) schedule(ctx context.Context) {
+	defer close(s.done)
+	var active atomic.Int64
+	lastDepth := time.Time{}
+	for {
+		if free := s.cfg.Executors - int(active.Load()); free > 0 {
+			leases, err := s.leaseRuns(ctx, free)
+			if err != nil && ctx.Err() == nil {
+				s.log.Warn("lease runs", "err", err)
+			}
+			for _, l := range leases {
+				active.Add(1)
+				s.wg.Add(1)
+				go func() {
+					defer s.wg.Done()
+					defer s.Wake()
+					defer active.Add(-1)
+					s.runLease(ctx, l)
+				}()
+			}
+		}
+		if time.Since(lastDepth) > time.Second {
+			s.refreshQueueDepth(ctx)
+			lastDepth = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		case <-time.After(s.cfg.PollInterval):
+		}
+	}
+}
+
+func (s *Server) leaseRuns(ctx context.Context, max int) ([]queue.Lease, error) {
+	tenants, err := s.cfg.Store.ListTenants(ctx)
+	if err != nil {
+		return nil, err
+	}
+	limits := make(map[string]int, len(tenants))
+	for _, t := range tenants {
+		limits[t.TenantID] = t.Quotas.Runs.MaxConcurrentRuns
+	}
+	return s.cfg.Queue.Lease(ctx, queue.LeaseParams{
+		Owner: s.owner, Max: max, TTL: s.cfg.LeaseTTL,
+		TenantLimit: func(tenantID string) int { return limits[tenantID] },
+	})
+}
+
+// runLease executes one leased run, renewing the lease meanwhile, and acks
+// the queue entry once the run is terminal.
+func (s *Server) runLease(parent context.Context, l queue.Lease) {
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	s.mu.Lock()
+	s.running[l.RunID] = cancel
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.running, l.RunID)
+		s.mu.Unlock()
+	}()
+	s.metrics.activeRuns.Inc()
+	defer s.metrics.activeRuns.Dec()
+
+	var mu sync.Mutex
+	current := l
+	renewDone := make(chan struct{})
+	go func() {
+		defer close(renewDone)
+		t := time.NewTicker(s.cfg.LeaseTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				mu.Lock()
+				nl, err := s.cfg.Queue.Renew(ctx, current, s.cfg.LeaseTTL)
+				if err == nil {
+					current = nl
+				}
+				mu.Unlock()
+				if err != nil && ctx.Err() == nil {
+					s.log.Warn("lease lost", "run_id", l.RunID, "err", err)
+					cancel(errLeaseLost)
+					return
+				}
+			}
+		}
+	}()
+	finished := s.execute(ctx, l)
+	cancel(nil)
+	<-renewDone
+	if !finished {
+		return
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	ackCtx, stop := context.WithTimeout(context.WithoutCancel(parent), 5*time.Second)
+	defer stop()
+	if err := s.cfg.Queue.Ack(ackCtx, current); err != nil && !errors.Is(err, context.Canceled) {
+		s.log.Warn("ack run", "run_id", l.RunID, "err", err)
+	}
+}
+
+// tenantOf returns the run's tenant, for the executor.
+func (s *Server) tenantOf(ctx context.Context, tenantID string) (store.Tenant, error) {
+	return s.cfg.Store.GetTenant(ctx, tenantID)
+}

@@ -1,0 +1,211 @@
+// Package agentorchestrator is the Agent Orchestrator service: the runs API
+// (admission, get, list, cancel, events over SSE), the agents API, the admin
+// API, and the scheduler and executors that run the agent loop.
+package agentorchestrator
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/events"
+	"github.com/nexixai/agentos/internal/httpx"
+	"github.com/nexixai/agentos/internal/metrics"
+	"github.com/nexixai/agentos/internal/modelport"
+	"github.com/nexixai/agentos/internal/queue"
+	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/tools"
+	"github.com/nexixai/agentos/internal/version"
+)
+
+// ServiceName is reported by /v1/health.
+const ServiceName = "agent-orchestrator"
+
+// Auditor appends audit records (internal/audit.Auditor).
+type Auditor interface {
+	Record(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error)
+}
+
+// Limiter is the per-tenant rate limiter (internal/tenancy.Limiter).
+type Limiter interface {
+	Allow(tenantID, name string, ratePerSec float64, burst int) (bool, time.Duration)
+	AllowPerMinute(tenantID, name string, perMinute int) (bool, time.Duration)
+}
+
+// Config wires the orchestrator's dependencies. Fields without a default
+// are required.
+type Config struct {
+	Store store.Store
+	Queue queue.Queue
+	// Hub fans committed events out to SSE streams; default a new hub.
+	Hub *events.Hub
+	// Authenticate puts an auth.Context in every API request's context.
+	Authenticate func(http.Handler) http.Handler
+	Audit        Auditor
+	Limiter      Limiter
+	Model        modelport.Port
+	Tools        *tools.Registry
+	// Registry receives the service's metrics; default a new registry.
+	Registry *prometheus.Registry
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Node is the node's effective configuration (quota defaults, TTLs, mode).
+	Node config.Config
+	// Executors is how many runs this process executes at once (default 8).
+	Executors int
+	// LeaseTTL is how long a run lease lasts without renewal (default 10s).
+	LeaseTTL time.Duration
+	// PollInterval is how often the scheduler looks for work when not
+	// woken by an admission (default 250ms).
+	PollInterval time.Duration
+	// Heartbeat is the SSE comment heartbeat interval (default 15s).
+	Heartbeat time.Duration
+	// ReadyChecks are extra dependencies /readyz checks, by name.
+	ReadyChecks map[string]func(ctx context.Context) error
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Server is the orchestrator.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	hub     *events.Hub
+	metrics *orchMetrics
+	http    *metrics.HTTP
+	handler http.Handler
+
+	owner string // this process's lease owner id
+	wake  chan struct{}
+
+	mu      sync.Mutex
+	running map[string]context.CancelCauseFunc // run_id → cancel of its executor
+	wg      sync.WaitGroup
+	stop    context.CancelFunc
+	done    chan struct{}
+}
+
+// New builds the server. Call Start to run the scheduler and Handler to serve.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil || cfg.Queue == nil || cfg.Authenticate == nil || cfg.Model == nil ||
+		cfg.Tools == nil || cfg.Limiter == nil || cfg.Audit == nil {
+		return nil, errors.New("agentorchestrator: Store, Queue, Authenticate, Model, Tools, Limiter and Audit are required")
+	}
+	if cfg.Hub == nil {
+		cfg.Hub = events.NewHub()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = metrics.NewRegistry()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Executors <= 0 {
+		cfg.Executors = 8
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 10 * time.Second
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 250 * time.Millisecond
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 15 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Logger.With("service", ServiceName),
+		hub:     cfg.Hub,
+		metrics: newOrchMetrics(cfg.Registry),
+		http:    metrics.NewHTTP(cfg.Registry, ServiceName),
+		owner:   newOwnerID(),
+		wake:    make(chan struct{}, 1),
+		running: map[string]context.CancelCauseFunc{},
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler returns the HTTP handler with the standard middleware.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// HTTPMetrics exposes the HTTP metrics (for the authenticator's failure hook).
+func (s *Server) HTTPMetrics() *metrics.HTTP { return s.http }
+
+func (s *Server) routes() http.Handler {
+	public := http.NewServeMux()
+	api := http.NewServeMux()
+	authed := s.cfg.Authenticate(httpx.Routed(api))
+
+	public.Handle("GET /v1/health", httpx.H(s.handleHealth))
+	public.Handle("GET /healthz", httpx.H(s.handleHealthz))
+	public.Handle("GET /readyz", httpx.H(s.handleReadyz))
+	public.Handle("GET /metrics", metrics.Handler(s.cfg.Registry))
+	public.Handle("/", authed)
+
+	api.Handle("GET /v1/agents", httpx.H(s.handleListAgents))
+	api.Handle("GET /v1/agents/{agent_id}", httpx.H(s.handleGetAgent))
+	api.Handle("POST /v1/agents/{agent_id}/runs", httpx.H(s.handleCreateRun))
+	api.Handle("GET /v1/runs", httpx.H(s.handleListRuns))
+	api.Handle("GET /v1/runs/{run_id}", httpx.H(s.handleGetRun))
+	// ServeMux wildcards are whole segments, so "{run_id}:cancel" is parsed
+	// by the handler.
+	api.Handle("POST /v1/runs/{run_action}", httpx.H(s.handleRunAction))
+	api.Handle("GET /v1/runs/{run_id}/events", httpx.H(s.handleEvents))
+	s.registerAdminRoutes(api)
+	api.Handle("/", httpx.NotFoundHandler())
+
+	return httpx.Chain(httpx.Routed(public), httpx.Standard(s.log, s.http.Observe)...)
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
+	httpx.JSON(w, r, http.StatusOK, map[string]any{"status": "ok", "service": ServiceName, "version": version.Version})
+	return nil
+}
+
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) error {
+	httpx.JSON(w, r, http.StatusOK, map[string]any{"status": "ok"})
+	return nil
+}
+
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	checks := map[string]string{}
+	var failing []string
+	if err := s.cfg.Store.Ping(ctx); err != nil {
+		checks["store"] = err.Error()
+		failing = append(failing, "store")
+	} else {
+		checks["store"] = "ok"
+	}
+	for name, check := range s.cfg.ReadyChecks {
+		if err := check(ctx); err != nil {
+			checks[name] = err.Error()
+			failing = append(failing, name)
+		} else {
+			checks[name] = "ok"
+		}
+	}
+	if len(failing) > 0 {
+		return errDependency(failing, checks)
+	}
+	httpx.JSON(w, r, http.StatusOK, map[string]any{"status": "ready", "checks": checks})
+	return nil
+}
+
+func errDependency(failing []string, checks map[string]string) error {
+	return errs.E(errs.DependencyUnavailable, "not ready: %s unavailable", strings.Join(failing, ", ")).
+		WithDetails(map[string]any{"failing": failing, "checks": checks})
+}

@@ -1,0 +1,420 @@
+package agentorchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/ids"
+	"github.com/nexixai/agentos/internal/modelport"
+	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/tools"
+)
+
+// apply commits step upserts and events together with the run's current
+// fields, requiring the run to still be running (so a concurrent cancel
+// wins). It keeps x.steps and the summary in step.
+func (x *execution) apply(ctx context.Context, steps []store.Step, evs ...store.Event) bool {
+	for _, st := range steps {
+		if i := slices.IndexFunc(x.steps, func(o store.Step) bool { return o.StepID == st.StepID }); i >= 0 {
+			x.steps[i] = st
+		} else {
+			x.steps = append(x.steps, st)
+		}
+	}
+	x.run.Summary = store.RunSummary{StepsTotal: len(x.steps)}
+	for _, st := range x.steps {
+		if st.Kind == store.StepModel {
+			x.run.Summary.ModelCallsTotal++
+		} else {
+			x.run.Summary.ToolCallsTotal++
+		}
+	}
+	_, err := x.s.commit(ctx, store.RunChange{TenantID: x.run.TenantID, RunID: x.run.RunID,
+		FromStatuses: []store.RunStatus{store.RunRunning}, Run: &x.run, Steps: steps, Events: evs})
+	if err != nil {
+		x.stopErr = err
+		if !errors.Is(err, errs.ErrConflict) && ctx.Err() == nil {
+			x.s.log.Warn("commit run change", "run_id", x.run.RunID, "err", err)
+		}
+		return false
+	}
+	return true
+}
+
+func (x *execution) event(typ string, stepID string, payload any) store.Event {
+	id := stepID
+	return x.s.newEvent(x.run, typ, &id, x.tr.Child(), payload)
+}
+
+func (x *execution) lastModelStep() *store.Step {
+	for i := len(x.steps) - 1; i >= 0; i-- {
+		if x.steps[i].Kind == store.StepModel {
+			return &x.steps[i]
+		}
+	}
+	return nil
+}
+
+func (x *execution) modelCalls() int {
+	n := 0
+	for _, st := range x.steps {
+		if st.Kind == store.StepModel {
+			n++
+		}
+	}
+	return n
+}
+
+func (x *execution) toolStepFor(modelStepID string, index int) *store.Step {
+	for i := range x.steps {
+		st := &x.steps[i]
+		if st.Kind != store.StepTool {
+			continue
+		}
+		var in toolStepInput
+		if json.Unmarshal(st.Input, &in) == nil && in.ModelStepID == modelStepID && in.CallIndex == index {
+			return st
+		}
+	}
+	return nil
+}
+
+func decodeModelOutput(st store.Step) modelStepOutput {
+	var out modelStepOutput
+	_ = json.Unmarshal(st.Output, &out) // written by this package
+	return out
+}
+
+// allowedTools is agent tools ∩ run allowlist ∩ tenant entitlements − denymap.
+func (x *execution) allowedTools() []string {
+	var ids []string
+	for _, id := range x.agent.Tools {
+		if x.toolAllowed(id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func (x *execution) toolAllowed(id string) bool {
+	t := x.run.Tooling
+	return slices.Contains(x.agent.Tools, id) &&
+		(len(t.ToolAllowlist) == 0 || slices.Contains(t.ToolAllowlist, id)) &&
+		allowedBy(x.tenant.Entitlements.ToolIDsAllowed, id) &&
+		!slices.Contains(t.ToolDenymap, id)
+}
+
+// conversation rebuilds the chat from the run's input and recorded steps.
+func (x *execution) conversation() []modelport.Message {
+	msgs := []modelport.Message{}
+	if x.agent.Instructions != "" {
+		msgs = append(msgs, modelport.Message{Role: "system", Content: x.agent.Instructions})
+	}
+	msgs = append(msgs, modelport.Message{Role: "user", Content: x.run.Input.Text})
+	for _, st := range x.steps {
+		switch {
+		case st.Kind == store.StepModel && st.Status == store.StepCompleted:
+			out := decodeModelOutput(st)
+			msgs = append(msgs, modelport.Message{Role: "assistant", Content: out.Message.Content, ToolCalls: out.ToolCalls})
+		case st.Kind == store.StepTool && st.Status != store.StepStarted:
+			var in toolStepInput
+			var out toolStepOutput
+			_ = json.Unmarshal(st.Input, &in)
+			_ = json.Unmarshal(st.Output, &out)
+			content := string(out.Output)
+			if out.Status != "ok" {
+				b, _ := json.Marshal(map[string]any{"status": out.Status, "error": out.Error})
+				content = string(b)
+			}
+			msgs = append(msgs, modelport.Message{Role: "tool", Content: content, ToolCallID: in.ModelCallID})
+		}
+	}
+	return msgs
+}
+
+// callModel makes one model step (or finishes one that was in flight when
+// the run was resumed). ok=false: stop executing; fatal: fail the run.
+func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool, fatal error) {
+	s := x.s
+	modelRef := x.agent.ModelRef
+	if x.run.RunOptions.ModelTier != "" {
+		modelRef = "tier:" + x.run.RunOptions.ModelTier
+	}
+	var specs []modelport.ToolSpec
+	for _, spec := range x.toolSpecs() {
+		specs = append(specs, modelport.ToolSpec{ToolID: spec.ToolID, Name: spec.Name, Description: spec.Description, InputSchema: spec.InputSchema})
+	}
+	msgs := x.conversation()
+	var step store.Step
+	if resume != nil {
+		step = *resume
+	} else {
+		in, _ := json.Marshal(map[string]any{"model_ref": modelRef})
+		step = store.Step{StepID: ids.New("stp_"), TenantID: x.run.TenantID, RunID: x.run.RunID, Index: len(x.steps),
+			Kind: store.StepModel, Name: modelRef, Status: store.StepStarted, Input: in, StartedAt: s.cfg.Now().UTC()}
+		if !x.apply(ctx, []store.Step{step},
+			x.event(store.EventStepStarted, step.StepID, map[string]any{"step_kind": "model", "name": modelRef}),
+			x.event(store.EventModelRequested, step.StepID, map[string]any{"model_ref": modelRef, "operation": "chat",
+				"requirements": modelport.Requirements{}, "input_summary": map[string]any{"messages": len(msgs), "has_tools": len(specs) > 0}})) {
+			return false, nil
+		}
+	}
+	req := modelport.ChatRequest{RequestID: ids.New("req_"), Operation: "chat", ModelRef: modelRef,
+		Input: modelport.ChatInput{Messages: msgs, Tools: specs}, Generation: modelport.Generation{MaxOutputTokens: 1024},
+		AgentID: x.run.AgentID, RunID: x.run.RunID}
+	start := time.Now()
+	resp, err := s.cfg.Model.Chat(ctx, x.ac, req)
+	for attempt := 0; err != nil && ctx.Err() == nil && errs.CodeOf(err).Retryable() && attempt < x.agent.Defaults.ModelRetries; attempt++ {
+		backoff := min(200*time.Millisecond<<attempt, 5*time.Second)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+			resp, err = s.cfg.Model.Chat(ctx, x.ac, req)
+		}
+	}
+	if ctx.Err() != nil {
+		return false, nil
+	}
+	latency := time.Since(start)
+	s.metrics.stepDuration.WithLabelValues("model").Observe(latency.Seconds())
+	now := s.cfg.Now().UTC()
+	step.CompletedAt = &now
+	if err != nil {
+		e := errs.As(err)
+		s.metrics.modelCalls.WithLabelValues("error").Inc()
+		body := errorBody(e)
+		decision := ""
+		if e.Code == errs.PolicyBlocked {
+			decision = "blocked"
+		}
+		step.Status = store.StepFailed
+		step.Output, _ = json.Marshal(map[string]any{"status": "error", "error": body})
+		if !x.apply(ctx, []store.Step{step}, x.event(store.EventModelCompleted, step.StepID, map[string]any{
+			"model_ref": modelRef, "operation": "chat", "status": "error", "usage": modelport.Usage{},
+			"latency_ms": latency.Milliseconds(), "error": body,
+			"policy_outcome": modelport.PolicyOutcome{Decision: decision, Reasons: []string{e.Message}, Redactions: []modelport.Redaction{}},
+			"route":          modelport.Route{}})) {
+			return false, nil
+		}
+		return true, e
+	}
+	s.metrics.modelCalls.WithLabelValues("ok").Inc()
+	status := resp.Status
+	if status == "" {
+		status = "ok"
+	}
+	out := modelStepOutput{Status: status, Message: resp.Output.Message, ToolCalls: resp.Output.ToolCalls,
+		Usage: resp.Usage, Route: resp.Route, PolicyOutcome: resp.PolicyOutcome}
+	step.Status = store.StepCompleted
+	step.Output, _ = json.Marshal(out)
+	if !x.apply(ctx, []store.Step{step}, x.event(store.EventModelCompleted, step.StepID, map[string]any{
+		"model_ref": modelRef, "operation": "chat", "status": status, "usage": resp.Usage,
+		"latency_ms": latency.Milliseconds(), "policy_outcome": resp.PolicyOutcome, "route": resp.Route})) {
+		return false, nil
+	}
+	return true, nil
+}
+
+func (x *execution) toolSpecs() []tools.Spec {
+	var specs []tools.Spec
+	for _, id := range x.allowedTools() {
+		if t, ok := x.s.cfg.Tools.Get(id); ok {
+			specs = append(specs, t.Spec())
+		}
+	}
+	return specs
+}
+
+// callTool executes the index-th tool call planned by a model step, or
+// settles one that was in flight when the run was resumed. ok=false: stop
+// executing; fatal: fail the run (agent policy on_tool_error=fail).
+func (x *execution) callTool(ctx context.Context, modelStepID string, index int, call modelport.ToolCall) (ok bool, fatal error) {
+	s := x.s
+	toolID := call.ToolID
+	if toolID == "" {
+		toolID = call.Name
+	}
+	tool, found := s.cfg.Tools.Get(toolID)
+	var spec tools.Spec
+	if found {
+		spec = tool.Spec()
+	}
+	timeout := spec.DefaultTimeout
+	if timeout <= 0 {
+		timeout = defaultToolTimeout
+	}
+	var result toolStepOutput
+	step := x.toolStepFor(modelStepID, index)
+	resumed := step != nil
+	if resumed && !spec.Idempotent {
+		// In flight when the executor stopped, and not safe to run twice.
+		result = toolStepOutput{Status: "error", Error: &store.ErrorBody{Code: codeInterrupted,
+			Message: fmt.Sprintf("tool %s was in flight when its executor stopped; it is not idempotent, so it was not run again", toolID)}}
+	} else if !resumed {
+		in, _ := json.Marshal(toolStepInput{ModelStepID: modelStepID, CallIndex: index, ModelCallID: call.ID, ToolID: toolID, Arguments: call.Arguments})
+		st := store.Step{StepID: ids.New("stp_"), TenantID: x.run.TenantID, RunID: x.run.RunID, Index: len(x.steps),
+			Kind: store.StepTool, Name: toolID, Status: store.StepStarted, ToolCallID: ids.New("tcall_"), Input: in, StartedAt: s.cfg.Now().UTC()}
+		args := call.Arguments
+		if len(args) == 0 {
+			args = json.RawMessage(`{}`)
+		}
+		if !x.apply(ctx, []store.Step{st},
+			x.event(store.EventStepStarted, st.StepID, map[string]any{"step_kind": "tool", "name": toolID}),
+			x.event(store.EventToolCallRequested, st.StepID, map[string]any{"tool_call_id": st.ToolCallID, "tool_id": toolID,
+				"input": args, "timeout_ms": timeout.Milliseconds()})) {
+			return false, nil
+		}
+		step = &x.steps[len(x.steps)-1]
+	}
+	st := *step
+	if result.Status == "" {
+		result = x.invokeTool(ctx, tool, found, toolID, st, call.Arguments, timeout)
+		if result.Status == "" {
+			return false, nil // the run itself was stopped
+		}
+	}
+	now := s.cfg.Now().UTC()
+	st.CompletedAt = &now
+	st.Status = store.StepCompleted
+	if result.Status != "ok" {
+		st.Status = store.StepFailed
+	}
+	st.Output, _ = json.Marshal(result)
+	s.metrics.toolCalls.WithLabelValues(toolID, result.Status).Inc()
+	output := result.Output
+	if output == nil {
+		output = json.RawMessage("null")
+	}
+	if !x.apply(ctx, []store.Step{st}, x.event(store.EventToolCallCompleted, st.StepID, map[string]any{
+		"tool_call_id": st.ToolCallID, "tool_id": toolID, "status": result.Status, "output": output,
+		"duration_ms": result.DurationMs, "error": result.Error})) {
+		return false, nil
+	}
+	if result.Status != "ok" && x.agent.Defaults.OnToolError == "fail" {
+		return true, &errs.Error{Code: errs.Code(result.Error.Code), Message: "tool " + toolID + " failed: " + result.Error.Message}
+	}
+	return true, nil
+}
+
+// invokeTool applies the permission, rate-limit and dry-run rules and runs
+// the tool. An empty Status means the run was stopped meanwhile.
+func (x *execution) invokeTool(ctx context.Context, tool tools.Tool, found bool, toolID string, st store.Step, args json.RawMessage, timeout time.Duration) toolStepOutput {
+	s := x.s
+	fail := func(e *errs.Error) toolStepOutput {
+		return toolStepOutput{Status: "error", Error: errorBody(e)}
+	}
+	switch {
+	case !found:
+		return fail(errs.E(errs.NotFound, "tool %s is not registered on this node", toolID))
+	case !x.toolAllowed(toolID):
+		return fail(errs.E(errs.Forbidden, "tool %s is not permitted for this run (agent tools ∩ run allowlist ∩ tenant entitlements − denymap)", toolID))
+	}
+	if ok, _ := s.cfg.Limiter.AllowPerMinute(x.run.TenantID, "tool_calls", x.tenant.Quotas.Tools.ToolCallsPerMinute); !ok {
+		return fail(errs.E(errs.RateLimited, "tenant %s exceeded tool_calls_per_minute=%d", x.run.TenantID, x.tenant.Quotas.Tools.ToolCallsPerMinute))
+	}
+	if x.run.RunOptions.DryRun {
+		return toolStepOutput{Status: "ok", Output: json.RawMessage(`{"dry_run":true,"executed":false}`)}
+	}
+	if len(args) == 0 {
+		args = json.RawMessage(`{}`)
+	}
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	out, err := safeInvoke(tctx, tool, tools.Call{Auth: x.ac, TenantID: x.run.TenantID, AgentID: x.run.AgentID,
+		RunID: x.run.RunID, ToolCallID: st.ToolCallID, Input: args})
+	d := time.Since(start)
+	s.metrics.toolDuration.WithLabelValues(toolID).Observe(d.Seconds())
+	s.metrics.stepDuration.WithLabelValues("tool").Observe(d.Seconds())
+	if ctx.Err() != nil {
+		return toolStepOutput{} // canceled, timed out or lost as a whole
+	}
+	res := toolStepOutput{Status: "ok", Output: out, DurationMs: d.Milliseconds()}
+	switch {
+	case errors.Is(tctx.Err(), context.DeadlineExceeded):
+		res.Status, res.Output = "timeout", nil
+		res.Error = errorBody(errs.E(errs.Timeout, "tool %s did not finish within %s", toolID, timeout))
+	case err != nil:
+		res.Status, res.Output = "error", nil
+		res.Error = errorBody(errs.As(err))
+	}
+	return res
+}
+
+// safeInvoke turns a panicking tool into an internal error.
+func safeInvoke(ctx context.Context, t tools.Tool, c tools.Call) (out json.RawMessage, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = errs.Wrap(errs.Internal, fmt.Errorf("panic: %v", v), "tool %s crashed", t.Spec().ToolID)
+		}
+	}()
+	return t.Invoke(ctx, c)
+}
+
+func errorBody(e *errs.Error) *store.ErrorBody {
+	msg := e.Message
+	if e.Code == errs.Internal && msg == "" {
+		msg = "internal error"
+	}
+	return &store.ErrorBody{Code: string(e.Code), Message: msg, Retryable: e.Code.Retryable(), Details: e.Details}
+}
+
+// finish writes the terminal state and event. It returns whether the run is
+// terminal (true also when someone else made it terminal first).
+func (x *execution) finish(ctx context.Context, status store.RunStatus, out *store.Output, eb *store.ErrorBody) bool {
+	s := x.s
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	now := s.cfg.Now().UTC()
+	x.run.Status, x.run.CompletedAt, x.run.Output, x.run.Error = status, &now, out, eb
+	var ev store.Event
+	if status == store.RunCompleted {
+		ev = s.newEvent(x.run, store.EventRunCompleted, nil, x.tr.Child(), map[string]any{"status": status, "output": out})
+	} else {
+		ev = s.newEvent(x.run, store.EventRunFailed, nil, x.tr.Child(), map[string]any{"status": status, "error": eb})
+	}
+	_, err := s.commit(ctx, store.RunChange{TenantID: x.run.TenantID, RunID: x.run.RunID,
+		FromStatuses: []store.RunStatus{store.RunRunning}, Run: &x.run, Events: []store.Event{ev}})
+	if errors.Is(err, errs.ErrConflict) {
+		return true
+	}
+	if err != nil {
+		s.log.Error("finish run", "run_id", x.run.RunID, "err", err)
+		return false
+	}
+	s.metrics.runsTotal.WithLabelValues(string(status)).Inc()
+	s.metrics.runDuration.WithLabelValues(string(status)).Observe(now.Sub(x.run.CreatedAt).Seconds())
+	s.log.Info("run finished", "run_id", x.run.RunID, "tenant_id", x.run.TenantID, "status", status)
+	return true
+}
+
+func (x *execution) finishErr(ctx context.Context, err error) bool {
+	return x.finish(ctx, store.RunFailed, nil, errorBody(errs.As(err)))
+}
+
+// stopped decides what a stopped executor means for its run.
+func (x *execution) stopped(ctx context.Context) bool {
+	cause := context.Cause(ctx)
+	if cause == nil {
+		cause = x.stopErr
+	}
+	switch {
+	case errors.Is(cause, errRunTimeout):
+		return x.finishErr(ctx, errs.E(errs.Timeout, "the run exceeded timeout_ms=%d", x.run.RunOptions.TimeoutMs))
+	case errors.Is(cause, errRunCanceled), errors.Is(cause, errs.ErrConflict):
+		return true // already terminal (canceled)
+	default:
+		return false // shutdown, lost lease or store trouble: resumed later
+	}
+}
+
+// stopOrFail handles a store error while starting: leave the run to be resumed.
+func (x *execution) stopOrFail(ctx context.Context, err error) bool {
+	x.s.log.Warn("start run", "run_id", x.run.RunID, "err", err)
+	return false
+}

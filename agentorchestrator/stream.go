@@ -1,0 +1,175 @@
+package agentorchestrator
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/events"
+	"github.com/nexixai/agentos/internal/httpx"
+	"github.com/nexixai/agentos/internal/store"
+)
+
+// storePollInterval bounds how long an SSE stream can miss an event that
+// was committed by another process (whose hub we do not hear).
+const storePollInterval = 2 * time.Second
+
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
+	ac, err := auth.Require(r.Context(), auth.ScopeRunsRead)
+	if err != nil {
+		if ac2, ok := auth.From(r.Context()); !ok || !ac2.HasScope(auth.ScopeEventsRead) {
+			return err
+		}
+		ac = ac2
+	}
+	runID := r.PathValue("run_id")
+	run, err := s.getRun(r, ac, runID)
+	if err != nil {
+		return err
+	}
+	after, err := afterSequence(r)
+	if err != nil {
+		return err
+	}
+	if wantsJSON(r) {
+		evs, err := s.cfg.Store.ListEvents(r.Context(), store.ListEventsParams{TenantID: ac.TenantID, RunID: runID, AfterSequence: after, Limit: 1000})
+		if err != nil {
+			return err
+		}
+		next := after
+		if len(evs) > 0 {
+			next = evs[len(evs)-1].Sequence
+		}
+		if evs == nil {
+			evs = []store.Event{}
+		}
+		httpx.JSON(w, r, http.StatusOK, map[string]any{"events": evs, "next_after_sequence": next})
+		return nil
+	}
+	return s.streamSSE(w, r, run, after)
+}
+
+// afterSequence reads the resume point: Last-Event-ID wins over ?after_sequence.
+func afterSequence(r *http.Request) (int64, error) {
+	if v := strings.TrimSpace(r.Header.Get("Last-Event-ID")); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return 0, errs.Field("Last-Event-ID", "must be a non-negative integer sequence, got %q", v)
+		}
+		return n, nil
+	}
+	if v := r.URL.Query().Get("after_sequence"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return 0, errs.Field("after_sequence", "must be a non-negative integer, got %q", v)
+		}
+		return n, nil
+	}
+	return 0, nil
+}
+
+func wantsJSON(r *http.Request) bool {
+	accept := r.Header.Get("Accept")
+	return strings.Contains(accept, "application/json") && !strings.Contains(accept, "text/event-stream")
+}
+
+// streamSSE replays stored events after `after`, then live ones from the
+// hub, with no gaps and no duplicates, and ends after the terminal event.
+func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, run store.Run, after int64) error {
+	ctx := r.Context()
+	rc := http.NewResponseController(w)
+	// Subscribe before replaying so nothing committed in between is missed.
+	sub := s.hub.Subscribe(run.TenantID, run.RunID)
+	defer sub.Close()
+
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	_ = rc.Flush()
+	// Streams outlive the server's write timeout.
+	_ = rc.SetWriteDeadline(time.Time{})
+
+	last := after
+	// catchUp writes stored events after last; it reports whether the
+	// terminal event was written.
+	catchUp := func() (bool, error) {
+		for {
+			evs, err := s.cfg.Store.ListEvents(ctx, store.ListEventsParams{TenantID: run.TenantID, RunID: run.RunID, AfterSequence: last, Limit: 500})
+			if err != nil {
+				return false, err
+			}
+			for _, e := range evs {
+				if err := events.WriteSSE(w, e); err != nil {
+					return false, err
+				}
+				last = e.Sequence
+				if store.IsTerminalEvent(e.Type) {
+					return true, rc.Flush()
+				}
+			}
+			if err := rc.Flush(); err != nil {
+				return false, err
+			}
+			if len(evs) < 500 {
+				return false, nil
+			}
+		}
+	}
+	done, err := catchUp()
+	if err != nil || done {
+		return nil // the response has started; errors end the stream
+	}
+	// A client resuming after the terminal event gets nothing more.
+	if cur, err := s.cfg.Store.GetRun(ctx, run.TenantID, run.RunID); err == nil && cur.Status.Terminal() {
+		_, _ = catchUp() // the terminal event may have been committed since
+		return nil
+	}
+
+	heartbeat := time.NewTicker(s.cfg.Heartbeat)
+	defer heartbeat.Stop()
+	poll := time.NewTicker(storePollInterval)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e := <-sub.C:
+			if sub.Lagged() || e.Sequence > last+1 {
+				if done, err := catchUp(); err != nil || done {
+					return nil
+				}
+				continue
+			}
+			if e.Sequence <= last {
+				continue
+			}
+			if err := events.WriteSSE(w, e); err != nil {
+				return nil
+			}
+			last = e.Sequence
+			if err := rc.Flush(); err != nil {
+				return nil
+			}
+			if store.IsTerminalEvent(e.Type) {
+				return nil
+			}
+		case <-poll.C:
+			if done, err := catchUp(); err != nil || done {
+				return nil
+			}
+		case <-heartbeat.C:
+			if _, err := w.Write([]byte(": ping\n\n")); err != nil {
+				return nil
+			}
+			if err := rc.Flush(); err != nil {
+				return nil
+			}
+		}
+	}
+}

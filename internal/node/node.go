@@ -1,0 +1,144 @@
+// Package node is the composition root: it turns the effective
+// configuration into adapters and services and runs them until the context
+// ends. Each Run* function serves one service in the foreground.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/store/sqlite"
+)
+
+// newLogger returns the JSON logger of a service.
+func newLogger(cfg config.Config, service string) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		level = slog.LevelInfo
+	}
+	l := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})).
+		With("service", service, "stack_id", cfg.StackID)
+	slog.SetDefault(l)
+	return l
+}
+
+// openStore opens the node's store from cfg.StoreURL.
+func openStore(ctx context.Context, cfg config.Config) (*sqlite.DB, error) {
+	if strings.HasPrefix(cfg.StoreURL, "postgres://") || strings.HasPrefix(cfg.StoreURL, "postgresql://") {
+		return nil, fmt.Errorf("store %s: the PostgreSQL adapter is not part of this build; use sqlite://PATH", redactURL(cfg.StoreURL))
+	}
+	st, err := sqlite.OpenURL(ctx, cfg.StoreURL)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", redactURL(cfg.StoreURL), err)
+	}
+	return st, nil
+}
+
+func redactURL(u string) string {
+	if at := strings.LastIndex(u, "@"); at > 0 {
+		if scheme := strings.Index(u, "://"); scheme > 0 && scheme < at {
+			return u[:scheme+3] + "***" + u[at:]
+		}
+	}
+	return u
+}
+
+// NodeKeyPath is where the node's service-to-service signing key lives.
+func NodeKeyPath(cfg config.Config) string {
+	if p := os.Getenv("AGENTOS_NODE_KEY_FILE"); p != "" {
+		return p
+	}
+	return filepath.Join(cfg.Home, "keys", "node_ed25519.pem")
+}
+
+// nodeSigner loads the node key; demo/dev create it, prod requires it
+// (no secret is generated in prod).
+func nodeSigner(cfg config.Config) (*auth.NodeSigner, error) {
+	s, err := auth.LoadOrCreateNodeKey(NodeKeyPath(cfg), cfg.DevMode())
+	if err != nil && !cfg.DevMode() {
+		return nil, fmt.Errorf("%w (prod mode generates no secrets: run `agentos bootstrap` or set AGENTOS_NODE_KEY_FILE)", err)
+	}
+	return s, err
+}
+
+// bootstrapToken reads AGENTOS_BOOTSTRAP_ADMIN_TOKEN or ..._FILE.
+func bootstrapToken() (string, error) {
+	if v := os.Getenv("AGENTOS_BOOTSTRAP_ADMIN_TOKEN"); v != "" {
+		return v, nil
+	}
+	if p := os.Getenv("AGENTOS_BOOTSTRAP_ADMIN_TOKEN_FILE"); p != "" {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", fmt.Errorf("AGENTOS_BOOTSTRAP_ADMIN_TOKEN_FILE: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return "", nil
+}
+
+// newAuthenticator builds the request authenticator shared by the services.
+func newAuthenticator(cfg config.Config, st *sqlite.DB, signer *auth.NodeSigner, onFailure func(string)) (*auth.Authenticator, error) {
+	boot, err := bootstrapToken()
+	if err != nil {
+		return nil, err
+	}
+	return auth.New(auth.Config{Mode: cfg.Mode, Tenants: st, Tokens: st,
+		Issuers: []auth.Issuer{signer.Issuer()}, BootstrapToken: boot, OnFailure: onFailure})
+}
+
+// serveHTTP serves h on addr until ctx ends, then drains in-flight
+// requests. Long-lived streams get their context canceled a few seconds
+// into the drain so that shutdown completes.
+func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another process using the port? try `lsof -i :%s`)", addr, err, portOf(addr))
+	}
+	return serveListener(ctx, ln, h, log)
+}
+
+func serveListener(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return base }}
+	srv.RegisterOnShutdown(func() {
+		time.AfterFunc(3*time.Second, cancelBase)
+	})
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining requests")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func portOf(addr string) string {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return p
+}

@@ -1,0 +1,138 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/nexixai/agentos/agentorchestrator"
+	"github.com/nexixai/agentos/internal/audit"
+	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/metrics"
+	"github.com/nexixai/agentos/internal/modelport"
+	queuesqlite "github.com/nexixai/agentos/internal/queue/sqlite"
+	"github.com/nexixai/agentos/internal/tenancy"
+	"github.com/nexixai/agentos/internal/tools"
+	"github.com/nexixai/agentos/internal/tools/builtin"
+)
+
+// RunOrchestrator serves the agent orchestrator until ctx ends.
+func RunOrchestrator(ctx context.Context, cfg config.Config) error {
+	log := newLogger(cfg, agentorchestrator.ServiceName)
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if cfg.DevMode() {
+		res, err := tenancy.Seed(ctx, st, cfg)
+		if err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
+		log.Info("seeded", "result", res)
+	}
+	signer, err := nodeSigner(cfg)
+	if err != nil {
+		return err
+	}
+	sink, err := audit.OpenSink(cfg.AuditSink)
+	if err != nil {
+		return fmt.Errorf("audit sink %q: %w", cfg.AuditSink, err)
+	}
+	defer sink.Close()
+	auditor := audit.New(st, sink)
+
+	reg := tools.NewRegistry()
+	allow, err := builtin.ParseAllow(cfg.HTTPFetchAllow)
+	if err != nil {
+		return fmt.Errorf("AGENTOS_HTTP_FETCH_ALLOW: %w", err)
+	}
+	if err := builtin.Register(reg, builtin.Deps{KV: st,
+		KVQuota: func(ctx context.Context, tenantID string) (int64, error) {
+			t, err := st.GetTenant(ctx, tenantID)
+			return t.Quotas.Storage.MaxMemoryBytes, err
+		},
+		HTTPFetch: builtin.HTTPFetchConfig{Allow: allow}}); err != nil {
+		return err
+	}
+
+	// The executor calls model-policy on behalf of a run's principal with a
+	// short-lived token signed by the node key, which every service of the
+	// node trusts.
+	mint := func(r *http.Request, ac auth.Context) error {
+		tok, err := signer.Mint(ac, "model-policy", 5*time.Minute)
+		if err != nil {
+			return err
+		}
+		r.Header.Set("Authorization", "Bearer "+tok)
+		return nil
+	}
+	model := modelport.NewHTTPClient(cfg.ModelPolicyURL, mint, &http.Client{Timeout: 5 * time.Minute})
+
+	registry := metrics.NewRegistry()
+	var httpMetrics *metrics.HTTP
+	authn, err := newAuthenticator(cfg, st, signer, func(code string) {
+		if httpMetrics != nil {
+			httpMetrics.AuthFailure(code)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	srv, err := agentorchestrator.New(agentorchestrator.Config{
+		Store: st, Queue: queuesqlite.New(st), Authenticate: authn.Middleware, Audit: auditor,
+		Limiter: tenancy.NewLimiter(), Model: model, Tools: reg, Registry: registry, Logger: log, Node: cfg,
+		Executors: cfg.Executors,
+		ReadyChecks: map[string]func(context.Context) error{
+			"model-policy": func(ctx context.Context) error { return pingHealth(ctx, cfg.ModelPolicyURL+"/v1/health") },
+		},
+	})
+	if err != nil {
+		return err
+	}
+	httpMetrics = srv.HTTPMetrics()
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	defer srv.Stop()
+	go purgeIdempotency(ctx, st, log)
+	return serveHTTP(ctx, cfg.OrchestratorAddr, srv.Handler(), log)
+}
+
+type idempotencyPurger interface {
+	PurgeIdempotency(ctx context.Context, now time.Time) (int, error)
+}
+
+func purgeIdempotency(ctx context.Context, st idempotencyPurger, log interface{ Warn(string, ...any) }) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if _, err := st.PurgeIdempotency(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			log.Warn("purge idempotency keys", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// pingHealth checks a dependency's health endpoint.
+func pingHealth(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("unreachable: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("health answered %d", resp.StatusCode)
+	}
+	return nil
+}
