@@ -227,7 +227,7 @@ func (r *Report) Markdown() string {
 	if len(r.Phases) > 0 {
 		b.WriteString("## Phases\n\n| phase | status | time | detail |\n|---|---|---|---|\n")
 		for _, p := range r.Phases {
-			fmt.Fprintf(&b, "| %s | %s | %dms | %s |\n", p.Name, p.Status, p.DurationMs, mdCell(p.Detail))
+			fmt.Fprintf(&b, "| %s | %s | %dms | %s |\n", mdCell(p.Name), p.Status, p.DurationMs, mdCell(p.Detail))
 		}
 		b.WriteString("\n")
 	}
@@ -262,7 +262,7 @@ func (r *Report) Markdown() string {
 				res = "FAIL"
 				detail = c.Error
 			}
-			fmt.Fprintf(&b, "| %s | %s | %dms | %s |\n", c.Name, res, c.DurationMs, mdCell(detail))
+			fmt.Fprintf(&b, "| %s | %s | %dms | %s |\n", mdCell(c.Name), res, c.DurationMs, mdCell(detail))
 		}
 		b.WriteString("\n")
 	}

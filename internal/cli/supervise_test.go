@@ -48,7 +48,7 @@ func runFakeService(name string) int {
 		h = newFakeModelPolicy()
 	case "orchestrator":
 		addr = os.Getenv("AGENTOS_ORCHESTRATOR_ADDR")
-		f, err := newFakeOrchestrator()
+		f, err := newFakeOrchestrator(os.Getenv("AGENTOS_HOME"), os.Getenv("AGENTOS_MODEL_POLICY_URL"), os.Getenv("AGENTOS_MODE") == "prod")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -125,6 +125,7 @@ type fakeOrchestrator struct {
 	events  map[string][]store.Event
 	created int
 	mpURL   string
+	prod    bool
 	mux     *http.ServeMux
 }
 
@@ -134,11 +135,11 @@ func randHexT(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func newFakeOrchestrator() (*fakeOrchestrator, error) {
+func newFakeOrchestrator(home, mpURL string, prod bool) (*fakeOrchestrator, error) {
 	f := &fakeOrchestrator{tenants: map[string]store.Tenant{}, tokens: map[string][2]string{}, ids: map[string]string{},
-		runs: map[string]store.Run{}, events: map[string][]store.Event{}, mpURL: os.Getenv("AGENTOS_MODEL_POLICY_URL")}
+		runs: map[string]store.Run{}, events: map[string][]store.Event{}, mpURL: mpURL, prod: prod}
 	f.tenants["tnt_demo"] = store.Tenant{TenantID: "tnt_demo", Name: "Demo", Status: "active"}
-	credsPath := filepath.Join(os.Getenv("AGENTOS_HOME"), "credentials.json")
+	credsPath := filepath.Join(home, "credentials.json")
 	creds, err := loadCredentials(credsPath)
 	if err != nil {
 		creds = &Credentials{TenantID: "tnt_demo", CreatedAt: time.Now().UTC(),
@@ -194,6 +195,28 @@ func newFakeOrchestrator() (*fakeOrchestrator, error) {
 			return
 		}
 		writeJSON(w, 200, map[string]any{"tenant": t})
+	}))
+	mux.HandleFunc("PATCH /v1/admin/tenants/{id}", f.admin(func(w http.ResponseWriter, r *http.Request, _ string) {
+		t, ok := f.tenants[r.PathValue("id")]
+		if !ok {
+			writeErr(w, 404, "not_found", "no tenant", nil)
+			return
+		}
+		_ = json.NewDecoder(r.Body).Decode(&t)
+		f.tenants[t.TenantID] = t
+		writeJSON(w, 200, map[string]any{"tenant": t})
+	}))
+	mux.HandleFunc("PUT /v1/admin/agents/{id}", f.tenant(func(w http.ResponseWriter, r *http.Request, tenant string) {
+		var body struct {
+			Agent store.Agent `json:"agent"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Agent.ModelRef == "" {
+			writeErr(w, 400, "invalid_request", "agent.model_ref: required", nil)
+			return
+		}
+		a := body.Agent
+		a.AgentID, a.TenantID, a.Version, a.Status = r.PathValue("id"), tenant, 1, "active"
+		writeJSON(w, 200, map[string]any{"agent": a})
 	}))
 	mux.HandleFunc("POST /v1/admin/tenants/{id}/tokens", f.admin(func(w http.ResponseWriter, r *http.Request, _ string) {
 		var req TokenRequest
@@ -294,7 +317,7 @@ func (f *fakeOrchestrator) who(r *http.Request) (tenant, role string, ok bool) {
 		}
 		return tenant, role, true
 	}
-	if t := r.Header.Get("X-Tenant-Id"); t != "" && os.Getenv("AGENTOS_MODE") != "prod" {
+	if t := r.Header.Get("X-Tenant-Id"); t != "" && !f.prod {
 		return t, "tenant_user", true
 	}
 	return "", "", false

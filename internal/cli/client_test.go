@@ -1,0 +1,178 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/nexixai/agentos/internal/store"
+)
+
+func TestReadSSE(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		in   string
+		want []SSEFrame
+	}{
+		{"one event", "id: 1\nevent: a\ndata: {\"x\":1}\n\n", []SSEFrame{{ID: "1", Event: "a", Data: []byte(`{"x":1}`)}}},
+		{"comments and heartbeats skipped", ": ping\n\n: ping\nid: 2\ndata: x\n\n", []SSEFrame{{ID: "2", Data: []byte("x")}}},
+		{"multi-line data", "data: a\ndata: b\n\n", []SSEFrame{{Data: []byte("a\nb")}}},
+		{"no space after colon", "id:3\ndata:y\n\n", []SSEFrame{{ID: "3", Data: []byte("y")}}},
+		{"unterminated last frame", "data: z", []SSEFrame{{Data: []byte("z")}}},
+		{"empty", "", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var got []SSEFrame
+			require.NoError(t, ReadSSE(strings.NewReader(tc.in), func(f SSEFrame) error { got = append(got, f); return nil }))
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestReadSSEStopsOnError(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("boom")
+	n := 0
+	err := ReadSSE(strings.NewReader("data: 1\n\ndata: 2\n\n"), func(SSEFrame) error { n++; return boom })
+	require.ErrorIs(t, err, boom)
+	require.Equal(t, 1, n)
+}
+
+func FuzzReadSSE(f *testing.F) {
+	f.Add("id: 1\nevent: a\ndata: {\"event\":{}}\n\n")
+	f.Add(": ping\n\ndata:\n\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		_ = ReadSSE(strings.NewReader(s), func(fr SSEFrame) error {
+			_, _ = DecodeEventData(fr.Data)
+			return nil
+		})
+	})
+}
+
+func TestDecodeEventData(t *testing.T) {
+	t.Parallel()
+	ev, err := DecodeEventData([]byte(`{"event":{"event_id":"evt_1","sequence":3,"type":"agentos.run.completed"}}`))
+	require.NoError(t, err)
+	require.Equal(t, int64(3), ev.Sequence)
+	ev, err = DecodeEventData([]byte(`{"event_id":"evt_2","sequence":4,"type":"x"}`))
+	require.NoError(t, err)
+	require.Equal(t, "evt_2", ev.EventID)
+	_, err = DecodeEventData([]byte(`not json`))
+	require.Error(t, err)
+}
+
+func TestParseMetrics(t *testing.T) {
+	t.Parallel()
+	in := `# HELP agentos_runs_total Runs.
+# TYPE agentos_runs_total counter
+agentos_runs_total{tenant="a",status="completed"} 2
+agentos_runs_total{tenant="b",status="failed"} 3
+go_goroutines 12
+weird{label="with } brace"} 1
+broken line
+agentos_x_total{a="b"} NaNx
+`
+	m, err := ParseMetrics(strings.NewReader(in))
+	require.NoError(t, err)
+	require.Equal(t, 5.0, m["agentos_runs_total"])
+	require.Equal(t, 12.0, m["go_goroutines"])
+	require.Equal(t, 1.0, m["weird"])
+	require.NotContains(t, m, "agentos_x_total")
+
+	name, ok := increasedCounter(map[string]float64{"agentos_a_total": 1}, map[string]float64{"agentos_a_total": 2, "go_x": 9})
+	require.True(t, ok)
+	require.Equal(t, "agentos_a_total", name)
+	_, ok = increasedCounter(map[string]float64{"agentos_a_total": 2}, map[string]float64{"agentos_a_total": 2})
+	require.False(t, ok)
+}
+
+func FuzzParseMetrics(f *testing.F) {
+	f.Add("agentos_runs_total{a=\"b\"} 1\n")
+	f.Add("# x\nfoo 1e3 1700000000\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		_, _ = ParseMetrics(strings.NewReader(s))
+	})
+}
+
+func TestAPIErrorDecoding(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/runs/run_x":
+			writeErr(w, 404, "not_found", "run run_x not found", map[string]any{"run_id": "run_x"})
+		default:
+			w.WriteHeader(502)
+			_, _ = w.Write([]byte("bad gateway"))
+		}
+	}))
+	defer srv.Close()
+	c := &Client{BaseURL: srv.URL, Token: "t"}
+	_, err := c.GetRun(context.Background(), "run_x")
+	require.True(t, IsStatus(err, 404))
+	var ae *APIError
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, "not_found", ae.Code)
+	require.Equal(t, "corr_fake", ae.CorrelationID)
+	_, err = c.GetTenant(context.Background(), "tnt_x")
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, 502, ae.Status)
+	require.Equal(t, "bad gateway", ae.Message)
+}
+
+func TestClientAgainstFakeOrchestrator(t *testing.T) {
+	t.Parallel()
+	home := t.TempDir()
+	mp := httptest.NewServer(newFakeModelPolicy())
+	defer mp.Close()
+	f, err := newFakeOrchestrator(home, mp.URL, false)
+	require.NoError(t, err)
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	creds, err := loadCredentials(home + "/credentials.json")
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	tenant := &Client{BaseURL: srv.URL, PolicyURL: mp.URL, Token: creds.TenantAdmin.Token}
+	run, err := tenant.CreateRun(ctx, sampleAgentID, "hello", nil)
+	require.NoError(t, err)
+	var types []string
+	require.NoError(t, tenant.StreamEvents(ctx, run.RunID, 0, func(ev store.Event) error { types = append(types, ev.Type); return nil }))
+	require.Equal(t, store.EventRunCompleted, types[len(types)-1])
+	evs, err := tenant.ListEvents(ctx, run.RunID)
+	require.NoError(t, err)
+	require.Len(t, evs, len(types))
+	pr, err := tenant.PolicyCheck(ctx, "req_1", "mail a@b.c")
+	require.NoError(t, err)
+	require.Equal(t, "redacted", pr.Decision)
+	models, err := tenant.ListModels(ctx)
+	require.NoError(t, err)
+	require.NotEmpty(t, models)
+
+	// The tenant admin is not a platform admin.
+	_, err = tenant.ListTenants(ctx)
+	require.True(t, IsStatus(err, 403))
+
+	admin := &Client{BaseURL: srv.URL, Token: creds.PlatformAdmin.Token}
+	_, err = admin.CreateTenant(ctx, map[string]any{"tenant_id": "tnt_b", "name": "B"})
+	require.NoError(t, err)
+	tok, err := admin.IssueToken(ctx, "tnt_b", TokenRequest{PrincipalID: "usr_b"})
+	require.NoError(t, err)
+	other := &Client{BaseURL: srv.URL, Token: tok.Secret}
+	_, err = other.GetRun(ctx, run.RunID)
+	require.True(t, IsStatus(err, 404))
+	require.NoError(t, admin.RevokeToken(ctx, "tnt_b", tok.TokenID))
+	_, err = other.GetRun(ctx, run.RunID)
+	require.True(t, IsStatus(err, 401))
+
+	m, err := Metrics(ctx, nil, srv.URL)
+	require.NoError(t, err)
+	require.Equal(t, 1.0, m["agentos_runs_total"])
+}
