@@ -37,10 +37,17 @@ type scriptedModel struct {
 	alwaysTool atomic.Bool
 	fail       atomic.Pointer[errs.Error]
 	calls      atomic.Int64
+	// blockFrom, when > 0, makes call number blockFrom and later block
+	// until their context ends (a model call in flight at a crash).
+	blockFrom atomic.Int64
 }
 
 func (m *scriptedModel) Chat(ctx context.Context, ac auth.Context, req modelport.ChatRequest) (modelport.ChatResponse, error) {
-	m.calls.Add(1)
+	n := m.calls.Add(1)
+	if from := m.blockFrom.Load(); from > 0 && n >= from {
+		<-ctx.Done()
+		return modelport.ChatResponse{}, ctx.Err()
+	}
 	if e := m.fail.Load(); e != nil {
 		return modelport.ChatResponse{}, e
 	}

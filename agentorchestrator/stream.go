@@ -20,10 +20,12 @@ const storePollInterval = 2 * time.Second
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	ac, err := auth.Require(r.Context(), auth.ScopeRunsRead)
 	if err != nil {
-		if ac2, ok := auth.From(r.Context()); !ok || !ac2.HasScope(auth.ScopeEventsRead) {
+		// events:read alone is enough to read a run's events.
+		alt, altErr := auth.Require(r.Context(), auth.ScopeEventsRead)
+		if altErr != nil {
 			return err
 		}
-		ac = ac2
+		ac = alt
 	}
 	runID := r.PathValue("run_id")
 	run, err := s.getRun(r, ac, runID)

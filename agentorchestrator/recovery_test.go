@@ -1,0 +1,89 @@
+package agentorchestrator
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/tools"
+)
+
+// toolResults returns the payloads of a run's tool.call.completed events.
+func toolResults(t *testing.T, evs []store.Event) []map[string]any {
+	var out []map[string]any
+	for _, e := range evs {
+		if e.Type == store.EventToolCallCompleted {
+			var p map[string]any
+			require.NoError(t, json.Unmarshal(e.Payload, &p))
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// crashMidTool starts a run whose tool is in flight, stops the executor
+// (as a crash would, leaving the run running and leased), and resumes it
+// in a second orchestrator on the same database.
+func crashMidTool(t *testing.T, idempotent bool) (*testBundle, *blockingTool, string) {
+	first := newBlockingTool("tool.test.block", idempotent)
+	b1 := setup(t, bundleOpts{extra: []tools.Tool{first}, leaseTTL: 300 * time.Millisecond})
+	runID := b1.createRun("tnt_a", "agt_tool.test.block", map[string]any{"input": "crash me"})
+	<-first.started
+	b1.close()
+	run, err := b1.db.GetRun(t.Context(), "tnt_a", runID)
+	require.NoError(t, err)
+	require.Equal(t, store.RunRunning, run.Status, "a stopped executor leaves its run for another")
+
+	second := newBlockingTool("tool.test.block", idempotent)
+	close(second.release)
+	b2 := setup(t, bundleOpts{dbPath: b1.dbPath, extra: []tools.Tool{second}, leaseTTL: 300 * time.Millisecond})
+	b2.waitStatus("tnt_a", runID, store.RunCompleted)
+	return b2, second, runID
+}
+
+func TestResumeDoesNotRerunNonIdempotentTool(t *testing.T) {
+	t.Parallel()
+	b2, second, runID := crashMidTool(t, false)
+	require.Zero(t, second.calls.Load(), "a non-idempotent tool in flight at the crash must not run again")
+	evs := b2.streamEvents("tnt_a", runID)
+	requireGapless(t, evs, 1)
+	res := toolResults(t, evs)
+	require.Len(t, res, 1)
+	require.Equal(t, "error", res[0]["status"])
+	require.Equal(t, codeInterrupted, res[0]["error"].(map[string]any)["code"])
+	require.Equal(t, store.EventRunCompleted, evs[len(evs)-1].Type)
+}
+
+func TestResumeRetriesIdempotentTool(t *testing.T) {
+	t.Parallel()
+	b2, second, runID := crashMidTool(t, true)
+	require.EqualValues(t, 1, second.calls.Load())
+	evs := b2.streamEvents("tnt_a", runID)
+	requireGapless(t, evs, 1)
+	res := toolResults(t, evs)
+	require.Len(t, res, 1, "the retried call completes once; no duplicate events")
+	require.Equal(t, "ok", res[0]["status"])
+}
+
+func TestResumeReusesCompletedToolResult(t *testing.T) {
+	t.Parallel()
+	counting := newBlockingTool("tool.test.count", false)
+	close(counting.release)
+	m1 := &scriptedModel{}
+	m1.blockFrom.Store(2) // the second model call is in flight at the crash
+	b1 := setup(t, bundleOpts{extra: []tools.Tool{counting}, model: m1, leaseTTL: 300 * time.Millisecond})
+	runID := b1.createRun("tnt_a", "agt_tool.test.count", map[string]any{"input": "once"})
+	require.Eventually(t, func() bool { return m1.calls.Load() >= 2 }, 10*time.Second, 5*time.Millisecond)
+	b1.close()
+
+	b2 := setup(t, bundleOpts{dbPath: b1.dbPath, extra: []tools.Tool{counting}, leaseTTL: 300 * time.Millisecond})
+	run := b2.waitStatus("tnt_a", runID, store.RunCompleted)
+	require.EqualValues(t, 1, counting.calls.Load(), "a tool call completed before the crash is not executed again")
+	require.Equal(t, `Echo: {"text":"released"}`, run.Output.Text)
+	evs := b2.streamEvents("tnt_a", runID)
+	requireGapless(t, evs, 1)
+	require.Len(t, toolResults(t, evs), 1)
+}
