@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -47,3 +48,5 @@ func FuzzParseAgentFile(f *testing.F) {
 		}
 	})
 }
+
+func writeFile(p, s string) error { return os.WriteFile(p, []byte(s), 0o644) }

@@ -246,6 +246,10 @@ func newFakeOrchestrator(home, mpURL string, prod bool) (*fakeOrchestrator, erro
 			Input store.RunInput `json:"input"`
 		}
 		_ = json.NewDecoder(r.Body).Decode(&body)
+		if id := r.PathValue("id"); id != sampleAgentID && id != "my-agent" && id != "agt_demo" {
+			writeErr(w, 404, "not_found", "agent "+id+" not found", nil)
+			return
+		}
 		run := store.Run{TenantID: tenant, AgentID: r.PathValue("id"), RunID: "run_" + randHexT(8), Status: store.RunCompleted, Output: &store.Output{Type: "text", Text: body.Input.Text}}
 		// A model call goes through model-policy: count it there.
 		if resp, err := http.Post(f.mpURL+"/internal/model-call", "application/json", nil); err == nil {
