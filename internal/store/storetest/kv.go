@@ -65,7 +65,7 @@ func testKV(t *testing.T, newStore func(t *testing.T) store.Store) {
 
 		// Replacing counts the new size instead of the old one.
 		require.NoError(t, s.KVPut(ctx, "ten_a", "ns", "k1", []byte("1234"), 30)) // 26
-		err = s.KVPut(ctx, "ten_a", "ns", "k1", []byte("1234567890123"), 30)     // 26-6+15 = 35
+		err = s.KVPut(ctx, "ten_a", "ns", "k1", []byte("1234567890123"), 30)      // 26-6+15 = 35
 		requireCode(t, err, errs.ErrQuotaExceeded)
 		v, err := s.KVGet(ctx, "ten_a", "ns", "k1")
 		require.NoError(t, err)
