@@ -225,7 +225,7 @@ func runBootstrap(ctx context.Context, out io.Writer, n *Node, tenantID, name st
 
 	step(3, "admin tokens")
 	creds := &Credentials{TenantID: tenantID, CreatedAt: time.Now().UTC(),
-		PlatformAdmin: Credential{PrincipalID: "usr_platform_admin", TokenID: "bootstrap", Token: tok}}
+		PlatformAdmin: Credential{PrincipalID: "usr_bootstrap_admin", TokenID: "bootstrap", Token: tok}}
 	pa, err := admin.IssueToken(ctx, tenantID, TokenRequest{PrincipalID: "usr_platform_admin",
 		Roles: []string{"platform_admin"}, Scopes: []string{"admin"}})
 	if err == nil {
@@ -234,7 +234,7 @@ func runBootstrap(ctx context.Context, out io.Writer, n *Node, tenantID, name st
 	} else {
 		fmt.Fprintf(out, "    platform admin: keeping the bootstrap token (issuing a platform_admin token was refused: %v)\n", err)
 	}
-	ta, err := admin.IssueToken(ctx, tenantID, TokenRequest{PrincipalID: "usr_" + strings.TrimPrefix(tenantID, "tnt_") + "_admin",
+	ta, err := admin.IssueToken(ctx, tenantID, TokenRequest{PrincipalID: "usr_" + tenantID + "_admin",
 		Roles: []string{"tenant_admin"}})
 	if err != nil {
 		return fmt.Errorf("issue tenant admin token: %w", err)
