@@ -140,6 +140,13 @@ func newFakeOrchestrator(home, mpURL string, prod bool) (*fakeOrchestrator, erro
 		runs: map[string]store.Run{}, events: map[string][]store.Event{}, mpURL: mpURL, prod: prod}
 	f.tenants["tnt_demo"] = store.Tenant{TenantID: "tnt_demo", Name: "Demo", Status: "active"}
 	credsPath := filepath.Join(home, "credentials.json")
+	if b, err := os.ReadFile(filepath.Join(home, "secrets", "bootstrap-admin.token")); err == nil {
+		f.tokens[strings.TrimSpace(string(b))] = [2]string{"", "platform_admin"}
+	}
+	if prod {
+		f.mux = f.routes()
+		return f, nil
+	}
 	creds, err := loadCredentials(credsPath)
 	if err != nil {
 		creds = &Credentials{TenantID: "tnt_demo", CreatedAt: time.Now().UTC(),
@@ -151,6 +158,12 @@ func newFakeOrchestrator(home, mpURL string, prod bool) (*fakeOrchestrator, erro
 	}
 	f.tokens[creds.PlatformAdmin.Token] = [2]string{"tnt_demo", "platform_admin"}
 	f.tokens[creds.TenantAdmin.Token] = [2]string{"tnt_demo", "tenant_admin"}
+	f.mux = f.routes()
+	return f, nil
+}
+
+// routes registers the fake's handlers.
+func (f *fakeOrchestrator) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 200, map[string]any{"status": "ok", "service": "agent-orchestrator", "version": "0.0.0-fake"})
@@ -222,7 +235,11 @@ func newFakeOrchestrator(home, mpURL string, prod bool) (*fakeOrchestrator, erro
 		var req TokenRequest
 		_ = json.NewDecoder(r.Body).Decode(&req)
 		secret, id := "tk_"+randHexT(8), "tok_"+randHexT(4)
-		f.tokens[secret] = [2]string{r.PathValue("id"), "tenant_user"}
+		role := "tenant_user"
+		if len(req.Roles) > 0 {
+			role = req.Roles[0]
+		}
+		f.tokens[secret] = [2]string{r.PathValue("id"), role}
 		f.ids[id] = secret
 		writeJSON(w, 201, map[string]any{"token": IssuedToken{TokenID: id, Secret: secret, PrincipalID: req.PrincipalID}})
 	}))
@@ -301,8 +318,7 @@ func newFakeOrchestrator(home, mpURL string, prod bool) (*fakeOrchestrator, erro
 			fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Sequence, ev.Type, b)
 		}
 	}))
-	f.mux = mux
-	return f, nil
+	return mux
 }
 
 func (f *fakeOrchestrator) ServeHTTP(w http.ResponseWriter, r *http.Request) { f.mux.ServeHTTP(w, r) }
