@@ -1,0 +1,186 @@
+package modelport
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/httpx"
+)
+
+// HTTPClient is the Port over model-policy's canonical HTTP API
+// (/v1/models:invoke, /v1/policy:check, /v1/models).
+type HTTPClient struct {
+	base      string
+	authorize func(req *http.Request, ac auth.Context) error
+	hc        *http.Client
+}
+
+var _ Port = (*HTTPClient)(nil)
+
+// NewHTTPClient returns a client of the model-policy service at baseURL
+// (e.g. http://127.0.0.1:50082). authorize, if non-nil, adds the
+// credentials of each request (for example a service token or the demo
+// X-Tenant-Id header); httpClient defaults to a client without timeout, the
+// caller's context bounding every call.
+func NewHTTPClient(baseURL string, authorize func(req *http.Request, ac auth.Context) error, httpClient *http.Client) *HTTPClient {
+	if httpClient == nil {
+		httpClient = &http.Client{}
+	}
+	return &HTTPClient{base: strings.TrimRight(baseURL, "/"), authorize: authorize, hc: httpClient}
+}
+
+// Chat calls POST /v1/models:invoke with operation chat.
+func (c *HTTPClient) Chat(ctx context.Context, ac auth.Context, req ChatRequest) (ChatResponse, error) {
+	if req.Operation == "" {
+		req.Operation = "chat"
+	}
+	var out struct {
+		Response *ChatResponse `json:"response"`
+	}
+	if err := c.invoke(ctx, ac, req, &out); err != nil {
+		return ChatResponse{}, err
+	}
+	if out.Response == nil {
+		return ChatResponse{}, errs.E(errs.DependencyUnavailable, "model-policy answered without a response object")
+	}
+	return *out.Response, nil
+}
+
+// Embed calls POST /v1/models:invoke with operation embed.
+func (c *HTTPClient) Embed(ctx context.Context, ac auth.Context, req EmbedRequest) (EmbedResponse, error) {
+	if req.Operation == "" {
+		req.Operation = "embed"
+	}
+	var out struct {
+		Response *EmbedResponse `json:"response"`
+	}
+	if err := c.invoke(ctx, ac, req, &out); err != nil {
+		return EmbedResponse{}, err
+	}
+	if out.Response == nil {
+		return EmbedResponse{}, errs.E(errs.DependencyUnavailable, "model-policy answered without a response object")
+	}
+	return *out.Response, nil
+}
+
+func (c *HTTPClient) invoke(ctx context.Context, ac auth.Context, req any, out any) error {
+	tp := httpx.TraceFrom(ctx).Child()
+	body := map[string]any{"auth": ac, "request": req, "traceparent": tp.Traceparent()}
+	return c.do(ctx, ac, http.MethodPost, "/v1/models:invoke", body, tp, out)
+}
+
+// PolicyCheck calls POST /v1/policy:check.
+func (c *HTTPClient) PolicyCheck(ctx context.Context, ac auth.Context, req PolicyCheckRequest) (PolicyCheckResult, error) {
+	tp := httpx.TraceFrom(ctx).Child()
+	var out struct {
+		PolicyResult *PolicyCheckResult `json:"policy_result"`
+	}
+	body := map[string]any{"auth": ac, "policy_check": req}
+	if err := c.do(ctx, ac, http.MethodPost, "/v1/policy:check", body, tp, &out); err != nil {
+		return PolicyCheckResult{}, err
+	}
+	if out.PolicyResult == nil {
+		return PolicyCheckResult{}, errs.E(errs.DependencyUnavailable, "model-policy answered without a policy_result object")
+	}
+	return *out.PolicyResult, nil
+}
+
+// ListModels calls GET /v1/models.
+func (c *HTTPClient) ListModels(ctx context.Context, ac auth.Context) ([]Model, error) {
+	var out struct {
+		Models []Model `json:"models"`
+	}
+	if err := c.do(ctx, ac, http.MethodGet, "/v1/models", nil, httpx.TraceFrom(ctx).Child(), &out); err != nil {
+		return nil, err
+	}
+	if out.Models == nil {
+		out.Models = []Model{}
+	}
+	return out.Models, nil
+}
+
+func (c *HTTPClient) do(ctx context.Context, ac auth.Context, method, path string, body any, tp httpx.Trace, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return errs.Wrap(errs.Internal, err, "encode model-policy request")
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return errs.Wrap(errs.Internal, err, "build model-policy request")
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("traceparent", tp.Traceparent())
+	if corr := httpx.CorrelationID(ctx); corr != "" {
+		req.Header.Set("X-Correlation-Id", corr)
+	}
+	if c.authorize != nil {
+		if err := c.authorize(req, ac); err != nil {
+			return errs.Wrap(errs.Internal, err, "authorize model-policy request")
+		}
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return transportError(ctx, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return transportError(ctx, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return decodeError(resp, raw)
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return errs.Wrap(errs.DependencyUnavailable, err, "model-policy sent a malformed response")
+	}
+	return nil
+}
+
+// transportError maps a failed exchange: the context's deadline is a
+// timeout, its cancellation is returned as context.Canceled, and anything
+// else (refused, reset, DNS) is dependency_unavailable.
+func transportError(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(ctx.Err(), context.Canceled):
+		return ctx.Err()
+	case errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
+		return errs.Wrap(errs.Timeout, err, "model-policy did not answer in time")
+	}
+	return errs.Wrap(errs.DependencyUnavailable, err, "model-policy is unreachable")
+}
+
+// decodeError rebuilds the *errs.Error of an error envelope; without one
+// the code comes from the status.
+func decodeError(resp *http.Response, raw []byte) error {
+	var env httpx.Envelope
+	e := &errs.Error{}
+	if json.Unmarshal(raw, &env) == nil && env.Error.Code != "" {
+		e.Code, e.Message, e.Details = errs.Code(env.Error.Code), env.Error.Message, env.Error.Details
+	} else {
+		e.Code = httpx.CodeFromStatus(resp.StatusCode)
+		e.Message = fmt.Sprintf("model-policy answered %d", resp.StatusCode)
+	}
+	if ra := resp.Header.Get("Retry-After"); ra != "" {
+		if secs, err := strconv.Atoi(ra); err == nil && secs >= 0 {
+			e.RetryAfter = time.Duration(secs) * time.Second
+		}
+	}
+	return e
+}

@@ -1,0 +1,623 @@
+package modelpolicy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/ids"
+	"github.com/nexixai/agentos/internal/modelport"
+	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/modelpolicy/policy"
+	"github.com/nexixai/agentos/modelpolicy/providers"
+	"github.com/nexixai/agentos/modelpolicy/router"
+)
+
+const (
+	opChat  = "chat"
+	opEmbed = "embed"
+)
+
+// invocation is one governed model call, whatever endpoint it came from.
+type invocation struct {
+	action    string // audit action
+	op        string // chat or embed
+	requestID string
+	modelRef  string
+	agentID   string
+	runID     string
+	req       modelport.Requirements
+	chat      providers.ChatRequest
+	texts     []string
+	// onDelta, when set, asks for a streamed chat: content fragments are
+	// passed live when the output policy allows it (see result.streamedLive).
+	onDelta func(providers.Delta) error
+}
+
+// result is a served call.
+type result struct {
+	chat         providers.ChatResponse
+	vectors      [][]float32
+	usage        modelport.Usage
+	model        *ModelConfig
+	route        modelport.Route
+	outcome      *policy.Outcome
+	latency      time.Duration
+	costUSD      float64
+	streamedLive bool
+}
+
+func (r *result) canonical(inv *invocation) any {
+	po := r.outcome.Wire()
+	if inv.op == opEmbed {
+		embs := make([]modelport.Embedding, len(r.vectors))
+		for i, v := range r.vectors {
+			embs[i] = modelport.Embedding{Index: i, Vector: v}
+		}
+		return modelport.EmbedResponse{RequestID: inv.requestID, Status: "completed",
+			Output: modelport.EmbedOutput{Type: "embedding", Embeddings: embs}, Usage: r.usage,
+			LatencyMs: r.latency.Milliseconds(), PolicyOutcome: po, Route: r.route}
+	}
+	calls := r.chat.ToolCalls
+	if calls == nil {
+		calls = []modelport.ToolCall{}
+	}
+	msg := modelport.Message{Role: "assistant", Content: r.chat.Message.Content}
+	return modelport.ChatResponse{RequestID: inv.requestID, Status: "completed",
+		Output: modelport.ChatOutput{Type: "chat", Message: msg, ToolCalls: calls}, Usage: r.usage,
+		LatencyMs: r.latency.Milliseconds(), PolicyOutcome: po, Route: r.route}
+}
+
+func price(m *ModelConfig, in, out int64) float64 {
+	return float64(in)*m.PriceInputPer1K/1000 + float64(out)*m.PriceOutputPer1K/1000
+}
+
+// resolve turns a model_ref into the ordered chain of candidate models
+// (CONTRACT §5: tier:<tier>, <backend>/<model>, or a bare model id), with
+// canaries applied, filtered by capability, entitlements and policy lists.
+func (s *Server) resolve(c caller, inv *invocation) ([]*ModelConfig, error) {
+	ref := strings.TrimSpace(inv.modelRef)
+	if ref == "" {
+		ref = "tier:" + TierBalanced
+		if inv.op == opEmbed {
+			ref = "tier:" + TierEmbed
+		}
+	}
+	var ids []string
+	explicit := false
+	switch {
+	case strings.HasPrefix(ref, "tier:"):
+		tier := strings.TrimPrefix(ref, "tier:")
+		ids = s.cat.TierChain(tier)
+		if len(ids) == 0 {
+			return nil, errs.Field("model_ref", "unknown tier %q (known: %s)", tier, strings.Join(s.cat.AllTiers(), ", "))
+		}
+		if !allowedList(c.tenant.Entitlements.ModelTiersAllowed, tier) {
+			return nil, errs.E(errs.Forbidden, "tier %q is not in the tenant's model_tiers_allowed", tier).
+				WithDetails(map[string]any{"model_ref": ref, "tier": tier})
+		}
+	default:
+		m, ok := s.cat.Model(ref)
+		if !ok {
+			var found []*ModelConfig
+			for i := range s.cat.Models {
+				if s.cat.Models[i].Name == ref || s.cat.Models[i].Upstream == ref {
+					found = append(found, &s.cat.Models[i])
+				}
+			}
+			if len(found) == 0 {
+				return nil, errs.E(errs.NotFound, "model %q is not in the catalogue", ref).WithDetails(map[string]any{"model_ref": ref})
+			}
+			if len(found) > 1 {
+				return nil, errs.Field("model_ref", "%q is ambiguous; name it as <backend>/<model>", ref)
+			}
+			m = found[0]
+		}
+		explicit = true
+		ids = append([]string{m.ID()}, m.Fallbacks...)
+		if !m.Has(inv.op) {
+			return nil, errs.Field("model_ref", "model %s does not support %s", m.ID(), inv.op)
+		}
+		if ok, why := entitled(c.tenant, m); !ok {
+			return nil, errs.E(errs.Forbidden, "%s", why).WithDetails(map[string]any{"model_ref": ref, "model_id": m.ID()})
+		}
+	}
+	ids = s.applyCanaries(ref, c.tenant.TenantID, inv.agentID, ids)
+	var chain []*ModelConfig
+	var denied []string
+	for _, id := range ids {
+		m, _ := s.cat.Model(id)
+		if m == nil || !m.Has(inv.op) || slices.Contains(chain, m) {
+			continue
+		}
+		if ok, _ := entitled(c.tenant, m); !ok {
+			continue
+		}
+		if !c.policy.Models.Permits(m.ID()) || !c.policy.Backends.Permits(m.Backend) {
+			denied = append(denied, m.ID())
+			continue
+		}
+		chain = append(chain, m)
+	}
+	if len(chain) == 0 {
+		if len(denied) > 0 {
+			s.metrics.blocks.WithLabelValues("models").Inc()
+			return nil, errs.E(errs.PolicyBlocked, "policy %s denies every model for %q", c.policy.ID, ref).
+				WithDetails(map[string]any{"model_ref": ref, "denied": denied, "reasons": []string{"model_denied"}})
+		}
+		if explicit {
+			return nil, errs.E(errs.Forbidden, "no model for %q is both entitled and able to %s", ref, inv.op)
+		}
+		return nil, errs.E(errs.Forbidden, "the tenant is entitled to no %s model of %q", inv.op, ref).
+			WithDetails(map[string]any{"model_ref": ref})
+	}
+	return chain, nil
+}
+
+func (s *Server) applyCanaries(ref, tenantID, agentID string, ids []string) []string {
+	for _, cn := range s.cat.Canaries {
+		if cn.Match != ref {
+			continue
+		}
+		key := tenantID
+		if cn.By == "agent" {
+			if agentID == "" {
+				continue
+			}
+			key = tenantID + "/" + agentID
+		}
+		if router.InCanary(cn.Name, key, cn.Percent) {
+			rest := slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == cn.Model })
+			return append([]string{cn.Model}, rest...)
+		}
+	}
+	return ids
+}
+
+// meetsRequirements filters the chain by min_context_tokens, max_latency_ms
+// (observed average, else the catalogue's latency_ms) and max_cost_usd (at
+// the requested output size).
+func (s *Server) meetsRequirements(chain []*ModelConfig, q modelport.Requirements, inTokens int64, maxOut func(*ModelConfig) int64) ([]*ModelConfig, []string) {
+	var out []*ModelConfig
+	var why []string
+	for _, m := range chain {
+		switch {
+		case q.MinContextTokens > 0 && m.ContextWindowTokens < q.MinContextTokens:
+			why = append(why, m.ID()+": context window too small")
+			continue
+		case q.MaxLatencyMs > 0:
+			lat, ok := s.latencies.Get(m.Backend)
+			if !ok {
+				lat = float64(m.LatencyMs)
+			}
+			if lat > float64(q.MaxLatencyMs) {
+				why = append(why, m.ID()+": expected latency too high")
+				continue
+			}
+		}
+		if q.MaxCostUSD > 0 && price(m, inTokens, maxOut(m)) > q.MaxCostUSD {
+			why = append(why, m.ID()+": expected cost too high")
+			continue
+		}
+		out = append(out, m)
+	}
+	return out, why
+}
+
+func windowStart(now time.Time, window string) time.Time {
+	now = now.UTC()
+	switch window {
+	case "minute":
+		return now.Truncate(time.Minute)
+	case "hour":
+		return now.Truncate(time.Hour)
+	}
+	return time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+}
+
+// invoke runs the governed pipeline.
+func (s *Server) invoke(ctx context.Context, c caller, inv *invocation) (res *result, err error) {
+	started := s.now()
+	res = &result{outcome: policy.NewOutcome()}
+	var chain []*ModelConfig
+	defer func() {
+		outcome := res.outcome.Decision()
+		details := map[string]any{"request_id": inv.requestID, "operation": inv.op, "policy_outcome": res.outcome.Wire(),
+			"agent_id": inv.agentID, "run_id": inv.runID}
+		if err != nil {
+			e := errs.As(err)
+			outcome = "error"
+			if e.Code == errs.PolicyBlocked {
+				outcome = policy.DecisionBlocked
+			}
+			details["error_code"] = string(e.Code)
+			details["error_message"] = e.Message
+			backend, model := "", ""
+			if res.model != nil {
+				backend, model = res.model.Backend, res.model.ID()
+			}
+			s.metrics.requests.WithLabelValues(inv.op, backend, model, string(e.Code)).Inc()
+		} else {
+			s.metrics.requests.WithLabelValues(inv.op, res.route.Backend, res.route.Model, "ok").Inc()
+		}
+		if res.model != nil {
+			details["route"] = res.route
+			details["usage"] = res.usage
+			details["cost_usd"] = res.costUSD
+		}
+		s.record(ctx, c, inv.action, cmpStr(inv.modelRef, "default"), outcome, details)
+	}()
+
+	// 1. Entitlements (and model/backend policy lists) while resolving.
+	chain, err = s.resolve(c, inv)
+	if err != nil {
+		return res, err
+	}
+
+	// 2. Request limits.
+	var inTokens int64
+	if inv.op == opChat {
+		inTokens = providers.EstimateMessages(inv.chat.Messages, inv.chat.Tools)
+	} else {
+		for _, t := range inv.texts {
+			inTokens += providers.EstimateTokens(t)
+		}
+	}
+	mq := c.tenant.Quotas.Models
+	maxOut := func(m *ModelConfig) int64 {
+		if inv.op != opChat {
+			return 0
+		}
+		n := int64(m.MaxOutputTokens)
+		if inv.chat.MaxOutputTokens > 0 && int64(inv.chat.MaxOutputTokens) < n {
+			n = int64(inv.chat.MaxOutputTokens)
+		}
+		if mq.MaxTokensPerRequest > 0 && inv.chat.MaxOutputTokens == 0 {
+			n = max(1, min(n, int64(mq.MaxTokensPerRequest)-inTokens))
+		}
+		return n
+	}
+	if mq.MaxTokensPerRequest > 0 {
+		requested := inTokens + int64(inv.chat.MaxOutputTokens)
+		if requested > int64(mq.MaxTokensPerRequest) {
+			return res, (&errs.Error{Code: errs.RateLimited, RetryAfter: time.Second,
+				Message: "request needs about " + itoa(int(requested)) + " tokens; max_tokens_per_request is " + itoa(mq.MaxTokensPerRequest)}).
+				WithDetails(map[string]any{"quota": "max_tokens_per_request", "limit": mq.MaxTokensPerRequest, "requested": requested})
+		}
+	}
+	if s.cfg.DefaultInvokeQPS > 0 {
+		burst := max(1, int(math.Ceil(s.cfg.DefaultInvokeQPS)))
+		if ok, wait := s.limiter.Allow(c.tenant.TenantID, "model_invoke", s.cfg.DefaultInvokeQPS, burst); !ok {
+			return res, (&errs.Error{Code: errs.RateLimited, RetryAfter: wait, Message: "model invoke rate exceeded for tenant"}).
+				WithDetails(map[string]any{"quota": "invoke_qps", "limit": s.cfg.DefaultInvokeQPS})
+		}
+	}
+	if mq.MaxRequestsPerMinute > 0 {
+		if ok, wait := s.limiter.AllowPerMinute(c.tenant.TenantID, "model_requests", mq.MaxRequestsPerMinute); !ok {
+			return res, (&errs.Error{Code: errs.RateLimited, RetryAfter: wait, Message: "max_requests_per_minute exceeded"}).
+				WithDetails(map[string]any{"quota": "max_requests_per_minute", "limit": mq.MaxRequestsPerMinute})
+		}
+	}
+	var why []string
+	chain, why = s.meetsRequirements(chain, inv.req, inTokens, maxOut)
+	if len(chain) == 0 {
+		return res, errs.Field("requirements", "no entitled model meets the requirements").
+			WithDetails(map[string]any{"field": "requirements", "reasons": why})
+	}
+
+	// 3. Budget reservation: enough for the most expensive candidate.
+	var resv *store.Reservation
+	tb := mq.TokenBudget
+	if tb.MaxTokens > 0 || tb.MaxCostUSD > 0 {
+		window := cmpStr(tb.Window, "day")
+		var tokens int64
+		var cost float64
+		for _, m := range chain {
+			tokens = max(tokens, inTokens+maxOut(m))
+			cost = max(cost, price(m, inTokens, maxOut(m)))
+		}
+		r, rerr := s.cfg.Store.ReserveBudget(ctx, store.ReserveParams{TenantID: c.tenant.TenantID, Window: window,
+			WindowStart: windowStart(s.now(), window), MaxTokens: tb.MaxTokens, MaxCostUSD: tb.MaxCostUSD, Tokens: tokens, CostUSD: cost})
+		if rerr != nil {
+			if errors.Is(rerr, errs.ErrQuotaExceeded) {
+				return res, rerr
+			}
+			return res, errs.Wrap(errs.DependencyUnavailable, rerr, "cannot reserve budget")
+		}
+		resv = &r
+	}
+	settled := false
+	settle := func(tokens int64, cost float64) {
+		if resv == nil || settled {
+			return
+		}
+		settled = true
+		if err := s.cfg.Store.SettleBudget(context.WithoutCancel(ctx), *resv, tokens, cost); err != nil {
+			s.log.ErrorContext(ctx, "settle budget failed", "err", err, "tenant_id", c.tenant.TenantID)
+		}
+	}
+	defer settle(0, 0) // released when nothing was served
+
+	// 4. Input policy.
+	if err := s.inputPolicy(c, inv, chain, inTokens, res.outcome); err != nil {
+		s.countPolicy(res.outcome, "input")
+		return res, err
+	}
+
+	// 5. Route.
+	if err := s.route(ctx, c, inv, chain, res); err != nil {
+		s.countPolicy(res.outcome, "input")
+		return res, err
+	}
+	res.costUSD = price(res.model, res.usage.InputTokens, res.usage.OutputTokens)
+	settle(res.usage.TotalTokens, res.costUSD)
+	s.ledger(ctx, c, inv, res)
+
+	// 6. Output policy.
+	perr := s.outputPolicy(c, inv, res)
+	s.countPolicy(res.outcome, "output")
+	res.latency = s.now().Sub(started)
+	return res, perr
+}
+
+func (s *Server) ledger(ctx context.Context, c caller, inv *invocation, res *result) {
+	u := store.UsageRecord{UsageID: ids.New("use_"), TenantID: c.tenant.TenantID, PrincipalID: c.ac.Principal.PrincipalID,
+		AgentID: inv.agentID, RunID: inv.runID, ModelID: res.model.ID(), Backend: res.model.Backend, Operation: inv.op,
+		InputTokens: res.usage.InputTokens, OutputTokens: res.usage.OutputTokens, CostUSD: res.costUSD, Time: s.now().UTC()}
+	if err := s.cfg.Store.RecordUsage(context.WithoutCancel(ctx), u); err != nil {
+		s.log.ErrorContext(ctx, "record usage failed", "err", err, "tenant_id", c.tenant.TenantID)
+	}
+	s.metrics.tokens.WithLabelValues(res.model.Backend, res.model.ID(), "input").Add(float64(res.usage.InputTokens))
+	s.metrics.tokens.WithLabelValues(res.model.Backend, res.model.ID(), "output").Add(float64(res.usage.OutputTokens))
+	s.metrics.cost.WithLabelValues(res.model.Backend, res.model.ID()).Add(res.costUSD)
+	s.metrics.routes.WithLabelValues(res.model.Backend, boolStr(res.route.FallbackUsed)).Inc()
+}
+
+func boolStr(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}
+
+func (s *Server) ruleVars(c caller, inv *invocation, chain []*ModelConfig, text string, inTokens int64) map[string]any {
+	var models, backends, tiers, tools []string
+	for _, m := range chain {
+		models = append(models, m.ID())
+		if !slices.Contains(backends, m.Backend) {
+			backends = append(backends, m.Backend)
+		}
+		for _, t := range m.Tiers {
+			if !slices.Contains(tiers, t) {
+				tiers = append(tiers, t)
+			}
+		}
+	}
+	for _, t := range inv.chat.Tools {
+		tools = append(tools, toolID(t))
+	}
+	nz := func(v []string) []string {
+		if v == nil {
+			return []string{}
+		}
+		return v
+	}
+	roles, scopes := nz(c.ac.Roles), nz(c.ac.Scopes)
+	return map[string]any{
+		"tenant_id": c.tenant.TenantID, "principal_id": c.ac.Principal.PrincipalID, "principal_type": c.ac.Principal.PrincipalType,
+		"roles": roles, "scopes": scopes, "agent_id": inv.agentID, "run_id": inv.runID, "operation": inv.op,
+		"model_ref": inv.modelRef, "model": chain[0].ID(), "backend": chain[0].Backend, "models": nz(models),
+		"backends": nz(backends), "tiers": nz(tiers), "tools": nz(tools), "text": text,
+		"max_output_tokens": int64(inv.chat.MaxOutputTokens), "input_tokens": inTokens,
+		"policy_context": policyContextMap(c.ac.PolicyContext), "plan_tier": c.tenant.PlanTier,
+	}
+}
+
+func toolID(t modelport.ToolSpec) string { return cmpStr(t.ToolID, t.Name) }
+
+// inputPolicy checks tool permissions, redacts or blocks PII in the input
+// (in place) and runs the input rules.
+func (s *Server) inputPolicy(c caller, inv *invocation, chain []*ModelConfig, inTokens int64, o *policy.Outcome) error {
+	for _, t := range inv.chat.Tools {
+		id := toolID(t)
+		if !allowedList(c.tenant.Entitlements.ToolIDsAllowed, id) {
+			return errs.E(errs.Forbidden, "tool %q is not in the tenant's tool_ids_allowed", id).
+				WithDetails(map[string]any{"tool_id": id})
+		}
+		if !c.policy.Tools.Permits(id) {
+			o.Blocked = true
+			o.Reason("tool_denied:" + id)
+		}
+	}
+	var all []string
+	if inv.op == opChat {
+		for i := range inv.chat.Messages {
+			m := &inv.chat.Messages[i]
+			m.Content = c.policy.ApplyText(policy.StageInput, m.Content, o)
+			all = append(all, m.Content)
+			for j := range m.ToolCalls {
+				m.ToolCalls[j].Arguments = redactJSON(c.policy, policy.StageInput, m.ToolCalls[j].Arguments, o)
+			}
+		}
+	} else {
+		for i := range inv.texts {
+			inv.texts[i] = c.policy.ApplyText(policy.StageInput, inv.texts[i], o)
+			all = append(all, inv.texts[i])
+		}
+	}
+	c.policy.EvaluateRules(policy.StageInput, s.ruleVars(c, inv, chain, strings.Join(all, "\n"), inTokens), o)
+	if o.Blocked {
+		return blockedError("input", o)
+	}
+	return nil
+}
+
+func blockedError(stage string, o *policy.Outcome) error {
+	w := o.Wire()
+	return errs.E(errs.PolicyBlocked, "%s blocked by policy: %s", stage, strings.Join(w.Reasons, "; ")).
+		WithDetails(map[string]any{"stage": stage, "decision": w.Decision, "reasons": w.Reasons, "redactions": w.Redactions})
+}
+
+// redactJSON applies the policy to a JSON document's text; a result that
+// is no longer valid JSON becomes a JSON string of it.
+func redactJSON(p *policy.Policy, stage string, raw json.RawMessage, o *policy.Outcome) json.RawMessage {
+	if len(raw) == 0 {
+		return raw
+	}
+	out := p.ApplyText(stage, string(raw), o)
+	if out == string(raw) {
+		return raw
+	}
+	if json.Valid([]byte(out)) {
+		return json.RawMessage(out)
+	}
+	b, _ := json.Marshal(out)
+	return b
+}
+
+// route walks the chain: breakers skip open backends; a retryable failure
+// falls back to the next model unless streamed content was already sent.
+func (s *Server) route(ctx context.Context, c caller, inv *invocation, chain []*ModelConfig, res *result) error {
+	var lastErr error
+	skipped := false
+	emitted := false
+	live := inv.onDelta != nil && !c.policy.RedactsOrBlocks(policy.StageOutput) && !hasOutputRules(c.policy)
+	for i, m := range chain {
+		if !s.breakers.Allow(m.Backend) {
+			skipped = true
+			lastErr = errs.E(errs.DependencyUnavailable, "backend %s circuit is open", m.Backend).
+				WithDetails(map[string]any{"backend": m.Backend})
+			continue
+		}
+		prov, ok := s.provs[m.Backend]
+		if !ok {
+			s.breakers.Release(m.Backend)
+			return errs.E(errs.Internal, "backend %s has no provider", m.Backend)
+		}
+		timeout := s.cat.backend(m.Backend).Timeout
+		if timeout <= 0 {
+			timeout = 60 * time.Second
+		}
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		start := time.Now()
+		var err error
+		switch inv.op {
+		case opChat:
+			req := inv.chat
+			req.Model = m.Upstream
+			if req.MaxOutputTokens == 0 || req.MaxOutputTokens > m.MaxOutputTokens {
+				req.MaxOutputTokens = m.MaxOutputTokens
+			}
+			if q := c.tenant.Quotas.Models.MaxTokensPerRequest; q > 0 && inv.chat.MaxOutputTokens == 0 {
+				req.MaxOutputTokens = int(max(1, min(int64(req.MaxOutputTokens), int64(q)-providers.EstimateMessages(req.Messages, req.Tools))))
+			}
+			if inv.onDelta != nil {
+				res.chat, err = prov.ChatStream(cctx, req, func(d providers.Delta) error {
+					if !live || d.Content == "" {
+						return nil
+					}
+					emitted = true
+					return inv.onDelta(d)
+				})
+			} else {
+				res.chat, err = prov.Chat(cctx, req)
+			}
+			res.usage = res.chat.Usage
+		case opEmbed:
+			var er providers.EmbedResponse
+			er, err = prov.Embed(cctx, providers.EmbedRequest{Model: m.Upstream, Texts: inv.texts})
+			res.vectors, res.usage = er.Vectors, er.Usage
+		}
+		cancel()
+		d := time.Since(start)
+		s.metrics.latency.WithLabelValues(m.Backend).Observe(d.Seconds())
+		if err == nil {
+			s.breakers.Success(m.Backend)
+			s.latencies.Observe(m.Backend, d)
+			res.model = m
+			res.route = modelport.Route{Backend: m.Backend, Model: m.ID(), Node: s.cfg.NodeID, FallbackUsed: i > 0 || skipped}
+			res.streamedLive = live
+			return nil
+		}
+		if ctx.Err() != nil {
+			s.breakers.Release(m.Backend)
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return errs.Wrap(errs.Timeout, err, "model call exceeded the request deadline")
+			}
+			return errs.Wrap(errs.Timeout, err, "request canceled by the caller")
+		}
+		e := errs.As(err)
+		if !e.Code.Retryable() {
+			s.breakers.Release(m.Backend)
+			res.model = m
+			return e
+		}
+		s.breakers.Failure(m.Backend)
+		s.log.WarnContext(ctx, "model backend failed", "backend", m.Backend, "model", m.ID(), "err", err)
+		lastErr = e
+		if emitted {
+			return e
+		}
+	}
+	if lastErr == nil {
+		lastErr = errs.E(errs.DependencyUnavailable, "no backend available")
+	}
+	e := errs.As(lastErr)
+	return &errs.Error{Code: e.Code, Message: "all backends failed; last: " + e.Message, Details: e.Details, Err: e.Err}
+}
+
+func hasOutputRules(p *policy.Policy) bool {
+	for _, r := range p.Rules {
+		if r.Stage == policy.StageOutput || r.Stage == "any" {
+			return true
+		}
+	}
+	return false
+}
+
+// outputPolicy maps tool calls to the offered tools (dropping others),
+// redacts or blocks PII in the output and runs the output rules.
+func (s *Server) outputPolicy(c caller, inv *invocation, res *result) error {
+	o := res.outcome
+	if inv.op != opChat {
+		return nil
+	}
+	msg := &res.chat.Message
+	msg.Content = c.policy.ApplyText(policy.StageOutput, msg.Content, o)
+	var kept []modelport.ToolCall
+	for _, tc := range res.chat.ToolCalls {
+		var spec *modelport.ToolSpec
+		for i := range inv.chat.Tools {
+			t := &inv.chat.Tools[i]
+			if tc.Name == t.Name || tc.Name == t.ToolID || (tc.ToolID != "" && tc.ToolID == t.ToolID) || tc.Name == providers.WireName(t.Name) {
+				spec = t
+				break
+			}
+		}
+		if spec == nil {
+			o.Reason("output_tool_call_dropped:" + tc.Name)
+			continue
+		}
+		tc.ToolID, tc.Name = toolID(*spec), spec.Name
+		if tc.ID == "" {
+			tc.ID = ids.New("call_")
+		}
+		tc.Arguments = redactJSON(c.policy, policy.StageOutput, tc.Arguments, o)
+		kept = append(kept, tc)
+	}
+	res.chat.ToolCalls = kept
+	msg.ToolCalls = kept
+	vars := s.ruleVars(c, inv, []*ModelConfig{res.model}, "", res.usage.InputTokens)
+	vars["output_text"] = msg.Content
+	vars["output_tokens"] = res.usage.OutputTokens
+	c.policy.EvaluateRules(policy.StageOutput, vars, o)
+	if o.Blocked {
+		return blockedError("output", o)
+	}
+	return nil
+}

@@ -1,0 +1,219 @@
+// Package modelpolicy is the Model Policy service: a governed model gateway
+// (CONTRACT §5, DESIGN §5). Every call passes, in order: tenant
+// entitlements (tiers, backends) → request limits (max_tokens_per_request,
+// requests per minute, invoke QPS) → token/cost budget reservation → input
+// policy (PII recognizers, allow/deny lists, tool permissions, CEL rules) →
+// router (tier chain, canaries, circuit breakers, fallback) → provider →
+// output policy → budget settlement, usage ledger, metrics and audit.
+package modelpolicy
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/nexixai/agentos/internal/metrics"
+	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/modelpolicy/providers"
+	"github.com/nexixai/agentos/modelpolicy/router"
+)
+
+// ServiceName is the name in /v1/health.
+const ServiceName = "model-policy"
+
+// Store is the storage model-policy needs: tenants, the usage ledger and
+// budgets, and a ping for readiness. store.Store satisfies it.
+type Store interface {
+	GetTenant(ctx context.Context, tenantID string) (store.Tenant, error)
+	store.UsageStore
+	Ping(ctx context.Context) error
+}
+
+// AuditRecorder appends audit records; internal/audit's Auditor and
+// AuditLogRecorder satisfy it.
+type AuditRecorder interface {
+	Record(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error)
+}
+
+// AuditLogRecorder records straight into a store.AuditLog.
+type AuditLogRecorder struct{ Log store.AuditLog }
+
+// Record appends r.
+func (a AuditLogRecorder) Record(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error) {
+	return a.Log.AppendAudit(ctx, r)
+}
+
+// Config configures a Server.
+type Config struct {
+	// Store is required.
+	Store Store
+	// Authenticate puts an auth.Context in the request context; required.
+	// The server parses no credentials itself.
+	Authenticate func(http.Handler) http.Handler
+	// Limiter defaults to an in-process LocalLimiter.
+	Limiter RateLimiter
+	// Audit defaults to AuditLogRecorder over Store when it is a
+	// store.AuditLog; otherwise it is required.
+	Audit AuditRecorder
+	// Catalogue defaults to DefaultCatalogue().
+	Catalogue *Catalogue
+	// Providers overrides the providers built from the catalogue, by
+	// backend name (tests use it).
+	Providers map[string]providers.Provider
+	// Registry receives the metrics (default a new registry). /metrics is
+	// served when it is also a prometheus.Gatherer.
+	Registry prometheus.Registerer
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// NodeID is reported in route.node (default "local").
+	NodeID string
+	// DefaultInvokeQPS is the per-tenant invoke rate (AGENTOS_QUOTA_INVOKE_QPS,
+	// default 20; negative disables).
+	DefaultInvokeQPS float64
+	// Version is reported by /v1/health (default "0.0.0-dev").
+	Version string
+	// HTTPClient is used by provider adapters (default a plain client;
+	// backend timeouts come from the catalogue).
+	HTTPClient *http.Client
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+// Server is the model-policy HTTP service.
+type Server struct {
+	cfg       Config
+	cat       *Catalogue
+	provs     map[string]providers.Provider
+	breakers  *router.Breakers
+	latencies *router.Latencies
+	limiter   RateLimiter
+	audit     AuditRecorder
+	log       *slog.Logger
+	metrics   *serverMetrics
+	httpm     *metrics.HTTP
+	gatherer  prometheus.Gatherer
+	now       func() time.Time
+
+	healthMu   sync.Mutex
+	health     map[string]error
+	healthedAt time.Time
+}
+
+// New validates cfg and builds the server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("modelpolicy: Config.Store is required")
+	}
+	if cfg.Authenticate == nil {
+		return nil, errors.New("modelpolicy: Config.Authenticate is required")
+	}
+	s := &Server{cfg: cfg, cat: cfg.Catalogue, limiter: cfg.Limiter, audit: cfg.Audit,
+		log: cmp.Or(cfg.Logger, slog.Default()), now: cfg.Now}
+	if s.cat == nil {
+		s.cat = DefaultCatalogue()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.limiter == nil {
+		s.limiter = NewLocalLimiter()
+	}
+	if s.audit == nil {
+		al, ok := cfg.Store.(store.AuditLog)
+		if !ok {
+			return nil, errors.New("modelpolicy: Config.Audit is required when Store is no store.AuditLog")
+		}
+		s.audit = AuditLogRecorder{Log: al}
+	}
+	if s.cfg.NodeID == "" {
+		s.cfg.NodeID = "local"
+	}
+	if s.cfg.Version == "" {
+		s.cfg.Version = "0.0.0-dev"
+	}
+	if s.cfg.DefaultInvokeQPS == 0 {
+		s.cfg.DefaultInvokeQPS = 20
+	}
+	provs, err := s.cat.BuildProviders(cfg.HTTPClient)
+	if err != nil {
+		return nil, err
+	}
+	for name, p := range cfg.Providers {
+		provs[name] = p
+	}
+	s.provs = provs
+	s.breakers = router.NewBreakers(s.cat.breakerConfig(), s.now)
+	s.latencies = router.NewLatencies()
+	reg := cfg.Registry
+	if reg == nil {
+		r := metrics.NewRegistry()
+		reg = r
+	}
+	if g, ok := reg.(prometheus.Gatherer); ok {
+		s.gatherer = g
+	}
+	s.metrics = newServerMetrics(reg)
+	s.httpm = metrics.NewHTTP(reg, ServiceName)
+	return s, nil
+}
+
+// Handler returns the service's HTTP handler with the standard middleware.
+// /v1/health, /healthz, /readyz and /metrics are unauthenticated.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	authed := func(h http.Handler) http.Handler { return s.cfg.Authenticate(h) }
+	mux.Handle("GET /v1/health", hf(s.handleHealth))
+	mux.Handle("GET /healthz", hf(s.handleLive))
+	mux.Handle("GET /readyz", hf(s.handleReady))
+	if s.gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+	}
+	mux.Handle("GET /v1/models", authed(hf(s.handleModels)))
+	mux.Handle("POST /v1/models:invoke", authed(hf(s.handleInvoke)))
+	mux.Handle("POST /v1/policy:check", authed(hf(s.handlePolicyCheck)))
+	mux.Handle("POST /v1/policy/check", authed(hf(s.handlePolicyCheck)))
+	mux.Handle("POST /v1/chat/completions", authed(hf(s.handleChatCompletions)))
+	mux.Handle("POST /v1/embeddings", authed(hf(s.handleEmbeddings)))
+	mux.Handle("GET /v1/usage", authed(hf(s.handleUsage)))
+	mux.Handle("/", notFound())
+	return chain(mux, s.log, s.httpm.Observe)
+}
+
+// Run serves the handler on addr until ctx is done, then shuts down
+// gracefully (in-flight calls get 10 s).
+func Run(ctx context.Context, cfg Config, addr string) error {
+	s, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx is done.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := srv.Shutdown(sctx)
+		<-errc
+		return err
+	}
+}
