@@ -16,8 +16,8 @@ func newNukeCmd() *cobra.Command {
 		Use:   "nuke --yes-really [--hard]",
 		Short: "Stop the node and remove its runtime state (--hard: also its data)",
 		Long: `nuke stops every service and removes run/ (pid files) and logs/.
-With --hard it also removes data/ (runs, tenants, audit), credentials.json and
-secrets/. Reports under reports/ are kept. It refuses to run without
+With --hard it also removes data/ (runs, tenants, audit), credentials.json,
+secrets/ and keys/ (the node's signing key). Reports under reports/ are kept. It refuses to run without
 --yes-really.`,
 		Args: cobra.NoArgs,
 	}
@@ -68,7 +68,7 @@ func nuke(n *Node, p *Progress, rep *Report, hard bool) error {
 	p.Phase("remove")
 	targets := []string{n.runDir(), n.logDir()}
 	if hard {
-		targets = append(targets, n.Cfg.DataDir, n.Cfg.CredentialsFile(), filepath.Join(n.Cfg.Home, "secrets"))
+		targets = append(targets, n.Cfg.DataDir, n.Cfg.CredentialsFile(), filepath.Join(n.Cfg.Home, "secrets"), filepath.Join(n.Cfg.Home, "keys"))
 	}
 	for i, t := range targets {
 		if err := os.RemoveAll(t); err != nil && !errors.Is(err, os.ErrNotExist) {

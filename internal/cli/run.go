@@ -96,8 +96,12 @@ func (r *eventRenderer) render(ev store.Event) {
 		route, _ := pl["route"].(map[string]any)
 		usage, _ := pl["usage"].(map[string]any)
 		pol, _ := pl["policy_outcome"].(map[string]any)
-		line = fmt.Sprintf("model %s → %s/%s %s in %sms, %s tokens, policy %s",
-			s("model_ref"), str(route["backend"]), str(route["model"]), s("status"), s("latency_ms"),
+		if st := s("status"); st != "ok" && st != "completed" {
+			line = fmt.Sprintf("model %s %s %s", s("model_ref"), st, compactJSON(pl["error"]))
+			break
+		}
+		line = fmt.Sprintf("model %s → %s/%s in %sms, %s tokens, policy %s",
+			s("model_ref"), str(route["backend"]), str(route["model"]), s("latency_ms"),
 			str(usage["total_tokens"]), str(pol["decision"]))
 	case store.EventToolCallRequested:
 		line = fmt.Sprintf("tool %s ← %s", s("tool_id"), compactJSON(pl["input"]))

@@ -152,6 +152,11 @@ func readyDependency(err error) string {
 	if d, ok := ae.Details["dependency"].(string); ok && d != "" {
 		return d
 	}
+	if f, ok := ae.Details["failing"].([]any); ok && len(f) > 0 {
+		if d, ok := f[0].(string); ok && d != "" {
+			return d
+		}
+	}
 	for _, name := range []string{"model-policy", "orchestrator", "federation", "store", "queue"} {
 		if strings.Contains(ae.Message, name) {
 			return name
