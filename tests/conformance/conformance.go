@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -154,7 +155,53 @@ func schemaErrorOptions() *openapi3filter.Options {
 }
 
 func schemaErrorMessage(err *openapi3.SchemaError) string {
-	return "at /" + strings.Join(err.JSONPointer(), "/") + ": " + err.Reason
+	reason := err.Reason
+	if reason == "" {
+		reason = fmt.Sprintf("fails %q", err.SchemaField)
+		if err.SchemaField == "not" && err.Schema != nil && err.Schema.Not != nil && err.Schema.Not.Value != nil {
+			reason = "must not match the \"not\" schema"
+			if d := err.Schema.Not.Value.Description; d != "" {
+				reason = "must not match: " + d
+			}
+		}
+	}
+	msg := "at /" + strings.Join(err.JSONPointer(), "/") + ": " + reason
+	if v := scalarString(err.Value); v != "" {
+		msg += " (got " + v + ")"
+	}
+	if err.Origin == nil || errors.Is(err.Origin, openapi3.ErrOneOfConflict) {
+		return msg
+	}
+	// oneOf/anyOf failures carry each alternative's errors, with pointers
+	// relative to the value above.
+	var me openapi3.MultiError
+	if errors.As(err.Origin, &me) {
+		label := "alternative"
+		if err.SchemaField == "allOf" {
+			label = "part"
+		}
+		parts := make([]string, 0, len(me))
+		for i, e := range me {
+			parts = append(parts, fmt.Sprintf("%s %d: %s", label, i+1, readableError(e)))
+		}
+		return msg + " [" + strings.Join(parts, " | ") + "]"
+	}
+	return msg + " [" + readableError(err.Origin) + "]"
+}
+
+// scalarString renders a scalar JSON value for an error message, "" for
+// objects, arrays and nil.
+func scalarString(v any) string {
+	switch x := v.(type) {
+	case string:
+		if len(x) > 80 {
+			x = x[:80] + "..."
+		}
+		return strconv.Quote(x)
+	case float64, bool, json.Number, int, int64:
+		return fmt.Sprint(x)
+	}
+	return ""
 }
 
 // CheckResponse checks one response against the spec: the request must

@@ -198,15 +198,16 @@ func (s *Spec) ValidateSSE(t testing.TB, req *http.Request, body []byte) []store
 	return events
 }
 
-// resumePoint is the sequence a request resumes after: after_sequence
-// wins over Last-Event-ID; 0 when neither is set.
+// resumePoint is the sequence a request resumes after: Last-Event-ID
+// wins over after_sequence (a reconnecting browser keeps the original
+// URL); 0 when neither is set.
 func resumePoint(req *http.Request) (int64, error) {
 	if req == nil {
 		return 0, nil
 	}
-	v := req.URL.Query().Get("after_sequence")
+	v := strings.TrimSpace(req.Header.Get("Last-Event-ID"))
 	if v == "" {
-		v = req.Header.Get("Last-Event-ID")
+		v = req.URL.Query().Get("after_sequence")
 	}
 	if v == "" {
 		return 0, nil
