@@ -24,6 +24,9 @@ func TestOperatorLifecycle(t *testing.T) {
 	}
 	t.Parallel()
 	n := opNewNode(t)
+	if out, _ := n.run("serve", "--help"); !strings.Contains(out, "  model-policy ") {
+		t.Fatalf("this build has no `agentos serve model-policy`, so no node can come up:\n%s", out)
+	}
 
 	out, code := n.run("up")
 	require.Equal(t, 0, code, out)
