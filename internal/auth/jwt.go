@@ -74,6 +74,7 @@ type issuerState struct {
 	jwks        map[string]verifyKey
 	jwksFetched time.Time // last successful fetch
 	jwksTried   time.Time // last attempt
+	jwksErr     error     // error of the last attempt, nil if it succeeded
 }
 
 func newIssuerState(iss Issuer, client *http.Client, now func() time.Time) (*issuerState, error) {
@@ -404,24 +405,29 @@ func (s *issuerState) jwksKey(ctx context.Context, kid string) (verifyKey, error
 		return k, ok
 	}
 	fresh := s.jwks != nil && now.Sub(s.jwksFetched) < jwksTTL
-	if k, ok := lookup(); ok && fresh {
+	k, found := lookup()
+	if found && fresh {
 		return k, nil
 	}
-	var fetchErr error
-	if s.jwks == nil || !fresh || now.Sub(s.jwksTried) >= jwksMinRefresh {
+	// Fetch when the cache is empty, old, or lacks kid, but at most once
+	// per jwksMinRefresh so a down endpoint or a stream of bogus kids cannot
+	// turn every request into a fetch.
+	if s.jwksTried.IsZero() || now.Sub(s.jwksTried) >= jwksMinRefresh {
 		s.jwksTried = now
-		keys, err := fetchJWKS(ctx, s.client, s.JWKSURL)
+		// A caller that hangs up must not poison the shared cache.
+		keys, err := fetchJWKS(context.WithoutCancel(ctx), s.client, s.JWKSURL)
 		if err != nil {
-			fetchErr = err
+			s.jwksErr = err
 		} else {
-			s.jwks, s.jwksFetched = keys, now
+			s.jwks, s.jwksFetched, s.jwksErr = keys, now, nil
 		}
+		k, found = lookup()
 	}
-	if k, ok := lookup(); ok && (fetchErr == nil || now.Sub(s.jwksFetched) < jwksStaleOnFailures) {
+	if found && (s.jwksErr == nil || now.Sub(s.jwksFetched) < jwksStaleOnFailures) {
 		return k, nil
 	}
-	if fetchErr != nil {
-		return verifyKey{}, errs.Wrap(errs.DependencyUnavailable, fetchErr,
+	if s.jwksErr != nil {
+		return verifyKey{}, errs.Wrap(errs.DependencyUnavailable, s.jwksErr,
 			"cannot fetch the JWKS of issuer %q", s.Issuer.Issuer)
 	}
 	if kid == "" {
