@@ -147,7 +147,7 @@ func chatBody(tenantID, modelRef string, msgs []map[string]any, tools []map[stri
 		in["tools"] = tools
 	}
 	return map[string]any{"auth": map[string]any{"tenant_id": tenantID, "principal_id": "usr_test"},
-		"request": map[string]any{"request_id": "req_test", "operation": "chat", "model_ref": modelRef, "input": in},
+		"request":     map[string]any{"request_id": "req_test", "operation": "chat", "model_ref": modelRef, "input": in},
 		"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
 }
 

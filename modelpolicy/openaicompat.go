@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/nexixai/agentos/internal/auth"
@@ -36,7 +37,7 @@ func (c *oaContent) UnmarshalJSON(b []byte) error {
 		Text string `json:"text"`
 	}
 	if err := json.Unmarshal(b, &parts); err != nil {
-		return fmt.Errorf("content must be a string or an array of text parts")
+		return &json.UnmarshalTypeError{Value: "content (want a string or an array of text parts)", Type: reflect.TypeOf("")}
 	}
 	var out []string
 	for _, p := range parts {

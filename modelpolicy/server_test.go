@@ -445,7 +445,9 @@ models:
 `, bad.URL+"/v1")))
 	require.NoError(t, err)
 	b := setup(t, setupOpts{cat: cat})
-	b.addTenant(tenant("tnt_a", func(t *store.Tenant) { t.Quotas.Models.TokenBudget = store.TokenBudget{Window: "day", MaxTokens: 100000} }))
+	b.addTenant(tenant("tnt_a", func(t *store.Tenant) {
+		t.Quotas.Models.TokenBudget = store.TokenBudget{Window: "day", MaxTokens: 100000}
+	}))
 	r := b.do("POST", "/v1/models:invoke", "tnt_a", chatBody("tnt_a", "tier:fast", []map[string]any{user("hi")}, nil))
 	require.Equal(t, 503, r.status, string(r.raw))
 	require.Equal(t, "dependency_unavailable", errCode(r))
