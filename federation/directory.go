@@ -1,0 +1,414 @@
+package federation
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nexixai/agentos/federation/peers"
+	"github.com/nexixai/agentos/federation/pki"
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/httpx"
+)
+
+// DefaultCapabilityTTL is how long a peer's info and capabilities are cached.
+const DefaultCapabilityTTL = time.Minute
+
+// Directory knows this node's peers: their keys, an mTLS client for each,
+// and their info and capabilities, fetched and cached with expiry. When it
+// was built from a peers file, it reloads the file when the file changes
+// (so `agentos peers add` takes effect without a restart). It is safe for
+// concurrent use.
+type Directory struct {
+	self string
+	tls  *pki.NodeTLS
+	path string
+	ttl  time.Duration
+	now  func() time.Time
+
+	mu      sync.Mutex
+	modTime time.Time
+	size    int64
+	order   []string
+	peers   map[string]*peerState
+}
+
+type peerState struct {
+	peer      peers.Peer
+	key       ed25519.PublicKey
+	client    *http.Client
+	info      PeerInfo
+	caps      Capabilities
+	fetchedAt time.Time
+}
+
+// DirectoryConfig configures a Directory.
+type DirectoryConfig struct {
+	// Self is this node's stack_id (never selected as a target).
+	Self string
+	// TLS is the node's certificate and federation CA. Required.
+	TLS *pki.NodeTLS
+	// PeersFile is the peers file to load and watch; empty means Peers only.
+	PeersFile string
+	// Peers is the static list used when PeersFile is empty.
+	Peers []peers.Peer
+	// CapabilityTTL is how long fetched capabilities are trusted; default
+	// DefaultCapabilityTTL.
+	CapabilityTTL time.Duration
+}
+
+// NewDirectory builds a Directory and loads its peers.
+func NewDirectory(cfg DirectoryConfig) (*Directory, error) {
+	if cfg.TLS == nil {
+		return nil, errors.New("federation: DirectoryConfig.TLS is required")
+	}
+	d := &Directory{self: cfg.Self, tls: cfg.TLS, path: cfg.PeersFile, ttl: cfg.CapabilityTTL, now: time.Now,
+		peers: map[string]*peerState{}}
+	if d.ttl <= 0 {
+		d.ttl = DefaultCapabilityTTL
+	}
+	if d.path == "" {
+		return d, d.set(cfg.Peers)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d, d.reloadLocked(true)
+}
+
+// set replaces the peer list, keeping cached capabilities of unchanged peers.
+func (d *Directory) set(list []peers.Peer) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.setLocked(list)
+}
+
+func (d *Directory) setLocked(list []peers.Peer) error {
+	next := map[string]*peerState{}
+	order := make([]string, 0, len(list))
+	for _, p := range list {
+		if err := p.Validate(); err != nil {
+			return err
+		}
+		key, _ := p.Key()
+		if old, ok := d.peers[p.StackID]; ok && old.peer == p {
+			next[p.StackID] = old
+			order = append(order, p.StackID)
+			continue
+		}
+		client, err := d.clientFor(p)
+		if err != nil {
+			return fmt.Errorf("peer %s: %w", p.StackID, err)
+		}
+		next[p.StackID] = &peerState{peer: p, key: key, client: client}
+		order = append(order, p.StackID)
+	}
+	d.peers, d.order = next, order
+	return nil
+}
+
+// clientFor builds the mTLS client of one peer: our certificate, the
+// peer's CA (or ours), its pinned fingerprint, and a check that the
+// certificate it presents names the expected stack.
+func (d *Directory) clientFor(p peers.Peer) (*http.Client, error) {
+	var roots *x509.CertPool
+	if p.CAFile != "" {
+		pool, err := pki.ReadPool(p.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		roots = pool
+	}
+	cfg := d.tls.ClientConfig(roots, p.PinnedCertSHA256)
+	pinCheck := cfg.VerifyConnection
+	want := p.StackID
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if pinCheck != nil {
+			if err := pinCheck(cs); err != nil {
+				return err
+			}
+		}
+		if len(cs.PeerCertificates) == 0 || pki.StackIDOf(cs.PeerCertificates[0]) != want {
+			return fmt.Errorf("peer certificate does not name stack %s", want)
+		}
+		return nil
+	}
+	tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 16,
+		IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 60 * time.Second}
+	return &http.Client{Transport: tr}, nil
+}
+
+// reloadLocked re-reads the peers file when it changed (or force).
+func (d *Directory) reloadLocked(force bool) error {
+	fi, err := os.Stat(d.path)
+	if errors.Is(err, os.ErrNotExist) {
+		d.modTime, d.size = time.Time{}, 0
+		return d.setLocked(nil)
+	}
+	if err != nil {
+		return err
+	}
+	if !force && fi.ModTime().Equal(d.modTime) && fi.Size() == d.size {
+		return nil
+	}
+	list, err := peers.Load(d.path)
+	if err != nil {
+		return err
+	}
+	if err := d.setLocked(list); err != nil {
+		return err
+	}
+	d.modTime, d.size = fi.ModTime(), fi.Size()
+	return nil
+}
+
+// refresh reloads a changed peers file; a broken edit keeps the old list.
+func (d *Directory) refresh() {
+	if d.path == "" {
+		return
+	}
+	_ = d.reloadLocked(false)
+}
+
+// Peers returns the current peer list in file order.
+func (d *Directory) Peers() []peers.Peer {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.refresh()
+	out := make([]peers.Peer, 0, len(d.order))
+	for _, id := range d.order {
+		out = append(out, d.peers[id].peer)
+	}
+	return out
+}
+
+// Key returns a known peer's identity-token key (identity.KeyLookup).
+func (d *Directory) Key(stackID string) (ed25519.PublicKey, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.refresh()
+	st, ok := d.peers[stackID]
+	if !ok {
+		return nil, false
+	}
+	return st.key, true
+}
+
+func (d *Directory) state(stackID string) (*peerState, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.refresh()
+	st, ok := d.peers[stackID]
+	return st, ok
+}
+
+// Describe returns a peer's info and capabilities, from the cache when
+// fresh, else fetched over mTLS. A peer that cannot be reached is
+// dependency_unavailable; an unknown stack_id is not_found.
+func (d *Directory) Describe(ctx context.Context, stackID string) (PeerInfo, Capabilities, error) {
+	st, ok := d.state(stackID)
+	if !ok {
+		return PeerInfo{}, Capabilities{}, errs.E(errs.NotFound, "%s is not a known peer", stackID)
+	}
+	d.mu.Lock()
+	if !st.fetchedAt.IsZero() && d.now().Sub(st.fetchedAt) < d.ttl {
+		info, caps := st.info, st.caps
+		d.mu.Unlock()
+		return info, caps, nil
+	}
+	d.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var infoBody struct {
+		Peer PeerInfo `json:"peer"`
+	}
+	if err := d.getJSON(ctx, st, "/v1/federation/peer", &infoBody); err != nil {
+		return PeerInfo{}, Capabilities{}, err
+	}
+	var capsBody struct {
+		Capabilities Capabilities `json:"capabilities"`
+	}
+	if err := d.getJSON(ctx, st, "/v1/federation/peer/capabilities", &capsBody); err != nil {
+		return PeerInfo{}, Capabilities{}, err
+	}
+	if infoBody.Peer.StackID != stackID {
+		return PeerInfo{}, Capabilities{}, errs.E(errs.DependencyUnavailable,
+			"peer at %s reports stack_id %q, want %q", st.peer.FederationURL, infoBody.Peer.StackID, stackID)
+	}
+	caps := capsBody.Capabilities
+	norm := map[string]bool{}
+	for k, v := range caps.Supports {
+		norm[NormalizeCapability(k)] = v
+	}
+	caps.Supports = norm
+	d.mu.Lock()
+	st.info, st.caps, st.fetchedAt = infoBody.Peer, caps, d.now()
+	d.mu.Unlock()
+	return infoBody.Peer, caps, nil
+}
+
+func (d *Directory) getJSON(ctx context.Context, st *peerState, path string, dst any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(st.peer.FederationURL, "/")+path, nil)
+	if err != nil {
+		return errs.Wrap(errs.Internal, err, "bad peer URL")
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := st.client.Do(req)
+	if err != nil {
+		return unreachable(st.peer.StackID, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return remoteError(resp, "peer "+st.peer.StackID)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(dst); err != nil {
+		return errs.Wrap(errs.DependencyUnavailable, err, "peer %s sent an unreadable %s response", st.peer.StackID, path)
+	}
+	return nil
+}
+
+// Do sends req to a peer's peer API over mTLS; path is relative to the
+// peer's federation_url. A transport failure is dependency_unavailable.
+func (d *Directory) Do(ctx context.Context, stackID, method, path string, body io.Reader, header http.Header) (*http.Response, error) {
+	st, ok := d.state(stackID)
+	if !ok {
+		return nil, errs.E(errs.NotFound, "%s is not a known peer", stackID)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(st.peer.FederationURL, "/")+path, body)
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "bad peer request")
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := st.client.Do(req)
+	if err != nil {
+		return nil, unreachable(stackID, err)
+	}
+	return resp, nil
+}
+
+func unreachable(stackID string, err error) error {
+	return errs.Wrap(errs.DependencyUnavailable, err, "peer %s is unreachable", stackID).
+		WithDetails(map[string]any{"peer_stack_id": stackID})
+}
+
+// Target is a selected peer.
+type Target struct {
+	Peer         peers.Peer
+	Info         PeerInfo
+	Capabilities Capabilities
+}
+
+// Select chooses the peer for a forward: it must match the selector's
+// stack_id and region, speak APIVersion, and support every required
+// capability (either spelling) plus extra ones the caller needs. Among the
+// matches, a peer offering the preferred model tier wins; ties keep file
+// order. No match is not_found with details.peers giving each peer's
+// reason; when every otherwise eligible peer is unreachable the error is
+// dependency_unavailable.
+func (d *Directory) Select(ctx context.Context, sel TargetSelector, need ...string) (Target, error) {
+	required := slices.Clone(need)
+	for _, c := range sel.RequiredCapabilities {
+		if n := NormalizeCapability(c); n != "" && !slices.Contains(required, n) {
+			required = append(required, n)
+		}
+	}
+	reasons := map[string]any{}
+	var matches []Target
+	down := 0
+	considered := 0
+	list := d.Peers()
+	if sel.StackID != "" && !slices.ContainsFunc(list, func(p peers.Peer) bool { return p.StackID == sel.StackID }) {
+		if sel.StackID == d.self {
+			reasons[sel.StackID] = "is this node, not a peer"
+		} else {
+			reasons[sel.StackID] = "not a known peer"
+		}
+	}
+	for _, p := range list {
+		if sel.StackID != "" && p.StackID != sel.StackID {
+			reasons[p.StackID] = fmt.Sprintf("stack_id is not %s", sel.StackID)
+			continue
+		}
+		if sel.Region != "" && p.Region != sel.Region {
+			reasons[p.StackID] = fmt.Sprintf("region %q is not %q", p.Region, sel.Region)
+			continue
+		}
+		considered++
+		info, caps, err := d.Describe(ctx, p.StackID)
+		if err != nil {
+			if errs.CodeOf(err) == errs.DependencyUnavailable {
+				down++
+			}
+			reasons[p.StackID] = "unreachable: " + errs.As(err).Message
+			continue
+		}
+		if !slices.Contains(info.APIVersions, APIVersion) {
+			reasons[p.StackID] = fmt.Sprintf("no common API version (peer speaks %v, this node %s)", info.APIVersions, APIVersion)
+			continue
+		}
+		var missing []string
+		for _, c := range required {
+			if !caps.Has(c) {
+				missing = append(missing, c)
+			}
+		}
+		if len(missing) > 0 {
+			reasons[p.StackID] = "lacks capabilities: " + strings.Join(missing, ", ")
+			continue
+		}
+		matches = append(matches, Target{Peer: p, Info: info, Capabilities: caps})
+	}
+	if len(matches) == 0 {
+		details := map[string]any{"peers": reasons}
+		if considered > 0 && down == considered {
+			return Target{}, errs.E(errs.DependencyUnavailable, "no peer matching the target selector is reachable").WithDetails(details)
+		}
+		return Target{}, errs.E(errs.NotFound, "no peer matches the target selector").WithDetails(details)
+	}
+	if tier := sel.PreferredModelTier; tier != "" {
+		slices.SortStableFunc(matches, func(a, b Target) int {
+			ha, hb := slices.Contains(a.Capabilities.Models.Tiers, tier), slices.Contains(b.Capabilities.Models.Tiers, tier)
+			switch {
+			case ha && !hb:
+				return -1
+			case hb && !ha:
+				return 1
+			}
+			return 0
+		})
+	}
+	return matches[0], nil
+}
+
+// remoteError rebuilds the contract error a peer (or the local
+// orchestrator) answered with, keeping its code, message and details.
+func remoteError(resp *http.Response, who string) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var env httpx.Envelope
+	if json.Unmarshal(b, &env) == nil && env.Error.Code != "" {
+		e := &errs.Error{Code: errs.Code(env.Error.Code), Message: env.Error.Message, Details: env.Error.Details}
+		if e.Details == nil {
+			e.Details = map[string]any{}
+		}
+		if ra := resp.Header.Get("Retry-After"); ra != "" {
+			if d, err := time.ParseDuration(ra + "s"); err == nil {
+				e.RetryAfter = d
+			}
+		}
+		return e
+	}
+	return errs.E(httpx.CodeFromStatus(resp.StatusCode), "%s answered HTTP %d", who, resp.StatusCode)
+}

@@ -1,0 +1,380 @@
+// Package federation is the federation service (CONTRACT §6): it tells
+// peers who this node is and what it can do, forwards runs to peers over
+// mutual TLS with a signed identity token, proxies a forwarded run's event
+// stream back, and ingests events replicated from peers.
+//
+// A Server has two handlers. ClientHandler is the client API (what
+// integrators and the local orchestrator call, authenticated like every
+// other API). PeerHandler is the peer API, served only over mTLS: every
+// request must present a certificate from the federation CA, and every
+// tenant-scoped call an identity token signed by the calling peer. The
+// receiving node never trusts the caller's tenant blindly: it re-derives
+// the tenant from the verified token, requires it to exist and be active
+// locally, applies its own entitlements and quotas, and acts through its own
+// orchestrator. Events never cross tenants.
+//
+// Subpackages: identity (the identity token), pki (CA and node
+// certificates), peers (the peers file).
+package federation
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/nexixai/agentos/federation/identity"
+	"github.com/nexixai/agentos/federation/pki"
+	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/httpx"
+	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/version"
+)
+
+// Store is what the service persists (store.Store satisfies it).
+type Store interface {
+	store.FederationStore
+	GetTenant(ctx context.Context, tenantID string) (store.Tenant, error)
+	Ping(ctx context.Context) error
+}
+
+// Auditor appends audit records (internal/audit.Auditor satisfies it).
+type Auditor interface {
+	Record(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error)
+}
+
+// Config configures a Server. Fields without a default are required.
+type Config struct {
+	// StackID, Region and Environment identify this node.
+	StackID     string
+	Region      string
+	Environment string
+	// OrchestratorURL and ModelPolicyURL are advertised in the peer info.
+	OrchestratorURL string
+	ModelPolicyURL  string
+	// Signer signs identity tokens sent to peers.
+	Signer *identity.Signer
+	// Directory knows the peers.
+	Directory *Directory
+	// Store keeps forwards, token ids and ingested events, and has tenants.
+	Store Store
+	// Audit records every forward, proxy and ingest.
+	Audit Auditor
+	// Orchestrator creates runs and streams events on this node.
+	Orchestrator *Orchestrator
+	// Authenticate authenticates client API requests (auth.Authenticator.Middleware).
+	Authenticate func(http.Handler) http.Handler
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+	// Registry receives the service's metrics; default a new registry.
+	Registry *prometheus.Registry
+	// MaxEventStreams bounds concurrent proxied streams; default 256.
+	MaxEventStreams int
+	// MaxConcurrentRuns is advertised in the capabilities; default 25.
+	MaxConcurrentRuns int
+	// Models is advertised in the capabilities; default tiers
+	// fast/balanced/premium on the builtin backend.
+	Models ModelsInfo
+	// ToolHosting is advertised as supports.tool_hosting.
+	ToolHosting bool
+	// Heartbeat is the interval of SSE comment heartbeats; default 15 s.
+	Heartbeat time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Server is the federation service.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	streams chan struct{}
+	verify  *identity.Verifier
+	m       *metricsSet
+}
+
+// New validates cfg and returns a Server.
+func New(cfg Config) (*Server, error) {
+	switch {
+	case cfg.StackID == "":
+		return nil, errors.New("federation: Config.StackID is required")
+	case cfg.Signer == nil, cfg.Directory == nil, cfg.Store == nil, cfg.Audit == nil,
+		cfg.Orchestrator == nil, cfg.Authenticate == nil:
+		return nil, errors.New("federation: Signer, Directory, Store, Audit, Orchestrator and Authenticate are required")
+	case cfg.Signer.StackID() != cfg.StackID:
+		return nil, errors.New("federation: the signer's stack_id differs from Config.StackID")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.MaxEventStreams <= 0 {
+		cfg.MaxEventStreams = 256
+	}
+	if cfg.MaxConcurrentRuns <= 0 {
+		cfg.MaxConcurrentRuns = 25
+	}
+	if len(cfg.Models.Tiers) == 0 {
+		cfg.Models = ModelsInfo{Tiers: []string{"fast", "balanced", "premium"}, Backends: []string{"builtin"}, MaxContextTokens: 32768}
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 15 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, streams: make(chan struct{}, cfg.MaxEventStreams)}
+	s.verify = &identity.Verifier{Self: cfg.StackID, Keys: cfg.Directory.Key, Replay: cfg.Store, Now: cfg.Now}
+	s.m = newMetrics(cfg.Registry)
+	return s, nil
+}
+
+// Info returns this node's peer info.
+func (s *Server) Info() PeerInfo {
+	ts := version.BuildTime
+	return PeerInfo{
+		StackID: s.cfg.StackID, Environment: s.cfg.Environment, Region: s.cfg.Region,
+		APIVersions: []string{APIVersion},
+		Endpoints: map[string]string{
+			"agent-orchestrator_base_url": s.cfg.OrchestratorURL,
+			"model-policy_base_url":       s.cfg.ModelPolicyURL,
+		},
+		Build: BuildInfo{Version: version.Version, GitSHA: version.SHA(), Timestamp: ts},
+	}
+}
+
+// Capabilities returns what this node offers to peers.
+func (s *Server) Capabilities() Capabilities {
+	return Capabilities{
+		Supports: map[string]bool{CapRunsForward: true, CapEventsStream: true, CapTenantIsolation: true,
+			CapToolHosting: s.cfg.ToolHosting},
+		Limits: Limits{MaxConcurrentRuns: s.cfg.MaxConcurrentRuns, MaxEventStreams: s.cfg.MaxEventStreams},
+		Models: s.cfg.Models,
+	}
+}
+
+// common registers the routes both APIs serve: health and discovery.
+func (s *Server) common(mux *http.ServeMux, guard func(http.Handler) http.Handler) {
+	mux.Handle("GET /v1/federation/health", httpx.H(func(w http.ResponseWriter, r *http.Request) error {
+		httpx.JSON(w, r, http.StatusOK, map[string]any{"status": "ok", "service": ServiceName, "version": version.Version})
+		return nil
+	}))
+	mux.Handle("GET /healthz", httpx.H(func(w http.ResponseWriter, r *http.Request) error {
+		httpx.JSON(w, r, http.StatusOK, map[string]any{"status": "ok"})
+		return nil
+	}))
+	mux.Handle("GET /readyz", httpx.H(s.handleReady))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	info := guard(httpx.H(func(w http.ResponseWriter, r *http.Request) error {
+		httpx.JSON(w, r, http.StatusOK, map[string]any{"peer": s.Info()})
+		return nil
+	}))
+	caps := guard(httpx.H(func(w http.ResponseWriter, r *http.Request) error {
+		httpx.JSON(w, r, http.StatusOK, map[string]any{"capabilities": s.Capabilities()})
+		return nil
+	}))
+	mux.Handle("GET /v1/federation/peer", info)
+	mux.Handle("GET /v1/peer/info", info)
+	mux.Handle("GET /v1/federation/peer/capabilities", caps)
+	mux.Handle("GET /v1/peer/capabilities", caps)
+	mux.Handle("/", httpx.NotFoundHandler())
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	if err := s.cfg.Store.Ping(ctx); err != nil {
+		return errs.Wrap(errs.DependencyUnavailable, err, "store is not reachable").
+			WithDetails(map[string]any{"dependency": "store"})
+	}
+	if err := s.cfg.Orchestrator.Ping(ctx); err != nil {
+		return errs.Wrap(errs.DependencyUnavailable, err, "agent orchestrator is not reachable").
+			WithDetails(map[string]any{"dependency": "agent-orchestrator"})
+	}
+	if s.cfg.Directory.tls == nil || s.cfg.Directory.tls.Leaf == nil || time.Now().After(s.cfg.Directory.tls.Leaf.NotAfter) {
+		return errs.E(errs.DependencyUnavailable, "node certificate is missing or expired").
+			WithDetails(map[string]any{"dependency": "peer CA"})
+	}
+	httpx.JSON(w, r, http.StatusOK, map[string]any{"status": "ready", "service": ServiceName})
+	return nil
+}
+
+// observe feeds the request metrics.
+func (s *Server) observe(api string) func(r *http.Request, status int, d time.Duration) {
+	return func(r *http.Request, status int, d time.Duration) {
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		s.m.requests.WithLabelValues(api, route, statusClass(status)).Inc()
+		s.m.latency.WithLabelValues(api, route).Observe(d.Seconds())
+	}
+}
+
+// ClientHandler returns the client API: health, readiness, metrics,
+// discovery, forward, the event proxy and ingest. Everything but health,
+// readiness and metrics goes through Config.Authenticate.
+func (s *Server) ClientHandler() http.Handler {
+	mux := http.NewServeMux()
+	authn := s.cfg.Authenticate
+	s.common(mux, authn)
+	mux.Handle("POST /v1/federation/runs:forward", authn(httpx.H(s.handleForward)))
+	mux.Handle("GET /v1/federation/runs/{run_id}/events", authn(httpx.H(s.handleEvents)))
+	mux.Handle("POST /v1/federation/events:ingest", authn(httpx.H(s.handleIngest)))
+	return httpx.Chain(mux, httpx.Standard(s.log.With("api", "client"), s.observe("client"))...)
+}
+
+// PeerHandler returns the peer API, to be served over TLS with
+// pki.NodeTLS.ServerConfig: requests without a verified client certificate
+// are refused (unauthorized); forward, events and ingest also require a
+// valid identity token from the certificate's stack.
+func (s *Server) PeerHandler() http.Handler {
+	mux := http.NewServeMux()
+	s.common(mux, func(h http.Handler) http.Handler { return h })
+	mux.Handle("POST /v1/federation/runs:forward", s.peerAuth(httpx.H(s.handlePeerForward)))
+	mux.Handle("GET /v1/federation/runs/{run_id}/events", s.peerAuth(httpx.H(s.handlePeerEvents)))
+	mux.Handle("POST /v1/federation/events:ingest", s.peerAuth(httpx.H(s.handlePeerIngest)))
+	mws := append(httpx.Standard(s.log.With("api", "peer"), s.observe("peer")), s.requireClientCert)
+	return httpx.Chain(mux, mws...)
+}
+
+// requireClientCert refuses requests that did not come over TLS with a
+// client certificate verified against the federation CA.
+func (s *Server) requireClientCert(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.PeerCertificates) == 0 {
+			s.m.peerRejections.WithLabelValues("no_client_certificate").Inc()
+			httpx.WriteError(w, r, errs.E(errs.Unauthorized,
+				"the peer API requires a client certificate issued by the federation CA").
+				WithDetails(map[string]any{"reason": "no_client_certificate"}))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type claimsKey struct{}
+
+// peerAuth verifies the identity token and binds it to the TLS identity:
+// the token's issuer must be the stack named by the client certificate.
+func (s *Server) peerAuth(next http.Handler) http.Handler {
+	return httpx.H(func(w http.ResponseWriter, r *http.Request) error {
+		tok, err := auth.ParseBearer(r.Header.Get("Authorization"))
+		if err != nil || tok == "" {
+			s.m.peerRejections.WithLabelValues("no_identity_token").Inc()
+			return errs.E(errs.Unauthorized, "Authorization: a Bearer identity token signed by the calling peer is required").
+				WithDetails(map[string]any{"reason": "no_identity_token"})
+		}
+		certStack := pki.StackIDOf(r.TLS.PeerCertificates[0])
+		c, err := s.verify.Verify(r.Context(), tok)
+		if err != nil {
+			reason, _ := errs.As(err).Details["reason"].(string)
+			s.m.peerRejections.WithLabelValues(reasonLabel(reason)).Inc()
+			s.audit(r, store.AuditRecord{Action: "federation.peer.reject", Target: r.URL.Path, Outcome: "denied",
+				Details: map[string]any{"peer_cert_stack_id": certStack, "reason": reason}})
+			return err
+		}
+		if c.Issuer != certStack {
+			s.m.peerRejections.WithLabelValues("issuer_certificate_mismatch").Inc()
+			return errs.E(errs.Unauthorized, "identity token issuer %s does not match the client certificate (%s)", c.Issuer, certStack).
+				WithDetails(map[string]any{"reason": "issuer_certificate_mismatch"})
+		}
+		httpx.SetLogTenant(r.Context(), c.TenantID, c.Subject)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), claimsKey{}, c)))
+		return nil
+	})
+}
+
+func claimsFrom(ctx context.Context) identity.Claims {
+	c, _ := ctx.Value(claimsKey{}).(identity.Claims)
+	return c
+}
+
+// localContext re-derives the Auth Context of a peer's caller on this
+// node: the tenant must exist here and be active; the principal keeps its
+// id but never gets more than the federated scopes, and never a role
+// beyond tenant_service.
+func (s *Server) localContext(ctx context.Context, c identity.Claims) (auth.Context, store.Tenant, error) {
+	t, err := s.cfg.Store.GetTenant(ctx, c.TenantID)
+	if errors.Is(err, errs.ErrNotFound) {
+		return auth.Context{}, t, errs.E(errs.Forbidden, "tenant %s is not known on stack %s", c.TenantID, s.cfg.StackID).
+			WithDetails(map[string]any{"reason": "tenant_unknown", "tenant_id": c.TenantID})
+	}
+	if err != nil {
+		return auth.Context{}, t, errs.Wrap(errs.DependencyUnavailable, err, "cannot read tenant")
+	}
+	if t.Status != store.TenantActive {
+		return auth.Context{}, t, errs.E(errs.Forbidden, "tenant %s is %s on stack %s", c.TenantID, t.Status, s.cfg.StackID).
+			WithDetails(map[string]any{"reason": "tenant_disabled", "tenant_id": c.TenantID})
+	}
+	var scopes []string
+	for _, sc := range []string{auth.ScopeRunsCreate, auth.ScopeRunsRead, auth.ScopeEventsRead} {
+		if c.HasScope(sc) || c.HasScope(auth.ScopeRunsForward) {
+			scopes = append(scopes, sc)
+		}
+	}
+	ptype := c.PrincipalType
+	if ptype != "user" && ptype != "service" {
+		ptype = "service"
+	}
+	ac := auth.Context{
+		TenantID:      c.TenantID,
+		Principal:     auth.Principal{PrincipalID: c.Subject, PrincipalType: ptype, DisplayName: "via " + c.Issuer},
+		Scopes:        scopes,
+		Roles:         []string{auth.RoleTenantService},
+		Session:       map[string]any{"federated_from": c.Issuer, "jti": c.JTI},
+		PolicyContext: auth.PolicyContext{Region: s.cfg.Region},
+	}
+	return ac, t, nil
+}
+
+// federatedScopes lists the caller's scopes that matter to a peer.
+func federatedScopes(ac auth.Context) []string {
+	var out []string
+	for _, sc := range []string{auth.ScopeRunsForward, auth.ScopeRunsCreate, auth.ScopeRunsRead,
+		auth.ScopeEventsRead, auth.ScopeEventsIngest} {
+		if ac.HasScope(sc) {
+			out = append(out, sc)
+		}
+	}
+	return out
+}
+
+// requireAny returns the caller's Auth Context if it holds one of scopes.
+func requireAny(ctx context.Context, scopes ...string) (auth.Context, error) {
+	ac, ok := auth.From(ctx)
+	if !ok {
+		return auth.Context{}, errs.E(errs.Unauthorized, "request is not authenticated")
+	}
+	if ac.TenantID == "" {
+		return auth.Context{}, errs.E(errs.InvalidRequest, "X-Tenant-Id: a platform admin must name the tenant to act in").
+			WithDetails(map[string]any{"field": "X-Tenant-Id"})
+	}
+	if slices.ContainsFunc(scopes, ac.HasScope) {
+		return ac, nil
+	}
+	return auth.Context{}, errs.E(errs.Forbidden, "missing scope %q", scopes[0]).
+		WithDetails(map[string]any{"required_scope": strings.Join(scopes, " or ")})
+}
+
+// audit appends a record; a failing audit log is logged, the request
+// outcome stands (the store write that matters already happened).
+func (s *Server) audit(r *http.Request, rec store.AuditRecord) {
+	rec.Time = s.cfg.Now().UTC()
+	rec.CorrelationID = httpx.CorrelationID(r.Context())
+	if rec.Details == nil {
+		rec.Details = map[string]any{}
+	}
+	rec.Details["stack_id"] = s.cfg.StackID
+	if _, err := s.cfg.Audit.Record(r.Context(), rec); err != nil {
+		s.log.ErrorContext(r.Context(), "audit record failed", "err", err, "action", rec.Action)
+	}
+}
