@@ -85,7 +85,7 @@ func checkInput(v json.RawMessage) error {
 		return nil
 	}
 	var in struct {
-		Type string `json:"type"`
+		Type string  `json:"type"`
 		Text *string `json:"text"`
 	}
 	if !isObject(v) || json.Unmarshal(v, &in) != nil {
