@@ -14,7 +14,7 @@ import (
 )
 
 func (s *Server) handleListAgents(w http.ResponseWriter, r *http.Request) error {
-	ac, err := auth.Require(r.Context(), auth.ScopeAgentsRead)
+	ac, err := requireTenant(r.Context(), auth.ScopeAgentsRead)
 	if err != nil {
 		return err
 	}
@@ -30,7 +30,7 @@ func (s *Server) handleListAgents(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *Server) handleGetAgent(w http.ResponseWriter, r *http.Request) error {
-	ac, err := auth.Require(r.Context(), auth.ScopeAgentsRead)
+	ac, err := requireTenant(r.Context(), auth.ScopeAgentsRead)
 	if err != nil {
 		return err
 	}
@@ -61,7 +61,7 @@ type agentPut struct {
 
 // handlePutAgent creates an agent (201) or a new version of it (200).
 func (s *Server) handlePutAgent(w http.ResponseWriter, r *http.Request) error {
-	ac, err := auth.Require(r.Context(), auth.ScopeAgentsWrite)
+	ac, err := requireTenant(r.Context(), auth.ScopeAgentsWrite)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/nexixai/agentos/internal/ids"
 	"github.com/nexixai/agentos/internal/queue"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/tenancy"
 )
 
 // Limits on run options.
@@ -179,7 +180,7 @@ func fingerprint(n normalizedRun) string {
 }
 
 func (s *Server) handleCreateRun(w http.ResponseWriter, r *http.Request) error {
-	ac, err := auth.Require(r.Context(), auth.ScopeRunsCreate)
+	ac, err := requireTenant(r.Context(), auth.ScopeRunsCreate)
 	if err != nil {
 		return err
 	}
@@ -222,7 +223,7 @@ func (s *Server) handleCreateRun(w http.ResponseWriter, r *http.Request) error {
 				WithDetails(map[string]any{"field": fmt.Sprintf("tooling.tool_allowlist[%d]", i), "tool_id": id})
 		}
 	}
-	if ok, retry := s.cfg.Limiter.Allow(tenant.TenantID, "run_create", tenant.Quotas.Runs.RunCreateQPS, tenant.Quotas.Runs.RunCreateBurst); !ok {
+	if ok, retry := s.cfg.Limiter.Allow(tenant.TenantID, tenancy.LimitRunCreate, tenant.Quotas.Runs.RunCreateQPS, tenant.Quotas.Runs.RunCreateBurst); !ok {
 		return &errs.Error{Code: errs.RateLimited, RetryAfter: retry,
 			Message: fmt.Sprintf("run creation rate limit of %g/s exceeded for tenant %s", tenant.Quotas.Runs.RunCreateQPS, tenant.TenantID),
 			Details: map[string]any{"limit_qps": tenant.Quotas.Runs.RunCreateQPS, "burst": tenant.Quotas.Runs.RunCreateBurst}}
@@ -272,7 +273,7 @@ func allowedBy(list []string, id string) bool {
 }
 
 func (s *Server) handleGetRun(w http.ResponseWriter, r *http.Request) error {
-	ac, err := auth.Require(r.Context(), auth.ScopeRunsRead)
+	ac, err := requireTenant(r.Context(), auth.ScopeRunsRead)
 	if err != nil {
 		return err
 	}
@@ -293,7 +294,7 @@ func (s *Server) getRun(r *http.Request, ac auth.Context, runID string) (store.R
 }
 
 func (s *Server) handleListRuns(w http.ResponseWriter, r *http.Request) error {
-	ac, err := auth.Require(r.Context(), auth.ScopeRunsRead)
+	ac, err := requireTenant(r.Context(), auth.ScopeRunsRead)
 	if err != nil {
 		return err
 	}
@@ -329,7 +330,7 @@ func (s *Server) handleRunAction(w http.ResponseWriter, r *http.Request) error {
 	if !ok || action != "cancel" {
 		return errs.E(errs.NotFound, "no route for POST %s (did you mean /v1/runs/{run_id}:cancel?)", r.URL.Path)
 	}
-	ac, err := auth.Require(r.Context(), auth.ScopeRunsCancel)
+	ac, err := requireTenant(r.Context(), auth.ScopeRunsCancel)
 	if err != nil {
 		return err
 	}

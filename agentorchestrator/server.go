@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/config"
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/events"
@@ -140,9 +141,6 @@ func New(cfg Config) (*Server, error) {
 // Handler returns the HTTP handler with the standard middleware.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// HTTPMetrics exposes the HTTP metrics (for the authenticator's failure hook).
-func (s *Server) HTTPMetrics() *metrics.HTTP { return s.http }
-
 func (s *Server) routes() http.Handler {
 	public := http.NewServeMux()
 	api := http.NewServeMux()
@@ -208,4 +206,14 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) error {
 func errDependency(failing []string, checks map[string]string) error {
 	return errs.E(errs.DependencyUnavailable, "not ready: %s unavailable", strings.Join(failing, ", ")).
 		WithDetails(map[string]any{"failing": failing, "checks": checks})
+}
+
+// requireTenant is auth.Require for tenant-scoped endpoints: a platform
+// admin whose credential names no tenant must select one with X-Tenant-Id.
+func requireTenant(ctx context.Context, scope string) (auth.Context, error) {
+	ac, err := auth.Require(ctx, scope)
+	if err == nil && ac.TenantID == "" {
+		return ac, errs.Field("X-Tenant-Id", "this endpoint is tenant-scoped: name the tenant with the X-Tenant-Id header")
+	}
+	return ac, err
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/nexixai/agentos/internal/ids"
 	"github.com/nexixai/agentos/internal/modelport"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/tenancy"
 	"github.com/nexixai/agentos/internal/tools"
 )
 
@@ -314,7 +315,7 @@ func (x *execution) invokeTool(ctx context.Context, tool tools.Tool, found bool,
 	case !x.toolAllowed(toolID):
 		return fail(errs.E(errs.Forbidden, "tool %s is not permitted for this run (agent tools ∩ run allowlist ∩ tenant entitlements − denymap)", toolID))
 	}
-	if ok, _ := s.cfg.Limiter.AllowPerMinute(x.run.TenantID, "tool_calls", x.tenant.Quotas.Tools.ToolCallsPerMinute); !ok {
+	if ok, _ := s.cfg.Limiter.AllowPerMinute(x.run.TenantID, tenancy.LimitToolCalls, x.tenant.Quotas.Tools.ToolCallsPerMinute); !ok {
 		return fail(errs.E(errs.RateLimited, "tenant %s exceeded tool_calls_per_minute=%d", x.run.TenantID, x.tenant.Quotas.Tools.ToolCallsPerMinute))
 	}
 	if x.run.RunOptions.DryRun {

@@ -18,10 +18,10 @@ import (
 const storePollInterval = 2 * time.Second
 
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
-	ac, err := auth.Require(r.Context(), auth.ScopeRunsRead)
+	ac, err := requireTenant(r.Context(), auth.ScopeRunsRead)
 	if err != nil {
 		// events:read alone is enough to read a run's events.
-		alt, altErr := auth.Require(r.Context(), auth.ScopeEventsRead)
+		alt, altErr := requireTenant(r.Context(), auth.ScopeEventsRead)
 		if altErr != nil {
 			return err
 		}

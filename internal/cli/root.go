@@ -81,6 +81,7 @@ func commands() []*cobra.Command {
 		newTokensCmd(),
 		newAgentsCmd(),
 		newRunCmd(),
+		newAuditCmd(),
 	}
 }
 

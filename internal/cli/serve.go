@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -17,6 +18,8 @@ func newServeCmd() *cobra.Command {
 	serve.AddCommand(
 		serviceCmd("orchestrator", "Run the agent orchestrator (runs, events, admin API)",
 			func(c *config.Config, addr string) { c.OrchestratorAddr = addr }, node.RunOrchestrator),
+		withCatalogueFlag(serviceCmd("model-policy", "Run model-policy (governed model gateway)",
+			func(c *config.Config, addr string) { c.ModelPolicyAddr = addr }, node.RunModelPolicy)),
 	)
 	return serve
 }
@@ -43,6 +46,21 @@ func serviceCmd(name, short string, setAddr func(*config.Config, string),
 			return err
 		}
 		return run(cmd.Context(), cfg)
+	}
+	return cmd
+}
+
+// withCatalogueFlag adds --config (the model catalogue YAML) to model-policy.
+func withCatalogueFlag(cmd *cobra.Command) *cobra.Command {
+	cmd.Flags().String("config", "", "model catalogue YAML (env AGENTOS_MODEL_POLICY_CONFIG; default: built-in offline catalogue)")
+	run := cmd.RunE
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if v, _ := c.Flags().GetString("config"); v != "" {
+			if err := os.Setenv("AGENTOS_MODEL_POLICY_CONFIG", v); err != nil {
+				return err
+			}
+		}
+		return run(c, args)
 	}
 	return cmd
 }

@@ -27,11 +27,10 @@ func Handler(reg *prometheus.Registry) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }
 
-// HTTP counts requests per service, route and status class.
+// HTTP counts requests per service, route and status code.
 type HTTP struct {
-	requests     *prometheus.CounterVec
-	duration     *prometheus.HistogramVec
-	authFailures *prometheus.CounterVec
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
 }
 
 // NewHTTP registers the HTTP metrics of service on reg.
@@ -45,12 +44,8 @@ func NewHTTP(reg prometheus.Registerer, service string) *HTTP {
 			Name: "agentos_http_request_duration_seconds", Help: "HTTP request latency by route.",
 			ConstLabels: prometheus.Labels{"service": service}, Buckets: prometheus.DefBuckets,
 		}, []string{"route"}),
-		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "agentos_auth_failures_total", Help: "Rejected credentials by error code.",
-			ConstLabels: prometheus.Labels{"service": service},
-		}, []string{"code"}),
 	}
-	reg.MustRegister(h.requests, h.duration, h.authFailures)
+	reg.MustRegister(h.requests, h.duration)
 	return h
 }
 
@@ -64,5 +59,13 @@ func (h *HTTP) Observe(r *http.Request, status int, d time.Duration) {
 	h.duration.WithLabelValues(route).Observe(d.Seconds())
 }
 
-// AuthFailure counts a rejected credential (auth.Config.OnFailure hook).
-func (h *HTTP) AuthFailure(code string) { h.authFailures.WithLabelValues(code).Inc() }
+// NewAuthFailures registers the rejected-credentials counter of service on
+// reg and returns the hook for auth.Config.OnFailure.
+func NewAuthFailures(reg prometheus.Registerer, service string) func(code string) {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agentos_auth_failures_total", Help: "Rejected credentials by error code.",
+		ConstLabels: prometheus.Labels{"service": service},
+	}, []string{"code"})
+	reg.MustRegister(c)
+	return func(code string) { c.WithLabelValues(code).Inc() }
+}

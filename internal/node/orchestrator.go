@@ -72,12 +72,7 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 	model := modelport.NewHTTPClient(cfg.ModelPolicyURL, mint, &http.Client{Timeout: 5 * time.Minute})
 
 	registry := metrics.NewRegistry()
-	var httpMetrics *metrics.HTTP
-	authn, err := newAuthenticator(cfg, st, signer, func(code string) {
-		if httpMetrics != nil {
-			httpMetrics.AuthFailure(code)
-		}
-	})
+	authn, err := newAuthenticator(cfg, st, signer, metrics.NewAuthFailures(registry, agentorchestrator.ServiceName))
 	if err != nil {
 		return err
 	}
@@ -92,7 +87,6 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
-	httpMetrics = srv.HTTPMetrics()
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}

@@ -1,0 +1,138 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+
+	"github.com/nexixai/agentos/federation"
+	"github.com/nexixai/agentos/federation/identity"
+	"github.com/nexixai/agentos/federation/pki"
+	"github.com/nexixai/agentos/internal/audit"
+	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/metrics"
+)
+
+// FederationFiles returns where the federation service reads its identity:
+// the FilesIn layout under cfg.Home, with each file overridable for
+// production by AGENTOS_FEDERATION_CA_FILE, AGENTOS_FEDERATION_CERT_FILE,
+// AGENTOS_FEDERATION_KEY_FILE, AGENTOS_FEDERATION_SIGNING_KEY_FILE and
+// AGENTOS_FEDERATION_PEERS_FILE.
+func FederationFiles(cfg config.Config) federation.Files {
+	f := federation.FilesIn(cfg.Home)
+	for env, dst := range map[string]*string{
+		"AGENTOS_FEDERATION_CA_FILE":          &f.CA,
+		"AGENTOS_FEDERATION_CERT_FILE":        &f.Cert,
+		"AGENTOS_FEDERATION_KEY_FILE":         &f.Key,
+		"AGENTOS_FEDERATION_SIGNING_KEY_FILE": &f.SigningKey,
+		"AGENTOS_FEDERATION_PEERS_FILE":       &f.Peers,
+	} {
+		if v := os.Getenv(env); v != "" {
+			*dst = v
+		}
+	}
+	return f
+}
+
+// fedIdentity loads the node certificate and identity key. In demo/dev,
+// with the default layout, whatever is missing is generated (a CA under
+// federation/ca, a certificate for cfg.StackID, a signing key); prod only
+// reads files.
+func fedIdentity(cfg config.Config, f federation.Files) (*pki.NodeTLS, *identity.Signer, error) {
+	if cfg.DevMode() && f == federation.FilesIn(cfg.Home) {
+		if _, err := federation.EnsureIdentity(f, cfg.StackID, f.CADir, nil); err != nil {
+			return nil, nil, fmt.Errorf("federation identity: %w", err)
+		}
+	}
+	nt, err := pki.LoadNodeTLS(f.CA, f.Cert, f.Key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w (create them with `agentos certs init` and `agentos certs issue --stack-id %s`)", err, cfg.StackID)
+	}
+	if nt.StackID != cfg.StackID {
+		return nil, nil, fmt.Errorf("node certificate %s names stack %q but this node is %q (AGENTOS_STACK_ID)", f.Cert, nt.StackID, cfg.StackID)
+	}
+	key, err := identity.LoadOrCreateKey(f.SigningKey, cfg.DevMode())
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w (prod mode generates no keys: provision %s)", err, f.SigningKey)
+	}
+	return nt, identity.NewSigner(cfg.StackID, key), nil
+}
+
+// RunFederation serves the federation service until ctx ends: the client
+// API on cfg.FederationAddr and the mTLS peer API on cfg.FederationPeerAddr.
+func RunFederation(ctx context.Context, cfg config.Config) error {
+	log := newLogger(cfg, federation.ServiceName)
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	nodeKey, err := nodeSigner(cfg)
+	if err != nil {
+		return err
+	}
+	files := FederationFiles(cfg)
+	nt, signer, err := fedIdentity(cfg, files)
+	if err != nil {
+		return err
+	}
+	dir, err := federation.NewDirectory(federation.DirectoryConfig{Self: cfg.StackID, TLS: nt, PeersFile: files.Peers})
+	if err != nil {
+		return fmt.Errorf("peers file %s: %w", files.Peers, err)
+	}
+	sink, err := audit.OpenSink(cfg.AuditSink)
+	if err != nil {
+		return fmt.Errorf("audit sink %q: %w", cfg.AuditSink, err)
+	}
+	defer sink.Close()
+
+	registry := metrics.NewRegistry()
+	authn, err := newAuthenticator(cfg, st, nodeKey, metrics.NewAuthFailures(registry, federation.ServiceName))
+	if err != nil {
+		return err
+	}
+	srv, err := federation.New(federation.Config{
+		StackID: cfg.StackID, Region: cfg.Region, Environment: cfg.Environment,
+		OrchestratorURL: cfg.OrchestratorURL, ModelPolicyURL: cfg.ModelPolicyURL,
+		Signer: signer, Directory: dir, Store: st, Audit: audit.New(st, sink),
+		Orchestrator: &federation.Orchestrator{BaseURL: cfg.OrchestratorURL, Minter: nodeKey},
+		Authenticate: authn.Middleware, Logger: log, Registry: registry,
+		MaxConcurrentRuns: cfg.QuotaConcurrentRuns, ToolHosting: true,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("federation identity", "stack_id", cfg.StackID, "region", cfg.Region,
+		"certificate", files.Cert, "peers_file", files.Peers, "peers", len(dir.Peers()),
+		"public_key", identity.EncodePublicKey(signer.PublicKey()))
+
+	peerLn, err := net.Listen("tcp", cfg.FederationPeerAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (peer API): %w (is another process using the port? try `lsof -i :%s`)",
+			cfg.FederationPeerAddr, err, portOf(cfg.FederationPeerAddr))
+	}
+	clientLn, err := net.Listen("tcp", cfg.FederationAddr)
+	if err != nil {
+		peerLn.Close()
+		return fmt.Errorf("listen on %s: %w (is another process using the port? try `lsof -i :%s`)",
+			cfg.FederationAddr, err, portOf(cfg.FederationAddr))
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() {
+		errc <- serveListener(ctx, tls.NewListener(peerLn, nt.ServerConfig()), srv.PeerHandler(), log.With("api", "peer"))
+	}()
+	go func() {
+		errc <- serveListener(ctx, clientLn, srv.ClientHandler(), log.With("api", "client"))
+	}()
+	first := <-errc
+	cancel()
+	second := <-errc
+	if first != nil {
+		return first
+	}
+	return second
+}
