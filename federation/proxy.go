@@ -31,19 +31,21 @@ const maxReconnects = 5
 // errCrossTenant marks an upstream event of another tenant or run.
 var errCrossTenant = errors.New("upstream sent an event of another tenant or run")
 
-// parseAfter reads the resume point: ?after_sequence=N or Last-Event-ID.
+// parseAfter reads the resume point: Last-Event-ID, else ?after_sequence=N
+// (Last-Event-ID wins, as on the orchestrator: it is what a reconnecting
+// EventSource sends).
 func parseAfter(r *http.Request) (int64, error) {
-	if v := r.URL.Query().Get("after_sequence"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return 0, errs.Field("after_sequence", "must be a non-negative integer")
-		}
-		return n, nil
-	}
 	if v := strings.TrimSpace(r.Header.Get("Last-Event-ID")); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
 			return 0, errs.Field("Last-Event-ID", "must be a non-negative integer (an event sequence)")
+		}
+		return n, nil
+	}
+	if v := r.URL.Query().Get("after_sequence"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return 0, errs.Field("after_sequence", "must be a non-negative integer")
 		}
 		return n, nil
 	}

@@ -82,6 +82,8 @@ func commands() []*cobra.Command {
 		newAgentsCmd(),
 		newRunCmd(),
 		newAuditCmd(),
+		newCertsCmd(),
+		newPeersCmd(),
 	}
 }
 

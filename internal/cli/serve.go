@@ -20,6 +20,8 @@ func newServeCmd() *cobra.Command {
 			func(c *config.Config, addr string) { c.OrchestratorAddr = addr }, node.RunOrchestrator),
 		withCatalogueFlag(serviceCmd("model-policy", "Run model-policy (governed model gateway)",
 			func(c *config.Config, addr string) { c.ModelPolicyAddr = addr }, node.RunModelPolicy)),
+		serviceCmd("federation", "Run federation (client API and mTLS peer API)",
+			func(c *config.Config, addr string) { c.FederationAddr = addr }, node.RunFederation),
 	)
 	return serve
 }
