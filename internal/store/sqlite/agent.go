@@ -20,7 +20,7 @@ func (db *DB) PutAgent(ctx context.Context, a store.Agent) error {
 	if err != nil {
 		return err
 	}
-	return db.WriteTx(ctx, func(tx *sql.Tx) error {
+	return db.WriteTx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO agents (tenant_id, agent_id, name, description, version, status,
 			model_ref, instructions, tools, defaults, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
 			ON CONFLICT (tenant_id, agent_id) DO UPDATE SET name = excluded.name, description = excluded.description,

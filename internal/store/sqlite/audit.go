@@ -20,7 +20,7 @@ const (
 // with microsecond precision so the hash recomputes after reading back.
 func (db *DB) AppendAudit(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error) {
 	var out store.AuditRecord
-	err := db.WriteTx(ctx, func(tx *sql.Tx) error {
+	err := db.WriteTx(ctx, func(tx *Tx) error {
 		var err error
 		out, err = db.appendAuditTx(ctx, tx, r)
 		return err
@@ -28,7 +28,7 @@ func (db *DB) AppendAudit(ctx context.Context, r store.AuditRecord) (store.Audit
 	return out, err
 }
 
-func (db *DB) appendAuditTx(ctx context.Context, tx *sql.Tx, r store.AuditRecord) (store.AuditRecord, error) {
+func (db *DB) appendAuditTx(ctx context.Context, tx *Tx, r store.AuditRecord) (store.AuditRecord, error) {
 	if r.AuditID == "" {
 		r.AuditID = ids.New("aud_")
 	}

@@ -15,7 +15,7 @@ func (db *DB) PutForward(ctx context.Context, f store.Forward) error {
 	if err := required("tenant_id", f.TenantID, "run_id", f.RunID); err != nil {
 		return err
 	}
-	return db.WriteTx(ctx, func(tx *sql.Tx) error {
+	return db.WriteTx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO forwards (tenant_id, run_id, peer_stack_id, principal_id,
 			remote_events_url, created_at) VALUES (?,?,?,?,?,?)`,
 			f.TenantID, f.RunID, f.PeerStackID, f.PrincipalID, f.RemoteEventsURL, micros(utc(f.CreatedAt)))
@@ -45,7 +45,7 @@ func (db *DB) UseJTI(ctx context.Context, jti string, expiresAt time.Time) (bool
 	}
 	now := db.now()
 	var fresh bool
-	err := db.WriteTx(ctx, func(tx *sql.Tx) error {
+	err := db.WriteTx(ctx, func(tx *Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM used_jtis WHERE expires_at < ?`, now.UnixMicro()); err != nil {
 			return err
 		}
@@ -78,7 +78,7 @@ func (db *DB) IngestEvent(ctx context.Context, e store.IngestedEvent) (bool, err
 		at = db.now()
 	}
 	var fresh bool
-	err = db.WriteTx(ctx, func(tx *sql.Tx) error {
+	err = db.WriteTx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO ingested_events (tenant_id, event_id, run_id, sequence, event,
 			source_stack, ingested_at) VALUES (?,?,?,?,?,?,?) ON CONFLICT (tenant_id, event_id) DO NOTHING`,
 			ev.TenantID, ev.EventID, ev.RunID, ev.Sequence, string(body), e.SourceStack, utc(at).UnixMicro())

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 
 	"github.com/nexixai/agentos/internal/errs"
 )
@@ -19,7 +18,7 @@ func (db *DB) KVPut(ctx context.Context, tenantID, namespace, key string, value 
 		value = []byte{}
 	}
 	size := int64(len(key) + len(value))
-	return db.WriteTx(ctx, func(tx *sql.Tx) error {
+	return db.WriteTx(ctx, func(tx *Tx) error {
 		if maxBytes > 0 {
 			var used, old int64
 			if err := tx.QueryRowContext(ctx, `SELECT coalesce(sum(size), 0),
@@ -55,7 +54,7 @@ func (db *DB) KVGet(ctx context.Context, tenantID, namespace, key string) ([]byt
 
 // KVDelete removes a key; deleting a missing key is not an error.
 func (db *DB) KVDelete(ctx context.Context, tenantID, namespace, key string) error {
-	return db.WriteTx(ctx, func(tx *sql.Tx) error {
+	return db.WriteTx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM kv WHERE tenant_id = ? AND namespace = ? AND kv_key = ?`,
 			tenantID, namespace, key)
 		return err

@@ -78,7 +78,7 @@ func (db *DB) CreateRun(ctx context.Context, p store.CreateRunParams) (store.Cre
 	}
 
 	var res store.CreateRunResult
-	err = db.WriteTx(ctx, func(tx *sql.Tx) error {
+	err = db.WriteTx(ctx, func(tx *Tx) error {
 		if p.IdempotencyKey != "" {
 			var fp, runID string
 			var expires int64
@@ -328,7 +328,7 @@ func (db *DB) ApplyRunChange(ctx context.Context, c store.RunChange) ([]store.Ev
 	}
 	now := db.now()
 	var out []store.Event
-	err := db.WriteTx(ctx, func(tx *sql.Tx) error {
+	err := db.WriteTx(ctx, func(tx *Tx) error {
 		var status, agentID string
 		var last int64
 		err := tx.QueryRowContext(ctx, `SELECT status, agent_id,
@@ -434,7 +434,7 @@ func (db *DB) ListUnfinishedRuns(ctx context.Context) ([]store.Run, error) {
 // PurgeIdempotency deletes idempotency keys that expired at or before now.
 func (db *DB) PurgeIdempotency(ctx context.Context, now time.Time) (int, error) {
 	var n int64
-	err := db.WriteTx(ctx, func(tx *sql.Tx) error {
+	err := db.WriteTx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE expires_at <= ?`, utc(now).UnixMicro())
 		if err != nil {
 			return err
@@ -459,7 +459,7 @@ func fillEvent(e *store.Event, now time.Time) {
 	}
 }
 
-func insertEvent(ctx context.Context, tx *sql.Tx, e store.Event) error {
+func insertEvent(ctx context.Context, tx *Tx, e store.Event) error {
 	var stepID any
 	if e.StepID != nil {
 		stepID = *e.StepID

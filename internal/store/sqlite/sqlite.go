@@ -25,6 +25,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -48,6 +49,8 @@ type DB struct {
 	w    *sql.DB // one connection; transactions BEGIN IMMEDIATE
 	r    *sql.DB // read-only pool (== w for in-memory databases)
 	path string
+
+	stmts stmtCache
 
 	// Now is the clock (default time.Now). Tests may replace it before use.
 	Now func() time.Time
@@ -167,13 +170,114 @@ func (db *DB) Path() string { return db.path }
 // while holding a transaction from WriteTx (it would wait forever).
 func (db *DB) SQL() *sql.DB { return db.w }
 
+// Tx is a write transaction. Its Exec/Query methods reuse statements
+// prepared on the write connection (see stmtCache), so hot statements are
+// parsed once per process instead of once per call.
+type Tx struct {
+	*sql.Tx
+	db *DB
+}
+
+// ExecContext executes query in the transaction, prepared if seen before.
+func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := tx.db.stmts.get(query); st != nil {
+		return tx.Tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return tx.Tx.ExecContext(ctx, query, args...)
+}
+
+// QueryRowContext queries one row in the transaction, prepared if seen before.
+func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := tx.db.stmts.get(query); st != nil {
+		return tx.Tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return tx.Tx.QueryRowContext(ctx, query, args...)
+}
+
+// QueryContext queries rows in the transaction, prepared if seen before.
+func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := tx.db.stmts.get(query); st != nil {
+		return tx.Tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	}
+	return tx.Tx.QueryContext(ctx, query, args...)
+}
+
+// stmtCache holds statements prepared on the single write connection. A
+// statement cannot be prepared on that connection while a transaction holds
+// it, so a query missed inside a transaction is recorded as pending and
+// prepared at the start of a later WriteTx, before it takes the connection.
+type stmtCache struct {
+	mu       sync.Mutex
+	prepared map[string]*sql.Stmt
+	pending  map[string]bool
+}
+
+const maxCachedStmts = 256
+
+func (c *stmtCache) get(q string) *sql.Stmt {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.prepared[q]; st != nil {
+		return st
+	}
+	if len(c.prepared)+len(c.pending) < maxCachedStmts {
+		if c.pending == nil {
+			c.pending = map[string]bool{}
+		}
+		c.pending[q] = true
+	}
+	return nil
+}
+
+// prepare prepares pending statements on w. It must not be called while
+// holding a transaction on w.
+func (c *stmtCache) prepare(ctx context.Context, w *sql.DB) {
+	c.mu.Lock()
+	var todo []string
+	for q := range c.pending {
+		todo = append(todo, q)
+	}
+	c.pending = nil
+	c.mu.Unlock()
+	for _, q := range todo {
+		st, err := w.PrepareContext(ctx, q)
+		if err != nil {
+			continue // the statement then simply runs unprepared
+		}
+		c.mu.Lock()
+		if c.prepared == nil {
+			c.prepared = map[string]*sql.Stmt{}
+		}
+		if c.prepared[q] == nil {
+			c.prepared[q] = st
+			st = nil
+		}
+		c.mu.Unlock()
+		if st != nil {
+			_ = st.Close()
+		}
+	}
+}
+
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.prepared {
+		_ = st.Close()
+	}
+	c.prepared = nil
+}
+
 // WriteTx runs fn in one write transaction (BEGIN IMMEDIATE) and commits if
-// fn returns nil. Errors are mapped to errs codes. fn must use only tx.
-func (db *DB) WriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := db.w.BeginTx(ctx, nil)
+// fn returns nil. Errors are mapped to errs codes. fn must use only tx (any
+// other use of the store inside fn would wait forever for the connection).
+func (db *DB) WriteTx(ctx context.Context, fn func(tx *Tx) error) error {
+	db.stmts.prepare(ctx, db.w)
+	sqlTx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return mapErr(err, "database")
 	}
+	tx := &Tx{Tx: sqlTx, db: db}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
 		return mapErr(err, "database")
@@ -197,6 +301,7 @@ func (db *DB) Ping(ctx context.Context) error {
 
 // Close closes the database.
 func (db *DB) Close() error {
+	db.stmts.close()
 	var err error
 	if db.r != nil && db.r != db.w {
 		err = db.r.Close()
@@ -223,7 +328,7 @@ func (db *DB) migrate(ctx context.Context) error {
 		return err
 	}
 	for _, m := range migs {
-		err := db.WriteTx(ctx, func(tx *sql.Tx) error {
+		err := db.WriteTx(ctx, func(tx *Tx) error {
 			var n int
 			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.version).Scan(&n); err != nil {
 				return err

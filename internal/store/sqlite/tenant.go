@@ -69,7 +69,7 @@ func (db *DB) CreateTenant(ctx context.Context, t store.Tenant) error {
 	if err != nil {
 		return err
 	}
-	return db.WriteTx(ctx, func(tx *sql.Tx) error {
+	return db.WriteTx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO tenants (tenant_id, name, status, plan_tier, created_at, updated_at,
 			default_policy_id, entitlements, quotas, metadata) VALUES (?,?,?,?,?,?,?,?,?,?)`, args...)
 		return mapErr(err, "tenant "+t.TenantID)
@@ -146,7 +146,7 @@ func (db *DB) UpdateTenant(ctx context.Context, t store.Tenant) error {
 	if err != nil {
 		return err
 	}
-	return db.WriteTx(ctx, func(tx *sql.Tx) error {
+	return db.WriteTx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE tenants SET name = ?, status = ?, plan_tier = ?, updated_at = ?,
 			default_policy_id = ?, entitlements = ?, quotas = ?, metadata = ? WHERE tenant_id = ?`,
 			args[1], args[2], args[3], args[5], args[6], args[7], args[8], args[9], t.TenantID)

@@ -21,7 +21,7 @@ func (db *DB) CreateToken(ctx context.Context, tok store.Token) error {
 	if err != nil {
 		return err
 	}
-	return db.WriteTx(ctx, func(tx *sql.Tx) error {
+	return db.WriteTx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO tokens (tenant_id, token_id, principal_id, secret_hash, scopes, roles,
 			created_at, expires_at, revoked_at) VALUES (?,?,?,?,?,?,?,?,?)`,
 			tok.TenantID, tok.TokenID, tok.PrincipalID, tok.SecretHash, scopes, roles,
@@ -56,7 +56,7 @@ func (db *DB) TokenBySecretHash(ctx context.Context, hash string) (store.Token, 
 
 // RevokeToken sets RevokedAt. ErrNotFound if the token is not in tenantID.
 func (db *DB) RevokeToken(ctx context.Context, tenantID, tokenID string, at time.Time) error {
-	return db.WriteTx(ctx, func(tx *sql.Tx) error {
+	return db.WriteTx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE tokens SET revoked_at = ? WHERE tenant_id = ? AND token_id = ?`,
 			utc(at).UnixMicro(), tenantID, tokenID)
 		if err != nil {

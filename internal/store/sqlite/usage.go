@@ -46,7 +46,7 @@ func (db *DB) ReserveBudget(ctx context.Context, p store.ReserveParams) (store.R
 		Tokens:        p.Tokens,
 		CostUSD:       p.CostUSD,
 	}
-	err := db.WriteTx(ctx, func(tx *sql.Tx) error {
+	err := db.WriteTx(ctx, func(tx *Tx) error {
 		used, err := budgetUsed(ctx, tx, p.TenantID, p.Window, res.WindowStart)
 		if err != nil {
 			return err
@@ -72,7 +72,7 @@ func (db *DB) ReserveBudget(ctx context.Context, p store.ReserveParams) (store.R
 	return res, nil
 }
 
-// queryRower is *sql.DB or *sql.Tx.
+// queryRower is *sql.DB or *Tx.
 type queryRower interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
@@ -94,7 +94,7 @@ func (db *DB) SettleBudget(ctx context.Context, r store.Reservation, tokens int6
 	if costUSD < 0 || math.IsNaN(costUSD) || math.IsInf(costUSD, 0) {
 		return errs.Field("cost_usd", "must be a non-negative number")
 	}
-	return db.WriteTx(ctx, func(tx *sql.Tx) error {
+	return db.WriteTx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE budget_reservations SET tokens = ?, cost_usd = ?, settled = 1
 			WHERE tenant_id = ? AND reservation_id = ?`, tokens, costUSD, r.TenantID, r.ReservationID)
 		if err != nil {
@@ -124,7 +124,7 @@ func (db *DB) RecordUsage(ctx context.Context, u store.UsageRecord) error {
 	if math.IsNaN(u.CostUSD) || math.IsInf(u.CostUSD, 0) {
 		return errs.Field("cost_usd", "must be a number")
 	}
-	return db.WriteTx(ctx, func(tx *sql.Tx) error {
+	return db.WriteTx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO usage_records (tenant_id, usage_id, principal_id, agent_id, run_id,
 			model_id, backend, operation, input_tokens, output_tokens, cost_usd, time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
 			u.TenantID, u.UsageID, u.PrincipalID, u.AgentID, u.RunID, u.ModelID, u.Backend, u.Operation,

@@ -1,0 +1,427 @@
+// Package queuetest is the conformance suite of the queue port: every
+// adapter (SQLite, NATS JetStream, fakes) runs Run from its own test.
+package queuetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/queue"
+)
+
+// Harness is one fresh, empty queue and control over its clock.
+type Harness struct {
+	Queue queue.Queue
+	// Advance moves the queue's clock forward by d, so that leases whose
+	// TTL is at most d have expired afterwards. An adapter with a fake
+	// clock just adds d; one bound to real time may sleep. nil skips the
+	// subtests that need leases to expire.
+	Advance func(d time.Duration)
+}
+
+// ttl is the lease TTL the suite uses; Advance(2*ttl) expires a lease.
+const ttl = 30 * time.Second
+
+// Run exercises an adapter. newQueue is called once per subtest (from
+// parallel subtests) and must return an empty queue.
+func Run(t *testing.T, newQueue func(t *testing.T) Harness) {
+	t.Run("EnqueueIsIdempotent", func(t *testing.T) { t.Parallel(); testEnqueueIdempotent(t, newQueue(t)) })
+	t.Run("LeaseRenewAck", func(t *testing.T) { t.Parallel(); testLeaseRenewAck(t, newQueue(t)) })
+	t.Run("LostLease", func(t *testing.T) { t.Parallel(); testLostLease(t, newQueue(t)) })
+	t.Run("ExpiredLeaseIsLeasedAgain", func(t *testing.T) { t.Parallel(); testExpiry(t, newQueue(t)) })
+	t.Run("RenewKeepsLease", func(t *testing.T) { t.Parallel(); testRenewKeeps(t, newQueue(t)) })
+	t.Run("TenantLimit", func(t *testing.T) { t.Parallel(); testTenantLimit(t, newQueue(t)) })
+	t.Run("FairnessNewTenantFirst", func(t *testing.T) { t.Parallel(); testFairnessMax2(t, newQueue(t)) })
+	t.Run("FairnessMaxOne", func(t *testing.T) { t.Parallel(); testFairnessMax1(t, newQueue(t)) })
+	t.Run("RoundRobin", func(t *testing.T) { t.Parallel(); testRoundRobin(t, newQueue(t)) })
+	t.Run("Priority", func(t *testing.T) { t.Parallel(); testPriority(t, newQueue(t)) })
+	t.Run("ConcurrentLeasers", func(t *testing.T) { t.Parallel(); testConcurrentLeasers(t, newQueue(t)) })
+	t.Run("Depth", func(t *testing.T) { t.Parallel(); testDepth(t, newQueue(t)) })
+	t.Run("InvalidParams", func(t *testing.T) { t.Parallel(); testInvalid(t, newQueue(t)) })
+}
+
+func needsClock(t *testing.T, h Harness) {
+	t.Helper()
+	if h.Advance == nil {
+		t.Skip("adapter cannot advance its clock")
+	}
+}
+
+func enqueue(t *testing.T, q queue.Queue, tenant, run string, prio int) {
+	t.Helper()
+	require.NoError(t, q.Enqueue(context.Background(), queue.EnqueueParams{TenantID: tenant, RunID: run, Priority: prio}))
+}
+
+func lease(t *testing.T, q queue.Queue, owner string, max int) []queue.Lease {
+	t.Helper()
+	ls, err := q.Lease(context.Background(), queue.LeaseParams{Owner: owner, Max: max, TTL: ttl})
+	require.NoError(t, err)
+	require.LessOrEqual(t, len(ls), max)
+	return ls
+}
+
+func requireConflict(t *testing.T, err error) {
+	t.Helper()
+	require.Error(t, err)
+	require.Truef(t, errors.Is(err, errs.ErrConflict), "want conflict, got %v", err)
+}
+
+func testEnqueueIdempotent(t *testing.T, h Harness) {
+	ctx := context.Background()
+	q := h.Queue
+	enqueue(t, q, "ten_a", "run_1", queue.PriorityNormal)
+	enqueue(t, q, "ten_a", "run_1", queue.PriorityHigh)
+	d, err := q.Depth(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, d.Queued["ten_a"])
+
+	ls := lease(t, q, "w1", 10)
+	require.Len(t, ls, 1)
+	enqueue(t, q, "ten_a", "run_1", queue.PriorityNormal) // already leased: left as is
+	require.Empty(t, lease(t, q, "w2", 10))
+	d, err = q.Depth(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 0, d.Queued["ten_a"])
+	require.Equal(t, 1, d.Leased["ten_a"])
+	require.NoError(t, q.Ack(ctx, ls[0]))
+}
+
+func testLeaseRenewAck(t *testing.T, h Harness) {
+	ctx := context.Background()
+	q := h.Queue
+	enqueue(t, q, "ten_a", "run_1", queue.PriorityNormal)
+	ls := lease(t, q, "w1", 5)
+	require.Len(t, ls, 1)
+	l := ls[0]
+	require.Equal(t, "ten_a", l.TenantID)
+	require.Equal(t, "run_1", l.RunID)
+	require.Equal(t, "w1", l.Owner)
+	require.NotEmpty(t, l.Token)
+	require.False(t, l.ExpiresAt.IsZero())
+	require.Equal(t, 1, l.Attempt)
+
+	if h.Advance != nil {
+		h.Advance(ttl / 2)
+	}
+	r, err := q.Renew(ctx, l, ttl)
+	require.NoError(t, err)
+	require.Equal(t, l.Token, r.Token)
+	require.Equal(t, l.RunID, r.RunID)
+	require.Equal(t, l.Attempt, r.Attempt)
+	require.False(t, r.ExpiresAt.Before(l.ExpiresAt))
+	if h.Advance != nil {
+		require.True(t, r.ExpiresAt.After(l.ExpiresAt))
+	}
+
+	require.NoError(t, q.Ack(ctx, r))
+	requireConflict(t, q.Ack(ctx, r))
+	_, err = q.Renew(ctx, r, ttl)
+	requireConflict(t, err)
+	require.Empty(t, lease(t, q, "w1", 5))
+	d, err := q.Depth(ctx)
+	require.NoError(t, err)
+	require.Zero(t, d.Queued["ten_a"]+d.Leased["ten_a"])
+
+	// A forged token is not the lease.
+	enqueue(t, q, "ten_a", "run_2", queue.PriorityNormal)
+	l2 := lease(t, q, "w1", 1)[0]
+	forged := l2
+	forged.Token = "lse_forged"
+	requireConflict(t, q.Ack(ctx, forged))
+	_, err = q.Renew(ctx, forged, ttl)
+	requireConflict(t, err)
+	require.NoError(t, q.Ack(ctx, l2))
+}
+
+func testLostLease(t *testing.T, h Harness) {
+	needsClock(t, h)
+	ctx := context.Background()
+	q := h.Queue
+	enqueue(t, q, "ten_a", "run_1", queue.PriorityNormal)
+	old := lease(t, q, "w1", 1)[0]
+	h.Advance(2 * ttl)
+	ls := lease(t, q, "w2", 1)
+	require.Len(t, ls, 1)
+	cur := ls[0]
+	require.Equal(t, "run_1", cur.RunID)
+	require.Equal(t, "w2", cur.Owner)
+	require.NotEqual(t, old.Token, cur.Token)
+	require.Equal(t, 2, cur.Attempt)
+
+	_, err := q.Renew(ctx, old, ttl)
+	requireConflict(t, err)
+	requireConflict(t, q.Ack(ctx, old))
+	_, err = q.Renew(ctx, cur, ttl)
+	require.NoError(t, err)
+	require.NoError(t, q.Ack(ctx, cur))
+}
+
+func testExpiry(t *testing.T, h Harness) {
+	needsClock(t, h)
+	ctx := context.Background()
+	q := h.Queue
+	enqueue(t, q, "ten_a", "run_1", queue.PriorityNormal)
+	for attempt := 1; attempt <= 3; attempt++ {
+		ls := lease(t, q, fmt.Sprintf("w%d", attempt), 3)
+		require.Len(t, ls, 1)
+		require.Equal(t, attempt, ls[0].Attempt)
+		require.Empty(t, lease(t, q, "other", 3), "an unexpired lease is not leased twice")
+		h.Advance(2 * ttl)
+	}
+	d, err := q.Depth(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, d.Queued["ten_a"], "an expired lease counts as queued")
+	require.Zero(t, d.Leased["ten_a"])
+}
+
+func testRenewKeeps(t *testing.T, h Harness) {
+	needsClock(t, h)
+	ctx := context.Background()
+	q := h.Queue
+	enqueue(t, q, "ten_a", "run_1", queue.PriorityNormal)
+	l := lease(t, q, "w1", 1)[0]
+	for range 4 {
+		h.Advance(ttl * 2 / 3)
+		var err error
+		l, err = q.Renew(ctx, l, ttl)
+		require.NoError(t, err)
+		require.Empty(t, lease(t, q, "w2", 1))
+	}
+	require.NoError(t, q.Ack(ctx, l))
+}
+
+func testTenantLimit(t *testing.T, h Harness) {
+	ctx := context.Background()
+	q := h.Queue
+	for i := range 5 {
+		enqueue(t, q, "ten_a", fmt.Sprintf("run_a%d", i), queue.PriorityNormal)
+		enqueue(t, q, "ten_b", fmt.Sprintf("run_b%d", i), queue.PriorityNormal)
+	}
+	limits := func(tenant string) int {
+		if tenant == "ten_a" {
+			return 2
+		}
+		return 0
+	}
+	leaseLimited := func() []queue.Lease {
+		ls, err := q.Lease(ctx, queue.LeaseParams{Owner: "w", Max: 10, TTL: ttl, TenantLimit: limits})
+		require.NoError(t, err)
+		return ls
+	}
+	count := func(ls []queue.Lease) map[string]int {
+		m := map[string]int{}
+		for _, l := range ls {
+			m[l.TenantID]++
+		}
+		return m
+	}
+	first := leaseLimited()
+	require.Equal(t, map[string]int{"ten_a": 2, "ten_b": 5}, count(first))
+	require.Empty(t, leaseLimited(), "ten_a is at its limit, ten_b has nothing left")
+
+	var aLease queue.Lease
+	for _, l := range first {
+		if l.TenantID == "ten_a" {
+			aLease = l
+		}
+	}
+	require.NoError(t, q.Ack(ctx, aLease))
+	require.Equal(t, map[string]int{"ten_a": 1}, count(leaseLimited()))
+	require.Empty(t, leaseLimited())
+
+	if h.Advance != nil {
+		// Expired leases no longer count against the limit.
+		h.Advance(2 * ttl)
+		require.Equal(t, map[string]int{"ten_a": 2, "ten_b": 5}, count(leaseLimited()))
+	}
+}
+
+// testFairnessMax2: tenant A has a deep backlog and has been served; B
+// enqueues one run afterwards and gets it in the very next Lease of Max 2.
+func testFairnessMax2(t *testing.T, h Harness) {
+	q := h.Queue
+	for i := range 1000 {
+		enqueue(t, q, "ten_a", fmt.Sprintf("run_a%04d", i), queue.PriorityNormal)
+	}
+	require.Len(t, lease(t, q, "w", 2), 2)
+	enqueue(t, q, "ten_b", "run_b", queue.PriorityNormal)
+	ls := lease(t, q, "w", 2)
+	require.Len(t, ls, 2)
+	require.Contains(t, []string{ls[0].RunID, ls[1].RunID}, "run_b")
+}
+
+// testFairnessMax1: with Max 1, B's run comes within two Lease calls even
+// though A is at least as old.
+func testFairnessMax1(t *testing.T, h Harness) {
+	q := h.Queue
+	for i := range 1000 {
+		enqueue(t, q, "ten_a", fmt.Sprintf("run_a%04d", i), queue.PriorityHigh)
+	}
+	enqueue(t, q, "ten_b", "run_b", queue.PriorityLow)
+	var got []string
+	for range 2 {
+		ls := lease(t, q, "w", 1)
+		require.Len(t, ls, 1)
+		got = append(got, ls[0].RunID)
+	}
+	require.Contains(t, got, "run_b")
+}
+
+// testRoundRobin: every round serves each tenant with work once.
+func testRoundRobin(t *testing.T, h Harness) {
+	q := h.Queue
+	tenants := []string{"ten_a", "ten_b", "ten_c"}
+	for _, ten := range tenants {
+		for i := range 4 {
+			enqueue(t, q, ten, fmt.Sprintf("run_%s_%d", ten, i), queue.PriorityNormal)
+		}
+	}
+	var order []string
+	for len(order) < 12 {
+		ls := lease(t, q, "w", 2) // rounds span calls
+		require.NotEmpty(t, ls)
+		for _, l := range ls {
+			order = append(order, l.TenantID)
+		}
+	}
+	for r := 0; r < 12; r += 3 {
+		round := map[string]bool{}
+		for _, ten := range order[r : r+3] {
+			round[ten] = true
+		}
+		require.Len(t, round, 3, "round %d served %v", r/3, order[r:r+3])
+	}
+	require.Empty(t, lease(t, q, "w", 2))
+}
+
+func testPriority(t *testing.T, h Harness) {
+	q := h.Queue
+	enqueue(t, q, "ten_a", "run_low", queue.PriorityLow)
+	enqueue(t, q, "ten_a", "run_normal1", queue.PriorityNormal)
+	enqueue(t, q, "ten_a", "run_high1", queue.PriorityHigh)
+	enqueue(t, q, "ten_a", "run_normal2", queue.PriorityNormal)
+	enqueue(t, q, "ten_a", "run_high2", queue.PriorityHigh)
+	var got []string
+	for range 5 {
+		ls := lease(t, q, "w", 1)
+		require.Len(t, ls, 1)
+		got = append(got, ls[0].RunID)
+	}
+	require.Equal(t, []string{"run_high1", "run_high2", "run_normal1", "run_normal2", "run_low"}, got)
+
+	// In one call, rounds repeat until Max: the only tenant gets all three,
+	// still in priority order.
+	for i := range 3 {
+		enqueue(t, q, "ten_b", fmt.Sprintf("run_b%d", i), i) // b0 low, b1 normal, b2 high
+	}
+	ls := lease(t, q, "w", 3)
+	require.Len(t, ls, 3)
+	require.Equal(t, []string{"run_b2", "run_b1", "run_b0"}, []string{ls[0].RunID, ls[1].RunID, ls[2].RunID})
+}
+
+func testConcurrentLeasers(t *testing.T, h Harness) {
+	ctx := context.Background()
+	q := h.Queue
+	const total = 60
+	for i := range total {
+		enqueue(t, q, fmt.Sprintf("ten_%d", i%5), fmt.Sprintf("run_%02d", i), i%3)
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var wg sync.WaitGroup
+	for w := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				ls, err := q.Lease(ctx, queue.LeaseParams{Owner: fmt.Sprintf("w%d", w), Max: 3, TTL: ttl})
+				if err != nil {
+					t.Errorf("lease: %v", err)
+					return
+				}
+				if len(ls) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, l := range ls {
+					seen[l.TenantID+"/"+l.RunID]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	require.Len(t, seen, total)
+	for k, n := range seen {
+		require.Equal(t, 1, n, "%s leased %d times", k, n)
+	}
+}
+
+func testDepth(t *testing.T, h Harness) {
+	ctx := context.Background()
+	q := h.Queue
+	d, err := q.Depth(ctx)
+	require.NoError(t, err)
+	require.Empty(t, d.Queued)
+	require.Empty(t, d.Leased)
+	for i := range 3 {
+		enqueue(t, q, "ten_a", fmt.Sprintf("run_a%d", i), queue.PriorityNormal)
+	}
+	enqueue(t, q, "ten_b", "run_b0", queue.PriorityNormal)
+	ls := lease(t, q, "w", 1)
+	require.Len(t, ls, 1)
+	leased := ls[0].TenantID
+	d, err = q.Depth(ctx)
+	require.NoError(t, err)
+	want := map[string]int{"ten_a": 3, "ten_b": 1}
+	want[leased]--
+	for k, v := range want {
+		if v == 0 {
+			delete(want, k)
+		}
+	}
+	require.Equal(t, want, d.Queued)
+	require.Equal(t, map[string]int{leased: 1}, d.Leased)
+
+	require.NoError(t, q.Ack(ctx, ls[0]))
+	if h.Advance != nil {
+		ls = lease(t, q, "w", 10)
+		require.Len(t, ls, 3)
+		h.Advance(2 * ttl)
+		d, err = q.Depth(ctx)
+		require.NoError(t, err)
+		require.Empty(t, d.Leased)
+		total := 0
+		for _, n := range d.Queued {
+			total += n
+		}
+		require.Equal(t, 3, total)
+	}
+}
+
+func testInvalid(t *testing.T, h Harness) {
+	ctx := context.Background()
+	q := h.Queue
+	isInvalid := func(err error) {
+		t.Helper()
+		require.Truef(t, errors.Is(err, errs.ErrInvalid), "want invalid_request, got %v", err)
+	}
+	isInvalid(q.Enqueue(ctx, queue.EnqueueParams{RunID: "run_1"}))
+	isInvalid(q.Enqueue(ctx, queue.EnqueueParams{TenantID: "ten_a"}))
+	enqueue(t, q, "ten_a", "run_1", queue.PriorityNormal)
+	_, err := q.Lease(ctx, queue.LeaseParams{Max: 1, TTL: ttl})
+	isInvalid(err)
+	_, err = q.Lease(ctx, queue.LeaseParams{Owner: "w", Max: 0, TTL: ttl})
+	isInvalid(err)
+	_, err = q.Lease(ctx, queue.LeaseParams{Owner: "w", Max: 1})
+	isInvalid(err)
+	// Nothing was leased by the refused calls.
+	require.Len(t, lease(t, q, "w", 1), 1)
+}
