@@ -175,7 +175,9 @@ func TestErrorMapping(t *testing.T) {
 	})
 	require.NoError(t, New(Config{BaseURL: ok.URL + "/v1"}).Health(context.Background()))
 	// A malformed answer is dependency_unavailable.
-	bad := server(t, func(w http.ResponseWriter, r *http.Request, _ map[string]any) { _, _ = io.WriteString(w, `{"choices":`) })
+	bad := server(t, func(w http.ResponseWriter, r *http.Request, _ map[string]any) {
+		_, _ = io.WriteString(w, `{"choices":`)
+	})
 	_, err = New(Config{BaseURL: bad.URL}).Chat(context.Background(), providers.ChatRequest{})
 	require.Equal(t, errs.DependencyUnavailable, errs.CodeOf(err))
 }
