@@ -68,7 +68,7 @@ func ParseAllow(s string) ([]AllowRule, error) {
 }
 
 func parseAllowEntry(entry string) (AllowRule, error) {
-	e := entry
+	e := strings.TrimSuffix(entry, ".")
 	if strings.HasPrefix(e, "[") && strings.HasSuffix(e, "]") {
 		e = e[1 : len(e)-1]
 	}
@@ -87,7 +87,7 @@ func parseAllowEntry(entry string) (AllowRule, error) {
 		addr = addr.WithZone("").Unmap()
 		return AllowRule{Prefix: netip.PrefixFrom(addr, addr.BitLen())}, nil
 	}
-	host := strings.ToLower(strings.TrimSuffix(e, "."))
+	host := strings.ToLower(e)
 	if _, _, err := net.SplitHostPort(host); err == nil {
 		return AllowRule{}, fmt.Errorf("must not include a port")
 	}
@@ -279,9 +279,7 @@ func normalizeHost(host string) string {
 func (g *guard) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
 	host = normalizeHost(host)
 	if ip, err := netip.ParseAddr(host); err == nil {
-		if g.hostAllowed(host) {
-			return []netip.Addr{ip}, nil
-		}
+		// An address literal is judged by address rules only.
 		if err := g.checkIP(host, ip); err != nil {
 			return nil, err
 		}
