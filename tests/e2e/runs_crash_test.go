@@ -93,7 +93,7 @@ func TestRunsSurviveKill9(t *testing.T) {
 	defer slow.Close()
 	defer close(release)
 
-	node := testnode.Start(t, testnode.Options{Env: []string{"AGENTOS_HTTP_FETCH_ALLOW=127.0.0.1", "AGENTOS_EXECUTORS=4"}})
+	node := testnode.Start(t, testnode.Options{Env: []string{"AGENTOS_HTTP_FETCH_ALLOW=127.0.0.1", "AGENTOS_EXECUTORS=4", "AGENTOS_QUOTA_RUN_CREATE_QPS=100"}})
 	base := node.URL("orchestrator")
 	admin := map[string]string{"Authorization": "Bearer " + node.Credentials().PlatformAdmin.Token, "X-Tenant-Id": "tnt_demo"}
 	code, out := runsJSON(t, "PUT", base+"/v1/admin/agents/agt_fetch", admin, map[string]any{"agent": map[string]any{
