@@ -560,3 +560,32 @@ func FuzzParseSSE(f *testing.F) {
 		}
 	})
 }
+
+func TestEnsureIdentity(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	fa := FilesIn(filepath.Join(root, "a"))
+	pubA, err := EnsureIdentity(fa, "stk_a", fa.CADir, nil)
+	require.NoError(t, err)
+	again, err := EnsureIdentity(fa, "stk_a", fa.CADir, nil)
+	require.NoError(t, err)
+	require.Equal(t, pubA, again, "the signing key is kept")
+
+	// node B gets its certificate from A's CA; EnsureIdentity on B keeps it
+	fb := FilesIn(filepath.Join(root, "b"))
+	_, err = EnsureIdentity(fb, "stk_b", fa.CADir, nil)
+	require.NoError(t, err)
+	_, err = EnsureIdentity(fb, "stk_b", fb.CADir, nil)
+	require.NoError(t, err)
+	nb, err := pki.LoadNodeTLS(fb.CA, fb.Cert, fb.Key)
+	require.NoError(t, err)
+	caA, err := pki.ReadCert(fa.CA)
+	require.NoError(t, err)
+	require.NoError(t, nb.Leaf.CheckSignatureFrom(caA))
+
+	p, err := PeerEntry(fb, "stk_b", "https://127.0.0.1:1", "local")
+	require.NoError(t, err)
+	require.Equal(t, "stk_b", p.StackID)
+	_, err = EnsureIdentity(Files{Dir: root}, "stk_c", fa.CADir, nil)
+	require.Error(t, err)
+}

@@ -51,24 +51,21 @@ func FilesAt(dir string) Files {
 
 // EnsureIdentity makes whatever is missing of a node's federation identity
 // (demo/dev and the local recipes; production provisions the files):
-// a CA in caDir when there is none, a node certificate for stackID signed
-// by that CA (unless f already holds a valid one naming stackID and
-// chaining to it), and the identity signing key with its signing.pub. It
+// unless f already holds a valid certificate naming stackID that chains to
+// f.CA, a CA in caDir (kept if there is one) and a node certificate for
+// stackID signed by it; then the identity signing key (kept if present)
+// and its signing.pub. It
 // returns the public key text to give to peers. f must be a FilesAt layout.
 func EnsureIdentity(f Files, stackID, caDir string, hosts []string) (string, error) {
 	if d := FilesAt(f.Dir); f.CA != d.CA || f.Cert != d.Cert || f.Key != d.Key {
 		return "", errors.New("federation: EnsureIdentity writes the default layout; use FilesIn or FilesAt")
 	}
-	if _, _, err := pki.InitCA(caDir); err != nil {
-		return "", fmt.Errorf("federation CA: %w", err)
-	}
-	n, err := pki.LoadNodeTLS(f.CA, f.Cert, f.Key)
-	caCert, cerr := pki.ReadCert(filepath.Join(caDir, pki.CAFile))
-	if cerr != nil {
-		return "", cerr
-	}
-	sameCA := err == nil && n.Leaf.CheckSignatureFrom(caCert) == nil
-	if err != nil || n.StackID != stackID || !sameCA {
+	// A valid certificate naming stackID that chains to f.CA is kept, even
+	// when another node's CA issued it (the two-node recipe).
+	if n, err := pki.LoadNodeTLS(f.CA, f.Cert, f.Key); err != nil || n.StackID != stackID {
+		if _, _, err := pki.InitCA(caDir); err != nil {
+			return "", fmt.Errorf("federation CA: %w", err)
+		}
 		if _, err := pki.IssueNodeCert(caDir, stackID, hosts, f.Dir); err != nil {
 			return "", fmt.Errorf("node certificate: %w", err)
 		}
