@@ -1,0 +1,166 @@
+package httpx
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/nexixai/agentos/internal/errs"
+)
+
+func serve(t *testing.T, h http.Handler, req *http.Request) (*http.Response, Envelope) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	Chain(h, Standard(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)...).ServeHTTP(rec, req)
+	resp := rec.Result()
+	var env Envelope
+	if resp.StatusCode >= 400 {
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&env))
+	}
+	return resp, env
+}
+
+func TestErrorEnvelopeAndStatusTable(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		err    error
+		status int
+		code   string
+		retry  bool
+	}{
+		{errs.Field("input", "is required"), 400, "invalid_request", false},
+		{errs.E(errs.Unauthorized, "no"), 401, "unauthorized", false},
+		{errs.E(errs.PolicyBlocked, "pii"), 403, "policy_blocked", false},
+		{errs.E(errs.NotFound, "x"), 404, "not_found", false},
+		{errs.E(errs.Conflict, "x"), 409, "conflict", false},
+		{errs.E(errs.QuotaExceeded, "x"), 429, "quota_exceeded", false},
+		{errs.E(errs.DependencyUnavailable, "x"), 503, "dependency_unavailable", true},
+		{errs.E(errs.Timeout, "x"), 504, "timeout", true},
+		{io.ErrUnexpectedEOF, 500, "internal_error", true},
+	}
+	for _, tc := range cases {
+		h := H(func(w http.ResponseWriter, r *http.Request) error { return tc.err })
+		resp, env := serve(t, h, httptest.NewRequest("GET", "/", nil))
+		require.Equal(t, tc.status, resp.StatusCode, tc.code)
+		require.Equal(t, tc.code, env.Error.Code)
+		require.Equal(t, tc.retry, env.Error.Retryable)
+		require.NotNil(t, env.Error.Details)
+		require.True(t, strings.HasPrefix(env.CorrelationID, "corr_"))
+		if tc.code == "internal_error" {
+			require.Equal(t, "internal error", env.Error.Message, "internal causes are hidden")
+		}
+	}
+}
+
+func TestRateLimitedSetsRetryAfter(t *testing.T) {
+	t.Parallel()
+	h := H(func(w http.ResponseWriter, r *http.Request) error {
+		return &errs.Error{Code: errs.RateLimited, Message: "slow down", RetryAfter: 1500e6}
+	})
+	resp, _ := serve(t, h, httptest.NewRequest("GET", "/", nil))
+	require.Equal(t, 429, resp.StatusCode)
+	require.Equal(t, "2", resp.Header.Get("Retry-After"))
+}
+
+func TestDecodeNamesTheField(t *testing.T) {
+	t.Parallel()
+	type inner struct {
+		Max int `json:"max_steps"`
+	}
+	var dst struct {
+		Opts inner `json:"run_options"`
+	}
+	err := DecodeBytes([]byte(`{"run_options":{"max_steps":"x"},"unknown":1}`), &dst)
+	require.Equal(t, "run_options.max_steps", errs.As(err).Details["field"])
+	require.ErrorIs(t, DecodeBytes([]byte(`{"run_options":`), &dst), errs.ErrInvalid)
+	require.ErrorIs(t, DecodeBytes([]byte(` `), &dst), errs.ErrInvalid)
+	require.NoError(t, DecodeBytes([]byte(`{"unknown":{"deep":true}}`), &dst), "unknown fields are ignored")
+}
+
+func TestBodyLimitIs413(t *testing.T) {
+	t.Parallel()
+	h := H(func(w http.ResponseWriter, r *http.Request) error {
+		var v map[string]any
+		return Decode(r, &v)
+	})
+	big := bytes.Repeat([]byte("a"), MaxBodyBytes+10)
+	resp, env := serve(t, h, httptest.NewRequest("POST", "/", bytes.NewReader(big)))
+	require.Equal(t, 413, resp.StatusCode)
+	require.Equal(t, "invalid_request", env.Error.Code)
+}
+
+func TestRecoverKeepsServing(t *testing.T) {
+	t.Parallel()
+	h := H(func(w http.ResponseWriter, r *http.Request) error { panic("boom") })
+	resp, env := serve(t, h, httptest.NewRequest("GET", "/", nil))
+	require.Equal(t, 500, resp.StatusCode)
+	require.Equal(t, "internal_error", env.Error.Code)
+	require.NotContains(t, env.Error.Message, "boom")
+}
+
+func TestIDsAndTraceparent(t *testing.T) {
+	t.Parallel()
+	var seen Trace
+	h := H(func(w http.ResponseWriter, r *http.Request) error {
+		seen = TraceFrom(r.Context())
+		JSON(w, r, 200, map[string]any{"ok": true})
+		return nil
+	})
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header.Set("X-Correlation-Id", "corr_keep_me")
+	req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	resp, _ := serve(t, h, req)
+	require.Equal(t, "corr_keep_me", resp.Header.Get("X-Correlation-Id"))
+	require.True(t, strings.HasPrefix(resp.Header.Get("X-Request-Id"), "req_"))
+	require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", seen.TraceID)
+	require.Equal(t, "00f067aa0ba902b7", seen.ParentID)
+	require.Equal(t, seen.Traceparent(), resp.Header.Get("traceparent"))
+	child := seen.Child()
+	require.Equal(t, seen.TraceID, child.TraceID)
+	require.NotEqual(t, seen.SpanID, child.SpanID)
+
+	// A hostile correlation id is replaced, an invalid traceparent restarts the trace.
+	req = httptest.NewRequest("GET", "/", nil)
+	req.Header.Set("X-Correlation-Id", "bad id\nwith newline")
+	req.Header.Set("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01")
+	resp, _ = serve(t, h, req)
+	require.True(t, strings.HasPrefix(resp.Header.Get("X-Correlation-Id"), "corr_"))
+	require.NotEqual(t, strings.Repeat("0", 32), seen.TraceID)
+}
+
+func FuzzParseTraceparent(f *testing.F) {
+	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	f.Add("ff-zz")
+	f.Fuzz(func(t *testing.T, s string) {
+		tr := ParseTraceparent(s)
+		require.Len(t, tr.TraceID, 32)
+		require.Len(t, tr.SpanID, 16)
+		require.Equal(t, tr, ParseTraceparent(tr.Traceparent()).withSpan(tr.SpanID).withParent(tr.ParentID))
+	})
+}
+
+func (t Trace) withSpan(s string) Trace   { t.SpanID = s; return t }
+func (t Trace) withParent(p string) Trace { t.ParentID = p; return t }
+
+func FuzzDecodeBytes(f *testing.F) {
+	f.Add([]byte(`{"input":"x","run_options":{"max_steps":3}}`))
+	f.Add([]byte(`{"input":`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var dst struct {
+			Input any `json:"input"`
+			Opts  struct {
+				Max int `json:"max_steps"`
+			} `json:"run_options"`
+		}
+		if err := DecodeBytes(b, &dst); err != nil {
+			require.Equal(t, errs.InvalidRequest, errs.CodeOf(err))
+		}
+	})
+}
