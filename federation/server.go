@@ -191,19 +191,30 @@ func (s *Server) common(mux *http.ServeMux, guard func(http.Handler) http.Handle
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	if err := s.cfg.Store.Ping(ctx); err != nil {
-		return errs.Wrap(errs.DependencyUnavailable, err, "store is not reachable").
-			WithDetails(map[string]any{"dependency": "store"})
+	checks := map[string]any{}
+	var failing []string
+	check := func(name string, err error) {
+		if err != nil {
+			checks[name] = err.Error()
+			failing = append(failing, name)
+			return
+		}
+		checks[name] = "ok"
 	}
-	if err := s.cfg.Orchestrator.Ping(ctx); err != nil {
-		return errs.Wrap(errs.DependencyUnavailable, err, "agent orchestrator is not reachable").
-			WithDetails(map[string]any{"dependency": "agent-orchestrator"})
+	check("store", s.cfg.Store.Ping(ctx))
+	check("agent-orchestrator", s.cfg.Orchestrator.Ping(ctx))
+	var certErr error
+	if n := s.cfg.Directory.tls; n == nil || n.Leaf == nil {
+		certErr = errors.New("no node certificate")
+	} else if s.cfg.Now().After(n.Leaf.NotAfter) {
+		certErr = errors.New("node certificate expired")
 	}
-	if s.cfg.Directory.tls == nil || s.cfg.Directory.tls.Leaf == nil || time.Now().After(s.cfg.Directory.tls.Leaf.NotAfter) {
-		return errs.E(errs.DependencyUnavailable, "node certificate is missing or expired").
-			WithDetails(map[string]any{"dependency": "peer CA"})
+	check("peer CA", certErr)
+	if len(failing) > 0 {
+		return errs.E(errs.DependencyUnavailable, "not ready: %s", strings.Join(failing, ", ")).
+			WithDetails(map[string]any{"failing": failing, "checks": checks})
 	}
-	httpx.JSON(w, r, http.StatusOK, map[string]any{"status": "ready", "service": ServiceName})
+	httpx.JSON(w, r, http.StatusOK, map[string]any{"status": "ready", "service": ServiceName, "checks": checks})
 	return nil
 }
 
