@@ -137,6 +137,7 @@ type bundleOpts struct {
 	leaseTTL  time.Duration
 	heartbeat time.Duration
 	model     *scriptedModel
+	port      modelport.Port // overrides model when set
 	tenantFn  func(*store.Tenant)
 }
 
@@ -168,10 +169,6 @@ func setup(t *testing.T, o bundleOpts) *testBundle {
 	for _, tl := range o.extra {
 		require.NoError(t, reg.Register(tl))
 	}
-	agentTools := []string{"tool.echo"}
-	for _, tl := range o.extra {
-		agentTools = append(agentTools, tl.Spec().ToolID)
-	}
 	for _, tn := range []string{"tnt_a", "tnt_b"} {
 		require.NoError(t, db.PutAgent(ctx, store.Agent{AgentID: "agt_echo", TenantID: tn, Name: "echo", Version: 1,
 			Status: store.AgentActive, ModelRef: "tier:fast", Instructions: "echo", Tools: []string{"tool.echo"},
@@ -182,15 +179,18 @@ func setup(t *testing.T, o bundleOpts) *testBundle {
 				Defaults: store.AgentDefaults{MaxSteps: 4, TimeoutMs: 60000}, CreatedAt: time.Now(), UpdatedAt: time.Now()}))
 		}
 	}
-	_ = agentTools
 	authn, err := auth.New(auth.Config{Mode: config.ModeDemo, Tenants: db, Tokens: db})
 	require.NoError(t, err)
 	model := o.model
 	if model == nil {
 		model = &scriptedModel{}
 	}
+	var port modelport.Port = model
+	if o.port != nil {
+		port = o.port
+	}
 	srv, err := New(Config{Store: db, Queue: queuesqlite.New(db), Hub: events.NewHub(), Authenticate: authn.Middleware,
-		Audit: audit.New(db, nil), Limiter: tenancy.NewLimiter(), Model: model, Tools: reg,
+		Audit: audit.New(db, nil), Limiter: tenancy.NewLimiter(), Model: port, Tools: reg,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Node: cfg, Executors: 4,
 		LeaseTTL: o.leaseTTL, PollInterval: 20 * time.Millisecond, Heartbeat: o.heartbeat})
 	require.NoError(t, err)

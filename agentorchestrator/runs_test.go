@@ -105,7 +105,9 @@ func TestAllowlistOutsideEntitlementsIsForbidden(t *testing.T) {
 
 func TestIdempotency(t *testing.T) {
 	t.Parallel()
-	b := setup(t, bundleOpts{})
+	// Every create attempt, replays included, spends run-create rate; this
+	// test is about idempotency, so the rate is out of the way.
+	b := setup(t, bundleOpts{tenantFn: func(tn *store.Tenant) { tn.Quotas.Runs.RunCreateQPS, tn.Quotas.Runs.RunCreateBurst = 1000, 1000 }})
 	body := `{"input":"same","idempotency_key":"k1"}`
 	resp, first := b.do("POST", "/v1/agents/agt_echo/runs", "tnt_a", body)
 	require.Equal(t, 201, resp.StatusCode)

@@ -1,0 +1,185 @@
+package agentorchestrator
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/modelport"
+	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/tools"
+)
+
+func TestToolRateLimitBecomesToolError(t *testing.T) {
+	t.Parallel()
+	looping := &scriptedModel{}
+	looping.alwaysTool.Store(true)
+	b := setup(t, bundleOpts{model: looping, tenantFn: func(tn *store.Tenant) { tn.Quotas.Tools.ToolCallsPerMinute = 1 }})
+	runID := b.createRun("tnt_a", "agt_echo", map[string]any{"input": "x", "run_options": map[string]any{"max_steps": 2}})
+	b.waitStatus("tnt_a", runID, store.RunFailed)
+	res := toolResults(t, b.streamEvents("tnt_a", runID))
+	require.Len(t, res, 2)
+	require.Equal(t, "ok", res[0]["status"])
+	require.Equal(t, "error", res[1]["status"])
+	require.Equal(t, "rate_limited", res[1]["error"].(map[string]any)["code"])
+}
+
+func TestDenymapAndDryRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleOpts{})
+	// Denied: the model is not offered the tool at all, so it answers directly.
+	runID := b.createRun("tnt_a", "agt_echo", map[string]any{"input": "x", "tooling": map[string]any{"tool_denymap": []string{"tool.echo"}}})
+	run := b.waitStatus("tnt_a", runID, store.RunCompleted)
+	require.Zero(t, run.Summary.ToolCallsTotal)
+
+	runID = b.createRun("tnt_a", "agt_echo", map[string]any{"input": "x", "run_options": map[string]any{"dry_run": true}})
+	b.waitStatus("tnt_a", runID, store.RunCompleted)
+	res := toolResults(t, b.streamEvents("tnt_a", runID))
+	require.Len(t, res, 1)
+	require.Equal(t, map[string]any{"dry_run": true, "executed": false}, res[0]["output"])
+}
+
+func TestModelRetriesWithBackoff(t *testing.T) {
+	t.Parallel()
+	m := &flakyModel{scriptedModel: &scriptedModel{}, failures: 2}
+	b := setup(t, bundleOpts{port: m})
+	ctx := context.Background()
+	a, err := b.db.GetAgent(ctx, "tnt_a", "agt_echo")
+	require.NoError(t, err)
+	a.Defaults.ModelRetries = 3
+	require.NoError(t, b.db.PutAgent(ctx, a))
+	runID := b.createRun("tnt_a", "agt_echo", map[string]any{"input": "x"})
+	b.waitStatus("tnt_a", runID, store.RunCompleted)
+	require.EqualValues(t, 2, m.failed.Load())
+}
+
+// flakyModel fails with dependency_unavailable a number of times first.
+type flakyModel struct {
+	*scriptedModel
+	failures int64
+	failed   atomic.Int64
+}
+
+func (f *flakyModel) Chat(ctx context.Context, ac auth.Context, req modelport.ChatRequest) (modelport.ChatResponse, error) {
+	if f.failed.Load() < f.failures {
+		f.failed.Add(1)
+		return modelport.ChatResponse{}, errs.E(errs.DependencyUnavailable, "model-policy restarting")
+	}
+	return f.scriptedModel.Chat(ctx, ac, req)
+}
+
+// failingTool always fails with a dependency error.
+type failingTool struct{}
+
+func (failingTool) Spec() tools.Spec {
+	return tools.Spec{ToolID: "tool.test.fail", Name: "fail", Description: "always fails", InputSchema: json.RawMessage(`{"type":"object"}`)}
+}
+
+func (failingTool) Invoke(context.Context, tools.Call) (json.RawMessage, error) {
+	return nil, errs.E(errs.DependencyUnavailable, "backend down")
+}
+
+func TestOnToolErrorFail(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleOpts{extra: []tools.Tool{failingTool{}}})
+	// Default policy: the model sees the tool error and the run goes on.
+	runID := b.createRun("tnt_a", "agt_tool.test.fail", map[string]any{"input": "x"})
+	b.waitStatus("tnt_a", runID, store.RunCompleted)
+	ctx := context.Background()
+	a, err := b.db.GetAgent(ctx, "tnt_a", "agt_tool.test.fail")
+	require.NoError(t, err)
+	a.Defaults.OnToolError = "fail"
+	require.NoError(t, b.db.PutAgent(ctx, a))
+	runID = b.createRun("tnt_a", "agt_tool.test.fail", map[string]any{"input": "x"})
+	run := b.waitStatus("tnt_a", runID, store.RunFailed)
+	require.Equal(t, "dependency_unavailable", run.Error.Code)
+}
+
+func TestMaxConcurrentRunsQueuesInsteadOfRefusing(t *testing.T) {
+	t.Parallel()
+	slow := newBlockingTool("tool.test.block", true)
+	b := setup(t, bundleOpts{extra: []tools.Tool{slow}, tenantFn: func(tn *store.Tenant) { tn.Quotas.Runs.MaxConcurrentRuns = 1 }})
+	first := b.createRun("tnt_a", "agt_tool.test.block", map[string]any{"input": "1"})
+	second := b.createRun("tnt_a", "agt_tool.test.block", map[string]any{"input": "2"})
+	<-slow.started
+	b.waitStatus("tnt_a", first, store.RunRunning)
+	// The second run waits queued while the first holds the tenant's only slot;
+	// another tenant is not held back.
+	other := b.createRun("tnt_b", "agt_echo", map[string]any{"input": "3"})
+	b.waitStatus("tnt_b", other, store.RunCompleted)
+	run, err := b.db.GetRun(context.Background(), "tnt_a", second)
+	require.NoError(t, err)
+	require.Equal(t, store.RunQueued, run.Status)
+	close(slow.release)
+	b.waitStatus("tnt_a", first, store.RunCompleted)
+	b.waitStatus("tnt_a", second, store.RunCompleted)
+}
+
+func TestSSEHeartbeatAndInactiveAgent(t *testing.T) {
+	t.Parallel()
+	slow := newBlockingTool("tool.test.block", true)
+	b := setup(t, bundleOpts{extra: []tools.Tool{slow}, heartbeat: 20 * time.Millisecond})
+	runID := b.createRun("tnt_a", "agt_tool.test.block", map[string]any{"input": "1"})
+	req, err := http.NewRequest("GET", b.http.URL+"/v1/runs/"+runID+"/events", nil)
+	require.NoError(t, err)
+	req.Header.Set("X-Tenant-Id", "tnt_a")
+	resp, err := b.http.Client().Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	pinged := false
+	for sc.Scan() {
+		if sc.Text() == ": ping" {
+			pinged = true
+			close(slow.release)
+			break
+		}
+	}
+	require.True(t, pinged)
+	b.waitStatus("tnt_a", runID, store.RunCompleted)
+
+	ctx := context.Background()
+	a, err := b.db.GetAgent(ctx, "tnt_a", "agt_echo")
+	require.NoError(t, err)
+	a.Status = store.AgentInactive
+	require.NoError(t, b.db.PutAgent(ctx, a))
+	r, out := b.do("POST", "/v1/agents/agt_echo/runs", "tnt_a", `{"input":"x"}`)
+	require.Equal(t, 409, r.StatusCode)
+	require.True(t, strings.Contains(out["error"].(map[string]any)["message"].(string), "inactive"))
+}
+
+func TestEventsPayloadsCarryContractFields(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleOpts{})
+	runID := b.createRun("tnt_a", "agt_echo", map[string]any{"input": "fields"})
+	evs := b.streamEvents("tnt_a", runID)
+	want := map[string][]string{
+		store.EventRunCreated:        {"status"},
+		store.EventStepStarted:       {"step_kind", "name"},
+		store.EventToolCallRequested: {"tool_call_id", "tool_id", "input", "timeout_ms"},
+		store.EventToolCallCompleted: {"tool_call_id", "tool_id", "status", "output", "duration_ms", "error"},
+		store.EventModelRequested:    {"model_ref", "operation", "requirements", "input_summary"},
+		store.EventModelCompleted:    {"model_ref", "operation", "status", "usage", "latency_ms", "policy_outcome", "route"},
+		store.EventRunCompleted:      {"status", "output"},
+	}
+	for _, e := range evs {
+		var p map[string]any
+		require.NoError(t, json.Unmarshal(e.Payload, &p))
+		for _, k := range want[e.Type] {
+			require.Contains(t, p, k, "%s payload lacks %s", e.Type, k)
+		}
+		if e.Type == store.EventToolCallRequested || e.Type == store.EventToolCallCompleted {
+			require.True(t, strings.HasPrefix(p["tool_call_id"].(string), "tcall_"))
+			require.NotNil(t, e.StepID)
+		}
+	}
+}
