@@ -52,7 +52,7 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, 1200, q.Models.MaxRequestsPerMinute)
 
 	e := DefaultEntitlements()
-	require.Equal(t, []string{"fast", "balanced", "premium"}, e.ModelTiersAllowed)
+	require.Equal(t, []string{"fast", "balanced", "premium", "embed"}, e.ModelTiersAllowed)
 	require.Equal(t, []string{"*"}, e.ModelBackendsAllowed)
 	require.Equal(t, []string{"*"}, e.ToolIDsAllowed)
 
@@ -135,7 +135,7 @@ func TestMergePatch(t *testing.T) {
 		b := NewTenant("tnt_acme", "Acme", cfg)
 		_, err := MergePatch(b, json.RawMessage(`{"entitlements":{"model_tiers_allowed":["fast"]}}`))
 		require.NoError(t, err)
-		require.Equal(t, []string{"fast", "balanced", "premium"}, b.Entitlements.ModelTiersAllowed)
+		require.Equal(t, []string{"fast", "balanced", "premium", "embed"}, b.Entitlements.ModelTiersAllowed)
 	})
 
 	bad := []struct {

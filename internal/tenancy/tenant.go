@@ -19,6 +19,8 @@ const (
 	TierFast     = "fast"
 	TierBalanced = "balanced"
 	TierPremium  = "premium"
+	// TierEmbed is the tier of embedding models in the model catalogue.
+	TierEmbed = "embed"
 )
 
 // Budget windows.
@@ -68,7 +70,7 @@ func DefaultQuotas(cfg config.Config) store.Quotas {
 // tier, every backend ("*") and every tool ("*").
 func DefaultEntitlements() store.Entitlements {
 	return store.Entitlements{
-		ModelTiersAllowed:    []string{TierFast, TierBalanced, TierPremium},
+		ModelTiersAllowed:    []string{TierFast, TierBalanced, TierPremium, TierEmbed},
 		ModelBackendsAllowed: []string{"*"},
 		ToolIDsAllowed:       []string{"*"},
 	}
