@@ -62,16 +62,30 @@ func TestModelRetriesWithBackoff(t *testing.T) {
 	require.EqualValues(t, 2, m.failed.Load())
 }
 
+func TestModelRateLimitIsWaitedOut(t *testing.T) {
+	t.Parallel()
+	m := &flakyModel{scriptedModel: &scriptedModel{}, failures: 3,
+		err: &errs.Error{Code: errs.RateLimited, Message: "invoke rate exceeded", RetryAfter: 10 * time.Millisecond}}
+	b := setup(t, bundleOpts{port: m})
+	runID := b.createRun("tnt_a", "agt_echo", map[string]any{"input": "x"})
+	b.waitStatus("tnt_a", runID, store.RunCompleted)
+	require.EqualValues(t, 3, m.failed.Load(), "rate_limited is retried even with model_retries=0")
+}
+
 // flakyModel fails with dependency_unavailable a number of times first.
 type flakyModel struct {
 	*scriptedModel
 	failures int64
 	failed   atomic.Int64
+	err      *errs.Error // default dependency_unavailable
 }
 
 func (f *flakyModel) Chat(ctx context.Context, ac auth.Context, req modelport.ChatRequest) (modelport.ChatResponse, error) {
 	if f.failed.Load() < f.failures {
 		f.failed.Add(1)
+		if f.err != nil {
+			return modelport.ChatResponse{}, f.err
+		}
 		return modelport.ChatResponse{}, errs.E(errs.DependencyUnavailable, "model-policy restarting")
 	}
 	return f.scriptedModel.Chat(ctx, ac, req)

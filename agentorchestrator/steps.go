@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -170,11 +171,14 @@ func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool,
 		AgentID: x.run.AgentID, RunID: x.run.RunID}
 	start := time.Now()
 	resp, err := s.cfg.Model.Chat(ctx, x.ac, req)
-	for attempt := 0; err != nil && ctx.Err() == nil && errs.CodeOf(err).Retryable() && attempt < x.agent.Defaults.ModelRetries; attempt++ {
-		backoff := min(200*time.Millisecond<<attempt, 5*time.Second)
+	for failures := 0; err != nil && ctx.Err() == nil; {
+		wait, retry := x.retryDelay(err, &failures)
+		if !retry {
+			break
+		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(backoff):
+		case <-time.After(wait):
 			resp, err = s.cfg.Model.Chat(ctx, x.ac, req)
 		}
 	}
@@ -219,6 +223,27 @@ func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool,
 		return false, nil
 	}
 	return true, nil
+}
+
+// retryDelay says whether and when to call the model again after err.
+// rate_limited is a throttle, not a failure: the run waits it out (within
+// its timeout). Other retryable errors are retried with exponential
+// backoff only as many times as the agent's model_retries allows.
+func (x *execution) retryDelay(err error, failures *int) (time.Duration, bool) {
+	e := errs.As(err)
+	if e.Code == errs.RateLimited {
+		wait := e.RetryAfter
+		if wait <= 0 {
+			wait = time.Second
+		}
+		return wait + time.Duration(rand.Int64N(int64(250*time.Millisecond))), true
+	}
+	if !e.Code.Retryable() || *failures >= x.agent.Defaults.ModelRetries {
+		return 0, false
+	}
+	wait := min(200*time.Millisecond<<*failures, 5*time.Second)
+	*failures++
+	return wait, true
 }
 
 func (x *execution) toolSpecs() []tools.Spec {
