@@ -60,7 +60,7 @@ type Config struct {
 	Logger *slog.Logger
 	// Node is the node's effective configuration (quota defaults, TTLs, mode).
 	Node config.Config
-	// Executors is how many runs this process executes at once (default 8).
+	// Executors is how many runs this process executes at once (default 32).
 	Executors int
 	// LeaseTTL is how long a run lease lasts without renewal (default 10s).
 	LeaseTTL time.Duration
@@ -110,7 +110,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Executors <= 0 {
-		cfg.Executors = 8
+		cfg.Executors = 32
 	}
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = 10 * time.Second
