@@ -152,7 +152,9 @@ func quantiles(ds []time.Duration) string {
 		return "- | - | - | -"
 	}
 	slices.Sort(ds)
-	q := func(p float64) time.Duration { return ds[min(len(ds)-1, int(p*float64(len(ds))))].Round(100 * time.Microsecond) }
+	q := func(p float64) time.Duration {
+		return ds[min(len(ds)-1, int(p*float64(len(ds))))].Round(100 * time.Microsecond)
+	}
 	return fmt.Sprintf("%s | %s | %s | %s", q(0.5), q(0.9), q(0.99), ds[len(ds)-1].Round(100*time.Microsecond))
 }
 
