@@ -15,18 +15,36 @@ import (
 func newLogsCmd() *cobra.Command {
 	var follow bool
 	var tail int
+	var nodeName string
 	cmd := &cobra.Command{
 		Use:   "logs <service>",
 		Short: "Print a service's log (orchestrator, model-policy, federation)",
-		Args:  cobra.ExactArgs(1),
+		Long: `logs prints the last lines of a service's log under $AGENTOS_HOME/logs; with
+--node b, node B's of the federated profile ($AGENTOS_HOME/node-b/logs).`,
+		Args: cobra.ExactArgs(1),
 	}
 	cf := bindConfigFlags(cmd)
+	cmd.Flags().StringVar(&nodeName, "node", "a", "a, or b for node B of the federated profile")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines")
 	cmd.Flags().IntVar(&tail, "tail", 100, "number of last lines to print (0: all)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		n, err := nodeFromFlags(cf)
 		if err != nil {
 			return err
+		}
+		switch nodeName {
+		case "a", "":
+		case "b":
+			ok, err := loadNodeB(n)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return &ExitError{Code: 2, Err: fmt.Errorf("no node B under %s (it is made by `agentos up --profile federated`)", n.Cfg.Home)}
+			}
+			n = n.B
+		default:
+			return &ExitError{Code: 2, Err: fmt.Errorf("--node %q: want a or b", nodeName)}
 		}
 		name := args[0]
 		if _, ok := n.service(name); !ok {

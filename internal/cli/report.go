@@ -40,6 +40,7 @@ type Report struct {
 	Services      []ServiceReport   `json:"services"`
 	Health        []CheckResult     `json:"health"`
 	Smoke         []CheckResult     `json:"smoke"`
+	Federation    *FederationReport `json:"federation,omitempty"`
 	Alerts        AlertStatus       `json:"alerts"`
 	Failure       *Failure          `json:"failure"`
 	Remediation   []string          `json:"remediation"`
@@ -81,6 +82,7 @@ type CredentialsInfo struct {
 // ServiceReport is one service's process state.
 type ServiceReport struct {
 	Name    string `json:"name"`
+	Node    string `json:"node,omitempty"` // "a" or "b" in the federated profile
 	PID     int    `json:"pid"`
 	Address string `json:"address"`
 	URL     string `json:"url"`
@@ -110,9 +112,30 @@ type Failure struct {
 	Check       string   `json:"check"`
 	Message     string   `json:"message"`
 	Service     string   `json:"service,omitempty"`
+	Node        string   `json:"node,omitempty"`     // "a" or "b" in the federated profile
+	StackID     string   `json:"stack_id,omitempty"` // that node's stack_id
 	LogFile     string   `json:"log_file,omitempty"`
 	LogLines    []string `json:"log_lines,omitempty"`
 	NextCommand string   `json:"next_command"`
+}
+
+// FederationReport is the federated profile's part of a report: both
+// nodes, the shared CA, the peer URLs and the federation smoke tests.
+type FederationReport struct {
+	Nodes  []NodeReport      `json:"nodes"`
+	CADir  string            `json:"ca_dir,omitempty"`
+	Peers  map[string]string `json:"peers"` // stack_id -> its peer API URL
+	Checks []CheckResult     `json:"checks"`
+}
+
+// NodeReport describes one node of the federated profile.
+type NodeReport struct {
+	Node      string            `json:"node"` // a or b
+	StackID   string            `json:"stack_id"`
+	Region    string            `json:"region"`
+	Home      string            `json:"home"`
+	PeerURL   string            `json:"peer_url"`
+	Endpoints map[string]string `json:"endpoints"`
 }
 
 // ReportPaths are where the report was written.
@@ -155,6 +178,23 @@ func newReport(action string, n *Node, profile string) *Report {
 		}
 		if _, ok := n.service("federation"); ok {
 			r.Ports["federation_peer"] = c.FederationPeerAddr
+		}
+		if b := n.B; b != nil {
+			r.Federation = &FederationReport{Peers: map[string]string{}, Checks: []CheckResult{}}
+			for _, x := range n.all() {
+				nr := NodeReport{Node: x.Name, StackID: x.Cfg.StackID, Region: x.Cfg.Region, Home: x.Cfg.Home,
+					PeerURL: peerURL(x.Cfg), Endpoints: map[string]string{}}
+				for _, s := range x.Services {
+					nr.Endpoints[s.Name] = s.URL
+				}
+				r.Federation.Nodes = append(r.Federation.Nodes, nr)
+			}
+			for _, s := range b.Services {
+				r.Ports["node_b_"+s.Name] = s.Addr
+				r.Endpoints["node_b_"+s.Name] = s.URL
+				r.Endpoints["node_b_"+s.Name+"_health"] = s.URL + s.HealthPath
+			}
+			r.Ports["node_b_federation_peer"] = b.Cfg.FederationPeerAddr
 		}
 		r.Endpoints["admin_api"] = c.OrchestratorURL + "/v1/admin/tenants"
 		r.Credentials = CredentialsInfo{Path: c.CredentialsFile(), Exists: fileExists(c.CredentialsFile()),
@@ -216,6 +256,12 @@ func (r *Report) Markdown() string {
 
 	if r.Failure != nil {
 		fmt.Fprintf(&b, "## Failure\n\n- check: **%s**\n- %s\n", r.Failure.Check, r.Failure.Message)
+		if r.Failure.Service != "" {
+			fmt.Fprintf(&b, "- service: %s\n", r.Failure.Service)
+		}
+		if r.Failure.Node != "" {
+			fmt.Fprintf(&b, "- node: %s (%s)\n", r.Failure.Node, r.Failure.StackID)
+		}
 		if r.Failure.LogFile != "" {
 			fmt.Fprintf(&b, "- log: `%s`\n", r.Failure.LogFile)
 		}
@@ -234,7 +280,11 @@ func (r *Report) Markdown() string {
 	if len(r.Services) > 0 {
 		b.WriteString("## Services\n\n| service | pid | address | healthy | version | action | log |\n|---|---|---|---|---|---|---|\n")
 		for _, s := range r.Services {
-			fmt.Fprintf(&b, "| %s | %d | %s | %v | %s | %s | `%s` |\n", s.Name, s.PID, s.Address, s.Healthy, s.Version, s.Action, s.LogFile)
+			name := s.Name
+			if s.Node != "" {
+				name = s.Node + "/" + s.Name
+			}
+			fmt.Fprintf(&b, "| %s | %d | %s | %v | %s | %s | `%s` |\n", name, s.PID, s.Address, s.Healthy, s.Version, s.Action, s.LogFile)
 		}
 		b.WriteString("\n")
 	}
@@ -268,6 +318,17 @@ func (r *Report) Markdown() string {
 	}
 	checks("Health", r.Health)
 	checks("Smoke tests", r.Smoke)
+	if f := r.Federation; f != nil {
+		b.WriteString("## Federation\n\n")
+		for _, nd := range f.Nodes {
+			fmt.Fprintf(&b, "- node %s: %s (region %s), home `%s`, peer API %s\n", nd.Node, nd.StackID, nd.Region, nd.Home, nd.PeerURL)
+		}
+		if f.CADir != "" {
+			fmt.Fprintf(&b, "- CA: `%s`\n", f.CADir)
+		}
+		b.WriteString("\n")
+		checks("Federation checks", f.Checks)
+	}
 	if len(r.Seeded.Tenants)+len(r.Seeded.Agents) > 0 {
 		fmt.Fprintf(&b, "## Seeded\n\n- tenants: %s\n- principals: %s\n- agents: %s\n- tools: %s\n\n",
 			strings.Join(r.Seeded.Tenants, ", "), strings.Join(r.Seeded.Principals, ", "),

@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/nexixai/agentos/federation/peers"
 )
 
 // ServiceStatus is one row of `agentos status`.
@@ -26,12 +30,20 @@ type ServiceStatus struct {
 
 // NodeStatus is `agentos status --json`.
 type NodeStatus struct {
+	Node      string          `json:"node,omitempty"` // "a" or "b" when node B exists
+	StackID   string          `json:"stack_id"`
 	Home      string          `json:"home"`
 	Mode      string          `json:"mode"`
 	DataDir   string          `json:"data_dir"`
 	DataBytes int64           `json:"data_bytes"`
 	Services  []ServiceStatus `json:"services"`
-	Healthy   bool            `json:"healthy"`
+	// Peers are the stack_ids in the node's federation peers file.
+	Peers []string `json:"peers,omitempty"`
+	// Healthy is true when every service (of both nodes, at the top level)
+	// is healthy.
+	Healthy bool `json:"healthy"`
+	// NodeB is node B of the federated profile, when it exists.
+	NodeB *NodeStatus `json:"node_b,omitempty"`
 }
 
 func newStatusCmd() *cobra.Command {
@@ -39,16 +51,24 @@ func newStatusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show each service: pid, health, version, address, uptime, sizes",
-		Args:  cobra.NoArgs,
+		Long: `status shows every service of the node; when node B of the federated profile
+exists (` + "`agentos up --profile federated`" + `) it lists both nodes. It exits 1 if
+any service is not healthy.`,
+		Args: cobra.NoArgs,
 	}
 	cf := bindConfigFlags(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		n, err := nodeFromFlags(cf)
+		n, err := nodeFromFlagsWithB(cf)
 		if err != nil {
 			return err
 		}
 		st := nodeStatus(cmd.Context(), n)
+		if n.B != nil {
+			b := nodeStatus(cmd.Context(), n.B)
+			st.NodeB = &b
+			st.Healthy = st.Healthy && b.Healthy
+		}
 		out := cmd.OutOrStdout()
 		if asJSON {
 			enc := json.NewEncoder(out)
@@ -57,23 +77,13 @@ func newStatusCmd() *cobra.Command {
 				return err
 			}
 		} else {
-			fmt.Fprintf(out, "node %s (%s mode), home %s\n\n", n.Cfg.StackID, n.Cfg.Mode, n.Cfg.Home)
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SERVICE\tPID\tSTATE\tVERSION\tADDRESS\tUPTIME\tLOG")
-			for _, s := range st.Services {
-				pid, up := "-", "-"
-				if s.PID > 0 {
-					pid = fmt.Sprint(s.PID)
-				}
-				if s.UptimeSec > 0 {
-					up = (time.Duration(s.UptimeSec) * time.Second).String()
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, pid, s.State, firstNonEmpty(s.Version, "-"), s.Address, up, humanBytes(s.LogBytes))
+			printNodeStatus(out, st)
+			if st.NodeB != nil {
+				fmt.Fprintln(out)
+				printNodeStatus(out, *st.NodeB)
 			}
-			_ = tw.Flush()
-			fmt.Fprintf(out, "\ndata: %s (%s)\n", st.DataDir, humanBytes(st.DataBytes))
 			if !st.Healthy {
-				fmt.Fprintln(out, "not every service is healthy; next: agentos up")
+				fmt.Fprintf(out, "not every service is healthy; next: agentos up%s\n", profileFlag(n))
 			}
 		}
 		if !st.Healthy {
@@ -84,9 +94,43 @@ func newStatusCmd() *cobra.Command {
 	return cmd
 }
 
-// nodeStatus inspects every service.
+// printNodeStatus prints one node's table.
+func printNodeStatus(out io.Writer, st NodeStatus) {
+	name := "node " + st.StackID
+	if st.Node != "" {
+		name = "node " + st.Node + ": " + st.StackID
+	}
+	fmt.Fprintf(out, "%s (%s mode), home %s\n\n", name, st.Mode, st.Home)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tPID\tSTATE\tVERSION\tADDRESS\tUPTIME\tLOG")
+	for _, s := range st.Services {
+		pid, up := "-", "-"
+		if s.PID > 0 {
+			pid = fmt.Sprint(s.PID)
+		}
+		if s.UptimeSec > 0 {
+			up = (time.Duration(s.UptimeSec) * time.Second).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, pid, s.State, firstNonEmpty(s.Version, "-"), s.Address, up, humanBytes(s.LogBytes))
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(out, "\ndata: %s (%s)\n", st.DataDir, humanBytes(st.DataBytes))
+	if len(st.Peers) > 0 {
+		fmt.Fprintf(out, "peers: %s\n", strings.Join(st.Peers, ", "))
+	}
+}
+
+// nodeStatus inspects every service of one node.
 func nodeStatus(ctx context.Context, n *Node) NodeStatus {
-	ns := NodeStatus{Home: n.Cfg.Home, Mode: n.Cfg.Mode, DataDir: n.Cfg.DataDir, DataBytes: dirSize(n.Cfg.DataDir), Healthy: true}
+	ns := NodeStatus{Node: n.Name, StackID: n.Cfg.StackID, Home: n.Cfg.Home, Mode: n.Cfg.Mode, DataDir: n.Cfg.DataDir,
+		DataBytes: dirSize(n.Cfg.DataDir), Healthy: true}
+	if _, ok := n.service("federation"); ok {
+		if ps, err := peers.Load(nodeFederationFiles(n).Peers); err == nil {
+			for _, p := range ps {
+				ns.Peers = append(ns.Peers, p.StackID)
+			}
+		}
+	}
 	for _, s := range n.Services {
 		ps := n.inspect(ctx, s)
 		ss := ServiceStatus{Name: s.Name, PID: ps.PID, Version: ps.Version, Address: s.Addr, URL: s.URL, Error: ps.Err}

@@ -35,6 +35,46 @@ type Node struct {
 	HTTP     *http.Client
 	// ExtraEnv is added to the children's environment (tests use it).
 	ExtraEnv []string
+	// Name is "a" or "b" in the federated profile (two nodes on one
+	// machine) and "" for a single node.
+	Name string
+	// B is node B of the federated profile when this is node A, nil
+	// otherwise.
+	B *Node
+}
+
+// all returns the node followed by node B when there is one.
+func (n *Node) all() []*Node {
+	if n.B != nil {
+		return []*Node{n, n.B}
+	}
+	return []*Node{n}
+}
+
+// label names a service of this node for people: "orchestrator" for a
+// single node, "b/orchestrator" in the federated profile.
+func (n *Node) label(service string) string {
+	if n.Name == "" {
+		return service
+	}
+	return n.Name + "/" + service
+}
+
+// on is " on node b" in the federated profile, "" for a single node.
+func (n *Node) on() string {
+	if n.Name == "" {
+		return ""
+	}
+	return " on node " + n.Name
+}
+
+// nodeFlag is the `--node` argument that selects this node in commands
+// such as logs ("" for node A).
+func (n *Node) nodeFlag() string {
+	if n.Name == "" || n.Name == "a" {
+		return ""
+	}
+	return " --node " + n.Name
 }
 
 // Paths under AGENTOS_HOME.

@@ -20,12 +20,19 @@ type upOptions struct {
 	profile      string
 	bootTimeout  time.Duration
 	skipValidate bool
+	// nodeBPortOffset is added to node A's ports for node B (federated
+	// profile); 0 means AGENTOS_NODE_B_PORT_OFFSET, the last up's, or 10.
+	nodeBPortOffset int
 }
 
-func bindUpFlags(cmd *cobra.Command, o *upOptions) {
-	cmd.Flags().StringVar(&o.profile, "profile", "local", "local or federated")
+// bindUpFlags binds the flags of up and redeploy; profileDefault is the
+// --profile default ("" picks federated when node B exists).
+func bindUpFlags(cmd *cobra.Command, o *upOptions, profileDefault, profileUsage string) {
+	cmd.Flags().StringVar(&o.profile, "profile", profileDefault, profileUsage)
 	cmd.Flags().DurationVar(&o.bootTimeout, "boot-timeout", 60*time.Second, "how long to wait for each service to become healthy")
 	cmd.Flags().BoolVar(&o.skipValidate, "skip-validate", false, "skip the smoke tests of the validate phase")
+	cmd.Flags().IntVar(&o.nodeBPortOffset, "node-b-port-offset", 0,
+		"federated profile: node B's ports are node A's plus this (env "+nodeBOffsetEnv+"; default: the last up's, else 10)")
 }
 
 func newUpCmd() *cobra.Command {
@@ -37,11 +44,17 @@ func newUpCmd() *cobra.Command {
 it) as background processes with state under AGENTOS_HOME: data/, logs/,
 run/*.pid, credentials.json (0600), reports/. Phases: preflight, boot, seed,
 wire, validate, report. It is idempotent: healthy services are left alone,
-dead ones (stale pid files) are restarted.`,
+dead ones (stale pid files) are restarted.
+
+--profile federated is a two-node recipe on this machine: node A as above
+and node B (stack_id stk_local_node_b, home $AGENTOS_HOME/node-b) on node A's
+ports plus --node-b-port-offset (10), both seeded, with node certificates
+from one federation CA and each listed as the other's peer (phase certs);
+validate then also forwards a run from A to B and streams it back.`,
 		Args: cobra.NoArgs,
 	}
 	cf := bindConfigFlags(cmd)
-	bindUpFlags(cmd, &o)
+	bindUpFlags(cmd, &o, profileLocal, "local, or federated (two nodes on this machine)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		return runUpCmd(cmd, cf, o, "up")
 	}
@@ -55,9 +68,27 @@ func runUpCmd(cmd *cobra.Command, cf *configFlags, o upOptions, action string) e
 	if err != nil {
 		return &ExitError{Code: 2, Err: fmt.Errorf("preflight: config invalid: %w", err)}
 	}
+	if o.profile, err = resolveProfile(o.profile, n.Cfg.Home); err != nil {
+		return &ExitError{Code: 2, Err: fmt.Errorf("preflight: %w", err)}
+	}
+	if o.profile == profileFederated {
+		if o.nodeBPortOffset, err = portOffset(o.nodeBPortOffset, n.Cfg.Home); err != nil {
+			return &ExitError{Code: 2, Err: fmt.Errorf("preflight: %w", err)}
+		}
+		cfgB, err := nodeBConfig(n.Cfg, o.nodeBPortOffset)
+		if err != nil {
+			return &ExitError{Code: 2, Err: fmt.Errorf("preflight: node B config invalid: %w", err)}
+		}
+		if err := attachNodeB(n, cfgB); err != nil {
+			return &ExitError{Code: 2, Err: fmt.Errorf("preflight: node B: %w", err)}
+		}
+	}
 	p := NewProgress(out, isTerminal(os.Stdout))
 	rep := newReport(action, n, o.profile)
 	fmt.Fprintf(out, "agentos %s: %s node %s (mode %s) in %s\n", action, o.profile, n.Cfg.StackID, n.Cfg.Mode, n.Cfg.Home)
+	if n.B != nil {
+		fmt.Fprintf(out, "  and node %s in %s (ports +%d)\n", n.B.Cfg.StackID, n.B.Cfg.Home, o.nodeBPortOffset)
+	}
 	err = up(cmd.Context(), n, p, rep, o, action == "redeploy", cf.envFile)
 	return finishReport(out, n, rep, p, err)
 }
@@ -69,20 +100,42 @@ func up(ctx context.Context, n *Node, p *Progress, rep *Report, o upOptions, res
 		p.End(err, "")
 		return err
 	}
+	if n.B != nil {
+		p.Phase("certs")
+		fs, err := setupFederation(n)
+		if err != nil {
+			err = &checkError{check: "certs federation identity", service: "federation",
+				next: "agentos certs init && agentos certs issue (or remove " + n.B.Cfg.Home + "/federation and retry)", err: err}
+			p.End(err, "")
+			return err
+		}
+		rep.Federation.CADir = fs.CADir
+		rep.Federation.Peers = fs.Peers
+		p.End(nil, fmt.Sprintf("one CA (%s); certificates and signing keys for %s and %s; each the other's peer",
+			fs.CADir, n.Cfg.StackID, n.B.Cfg.StackID))
+	}
 	p.Phase("boot")
 	if err := boot(ctx, n, p, rep, o, restartAll); err != nil {
 		p.End(err, "")
 		return err
 	}
 	p.Phase("seed")
-	if err := seed(ctx, n, p, rep); err != nil {
-		p.End(err, "")
-		return err
+	for _, x := range n.all() {
+		r := rep
+		if x != n {
+			r = newReport(rep.Action, x, rep.Profile) // node B's seed details stay out of the report
+		}
+		if err := seed(ctx, x, p, r); err != nil {
+			p.End(err, "")
+			return err
+		}
 	}
 	p.Phase("wire")
-	if err := wire(ctx, n, p); err != nil {
-		p.End(err, "")
-		return err
+	for _, x := range n.all() {
+		if err := wire(ctx, x, p); err != nil {
+			p.End(err, "")
+			return err
+		}
 	}
 	p.End(nil, "")
 	if o.skipValidate {
@@ -103,10 +156,11 @@ func up(ctx context.Context, n *Node, p *Progress, rep *Report, o upOptions, res
 // preflight checks the configuration, the home directory and the ports.
 func preflight(ctx context.Context, n *Node, p *Progress, o upOptions, envFile string) error {
 	switch o.profile {
-	case "local":
-	case "federated":
-		return &checkError{check: "preflight profile", next: "agentos up --profile local",
-			err: errors.New("federation is not available in this build: --profile federated needs `agentos serve federation` and the federation PKI")}
+	case profileLocal:
+	case profileFederated:
+		if err := preflightFederated(n); err != nil {
+			return err
+		}
 	default:
 		return &checkError{check: "preflight profile", next: "agentos up --profile local",
 			err: fmt.Errorf("profile %q is not supported by this build (want local or federated)", o.profile)}
@@ -122,37 +176,80 @@ func preflight(ctx context.Context, n *Node, p *Progress, o upOptions, envFile s
 		}
 	}
 	p.Status("config valid")
-	for _, d := range []string{n.Cfg.Home, n.Cfg.DataDir, n.runDir(), n.logDir(), n.reportDir()} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return &checkError{check: "preflight home writable", next: "agentos up --home <writable dir>", err: err}
+	for _, x := range n.all() {
+		for _, d := range []string{x.Cfg.Home, x.Cfg.DataDir, x.runDir(), x.logDir(), x.reportDir()} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return &checkError{check: "preflight home writable", node: x, next: "agentos up --home <writable dir>", err: err}
+			}
 		}
+		probe := filepath.Join(x.Cfg.Home, ".write-probe")
+		if err := os.WriteFile(probe, []byte("ok"), 0o600); err != nil {
+			return &checkError{check: "preflight home writable", node: x, next: "agentos up --home <writable dir>", err: err}
+		}
+		_ = os.Remove(probe)
 	}
-	probe := filepath.Join(n.Cfg.Home, ".write-probe")
-	if err := os.WriteFile(probe, []byte("ok"), 0o600); err != nil {
-		return &checkError{check: "preflight home writable", next: "agentos up --home <writable dir>", err: err}
-	}
-	_ = os.Remove(probe)
 	p.Status("home writable")
 	if err := writeEnvFileIfMissing(envFile, n.Cfg); err != nil {
 		return &checkError{check: "preflight env file", next: "agentos up --env-file <path>", err: err}
 	}
-	free := 0
-	for _, s := range n.Services {
-		st := n.inspect(ctx, s)
-		if st.Healthy || (st.Alive && n.ownsPID(st.PID)) {
-			free++ // ours: up will keep or restart it
-		} else if err := portFree(s.Addr); err != nil {
-			flag := "--" + s.Name + "-addr"
-			if s.Name == "orchestrator" {
-				flag = "--orchestrator-addr"
-			}
-			return &checkError{check: "preflight port " + s.Addr, service: s.Name,
-				next: fmt.Sprintf("lsof -i :%s  (or: agentos up %s 127.0.0.1:<free port>)", portOf(s.Addr), flag),
-				err:  fmt.Errorf("port %s for %s is in use by another process: %v", s.Addr, s.Name, err)}
-		} else {
-			free++
+	if n.B != nil {
+		if err := writeNodeEnv(nodeBEnvFile(n.Cfg.Home), n.B.Cfg, o.nodeBPortOffset); err != nil {
+			return &checkError{check: "preflight node b settings", node: n.B, next: "agentos up --home <writable dir>", err: err}
 		}
-		p.Milestone("ports available", free, len(n.Services))
+	}
+	return preflightPorts(ctx, n, p)
+}
+
+// preflightFederated checks what the federated profile needs.
+func preflightFederated(n *Node) error {
+	if _, ok := n.service("federation"); !ok {
+		return &checkError{check: "preflight profile", next: "agentos up --profile local",
+			err: errors.New("federation is not available in this build: --profile federated needs `agentos serve federation`")}
+	}
+	if n.Cfg.Mode == config.ModeProd {
+		return &checkError{check: "preflight profile", next: "agentos up --profile federated --mode dev",
+			err: errors.New("the federated profile is a two-node recipe for one machine (demo/dev); in prod provision each node's certificates with `agentos certs` and its peers with `agentos peers add`")}
+	}
+	if set := federationFileOverrides(); len(set) > 0 {
+		return &checkError{check: "preflight profile", next: "unset " + strings.Join(set, " "),
+			err: fmt.Errorf("the federated profile keeps both nodes' identities in the default layout; %s would point node A elsewhere", strings.Join(set, ", "))}
+	}
+	return nil
+}
+
+// preflightPorts checks that every address of every node is free or held
+// by one of our services.
+func preflightPorts(ctx context.Context, n *Node, p *Progress) error {
+	type port struct {
+		x    *Node
+		svc  string
+		addr string
+		flag string
+		ours bool
+	}
+	var ports []port
+	for _, x := range n.all() {
+		for _, s := range x.Services {
+			st := x.inspect(ctx, s)
+			ours := st.Healthy || (st.Alive && x.ownsPID(st.PID))
+			ports = append(ports, port{x, s.Name, s.Addr, "--" + s.Name + "-addr", ours})
+			if s.Name == "federation" {
+				ports = append(ports, port{x, s.Name, x.Cfg.FederationPeerAddr, "--federation-peer-addr", ours})
+			}
+		}
+	}
+	for i, pt := range ports {
+		if !pt.ours {
+			if err := portFree(pt.addr); err != nil {
+				next := fmt.Sprintf("lsof -i :%s  (or: agentos up %s 127.0.0.1:<free port>)", portOf(pt.addr), pt.flag)
+				if pt.x.Name == "b" {
+					next = fmt.Sprintf("lsof -i :%s  (or: agentos up --profile federated --node-b-port-offset <N>)", portOf(pt.addr))
+				}
+				return &checkError{check: "preflight port " + pt.addr, service: pt.svc, node: pt.x, next: next,
+					err: fmt.Errorf("port %s for %s is in use by another process: %v", pt.addr, pt.x.label(pt.svc), err)}
+			}
+		}
+		p.Milestone("ports available", i+1, len(ports))
 	}
 	return nil
 }
@@ -165,20 +262,38 @@ func portOf(addr string) string {
 }
 
 // boot starts what is not running and waits until every service is healthy.
-func boot(ctx context.Context, n *Node, p *Progress, rep *Report, o upOptions, restartAll bool) error {
+func boot(ctx context.Context, a *Node, p *Progress, rep *Report, o upOptions, restartAll bool) error {
+	nodes := a.all()
+	total := 0
+	for _, n := range nodes {
+		total += len(n.Services)
+	}
 	if restartAll {
-		for i := len(n.Services) - 1; i >= 0; i-- {
-			s := n.Services[i]
-			p.Status("stopping " + s.Name)
-			if _, err := n.stop(s.Name, 15*time.Second); err != nil {
-				return &checkError{check: "stop " + s.Name, service: s.Name, next: "agentos status", err: err}
+		for j := len(nodes) - 1; j >= 0; j-- {
+			n := nodes[j]
+			for i := len(n.Services) - 1; i >= 0; i-- {
+				s := n.Services[i]
+				p.Status("stopping " + n.label(s.Name))
+				if _, err := n.stop(s.Name, 15*time.Second); err != nil {
+					return &checkError{check: "stop " + n.label(s.Name), service: s.Name, node: n, next: "agentos status", err: err}
+				}
 			}
 		}
 	}
 	healthy := 0
+	for _, n := range nodes {
+		if err := bootNode(ctx, n, p, rep, o, restartAll, &healthy, total); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bootNode starts one node's services; healthy counts across nodes.
+func bootNode(ctx context.Context, n *Node, p *Progress, rep *Report, o upOptions, restartAll bool, healthy *int, total int) error {
 	for _, s := range n.Services {
 		st := n.inspect(ctx, s)
-		sr := ServiceReport{Name: s.Name, PID: st.PID, Address: s.Addr, URL: s.URL, LogFile: n.logFile(s.Name)}
+		sr := ServiceReport{Name: s.Name, Node: n.Name, PID: st.PID, Address: s.Addr, URL: s.URL, LogFile: n.logFile(s.Name)}
 		switch {
 		case st.Healthy && st.Alive:
 			sr.Action = "left running"
@@ -190,7 +305,7 @@ func boot(ctx context.Context, n *Node, p *Progress, rep *Report, o upOptions, r
 			if st.Alive {
 				sr.Action = "restarted (was unhealthy)"
 				if _, err := n.stop(s.Name, 10*time.Second); err != nil {
-					return &checkError{check: "restart " + s.Name, service: s.Name, next: "agentos status", err: err}
+					return &checkError{check: "restart " + n.label(s.Name), service: s.Name, node: n, next: "agentos status", err: err}
 				}
 			} else if st.PID != 0 {
 				sr.Action = "restarted (stale pid file)"
@@ -198,14 +313,14 @@ func boot(ctx context.Context, n *Node, p *Progress, rep *Report, o upOptions, r
 			if restartAll {
 				sr.Action = "restarted"
 			}
-			p.Status(fmt.Sprintf("starting %s on %s", s.Name, s.Addr))
+			p.Status(fmt.Sprintf("starting %s on %s", n.label(s.Name), s.Addr))
 			pid, err := n.start(s)
 			if err != nil {
-				return &checkError{check: "boot " + s.Name, service: s.Name, next: "agentos logs " + s.Name, err: err}
+				return &checkError{check: "boot " + n.label(s.Name), service: s.Name, node: n, next: "agentos logs " + s.Name + n.nodeFlag(), err: err}
 			}
 			sr.PID = pid
 			if err := n.waitHealthy(ctx, s, pid, o.bootTimeout); err != nil {
-				return &checkError{check: "boot " + s.Name, service: s.Name, next: "agentos logs " + s.Name + " --tail 100", err: err}
+				return &checkError{check: "boot " + n.label(s.Name), service: s.Name, node: n, next: "agentos logs " + s.Name + n.nodeFlag() + " --tail 100", err: err}
 			}
 		}
 		if h, err := GetHealth(ctx, n.HTTP, s.URL, s.HealthPath); err == nil {
@@ -213,9 +328,9 @@ func boot(ctx context.Context, n *Node, p *Progress, rep *Report, o upOptions, r
 			rep.Versions.Services[s.Name] = h.Version
 		}
 		rep.Services = append(rep.Services, sr)
-		healthy++
-		p.Milestone("services healthy", healthy, len(n.Services))
-		p.Info("%-13s %-6s pid %-7d %s", s.Name, "up", sr.PID, sr.Action)
+		*healthy++
+		p.Milestone("services healthy", *healthy, total)
+		p.Info("%-15s %-6s pid %-7d %s", n.label(s.Name), "up", sr.PID, sr.Action)
 	}
 	return nil
 }
@@ -238,14 +353,14 @@ func seed(ctx context.Context, n *Node, p *Progress, rep *Report) error {
 			break
 		}
 		if time.Now().After(deadline) {
-			return &checkError{check: "seed credentials", service: "orchestrator", next: "agentos logs orchestrator --tail 100",
+			return &checkError{node: n, check: "seed credentials" + n.on(), service: "orchestrator", next: "agentos logs orchestrator" + n.nodeFlag() + " --tail 100",
 				err: fmt.Errorf("%s was not written by the orchestrator: %v", credsPath, err)}
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	rep.Credentials.Exists = true
 	if st, err := os.Stat(credsPath); err == nil && st.Mode().Perm()&0o077 != 0 {
-		return &checkError{check: "seed credentials", service: "orchestrator", next: "chmod 600 " + credsPath,
+		return &checkError{node: n, check: "seed credentials" + n.on(), service: "orchestrator", next: "chmod 600 " + credsPath,
 			err: fmt.Errorf("%s has mode %v, want 0600", credsPath, st.Mode().Perm())}
 	}
 	admin := &Client{BaseURL: n.Cfg.OrchestratorURL, Token: creds.PlatformAdmin.Token, HTTP: n.HTTP}
@@ -253,17 +368,17 @@ func seed(ctx context.Context, n *Node, p *Progress, rep *Report) error {
 	total := 1 + len(seededAgents)
 	done := 0
 	if _, err := admin.GetTenant(ctx, tenantID); err != nil {
-		return &checkError{check: "seed tenant " + tenantID, service: "orchestrator", next: "agentos logs orchestrator --tail 100", err: err}
+		return &checkError{node: n, check: "seed tenant " + tenantID + n.on(), service: "orchestrator", next: "agentos logs orchestrator" + n.nodeFlag() + " --tail 100", err: err}
 	}
 	done++
-	p.Milestone("seeded objects present", done, total)
+	p.Milestone("seeded objects present"+n.on(), done, total)
 	admin.TenantID = tenantID
 	for _, a := range seededAgents {
 		if _, err := admin.GetAgent(ctx, a); err != nil {
-			return &checkError{check: "seed agent " + a, service: "orchestrator", next: "agentos logs orchestrator --tail 100", err: err}
+			return &checkError{node: n, check: "seed agent " + a + n.on(), service: "orchestrator", next: "agentos logs orchestrator" + n.nodeFlag() + " --tail 100", err: err}
 		}
 		done++
-		p.Milestone("seeded objects present", done, total)
+		p.Milestone("seeded objects present"+n.on(), done, total)
 	}
 	rep.Seeded = Seeded{
 		Tenants:    []string{tenantID},
@@ -285,10 +400,10 @@ func wire(ctx context.Context, n *Node, p *Progress) error {
 			if dep := readyDependency(err); dep != "" {
 				svc = dep
 			}
-			return &checkError{check: "wire " + s.Name + " /readyz", service: svc, next: "agentos logs " + svc + " --tail 100", err: err}
+			return &checkError{node: n, check: "wire " + n.label(s.Name) + " /readyz", service: svc, next: "agentos logs " + svc + n.nodeFlag() + " --tail 100", err: err}
 		}
 		done++
-		p.Milestone("links ready", done, total)
+		p.Milestone("links ready"+n.on(), done, total)
 	}
 	c := &Client{PolicyURL: n.Cfg.ModelPolicyURL, HTTP: n.HTTP}
 	if creds, err := loadCredentials(n.Cfg.CredentialsFile()); err == nil {
@@ -302,14 +417,14 @@ func wire(ctx context.Context, n *Node, p *Progress) error {
 	}
 	models, err := c.ListModels(ctx)
 	if err != nil {
-		return &checkError{check: "wire model catalogue", service: "model-policy", next: "agentos logs model-policy --tail 100", err: err}
+		return &checkError{node: n, check: "wire model catalogue" + n.on(), service: "model-policy", next: "agentos logs model-policy" + n.nodeFlag() + " --tail 100", err: err}
 	}
 	if len(models) == 0 {
-		return &checkError{check: "wire model catalogue", service: "model-policy", next: "check AGENTOS_MODEL_POLICY_CONFIG",
+		return &checkError{node: n, check: "wire model catalogue" + n.on(), service: "model-policy", next: "check AGENTOS_MODEL_POLICY_CONFIG",
 			err: errors.New("model-policy lists no models for the default tenant")}
 	}
 	done++
-	p.Milestone("links ready", done, total)
+	p.Milestone("links ready"+n.on(), done, total)
 	return nil
 }
 
@@ -322,9 +437,16 @@ func finishReport(out io.Writer, n *Node, rep *Report, p *Progress, err error) e
 			ce = &checkError{check: rep.Action, next: "agentos status", err: err}
 		}
 		f := &Failure{Check: ce.check, Message: ce.err.Error(), Service: ce.service, NextCommand: ce.next}
+		at := n
+		if ce.node != nil {
+			at = ce.node
+		}
+		if at.Name != "" {
+			f.Node, f.StackID = at.Name, at.Cfg.StackID
+		}
 		if ce.service != "" {
-			if _, ok := n.service(ce.service); ok {
-				f.LogFile = n.logFile(ce.service)
+			if _, ok := at.service(ce.service); ok {
+				f.LogFile = at.logFile(ce.service)
 				f.LogLines = tailLines(f.LogFile, 15)
 			}
 		}
@@ -340,8 +462,13 @@ func finishReport(out io.Writer, n *Node, rep *Report, p *Progress, err error) e
 	if rep.Failure != nil {
 		f := rep.Failure
 		fmt.Fprintf(out, "FAILED: %s", f.Check)
-		if f.Service != "" {
+		switch {
+		case f.Service != "" && f.Node != "":
+			fmt.Fprintf(out, " [service: %s, node %s (%s)]", f.Service, f.Node, f.StackID)
+		case f.Service != "":
 			fmt.Fprintf(out, " [service: %s]", f.Service)
+		case f.Node != "":
+			fmt.Fprintf(out, " [node %s (%s)]", f.Node, f.StackID)
 		}
 		fmt.Fprintf(out, "\n  %s\n", f.Message)
 		if len(f.LogLines) > 0 {
@@ -361,8 +488,13 @@ func finishReport(out io.Writer, n *Node, rep *Report, p *Progress, err error) e
 	}
 	if err != nil {
 		msg := "failed: " + rep.Failure.Check
-		if rep.Failure.Service != "" {
+		switch {
+		case rep.Failure.Service != "" && rep.Failure.Node != "":
+			msg += " (" + rep.Failure.Service + " on node " + rep.Failure.Node + ")"
+		case rep.Failure.Service != "":
 			msg += " (" + rep.Failure.Service + ")"
+		case rep.Failure.Node != "":
+			msg += " (node " + rep.Failure.Node + ")"
 		}
 		return &ExitError{Code: 1, Err: errors.New(msg)}
 	}
@@ -374,6 +506,8 @@ func remediationFor(f *Failure) []string {
 	switch {
 	case strings.HasPrefix(f.Check, "preflight port"):
 		tips = append(tips, "pick free ports with --orchestrator-addr/--model-policy-addr or AGENTOS_*_ADDR in .agentos.env")
+	case f.Service != "" && f.Node != "":
+		tips = append(tips, "`agentos up --profile federated` restarts a dead service of either node; `agentos redeploy` restarts all of them and keeps data")
 	case f.Service != "":
 		tips = append(tips, "`agentos up` restarts a dead service; `agentos redeploy` restarts all of them and keeps data")
 	}
@@ -407,18 +541,35 @@ func printSummary(out io.Writer, n *Node, rep *Report) {
 	fmt.Fprintf(out, "  Default quotas:  %v runs/s create, %v concurrent runs, %v model calls/s per tenant\n",
 		c.QuotaRunCreateQPS, c.QuotaConcurrentRuns, c.QuotaInvokeQPS)
 	fmt.Fprintln(out, "                   override: agentos tenants update <t> --max-concurrent-runs N, or AGENTOS_QUOTA_* in .agentos.env")
-	if len(rep.Health)+len(rep.Smoke) > 0 {
+	var fed []CheckResult
+	if rep.Federation != nil {
+		fed = rep.Federation.Checks
+	}
+	if len(rep.Health)+len(rep.Smoke)+len(fed) > 0 {
 		pass, total := 0, 0
 		var ms int64
-		for _, cr := range append(append([]CheckResult{}, rep.Health...), rep.Smoke...) {
+		for _, cr := range append(append(append([]CheckResult{}, rep.Health...), rep.Smoke...), fed...) {
 			total++
 			ms += cr.DurationMs
 			if cr.OK {
 				pass++
 			}
 		}
-		fmt.Fprintf(out, "  Checks:          %d/%d passed (health %d, smoke %d) in %s\n", pass, total, len(rep.Health), len(rep.Smoke),
-			fmtDuration(time.Duration(ms)*time.Millisecond))
+		detail := fmt.Sprintf("health %d, smoke %d", len(rep.Health), len(rep.Smoke))
+		if rep.Federation != nil {
+			detail += fmt.Sprintf(", federation %d", len(fed))
+		}
+		fmt.Fprintf(out, "  Checks:          %d/%d passed (%s) in %s\n", pass, total, detail, fmtDuration(time.Duration(ms)*time.Millisecond))
+	}
+	if b := n.B; b != nil {
+		fmt.Fprintf(out, "\n  Node B:          %s (%s mode), home %s\n", b.Cfg.StackID, b.Cfg.Mode, b.Cfg.Home)
+		fmt.Fprintln(out, "    Product API:   "+b.Cfg.OrchestratorURL)
+		fmt.Fprintln(out, "    Model policy:  "+b.Cfg.ModelPolicyURL)
+		fmt.Fprintln(out, "    Federation:    "+b.Cfg.FederationURL+"  (peer API "+peerURL(b.Cfg)+")")
+		fmt.Fprintf(out, "    Logs:          agentos logs <service> --node b   (%s)\n", b.logDir())
+		fmt.Fprintf(out, "  Peers:           %s <-> %s over mTLS (%s, %s)\n", n.Cfg.StackID, b.Cfg.StackID, peerURL(n.Cfg), peerURL(b.Cfg))
+		fmt.Fprintf(out, "  Forward a run:   curl -H 'X-Tenant-Id: %s' -H 'Content-Type: application/json' %s/v1/federation/runs:forward \\\n", c.DefaultTenant, c.FederationURL)
+		fmt.Fprintf(out, "                     -d '{\"forward\":{\"target_selector\":{\"stack_id\":\"%s\"},\"run_request\":{\"agent_id\":\"%s\",\"input\":\"hello\"}}}'\n", b.Cfg.StackID, sampleAgentID)
 	}
 	fmt.Fprintf(out, "\n  Try: agentos run %s \"hello\"\n\n", sampleAgentID)
 }

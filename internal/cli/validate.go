@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -12,6 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nexixai/agentos/federation"
+	"github.com/nexixai/agentos/federation/peers"
+	"github.com/nexixai/agentos/federation/pki"
 	"github.com/nexixai/agentos/internal/config"
 	"github.com/nexixai/agentos/internal/store"
 )
@@ -33,15 +37,35 @@ func newValidateCmd() *cobra.Command {
 smoke tests: the sample agent run streamed over SSE to completion (with a tool
 call and a model call through model-policy), a policy check, metrics counters,
 the default tenant, header auth for the mode, and cross-tenant isolation.
-It exits 0 only if everything passes and writes reports/validate-*.md/.json.`,
+It exits 0 only if everything passes and writes reports/validate-*.md/.json.
+
+--profile federated also checks node B's services (made by
+` + "`agentos up --profile federated`" + `), both peers files, each node's mTLS peer
+API with the other's certificate, then forwards a run from A to B and streams
+its events back through A (gapless sequence 1..N, terminal event last).`,
 		Args: cobra.NoArgs,
 	}
 	cf := bindConfigFlags(cmd)
-	cmd.Flags().StringVar(&profile, "profile", "local", "local or federated")
+	cmd.Flags().StringVar(&profile, "profile", profileLocal, "local, or federated (node A and node B of `agentos up --profile federated`)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		n, err := nodeFromFlags(cf)
 		if err != nil {
 			return err
+		}
+		if profile, err = resolveProfile(profile, n.Cfg.Home); err != nil {
+			return &ExitError{Code: 2, Err: err}
+		}
+		if profile == profileFederated {
+			ok, err := loadNodeB(n)
+			if err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			if !ok {
+				return &ExitError{Code: 2, Err: fmt.Errorf("no node B under %s: run `agentos up --profile federated` first", n.Cfg.Home)}
+			}
+			if _, ok := n.service("federation"); !ok {
+				return &ExitError{Code: 2, Err: errors.New("federation is not available in this build")}
+			}
 		}
 		out := cmd.OutOrStdout()
 		p := NewProgress(out, isTerminal(os.Stdout))
@@ -64,6 +88,7 @@ type validator struct {
 type checkError struct {
 	check   string
 	service string
+	node    *Node // the node the service belongs to; nil: node A
 	next    string
 	err     error
 }
@@ -89,51 +114,64 @@ func (v *validator) run(ctx context.Context) error {
 	return err
 }
 
-// health checks /v1/health and /readyz of every service.
+// health checks /v1/health and /readyz of every service of every node.
 func (v *validator) health(ctx context.Context) error {
 	var failed *checkError
-	ok := 0
-	for _, s := range v.n.Services {
-		for _, path := range []string{s.HealthPath, "/readyz"} {
-			start := time.Now()
-			name := s.Name + " " + path
-			var err error
-			var h Health
-			if path == "/readyz" {
-				err = getReady(ctx, v.n.HTTP, s.URL)
-			} else {
-				h, err = GetHealth(ctx, v.n.HTTP, s.URL, path)
-				if err == nil {
-					v.rep.Versions.Services[s.Name] = h.Version
-				}
-			}
-			res := CheckResult{Name: name, OK: err == nil, DurationMs: time.Since(start).Milliseconds()}
-			if err != nil {
-				res.Error = err.Error()
-				if failed == nil {
-					failed = &checkError{check: "health " + name, service: s.Name, next: "agentos up", err: err}
-					// A dependency named by /readyz is the thing to blame.
-					if dep := readyDependency(err); dep != "" {
-						failed.service = dep
+	ok, total := 0, 0
+	for _, n := range v.n.all() {
+		total += len(n.Services)
+	}
+	for _, n := range v.n.all() {
+		for _, s := range n.Services {
+			for _, path := range []string{s.HealthPath, "/readyz"} {
+				start := time.Now()
+				name := n.label(s.Name) + " " + path
+				var err error
+				var h Health
+				if path == "/readyz" {
+					err = getReady(ctx, n.HTTP, s.URL)
+				} else {
+					h, err = GetHealth(ctx, n.HTTP, s.URL, path)
+					if err == nil {
+						v.rep.Versions.Services[s.Name] = h.Version
 					}
 				}
-			} else {
-				res.Detail = "ok"
-				if h.Version != "" {
-					res.Detail = "version " + h.Version
+				res := CheckResult{Name: name, OK: err == nil, DurationMs: time.Since(start).Milliseconds()}
+				if err != nil {
+					res.Error = err.Error()
+					if failed == nil {
+						failed = &checkError{check: "health " + name, service: s.Name, node: n, next: "agentos up" + profileFlag(v.n), err: err}
+						// A dependency named by /readyz is the thing to blame.
+						if dep := readyDependency(err); dep != "" {
+							failed.service = dep
+						}
+					}
+				} else {
+					res.Detail = "ok"
+					if h.Version != "" {
+						res.Detail = "version " + h.Version
+					}
 				}
+				v.rep.Health = append(v.rep.Health, res)
 			}
-			v.rep.Health = append(v.rep.Health, res)
+			if failed == nil || failed.node != n || failed.service != s.Name {
+				ok++
+			}
+			v.p.Milestone("services healthy", ok, total)
 		}
-		if failed == nil || failed.service != s.Name {
-			ok++
-		}
-		v.p.Milestone("services healthy", ok, len(v.n.Services))
 	}
 	if failed != nil {
 		return failed
 	}
 	return nil
+}
+
+// profileFlag is " --profile federated" when a has node B.
+func profileFlag(a *Node) string {
+	if a.B != nil {
+		return " --profile federated"
+	}
+	return ""
 }
 
 // getReady calls /readyz; a 503 names the failing dependency.
@@ -189,19 +227,11 @@ func (v *validator) smoke(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	checks := []struct {
-		name    string
-		service string
-		fn      func(context.Context) (string, error)
-	}{}
+	var checks []check
 	var run store.Run
 	var before, beforeMP map[string]float64
 	add := func(name, service string, fn func(context.Context) (string, error)) {
-		checks = append(checks, struct {
-			name    string
-			service string
-			fn      func(context.Context) (string, error)
-		}{name, service, fn})
+		checks = append(checks, check{name: name, service: service, fn: fn})
 	}
 	tenantID := creds.TenantID
 	if tenantID == "" {
@@ -338,11 +368,32 @@ func (v *validator) smoke(ctx context.Context) error {
 		return v.isolation(ctx, admin, run.RunID)
 	})
 
+	if err := v.runChecks(ctx, "smoke tests passed", checks, &v.rep.Smoke); err != nil {
+		return err
+	}
+	if v.n.B != nil {
+		return v.federation(ctx, tenant)
+	}
+	return nil
+}
+
+// check is one smoke test: fn returns a detail line or an error; service
+// (on node, nil for node A) is blamed unless the error is a *checkError.
+type check struct {
+	name    string
+	service string
+	node    *Node
+	fn      func(context.Context) (string, error)
+}
+
+// runChecks runs checks in order, recording each into dst; after the first
+// failure the rest are recorded as skipped. It returns the first failure.
+func (v *validator) runChecks(ctx context.Context, milestone string, checks []check, dst *[]CheckResult) error {
 	var first error
 	passed := 0
 	for _, c := range checks {
 		if first != nil {
-			v.rep.Smoke = append(v.rep.Smoke, CheckResult{Name: c.name, Error: "skipped: an earlier check failed"})
+			*dst = append(*dst, CheckResult{Name: c.name, Error: "skipped: an earlier check failed"})
 			continue
 		}
 		start := time.Now()
@@ -352,17 +403,21 @@ func (v *validator) smoke(ctx context.Context) error {
 			res.Error = err.Error()
 			var ce *checkError
 			if !errors.As(err, &ce) {
-				ce = &checkError{check: c.name, service: c.service, err: err}
+				ce = &checkError{check: c.name, service: c.service, node: c.node, err: err}
 			}
 			if ce.next == "" {
-				ce.next = "agentos logs " + ce.service + " --tail 100"
+				n := v.n
+				if ce.node != nil {
+					n = ce.node
+				}
+				ce.next = "agentos logs " + ce.service + n.nodeFlag() + " --tail 100"
 			}
 			first = ce
 		} else {
 			passed++
 		}
-		v.rep.Smoke = append(v.rep.Smoke, res)
-		v.p.Milestone("smoke tests passed", passed, len(checks))
+		*dst = append(*dst, res)
+		v.p.Milestone(milestone, passed, len(checks))
 		mark := "pass"
 		if err != nil {
 			mark = "FAIL"
@@ -436,4 +491,251 @@ func firstNonEmpty(ss ...string) string {
 		}
 	}
 	return ""
+}
+
+// federation runs the federated profile's checks after node A's smoke
+// tests: both peers files, each node's peer API reached over mTLS with the
+// other node's certificate (info and capabilities), a run forwarded from A
+// to B through A's federation client API, its events streamed back through
+// A (gapless sequence 1..N, terminal event last), and the run as node B's
+// orchestrator sees it.
+func (v *validator) federation(ctx context.Context, tenant *Client) error {
+	a, b := v.n, v.n.B
+	if v.rep.Federation == nil {
+		v.rep.Federation = &FederationReport{Peers: map[string]string{}, Checks: []CheckResult{}}
+	}
+	var fwd federation.Forwarded
+	var streamed []store.Event
+	checks := []check{
+		{name: "peers configured", service: "federation", fn: func(context.Context) (string, error) {
+			return checkPeersFiles(a, b)
+		}},
+		{name: "a→b peer info over mTLS", service: "federation", node: b, fn: func(ctx context.Context) (string, error) {
+			return probePeer(ctx, a, b)
+		}},
+		{name: "b→a peer info over mTLS", service: "federation", node: a, fn: func(ctx context.Context) (string, error) {
+			return probePeer(ctx, b, a)
+		}},
+		{name: "forward a→b", service: "federation", fn: func(ctx context.Context) (string, error) {
+			var err error
+			fwd, err = forwardRun(ctx, tenant, a.Cfg.FederationURL, b.Cfg.StackID)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("%s created on %s as %s", fwd.RemoteRunID, fwd.RemoteStackID, fwd.TenantID), nil
+		}},
+		{name: "stream back through a", service: "federation", fn: func(ctx context.Context) (string, error) {
+			if fwd.RemoteRunID == "" {
+				return "", errors.New("no forwarded run to stream")
+			}
+			ctx, cancel := context.WithTimeout(ctx, smokeRunTimeout)
+			defer cancel()
+			var err error
+			streamed, err = streamForwarded(ctx, tenant, a.Cfg.FederationURL, fwd, func(ev store.Event) {
+				v.p.Status(fmt.Sprintf("forwarded run %s: event %d %s", fwd.RemoteRunID, ev.Sequence, strings.TrimPrefix(ev.Type, "agentos.")))
+			})
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("%d events, sequence 1..%d, last %s", len(streamed), len(streamed), streamed[len(streamed)-1].Type), nil
+		}},
+		{name: "forwarded run on b", service: "orchestrator", node: b, fn: func(ctx context.Context) (string, error) {
+			return checkRunOnB(ctx, b, fwd, len(streamed))
+		}},
+	}
+	return v.runChecks(ctx, "federation checks passed", checks, &v.rep.Federation.Checks)
+}
+
+// checkPeersFiles makes sure each node lists the other as a peer at its
+// peer API URL.
+func checkPeersFiles(a, b *Node) (string, error) {
+	for _, x := range []struct{ self, other *Node }{{a, b}, {b, a}} {
+		path := nodeFederationFiles(x.self).Peers
+		ps, err := peers.Load(path)
+		if err != nil {
+			return "", &checkError{check: "peers configured", service: "federation", node: x.self,
+				next: "agentos up --profile federated", err: fmt.Errorf("node %s peers file: %w", x.self.Name, err)}
+		}
+		found := false
+		for _, p := range ps {
+			if p.StackID == x.other.Cfg.StackID {
+				found = true
+				if want := peerURL(x.other.Cfg); p.FederationURL != want {
+					return "", &checkError{check: "peers configured", service: "federation", node: x.self,
+						next: "agentos up --profile federated",
+						err:  fmt.Errorf("node %s lists %s at %s, want %s (%s)", x.self.Name, p.StackID, p.FederationURL, want, path)}
+				}
+			}
+		}
+		if !found {
+			return "", &checkError{check: "peers configured", service: "federation", node: x.self,
+				next: "agentos up --profile federated",
+				err:  fmt.Errorf("node %s does not list %s in %s", x.self.Name, x.other.Cfg.StackID, path)}
+		}
+	}
+	return fmt.Sprintf("%s lists %s and %s lists %s", a.Cfg.StackID, b.Cfg.StackID, b.Cfg.StackID, a.Cfg.StackID), nil
+}
+
+// probePeer calls to's mTLS peer API with from's node certificate and checks
+// its peer info names to's stack and its capabilities include forwarding
+// and event streaming.
+func probePeer(ctx context.Context, from, to *Node) (string, error) {
+	f := nodeFederationFiles(from)
+	nt, err := pki.LoadNodeTLS(f.CA, f.Cert, f.Key)
+	if err != nil {
+		return "", &checkError{check: from.Name + "→" + to.Name + " peer info over mTLS", service: "federation", node: from,
+			next: "agentos up --profile federated", err: fmt.Errorf("node %s certificate: %w", from.Name, err)}
+	}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: nt.ClientConfig(nil, "")}}
+	defer hc.CloseIdleConnections()
+	c := &Client{HTTP: hc}
+	base := peerURL(to.Cfg)
+	var info struct {
+		Peer federation.PeerInfo `json:"peer"`
+	}
+	if err := c.do(ctx, http.MethodGet, base, "/v1/federation/peer", nil, &info); err != nil {
+		return "", fmt.Errorf("GET %s/v1/federation/peer with %s's certificate: %w", base, from.Cfg.StackID, err)
+	}
+	if info.Peer.StackID != to.Cfg.StackID {
+		return "", fmt.Errorf("%s answers as stack %q, want %s", base, info.Peer.StackID, to.Cfg.StackID)
+	}
+	var caps struct {
+		Capabilities federation.Capabilities `json:"capabilities"`
+	}
+	if err := c.do(ctx, http.MethodGet, base, "/v1/federation/peer/capabilities", nil, &caps); err != nil {
+		return "", fmt.Errorf("GET %s/v1/federation/peer/capabilities: %w", base, err)
+	}
+	for _, want := range []string{federation.CapRunsForward, federation.CapEventsStream} {
+		if !caps.Capabilities.Has(want) {
+			return "", fmt.Errorf("%s does not offer %s", to.Cfg.StackID, want)
+		}
+	}
+	return fmt.Sprintf("%s (region %s, version %s) offers %s, %s", info.Peer.StackID, info.Peer.Region, info.Peer.Build.Version,
+		federation.CapRunsForward, federation.CapEventsStream), nil
+}
+
+// forwardRun asks the federation client API at base to run the sample
+// agent on stack target.
+func forwardRun(ctx context.Context, c *Client, base, target string) (federation.Forwarded, error) {
+	body := map[string]any{"forward": map[string]any{
+		"target_selector": map[string]any{"stack_id": target,
+			"required_capabilities": []string{"runs.forward", "events_stream"}},
+		"run_request": map[string]any{"agent_id": sampleAgentID,
+			"input":           map[string]any{"type": "text", "text": "agentos validate: federated smoke test"},
+			"idempotency_key": "validate-fed-" + time.Now().UTC().Format("20060102T150405.000000000")},
+	}}
+	var out struct {
+		Forwarded federation.Forwarded `json:"forwarded"`
+	}
+	if err := c.do(ctx, http.MethodPost, base, "/v1/federation/runs:forward", body, &out); err != nil {
+		return out.Forwarded, fmt.Errorf("POST %s/v1/federation/runs:forward: %w", base, err)
+	}
+	f := out.Forwarded
+	switch {
+	case f.RemoteStackID != target:
+		return f, fmt.Errorf("forwarded to %q, want %s", f.RemoteStackID, target)
+	case f.RemoteRunID == "":
+		return f, errors.New("forward answered without remote_run_id")
+	case f.RemoteEventsURL == "":
+		return f, errors.New("forward answered without remote_events_url")
+	}
+	return f, nil
+}
+
+// streamForwarded reads the forwarded run's events over SSE through the
+// federation client API at base until the terminal event, and checks them:
+// the run and tenant of the forward, sequence 1..N without gaps, the
+// terminal event last and agentos.run.completed.
+func streamForwarded(ctx context.Context, c *Client, base string, f federation.Forwarded, progress func(store.Event)) ([]store.Event, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+f.RemoteEventsURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	c.authorize(req)
+	resp, err := c.http().Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return nil, decodeAPIError(resp.StatusCode, data)
+	}
+	var evs []store.Event
+	err = ReadSSE(resp.Body, func(fr SSEFrame) error {
+		if len(fr.Data) == 0 {
+			return nil
+		}
+		ev, err := DecodeEventData(fr.Data)
+		if err != nil {
+			return err
+		}
+		evs = append(evs, ev)
+		progress(ev)
+		if store.IsTerminalEvent(ev.Type) {
+			return errStreamDone
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStreamDone) {
+		return evs, fmt.Errorf("after %d events: %w", len(evs), err)
+	}
+	return evs, checkEventSequence(evs, f)
+}
+
+// checkEventSequence checks a forwarded run's streamed events.
+func checkEventSequence(evs []store.Event, f federation.Forwarded) error {
+	if len(evs) == 0 {
+		return errors.New("the stream ended without events")
+	}
+	for i, ev := range evs {
+		switch {
+		case ev.Sequence != int64(i+1):
+			return fmt.Errorf("event %d has sequence %d: want gapless 1..N", i+1, ev.Sequence)
+		case ev.RunID != f.RemoteRunID:
+			return fmt.Errorf("event %d belongs to run %q, want %s", ev.Sequence, ev.RunID, f.RemoteRunID)
+		case f.TenantID != "" && ev.TenantID != f.TenantID:
+			return fmt.Errorf("event %d belongs to tenant %q, want %s", ev.Sequence, ev.TenantID, f.TenantID)
+		case i < len(evs)-1 && store.IsTerminalEvent(ev.Type):
+			return fmt.Errorf("terminal event %s at sequence %d is not the last", ev.Type, ev.Sequence)
+		}
+	}
+	last := evs[len(evs)-1]
+	if !store.IsTerminalEvent(last.Type) {
+		return fmt.Errorf("the stream ended after %s (sequence %d) without a terminal event", last.Type, last.Sequence)
+	}
+	if last.Type != store.EventRunCompleted {
+		return fmt.Errorf("the forwarded run ended with %s, want %s: %s", last.Type, store.EventRunCompleted, string(last.Payload))
+	}
+	return nil
+}
+
+// checkRunOnB reads the forwarded run from node B's orchestrator with node
+// B's tenant-admin credentials: it must be completed there with the events
+// that were streamed back.
+func checkRunOnB(ctx context.Context, b *Node, f federation.Forwarded, streamed int) (string, error) {
+	if f.RemoteRunID == "" {
+		return "", errors.New("no forwarded run to look up")
+	}
+	creds, err := loadCredentials(b.Cfg.CredentialsFile())
+	if err != nil {
+		return "", &checkError{check: "forwarded run on b", service: "orchestrator", node: b, next: "agentos up --profile federated", err: err}
+	}
+	c := &Client{BaseURL: b.Cfg.OrchestratorURL, Token: creds.TenantAdmin.Token, HTTP: b.HTTP}
+	run, err := c.GetRun(ctx, f.RemoteRunID)
+	if err != nil {
+		return "", fmt.Errorf("GET run %s on %s: %w", f.RemoteRunID, b.Cfg.StackID, err)
+	}
+	if run.Status != store.RunCompleted {
+		return "", fmt.Errorf("run %s is %s on %s, want completed", run.RunID, run.Status, b.Cfg.StackID)
+	}
+	evs, err := c.ListEvents(ctx, f.RemoteRunID)
+	if err != nil {
+		return "", fmt.Errorf("list events of %s on %s: %w", f.RemoteRunID, b.Cfg.StackID, err)
+	}
+	if len(evs) != streamed {
+		return "", fmt.Errorf("%s holds %d events of %s, but %d were streamed back through node a", b.Cfg.StackID, len(evs), run.RunID, streamed)
+	}
+	return fmt.Sprintf("%s completed on %s with %d events", run.RunID, b.Cfg.StackID, len(evs)), nil
 }
