@@ -1,0 +1,113 @@
+package postgres
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/nexixai/agentos/internal/ids"
+	"github.com/nexixai/agentos/internal/store"
+)
+
+// Limits of ListAudit.
+const (
+	defaultAuditLimit = 100
+	maxAuditLimit     = 10000
+)
+
+// AppendAudit appends r to the global chain: Seq = last+1, PrevHash = the
+// last record's Hash ("" for the first), Hash = store.HashAudit(r). AuditID
+// (ids.New("aud_")) and Time (now) are filled when empty; Time is stored UTC
+// with microsecond precision so the hash recomputes after reading back.
+// Appends from every replica are serialized by the lock on audit_head.
+func (db *DB) AppendAudit(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error) {
+	var out store.AuditRecord
+	err := db.Tx(ctx, func(tx pgx.Tx) error {
+		var err error
+		out, err = db.appendAuditTx(ctx, tx, r)
+		return err
+	})
+	return out, err
+}
+
+// appendAuditTx appends r inside tx. It locks the chain head, so it must be
+// the last lock a transaction takes (CreateRun calls it last).
+func (db *DB) appendAuditTx(ctx context.Context, tx pgx.Tx, r store.AuditRecord) (store.AuditRecord, error) {
+	if r.AuditID == "" {
+		r.AuditID = ids.New("aud_")
+	}
+	if r.Time.IsZero() {
+		r.Time = db.now()
+	}
+	r.Time = utc(r.Time)
+	pc, err := nullableJSON("policy_context", r.PolicyContext)
+	if err != nil {
+		return r, err
+	}
+	details, err := nullableJSON("details", r.Details)
+	if err != nil {
+		return r, err
+	}
+	var lastSeq int64
+	var lastHash string
+	if err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE`).Scan(&lastSeq, &lastHash); err != nil {
+		return r, mapErr(err, "audit chain head")
+	}
+	r.Seq, r.PrevHash = lastSeq+1, lastHash
+	r.Hash = store.HashAudit(r)
+	if _, err := tx.Exec(ctx, `INSERT INTO audit_log (tenant_id, seq, audit_id, time, principal_id, action, target,
+		outcome, policy_context, details, correlation_id, prev_hash, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)`,
+		r.TenantID, r.Seq, r.AuditID, r.Time, r.PrincipalID, r.Action, r.Target, r.Outcome, pc, details,
+		r.CorrelationID, r.PrevHash, r.Hash); err != nil {
+		return r, mapErr(err, "audit record")
+	}
+	if _, err := tx.Exec(ctx, `UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1`, r.Seq, r.Hash); err != nil {
+		return r, mapErr(err, "audit chain head")
+	}
+	return r, nil
+}
+
+// nullableJSON encodes a map column; nil is NULL.
+func nullableJSON(field string, m map[string]any) (any, error) {
+	if m == nil {
+		return nil, nil
+	}
+	return toJSON(field, m)
+}
+
+// ListAudit lists records in Seq order; TenantID "" lists every tenant.
+func (db *DB) ListAudit(ctx context.Context, p store.ListAuditParams) ([]store.AuditRecord, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = defaultAuditLimit
+	}
+	limit = min(limit, maxAuditLimit)
+	q := `SELECT tenant_id, seq, audit_id, time, principal_id, action, target, outcome, policy_context, details,
+		correlation_id, prev_hash, hash FROM audit_log WHERE `
+	args := []any{p.AfterSeq, limit}
+	if p.TenantID != "" {
+		q += `tenant_id = $3 AND `
+		args = append(args, p.TenantID)
+	}
+	q += `seq > $1 ORDER BY seq LIMIT $2`
+	rows, err := db.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, mapErr(err, "audit log")
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.AuditRecord, error) {
+		var r store.AuditRecord
+		var t time.Time
+		var pc, details []byte
+		if err := row.Scan(&r.TenantID, &r.Seq, &r.AuditID, &t, &r.PrincipalID, &r.Action, &r.Target, &r.Outcome,
+			&pc, &details, &r.CorrelationID, &r.PrevHash, &r.Hash); err != nil {
+			return r, err
+		}
+		r.Time = t.UTC()
+		if err := fromJSONNumbers(pc, &r.PolicyContext); err != nil {
+			return r, err
+		}
+		return r, fromJSONNumbers(details, &r.Details)
+	})
+	return out, mapErr(err, "audit log")
+}

@@ -1,0 +1,158 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/store"
+)
+
+// toJSON encodes a JSON column. The domain types are plain data, so Marshal
+// only fails on values such as NaN, reported as invalid input.
+func toJSON(field string, v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", errs.Field(field, "cannot be encoded: %v", err)
+	}
+	return string(b), nil
+}
+
+// fromJSON decodes a JSON column (NULL leaves v unchanged).
+func fromJSON(b []byte, v any) error {
+	if len(b) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return errs.Wrap(errs.Internal, err, "corrupt JSON column")
+	}
+	return nil
+}
+
+// fromJSONNumbers is fromJSON keeping numbers in maps as json.Number, so that
+// re-encoding is byte-identical (audit hashes depend on it).
+func fromJSONNumbers(b []byte, v any) error {
+	if len(b) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return errs.Wrap(errs.Internal, err, "corrupt JSON column")
+	}
+	return nil
+}
+
+// rawOrNull stores a json.RawMessage verbatim (json column); empty is NULL.
+func rawOrNull(m json.RawMessage) any {
+	if len(m) == 0 {
+		return nil
+	}
+	return string(m)
+}
+
+// rawFrom decodes a verbatim json column; NULL is nil.
+func rawFrom(b []byte) json.RawMessage {
+	if b == nil {
+		return nil
+	}
+	return json.RawMessage(b)
+}
+
+// CreateTenant inserts t. ErrConflict if the id exists.
+func (db *DB) CreateTenant(ctx context.Context, t store.Tenant) error {
+	if err := required("tenant_id", t.TenantID); err != nil {
+		return err
+	}
+	args, err := tenantArgs(t)
+	if err != nil {
+		return err
+	}
+	_, err = db.pool.Exec(ctx, `INSERT INTO tenants (tenant_id, name, status, plan_tier, created_at, updated_at,
+		default_policy_id, entitlements, quotas, metadata) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)`, args...)
+	return mapErr(err, "tenant "+t.TenantID)
+}
+
+func tenantArgs(t store.Tenant) ([]any, error) {
+	ent, err := toJSON("entitlements", t.Entitlements)
+	if err != nil {
+		return nil, err
+	}
+	quo, err := toJSON("quotas", t.Quotas)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := toJSON("metadata", t.Metadata)
+	if err != nil {
+		return nil, err
+	}
+	return []any{t.TenantID, t.Name, t.Status, t.PlanTier, ts(t.CreatedAt), ts(t.UpdatedAt),
+		t.DefaultPolicyID, ent, quo, meta}, nil
+}
+
+const tenantCols = `tenant_id, name, status, plan_tier, created_at, updated_at, default_policy_id, entitlements, quotas, metadata`
+
+func scanTenant(row pgx.Row) (store.Tenant, error) {
+	var t store.Tenant
+	var created, updated *time.Time
+	var ent, quo, meta []byte
+	if err := row.Scan(&t.TenantID, &t.Name, &t.Status, &t.PlanTier, &created, &updated,
+		&t.DefaultPolicyID, &ent, &quo, &meta); err != nil {
+		return t, err
+	}
+	t.CreatedAt, t.UpdatedAt = fromTS(created), fromTS(updated)
+	if err := fromJSON(ent, &t.Entitlements); err != nil {
+		return t, err
+	}
+	if err := fromJSON(quo, &t.Quotas); err != nil {
+		return t, err
+	}
+	return t, fromJSON(meta, &t.Metadata)
+}
+
+// GetTenant returns ErrNotFound for an unknown id.
+func (db *DB) GetTenant(ctx context.Context, tenantID string) (store.Tenant, error) {
+	t, err := scanTenant(db.pool.QueryRow(ctx, `SELECT `+tenantCols+` FROM tenants WHERE tenant_id = $1`, tenantID))
+	return t, mapErr(err, "tenant "+tenantID)
+}
+
+// ListTenants returns all tenants ordered by id.
+func (db *DB) ListTenants(ctx context.Context) ([]store.Tenant, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+tenantCols+` FROM tenants ORDER BY tenant_id`)
+	if err != nil {
+		return nil, mapErr(err, "tenants")
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Tenant, error) { return scanTenant(r) })
+	return out, mapErr(err, "tenants")
+}
+
+// UpdateTenant replaces everything but tenant_id and created_at.
+func (db *DB) UpdateTenant(ctx context.Context, t store.Tenant) error {
+	if err := required("tenant_id", t.TenantID); err != nil {
+		return err
+	}
+	args, err := tenantArgs(t)
+	if err != nil {
+		return err
+	}
+	tag, err := db.pool.Exec(ctx, `UPDATE tenants SET name = $1, status = $2, plan_tier = $3, updated_at = $4,
+		default_policy_id = $5, entitlements = $6, quotas = $7, metadata = $8 WHERE tenant_id = $9`,
+		args[1], args[2], args[3], args[5], args[6], args[7], args[8], args[9], t.TenantID)
+	return mustAffect(tag, err, "tenant "+t.TenantID)
+}
+
+// mustAffect maps err, and turns "no row changed" into not found.
+func mustAffect(tag pgconn.CommandTag, err error, what string) error {
+	if err != nil {
+		return mapErr(err, what)
+	}
+	if tag.RowsAffected() == 0 {
+		return errs.E(errs.NotFound, "%s not found", what)
+	}
+	return nil
+}
