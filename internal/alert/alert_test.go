@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"mime"
 	"mime/quotedprintable"
 	"net"
 	"net/mail"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/nexixai/agentos/internal/alert/alerttest"
 	"github.com/nexixai/agentos/internal/errs"
 )
 
@@ -26,34 +26,23 @@ func envOf(m map[string]string) func(string) (string, bool) {
 	}
 }
 
-// parsed is a delivered message decoded for assertions.
-type parsed struct {
-	From, To, Subject, Body string
-	Header                  mail.Header
-}
-
-func parseDelivery(t *testing.T, d delivery) parsed {
+func parseDelivery(t *testing.T, d alerttest.Delivery) alerttest.Message {
 	t.Helper()
-	m, err := mail.ReadMessage(strings.NewReader(d.Data))
+	m, err := d.Parse()
 	require.NoError(t, err)
-	body, err := io.ReadAll(quotedprintable.NewReader(m.Body))
-	require.NoError(t, err)
-	subject, err := new(mime.WordDecoder).DecodeHeader(m.Header.Get("Subject"))
-	require.NoError(t, err)
-	return parsed{From: m.Header.Get("From"), To: m.Header.Get("To"), Subject: subject,
-		Body: strings.ReplaceAll(string(body), "\r\n", "\n"), Header: m.Header}
+	return m
 }
 
 func TestSendDelivers(t *testing.T) {
 	t.Parallel()
-	srv := startSMTP(t, nil)
+	srv := alerttest.Start(t, nil)
 	cfg := SMTPConfig{Addr: srv.Addr, From: "agentos@example.com", To: []string{"ops@example.com", "oncall@example.org"}}
 	body := "Node stk_a is fine.\n.leading dot line\nünïcode and a very long line " + strings.Repeat("x", 120)
 	err := Send(context.Background(), cfg, Alert{Subject: "AgentOS test alert\r\nBcc: evil@example.com",
 		Body: body, Labels: map[string]string{"severity": "info", "alertname": "AgentOSTestAlert"}})
 	require.NoError(t, err)
 
-	got := srv.deliveries()
+	got := srv.Deliveries()
 	require.Len(t, got, 1)
 	require.Equal(t, "agentos@example.com", got[0].From)
 	require.Equal(t, []string{"ops@example.com", "oncall@example.org"}, got[0].To)
@@ -70,14 +59,14 @@ func TestSendDelivers(t *testing.T) {
 
 func TestSendStartTLSAndAuth(t *testing.T) {
 	t.Parallel()
-	serverTLS, clientTLS := selfSignedTLS(t)
-	srv := startSMTP(t, func(s *smtpServer) {
+	serverTLS, clientTLS := alerttest.SelfSignedTLS(t)
+	srv := alerttest.Start(t, func(s *alerttest.Server) {
 		s.TLS, s.User, s.Password = serverTLS, "alerts", "s3cret"
 	})
 	cfg := SMTPConfig{Addr: srv.Addr, From: "agentos@example.com", To: []string{"ops@example.com"},
 		Username: "alerts", Password: "s3cret", StartTLS: true, TLS: clientTLS}
 	require.NoError(t, Send(context.Background(), cfg, Alert{Subject: "ünïcode subject", Body: "hello"}))
-	got := srv.deliveries()
+	got := srv.Deliveries()
 	require.Len(t, got, 1)
 	require.True(t, got[0].TLS)
 	require.Equal(t, "alerts:s3cret", got[0].Auth)
@@ -108,19 +97,19 @@ func TestSendRefused(t *testing.T) {
 
 func TestSendRcptRejected(t *testing.T) {
 	t.Parallel()
-	srv := startSMTP(t, func(s *smtpServer) { s.RejectRcpt = map[string]bool{"nobody@example.com": true} })
+	srv := alerttest.Start(t, func(s *alerttest.Server) { s.RejectRcpt = map[string]bool{"nobody@example.com": true} })
 	err := Send(context.Background(), SMTPConfig{Addr: srv.Addr, From: "a@example.com",
 		To: []string{"ops@example.com", "nobody@example.com"}}, Alert{Subject: "x", Body: "y"})
 	se := sendErr(t, err)
 	require.Equal(t, "rcpt", se.Step)
 	require.Equal(t, "to nobody@example.com", se.Detail)
 	require.Contains(t, err.Error(), "550")
-	require.Empty(t, srv.deliveries(), "nothing is delivered when a recipient is refused")
+	require.Empty(t, srv.Deliveries(), "nothing is delivered when a recipient is refused")
 }
 
 func TestSendAuthRejected(t *testing.T) {
 	t.Parallel()
-	srv := startSMTP(t, func(s *smtpServer) { s.User, s.Password = "alerts", "right" })
+	srv := alerttest.Start(t, func(s *alerttest.Server) { s.User, s.Password = "alerts", "right" })
 	err := Send(context.Background(), SMTPConfig{Addr: srv.Addr, From: "a@example.com", To: []string{"b@example.com"},
 		Username: "alerts", Password: "wrong"}, Alert{Subject: "x"})
 	se := sendErr(t, err)
@@ -130,18 +119,18 @@ func TestSendAuthRejected(t *testing.T) {
 
 func TestSendStartTLSNotOffered(t *testing.T) {
 	t.Parallel()
-	srv := startSMTP(t, nil)
+	srv := alerttest.Start(t, nil)
 	err := Send(context.Background(), SMTPConfig{Addr: srv.Addr, From: "a@example.com", To: []string{"b@example.com"},
 		StartTLS: true}, Alert{Subject: "x"})
 	se := sendErr(t, err)
 	require.Equal(t, "starttls", se.Step)
 	require.Contains(t, err.Error(), EnvStartTLS)
-	require.Empty(t, srv.deliveries())
+	require.Empty(t, srv.Deliveries())
 }
 
 func TestSendAuthNotOffered(t *testing.T) {
 	t.Parallel()
-	srv := startSMTP(t, nil)
+	srv := alerttest.Start(t, nil)
 	err := Send(context.Background(), SMTPConfig{Addr: srv.Addr, From: "a@example.com", To: []string{"b@example.com"},
 		Username: "u", Password: "p"}, Alert{Subject: "x"})
 	require.Equal(t, "auth", sendErr(t, err).Step)

@@ -84,6 +84,7 @@ func commands() []*cobra.Command {
 		newAuditCmd(),
 		newCertsCmd(),
 		newPeersCmd(),
+		newTestAlertCmd(),
 	}
 }
 

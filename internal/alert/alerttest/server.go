@@ -1,4 +1,7 @@
-package alert
+// Package alerttest runs a small SMTP server on 127.0.0.1:0 for tests of
+// code that sends alerts: it speaks EHLO/HELO, optional STARTTLS and AUTH
+// PLAIN, MAIL, RCPT, DATA, RSET, NOOP and QUIT, and records what it accepts.
+package alerttest
 
 import (
 	"bufio"
@@ -9,8 +12,12 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"io"
 	"math/big"
+	"mime"
+	"mime/quotedprintable"
 	"net"
+	"net/mail"
 	"strings"
 	"sync"
 	"testing"
@@ -19,8 +26,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// delivery is one message accepted by the test SMTP server.
-type delivery struct {
+// Delivery is one message accepted by the test SMTP server.
+type Delivery struct {
 	From string
 	To   []string
 	Data string // with dot-stuffing undone, CRLF line ends
@@ -28,9 +35,9 @@ type delivery struct {
 	Auth string // "user:password" when AUTH PLAIN was used
 }
 
-// smtpServer is a tiny SMTP server on 127.0.0.1:0 for tests: EHLO/HELO,
+// Server is a tiny SMTP server on 127.0.0.1:0 for tests: EHLO/HELO,
 // optional STARTTLS and AUTH PLAIN, MAIL, RCPT, DATA, RSET, NOOP, QUIT.
-type smtpServer struct {
+type Server struct {
 	Addr string
 	// RejectRcpt makes RCPT to these addresses fail with 550.
 	RejectRcpt map[string]bool
@@ -42,15 +49,17 @@ type smtpServer struct {
 
 	ln   net.Listener
 	mu   sync.Mutex
-	msgs []delivery
+	msgs []Delivery
 	wg   sync.WaitGroup
 }
 
-func startSMTP(t *testing.T, configure func(*smtpServer)) *smtpServer {
+// Start runs a server until the test ends; configure, if not nil, sets
+// its options before it accepts connections.
+func Start(t testing.TB, configure func(*Server)) *Server {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	s := &smtpServer{Addr: ln.Addr().String(), ln: ln}
+	s := &Server{Addr: ln.Addr().String(), ln: ln}
 	if configure != nil {
 		configure(s)
 	}
@@ -76,13 +85,14 @@ func startSMTP(t *testing.T, configure func(*smtpServer)) *smtpServer {
 	return s
 }
 
-func (s *smtpServer) deliveries() []delivery {
+// Deliveries returns the messages accepted so far.
+func (s *Server) Deliveries() []Delivery {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]delivery(nil), s.msgs...)
+	return append([]Delivery(nil), s.msgs...)
 }
 
-func (s *smtpServer) serve(conn net.Conn) {
+func (s *Server) serve(conn net.Conn) {
 	defer func() { _ = conn.Close() }()
 	_ = conn.SetDeadline(time.Now().Add(time.Minute))
 	r := bufio.NewReader(conn)
@@ -93,7 +103,7 @@ func (s *smtpServer) serve(conn net.Conn) {
 		}
 		return w.Flush() == nil
 	}
-	var cur delivery
+	var cur Delivery
 	isTLS := false
 	if !reply("220 test.local ESMTP ready") {
 		return
@@ -173,10 +183,10 @@ func (s *smtpServer) serve(conn net.Conn) {
 			s.mu.Lock()
 			s.msgs = append(s.msgs, cur)
 			s.mu.Unlock()
-			cur = delivery{Auth: cur.Auth}
+			cur = Delivery{Auth: cur.Auth}
 			reply("250 2.0.0 queued")
 		case "RSET":
-			cur = delivery{Auth: cur.Auth}
+			cur = Delivery{Auth: cur.Auth}
 			reply("250 2.0.0 ok")
 		case "NOOP":
 			reply("250 2.0.0 ok")
@@ -199,9 +209,9 @@ func addrArg(arg string) string {
 	return rest
 }
 
-// selfSignedTLS returns a server config for 127.0.0.1 and a client config
+// SelfSignedTLS returns a server config for 127.0.0.1 and a client config
 // trusting it.
-func selfSignedTLS(t *testing.T) (server, client *tls.Config) {
+func SelfSignedTLS(t testing.TB) (server, client *tls.Config) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
@@ -223,4 +233,30 @@ func selfSignedTLS(t *testing.T) (server, client *tls.Config) {
 	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
 	client = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
 	return server, client
+}
+
+// Message is a delivered message decoded for assertions.
+type Message struct {
+	From, To, Subject string
+	Body              string // quoted-printable decoded, LF line ends
+	Header            mail.Header
+}
+
+// Parse decodes the message of d: headers, MIME-encoded subject and the
+// quoted-printable body.
+func (d Delivery) Parse() (Message, error) {
+	m, err := mail.ReadMessage(strings.NewReader(d.Data))
+	if err != nil {
+		return Message{}, err
+	}
+	body, err := io.ReadAll(quotedprintable.NewReader(m.Body))
+	if err != nil {
+		return Message{}, err
+	}
+	subject, err := new(mime.WordDecoder).DecodeHeader(m.Header.Get("Subject"))
+	if err != nil {
+		return Message{}, err
+	}
+	return Message{From: m.Header.Get("From"), To: m.Header.Get("To"), Subject: subject,
+		Body: strings.ReplaceAll(string(body), "\r\n", "\n"), Header: m.Header}, nil
 }

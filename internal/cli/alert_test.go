@@ -1,0 +1,143 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/nexixai/agentos/internal/alert/alerttest"
+)
+
+// runTestAlert runs `agentos test-alert` with envFile contents and the
+// services at the given URLs.
+func runTestAlert(t *testing.T, env string, orchURL, mpURL, fedURL string) (string, error) {
+	t.Helper()
+	dir := t.TempDir()
+	envFile := filepath.Join(dir, "agentos.env")
+	require.NoError(t, os.WriteFile(envFile, []byte(env), 0o600))
+	cmd := newTestAlertCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs([]string{"--env-file", envFile, "--home", dir, "--stack-id", "stk_alert_test",
+		"--orchestrator-url", orchURL, "--model-policy-url", mpURL, "--federation-url", fedURL})
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func alertHealthServer(t *testing.T, service string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/health" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"status":"ok","service":%q,"version":"9.9.9"}`, service)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func alertClosedURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return "http://" + addr
+}
+
+func alertExitCode(t *testing.T, err error) int {
+	t.Helper()
+	var ee *ExitError
+	require.True(t, errors.As(err, &ee), "want *ExitError, got %v", err)
+	return ee.Code
+}
+
+func TestTestAlertSends(t *testing.T) {
+	t.Parallel()
+	if _, set := os.LookupEnv("AGENTOS_ALERT_SMTP_ADDR"); set {
+		t.Skip("AGENTOS_ALERT_SMTP_ADDR is set in the environment and would override the test's env file")
+	}
+	smtp := alerttest.Start(t, nil)
+	orch, mp := alertHealthServer(t, "agent-orchestrator"), alertHealthServer(t, "model-policy")
+	fed := alertClosedURL(t)
+	env := "AGENTOS_ALERT_SMTP_ADDR=" + smtp.Addr + "\nAGENTOS_ALERT_FROM=agentos@example.com\nAGENTOS_ALERT_TO=ops@example.com,oncall@example.com\n"
+	out, err := runTestAlert(t, env, orch.URL, mp.URL, fed)
+	require.NoError(t, err, out)
+	require.Contains(t, out, "test alert sent: accepted by "+smtp.Addr+" for ops@example.com, oncall@example.com")
+
+	got := smtp.Deliveries()
+	require.Len(t, got, 1)
+	require.Equal(t, []string{"ops@example.com", "oncall@example.com"}, got[0].To)
+	m, err := got[0].Parse()
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(m.Subject, "AgentOS test alert from stk_alert_test at "), m.Subject)
+	require.Contains(t, m.Body, "- orchestrator "+orch.URL+"/v1/health: ok, version 9.9.9\n  metrics: "+orch.URL+"/metrics")
+	require.Contains(t, m.Body, "- model-policy "+mp.URL+"/v1/health: ok, version 9.9.9")
+	require.Contains(t, m.Body, "- federation "+fed+"/v1/federation/health: DOWN: ")
+	require.Contains(t, m.Body, "stack_id: stk_alert_test")
+	require.Contains(t, m.Body, "alertname: AgentOSTestAlert")
+}
+
+func TestTestAlertNotConfigured(t *testing.T) {
+	t.Parallel()
+	if _, set := os.LookupEnv("AGENTOS_ALERT_SMTP_ADDR"); set {
+		t.Skip("AGENTOS_ALERT_SMTP_ADDR is set in the environment")
+	}
+	u := alertClosedURL(t)
+	out, err := runTestAlert(t, "", u, u, u)
+	require.Equal(t, 2, alertExitCode(t, err))
+	require.Contains(t, out, "alert SMTP is not configured: missing AGENTOS_ALERT_SMTP_ADDR, AGENTOS_ALERT_FROM, AGENTOS_ALERT_TO")
+	require.Contains(t, out, "AGENTOS_ALERT_SMTP_STARTTLS=true")
+
+	out, err = runTestAlert(t, "AGENTOS_ALERT_SMTP_ADDR=127.0.0.1:25\n", u, u, u)
+	require.Equal(t, 2, alertExitCode(t, err))
+	require.Contains(t, out, "missing AGENTOS_ALERT_FROM, AGENTOS_ALERT_TO")
+}
+
+func TestTestAlertRecipientRefused(t *testing.T) {
+	t.Parallel()
+	if _, set := os.LookupEnv("AGENTOS_ALERT_SMTP_ADDR"); set {
+		t.Skip("AGENTOS_ALERT_SMTP_ADDR is set in the environment")
+	}
+	smtp := alerttest.Start(t, func(s *alerttest.Server) { s.RejectRcpt = map[string]bool{"nobody@example.com": true} })
+	u := alertClosedURL(t)
+	env := "AGENTOS_ALERT_SMTP_ADDR=" + smtp.Addr + "\nAGENTOS_ALERT_FROM=agentos@example.com\nAGENTOS_ALERT_TO=nobody@example.com\n"
+	out, err := runTestAlert(t, env, u, u, u)
+	require.Equal(t, 1, alertExitCode(t, err))
+	require.Contains(t, out, "test alert FAILED: smtp rcpt to nobody@example.com: 550")
+	require.Contains(t, out, "refused a recipient in AGENTOS_ALERT_TO")
+	require.Empty(t, smtp.Deliveries())
+}
+
+func TestReportAlertStatus(t *testing.T) {
+	t.Parallel()
+	st := reportAlertStatus(alertEnvOf(nil))
+	require.Equal(t, "not_configured", st.Status)
+	st = reportAlertStatus(alertEnvOf(map[string]string{"AGENTOS_ALERT_SMTP_ADDR": "smtp.example.com:587",
+		"AGENTOS_ALERT_FROM": "a@example.com", "AGENTOS_ALERT_TO": "ops@example.com"}))
+	require.Equal(t, "configured", st.Status)
+	require.Contains(t, st.Detail, "smtp.example.com:587 to ops@example.com")
+	st = reportAlertStatus(alertEnvOf(map[string]string{"AGENTOS_ALERT_SMTP_ADDR": "smtp.example.com"}))
+	require.True(t, strings.HasPrefix(st.Status, "failed: "), st.Status)
+	require.Contains(t, st.Status, "AGENTOS_ALERT_FROM")
+}
+
+func alertEnvOf(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
