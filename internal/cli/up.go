@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nexixai/agentos/federation"
 	"github.com/nexixai/agentos/internal/config"
 )
 
@@ -104,8 +105,9 @@ func up(ctx context.Context, n *Node, p *Progress, rep *Report, o upOptions, res
 		p.Phase("certs")
 		fs, err := setupFederation(n)
 		if err != nil {
-			err = &checkError{check: "certs federation identity", service: "federation",
-				next: "agentos certs init && agentos certs issue (or remove " + n.B.Cfg.Home + "/federation and retry)", err: err}
+			err = &checkError{check: "certs federation identity",
+				next: "ls -l " + federation.FilesIn(n.Cfg.Home).Dir + " " + federation.FilesIn(n.B.Cfg.Home).Dir +
+					" (remove node B's federation/ to have it reissued)", err: err}
 			p.End(err, "")
 			return err
 		}
