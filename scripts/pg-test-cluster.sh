@@ -90,6 +90,7 @@ start() {
   chmod 0755 "$dir"
   if [ -n "$OWNER" ]; then
     chown "$OWNER" "$dir"
+    runas test -w "$dir" || die "$dir is not reachable by the user $OWNER (is a parent directory private?)"
   fi
   log "initdb in $dir/data with $bin (owner: ${OWNER:-$(id -un)})"
   runas "$bin/initdb" -D "$dir/data" -U agentos -A trust -E UTF8 --no-locale -N >"$dir/initdb.log" 2>&1 ||

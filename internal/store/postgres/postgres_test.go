@@ -3,8 +3,10 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -144,20 +146,11 @@ func TestOpenMissingSchema(t *testing.T) {
 	t.Parallel()
 	base := pgtest.BaseURL(t)
 	sep := "?"
-	if containsQuery(base) {
+	if strings.Contains(base, "?") {
 		sep = "&"
 	}
 	_, err := postgres.Open(context.Background(), base+sep+"search_path=no_such_schema_x")
 	require.Truef(t, errors.Is(err, errs.ErrInvalid), "got %v", err)
-}
-
-func containsQuery(u string) bool {
-	for _, c := range u {
-		if c == '?' {
-			return true
-		}
-	}
-	return false
 }
 
 // Values PostgreSQL refuses (NUL bytes in text) are invalid input, and
@@ -175,7 +168,7 @@ func TestInvalidTextIsInvalidRequest(t *testing.T) {
 // An unreachable server is dependency_unavailable (retryable), not internal.
 func TestUnreachableServer(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 10e9)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := postgres.Open(ctx, "postgres://agentos@127.0.0.1:1/db?sslmode=disable&connect_timeout=5")
 	require.Error(t, err)
