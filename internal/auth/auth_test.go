@@ -601,3 +601,67 @@ func TestLooksLikeJWT(t *testing.T) {
 	require.False(t, LooksLikeJWT("a.b.c"))
 	require.True(t, LooksLikeJWT(unsignedNone(claims("x"))))
 }
+
+// TestPlatformAdminHomeTenantDisabled: disabling the tenant that holds the
+// platform admin's credential does not lock the platform admin out; it
+// acts at platform scope and can still select other tenants, while the
+// disabled tenant stays forbidden for everyone acting in it.
+func TestPlatformAdminHomeTenantDisabled(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ModeProd)
+	b.st.tenants["tnt_home"] = store.Tenant{TenantID: "tnt_home", Status: store.TenantActive}
+	admin := b.addToken(t, store.Token{TokenID: "tok_pa", TenantID: "tnt_home", PrincipalID: "usr_platform_admin",
+		Scopes: AllScopes, Roles: []string{RolePlatformAdmin}})
+	tenantAdmin := b.addToken(t, store.Token{TokenID: "tok_ta", TenantID: "tnt_home", PrincipalID: "usr_home_admin",
+		Scopes: AllScopes, Roles: []string{RoleTenantAdmin}})
+	adminJWT := sign(t, jwt.SigningMethodRS256, rsaKey, "r1", claims("https://rsa.example",
+		"tenant_id", "tnt_home", "roles", []string{RolePlatformAdmin}, "sub", "usr_idp_admin"))
+	setStatus := func(status string) {
+		b.st.mu.Lock()
+		defer b.st.mu.Unlock()
+		b.st.tenants["tnt_home"] = store.Tenant{TenantID: "tnt_home", Status: status}
+	}
+
+	ac, err := b.auth.Authenticate(req(bearer(admin)...))
+	require.NoError(t, err)
+	require.Equal(t, "tnt_home", ac.TenantID, "active home tenant: the admin acts in it")
+
+	setStatus(store.TenantDisabled)
+	for _, cred := range []string{admin, adminJWT} {
+		ac, err = b.auth.Authenticate(req(bearer(cred)...))
+		require.NoError(t, err, "a disabled home tenant does not lock the platform admin out")
+		require.Equal(t, "", ac.TenantID, "platform scope")
+		require.True(t, ac.HasRole(RolePlatformAdmin))
+		require.True(t, ac.IsAdminOf("tnt_home"), "it may administer (re-enable) its home tenant")
+
+		ac, err = b.auth.Authenticate(req(append(bearer(cred), "X-Tenant-Id", "tnt_b")...))
+		require.NoError(t, err)
+		require.Equal(t, "tnt_b", ac.TenantID, "and still select another, active tenant")
+
+		_, err = b.auth.Authenticate(req(append(bearer(cred), "X-Tenant-Id", "tnt_home")...))
+		requireCode(t, err, errs.Forbidden, "disabled")
+	}
+	_, err = b.auth.Authenticate(req(bearer(tenantAdmin)...))
+	requireCode(t, err, errs.Forbidden, "disabled")
+
+	// A deleted home tenant: platform scope too.
+	b.st.mu.Lock()
+	delete(b.st.tenants, "tnt_home")
+	b.st.mu.Unlock()
+	ac, err = b.auth.Authenticate(req(bearer(admin)...))
+	require.NoError(t, err)
+	require.Equal(t, "", ac.TenantID)
+
+	// Re-enabled: the admin acts in its home tenant again.
+	setStatus(store.TenantActive)
+	ac, err = b.auth.Authenticate(req(bearer(admin)...))
+	require.NoError(t, err)
+	require.Equal(t, "tnt_home", ac.TenantID)
+
+	// A store failure is still an error, not platform scope.
+	b.st.mu.Lock()
+	b.st.fail = errors.New("disk on fire")
+	b.st.mu.Unlock()
+	_, err = b.auth.Authenticate(req(bearer(admin)...))
+	require.Error(t, err)
+}

@@ -129,10 +129,11 @@ var tenantHeaderRE = regexp.MustCompile(`^[A-Za-z0-9_.:\-]{1,128}$`)
 //
 // With a credential, X-Tenant-Id selects a tenant only for a
 // platform_admin; anyone else naming another tenant gets forbidden. The
-// tenant must exist (else unauthorized) and be active (else forbidden). A
-// platform_admin whose credential names no tenant and who sends no
-// X-Tenant-Id gets an empty TenantID: it may use platform-wide admin
-// endpoints only. Errors are *errs.Error (unauthorized, forbidden, or
+// tenant the request acts in must exist (else unauthorized) and be active
+// (else forbidden). A platform_admin that sends no X-Tenant-Id acts in its
+// credential's home tenant while that tenant is active, and otherwise (no
+// home tenant, or a disabled or deleted one) gets an empty TenantID: it may
+// then use platform-wide admin endpoints only. Errors are *errs.Error (unauthorized, forbidden, or
 // dependency_unavailable when the store or a JWKS endpoint is down).
 func (a *Authenticator) Authenticate(r *http.Request) (Context, error) {
 	ctx := r.Context()
@@ -166,21 +167,53 @@ func (a *Authenticator) Authenticate(r *http.Request) (Context, error) {
 		return Context{}, err
 	}
 
+	if ac.HasRole(RolePlatformAdmin) {
+		return a.platformTenant(ctx, ac, headerTenant)
+	}
 	if headerTenant != "" && headerTenant != ac.TenantID {
-		if !ac.HasRole(RolePlatformAdmin) {
-			return Context{}, errs.E(errs.Forbidden,
-				"X-Tenant-Id %q differs from the credential's tenant %q; only a platform_admin may select a tenant",
-				headerTenant, ac.TenantID)
-		}
-		ac.TenantID = headerTenant
+		return Context{}, errs.E(errs.Forbidden,
+			"X-Tenant-Id %q differs from the credential's tenant %q; only a platform_admin may select a tenant",
+			headerTenant, ac.TenantID)
 	}
 	if ac.TenantID == "" {
-		if ac.HasRole(RolePlatformAdmin) {
-			return ac, nil // platform scope: no tenant selected
-		}
 		return Context{}, errs.E(errs.Unauthorized, "credential names no tenant (tenant_id claim missing)")
 	}
 	if err := a.checkTenant(ctx, ac.TenantID); err != nil {
+		return Context{}, err
+	}
+	return ac, nil
+}
+
+// platformTenant picks the tenant a platform_admin acts in. Only that
+// tenant is checked, never the credential's home tenant as such:
+//
+//   - with X-Tenant-Id, the named tenant, which must exist and be active;
+//   - without it, the credential's home tenant when it exists and is
+//     active, else platform scope (empty TenantID).
+//
+// So disabling the tenant that holds the admin's credential never locks
+// the platform admin out: it keeps the platform-wide admin endpoints and
+// can re-enable that tenant (PATCH /v1/admin/tenants/{id} without
+// X-Tenant-Id), while tenant-scoped endpoints of a disabled tenant stay
+// forbidden for everyone.
+func (a *Authenticator) platformTenant(ctx context.Context, ac Context, headerTenant string) (Context, error) {
+	if headerTenant != "" {
+		ac.TenantID = headerTenant
+		if err := a.checkTenant(ctx, headerTenant); err != nil {
+			return Context{}, err
+		}
+		return ac, nil
+	}
+	if ac.TenantID == "" {
+		return ac, nil // platform scope: no tenant selected
+	}
+	if err := a.checkTenant(ctx, ac.TenantID); err != nil {
+		switch errs.CodeOf(err) {
+		case errs.Forbidden, errs.Unauthorized:
+			// Home tenant disabled or gone: act at platform scope.
+			ac.TenantID = ""
+			return ac, nil
+		}
 		return Context{}, err
 	}
 	return ac, nil

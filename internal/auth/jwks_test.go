@@ -270,3 +270,48 @@ func TestNodeKeyConcurrentCreate(t *testing.T) {
 		require.Equal(t, kids[0], kids[i])
 	}
 }
+
+// TestNodeSignerIssuerFor: a service trusts node tokens minted for its own
+// audience only.
+func TestNodeSignerIssuerFor(t *testing.T) {
+	t.Parallel()
+	s, err := LoadOrCreateNodeKey(filepath.Join(t.TempDir(), "node.key"), true)
+	require.NoError(t, err)
+	st := newFakeStore()
+	services := []string{"agent-orchestrator", "model-policy", "federation"}
+	authn := map[string]*Authenticator{}
+	for _, svc := range services {
+		a, err := New(Config{Mode: ModeProd, Tenants: st, Issuers: []Issuer{s.IssuerFor(svc)}})
+		require.NoError(t, err)
+		authn[svc] = a
+	}
+	ac := Context{TenantID: "tnt_a", Principal: Principal{PrincipalID: "usr_alice"}, Scopes: []string{ScopeRunsRead}}
+	for _, aud := range services {
+		tok, err := s.Mint(ac, aud, time.Minute)
+		require.NoError(t, err)
+		for _, svc := range services {
+			out, err := authn[svc].Authenticate(req(bearer(tok)...))
+			if svc == aud {
+				require.NoError(t, err, "%s accepts a token minted for it", svc)
+				require.Equal(t, "usr_alice", out.Principal.PrincipalID)
+				continue
+			}
+			requireCode(t, err, errs.Unauthorized, "audience")
+		}
+	}
+	// A token minted without an audience is trusted by no service.
+	tok, err := s.Mint(ac, "", time.Minute)
+	require.NoError(t, err)
+	for _, svc := range services {
+		_, err := authn[svc].Authenticate(req(bearer(tok)...))
+		requireCode(t, err, errs.Unauthorized, "aud")
+	}
+	// The same token may be presented more than once (no jti replay
+	// check for node tokens, by design: see IssuerFor).
+	tok, err = s.Mint(ac, "model-policy", time.Minute)
+	require.NoError(t, err)
+	for range 2 {
+		_, err := authn["model-policy"].Authenticate(req(bearer(tok)...))
+		require.NoError(t, err)
+	}
+}

@@ -127,11 +127,33 @@ func (s *NodeSigner) KeyID() string { return s.kid }
 // PublicKey returns the verification key.
 func (s *NodeSigner) PublicKey() ed25519.PublicKey { return s.pub }
 
-// Issuer returns the Issuer to add to an Authenticator so it trusts tokens
-// minted by this key. It accepts any audience; set Audience on the result
-// to restrict it.
+// Issuer returns an Issuer that trusts tokens minted by this key for any
+// audience. Services should use IssuerFor instead, so that a token minted
+// for one service is refused by the others.
 func (s *NodeSigner) Issuer() Issuer {
 	return Issuer{Issuer: NodeIssuer, Keys: map[string]crypto.PublicKey{s.kid: s.pub}}
+}
+
+// IssuerFor returns the Issuer a service adds to its Authenticator to trust
+// tokens minted by this key for that service only: the token's "aud" must
+// be audience (the service name: "agent-orchestrator", "model-policy",
+// "federation"), so a token minted for model-policy is refused by the
+// orchestrator and vice versa. A token minted without an audience is
+// refused too.
+//
+// Node tokens are not checked for jti replay, by decision: they are minted
+// fresh for every internal call (never handed to clients), bound to one
+// audience, live at most DefaultNodeTokenTTL, and travel only between the
+// node's own services. A replay check would need state shared by every
+// replica of a service (an in-process cache misses replays sent to another
+// replica; a store write per internal call is costly on the model-call
+// path), and would break the transparent retries net/http makes of an
+// idempotent request with the same headers. The federation identity
+// tokens that cross node boundaries are replay-checked (federation/identity).
+func (s *NodeSigner) IssuerFor(audience string) Issuer {
+	iss := s.Issuer()
+	iss.Audience = []string{audience}
+	return iss
 }
 
 // Mint returns an EdDSA JWT carrying ac: iss "agentos-node", kid = KeyID,
