@@ -101,9 +101,13 @@ func (s *Server) execute(ctx context.Context, l queue.Lease) bool {
 		s.log.Info("resuming run", "run_id", run.RunID, "tenant_id", run.TenantID, "attempt", run.Attempt+1)
 	}
 	run.Status = store.RunRunning
+	prevAttempt := run.Attempt
 	run.Attempt++
+	// Compare-and-set on status and attempt: of two executors resuming the
+	// same run, one wins; the loser (and any stale executor) can no longer
+	// write, because every later change expects this attempt.
 	if _, err := s.commit(ctx, store.RunChange{TenantID: run.TenantID, RunID: run.RunID,
-		FromStatuses: []store.RunStatus{from}, Run: &run}); err != nil {
+		FromStatuses: []store.RunStatus{from}, ExpectAttempt: prevAttempt, Run: &run}); err != nil {
 		return errors.Is(err, errs.ErrConflict) // canceled meanwhile: done
 	}
 	x.run = run
@@ -143,6 +147,10 @@ func (x *execution) loop(ctx context.Context) bool {
 			// The model call was in flight when the previous executor
 			// stopped: model calls have no side effects, so call again.
 			resume = last
+		} else if last != nil && last.Status == store.StepFailed {
+			// The model call failed and the executor stopped before writing
+			// run.failed: finish what it started.
+			return x.finishErr(ctx, stepError(*last))
 		} else if last != nil {
 			out := decodeModelOutput(*last)
 			if len(out.ToolCalls) == 0 {
@@ -150,6 +158,9 @@ func (x *execution) loop(ctx context.Context) bool {
 			}
 			for i, call := range out.ToolCalls {
 				if ts := x.toolStepFor(last.StepID, i); ts != nil && ts.Status != store.StepStarted {
+					if ts.Status == store.StepFailed && x.agent.Defaults.OnToolError == "fail" {
+						return x.finishErr(ctx, stepError(*ts))
+					}
 					continue // completed before: its recorded result is reused
 				}
 				if ok, fatal := x.callTool(ctx, last.StepID, i, call); !ok {

@@ -64,7 +64,7 @@ func (s *Server) cancelRun(ctx context.Context, ac auth.Context, runID, reason s
 		run.CompletedAt = &now
 		ev := s.newEvent(run, store.EventRunCanceled, nil, httpx.TraceFrom(ctx), map[string]any{"status": store.RunCanceled, "reason": reason})
 		_, err = s.commit(ctx, store.RunChange{TenantID: run.TenantID, RunID: run.RunID,
-			FromStatuses: []store.RunStatus{prev}, Run: &run, Events: []store.Event{ev}})
+			FromStatuses: []store.RunStatus{prev}, StatusOnly: true, Run: &run, Events: []store.Event{ev}})
 		if errors.Is(err, errs.ErrConflict) {
 			continue // the executor moved it meanwhile; look again
 		}

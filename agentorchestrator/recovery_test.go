@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/nexixai/agentos/internal/queue"
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/tools"
 )
@@ -86,4 +87,27 @@ func TestResumeReusesCompletedToolResult(t *testing.T) {
 	evs := b2.streamEvents("tnt_a", runID)
 	requireGapless(t, evs, 1)
 	require.Len(t, toolResults(t, evs), 1)
+}
+
+func TestResumeAfterFailedModelStepFailsTheRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleOpts{})
+	ctx := t.Context()
+	// A run whose model step failed, recorded just before a crash that
+	// prevented run.failed from being written.
+	res, err := b.db.CreateRun(ctx, store.CreateRunParams{Run: store.Run{TenantID: "tnt_a", AgentID: "agt_echo",
+		PrincipalID: "usr_x", Status: store.RunRunning, Attempt: 1, Input: store.RunInput{Type: "text", Text: "x"},
+		RunOptions: store.RunOptions{MaxSteps: 4, TimeoutMs: 60000, Priority: "normal"}}})
+	require.NoError(t, err)
+	runID := res.Run.RunID
+	_, err = b.db.ApplyRunChange(ctx, store.RunChange{TenantID: "tnt_a", RunID: runID, Steps: []store.Step{{
+		StepID: "stp_failed", Index: 0, Kind: store.StepModel, Name: "tier:fast", Status: store.StepFailed,
+		Output:    json.RawMessage(`{"status":"error","error":{"code":"policy_blocked","message":"blocked by policy","retryable":false}}`),
+		StartedAt: time.Now()}}})
+	require.NoError(t, err)
+	require.NoError(t, b.srv.cfg.Queue.Enqueue(ctx, queue.EnqueueParams{TenantID: "tnt_a", RunID: runID, Priority: 1}))
+	b.srv.Wake()
+	run := b.waitStatus("tnt_a", runID, store.RunFailed)
+	require.Equal(t, "policy_blocked", run.Error.Code, "the recorded failure is not mistaken for a final answer")
+	require.Zero(t, b.model.calls.Load(), "the failed model call is not made again")
 }

@@ -223,7 +223,19 @@ func (s *Server) handleCreateRun(w http.ResponseWriter, r *http.Request) error {
 				WithDetails(map[string]any{"field": fmt.Sprintf("tooling.tool_allowlist[%d]", i), "tool_id": id})
 		}
 	}
+	fp := fingerprint(n)
 	if ok, retry := s.cfg.Limiter.Allow(tenant.TenantID, tenancy.LimitRunCreate, tenant.Quotas.Runs.RunCreateQPS, tenant.Quotas.Runs.RunCreateBurst); !ok {
+		// A duplicate of an admitted request is still answered: it creates nothing.
+		if key != "" {
+			res, err := s.cfg.Store.CreateRun(ctx, store.CreateRunParams{Run: store.Run{TenantID: ac.TenantID,
+				AgentID: agent.AgentID, PrincipalID: ac.Principal.PrincipalID}, IdempotencyKey: key, Fingerprint: fp, ReplayOnly: true})
+			if err == nil {
+				return s.replay(w, r, res.Run)
+			}
+			if errors.Is(err, errs.ErrConflict) {
+				return errIdempotencyConflict(key)
+			}
+		}
 		return &errs.Error{Code: errs.RateLimited, RetryAfter: retry,
 			Message: fmt.Sprintf("run creation rate limit of %g/s exceeded for tenant %s", tenant.Quotas.Runs.RunCreateQPS, tenant.TenantID),
 			Details: map[string]any{"limit_qps": tenant.Quotas.Runs.RunCreateQPS, "burst": tenant.Quotas.Runs.RunCreateBurst}}
@@ -245,19 +257,16 @@ func (s *Server) handleCreateRun(w http.ResponseWriter, r *http.Request) error {
 		Details: map[string]any{"agent_id": agent.AgentID, "idempotency_key": key},
 	}
 	res, err := s.cfg.Store.CreateRun(ctx, store.CreateRunParams{
-		Run: run, FirstEvent: first, Audit: auditRec, IdempotencyKey: key, Fingerprint: fingerprint(n),
+		Run: run, FirstEvent: first, Audit: auditRec, IdempotencyKey: key, Fingerprint: fp,
 		IdempotencyTTL: time.Duration(s.cfg.Node.IdempotencyTTLHours) * time.Hour, Priority: priorities[n.RunOptions.Priority],
 	})
 	if errors.Is(err, errs.ErrConflict) {
-		return errs.E(errs.Conflict, "idempotency key %q was already used with a different request body", key).
-			WithDetails(map[string]any{"field": "idempotency_key"})
+		return errIdempotencyConflict(key)
 	} else if err != nil {
 		return err
 	}
 	if res.Replayed {
-		w.Header().Set("Idempotent-Replayed", "true")
-		httpx.JSON(w, r, http.StatusOK, map[string]any{"run": res.Run})
-		return nil
+		return s.replay(w, r, res.Run)
 	}
 	s.metrics.runsCreated.Inc()
 	s.hub.Publish(first)
@@ -265,6 +274,18 @@ func (s *Server) handleCreateRun(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Location", "/v1/runs/"+runID)
 	httpx.JSON(w, r, http.StatusCreated, map[string]any{"run": res.Run})
 	return nil
+}
+
+// replay answers a duplicate create with the original run.
+func (s *Server) replay(w http.ResponseWriter, r *http.Request, run store.Run) error {
+	w.Header().Set("Idempotent-Replayed", "true")
+	httpx.JSON(w, r, http.StatusOK, map[string]any{"run": run})
+	return nil
+}
+
+func errIdempotencyConflict(key string) error {
+	return errs.E(errs.Conflict, "idempotency key %q was already used with a different request body", key).
+		WithDetails(map[string]any{"field": "idempotency_key"})
 }
 
 // allowedBy reports whether id is in an entitlement list ("*" allows all).

@@ -223,8 +223,17 @@ func TestRunCreateRateLimit(t *testing.T) {
 	require.Equal(t, 429, resp.StatusCode)
 	require.Equal(t, "rate_limited", out["error"].(map[string]any)["code"])
 	require.NotEmpty(t, resp.Header.Get("Retry-After"))
-	// Another tenant is not affected.
-	b.createRun("tnt_b", "agt_echo", map[string]any{"input": "1"})
+	// Another tenant is not affected; and a duplicate of an admitted request
+	// is still answered while the tenant is rate limited, a new one is not.
+	resp, first := b.do("POST", "/v1/agents/agt_echo/runs", "tnt_b", `{"input":"k"}`, "Idempotency-Key", "dup-1")
+	require.Equal(t, 201, resp.StatusCode, first)
+	resp, again := b.do("POST", "/v1/agents/agt_echo/runs", "tnt_b", `{"input":"k"}`, "Idempotency-Key", "dup-1")
+	require.Equal(t, 200, resp.StatusCode, again)
+	require.Equal(t, first["run"].(map[string]any)["run_id"], again["run"].(map[string]any)["run_id"])
+	resp, out = b.do("POST", "/v1/agents/agt_echo/runs", "tnt_b", `{"input":"other"}`, "Idempotency-Key", "dup-1")
+	require.Equal(t, 409, resp.StatusCode, out)
+	resp, _ = b.do("POST", "/v1/agents/agt_echo/runs", "tnt_b", `{"input":"k"}`, "Idempotency-Key", "dup-2")
+	require.Equal(t, 429, resp.StatusCode)
 }
 
 func TestBodyLimitAndHeaders(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/queue"
 	"github.com/nexixai/agentos/internal/store"
 )
@@ -26,21 +27,11 @@ func (s *Server) Wake() {
 	}
 }
 
-// Start re-enqueues unfinished runs (recovery after a crash) and starts the
-// scheduler. Stop ends it.
+// Start starts the scheduler; Stop ends it. Recovery after a crash needs no
+// scan: a run's queue entry is written with the run and removed only once
+// the run is terminal, so unfinished runs are leased again when their
+// leases expire.
 func (s *Server) Start(ctx context.Context) error {
-	unfinished, err := s.cfg.Store.ListUnfinishedRuns(ctx)
-	if err != nil {
-		return err
-	}
-	for _, r := range unfinished {
-		if err := s.cfg.Queue.Enqueue(ctx, queue.EnqueueParams{TenantID: r.TenantID, RunID: r.RunID, Priority: priorities[r.RunOptions.Priority]}); err != nil {
-			return err
-		}
-	}
-	if len(unfinished) > 0 {
-		s.log.Info("recovering unfinished runs", "count", len(unfinished))
-	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = cancel
 	s.done = make(chan struct{})
@@ -119,6 +110,13 @@ func (s *Server) runLease(parent context.Context, l queue.Lease) {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 	s.mu.Lock()
+	if _, dup := s.running[l.RunID]; dup {
+		// This process leased the run again after its lease expired while
+		// an executor here still runs it: that executor's next renew fails
+		// and it stops; the new lease then expires and the run is resumed.
+		s.mu.Unlock()
+		return
+	}
 	s.running[l.RunID] = cancel
 	s.mu.Unlock()
 	defer func() {
@@ -147,6 +145,11 @@ func (s *Server) runLease(parent context.Context, l queue.Lease) {
 					current = nl
 				}
 				mu.Unlock()
+				if err != nil && ctx.Err() == nil && !errors.Is(err, errs.ErrConflict) {
+					// A store hiccup: the lease is still ours until it expires; try again.
+					s.log.Warn("renew lease", "run_id", l.RunID, "err", err)
+					continue
+				}
 				if err != nil && ctx.Err() == nil {
 					s.log.Warn("lease lost", "run_id", l.RunID, "err", err)
 					cancel(errLeaseLost)

@@ -37,7 +37,7 @@ func (x *execution) apply(ctx context.Context, steps []store.Step, evs ...store.
 		}
 	}
 	_, err := x.s.commit(ctx, store.RunChange{TenantID: x.run.TenantID, RunID: x.run.RunID,
-		FromStatuses: []store.RunStatus{store.RunRunning}, Run: &x.run, Steps: steps, Events: evs})
+		FromStatuses: []store.RunStatus{store.RunRunning}, ExpectAttempt: x.run.Attempt, Run: &x.run, Steps: steps, Events: evs})
 	if err != nil {
 		x.stopErr = err
 		if !errors.Is(err, errs.ErrConflict) && ctx.Err() == nil {
@@ -84,6 +84,18 @@ func (x *execution) toolStepFor(modelStepID string, index int) *store.Step {
 		}
 	}
 	return nil
+}
+
+// stepError returns the error recorded on a failed step.
+func stepError(st store.Step) *errs.Error {
+	var out struct {
+		Error *store.ErrorBody `json:"error"`
+	}
+	_ = json.Unmarshal(st.Output, &out) // written by this package
+	if out.Error == nil {
+		return errs.E(errs.Internal, "step %s failed without a recorded error", st.StepID)
+	}
+	return &errs.Error{Code: errs.Code(out.Error.Code), Message: out.Error.Message, Details: out.Error.Details}
 }
 
 func decodeModelOutput(st store.Step) modelStepOutput {
@@ -193,7 +205,9 @@ func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool,
 		e := errs.As(err)
 		s.metrics.modelCalls.WithLabelValues("error").Inc()
 		body := errorBody(e)
-		decision := ""
+		// The call failed after (or before) governance: unless policy itself
+		// refused it, policy allowed it.
+		decision := "allowed"
 		if e.Code == errs.PolicyBlocked {
 			decision = "blocked"
 		}
@@ -405,7 +419,7 @@ func (x *execution) finish(ctx context.Context, status store.RunStatus, out *sto
 		ev = s.newEvent(x.run, store.EventRunFailed, nil, x.tr.Child(), map[string]any{"status": status, "error": eb})
 	}
 	_, err := s.commit(ctx, store.RunChange{TenantID: x.run.TenantID, RunID: x.run.RunID,
-		FromStatuses: []store.RunStatus{store.RunRunning}, Run: &x.run, Events: []store.Event{ev}})
+		FromStatuses: []store.RunStatus{store.RunRunning}, ExpectAttempt: x.run.Attempt, Run: &x.run, Events: []store.Event{ev}})
 	if errors.Is(err, errs.ErrConflict) {
 		return true
 	}

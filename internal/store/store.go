@@ -84,6 +84,11 @@ type CreateRunParams struct {
 	IdempotencyTTL time.Duration
 	// Priority orders the queue entry: higher first (low=0, normal=1, high=2).
 	Priority int
+	// ReplayOnly makes CreateRun write nothing: with a known, unexpired
+	// IdempotencyKey it replays (or conflicts) as usual; otherwise it returns
+	// ErrNotFound. Callers use it to answer a duplicate even when creating a
+	// new run would be refused (e.g. by a rate limit).
+	ReplayOnly bool
 }
 
 // CreateRunResult tells whether a new run was created or an earlier one replayed.
@@ -110,6 +115,14 @@ type RunChange struct {
 	// FromStatuses, if non-empty, requires the run's current status to be one
 	// of them; otherwise the change fails with ErrConflict.
 	FromStatuses []RunStatus
+	// ExpectAttempt, if > 0, requires the run's Attempt to equal it; otherwise
+	// the change fails with ErrConflict. An executor sets it so that once
+	// another executor has resumed the run (incrementing Attempt), the stale
+	// one can no longer write.
+	ExpectAttempt int
+	// StatusOnly, with Run, writes only Status, CompletedAt, Output and Error
+	// (a cancel must not overwrite what the executor recorded meanwhile).
+	StatusOnly bool
 	// Run, if non-nil, replaces the run's mutable fields: Status, StartedAt,
 	// CompletedAt, Summary, Output, Error, Attempt.
 	Run *Run

@@ -87,6 +87,9 @@ func (db *DB) CreateRun(ctx context.Context, p store.CreateRunParams) (store.Cre
 		ttl = DefaultIdempotencyTTL
 	}
 
+	if p.ReplayOnly {
+		return db.replayOnly(ctx, r, p, now)
+	}
 	var res store.CreateRunResult
 	err = db.Tx(ctx, func(tx pgx.Tx) error {
 		res = store.CreateRunResult{}
@@ -125,6 +128,35 @@ func (db *DB) CreateRun(ctx context.Context, p store.CreateRunParams) (store.Cre
 		return store.CreateRunResult{}, err
 	}
 	return res, nil
+}
+
+// replayOnly answers a CreateRun with ReplayOnly set, writing nothing: the
+// run of a known, unexpired key (Replayed), a conflict for another
+// fingerprint, ErrNotFound otherwise.
+func (db *DB) replayOnly(ctx context.Context, r store.Run, p store.CreateRunParams, now time.Time) (store.CreateRunResult, error) {
+	if p.IdempotencyKey == "" {
+		return store.CreateRunResult{}, errs.E(errs.NotFound, "replay-only create without an idempotency key")
+	}
+	var fp, runID string
+	var expires time.Time
+	err := db.pool.QueryRow(ctx, `SELECT fingerprint, run_id, expires_at FROM idempotency_keys
+		WHERE tenant_id = $1 AND principal_id = $2 AND agent_id = $3 AND idem_key = $4`,
+		r.TenantID, r.PrincipalID, r.AgentID, p.IdempotencyKey).Scan(&fp, &runID, &expires)
+	if errors.Is(err, pgx.ErrNoRows) || err == nil && !expires.After(now) {
+		return store.CreateRunResult{}, errs.E(errs.NotFound, "idempotency key %q not found", p.IdempotencyKey)
+	}
+	if err != nil {
+		return store.CreateRunResult{}, mapErr(err, "idempotency key")
+	}
+	if fp != p.Fingerprint {
+		return store.CreateRunResult{}, errs.E(errs.Conflict, "Idempotency-Key %q was used with a different request body", p.IdempotencyKey).
+			WithDetails(map[string]any{"run_id": runID})
+	}
+	orig, err := db.GetRun(ctx, r.TenantID, runID)
+	if err != nil {
+		return store.CreateRunResult{}, err
+	}
+	return store.CreateRunResult{Run: orig, Replayed: true}, nil
 }
 
 // claimKey claims p.IdempotencyKey for run r. It returns (nil, nil) when r
@@ -329,8 +361,10 @@ func (db *DB) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run
 }
 
 // ApplyRunChange commits c atomically: it locks the run row (FOR UPDATE),
-// checks the status compare-and-set, replaces run fields, upserts steps and
-// appends events with gapless sequences from runs.last_sequence.
+// checks the attempt fence and the status compare-and-set, replaces run
+// fields (only status, completed_at, output and error when StatusOnly),
+// upserts steps and appends events with gapless sequences from
+// runs.last_sequence.
 func (db *DB) ApplyRunChange(ctx context.Context, c store.RunChange) ([]store.Event, error) {
 	if err := required("tenant_id", c.TenantID, "run_id", c.RunID); err != nil {
 		return nil, err
@@ -362,10 +396,15 @@ func (db *DB) ApplyRunChange(ctx context.Context, c store.RunChange) ([]store.Ev
 		out = nil
 		var status, agentID string
 		var last int64
-		err := tx.QueryRow(ctx, `SELECT status, agent_id, last_sequence FROM runs
-			WHERE tenant_id = $1 AND run_id = $2 FOR UPDATE`, c.TenantID, c.RunID).Scan(&status, &agentID, &last)
+		var attempt int
+		err := tx.QueryRow(ctx, `SELECT status, agent_id, attempt, last_sequence FROM runs
+			WHERE tenant_id = $1 AND run_id = $2 FOR UPDATE`, c.TenantID, c.RunID).Scan(&status, &agentID, &attempt, &last)
 		if err != nil {
 			return mapErr(err, "run "+c.RunID)
+		}
+		if c.ExpectAttempt > 0 && attempt != c.ExpectAttempt {
+			return errs.E(errs.Conflict, "run %s was resumed by another executor (attempt %d, not %d)", c.RunID, attempt, c.ExpectAttempt).
+				WithDetails(map[string]any{"attempt": attempt})
 		}
 		if len(c.FromStatuses) > 0 && !slices.Contains(c.FromStatuses, store.RunStatus(status)) {
 			want := make([]string, len(c.FromStatuses))
@@ -375,7 +414,13 @@ func (db *DB) ApplyRunChange(ctx context.Context, c store.RunChange) ([]store.Ev
 			return errs.E(errs.Conflict, "run %s is %s, not %s", c.RunID, status, strings.Join(want, " or ")).
 				WithDetails(map[string]any{"status": status})
 		}
-		if runArgs != nil {
+		switch {
+		case runArgs != nil && c.StatusOnly:
+			if _, err := tx.Exec(ctx, `UPDATE runs SET status = $1, completed_at = $2, output = $3, error = $4
+				WHERE tenant_id = $5 AND run_id = $6`, runArgs[0], runArgs[2], runArgs[4], runArgs[5], c.TenantID, c.RunID); err != nil {
+				return mapErr(err, "run "+c.RunID)
+			}
+		case runArgs != nil:
 			if _, err := tx.Exec(ctx, `UPDATE runs SET status = $1, started_at = $2, completed_at = $3, summary = $4,
 				output = $5, error = $6, attempt = $7 WHERE tenant_id = $8 AND run_id = $9`, runArgs...); err != nil {
 				return mapErr(err, "run "+c.RunID)

@@ -85,11 +85,15 @@ func (db *DB) CreateRun(ctx context.Context, p store.CreateRunParams) (store.Cre
 			err := tx.QueryRowContext(ctx, `SELECT fingerprint, run_id, expires_at FROM idempotency_keys
 				WHERE tenant_id = ? AND principal_id = ? AND agent_id = ? AND idem_key = ?`,
 				r.TenantID, r.PrincipalID, r.AgentID, p.IdempotencyKey).Scan(&fp, &runID, &expires)
+			live := err == nil && expires > now.UnixMicro()
+			if p.ReplayOnly && (err == sql.ErrNoRows || err == nil && !live) {
+				return errs.E(errs.NotFound, "idempotency key %q not found", p.IdempotencyKey)
+			}
 			switch {
 			case err == sql.ErrNoRows:
 			case err != nil:
 				return err
-			case expires > now.UnixMicro():
+			case live:
 				if fp != p.Fingerprint {
 					return errs.E(errs.Conflict, "Idempotency-Key %q was used with a different request body", p.IdempotencyKey).
 						WithDetails(map[string]any{"run_id": runID})
@@ -114,6 +118,9 @@ func (db *DB) CreateRun(ctx context.Context, p store.CreateRunParams) (store.Cre
 				now.UnixMicro(), now.Add(ttl).UnixMicro()); err != nil {
 				return mapErr(err, "idempotency key")
 			}
+		}
+		if p.ReplayOnly {
+			return errs.E(errs.NotFound, "replay-only create without an idempotency key")
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO runs (`+runCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, args...); err != nil {
 			return mapErr(err, "run "+r.RunID)
@@ -331,11 +338,16 @@ func (db *DB) ApplyRunChange(ctx context.Context, c store.RunChange) ([]store.Ev
 	err := db.WriteTx(ctx, func(tx *Tx) error {
 		var status, agentID string
 		var last int64
-		err := tx.QueryRowContext(ctx, `SELECT status, agent_id,
+		var attempt int
+		err := tx.QueryRowContext(ctx, `SELECT status, agent_id, attempt,
 			(SELECT coalesce(max(sequence), 0) FROM events WHERE tenant_id = runs.tenant_id AND run_id = runs.run_id)
-			FROM runs WHERE tenant_id = ? AND run_id = ?`, c.TenantID, c.RunID).Scan(&status, &agentID, &last)
+			FROM runs WHERE tenant_id = ? AND run_id = ?`, c.TenantID, c.RunID).Scan(&status, &agentID, &attempt, &last)
 		if err != nil {
 			return mapErr(err, "run "+c.RunID)
+		}
+		if c.ExpectAttempt > 0 && attempt != c.ExpectAttempt {
+			return errs.E(errs.Conflict, "run %s was resumed by another executor (attempt %d, not %d)", c.RunID, attempt, c.ExpectAttempt).
+				WithDetails(map[string]any{"attempt": attempt})
 		}
 		if len(c.FromStatuses) > 0 && !slices.Contains(c.FromStatuses, store.RunStatus(status)) {
 			want := make([]string, len(c.FromStatuses))
@@ -345,7 +357,13 @@ func (db *DB) ApplyRunChange(ctx context.Context, c store.RunChange) ([]store.Ev
 			return errs.E(errs.Conflict, "run %s is %s, not %s", c.RunID, status, strings.Join(want, " or ")).
 				WithDetails(map[string]any{"status": status})
 		}
-		if runArgs != nil {
+		switch {
+		case runArgs != nil && c.StatusOnly:
+			if _, err := tx.ExecContext(ctx, `UPDATE runs SET status = ?, completed_at = ?, output = ?, error = ?
+				WHERE tenant_id = ? AND run_id = ?`, runArgs[0], runArgs[2], runArgs[4], runArgs[5], c.TenantID, c.RunID); err != nil {
+				return mapErr(err, "run "+c.RunID)
+			}
+		case runArgs != nil:
 			if _, err := tx.ExecContext(ctx, `UPDATE runs SET status = ?, started_at = ?, completed_at = ?, summary = ?,
 				output = ?, error = ?, attempt = ? WHERE tenant_id = ? AND run_id = ?`, runArgs...); err != nil {
 				return mapErr(err, "run "+c.RunID)

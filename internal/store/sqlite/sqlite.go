@@ -52,6 +52,11 @@ type DB struct {
 
 	stmts stmtCache
 
+	writes     chan *writeReq // to the writer goroutine (group commit)
+	writerDone chan struct{}
+	closeMu    sync.RWMutex
+	closed     bool
+
 	// Now is the clock (default time.Now). Tests may replace it before use.
 	Now func() time.Time
 }
@@ -83,7 +88,9 @@ func Open(ctx context.Context, path string) (*DB, error) {
 				return nil, errs.Wrap(errs.Internal, err, "create database directory %s", dir)
 			}
 		}
-		common := "_pragma=busy_timeout(" + strconv.Itoa(busyTimeoutMs) + ")&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+		common := "_pragma=busy_timeout(" + strconv.Itoa(busyTimeoutMs) + ")&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)" +
+			// Savepoint sub-journals (group commit) and temp b-trees stay in memory.
+			"&_pragma=temp_store(MEMORY)&_pragma=cache_size(-65536)"
 		w, err := sql.Open("sqlite", path+"?"+common+"&_pragma=journal_mode(WAL)&_txlock=immediate")
 		if err != nil {
 			return nil, errs.Wrap(errs.Internal, err, "open database %s", path)
@@ -108,6 +115,9 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		r.SetMaxIdleConns(8)
 		db.r = r
 	}
+	db.writes = make(chan *writeReq, maxBatch)
+	db.writerDone = make(chan struct{})
+	go db.writer()
 	if err := db.migrate(ctx); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -268,24 +278,120 @@ func (c *stmtCache) close() {
 	c.prepared = nil
 }
 
-// WriteTx runs fn in one write transaction (BEGIN IMMEDIATE) and commits if
-// fn returns nil. Errors are mapped to errs codes. fn must use only tx (any
+// WriteTx runs fn in a write transaction and returns once it is committed
+// (or fn's error). Errors are mapped to errs codes. fn must use only tx (any
 // other use of the store inside fn would wait forever for the connection).
+//
+// Group commit: concurrent WriteTx calls are combined by one writer
+// goroutine into a shared transaction, each fn inside its own SAVEPOINT, so
+// a failing fn rolls back only its own writes, and N concurrent writers pay
+// for one BEGIN IMMEDIATE/COMMIT instead of N. A lone writer is not delayed:
+// a batch is whatever is waiting when the previous commit finishes.
 func (db *DB) WriteTx(ctx context.Context, fn func(tx *Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return mapErr(err, "database")
+	}
+	req := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	db.closeMu.RLock()
+	if db.closed {
+		db.closeMu.RUnlock()
+		return errs.E(errs.DependencyUnavailable, "store is closed")
+	}
+	db.writes <- req
+	db.closeMu.RUnlock()
+	return <-req.done
+}
+
+// writeReq is one WriteTx call waiting for the writer goroutine.
+type writeReq struct {
+	ctx  context.Context
+	fn   func(tx *Tx) error
+	done chan error
+}
+
+// maxBatch bounds how many WriteTx calls share one transaction.
+const maxBatch = 256
+
+// writer runs every write transaction of the database (see WriteTx).
+func (db *DB) writer() {
+	defer close(db.writerDone)
+	batch := make([]*writeReq, 0, maxBatch)
+	for req := range db.writes {
+		batch = append(batch[:0], req)
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case r, ok := <-db.writes:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		db.commitBatch(batch)
+	}
+}
+
+// commitBatch runs a batch in one transaction. If the transaction cannot
+// begin or commit, every request of the batch gets that error.
+func (db *DB) commitBatch(batch []*writeReq) {
+	ctx := context.Background()
 	db.stmts.prepare(ctx, db.w)
+	results := make([]error, len(batch))
 	sqlTx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
-		return mapErr(err, "database")
+		for _, r := range batch {
+			r.done <- mapErr(err, "database")
+		}
+		return
 	}
 	tx := &Tx{Tx: sqlTx, db: db}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return mapErr(err, "database")
+	single := len(batch) == 1
+	for i, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			results[i] = err
+			continue
+		}
+		if single {
+			results[i] = r.fn(tx)
+			continue
+		}
+		if _, err := sqlTx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+			results[i] = err
+			continue
+		}
+		if results[i] = r.fn(tx); results[i] != nil {
+			if _, err := sqlTx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
+				// The transaction is unusable: fail the whole batch.
+				_ = sqlTx.Rollback()
+				for j, r := range batch {
+					r.done <- mapErr(errors.Join(results[j], err), "database")
+				}
+				return
+			}
+		}
+		_, _ = sqlTx.ExecContext(ctx, "RELEASE w")
 	}
-	if err := tx.Commit(); err != nil {
-		return mapErr(err, "database")
+	if single && results[0] != nil {
+		_ = sqlTx.Rollback()
+		batch[0].done <- mapErr(results[0], "database")
+		return
 	}
-	return nil
+	if err := sqlTx.Commit(); err != nil {
+		for _, r := range batch {
+			r.done <- mapErr(err, "database")
+		}
+		return
+	}
+	for i, r := range batch {
+		if results[i] != nil {
+			r.done <- mapErr(results[i], "database")
+		} else {
+			r.done <- nil
+		}
+	}
 }
 
 // Ping checks both handles.
@@ -301,6 +407,17 @@ func (db *DB) Ping(ctx context.Context) error {
 
 // Close closes the database.
 func (db *DB) Close() error {
+	db.closeMu.Lock()
+	if db.closed {
+		db.closeMu.Unlock()
+		return nil
+	}
+	db.closed = true
+	if db.writes != nil {
+		close(db.writes)
+		<-db.writerDone
+	}
+	db.closeMu.Unlock()
 	db.stmts.close()
 	var err error
 	if db.r != nil && db.r != db.w {

@@ -244,6 +244,44 @@ func testRunChanges(t *testing.T, newStore func(t *testing.T) store.Store) {
 		requireCode(t, err, errs.ErrConflict)
 	})
 
+	t.Run("ExpectAttemptFencesStaleWriters", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		r := createRun(t, s, newRun("ten_a", "agt_1", at(0)))
+		start := store.Run{Status: store.RunRunning, StartedAt: ptr(at(time.Second)), Attempt: 2}
+		_, err := s.ApplyRunChange(ctx, store.RunChange{TenantID: "ten_a", RunID: r.RunID,
+			FromStatuses: []store.RunStatus{store.RunQueued}, Run: &start})
+		require.NoError(t, err)
+		_, err = s.ApplyRunChange(ctx, store.RunChange{TenantID: "ten_a", RunID: r.RunID, ExpectAttempt: 1,
+			Events: []store.Event{event(store.EventStepStarted, 1)}})
+		requireCode(t, err, errs.ErrConflict)
+		evs, err := s.ApplyRunChange(ctx, store.RunChange{TenantID: "ten_a", RunID: r.RunID, ExpectAttempt: 2,
+			Events: []store.Event{event(store.EventStepStarted, 1)}})
+		require.NoError(t, err)
+		require.EqualValues(t, 2, evs[0].Sequence, "the refused change appended nothing")
+	})
+
+	t.Run("StatusOnlyKeepsOtherFields", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		r := createRun(t, s, newRun("ten_a", "agt_1", at(0)))
+		start := store.Run{Status: store.RunRunning, StartedAt: ptr(at(time.Second)), Attempt: 1,
+			Summary: store.RunSummary{StepsTotal: 3, ModelCallsTotal: 2, ToolCallsTotal: 1}}
+		_, err := s.ApplyRunChange(ctx, store.RunChange{TenantID: "ten_a", RunID: r.RunID, Run: &start})
+		require.NoError(t, err)
+		cancel := store.Run{Status: store.RunCanceled, CompletedAt: ptr(at(2 * time.Second))}
+		_, err = s.ApplyRunChange(ctx, store.RunChange{TenantID: "ten_a", RunID: r.RunID, StatusOnly: true, Run: &cancel,
+			FromStatuses: []store.RunStatus{store.RunRunning}})
+		require.NoError(t, err)
+		got, err := s.GetRun(ctx, "ten_a", r.RunID)
+		require.NoError(t, err)
+		require.Equal(t, store.RunCanceled, got.Status)
+		require.Equal(t, at(2*time.Second), *got.CompletedAt)
+		require.Equal(t, start.Summary, got.Summary)
+		require.Equal(t, 1, got.Attempt)
+		require.Equal(t, at(time.Second), *got.StartedAt)
+	})
+
 	t.Run("FailedRunKeepsError", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)
@@ -446,6 +484,29 @@ func testIdempotency(t *testing.T, newStore func(t *testing.T) store.Store) {
 		require.NoError(t, err)
 		require.True(t, again.Replayed)
 		require.Equal(t, first.Run, again.Run)
+	})
+
+	t.Run("ReplayOnlyWritesNothing", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		p := params(newRun("ten_a", "agt_1", at(0)), "key-r", "fp-1")
+		p.ReplayOnly = true
+		_, err := s.CreateRun(ctx, p)
+		requireCode(t, err, errs.ErrNotFound)
+		runs, _, err := s.ListRuns(ctx, store.ListRunsParams{TenantID: "ten_a"})
+		require.NoError(t, err)
+		require.Empty(t, runs, "a replay-only create of an unknown key creates nothing")
+
+		first, err := s.CreateRun(ctx, params(newRun("ten_a", "agt_1", at(0)), "key-r", "fp-1"))
+		require.NoError(t, err)
+		again, err := s.CreateRun(ctx, p)
+		require.NoError(t, err)
+		require.True(t, again.Replayed)
+		require.Equal(t, first.Run.RunID, again.Run.RunID)
+		other := params(newRun("ten_a", "agt_1", at(0)), "key-r", "fp-2")
+		other.ReplayOnly = true
+		_, err = s.CreateRun(ctx, other)
+		requireCode(t, err, errs.ErrConflict)
 	})
 
 	t.Run("KeyIsScoped", func(t *testing.T) {
