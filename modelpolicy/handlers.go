@@ -140,7 +140,7 @@ func (s *Server) resolveCaller(ctx context.Context, scope string, body *bodyAuth
 	if ac.TenantID == "" {
 		return caller{}, errs.E(errs.Unauthorized, "credential names no tenant")
 	}
-	t, err := s.cfg.Store.GetTenant(ctx, ac.TenantID)
+	t, err := s.tenants.GetTenant(ctx, ac.TenantID)
 	if err != nil {
 		if errs.CodeOf(err) == errs.NotFound {
 			return caller{}, errs.E(errs.Forbidden, "tenant %q is unknown", ac.TenantID)
@@ -458,20 +458,19 @@ func (s *Server) countPolicy(o *policy.Outcome, stage string) {
 	}
 }
 
-// record writes an audit record; a failure is logged and counted, never
-// returned (the call's outcome is already decided).
+// record queues an audit record for the batching writer; a failed write
+// is retried, then logged and counted, never returned (the call's outcome
+// is already decided).
 func (s *Server) record(ctx context.Context, c caller, action, target, outcome string, details map[string]any) {
 	pc := policyContextMap(c.ac.PolicyContext)
 	rec := store.AuditRecord{AuditID: ids.New("aud_"), Time: s.now().UTC(), TenantID: c.ac.TenantID,
 		PrincipalID: c.ac.Principal.PrincipalID, Action: action, Target: target, Outcome: outcome,
 		PolicyContext: pc, Details: details, CorrelationID: httpx.CorrelationID(ctx)}
-	if _, err := s.audit.Record(context.WithoutCancel(ctx), rec); err != nil {
-		s.metrics.auditErrors.Inc()
-		s.log.ErrorContext(ctx, "audit record failed", "err", err, "action", action, "tenant_id", c.ac.TenantID)
-	}
+	s.writer.Audit(rec)
 }
 
-// handleUsage lists the usage ledger. Tenant admins (and platform admins,
+// handleUsage lists the usage ledger (after writing what the ledger writer
+// has queued). Tenant admins (and platform admins,
 // who may name tenant_id) see the whole tenant; others see their own
 // principal's usage.
 func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) error {
@@ -504,6 +503,10 @@ func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) error {
 			}
 			*dst = t
 		}
+	}
+	// Read your writes: the ledger writer's queue is written first.
+	if err := s.writer.Flush(r.Context()); err != nil {
+		return errs.Wrap(errs.Timeout, err, "usage ledger not flushed")
 	}
 	recs, err := s.cfg.Store.ListUsage(r.Context(), f)
 	if err != nil {

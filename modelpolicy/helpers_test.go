@@ -54,6 +54,13 @@ type bundle struct {
 	url string
 }
 
+// flush writes the server's queued ledger and audit records and settles
+// its budget allocations, so the store can be checked.
+func (b *bundle) flush() {
+	b.t.Helper()
+	require.NoError(b.t, b.srv.Flush(context.Background()))
+}
+
 type setupOpts struct {
 	cat    *Catalogue
 	mutate func(*Config)
@@ -76,6 +83,7 @@ func setup(t *testing.T, o setupOpts) *bundle {
 	}
 	s, err := New(cfg)
 	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
 	return &bundle{t: t, db: db, srv: s, url: ts.URL}

@@ -51,6 +51,7 @@ func TestModelPortRoundTrip(t *testing.T) {
 		Input: modelport.ChatInput{Messages: []modelport.Message{{Role: "user", Content: "ssn 123-45-6789"}}}})
 	require.Equal(t, errs.PolicyBlocked, errs.CodeOf(err))
 
+	b.flush()
 	recs, err := b.db.ListUsage(ctx, store.UsageFilter{TenantID: "tnt_a", RunID: "run_1"})
 	require.NoError(t, err)
 	require.Len(t, recs, 1)

@@ -285,7 +285,8 @@ func (s *Server) invoke(ctx context.Context, c caller, inv *invocation) (res *re
 	if mq.MaxTokensPerRequest > 0 {
 		requested := inTokens + int64(inv.chat.MaxOutputTokens)
 		if requested > int64(mq.MaxTokensPerRequest) {
-			return res, (&errs.Error{Code: errs.RateLimited, RetryAfter: time.Second,
+			// Not retryable: the same request can never pass.
+			return res, (&errs.Error{Code: errs.QuotaExceeded,
 				Message: "request needs about " + itoa(int(requested)) + " tokens; max_tokens_per_request is " + itoa(mq.MaxTokensPerRequest)}).
 				WithDetails(map[string]any{"quota": "max_tokens_per_request", "limit": mq.MaxTokensPerRequest, "requested": requested})
 		}
@@ -310,8 +311,9 @@ func (s *Server) invoke(ctx context.Context, c caller, inv *invocation) (res *re
 			WithDetails(map[string]any{"field": "requirements", "reasons": why})
 	}
 
-	// 3. Budget reservation: enough for the most expensive candidate.
-	var resv *store.Reservation
+	// 3. Budget reservation: enough for the most expensive candidate, held
+	// against the tenant's in-memory allocation (see budget.go).
+	var hold *budgetHold
 	tb := mq.TokenBudget
 	if tb.MaxTokens > 0 || tb.MaxCostUSD > 0 {
 		window := cmpStr(tb.Window, "day")
@@ -321,26 +323,13 @@ func (s *Server) invoke(ctx context.Context, c caller, inv *invocation) (res *re
 			tokens = max(tokens, inTokens+maxOut(m))
 			cost = max(cost, price(m, inTokens, maxOut(m)))
 		}
-		r, rerr := s.cfg.Store.ReserveBudget(ctx, store.ReserveParams{TenantID: c.tenant.TenantID, Window: window,
-			WindowStart: windowStart(s.now(), window), MaxTokens: tb.MaxTokens, MaxCostUSD: tb.MaxCostUSD, Tokens: tokens, CostUSD: cost})
-		if rerr != nil {
-			if errors.Is(rerr, errs.ErrQuotaExceeded) {
-				return res, rerr
-			}
-			return res, errs.Wrap(errs.DependencyUnavailable, rerr, "cannot reserve budget")
+		h, herr := s.budgets.acquire(ctx, c.tenant.TenantID, tb, window, windowStart(s.now(), window), tokens, cost)
+		if herr != nil {
+			return res, herr
 		}
-		resv = &r
+		hold = h
 	}
-	settled := false
-	settle := func(tokens int64, cost float64) {
-		if resv == nil || settled {
-			return
-		}
-		settled = true
-		if err := s.cfg.Store.SettleBudget(context.WithoutCancel(ctx), *resv, tokens, cost); err != nil {
-			s.log.ErrorContext(ctx, "settle budget failed", "err", err, "tenant_id", c.tenant.TenantID)
-		}
-	}
+	settle := func(tokens int64, cost float64) { s.budgets.release(hold, tokens, cost) }
 	defer settle(0, 0) // released when nothing was served
 
 	// 4. Input policy.
@@ -369,9 +358,7 @@ func (s *Server) ledger(ctx context.Context, c caller, inv *invocation, res *res
 	u := store.UsageRecord{UsageID: ids.New("use_"), TenantID: c.tenant.TenantID, PrincipalID: c.ac.Principal.PrincipalID,
 		AgentID: inv.agentID, RunID: inv.runID, ModelID: res.model.ID(), Backend: res.model.Backend, Operation: inv.op,
 		InputTokens: res.usage.InputTokens, OutputTokens: res.usage.OutputTokens, CostUSD: res.costUSD, Time: s.now().UTC()}
-	if err := s.cfg.Store.RecordUsage(context.WithoutCancel(ctx), u); err != nil {
-		s.log.ErrorContext(ctx, "record usage failed", "err", err, "tenant_id", c.tenant.TenantID)
-	}
+	s.writer.Usage(u)
 	s.metrics.tokens.WithLabelValues(res.model.Backend, res.model.ID(), "input").Add(float64(res.usage.InputTokens))
 	s.metrics.tokens.WithLabelValues(res.model.Backend, res.model.ID(), "output").Add(float64(res.usage.OutputTokens))
 	s.metrics.cost.WithLabelValues(res.model.Backend, res.model.ID()).Add(res.costUSD)

@@ -85,6 +85,20 @@ type Config struct {
 	HTTPClient *http.Client
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// Tenants reads tenants for governed calls; default a TenantCache over
+	// Store with TenantTTL. Give the Authenticator the same cache so a call
+	// reads no tenant from the store.
+	Tenants TenantGetter
+	// TenantTTL is the default cache's TTL (0: DefaultTenantTTL, 1 s; a
+	// negative TTL reads the store on every call). A disabled tenant is
+	// refused within this time.
+	TenantTTL time.Duration
+	// SettleInterval is how often leased budget allocations are settled
+	// back to the store, returning their unused part (default 5 s).
+	SettleInterval time.Duration
+	// FlushDelay is how long the ledger/audit writer waits to fill a batch
+	// (default 2 ms).
+	FlushDelay time.Duration
 }
 
 // Server is the model-policy HTTP service.
@@ -105,6 +119,14 @@ type Server struct {
 	healthMu   sync.Mutex
 	health     map[string]error
 	healthedAt time.Time
+
+	tenants   TenantGetter
+	budgets   *budgets
+	writer    *recordWriter
+	stop      chan struct{}
+	bg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // New validates cfg and builds the server.
@@ -142,7 +164,11 @@ func New(cfg Config) (*Server, error) {
 	if s.cfg.DefaultInvokeQPS == 0 {
 		s.cfg.DefaultInvokeQPS = 20
 	}
-	provs, err := s.cat.BuildProviders(cfg.HTTPClient)
+	client := cfg.HTTPClient
+	if client == nil {
+		client = defaultBackendClient()
+	}
+	provs, err := s.cat.BuildProviders(client)
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +188,76 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.metrics = newServerMetrics(reg)
 	s.httpm = metrics.NewHTTP(reg, ServiceName)
+
+	s.tenants = cfg.Tenants
+	if s.tenants == nil {
+		s.tenants = cfg.Store
+		if cfg.TenantTTL >= 0 {
+			s.tenants = NewTenantCache(cfg.Store, cfg.TenantTTL)
+		}
+	}
+	s.budgets = newBudgets(cfg.Store, s.log)
+	s.writer = newRecordWriter(cfg.Store.RecordUsage, s.audit, s.log, func(audit bool) {
+		if audit {
+			s.metrics.auditErrors.Inc()
+		}
+	}, cfg.FlushDelay)
+	s.stop = make(chan struct{})
+	every := cmp.Or(cfg.SettleInterval, 5*time.Second)
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+				s.budgets.retireAll()
+			}
+		}
+	}()
 	return s, nil
+}
+
+// defaultBackendClient keeps enough idle connections per backend for a
+// busy gateway (http.DefaultTransport keeps 2, so concurrent calls would
+// open and close a connection each).
+func defaultBackendClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = 1024
+	tr.MaxIdleConnsPerHost = 256
+	tr.IdleConnTimeout = 90 * time.Second
+	return &http.Client{Transport: tr}
+}
+
+// Flush writes every queued usage and audit record and settles every
+// leased budget allocation back to the store (returning its unused part);
+// the server keeps serving. It waits for calls in flight on the settled
+// allocations until ctx ends, then counts their estimates as used.
+func (s *Server) Flush(ctx context.Context) error {
+	berr := s.budgets.flush(ctx)
+	werr := s.writer.Flush(ctx)
+	return errors.Join(berr, werr)
+}
+
+// Close stops the background work after a final flush: budget allocations
+// are settled and every queued usage and audit record is written (audit
+// is never lost on a clean shutdown). Call it after the HTTP server has
+// shut down (Serve does); it waits at most 10 s for calls still in
+// flight. Idempotent; records arriving after Close are written
+// synchronously.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		s.bg.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.closeErr = s.budgets.flush(ctx)
+		s.writer.Close()
+	})
+	return s.closeErr
 }
 
 // Handler returns the service's HTTP handler with the standard middleware.
@@ -201,19 +296,20 @@ func Run(ctx context.Context, cfg Config, addr string) error {
 	return s.Serve(ctx, ln)
 }
 
-// Serve serves on ln until ctx is done.
+// Serve serves on ln until ctx is done, then shuts down gracefully and
+// calls Close (flushing the ledger, audit and budgets).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
-		return err
+		return errors.Join(err, s.Close())
 	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		err := srv.Shutdown(sctx)
 		<-errc
-		return err
+		return errors.Join(err, s.Close())
 	}
 }

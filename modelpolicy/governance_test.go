@@ -1,0 +1,294 @@
+package modelpolicy
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/sqlite"
+)
+
+// budgetCall is a chat call whose real usage is about 1,000 tokens (the
+// builtin model echoes the ~2,000-character message) and whose estimate
+// (the reservation) is a little more.
+func budgetCall(tenantID string) map[string]any {
+	body := chatBody(tenantID, "tier:fast", []map[string]any{user(strings.Repeat("lorem ipsum ", 170))}, nil)
+	dig(body, "request").(map[string]any)["generation"] = map[string]any{"max_output_tokens": 600}
+	return body
+}
+
+// hammer makes n concurrent budgetCalls spread over the bundles and
+// returns the status counts and one quota_exceeded error's details.
+func hammer(t *testing.T, bs []*bundle, tenantID string, n int) (map[int]int, map[string]any) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var exceeded map[string]any
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := bs[i%len(bs)].do("POST", "/v1/models:invoke", tenantID, budgetCall(tenantID))
+			mu.Lock()
+			defer mu.Unlock()
+			codes[r.status]++
+			if r.status == 429 {
+				require.Equal(t, "quota_exceeded", errCode(r))
+				exceeded = dig(r.body, "error", "details").(map[string]any)
+			}
+		}()
+	}
+	wg.Wait()
+	return codes, exceeded
+}
+
+// oneReservation is the estimate one budgetCall holds.
+func oneReservation() int64 {
+	return int64(4+(len([]rune(strings.Repeat("lorem ipsum ", 170)))+3)/4) + 600
+}
+
+// checkSettled checks the store after every server flushed: settled usage
+// equals the ledger and stays within the budget plus one reservation.
+func checkSettled(t *testing.T, db *sqlite.DB, tenantID string, budget int64, served int) {
+	t.Helper()
+	used, err := db.BudgetUsage(context.Background(), tenantID, "hour", windowStart(time.Now(), "hour"))
+	require.NoError(t, err)
+	require.LessOrEqual(t, used.UsedTokens, budget+oneReservation())
+	recs, err := db.ListUsage(context.Background(), store.UsageFilter{TenantID: tenantID})
+	require.NoError(t, err)
+	require.Len(t, recs, served)
+	var total int64
+	for _, u := range recs {
+		total += u.InputTokens + u.OutputTokens
+	}
+	require.Equal(t, total, used.UsedTokens, "settled usage equals the ledger")
+}
+
+func TestBudgetConcurrentCallersCannotOvershoot(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{mutate: func(c *Config) { c.DefaultInvokeQPS = -1 }})
+	const budget = 10000
+	b.addTenant(tenant("tnt_b", func(t *store.Tenant) {
+		t.Quotas.Models.TokenBudget = store.TokenBudget{Window: "hour", MaxTokens: budget}
+	}))
+	codes, exceeded := hammer(t, []*bundle{b}, "tnt_b", 50)
+	require.Greater(t, codes[200], 0)
+	require.Greater(t, codes[429], 0)
+	require.Equal(t, 50, codes[200]+codes[429], codes)
+	require.Equal(t, "hour", exceeded["window"])
+	require.EqualValues(t, budget, exceeded["limit"])
+	require.Equal(t, "tokens", exceeded["resource"])
+	require.NotNil(t, exceeded["used"])
+	require.NoError(t, b.srv.Close())
+	checkSettled(t, b.db, "tnt_b", budget, codes[200])
+}
+
+func TestBudgetReplicasSharingAStoreCannotOvershoot(t *testing.T) {
+	t.Parallel()
+	db := openDB(t)
+	const budget = 10000
+	var bs []*bundle
+	for range 2 {
+		cfg := Config{Store: db, Authenticate: testAuth, Registry: prometheus.NewRegistry(),
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DefaultInvokeQPS: -1}
+		s, err := New(cfg)
+		require.NoError(t, err)
+		ts := httptest.NewServer(s.Handler())
+		t.Cleanup(ts.Close)
+		bs = append(bs, &bundle{t: t, db: db, srv: s, url: ts.URL})
+	}
+	bs[0].addTenant(tenant("tnt_b", func(t *store.Tenant) {
+		t.Quotas.Models.TokenBudget = store.TokenBudget{Window: "hour", MaxTokens: budget}
+	}))
+	codes, _ := hammer(t, bs, "tnt_b", 60)
+	require.Greater(t, codes[200], 0)
+	require.Greater(t, codes[429], 0)
+	require.Equal(t, 60, codes[200]+codes[429], codes)
+	for _, b := range bs {
+		require.NoError(t, b.srv.Close())
+	}
+	checkSettled(t, db, "tnt_b", budget, codes[200])
+}
+
+func TestBudgetSettledPeriodically(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{mutate: func(c *Config) { c.SettleInterval = 20 * time.Millisecond }})
+	b.addTenant(tenant("tnt_p", func(t *store.Tenant) {
+		t.Quotas.Models.TokenBudget = store.TokenBudget{Window: "hour", MaxTokens: 1000000}
+	}))
+	for range 3 {
+		r := b.do("POST", "/v1/models:invoke", "tnt_p", chatBody("tnt_p", "tier:fast", []map[string]any{user("hi")}, nil))
+		require.Equal(t, 200, r.status, string(r.raw))
+	}
+	require.NoError(t, b.srv.writer.Flush(context.Background()))
+	recs, err := b.db.ListUsage(context.Background(), store.UsageFilter{TenantID: "tnt_p"})
+	require.NoError(t, err)
+	require.Len(t, recs, 3)
+	var total int64
+	for _, u := range recs {
+		total += u.InputTokens + u.OutputTokens
+	}
+	// Without Flush or Close, the leased chunk (20,000 tokens) is settled
+	// back to the real usage by the periodic settlement.
+	require.Eventually(t, func() bool {
+		used, err := b.db.BudgetUsage(context.Background(), "tnt_p", "hour", windowStart(time.Now(), "hour"))
+		return err == nil && used.UsedTokens == total
+	}, 10*time.Second, 10*time.Millisecond)
+}
+
+// slowStore blocks ledger and audit writes until gate is closed.
+type slowStore struct {
+	*sqlite.DB
+	gate   chan struct{}
+	writes atomic.Int64
+}
+
+func (s *slowStore) RecordUsage(ctx context.Context, u store.UsageRecord) error {
+	<-s.gate
+	s.writes.Add(1)
+	return s.DB.RecordUsage(ctx, u)
+}
+
+func (s *slowStore) AppendAudit(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error) {
+	<-s.gate
+	s.writes.Add(1)
+	return s.DB.AppendAudit(ctx, r)
+}
+
+func TestCallsDoNotWaitForLedgerOrAuditWrites(t *testing.T) {
+	t.Parallel()
+	db := openDB(t)
+	slow := &slowStore{DB: db, gate: make(chan struct{})}
+	s, err := New(Config{Store: slow, Authenticate: testAuth, Registry: prometheus.NewRegistry(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(ts.Close)
+	b := &bundle{t: t, db: db, srv: s, url: ts.URL}
+	b.addTenant(tenant("tnt_a"))
+
+	// Calls complete while every ledger and audit write is blocked.
+	done := make(chan int, 1)
+	go func() {
+		status := 0
+		for range 3 {
+			status = b.do("POST", "/v1/chat/completions", "tnt_a", map[string]any{"model": "tier:fast",
+				"messages": []any{map[string]any{"role": "user", "content": "hi"}}}).status
+		}
+		done <- status
+	}()
+	select {
+	case status := <-done:
+		require.Equal(t, 200, status)
+	case <-time.After(30 * time.Second):
+		t.Fatal("calls waited for blocked ledger/audit writes")
+	}
+	require.Zero(t, slow.writes.Load(), "nothing could be written yet")
+
+	// Close writes everything once the store answers again.
+	close(slow.gate)
+	require.NoError(t, s.Close())
+	recs, err := db.ListUsage(context.Background(), store.UsageFilter{TenantID: "tnt_a"})
+	require.NoError(t, err)
+	require.Len(t, recs, 3)
+	aud, err := db.ListAudit(context.Background(), store.ListAuditParams{TenantID: "tnt_a"})
+	require.NoError(t, err)
+	require.Len(t, aud, 3)
+	require.Equal(t, "model.chat_completions", aud[0].Action)
+	// A record arriving after Close is still written (synchronously).
+	s.writer.Audit(store.AuditRecord{AuditID: "aud_late", TenantID: "tnt_a", Action: "model.late", Time: time.Now().UTC()})
+	aud, err = db.ListAudit(context.Background(), store.ListAuditParams{TenantID: "tnt_a"})
+	require.NoError(t, err)
+	require.Len(t, aud, 4)
+}
+
+// failingUsage fails the first n RecordUsage calls.
+type failingUsage struct {
+	*sqlite.DB
+	fails atomic.Int64
+}
+
+func (f *failingUsage) RecordUsage(ctx context.Context, u store.UsageRecord) error {
+	if f.fails.Add(-1) >= 0 {
+		return context.DeadlineExceeded
+	}
+	return f.DB.RecordUsage(ctx, u)
+}
+
+func TestLedgerWriteFailuresAreRetried(t *testing.T) {
+	t.Parallel()
+	db := openDB(t)
+	fs := &failingUsage{DB: db}
+	fs.fails.Store(2)
+	s, err := New(Config{Store: fs, Authenticate: testAuth, Registry: prometheus.NewRegistry(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(ts.Close)
+	b := &bundle{t: t, db: db, srv: s, url: ts.URL}
+	b.addTenant(tenant("tnt_a"))
+	require.Equal(t, 200, b.do("POST", "/v1/models:invoke", "tnt_a", chatBody("tnt_a", "tier:fast", []map[string]any{user("x")}, nil)).status)
+	require.NoError(t, s.Close())
+	recs, err := db.ListUsage(context.Background(), store.UsageFilter{TenantID: "tnt_a"})
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+}
+
+// countingTenants counts store reads of tenants.
+type countingTenants struct {
+	*sqlite.DB
+	reads atomic.Int64
+}
+
+func (c *countingTenants) GetTenant(ctx context.Context, id string) (store.Tenant, error) {
+	c.reads.Add(1)
+	return c.DB.GetTenant(ctx, id)
+}
+
+func TestTenantCache(t *testing.T) {
+	t.Parallel()
+	db := openDB(t)
+	ct := &countingTenants{DB: db}
+	require.NoError(t, db.CreateTenant(context.Background(), tenant("tnt_a")))
+	c := NewTenantCache(ct, time.Hour)
+	for range 5 {
+		got, err := c.GetTenant(context.Background(), "tnt_a")
+		require.NoError(t, err)
+		require.Equal(t, "tnt_a", got.TenantID)
+	}
+	require.EqualValues(t, 1, ct.reads.Load(), "one store read within the TTL")
+	for range 2 {
+		_, err := c.GetTenant(context.Background(), "tnt_nope")
+		require.ErrorIs(t, err, errs.ErrNotFound)
+	}
+	require.EqualValues(t, 2, ct.reads.Load(), "unknown tenants are cached too")
+	c.Invalidate("tnt_a")
+	_, err := c.GetTenant(context.Background(), "tnt_a")
+	require.NoError(t, err)
+	require.EqualValues(t, 3, ct.reads.Load())
+}
+
+func TestDisabledTenantRefusedWithinTTL(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{mutate: func(c *Config) { c.TenantTTL = 50 * time.Millisecond }})
+	tn := tenant("tnt_a")
+	b.addTenant(tn)
+	require.Equal(t, 200, b.do("POST", "/v1/models:invoke", "tnt_a", chatBody("tnt_a", "tier:fast", []map[string]any{user("x")}, nil)).status)
+	tn.Status = store.TenantDisabled
+	require.NoError(t, b.db.UpdateTenant(context.Background(), tn))
+	require.Eventually(t, func() bool {
+		r := b.do("POST", "/v1/models:invoke", "tnt_a", chatBody("tnt_a", "tier:fast", []map[string]any{user("x")}, nil))
+		return r.status == 403 && errCode(r) == "forbidden"
+	}, 10*time.Second, 10*time.Millisecond)
+}
