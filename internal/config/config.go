@@ -45,6 +45,21 @@ type Config struct {
 	Executors           int     // AGENTOS_EXECUTORS, default 32: runs executed at once by this process (runs mostly wait on models and tools)
 	IdempotencyTTLHours int     // AGENTOS_IDEMPOTENCY_TTL_HOURS, default 24
 	LogLevel            string  // AGENTOS_LOG_LEVEL, default info
+
+	// Trusted JWT issuers (CONTRACT §3): a YAML file listing issuers, and/or
+	// one issuer from the variables below (AGENTOS_JWT_ISSUER plus one or
+	// more of the JWKS URL, public key file and HS256 secret file).
+	JWTIssuersFile     string // AGENTOS_JWT_ISSUERS_FILE: YAML list of {issuer, audience, jwks_url, public_key_files, hs256_secret_file}
+	JWTIssuer          string // AGENTOS_JWT_ISSUER: the "iss" of the single configured issuer
+	JWTAudience        string // AGENTOS_JWT_AUDIENCE: accepted "aud" values, comma- or space-separated (required in prod)
+	JWTJWKSURL         string // AGENTOS_JWT_JWKS_URL: the issuer's JWKS (https in prod)
+	JWTPublicKeyFile   string // AGENTOS_JWT_PUBLIC_KEY_FILE: PEM public key (RSA, EC or Ed25519) verifying any kid
+	JWTHS256SecretFile string // AGENTOS_JWT_HS256_SECRET_FILE: HS256 shared secret, at least 32 bytes
+
+	// The federation client API's TLS certificate in prod; default the
+	// node's federation certificate (the peer API's).
+	FederationClientCertFile string // AGENTOS_FEDERATION_CLIENT_CERT_FILE
+	FederationClientKeyFile  string // AGENTOS_FEDERATION_CLIENT_KEY_FILE
 }
 
 // Lookup returns the value of an environment variable.
@@ -91,6 +106,16 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 		HTTPFetchAllow:     get("AGENTOS_HTTP_FETCH_ALLOW", ""),
 		ModelPolicyConfig:  get("AGENTOS_MODEL_POLICY_CONFIG", ""),
 		LogLevel:           get("AGENTOS_LOG_LEVEL", "info"),
+
+		JWTIssuersFile:     get("AGENTOS_JWT_ISSUERS_FILE", ""),
+		JWTIssuer:          get("AGENTOS_JWT_ISSUER", ""),
+		JWTAudience:        get("AGENTOS_JWT_AUDIENCE", ""),
+		JWTJWKSURL:         get("AGENTOS_JWT_JWKS_URL", ""),
+		JWTPublicKeyFile:   get("AGENTOS_JWT_PUBLIC_KEY_FILE", ""),
+		JWTHS256SecretFile: get("AGENTOS_JWT_HS256_SECRET_FILE", ""),
+
+		FederationClientCertFile: get("AGENTOS_FEDERATION_CLIENT_CERT_FILE", ""),
+		FederationClientKeyFile:  get("AGENTOS_FEDERATION_CLIENT_KEY_FILE", ""),
 	}
 	var errsList []string
 	num := func(key, def string, dst *float64) {

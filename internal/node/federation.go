@@ -61,7 +61,8 @@ func fedIdentity(cfg config.Config, f federation.Files) (*pki.NodeTLS, *identity
 }
 
 // RunFederation serves the federation service until ctx ends: the client
-// API on cfg.FederationAddr and the mTLS peer API on cfg.FederationPeerAddr.
+// API on cfg.FederationAddr (plain HTTP in demo/dev, TLS in prod: see
+// federationClientTLS) and the mTLS peer API on cfg.FederationPeerAddr.
 func RunFederation(ctx context.Context, cfg config.Config) error {
 	log := newLogger(cfg, federation.ServiceName)
 	st, err := openStore(ctx, cfg)
@@ -89,7 +90,7 @@ func RunFederation(ctx context.Context, cfg config.Config) error {
 	defer sink.Close()
 
 	registry := metrics.NewRegistry()
-	authn, err := newAuthenticator(cfg, st, nodeKey, metrics.NewAuthFailures(registry, federation.ServiceName))
+	authn, err := newAuthenticator(cfg, st, nodeKey, federation.ServiceName, metrics.NewAuthFailures(registry, federation.ServiceName))
 	if err != nil {
 		return err
 	}
@@ -119,6 +120,16 @@ func RunFederation(ctx context.Context, cfg config.Config) error {
 		return fmt.Errorf("listen on %s: %w (is another process using the port? try `lsof -i :%s`)",
 			cfg.FederationAddr, err, portOf(cfg.FederationAddr))
 	}
+	clientTLS, err := federationClientTLS(cfg, nt)
+	if err != nil {
+		peerLn.Close()
+		clientLn.Close()
+		return err
+	}
+	if clientTLS != nil {
+		clientLn = tls.NewListener(clientLn, clientTLS)
+		log.Info("client API served over TLS", "addr", cfg.FederationAddr)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 2)
@@ -135,4 +146,28 @@ func RunFederation(ctx context.Context, cfg config.Config) error {
 		return first
 	}
 	return second
+}
+
+// federationClientTLS is the TLS configuration of the client API: nil (plain
+// HTTP, meant for loopback) in demo/dev; in prod, TLS 1.2+ with
+// AGENTOS_FEDERATION_CLIENT_CERT_FILE and _KEY_FILE when set, else the
+// node's federation certificate (the peer API's). Client certificates are
+// not requested: callers authenticate with their credentials as on every
+// other API.
+func federationClientTLS(cfg config.Config, nt *pki.NodeTLS) (*tls.Config, error) {
+	if cfg.DevMode() {
+		return nil, nil
+	}
+	cert := nt.Cert
+	switch certFile, keyFile := cfg.FederationClientCertFile, cfg.FederationClientKeyFile; {
+	case certFile != "" && keyFile != "":
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("federation client API certificate (AGENTOS_FEDERATION_CLIENT_CERT_FILE, AGENTOS_FEDERATION_CLIENT_KEY_FILE): %w", err)
+		}
+		cert = pair
+	case certFile != "" || keyFile != "":
+		return nil, fmt.Errorf("set both AGENTOS_FEDERATION_CLIENT_CERT_FILE and AGENTOS_FEDERATION_CLIENT_KEY_FILE, or neither (then the node certificate is used)")
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, ClientAuth: tls.NoClientCert}, nil
 }

@@ -38,7 +38,7 @@ func RunModelPolicy(ctx context.Context, cfg config.Config) error {
 	defer sink.Close()
 	registry := metrics.NewRegistry()
 	authFailures := metrics.NewAuthFailures(registry, modelpolicy.ServiceName)
-	authn, err := newAuthenticator(cfg, st, signer, authFailures)
+	authn, err := newAuthenticator(cfg, st, signer, modelpolicy.ServiceName, authFailures)
 	if err != nil {
 		return err
 	}

@@ -86,14 +86,85 @@ func bootstrapToken() (string, error) {
 	return "", nil
 }
 
-// newAuthenticator builds the request authenticator shared by the services.
-func newAuthenticator(cfg config.Config, st *sqlite.DB, signer *auth.NodeSigner, onFailure func(string)) (*auth.Authenticator, error) {
+// authStore is what the authenticator reads: tenants and API tokens.
+type authStore interface {
+	auth.TenantLookup
+	auth.TokenLookup
+}
+
+// newAuthenticator builds the request authenticator of one service
+// (service is its name: "agent-orchestrator", "model-policy" or
+// "federation"). It trusts the operator's configured JWT issuers
+// (jwtIssuers) and the node key only for tokens minted for this service,
+// so that a token minted for model-policy is refused by the orchestrator.
+func newAuthenticator(cfg config.Config, st authStore, signer *auth.NodeSigner, service string, onFailure func(string)) (*auth.Authenticator, error) {
+	if service == "" {
+		return nil, errors.New("newAuthenticator: the service name is required")
+	}
 	boot, err := bootstrapToken()
 	if err != nil {
 		return nil, err
 	}
+	issuers, err := jwtIssuers(cfg)
+	if err != nil {
+		return nil, err
+	}
+	issuers = append(issuers, signer.IssuerFor(service))
 	return auth.New(auth.Config{Mode: cfg.Mode, Tenants: st, Tokens: st,
-		Issuers: []auth.Issuer{signer.Issuer()}, BootstrapToken: boot, OnFailure: onFailure})
+		Issuers: issuers, BootstrapToken: boot, OnFailure: onFailure})
+}
+
+// jwtIssuers returns the JWT issuers the operator configured (CONTRACT §3):
+// those of AGENTOS_JWT_ISSUERS_FILE, plus the one described by
+// AGENTOS_JWT_ISSUER, AGENTOS_JWT_AUDIENCE and one or more of
+// AGENTOS_JWT_JWKS_URL, AGENTOS_JWT_PUBLIC_KEY_FILE and
+// AGENTOS_JWT_HS256_SECRET_FILE. Prod rules apply in prod mode (audience
+// required, https JWKS). None configured is fine: API tokens still work.
+func jwtIssuers(cfg config.Config) ([]auth.Issuer, error) {
+	prod := cfg.Mode == config.ModeProd
+	var out []auth.Issuer
+	if cfg.JWTIssuersFile != "" {
+		iss, err := auth.LoadIssuersFile(cfg.JWTIssuersFile, prod)
+		if err != nil {
+			return nil, fmt.Errorf("AGENTOS_JWT_ISSUERS_FILE: %w", err)
+		}
+		out = append(out, iss...)
+	}
+	spec, ok, err := envIssuerSpec(cfg)
+	if err != nil || !ok {
+		return out, err
+	}
+	iss, err := spec.Load(auth.IssuerLoadOptions{Prod: prod})
+	if err != nil {
+		return nil, fmt.Errorf("AGENTOS_JWT_*: %w", err)
+	}
+	for _, o := range out {
+		if o.Issuer == iss.Issuer {
+			return nil, fmt.Errorf("AGENTOS_JWT_ISSUER %q is also configured in AGENTOS_JWT_ISSUERS_FILE; configure it once", iss.Issuer)
+		}
+	}
+	return append(out, iss), nil
+}
+
+// envIssuerSpec reads the single-issuer variables; ok is false when none
+// is set.
+func envIssuerSpec(cfg config.Config) (spec auth.IssuerSpec, ok bool, err error) {
+	keyed := cfg.JWTJWKSURL != "" || cfg.JWTPublicKeyFile != "" || cfg.JWTHS256SecretFile != ""
+	if cfg.JWTIssuer == "" {
+		if keyed || cfg.JWTAudience != "" {
+			return spec, false, errors.New("AGENTOS_JWT_ISSUER is required with AGENTOS_JWT_AUDIENCE, AGENTOS_JWT_JWKS_URL, AGENTOS_JWT_PUBLIC_KEY_FILE or AGENTOS_JWT_HS256_SECRET_FILE")
+		}
+		return spec, false, nil
+	}
+	if !keyed {
+		return spec, false, errors.New("AGENTOS_JWT_ISSUER needs one of AGENTOS_JWT_JWKS_URL, AGENTOS_JWT_PUBLIC_KEY_FILE or AGENTOS_JWT_HS256_SECRET_FILE")
+	}
+	spec = auth.IssuerSpec{Issuer: cfg.JWTIssuer, JWKSURL: cfg.JWTJWKSURL, HS256SecretFile: cfg.JWTHS256SecretFile,
+		Audience: strings.FieldsFunc(cfg.JWTAudience, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })}
+	if cfg.JWTPublicKeyFile != "" {
+		spec.PublicKeyFiles = map[string]string{"": cfg.JWTPublicKeyFile}
+	}
+	return spec, true, nil
 }
 
 // serveHTTP serves h on addr until ctx ends, then drains in-flight

@@ -72,7 +72,7 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 	model := modelport.NewHTTPClient(cfg.ModelPolicyURL, mint, &http.Client{Timeout: 5 * time.Minute})
 
 	registry := metrics.NewRegistry()
-	authn, err := newAuthenticator(cfg, st, signer, metrics.NewAuthFailures(registry, agentorchestrator.ServiceName))
+	authn, err := newAuthenticator(cfg, st, signer, agentorchestrator.ServiceName, metrics.NewAuthFailures(registry, agentorchestrator.ServiceName))
 	if err != nil {
 		return err
 	}
