@@ -214,3 +214,34 @@ func printAlertVars(w io.Writer) {
 	fmt.Fprintln(w, "  "+alert.EnvUsername+"=... and "+alert.EnvPassword+"=... (or "+alert.EnvPasswordFile+"=/path)  # if the server needs AUTH")
 	fmt.Fprintln(w, "  "+alert.EnvStartTLS+"=true  # port 587")
 }
+
+// nodeAlertStatus is the alert status a report of node n starts with
+// (n may be nil).
+func nodeAlertStatus(n *Node) AlertStatus {
+	envFile := ""
+	if n != nil {
+		envFile = n.EnvFile
+	}
+	return reportAlertStatus(alertLookup(envFile))
+}
+
+// testAlertCheck is `validate --test-alert`'s extra check: it sends the
+// test alert (whatever the validation's outcome, so that the mail carries
+// the node's health), records it in the report's smoke results and alert
+// status, and returns prev, or the alert's failure when prev is nil.
+func (v *validator) testAlertCheck(ctx context.Context, prev error) error {
+	start := time.Now()
+	st, err := testAlertStatus(ctx, v.n)
+	v.rep.Alerts = st
+	res := CheckResult{Name: "test alert", OK: err == nil, DurationMs: time.Since(start).Milliseconds(), Detail: st.Detail}
+	mark := "pass"
+	if err != nil {
+		res.Error, res.Detail, mark = err.Error(), "", "FAIL"
+	}
+	v.rep.Smoke = append(v.rep.Smoke, res)
+	v.p.Info("%s  %-26s %5dms  %s", mark, res.Name, res.DurationMs, firstNonEmpty(res.Error, res.Detail))
+	if prev != nil || err == nil {
+		return prev
+	}
+	return &checkError{check: "test alert", next: "agentos test-alert", err: err}
+}

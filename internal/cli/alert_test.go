@@ -141,3 +141,77 @@ func alertEnvOf(m map[string]string) func(string) (string, bool) {
 		return v, ok
 	}
 }
+
+// alertNode is a node whose services are the given base URLs and whose
+// env file holds env.
+func alertNode(t *testing.T, env string, urls map[string]string) *Node {
+	t.Helper()
+	dir := t.TempDir()
+	envFile := filepath.Join(dir, "agentos.env")
+	require.NoError(t, os.WriteFile(envFile, []byte(env), 0o600))
+	n := &Node{EnvFile: envFile, HTTP: &http.Client{}}
+	n.Cfg.Home, n.Cfg.StackID, n.Cfg.Region, n.Cfg.Mode = dir, "stk_validate_alert", "local", "demo"
+	for _, name := range []string{"model-policy", "orchestrator"} {
+		n.Services = append(n.Services, Service{Name: name, URL: urls[name], HealthPath: "/v1/health"})
+	}
+	return n
+}
+
+func TestValidateTestAlertCheck(t *testing.T) {
+	t.Parallel()
+	if _, set := os.LookupEnv("AGENTOS_ALERT_SMTP_ADDR"); set {
+		t.Skip("AGENTOS_ALERT_SMTP_ADDR is set in the environment")
+	}
+	smtp := alerttest.Start(t, func(s *alerttest.Server) { s.RejectRcpt = map[string]bool{"nobody@example.com": true} })
+	urls := map[string]string{"orchestrator": alertHealthServer(t, "agent-orchestrator").URL, "model-policy": alertHealthServer(t, "model-policy").URL}
+	env := func(to string) string {
+		return "AGENTOS_ALERT_SMTP_ADDR=" + smtp.Addr + "\nAGENTOS_ALERT_FROM=agentos@example.com\nAGENTOS_ALERT_TO=" + to + "\n"
+	}
+	validate := func(n *Node, prev error) (*Report, error) {
+		var out bytes.Buffer
+		p := NewProgress(&out, false)
+		rep := newReport("validate", n, "local")
+		v := &validator{n: n, p: p, rep: rep}
+		err := finishReport(&out, n, rep, p, v.testAlertCheck(context.Background(), prev))
+		return rep, err
+	}
+
+	// Configured: the report starts "configured", the check sends and the
+	// report says "sent".
+	n := alertNode(t, env("ops@example.com"), urls)
+	require.Equal(t, "configured", newReport("validate", n, "local").Alerts.Status)
+	rep, err := validate(n, nil)
+	require.NoError(t, err)
+	js := readReport(t, rep.Reports.JSON)
+	require.Equal(t, "sent", js.Alerts.Status)
+	require.Contains(t, js.Alerts.Detail, "accepted by "+smtp.Addr+" for ops@example.com")
+	require.Equal(t, "test alert", js.Smoke[len(js.Smoke)-1].Name)
+	require.True(t, js.Smoke[len(js.Smoke)-1].OK)
+	require.Len(t, smtp.Deliveries(), 1)
+	m, err := smtp.Deliveries()[0].Parse()
+	require.NoError(t, err)
+	require.Contains(t, m.Subject, "from stk_validate_alert at")
+
+	// An earlier failure is kept, and the alert is still sent.
+	rep, err = validate(n, errors.New("health failed"))
+	require.Error(t, err)
+	require.Equal(t, "health failed", rep.Failure.Message)
+	require.Equal(t, "sent", rep.Alerts.Status)
+	require.Len(t, smtp.Deliveries(), 2)
+
+	// A refused recipient fails validate, naming the check.
+	n = alertNode(t, env("nobody@example.com"), urls)
+	rep, err = validate(n, nil)
+	require.Error(t, err)
+	require.Equal(t, "test alert", rep.Failure.Check)
+	require.Equal(t, "agentos test-alert", rep.Failure.NextCommand)
+	require.True(t, strings.HasPrefix(rep.Alerts.Status, "failed: smtp rcpt to nobody@example.com: 550"), rep.Alerts.Status)
+	require.False(t, rep.Smoke[len(rep.Smoke)-1].OK)
+
+	// Not configured: the check fails naming the variables.
+	n = alertNode(t, "", urls)
+	rep, err = validate(n, nil)
+	require.Error(t, err)
+	require.Contains(t, rep.Failure.Message, "missing AGENTOS_ALERT_SMTP_ADDR")
+	require.Equal(t, "not_configured", rep.Alerts.Status)
+}

@@ -103,7 +103,7 @@ type CheckResult struct {
 
 // AlertStatus says whether alerting is configured for this node.
 type AlertStatus struct {
-	Status string `json:"status"` // not_configured, configured
+	Status string `json:"status"` // not_configured, configured, sent, "failed: <reason>"
 	Detail string `json:"detail"`
 }
 
@@ -164,8 +164,7 @@ func newReport(action string, n *Node, profile string) *Report {
 		Health:      []CheckResult{},
 		Smoke:       []CheckResult{},
 		Remediation: []string{},
-		Alerts: AlertStatus{Status: "not_configured",
-			Detail: "no Alertmanager is wired to this local node; /metrics endpoints are listed under endpoints"},
+		Alerts:      nodeAlertStatus(n),
 	}
 	if n != nil {
 		c := n.Cfg

@@ -47,6 +47,7 @@ its events back through A (gapless sequence 1..N, terminal event last).`,
 	}
 	cf := bindConfigFlags(cmd)
 	cmd.Flags().StringVar(&profile, "profile", profileLocal, "local, or federated (node A and node B of `agentos up --profile federated`)")
+	testAlert := cmd.Flags().Bool("test-alert", false, "also send a test alert e-mail through AGENTOS_ALERT_* (see agentos test-alert)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		n, err := nodeFromFlags(cf)
 		if err != nil {
@@ -72,6 +73,9 @@ its events back through A (gapless sequence 1..N, terminal event last).`,
 		rep := newReport("validate", n, profile)
 		v := &validator{n: n, p: p, rep: rep}
 		err = v.run(cmd.Context())
+		if *testAlert {
+			err = v.testAlertCheck(cmd.Context(), err)
+		}
 		return finishReport(out, n, rep, p, err)
 	}
 	return cmd
