@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -25,17 +26,29 @@ import (
 // DefaultCapabilityTTL is how long a peer's info and capabilities are cached.
 const DefaultCapabilityTTL = time.Minute
 
+// Connection bounds for calls to peers. A peer that is down fails within
+// PeerDialTimeout (connection refused fails at once), and one that accepts
+// connections but does not answer the TLS handshake within
+// PeerTLSHandshakeTimeout: either way the forward fails with 503
+// dependency_unavailable in under 5 s.
+const (
+	PeerDialTimeout         = 3 * time.Second
+	PeerTLSHandshakeTimeout = 4 * time.Second
+)
+
 // Directory knows this node's peers: their keys, an mTLS client for each,
 // and their info and capabilities, fetched and cached with expiry. When it
 // was built from a peers file, it reloads the file when the file changes
 // (so `agentos peers add` takes effect without a restart). It is safe for
 // concurrent use.
 type Directory struct {
-	self string
-	tls  *pki.NodeTLS
-	path string
-	ttl  time.Duration
-	now  func() time.Time
+	self      string
+	tls       *pki.NodeTLS
+	path      string
+	ttl       time.Duration
+	dial      time.Duration
+	handshake time.Duration
+	now       func() time.Time
 
 	mu      sync.Mutex
 	modTime time.Time
@@ -66,6 +79,11 @@ type DirectoryConfig struct {
 	// CapabilityTTL is how long fetched capabilities are trusted; default
 	// DefaultCapabilityTTL.
 	CapabilityTTL time.Duration
+	// DialTimeout bounds connecting to a peer; default PeerDialTimeout.
+	DialTimeout time.Duration
+	// TLSHandshakeTimeout bounds the TLS handshake with a peer; default
+	// PeerTLSHandshakeTimeout.
+	TLSHandshakeTimeout time.Duration
 }
 
 // NewDirectory builds a Directory and loads its peers.
@@ -74,9 +92,15 @@ func NewDirectory(cfg DirectoryConfig) (*Directory, error) {
 		return nil, errors.New("federation: DirectoryConfig.TLS is required")
 	}
 	d := &Directory{self: cfg.Self, tls: cfg.TLS, path: cfg.PeersFile, ttl: cfg.CapabilityTTL, now: time.Now,
-		peers: map[string]*peerState{}}
+		dial: cfg.DialTimeout, handshake: cfg.TLSHandshakeTimeout, peers: map[string]*peerState{}}
 	if d.ttl <= 0 {
 		d.ttl = DefaultCapabilityTTL
+	}
+	if d.dial <= 0 {
+		d.dial = PeerDialTimeout
+	}
+	if d.handshake <= 0 {
+		d.handshake = PeerTLSHandshakeTimeout
 	}
 	if d.path == "" {
 		return d, d.set(cfg.Peers)
@@ -143,8 +167,10 @@ func (d *Directory) clientFor(p peers.Peer) (*http.Client, error) {
 		}
 		return nil
 	}
+	dialer := &net.Dialer{Timeout: d.dial, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 16,
-		IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 60 * time.Second}
+		DialContext: dialer.DialContext, IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: d.handshake,
+		ResponseHeaderTimeout: 60 * time.Second}
 	return &http.Client{Transport: tr}, nil
 }
 
@@ -270,7 +296,7 @@ func (d *Directory) getJSON(ctx context.Context, st *peerState, path string, dst
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return remoteError(resp, "peer "+st.peer.StackID)
+		return peerError(resp, st.peer.StackID)
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(dst); err != nil {
 		return errs.Wrap(errs.DependencyUnavailable, err, "peer %s sent an unreadable %s response", st.peer.StackID, path)
@@ -391,6 +417,30 @@ func (d *Directory) Select(ctx context.Context, sel TargetSelector, need ...stri
 		})
 	}
 	return matches[0], nil
+}
+
+// peerError turns a peer's error answer into the error this node's client
+// gets. The client's own credential was checked here and was fine, so a
+// peer refusing this node's credentials (401: certificate, identity token)
+// is this node's dependency failing: 503 dependency_unavailable. Other
+// codes keep their meaning: 403 forbidden is a policy refusal on the peer
+// (tenant unknown or disabled there, not entitled), 404, 409, 429 and so
+// on. Details keep the peer's details and add peer_stack_id (and
+// remote_stack_id, its older name) and peer_error_code.
+func peerError(resp *http.Response, stackID string) error {
+	e := errs.As(remoteError(resp, "peer "+stackID))
+	details := make(map[string]any, len(e.Details)+3)
+	for k, v := range e.Details {
+		details[k] = v
+	}
+	details["peer_stack_id"] = stackID
+	details["remote_stack_id"] = stackID
+	details["peer_error_code"] = string(e.Code)
+	if e.Code == errs.Unauthorized {
+		return &errs.Error{Code: errs.DependencyUnavailable, Details: details,
+			Message: fmt.Sprintf("peer %s refused this node's federation credentials (%s); check the peers' certificates and keys", stackID, e.Message)}
+	}
+	return &errs.Error{Code: e.Code, Message: e.Message, Details: details, RetryAfter: e.RetryAfter}
 }
 
 // remoteError rebuilds the contract error a peer (or the local

@@ -167,11 +167,7 @@ func (s *Server) handleForward(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
-		err := remoteError(resp, "peer "+peerID)
-		if e := errs.As(err); e.Details != nil {
-			e.Details["remote_stack_id"] = peerID
-		}
-		return fail(err)
+		return fail(peerError(resp, peerID))
 	}
 	var out struct {
 		Forwarded Forwarded `json:"forwarded"`
@@ -308,6 +304,9 @@ func (s *Server) handlePeerForward(w http.ResponseWriter, r *http.Request) error
 	if run.TenantID != c.TenantID {
 		return fail(errs.E(errs.Internal, "orchestrator created the run in another tenant"))
 	}
+	if err := s.recordInbound(ctx, c, run.RunID); err != nil {
+		return fail(err)
+	}
 	s.m.forwards.WithLabelValues("inbound", "ok").Inc()
 	rec.Outcome = "success"
 	rec.Target = "run:" + run.RunID
@@ -321,4 +320,57 @@ func (s *Server) handlePeerForward(w http.ResponseWriter, r *http.Request) error
 	httpx.JSON(w, r, status, map[string]any{"forwarded": Forwarded{TenantID: c.TenantID, RemoteStackID: s.cfg.StackID,
 		RemoteRunID: run.RunID, RemoteEventsURL: EventsPath(run.RunID), Status: string(run.Status)}})
 	return nil
+}
+
+// inboundPrefix marks the receiving side's forward index entries. The
+// store keeps one kind of Forward record keyed by (tenant, run); an
+// inbound forward is kept as a Forward whose RunID is "inbound/<local run
+// id>" and whose PeerStackID is the stack that forwarded the run (the
+// identity token's issuer), PrincipalID its principal. The '/' cannot
+// appear in a run id (idRE), so these keys never collide with the outbound
+// entries (RunID = the remote run id, PeerStackID = the peer holding it)
+// and a client can never look one up through the client API.
+const inboundPrefix = "inbound/"
+
+func inboundKey(runID string) string { return inboundPrefix + runID }
+
+// recordInbound records that the calling peer forwarded runID for its
+// tenant, so that only that peer and tenant may read the run's events
+// through the peer API. An idempotent replay finds its own record; a run
+// recorded for another peer (the same tenant, principal and idempotency
+// key used through two peers) is a conflict.
+func (s *Server) recordInbound(ctx context.Context, c identity.Claims, runID string) error {
+	err := s.cfg.Store.PutForward(ctx, store.Forward{TenantID: c.TenantID, RunID: inboundKey(runID), PeerStackID: c.Issuer,
+		PrincipalID: c.Subject, RemoteEventsURL: EventsPath(runID), CreatedAt: s.cfg.Now().UTC()})
+	if errors.Is(err, errs.ErrConflict) {
+		prev, gerr := s.cfg.Store.GetForward(ctx, c.TenantID, inboundKey(runID))
+		if gerr != nil {
+			return errs.Wrap(errs.DependencyUnavailable, gerr, "cannot read the forward index")
+		}
+		if prev.PeerStackID != c.Issuer {
+			return errs.E(errs.Conflict, "run %s was forwarded by another stack; use another idempotency key", runID)
+		}
+		return nil
+	}
+	if err != nil {
+		return errs.Wrap(errs.DependencyUnavailable, err, "cannot record the inbound forward")
+	}
+	return nil
+}
+
+// inboundForward returns the inbound record of runID if the calling peer
+// forwarded it for its tenant; not_found otherwise (another stack, another
+// tenant, or a run that was never forwarded here).
+func (s *Server) inboundForward(ctx context.Context, c identity.Claims, runID string) (store.Forward, error) {
+	notFound := errs.E(errs.NotFound, "run %s not found", runID)
+	f, err := s.cfg.Store.GetForward(ctx, c.TenantID, inboundKey(runID))
+	switch {
+	case errors.Is(err, errs.ErrNotFound):
+		return store.Forward{}, notFound
+	case err != nil:
+		return store.Forward{}, errs.Wrap(errs.DependencyUnavailable, err, "cannot read the forward index")
+	case f.PeerStackID != c.Issuer || f.TenantID != c.TenantID:
+		return store.Forward{}, notFound
+	}
+	return f, nil
 }

@@ -114,7 +114,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 		if resp.StatusCode != http.StatusOK {
 			defer resp.Body.Close()
-			return nil, remoteError(resp, "peer "+peerID)
+			return nil, peerError(resp, peerID)
 		}
 		return resp.Body, nil
 	}
@@ -135,7 +135,10 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 }
 
 // handlePeerEvents streams a run of this node to the peer that forwarded
-// it, as the tenant named by the verified identity token (peer API).
+// it, as the tenant named by the verified identity token (peer API). Only
+// the stack that forwarded the run, for the tenant it forwarded it for,
+// may read it: any other peer (even one with a valid certificate), any
+// other tenant, and any run not forwarded here get 404.
 func (s *Server) handlePeerEvents(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	c := claimsFrom(ctx)
@@ -153,6 +156,14 @@ func (s *Server) handlePeerEvents(w http.ResponseWriter, r *http.Request) error 
 	}
 	after, err := parseAfter(r)
 	if err != nil {
+		return err
+	}
+	if _, err := s.inboundForward(ctx, c, runID); err != nil {
+		if errs.CodeOf(err) == errs.NotFound {
+			s.audit(r, store.AuditRecord{TenantID: c.TenantID, PrincipalID: c.Subject, Action: "federation.events.serve",
+				Target: "run:" + runID, Outcome: "denied",
+				Details: map[string]any{"direction": "inbound", "peer_stack_id": c.Issuer, "reason": "not_forwarded_by_peer"}})
+		}
 		return err
 	}
 	s.audit(r, store.AuditRecord{TenantID: c.TenantID, PrincipalID: c.Subject, Action: "federation.events.serve",
