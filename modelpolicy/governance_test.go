@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -291,4 +292,33 @@ func TestDisabledTenantRefusedWithinTTL(t *testing.T) {
 		r := b.do("POST", "/v1/models:invoke", "tnt_a", chatBody("tnt_a", "tier:fast", []map[string]any{user("x")}, nil))
 		return r.status == 403 && errCode(r) == "forbidden"
 	}, 10*time.Second, 10*time.Millisecond)
+}
+
+func TestTraceparentReachesBackendThroughGateway(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var calls int
+	seen := make(chan string, 4)
+	backend := flakyOpenAI(t, 200, &calls, &mu)
+	spy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.Header.Get("traceparent")
+		backend.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(spy.Close)
+	cat, err := ParseCatalogue([]byte(`
+backends:
+  - {name: vllm, type: openai, base_url: "` + spy.URL + `/v1"}
+models:
+  - {name: llama, backend: vllm, tiers: [fast]}
+`))
+	require.NoError(t, err)
+	b := setup(t, setupOpts{cat: cat})
+	b.addTenant(tenant("tnt_a"))
+	r := b.do("POST", "/v1/chat/completions", "tnt_a", map[string]any{"model": "tier:fast",
+		"messages": []any{map[string]any{"role": "user", "content": "hi"}}},
+		"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	require.Equal(t, 200, r.status, string(r.raw))
+	tp := <-seen
+	require.Regexp(t, `^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$`, tp)
+	require.NotContains(t, tp, "b7ad6b7169203331", "the backend call is a child span")
 }

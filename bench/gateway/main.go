@@ -70,7 +70,7 @@ type options struct {
 	clients    []int
 	jsonOut    string
 	cpuProfile string
-	keepDir    bool
+	blockProf  string
 }
 
 func main() {
@@ -80,7 +80,8 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up before each phase")
 	flag.StringVar(&clients, "clients", "1,50", "comma-separated client counts")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the JSON report to this file")
-	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the gateway phases to this file")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the gateway phase at the highest concurrency to this file")
+	flag.StringVar(&o.blockProf, "blockprofile", "", "write a blocking profile (channel, mutex and select waits) of the whole run to this file")
 	flag.Parse()
 	for _, c := range strings.Split(clients, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(c))
@@ -122,6 +123,15 @@ type report struct {
 }
 
 func run(o options) error {
+	if o.blockProf != "" {
+		runtime.SetBlockProfileRate(10000) // sample one blocking event per 10 µs blocked
+		defer func() {
+			if f, err := os.Create(o.blockProf); err == nil {
+				_ = pprof.Lookup("block").WriteTo(f, 0)
+				_ = f.Close()
+			}
+		}()
+	}
 	backend := newBackend()
 	defer backend.Close()
 

@@ -38,20 +38,72 @@ type recognizer struct {
 	typ   string
 	re    *regexp.Regexp
 	valid func(string) bool
+	// may is a cheap necessary condition: when false, re cannot yield a
+	// valid finding in the text and is not run.
+	may func(textStats) bool
+}
+
+// textStats are the cheap facts about a text the recognizers' may
+// conditions use (one pass over the bytes).
+type textStats struct {
+	text   string
+	digits int
+	at     bool
+	colon  bool
+	dot    bool
+}
+
+func statsOf(text string) textStats {
+	st := textStats{text: text}
+	for i := 0; i < len(text); i++ {
+		switch c := text[i]; {
+		case c >= '0' && c <= '9':
+			st.digits++
+		case c == '@':
+			st.at = true
+		case c == ':':
+			st.colon = true
+		case c == '.':
+			st.dot = true
+		}
+	}
+	return st
+}
+
+// secretMarkers are substrings every secret shape starts with.
+var secretMarkers = []string{"sk-", "AKIA", "gh", "xox", "AIza", "glpat-", "eyJ"}
+
+func maySecret(st textStats) bool {
+	for _, m := range secretMarkers {
+		if strings.Contains(st.text, m) {
+			return true
+		}
+	}
+	return false
 }
 
 var recognizers = []recognizer{
-	{TypeSecret, regexp.MustCompile(`\b(?:sk-(?:proj-|ant-(?:api\d\d-)?)?[A-Za-z0-9_\-]{20,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,}|xox[baprs]-[A-Za-z0-9\-]{10,}|AIza[0-9A-Za-z_\-]{35}|glpat-[A-Za-z0-9_\-]{20,}|eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{16,})`), nil},
-	{TypeEmail, regexp.MustCompile(`[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}`), nil},
-	{TypeIBAN, regexp.MustCompile(`\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b`), validIBAN},
-	{TypeCreditCard, regexp.MustCompile(`\b\d(?:[ \-]?\d){12,18}\b`), validCard},
-	{TypeSSN, regexp.MustCompile(`\b\d{3}[- ]\d{2}[- ]\d{4}\b`), validSSN},
-	{TypeIPAddress, regexp.MustCompile(`\b(?:\d{1,3}\.){3}\d{1,3}\b|(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}|(?:[0-9A-Fa-f]{1,4}:){1,6}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,5})?|::(?:[0-9A-Fa-f]{1,4}:){0,5}[0-9A-Fa-f]{1,4}`), validIP},
-	{TypePhone, regexp.MustCompile(`(?:\+\d{1,3}[ .\-]?)?(?:\(\d{1,4}\)[ .\-]?)?\d{2,4}(?:[ .\-]\d{2,4}){1,4}\b|\+\d{8,15}\b|\b\d{10}\b`), validPhone},
+	{TypeSecret, regexp.MustCompile(`\b(?:sk-(?:proj-|ant-(?:api\d\d-)?)?[A-Za-z0-9_\-]{20,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,}|xox[baprs]-[A-Za-z0-9\-]{10,}|AIza[0-9A-Za-z_\-]{35}|glpat-[A-Za-z0-9_\-]{20,}|eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{16,})`), nil, maySecret},
+	{TypeEmail, regexp.MustCompile(`[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}`), nil,
+		func(st textStats) bool { return st.at }},
+	{TypeIBAN, regexp.MustCompile(`\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b`), validIBAN,
+		func(st textStats) bool { return st.digits >= 2 }},
+	{TypeCreditCard, regexp.MustCompile(`\b\d(?:[ \-]?\d){12,18}\b`), validCard,
+		func(st textStats) bool { return st.digits >= 13 }},
+	{TypeSSN, regexp.MustCompile(`\b\d{3}[- ]\d{2}[- ]\d{4}\b`), validSSN,
+		func(st textStats) bool { return st.digits >= 9 }},
+	{TypeIPAddress, regexp.MustCompile(`\b(?:\d{1,3}\.){3}\d{1,3}\b|(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}|(?:[0-9A-Fa-f]{1,4}:){1,6}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,5})?|::(?:[0-9A-Fa-f]{1,4}:){0,5}[0-9A-Fa-f]{1,4}`), validIP,
+		func(st textStats) bool { return st.colon || (st.dot && st.digits >= 4) }},
+	{TypePhone, regexp.MustCompile(`(?:\+\d{1,3}[ .\-]?)?(?:\(\d{1,4}\)[ .\-]?)?\d{2,4}(?:[ .\-]\d{2,4}){1,4}\b|\+\d{8,15}\b|\b\d{10}\b`), validPhone,
+		func(st textStats) bool { return st.digits >= 10 }}, // validPhone needs 10+ digits
 }
 
 // Scan returns the non-overlapping findings in text, ordered by position.
-func Scan(text string) []Finding {
+func Scan(text string) []Finding { return scan(text, true) }
+
+// scan is Scan; prefilter false runs every recognizer (the fuzz target
+// checks that the cheap conditions never change the findings).
+func scan(text string, prefilter bool) []Finding {
 	var taken []Finding
 	overlaps := func(s, e int) bool {
 		for _, f := range taken {
@@ -61,7 +113,14 @@ func Scan(text string) []Finding {
 		}
 		return false
 	}
+	if text == "" {
+		return nil
+	}
+	st := statsOf(text)
 	for _, r := range recognizers {
+		if prefilter && !r.may(st) {
+			continue
+		}
 		for _, m := range r.re.FindAllStringIndex(text, -1) {
 			s, e := m[0], m[1]
 			if r.valid != nil && !r.valid(text[s:e]) {

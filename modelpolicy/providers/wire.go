@@ -11,7 +11,22 @@ import (
 	"strings"
 
 	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/httpx"
 )
+
+// SetTraceparent sets the W3C traceparent header of an outgoing backend
+// request: a child span of the trace in the request's context (a new trace
+// outside a request), so the call shows up in the caller's trace.
+func SetTraceparent(req *http.Request) {
+	req.Header.Set("traceparent", httpx.TraceFrom(req.Context()).Child().Traceparent())
+}
+
+// DrainClose reads what is left of a response body (up to 64 KiB) and
+// closes it, so the connection can be reused.
+func DrainClose(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, 64<<10))
+	_ = body.Close()
+}
 
 // StatusError maps a backend's non-2xx HTTP answer to an *errs.Error. msg is
 // the backend's own error message (may be empty). 429, 5xx, 401/403 (a

@@ -190,6 +190,7 @@ func (p *Provider) post(ctx context.Context, body any, accept string) (*http.Res
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", accept)
+	providers.SetTraceparent(req)
 	p.headers(req)
 	resp, err := p.cfg.HTTPClient.Do(req)
 	if err != nil {
@@ -255,7 +256,7 @@ func (p *Provider) Chat(ctx context.Context, req providers.ChatRequest) (provide
 	if err != nil {
 		return providers.ChatResponse{}, err
 	}
-	defer resp.Body.Close()
+	defer providers.DrainClose(resp.Body)
 	var r response
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 32<<20)).Decode(&r); err != nil {
 		if ctx.Err() != nil {
@@ -412,6 +413,7 @@ func (p *Provider) Health(ctx context.Context) error {
 	if err != nil {
 		return errs.Wrap(errs.DependencyUnavailable, err, "backend %s: bad base URL", p.cfg.Name)
 	}
+	providers.SetTraceparent(req)
 	p.headers(req)
 	resp, err := p.cfg.HTTPClient.Do(req)
 	if err != nil {

@@ -195,6 +195,7 @@ func (p *Provider) post(ctx context.Context, path string, body any, accept strin
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", accept)
+	providers.SetTraceparent(req)
 	p.auth(req)
 	resp, err := p.cfg.HTTPClient.Do(req)
 	if err != nil {
@@ -257,7 +258,7 @@ func (p *Provider) Chat(ctx context.Context, req providers.ChatRequest) (provide
 	if err != nil {
 		return providers.ChatResponse{}, err
 	}
-	defer resp.Body.Close()
+	defer providers.DrainClose(resp.Body)
 	var wr wireResponse
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 32<<20)).Decode(&wr); err != nil {
 		if ctx.Err() != nil {
@@ -394,7 +395,7 @@ func (p *Provider) Embed(ctx context.Context, req providers.EmbedRequest) (provi
 	if err != nil {
 		return providers.EmbedResponse{}, err
 	}
-	defer resp.Body.Close()
+	defer providers.DrainClose(resp.Body)
 	var wr struct {
 		Data []struct {
 			Index     int       `json:"index"`
@@ -440,6 +441,7 @@ func (p *Provider) Health(ctx context.Context) error {
 	if err != nil {
 		return errs.Wrap(errs.DependencyUnavailable, err, "backend %s: bad base URL", p.cfg.Name)
 	}
+	providers.SetTraceparent(req)
 	p.auth(req)
 	resp, err := p.cfg.HTTPClient.Do(req)
 	if err != nil {

@@ -21,6 +21,8 @@ var echoSpec = modelport.ToolSpec{ToolID: "tool.echo", Name: "tool.echo", InputS
 
 func server(t *testing.T, fn func(w http.ResponseWriter, r *http.Request, body map[string]any)) *httptest.Server {
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Every backend request carries a W3C traceparent.
+		require.Regexp(t, `^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`, r.Header.Get("traceparent"))
 		raw, _ := io.ReadAll(r.Body)
 		var body map[string]any
 		_ = json.Unmarshal(raw, &body)
