@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/nexixai/agentos/federation"
 	"github.com/nexixai/agentos/federation/identity"
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/tests/testnode"
@@ -201,6 +202,22 @@ func TestFederationTwoNodes(t *testing.T) {
 	}
 	require.Equal(t, before, countRunsOnB(), "rejected forwards created nothing on B")
 
+	// A run of B's own, never forwarded, is not served to A's peer API
+	// calls, even for the right tenant.
+	code, _, body = fedDo(t, nil, "POST", b.URL("orchestrator")+"/v1/agents/agt_sample_echo_v1/runs", as("tnt_demo"),
+		map[string]any{"input": "local to B"})
+	require.Equal(t, http.StatusCreated, code, string(body))
+	var localRun struct {
+		Run struct {
+			RunID string `json:"run_id"`
+		} `json:"run"`
+	}
+	require.NoError(t, json.Unmarshal(body, &localRun))
+	code, _, body = fedDo(t, asA.client(true), "GET", b.fedPeerURL()+federation.EventsPath(localRun.Run.RunID),
+		map[string]string{"Authorization": "Bearer " + asA.token(t, b.stackID, "tnt_demo")}, nil)
+	require.Equal(t, http.StatusNotFound, code, string(body))
+	require.Equal(t, "not_found", fedErrCode(t, body))
+
 	// Audit on both nodes names the peer, tenant and principal.
 	for _, n := range []*fedNode{a, b} {
 		code, _, body = fedDo(t, nil, "GET", n.URL("orchestrator")+"/v1/admin/audit?tenant_id=tnt_demo&limit=500",
@@ -208,6 +225,27 @@ func TestFederationTwoNodes(t *testing.T) {
 		require.Equal(t, http.StatusOK, code, string(body))
 		require.Contains(t, string(body), "federation.")
 	}
+
+	// 4. With B stopped, a forward to B fails with 503 dependency_unavailable
+	// (bounded: federation.PeerDialTimeout, PeerTLSHandshakeTimeout), and A
+	// keeps serving its own runs.
+	b.Stop("federation")
+	code, _, body = fedDo(t, nil, "POST", a.URL("federation")+"/v1/federation/runs:forward", as("tnt_demo"), forwardBody("tnt_demo"))
+	require.Equal(t, http.StatusServiceUnavailable, code, string(body))
+	require.Equal(t, "dependency_unavailable", fedErrCode(t, body))
+	code, _, body = fedDo(t, nil, "POST", a.URL("orchestrator")+"/v1/agents/agt_sample_echo_v1/runs", as("tnt_demo"),
+		map[string]any{"input": "still serving"})
+	require.Equal(t, http.StatusCreated, code, string(body))
+	var ownRun struct {
+		Run struct {
+			RunID string `json:"run_id"`
+		} `json:"run"`
+	}
+	require.NoError(t, json.Unmarshal(body, &ownRun))
+	code, _, body = fedDo(t, nil, "GET", a.URL("orchestrator")+"/v1/runs/"+ownRun.Run.RunID, as("tnt_demo"), nil)
+	require.Equal(t, http.StatusOK, code, string(body))
+	code, _, body = fedDo(t, nil, "GET", a.URL("federation")+"/v1/federation/health", nil, nil)
+	require.Equal(t, http.StatusOK, code, string(body))
 }
 
 func identityClaims(aud, tenant string) identity.Claims {
