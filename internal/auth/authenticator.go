@@ -62,8 +62,9 @@ type Config struct {
 	Tenants TenantLookup
 	// Tokens resolves opaque API tokens. Nil refuses every API token.
 	Tokens TokenLookup
-	// Issuers are the trusted JWT issuers (add NodeSigner.Issuer() so the
-	// node's services trust each other).
+	// Issuers are the trusted JWT issuers: the operator's (LoadIssuersFile,
+	// IssuerSpec.Load) and NodeSigner.IssuerFor(service) so that a service
+	// trusts the node's tokens minted for it.
 	Issuers []Issuer
 	// BootstrapToken, when set (at least MinBootstrapTokenLen characters),
 	// authenticates as the platform admin usr_bootstrap_admin.
