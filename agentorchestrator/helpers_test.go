@@ -25,6 +25,7 @@ import (
 	queuesqlite "github.com/nexixai/agentos/internal/queue/sqlite"
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/store/sqlite"
+	"github.com/nexixai/agentos/internal/store/storecache"
 	"github.com/nexixai/agentos/internal/tenancy"
 	"github.com/nexixai/agentos/internal/tools"
 	"github.com/nexixai/agentos/internal/tools/builtin"
@@ -122,7 +123,7 @@ func (b *blockingTool) Invoke(ctx context.Context, c tools.Call) (json.RawMessag
 }
 
 type testBundle struct {
-	t      *testing.T
+	t      testing.TB
 	db     *sqlite.DB
 	srv    *Server
 	http   *httptest.Server
@@ -138,10 +139,11 @@ type bundleOpts struct {
 	heartbeat time.Duration
 	model     *scriptedModel
 	port      modelport.Port // overrides model when set
+	cached    bool           // serve tenants and agents through storecache, as the node does
 	tenantFn  func(*store.Tenant)
 }
 
-func setup(t *testing.T, o bundleOpts) *testBundle {
+func setup(t testing.TB, o bundleOpts) *testBundle {
 	t.Helper()
 	ctx := context.Background()
 	if o.dbPath == "" {
@@ -179,7 +181,11 @@ func setup(t *testing.T, o bundleOpts) *testBundle {
 				Defaults: store.AgentDefaults{MaxSteps: 4, TimeoutMs: 60000}, CreatedAt: time.Now(), UpdatedAt: time.Now()}))
 		}
 	}
-	authn, err := auth.New(auth.Config{Mode: config.ModeDemo, Tenants: db, Tokens: db})
+	var tenants auth.TenantLookup = db
+	if o.cached {
+		tenants = storecache.New(db, 0)
+	}
+	authn, err := auth.New(auth.Config{Mode: config.ModeDemo, Tenants: tenants, Tokens: db})
 	require.NoError(t, err)
 	model := o.model
 	if model == nil {
@@ -189,7 +195,11 @@ func setup(t *testing.T, o bundleOpts) *testBundle {
 	if o.port != nil {
 		port = o.port
 	}
-	srv, err := New(Config{Store: db, Queue: queuesqlite.New(db), Hub: events.NewHub(), Authenticate: authn.Middleware,
+	var st store.Store = db
+	if o.cached {
+		st = storecache.New(db, 0)
+	}
+	srv, err := New(Config{Store: st, Queue: queuesqlite.New(db), Hub: events.NewHub(), Authenticate: authn.Middleware,
 		Audit: audit.New(db, nil), Limiter: tenancy.NewLimiter(), Model: port, Tools: reg,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Node: cfg, Executors: 4,
 		LeaseTTL: o.leaseTTL, PollInterval: 20 * time.Millisecond, Heartbeat: o.heartbeat})

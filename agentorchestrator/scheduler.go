@@ -58,9 +58,10 @@ func (s *Server) Stop() {
 func (s *Server) schedule(ctx context.Context) {
 	defer close(s.done)
 	var active atomic.Int64
-	lastDepth := time.Time{}
+	var lastDepth, lastLease time.Time
 	for {
 		if free := s.cfg.Executors - int(active.Load()); free > 0 {
+			lastLease = time.Now()
 			leases, err := s.leaseRuns(ctx, free)
 			if err != nil && ctx.Err() == nil {
 				s.log.Warn("lease runs", "err", err)
@@ -84,20 +85,37 @@ func (s *Server) schedule(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-s.wake:
+			// Coalesce a burst of admissions into one lease call: each is a
+			// write transaction, and the burst's runs fit in one.
+			if d := leaseCoalesce - time.Since(lastLease); d > 0 {
+				time.Sleep(d)
+			}
 		case <-time.After(s.cfg.PollInterval):
 		}
 	}
 }
 
+// leaseCoalesce is the least time between two lease calls prompted by
+// admissions or finished runs.
+const leaseCoalesce = 2 * time.Millisecond
+
+// limitsTTL is how stale the scheduler's copy of tenants'
+// max_concurrent_runs may be.
+const limitsTTL = time.Second
+
 func (s *Server) leaseRuns(ctx context.Context, max int) ([]queue.Lease, error) {
-	tenants, err := s.cfg.Store.ListTenants(ctx)
-	if err != nil {
-		return nil, err
+	if time.Since(s.limitsAt) > limitsTTL {
+		tenants, err := s.cfg.Store.ListTenants(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.limits = make(map[string]int, len(tenants))
+		for _, t := range tenants {
+			s.limits[t.TenantID] = t.Quotas.Runs.MaxConcurrentRuns
+		}
+		s.limitsAt = time.Now()
 	}
-	limits := make(map[string]int, len(tenants))
-	for _, t := range tenants {
-		limits[t.TenantID] = t.Quotas.Runs.MaxConcurrentRuns
-	}
+	limits := s.limits
 	return s.cfg.Queue.Lease(ctx, queue.LeaseParams{
 		Owner: s.owner, Max: max, TTL: s.cfg.LeaseTTL,
 		TenantLimit: func(tenantID string) int { return limits[tenantID] },

@@ -87,6 +87,10 @@ type Server struct {
 	owner string // this process's lease owner id
 	wake  chan struct{}
 
+	// The scheduler goroutine's copy of tenants' max_concurrent_runs.
+	limits   map[string]int
+	limitsAt time.Time
+
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc // run_id → cancel of its executor
 	wg      sync.WaitGroup

@@ -32,23 +32,57 @@ import (
 
 type options struct {
 	url, token, agent, out string
-	tenants, runs, conc    int
+	clients, admitRuns     int
+	grow, latencyRuns, e2e int
 }
 
 func main() {
 	var o options
 	flag.StringVar(&o.url, "url", "http://127.0.0.1:50081", "orchestrator base URL")
 	flag.StringVar(&o.token, "token", "", "platform admin token (default: from $AGENTOS_HOME/credentials.json)")
-	flag.StringVar(&o.agent, "agent", "agt_sample_echo_v1", "agent to run (seeded in every load tenant)")
-	flag.StringVar(&o.out, "out", "", "also write the report to this file")
-	flag.IntVar(&o.tenants, "tenants", 4, "number of tenants")
-	flag.IntVar(&o.runs, "runs", 200, "total runs")
-	flag.IntVar(&o.conc, "concurrency", 16, "concurrent clients")
+	flag.StringVar(&o.agent, "agent", "agt_sample_echo_v1", "agent to run (put in every load tenant)")
+	flag.StringVar(&o.out, "out", "bench/runload-report", "write the report to OUT.md and OUT.json")
+	flag.IntVar(&o.clients, "clients", 50, "concurrent clients")
+	flag.IntVar(&o.admitRuns, "admit", 2000, "runs created per admission measurement")
+	flag.IntVar(&o.grow, "grow", 100000, "runs in the store before the second admission measurement")
+	flag.IntVar(&o.latencyRuns, "latency", 200, "runs for the one-client latency measurement")
+	flag.IntVar(&o.e2e, "e2e", 2000, "runs for the completed-runs/s measurement")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "runload:", err)
 		os.Exit(1)
 	}
+}
+
+// Report is the JSON report.
+type Report struct {
+	Date       string  `json:"date"`
+	Target     string  `json:"target"`
+	Clients    int     `json:"clients"`
+	AdmitFirst Phase   `json:"admission_first"`
+	AdmitGrown Phase   `json:"admission_after_growth"`
+	StoreRuns  int     `json:"store_runs_before_second_measurement"`
+	FirstEvent Latency `json:"create_to_first_event"`
+	Terminal   Latency `json:"create_to_terminal"`
+	Completed  Phase   `json:"completed_runs"`
+}
+
+// Phase is a throughput measurement.
+type Phase struct {
+	Runs       int     `json:"runs"`
+	Seconds    float64 `json:"seconds"`
+	PerSecond  float64 `json:"per_second"`
+	P50Ms      float64 `json:"p50_ms"`
+	P99Ms      float64 `json:"p99_ms"`
+	Errors     int     `json:"errors"`
+	FirstError string  `json:"first_error,omitempty"`
+}
+
+// Latency is a one-client latency distribution.
+type Latency struct {
+	Runs  int     `json:"runs"`
+	P50Ms float64 `json:"p50_ms"`
+	P99Ms float64 `json:"p99_ms"`
 }
 
 func run(o options) error {
@@ -69,93 +103,141 @@ func run(o options) error {
 		}
 		o.token = c.PlatformAdmin.Token
 	}
-	c := &client{base: strings.TrimSuffix(o.url, "/"), token: o.token, http: &http.Client{Timeout: 2 * time.Minute}}
+	c := &client{base: strings.TrimSuffix(o.url, "/"), token: o.token, http: &http.Client{
+		Timeout: 2 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * o.clients}}}
 	ctx := context.Background()
-	for i := 0; i < o.tenants; i++ {
-		if err := c.prepareTenant(ctx, fmt.Sprintf("tnt_load_%d", i), o.agent); err != nil {
-			return err
-		}
+	// Admission runs wait in a tenant that executes one run at a time, so
+	// the measurement is admission, not execution.
+	if err := c.prepareTenant(ctx, "tnt_load_admit", o.agent, 1); err != nil {
+		return err
 	}
-	type result struct {
-		admit, total time.Duration
-		status       string
-		err          error
+	if err := c.prepareTenant(ctx, "tnt_load_exec", o.agent, 1000); err != nil {
+		return err
 	}
-	results := make([]result, o.runs)
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := 0; w < o.conc; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				tenant := fmt.Sprintf("tnt_load_%d", i%o.tenants)
-				t0 := time.Now()
-				runID, err := c.createRun(ctx, tenant, o.agent, fmt.Sprintf("load %d", i))
-				if err != nil {
-					results[i] = result{err: err}
-					continue
-				}
-				admit := time.Since(t0)
-				status, err := c.follow(ctx, tenant, runID)
-				results[i] = result{admit: admit, total: time.Since(t0), status: status, err: err}
-			}
-		}()
+	rep := Report{Date: time.Now().UTC().Format(time.RFC3339), Target: o.url, Clients: o.clients}
+	fmt.Fprintf(os.Stderr, "admission: %d runs, %d clients\n", o.admitRuns, o.clients)
+	rep.AdmitFirst = c.admit(ctx, o, o.admitRuns)
+	if grow := o.grow - 2*o.admitRuns; grow > 0 {
+		fmt.Fprintf(os.Stderr, "growing the store by %d runs\n", grow)
+		c.admit(ctx, o, grow)
 	}
-	for i := 0; i < o.runs; i++ {
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-	wall := time.Since(start)
+	rep.StoreRuns = max(o.grow, 2*o.admitRuns) - o.admitRuns
+	fmt.Fprintf(os.Stderr, "admission again after growth\n")
+	rep.AdmitGrown = c.admit(ctx, o, o.admitRuns)
 
-	var admits, totals []time.Duration
-	outcomes := map[string]int{}
-	var firstErr error
-	for _, r := range results {
-		if r.err != nil {
-			outcomes["error"]++
-			if firstErr == nil {
-				firstErr = r.err
-			}
-			continue
+	fmt.Fprintf(os.Stderr, "latency: %d runs, one client\n", o.latencyRuns)
+	var first, term []time.Duration
+	for i := 0; i < o.latencyRuns; i++ {
+		f, t, err := c.timedRun(ctx, "tnt_load_exec", o.agent, fmt.Sprintf("latency %d", i))
+		if err != nil {
+			return err
 		}
-		outcomes[r.status]++
-		admits = append(admits, r.admit)
-		totals = append(totals, r.total)
+		first, term = append(first, f), append(term, t)
 	}
-	var sb strings.Builder
-	fmt.Fprintf(&sb, "# runload report\n\n- date: %s\n- target: %s\n- agent: %s\n- tenants: %d, runs: %d, concurrency: %d\n- wall time: %s\n- throughput: %.1f runs/s (created and followed to a terminal state)\n- outcomes: %v\n\n",
-		time.Now().UTC().Format(time.RFC3339), o.url, o.agent, o.tenants, o.runs, o.conc, wall.Round(time.Millisecond),
-		float64(len(totals))/wall.Seconds(), outcomes)
-	fmt.Fprintf(&sb, "| latency | p50 | p90 | p99 | max |\n|---|---|---|---|---|\n")
-	fmt.Fprintf(&sb, "| admission (POST /runs) | %s |\n", quantiles(admits))
-	fmt.Fprintf(&sb, "| end to end (create → terminal event) | %s |\n", quantiles(totals))
-	if firstErr != nil {
-		fmt.Fprintf(&sb, "\nfirst error: %v\n", firstErr)
-	}
-	fmt.Print(sb.String())
+	rep.FirstEvent = latency(first)
+	rep.Terminal = latency(term)
+
+	fmt.Fprintf(os.Stderr, "completed runs/s: %d runs, %d clients\n", o.e2e, o.clients)
+	rep.Completed = c.phase(o.clients, o.e2e, func(i int) error {
+		_, _, err := c.timedRun(ctx, "tnt_load_exec", o.agent, fmt.Sprintf("e2e %d", i))
+		return err
+	})
+	md := markdown(rep, o)
+	fmt.Print(md)
 	if o.out != "" {
-		if err := os.WriteFile(o.out, []byte(sb.String()), 0o644); err != nil {
+		j, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(o.out+".json", append(j, '\n'), 0o644); err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.out+".md", []byte(md), 0o644); err != nil {
 			return err
 		}
 	}
-	if outcomes["error"] > 0 {
-		return fmt.Errorf("%d runs failed to be created or followed", outcomes["error"])
+	if rep.AdmitFirst.Errors+rep.AdmitGrown.Errors+rep.Completed.Errors > 0 {
+		return fmt.Errorf("some runs failed (see the report)")
 	}
 	return nil
 }
 
-func quantiles(ds []time.Duration) string {
+func (c *client) admit(ctx context.Context, o options, n int) Phase {
+	return c.phase(o.clients, n, func(i int) error {
+		_, err := c.createRun(ctx, "tnt_load_admit", o.agent, fmt.Sprintf("admit %d", i))
+		return err
+	})
+}
+
+// phase runs fn n times from clients goroutines and measures it.
+func (c *client) phase(clients, n int, fn func(i int) error) Phase {
+	lat := make([]time.Duration, n)
+	errsSeen := make([]error, n)
+	jobs := make(chan int, n)
+	for i := 0; i < n; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < clients; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				t0 := time.Now()
+				errsSeen[i] = fn(i)
+				lat[i] = time.Since(t0)
+			}
+		}()
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	p := Phase{Runs: n, Seconds: wall.Seconds()}
+	var ok []time.Duration
+	for i, err := range errsSeen {
+		if err != nil {
+			p.Errors++
+			if p.FirstError == "" {
+				p.FirstError = err.Error()
+			}
+			continue
+		}
+		ok = append(ok, lat[i])
+	}
+	p.PerSecond = float64(len(ok)) / wall.Seconds()
+	l := latency(ok)
+	p.P50Ms, p.P99Ms = l.P50Ms, l.P99Ms
+	return p
+}
+
+func latency(ds []time.Duration) Latency {
 	if len(ds) == 0 {
-		return "- | - | - | -"
+		return Latency{}
 	}
 	slices.Sort(ds)
-	q := func(p float64) time.Duration {
-		return ds[min(len(ds)-1, int(p*float64(len(ds))))].Round(100 * time.Microsecond)
+	q := func(p float64) float64 {
+		return float64(ds[min(len(ds)-1, int(p*float64(len(ds))))].Microseconds()) / 1000
 	}
-	return fmt.Sprintf("%s | %s | %s | %s", q(0.5), q(0.9), q(0.99), ds[len(ds)-1].Round(100*time.Microsecond))
+	return Latency{Runs: len(ds), P50Ms: q(0.5), P99Ms: q(0.99)}
+}
+
+func markdown(r Report, o options) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "# runload report\n\n- date: %s\n- target: %s (agent %s)\n- clients: %d\n\n", r.Date, r.Target, o.agent, r.Clients)
+	fmt.Fprintf(&sb, "| measurement | runs | per second | p50 | p99 | errors |\n|---|---|---|---|---|---|\n")
+	row := func(name string, p Phase) {
+		fmt.Fprintf(&sb, "| %s | %d | %.0f | %.2f ms | %.2f ms | %d |\n", name, p.Runs, p.PerSecond, p.P50Ms, p.P99Ms, p.Errors)
+	}
+	row("run creation, empty store", r.AdmitFirst)
+	row(fmt.Sprintf("run creation, %d runs stored", r.StoreRuns), r.AdmitGrown)
+	row("sample agent, created and followed to completion", r.Completed)
+	fmt.Fprintf(&sb, "\n| one client, sample agent | p50 | p99 |\n|---|---|---|\n")
+	fmt.Fprintf(&sb, "| create → first SSE event | %.2f ms | %.2f ms |\n", r.FirstEvent.P50Ms, r.FirstEvent.P99Ms)
+	fmt.Fprintf(&sb, "| create → terminal event | %.2f ms | %.2f ms |\n", r.Terminal.P50Ms, r.Terminal.P99Ms)
+	for _, p := range []Phase{r.AdmitFirst, r.AdmitGrown, r.Completed} {
+		if p.FirstError != "" {
+			fmt.Fprintf(&sb, "\nfirst error: %s\n", p.FirstError)
+		}
+	}
+	return sb.String()
 }
 
 type client struct {
@@ -190,16 +272,23 @@ func (c *client) do(ctx context.Context, method, path, tenant string, body any) 
 	return resp.StatusCode, b, err
 }
 
-func (c *client) prepareTenant(ctx context.Context, id, agent string) error {
+func (c *client) prepareTenant(ctx context.Context, id, agent string, concurrent int) error {
 	status, body, err := c.do(ctx, "POST", "/v1/admin/tenants", "", map[string]any{"tenant_create": map[string]any{
 		"tenant_id": id, "name": "load " + id,
-		"quotas": map[string]any{"runs": map[string]any{"run_create_qps": 10000, "run_create_burst": 10000, "max_concurrent_runs": 1000},
+		"quotas": map[string]any{"runs": map[string]any{"run_create_qps": 100000, "run_create_burst": 100000, "max_concurrent_runs": concurrent},
 			"tools":  map[string]any{"tool_calls_per_minute": 1000000},
 			"models": map[string]any{"max_requests_per_minute": 1000000}}}})
 	if err != nil {
 		return err
 	}
-	if status != http.StatusCreated && status != http.StatusConflict {
+	if status == http.StatusConflict { // from an earlier run of the harness: reset its quotas
+		status, body, err = c.do(ctx, "PATCH", "/v1/admin/tenants/"+id, "", map[string]any{"quotas": map[string]any{
+			"runs": map[string]any{"run_create_qps": 100000, "run_create_burst": 100000, "max_concurrent_runs": concurrent}}})
+		if err != nil {
+			return err
+		}
+	}
+	if status != http.StatusCreated && status != http.StatusOK {
 		return fmt.Errorf("create tenant %s: %d %s", id, status, body)
 	}
 	status, body, err = c.do(ctx, "PUT", "/v1/admin/agents/"+agent, id, map[string]any{"agent": map[string]any{
@@ -232,16 +321,23 @@ func (c *client) createRun(ctx context.Context, tenant, agent, text string) (str
 
 var errNoTerminal = errors.New("stream ended without a terminal event")
 
-func (c *client) follow(ctx context.Context, tenant, runID string) (string, error) {
+// timedRun creates a run, opens its event stream at once and returns the
+// time from the create request to the first event and to the terminal one.
+func (c *client) timedRun(ctx context.Context, tenant, agent, text string) (first, terminal time.Duration, err error) {
+	t0 := time.Now()
+	runID, err := c.createRun(ctx, tenant, agent, text)
+	if err != nil {
+		return 0, 0, err
+	}
 	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/v1/runs/"+runID+"/events", nil)
 	if err != nil {
-		return "", err
+		return 0, 0, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("X-Tenant-Id", tenant)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return "", err
+		return 0, 0, err
 	}
 	defer resp.Body.Close()
 	status := ""
@@ -250,13 +346,20 @@ func (c *client) follow(ctx context.Context, tenant, runID string) (string, erro
 		if err != nil {
 			return err
 		}
+		if first == 0 {
+			first = time.Since(t0)
+		}
 		if store.IsTerminalEvent(e.Type) {
-			status = strings.TrimPrefix(e.Type, "agentos.run.")
+			terminal = time.Since(t0)
+			status = e.Type
 		}
 		return nil
 	})
 	if err == nil && status == "" {
 		err = errNoTerminal
 	}
-	return status, err
+	if err == nil && status != store.EventRunCompleted {
+		err = fmt.Errorf("run %s ended with %s", runID, status)
+	}
+	return first, terminal, err
 }

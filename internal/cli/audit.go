@@ -11,7 +11,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nexixai/agentos/internal/audit"
+	"github.com/nexixai/agentos/internal/node"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/postgres"
 	"github.com/nexixai/agentos/internal/store/sqlite"
 )
 
@@ -42,14 +44,16 @@ exits non-zero.`,
 		if err != nil {
 			return err
 		}
-		path, err := sqlite.ParseURL(cfg.StoreURL)
-		if err != nil {
-			return fmt.Errorf("audit verify: %w", err)
+		if !postgres.IsURL(cfg.StoreURL) {
+			path, err := sqlite.ParseURL(cfg.StoreURL)
+			if err != nil {
+				return fmt.Errorf("audit verify: %w", err)
+			}
+			if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("audit verify: no store at %s (set --data-dir or --store)", path)
+			}
 		}
-		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("audit verify: no store at %s (set --data-dir or --store)", path)
-		}
-		db, err := sqlite.OpenURL(cmd.Context(), cfg.StoreURL)
+		db, err := node.OpenBackend(cmd.Context(), cfg)
 		if err != nil {
 			return fmt.Errorf("audit verify: open %s: %w", cfg.StoreURL, err)
 		}

@@ -58,6 +58,6 @@ func TestAuditVerifyCmd(t *testing.T) {
 
 	_, err = run("verify", "--data-dir", filepath.Join(dir, "nowhere"))
 	require.ErrorContains(t, err, "no store at")
-	_, err = run("verify", "--store", "postgres://db/x")
+	_, err = run("verify", "--store", "mysql://db/x")
 	require.ErrorContains(t, err, "unsupported store URL scheme")
 }

@@ -17,7 +17,13 @@ import (
 
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/queue"
+	queuepostgres "github.com/nexixai/agentos/internal/queue/postgres"
+	queuesqlite "github.com/nexixai/agentos/internal/queue/sqlite"
+	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/postgres"
 	"github.com/nexixai/agentos/internal/store/sqlite"
+	"github.com/nexixai/agentos/internal/store/storecache"
 )
 
 // newLogger returns the JSON logger of a service.
@@ -32,16 +38,33 @@ func newLogger(cfg config.Config, service string) *slog.Logger {
 	return l
 }
 
-// openStore opens the node's store from cfg.StoreURL.
-func openStore(ctx context.Context, cfg config.Config) (*sqlite.DB, error) {
-	if strings.HasPrefix(cfg.StoreURL, "postgres://") || strings.HasPrefix(cfg.StoreURL, "postgresql://") {
-		return nil, fmt.Errorf("store %s: the PostgreSQL adapter is not part of this build; use sqlite://PATH", redactURL(cfg.StoreURL))
+// Backend is the node's store and the run queue that lives beside it in
+// the same database. Store is wrapped in a short-lived tenant and agent cache
+// (internal/store/storecache): every request reads its tenant.
+type Backend struct {
+	store.Store
+	Queue queue.Queue
+}
+
+// OpenBackend opens the store and queue cfg.StoreURL names: sqlite:// (the
+// embedded default) or postgres:// (shared by replicas).
+func OpenBackend(ctx context.Context, cfg config.Config) (*Backend, error) {
+	if postgres.IsURL(cfg.StoreURL) {
+		db, err := postgres.Open(ctx, cfg.StoreURL)
+		if err != nil {
+			return nil, fmt.Errorf("open store %s: %w", redactURL(cfg.StoreURL), err)
+		}
+		return &Backend{Store: storecache.New(db, 0), Queue: queuepostgres.New(db)}, nil
 	}
-	st, err := sqlite.OpenURL(ctx, cfg.StoreURL)
+	db, err := sqlite.OpenURL(ctx, cfg.StoreURL)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", redactURL(cfg.StoreURL), err)
 	}
-	return st, nil
+	return &Backend{Store: storecache.New(db, 0), Queue: queuesqlite.New(db)}, nil
+}
+
+func openStore(ctx context.Context, cfg config.Config) (*Backend, error) {
+	return OpenBackend(ctx, cfg)
 }
 
 func redactURL(u string) string {

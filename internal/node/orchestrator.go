@@ -12,7 +12,6 @@ import (
 	"github.com/nexixai/agentos/internal/config"
 	"github.com/nexixai/agentos/internal/metrics"
 	"github.com/nexixai/agentos/internal/modelport"
-	queuesqlite "github.com/nexixai/agentos/internal/queue/sqlite"
 	"github.com/nexixai/agentos/internal/tenancy"
 	"github.com/nexixai/agentos/internal/tools"
 	"github.com/nexixai/agentos/internal/tools/builtin"
@@ -77,7 +76,7 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	srv, err := agentorchestrator.New(agentorchestrator.Config{
-		Store: st, Queue: queuesqlite.New(st), Authenticate: authn.Middleware, Audit: auditor,
+		Store: st, Queue: st.Queue, Authenticate: authn.Middleware, Audit: auditor,
 		Limiter: tenancy.NewLimiter(), Model: model, Tools: reg, Registry: registry, Logger: log, Node: cfg,
 		Executors: cfg.Executors,
 		ReadyChecks: map[string]func(context.Context) error{

@@ -141,12 +141,22 @@ func (q *Queue) Lease(ctx context.Context, p queue.LeaseParams) ([]queue.Lease, 
 }
 
 // tenantOrder lists tenants with leasable entries, least recently served
-// first (never served first of all), then by their oldest entry.
+// first (never served first of all), then by their next entry's age. It
+// never scans the whole queue: distinct tenants are found by a loose index
+// scan (one index seek per tenant), and each tenant's next leasable entry by
+// its ordered index.
 func tenantOrder(ctx context.Context, tx *sqlite.Tx, nowUs int64) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT e.tenant_id FROM queue_entries e
-		LEFT JOIN queue_tenants t ON t.tenant_id = e.tenant_id
-		WHERE (e.lease_expires_at IS NULL OR e.lease_expires_at <= ?)
-		GROUP BY e.tenant_id ORDER BY coalesce(max(t.last_served), 0), min(e.enqueued_at), e.tenant_id`, nowUs)
+	rows, err := tx.QueryContext(ctx, `WITH RECURSIVE t(id) AS (
+			SELECT min(tenant_id) FROM queue_entries
+			UNION ALL
+			SELECT (SELECT min(tenant_id) FROM queue_entries WHERE tenant_id > t.id) FROM t WHERE t.id IS NOT NULL)
+		SELECT t.id, coalesce(qt.last_served, 0),
+			(SELECT e.enqueued_at FROM queue_entries e WHERE e.tenant_id = t.id
+				AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= ?)
+				ORDER BY e.priority DESC, e.enqueued_at LIMIT 1) AS next_at
+		FROM t LEFT JOIN queue_tenants qt ON qt.tenant_id = t.id
+		WHERE t.id IS NOT NULL AND next_at IS NOT NULL
+		ORDER BY 2, 3, 1`, nowUs)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +164,8 @@ func tenantOrder(ctx context.Context, tx *sqlite.Tx, nowUs int64) ([]string, err
 	var out []string
 	for rows.Next() {
 		var t string
-		if err := rows.Scan(&t); err != nil {
+		var served, nextAt int64
+		if err := rows.Scan(&t, &served, &nextAt); err != nil {
 			return nil, err
 		}
 		out = append(out, t)

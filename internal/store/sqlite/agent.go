@@ -52,14 +52,14 @@ func scanAgent(row interface{ Scan(...any) error }) (store.Agent, error) {
 
 // GetAgent returns ErrNotFound if absent or in another tenant.
 func (db *DB) GetAgent(ctx context.Context, tenantID, agentID string) (store.Agent, error) {
-	a, err := scanAgent(db.r.QueryRowContext(ctx, `SELECT `+agentCols+` FROM agents WHERE tenant_id = ? AND agent_id = ?`,
+	a, err := scanAgent(db.queryRow(ctx, `SELECT `+agentCols+` FROM agents WHERE tenant_id = ? AND agent_id = ?`,
 		tenantID, agentID))
 	return a, mapErr(err, "agent "+agentID)
 }
 
 // ListAgents lists a tenant's agents ordered by id.
 func (db *DB) ListAgents(ctx context.Context, tenantID string) ([]store.Agent, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+agentCols+` FROM agents WHERE tenant_id = ? ORDER BY agent_id`, tenantID)
+	rows, err := db.query(ctx, `SELECT `+agentCols+` FROM agents WHERE tenant_id = ? ORDER BY agent_id`, tenantID)
 	if err != nil {
 		return nil, mapErr(err, "agents")
 	}

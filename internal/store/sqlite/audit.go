@@ -83,7 +83,7 @@ func (db *DB) ListAudit(ctx context.Context, p store.ListAuditParams) ([]store.A
 	}
 	q += `seq > ? ORDER BY seq LIMIT ?`
 	args = append(args, p.AfterSeq, limit)
-	rows, err := db.r.QueryContext(ctx, q, args...)
+	rows, err := db.query(ctx, q, args...)
 	if err != nil {
 		return nil, mapErr(err, "audit log")
 	}

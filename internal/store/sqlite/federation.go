@@ -27,7 +27,7 @@ func (db *DB) PutForward(ctx context.Context, f store.Forward) error {
 func (db *DB) GetForward(ctx context.Context, tenantID, runID string) (store.Forward, error) {
 	var f store.Forward
 	var created sql.NullInt64
-	err := db.r.QueryRowContext(ctx, `SELECT tenant_id, run_id, peer_stack_id, principal_id, remote_events_url,
+	err := db.queryRow(ctx, `SELECT tenant_id, run_id, peer_stack_id, principal_id, remote_events_url,
 		created_at FROM forwards WHERE tenant_id = ? AND run_id = ?`, tenantID, runID).
 		Scan(&f.TenantID, &f.RunID, &f.PeerStackID, &f.PrincipalID, &f.RemoteEventsURL, &created)
 	if err != nil {
@@ -94,7 +94,7 @@ func (db *DB) IngestEvent(ctx context.Context, e store.IngestedEvent) (bool, err
 
 // ListIngestedEvents lists a tenant's ingested events of one run by sequence.
 func (db *DB) ListIngestedEvents(ctx context.Context, tenantID, runID string) ([]store.Event, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT event FROM ingested_events WHERE tenant_id = ? AND run_id = ?
+	rows, err := db.query(ctx, `SELECT event FROM ingested_events WHERE tenant_id = ? AND run_id = ?
 		ORDER BY sequence, event_id`, tenantID, runID)
 	if err != nil {
 		return nil, mapErr(err, "ingested events")

@@ -41,7 +41,7 @@ func (db *DB) KVPut(ctx context.Context, tenantID, namespace, key string, value 
 // KVGet returns ErrNotFound if absent.
 func (db *DB) KVGet(ctx context.Context, tenantID, namespace, key string) ([]byte, error) {
 	var v []byte
-	err := db.r.QueryRowContext(ctx, `SELECT value FROM kv WHERE tenant_id = ? AND namespace = ? AND kv_key = ?`,
+	err := db.queryRow(ctx, `SELECT value FROM kv WHERE tenant_id = ? AND namespace = ? AND kv_key = ?`,
 		tenantID, namespace, key).Scan(&v)
 	if err != nil {
 		return nil, mapErr(err, "key "+key)
@@ -64,6 +64,6 @@ func (db *DB) KVDelete(ctx context.Context, tenantID, namespace, key string) err
 // KVUsage returns the tenant's total stored bytes.
 func (db *DB) KVUsage(ctx context.Context, tenantID string) (int64, error) {
 	var n int64
-	err := db.r.QueryRowContext(ctx, `SELECT coalesce(sum(size), 0) FROM kv WHERE tenant_id = ?`, tenantID).Scan(&n)
+	err := db.queryRow(ctx, `SELECT coalesce(sum(size), 0) FROM kv WHERE tenant_id = ?`, tenantID).Scan(&n)
 	return n, mapErr(err, "kv")
 }

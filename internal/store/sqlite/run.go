@@ -240,7 +240,7 @@ func scanRun(row interface{ Scan(...any) error }) (store.Run, error) {
 
 // GetRun returns ErrNotFound if absent or in another tenant.
 func (db *DB) GetRun(ctx context.Context, tenantID, runID string) (store.Run, error) {
-	r, err := scanRun(db.r.QueryRowContext(ctx, `SELECT `+runCols+` FROM runs WHERE tenant_id = ? AND run_id = ?`,
+	r, err := scanRun(db.queryRow(ctx, `SELECT `+runCols+` FROM runs WHERE tenant_id = ? AND run_id = ?`,
 		tenantID, runID))
 	return r, mapErr(err, "run "+runID)
 }
@@ -269,7 +269,7 @@ func (db *DB) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run
 	}
 	if p.Cursor != "" {
 		var created sql.NullInt64
-		err := db.r.QueryRowContext(ctx, `SELECT created_at FROM runs WHERE tenant_id = ? AND run_id = ?`,
+		err := db.queryRow(ctx, `SELECT created_at FROM runs WHERE tenant_id = ? AND run_id = ?`,
 			p.TenantID, p.Cursor).Scan(&created)
 		if err == sql.ErrNoRows {
 			return nil, "", errs.Field("cursor", "unknown cursor %q", p.Cursor)
@@ -282,7 +282,7 @@ func (db *DB) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run
 	}
 	q += ` ORDER BY coalesce(created_at, 0) DESC, run_id DESC LIMIT ?`
 	args = append(args, limit+1)
-	rows, err := db.r.QueryContext(ctx, q, args...)
+	rows, err := db.query(ctx, q, args...)
 	if err != nil {
 		return nil, "", mapErr(err, "runs")
 	}
@@ -405,7 +405,7 @@ func (db *DB) ApplyRunChange(ctx context.Context, c store.RunChange) ([]store.Ev
 
 // ListSteps returns a run's steps ordered by Index (then step id).
 func (db *DB) ListSteps(ctx context.Context, tenantID, runID string) ([]store.Step, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT tenant_id, run_id, step_id, idx, kind, name, status, tool_call_id,
+	rows, err := db.query(ctx, `SELECT tenant_id, run_id, step_id, idx, kind, name, status, tool_call_id,
 		input, output, started_at, completed_at FROM steps WHERE tenant_id = ? AND run_id = ? ORDER BY idx, step_id`,
 		tenantID, runID)
 	if err != nil {
@@ -432,7 +432,7 @@ func (db *DB) ListSteps(ctx context.Context, tenantID, runID string) ([]store.St
 // first. It is the recovery scan at startup, the one run query not led by a
 // tenant.
 func (db *DB) ListUnfinishedRuns(ctx context.Context) ([]store.Run, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+runCols+` FROM runs WHERE status IN ('queued', 'running')
+	rows, err := db.query(ctx, `SELECT `+runCols+` FROM runs WHERE status IN ('queued', 'running')
 		ORDER BY coalesce(created_at, 0), tenant_id, run_id`)
 	if err != nil {
 		return nil, mapErr(err, "runs")
@@ -493,7 +493,7 @@ func insertEvent(ctx context.Context, tx *Tx, e store.Event) error {
 // ErrNotFound if the run is absent or in another tenant.
 func (db *DB) ListEvents(ctx context.Context, p store.ListEventsParams) ([]store.Event, error) {
 	var one int
-	if err := db.r.QueryRowContext(ctx, `SELECT 1 FROM runs WHERE tenant_id = ? AND run_id = ?`,
+	if err := db.queryRow(ctx, `SELECT 1 FROM runs WHERE tenant_id = ? AND run_id = ?`,
 		p.TenantID, p.RunID).Scan(&one); err != nil {
 		return nil, mapErr(err, "run "+p.RunID)
 	}
@@ -502,7 +502,7 @@ func (db *DB) ListEvents(ctx context.Context, p store.ListEventsParams) ([]store
 		limit = defaultEventLimit
 	}
 	limit = min(limit, maxEventLimit)
-	rows, err := db.r.QueryContext(ctx, `SELECT tenant_id, run_id, sequence, event_id, time, type, agent_id, step_id,
+	rows, err := db.query(ctx, `SELECT tenant_id, run_id, sequence, event_id, time, type, agent_id, step_id,
 		traceparent, span_id, payload FROM events WHERE tenant_id = ? AND run_id = ? AND sequence > ?
 		ORDER BY sequence LIMIT ?`, p.TenantID, p.RunID, p.AfterSequence, limit)
 	if err != nil {

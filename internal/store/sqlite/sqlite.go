@@ -51,6 +51,7 @@ type DB struct {
 	path string
 
 	stmts stmtCache
+	reads readStmts
 
 	writes     chan *writeReq // to the writer goroutine (group commit)
 	writerDone chan struct{}
@@ -358,12 +359,12 @@ func (db *DB) commitBatch(batch []*writeReq) {
 			results[i] = r.fn(tx)
 			continue
 		}
-		if _, err := sqlTx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
 			results[i] = err
 			continue
 		}
 		if results[i] = r.fn(tx); results[i] != nil {
-			if _, err := sqlTx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
+			if _, err := tx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
 				// The transaction is unusable: fail the whole batch.
 				_ = sqlTx.Rollback()
 				for j, r := range batch {
@@ -372,7 +373,7 @@ func (db *DB) commitBatch(batch []*writeReq) {
 				return
 			}
 		}
-		_, _ = sqlTx.ExecContext(ctx, "RELEASE w")
+		_, _ = tx.ExecContext(ctx, "RELEASE w")
 	}
 	if single && results[0] != nil {
 		_ = sqlTx.Rollback()
@@ -392,6 +393,44 @@ func (db *DB) commitBatch(batch []*writeReq) {
 			r.done <- nil
 		}
 	}
+}
+
+// readStmts caches statements prepared on the read pool (database/sql
+// prepares each on a connection the first time it runs there), so hot reads
+// are parsed once instead of on every call.
+type readStmts struct {
+	m sync.Map // query → *sql.Stmt
+}
+
+func (db *DB) readStmt(ctx context.Context, q string) *sql.Stmt {
+	if st, ok := db.reads.m.Load(q); ok {
+		return st.(*sql.Stmt)
+	}
+	st, err := db.r.PrepareContext(ctx, q)
+	if err != nil {
+		return nil // the query then runs unprepared and reports its own error
+	}
+	if prev, loaded := db.reads.m.LoadOrStore(q, st); loaded {
+		_ = st.Close()
+		return prev.(*sql.Stmt)
+	}
+	return st
+}
+
+// queryRow runs a read query, prepared once per process.
+func (db *DB) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := db.readStmt(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return db.r.QueryRowContext(ctx, q, args...)
+}
+
+// query runs a read query returning rows, prepared once per process.
+func (db *DB) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if st := db.readStmt(ctx, q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return db.r.QueryContext(ctx, q, args...)
 }
 
 // Ping checks both handles.
@@ -419,6 +458,7 @@ func (db *DB) Close() error {
 	}
 	db.closeMu.Unlock()
 	db.stmts.close()
+	db.reads.m.Range(func(_, st any) bool { _ = st.(*sql.Stmt).Close(); return true })
 	var err error
 	if db.r != nil && db.r != db.w {
 		err = db.r.Close()
@@ -470,7 +510,7 @@ func (db *DB) migrate(ctx context.Context) error {
 // SchemaVersion returns the highest applied migration version.
 func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
 	var v sql.NullInt64
-	if err := db.r.QueryRowContext(ctx, `SELECT max(version) FROM schema_migrations`).Scan(&v); err != nil {
+	if err := db.queryRow(ctx, `SELECT max(version) FROM schema_migrations`).Scan(&v); err != nil {
 		return 0, mapErr(err, "schema_migrations")
 	}
 	return int(v.Int64), nil

@@ -115,13 +115,13 @@ func scanTenant(row interface{ Scan(...any) error }) (store.Tenant, error) {
 
 // GetTenant returns ErrNotFound for an unknown id.
 func (db *DB) GetTenant(ctx context.Context, tenantID string) (store.Tenant, error) {
-	t, err := scanTenant(db.r.QueryRowContext(ctx, `SELECT `+tenantCols+` FROM tenants WHERE tenant_id = ?`, tenantID))
+	t, err := scanTenant(db.queryRow(ctx, `SELECT `+tenantCols+` FROM tenants WHERE tenant_id = ?`, tenantID))
 	return t, mapErr(err, "tenant "+tenantID)
 }
 
 // ListTenants returns all tenants ordered by id.
 func (db *DB) ListTenants(ctx context.Context) ([]store.Tenant, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+tenantCols+` FROM tenants ORDER BY tenant_id`)
+	rows, err := db.query(ctx, `SELECT `+tenantCols+` FROM tenants ORDER BY tenant_id`)
 	if err != nil {
 		return nil, mapErr(err, "tenants")
 	}

@@ -50,7 +50,7 @@ func scanToken(row interface{ Scan(...any) error }) (store.Token, error) {
 // TokenBySecretHash finds a token in any tenant: it is how a request's
 // tenant is found, so it is the one token lookup not led by tenant_id.
 func (db *DB) TokenBySecretHash(ctx context.Context, hash string) (store.Token, error) {
-	t, err := scanToken(db.r.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM tokens WHERE secret_hash = ?`, hash))
+	t, err := scanToken(db.queryRow(ctx, `SELECT `+tokenCols+` FROM tokens WHERE secret_hash = ?`, hash))
 	return t, mapErr(err, "token")
 }
 
@@ -68,7 +68,7 @@ func (db *DB) RevokeToken(ctx context.Context, tenantID, tokenID string, at time
 
 // ListTokens lists a tenant's tokens ordered by id. SecretHash is left empty.
 func (db *DB) ListTokens(ctx context.Context, tenantID string) ([]store.Token, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+tokenCols+` FROM tokens WHERE tenant_id = ? ORDER BY token_id`, tenantID)
+	rows, err := db.query(ctx, `SELECT `+tokenCols+` FROM tokens WHERE tenant_id = ? ORDER BY token_id`, tenantID)
 	if err != nil {
 		return nil, mapErr(err, "tokens")
 	}

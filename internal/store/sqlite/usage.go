@@ -157,7 +157,7 @@ func (db *DB) ListUsage(ctx context.Context, f store.UsageFilter) ([]store.Usage
 		args = append(args, utc(f.Until).UnixMicro())
 	}
 	q += ` ORDER BY time, usage_id`
-	rows, err := db.r.QueryContext(ctx, q, args...)
+	rows, err := db.query(ctx, q, args...)
 	if err != nil {
 		return nil, mapErr(err, "usage")
 	}

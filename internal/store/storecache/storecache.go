@@ -1,0 +1,144 @@
+// Package storecache decorates a store.Store so that tenants and agents are
+// served from memory for a short time. Every authenticated request reads
+// its tenant and every run admission its agent; caching them removes
+// database reads from the hot path. Writes through the decorator take
+// effect at once in this process; writes by other processes (another
+// service, a replica) within the TTL. A disabled tenant is therefore
+// refused everywhere within the TTL.
+package storecache
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/nexixai/agentos/internal/store"
+)
+
+// DefaultTTL is how long a tenant or agent is served from memory.
+const DefaultTTL = time.Second
+
+// Store is a store.Store whose tenant and agent reads are cached.
+type Store struct {
+	store.Store
+	ttl time.Duration
+	now func() time.Time
+
+	mu     sync.Mutex
+	m      map[string]entry
+	agents map[agentKey]agentEntry
+}
+
+type entry struct {
+	t       store.Tenant
+	fetched time.Time
+}
+
+type agentKey struct{ tenantID, agentID string }
+
+type agentEntry struct {
+	a       store.Agent
+	fetched time.Time
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New wraps st; ttl <= 0 means DefaultTTL.
+func New(st store.Store, ttl time.Duration) *Store {
+	if ttl <= 0 {
+		ttl = DefaultTTL
+	}
+	return &Store{Store: st, ttl: ttl, now: time.Now, m: map[string]entry{}, agents: map[agentKey]agentEntry{}}
+}
+
+// GetTenant returns the tenant from memory when it was read less than TTL
+// ago, else from the store. Unknown tenants are not cached.
+func (s *Store) GetTenant(ctx context.Context, id string) (store.Tenant, error) {
+	now := s.now()
+	s.mu.Lock()
+	e, ok := s.m[id]
+	s.mu.Unlock()
+	if ok && now.Sub(e.fetched) < s.ttl {
+		return e.t, nil
+	}
+	t, err := s.Store.GetTenant(ctx, id)
+	if err != nil {
+		return t, err
+	}
+	s.put(t, now)
+	return t, nil
+}
+
+// ListTenants reads through and refreshes the cache.
+func (s *Store) ListTenants(ctx context.Context) ([]store.Tenant, error) {
+	ts, err := s.Store.ListTenants(ctx)
+	if err != nil {
+		return ts, err
+	}
+	now := s.now()
+	for _, t := range ts {
+		s.put(t, now)
+	}
+	return ts, nil
+}
+
+// CreateTenant writes through.
+func (s *Store) CreateTenant(ctx context.Context, t store.Tenant) error {
+	s.forget(t.TenantID)
+	return s.Store.CreateTenant(ctx, t)
+}
+
+// UpdateTenant writes through; this process sees the change at once.
+func (s *Store) UpdateTenant(ctx context.Context, t store.Tenant) error {
+	err := s.Store.UpdateTenant(ctx, t)
+	s.forget(t.TenantID)
+	return err
+}
+
+// GetAgent returns the agent from memory when it was read less than TTL
+// ago, else from the store. Unknown agents are not cached.
+func (s *Store) GetAgent(ctx context.Context, tenantID, agentID string) (store.Agent, error) {
+	k := agentKey{tenantID, agentID}
+	now := s.now()
+	s.mu.Lock()
+	e, ok := s.agents[k]
+	s.mu.Unlock()
+	if ok && now.Sub(e.fetched) < s.ttl {
+		return e.a, nil
+	}
+	a, err := s.Store.GetAgent(ctx, tenantID, agentID)
+	if err != nil {
+		return a, err
+	}
+	s.mu.Lock()
+	if len(s.agents) > maxAgents {
+		clear(s.agents) // bounded memory; entries are cheap to refetch
+	}
+	s.agents[k] = agentEntry{a: a, fetched: now}
+	s.mu.Unlock()
+	return a, nil
+}
+
+// maxAgents bounds the agent cache.
+const maxAgents = 10000
+
+// PutAgent writes through; this process sees the change at once.
+func (s *Store) PutAgent(ctx context.Context, a store.Agent) error {
+	err := s.Store.PutAgent(ctx, a)
+	s.mu.Lock()
+	delete(s.agents, agentKey{a.TenantID, a.AgentID})
+	s.mu.Unlock()
+	return err
+}
+
+func (s *Store) put(t store.Tenant, at time.Time) {
+	s.mu.Lock()
+	s.m[t.TenantID] = entry{t: t, fetched: at}
+	s.mu.Unlock()
+}
+
+func (s *Store) forget(id string) {
+	s.mu.Lock()
+	delete(s.m, id)
+	s.mu.Unlock()
+}

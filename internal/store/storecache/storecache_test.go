@@ -1,0 +1,72 @@
+package storecache
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/sqlite"
+	"github.com/nexixai/agentos/internal/store/storetest"
+)
+
+// The decorator is a store.Store: it passes the whole conformance suite.
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) store.Store {
+		db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "a.db"))
+		require.NoError(t, err)
+		t.Cleanup(func() { db.Close() })
+		return New(db, time.Minute)
+	})
+}
+
+func TestTTLAndWriteThrough(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "a.db"))
+	require.NoError(t, err)
+	defer db.Close()
+	now := time.Unix(1000, 0)
+	c := New(db, time.Second)
+	c.now = func() time.Time { return now }
+	require.NoError(t, c.CreateTenant(ctx, store.Tenant{TenantID: "tnt_a", Name: "A", Status: store.TenantActive}))
+	got, err := c.GetTenant(ctx, "tnt_a")
+	require.NoError(t, err)
+	require.Equal(t, store.TenantActive, got.Status)
+
+	// Another process disables the tenant: seen after the TTL.
+	other := got
+	other.Status = store.TenantDisabled
+	require.NoError(t, db.UpdateTenant(ctx, other))
+	got, _ = c.GetTenant(ctx, "tnt_a")
+	require.Equal(t, store.TenantActive, got.Status, "served from memory within the TTL")
+	now = now.Add(time.Second)
+	got, _ = c.GetTenant(ctx, "tnt_a")
+	require.Equal(t, store.TenantDisabled, got.Status)
+
+	// Writes through the cache are seen at once.
+	got.Status = store.TenantActive
+	require.NoError(t, c.UpdateTenant(ctx, got))
+	got, _ = c.GetTenant(ctx, "tnt_a")
+	require.Equal(t, store.TenantActive, got.Status)
+
+	_, err = c.GetTenant(ctx, "tnt_missing")
+	require.ErrorIs(t, err, errs.ErrNotFound)
+
+	agent := store.Agent{AgentID: "agt_x", TenantID: "tnt_a", Name: "x", Version: 1, Status: store.AgentActive, Tools: []string{}}
+	require.NoError(t, c.PutAgent(ctx, agent))
+	a, err := c.GetAgent(ctx, "tnt_a", "agt_x")
+	require.NoError(t, err)
+	require.Equal(t, 1, a.Version)
+	agent.Version = 2
+	require.NoError(t, c.PutAgent(ctx, agent))
+	a, _ = c.GetAgent(ctx, "tnt_a", "agt_x")
+	require.Equal(t, 2, a.Version, "a write through the cache is seen at once")
+	_, err = c.GetAgent(ctx, "tnt_b", "agt_x")
+	require.ErrorIs(t, err, errs.ErrNotFound, "agents stay tenant-scoped")
+}
