@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/tools"
 )
 
@@ -175,6 +176,8 @@ func (h *httpFetch) Invoke(ctx context.Context, c tools.Call) (json.RawMessage, 
 	if err != nil {
 		return nil, err
 	}
+	// The run's trace continues into the fetched service (CONTRACT §2).
+	req.Header.Set("traceparent", httpx.TraceFrom(ctx).Child().Traceparent())
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
 	defer cancel()
 	resp, err := h.client.Do(req.WithContext(ctx))

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/tools"
 	"github.com/nexixai/agentos/internal/tools/builtin"
 	"github.com/nexixai/agentos/internal/tools/toolstest"
@@ -409,4 +410,22 @@ func TestHTTPFetchSSRFGuard(t *testing.T) {
 			map[string]any{"url": "http://both.test:" + srv.port + "/hello"})
 		requireForbidden(t, err, "10.0.0.1")
 	})
+}
+
+func TestHTTPFetchContinuesTheTrace(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("traceparent")
+	}))
+	defer srv.Close()
+	tr := httpx.ParseTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	ctx := httpx.WithTrace(context.Background(), tr)
+	in, err := json.Marshal(map[string]any{"url": srv.URL})
+	require.NoError(t, err)
+	_, err = builtin.HTTPFetch(builtin.HTTPFetchConfig{Allow: allow(t, "127.0.0.1")}).Invoke(ctx, toolstest.Call("", in))
+	require.NoError(t, err)
+	tp := <-got
+	require.True(t, strings.HasPrefix(tp, "00-4bf92f3577b34da6a3ce929d0e0e4736-"), tp)
+	require.NotContains(t, tp, tr.SpanID, "the fetch is a child span")
 }
