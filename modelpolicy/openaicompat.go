@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"github.com/nexixai/agentos/internal/auth"
@@ -117,7 +118,22 @@ func toolChoice(raw json.RawMessage) (string, error) {
 	return obj.Function.Name, nil
 }
 
+// shouldRetry sets x-should-retry on an OpenAI-compatible error answer:
+// the official OpenAI SDKs honour it over the status code, so they do not
+// retry a quota_exceeded (429) that can never pass, and do retry
+// rate_limited.
+func shouldRetry(w http.ResponseWriter, err error) error {
+	if err != nil {
+		w.Header().Set("x-should-retry", strconv.FormatBool(errs.As(err).Code.Retryable()))
+	}
+	return err
+}
+
 func (s *Server) handleChatCompletions(w http.ResponseWriter, r *http.Request) error {
+	return shouldRetry(w, s.chatCompletions(w, r))
+}
+
+func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 	var body chatCompletionRequest
 	if err := httpx.Decode(r, &body); err != nil {
 		return err
@@ -334,6 +350,10 @@ type embeddingsRequest struct {
 }
 
 func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) error {
+	return shouldRetry(w, s.embeddings(w, r))
+}
+
+func (s *Server) embeddings(w http.ResponseWriter, r *http.Request) error {
 	var body embeddingsRequest
 	if err := httpx.Decode(r, &body); err != nil {
 		return err
