@@ -65,6 +65,13 @@ type execution struct {
 	// stopErr is why the last commit failed (a conflict means the run was
 	// made terminal by someone else, e.g. a cancel).
 	stopErr error
+
+	// What the next flush commits, and what it expects the run to be.
+	pendingSteps  []store.Step
+	pendingEvents []store.Event
+	dirty         bool
+	from          store.RunStatus
+	expectAttempt int
 }
 
 // execute drives a leased run until it is terminal (true: ack the entry)
@@ -90,40 +97,28 @@ func (s *Server) execute(ctx context.Context, l queue.Lease) bool {
 		Session:   map[string]any{"run_id": run.RunID, "agent_id": run.AgentID},
 	}
 
-	// Start (or resume) the run.
-	now := s.cfg.Now().UTC()
-	from := run.Status
-	if run.StartedAt == nil {
-		run.StartedAt = &now
-	}
-	if from == store.RunRunning {
-		s.metrics.resumed.Inc()
-		s.log.Info("resuming run", "run_id", run.RunID, "tenant_id", run.TenantID, "attempt", run.Attempt+1)
-	}
-	run.Status = store.RunRunning
-	prevAttempt := run.Attempt
-	run.Attempt++
-	// Compare-and-set on status and attempt: of two executors resuming the
-	// same run, one wins; the loser (and any stale executor) can no longer
-	// write, because every later change expects this attempt.
-	if _, err := s.commit(ctx, store.RunChange{TenantID: run.TenantID, RunID: run.RunID,
-		FromStatuses: []store.RunStatus{from}, ExpectAttempt: prevAttempt, Run: &run}); err != nil {
-		return errors.Is(err, errs.ErrConflict) // canceled meanwhile: done
-	}
-	x.run = run
-
 	if x.agent, err = s.cfg.Store.GetAgent(ctx, run.TenantID, run.AgentID); err != nil {
+		if !errors.Is(err, errs.ErrNotFound) {
+			return false // store trouble: resumed later
+		}
+		x.startRun()
 		return x.finishErr(ctx, errs.Wrap(errs.NotFound, err, "agent %s is gone", run.AgentID))
 	}
 	if x.tenant, err = s.tenantOf(ctx, run.TenantID); err != nil {
-		return x.stopOrFail(ctx, err)
+		return false
 	}
+	if x.steps, err = s.cfg.Store.ListSteps(ctx, run.TenantID, run.RunID); err != nil {
+		return false
+	}
+	if run.Status == store.RunRunning {
+		s.metrics.resumed.Inc()
+		s.log.Info("resuming run", "run_id", run.RunID, "tenant_id", run.TenantID, "attempt", run.Attempt+1)
+	}
+	x.startRun()
 	if x.tenant.Status != store.TenantActive {
 		return x.finishErr(ctx, errs.E(errs.Forbidden, "tenant %s is %s", x.tenant.TenantID, x.tenant.Status))
 	}
-	if x.steps, err = s.cfg.Store.ListSteps(ctx, run.TenantID, run.RunID); err != nil {
-		return x.stopOrFail(ctx, err)
-	}
+	run = x.run
 
 	deadline := run.StartedAt.Add(time.Duration(run.RunOptions.TimeoutMs) * time.Millisecond)
 	runCtx, cancel := context.WithDeadlineCause(ctx, deadline, errRunTimeout)
@@ -132,6 +127,21 @@ func (s *Server) execute(ctx context.Context, l queue.Lease) bool {
 }
 
 var errRunTimeout = errors.New("run timeout")
+
+// startRun stages the start (or resumption) of the run: running, one more
+// attempt. The first flush commits it as a compare-and-set on the status
+// and attempt it was leased with, so of two executors resuming the same
+// run one wins, and a stale executor can no longer write.
+func (x *execution) startRun() {
+	now := x.s.cfg.Now().UTC()
+	x.from, x.expectAttempt = x.run.Status, x.run.Attempt
+	if x.run.StartedAt == nil {
+		x.run.StartedAt = &now
+	}
+	x.run.Status = store.RunRunning
+	x.run.Attempt++
+	x.dirty = true
+}
 
 // loop is the agent loop: model call, tool calls, repeat, until a final
 // answer, max_steps, the deadline or cancellation. It returns whether the

@@ -17,16 +17,34 @@ import (
 	"github.com/nexixai/agentos/internal/tools"
 )
 
-// apply commits step upserts and events together with the run's current
-// fields, requiring the run to still be running (so a concurrent cancel
-// wins). It keeps x.steps and the summary in step.
-func (x *execution) apply(ctx context.Context, steps []store.Step, evs ...store.Event) bool {
+// stage records step upserts and events to be committed by the next flush,
+// keeping x.steps current.
+func (x *execution) stage(steps []store.Step, evs ...store.Event) {
 	for _, st := range steps {
 		if i := slices.IndexFunc(x.steps, func(o store.Step) bool { return o.StepID == st.StepID }); i >= 0 {
 			x.steps[i] = st
 		} else {
 			x.steps = append(x.steps, st)
 		}
+		if i := slices.IndexFunc(x.pendingSteps, func(o store.Step) bool { return o.StepID == st.StepID }); i >= 0 {
+			x.pendingSteps[i] = st
+		} else {
+			x.pendingSteps = append(x.pendingSteps, st)
+		}
+	}
+	x.pendingEvents = append(x.pendingEvents, evs...)
+	x.dirty = true
+}
+
+// flush commits what was staged, together with the run's current fields,
+// as one compare-and-set change (so a concurrent cancel, or another
+// executor that resumed the run, wins). It is called before every external
+// call (model, tool) and with the terminal state: whatever a resumed run
+// finds in the store is everything that happened before any side effect,
+// at one commit per side effect instead of one per event.
+func (x *execution) flush(ctx context.Context) bool {
+	if !x.dirty {
+		return true
 	}
 	x.run.Summary = store.RunSummary{StepsTotal: len(x.steps)}
 	for _, st := range x.steps {
@@ -37,7 +55,8 @@ func (x *execution) apply(ctx context.Context, steps []store.Step, evs ...store.
 		}
 	}
 	_, err := x.s.commit(ctx, store.RunChange{TenantID: x.run.TenantID, RunID: x.run.RunID,
-		FromStatuses: []store.RunStatus{store.RunRunning}, ExpectAttempt: x.run.Attempt, Run: &x.run, Steps: steps, Events: evs})
+		FromStatuses: []store.RunStatus{x.from}, ExpectAttempt: x.expectAttempt, Run: &x.run,
+		Steps: x.pendingSteps, Events: x.pendingEvents})
 	if err != nil {
 		x.stopErr = err
 		if !errors.Is(err, errs.ErrConflict) && ctx.Err() == nil {
@@ -45,6 +64,8 @@ func (x *execution) apply(ctx context.Context, steps []store.Step, evs ...store.
 		}
 		return false
 	}
+	x.from, x.expectAttempt = x.run.Status, x.run.Attempt
+	x.pendingSteps, x.pendingEvents, x.dirty = nil, nil, false
 	return true
 }
 
@@ -171,12 +192,13 @@ func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool,
 		in, _ := json.Marshal(map[string]any{"model_ref": modelRef})
 		step = store.Step{StepID: ids.New("stp_"), TenantID: x.run.TenantID, RunID: x.run.RunID, Index: len(x.steps),
 			Kind: store.StepModel, Name: modelRef, Status: store.StepStarted, Input: in, StartedAt: s.cfg.Now().UTC()}
-		if !x.apply(ctx, []store.Step{step},
+		x.stage([]store.Step{step},
 			x.event(store.EventStepStarted, step.StepID, map[string]any{"step_kind": "model", "name": modelRef}),
 			x.event(store.EventModelRequested, step.StepID, map[string]any{"model_ref": modelRef, "operation": "chat",
-				"requirements": modelport.Requirements{}, "input_summary": map[string]any{"messages": len(msgs), "has_tools": len(specs) > 0}})) {
-			return false, nil
-		}
+				"requirements": modelport.Requirements{}, "input_summary": map[string]any{"messages": len(msgs), "has_tools": len(specs) > 0}}))
+	}
+	if !x.flush(ctx) {
+		return false, nil
 	}
 	req := modelport.ChatRequest{RequestID: ids.New("req_"), Operation: "chat", ModelRef: modelRef,
 		Input: modelport.ChatInput{Messages: msgs, Tools: specs}, Generation: modelport.Generation{MaxOutputTokens: 1024},
@@ -213,13 +235,11 @@ func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool,
 		}
 		step.Status = store.StepFailed
 		step.Output, _ = json.Marshal(map[string]any{"status": "error", "error": body})
-		if !x.apply(ctx, []store.Step{step}, x.event(store.EventModelCompleted, step.StepID, map[string]any{
+		x.stage([]store.Step{step}, x.event(store.EventModelCompleted, step.StepID, map[string]any{
 			"model_ref": modelRef, "operation": "chat", "status": "error", "usage": modelport.Usage{},
 			"latency_ms": latency.Milliseconds(), "error": body,
 			"policy_outcome": modelport.PolicyOutcome{Decision: decision, Reasons: []string{e.Message}, Redactions: []modelport.Redaction{}},
-			"route":          modelport.Route{}})) {
-			return false, nil
-		}
+			"route":          modelport.Route{}}))
 		return true, e
 	}
 	s.metrics.modelCalls.WithLabelValues("ok").Inc()
@@ -231,11 +251,9 @@ func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool,
 		Usage: resp.Usage, Route: resp.Route, PolicyOutcome: resp.PolicyOutcome}
 	step.Status = store.StepCompleted
 	step.Output, _ = json.Marshal(out)
-	if !x.apply(ctx, []store.Step{step}, x.event(store.EventModelCompleted, step.StepID, map[string]any{
+	x.stage([]store.Step{step}, x.event(store.EventModelCompleted, step.StepID, map[string]any{
 		"model_ref": modelRef, "operation": "chat", "status": status, "usage": resp.Usage,
-		"latency_ms": latency.Milliseconds(), "policy_outcome": resp.PolicyOutcome, "route": resp.Route})) {
-		return false, nil
-	}
+		"latency_ms": latency.Milliseconds(), "policy_outcome": resp.PolicyOutcome, "route": resp.Route}))
 	return true, nil
 }
 
@@ -303,16 +321,17 @@ func (x *execution) callTool(ctx context.Context, modelStepID string, index int,
 		if len(args) == 0 {
 			args = json.RawMessage(`{}`)
 		}
-		if !x.apply(ctx, []store.Step{st},
+		x.stage([]store.Step{st},
 			x.event(store.EventStepStarted, st.StepID, map[string]any{"step_kind": "tool", "name": toolID}),
 			x.event(store.EventToolCallRequested, st.StepID, map[string]any{"tool_call_id": st.ToolCallID, "tool_id": toolID,
-				"input": args, "timeout_ms": timeout.Milliseconds()})) {
-			return false, nil
-		}
+				"input": args, "timeout_ms": timeout.Milliseconds()}))
 		step = &x.steps[len(x.steps)-1]
 	}
 	st := *step
 	if result.Status == "" {
+		if !x.flush(ctx) { // the call is on record before it runs
+			return false, nil
+		}
 		result = x.invokeTool(ctx, tool, found, toolID, st, call.Arguments, timeout)
 		if result.Status == "" {
 			return false, nil // the run itself was stopped
@@ -330,11 +349,9 @@ func (x *execution) callTool(ctx context.Context, modelStepID string, index int,
 	if output == nil {
 		output = json.RawMessage("null")
 	}
-	if !x.apply(ctx, []store.Step{st}, x.event(store.EventToolCallCompleted, st.StepID, map[string]any{
+	x.stage([]store.Step{st}, x.event(store.EventToolCallCompleted, st.StepID, map[string]any{
 		"tool_call_id": st.ToolCallID, "tool_id": toolID, "status": result.Status, "output": output,
-		"duration_ms": result.DurationMs, "error": result.Error})) {
-		return false, nil
-	}
+		"duration_ms": result.DurationMs, "error": result.Error}))
 	if result.Status != "ok" && x.agent.Defaults.OnToolError == "fail" {
 		return true, &errs.Error{Code: errs.Code(result.Error.Code), Message: "tool " + toolID + " failed: " + result.Error.Message}
 	}
@@ -412,24 +429,21 @@ func (x *execution) finish(ctx context.Context, status store.RunStatus, out *sto
 	defer cancel()
 	now := s.cfg.Now().UTC()
 	x.run.Status, x.run.CompletedAt, x.run.Output, x.run.Error = status, &now, out, eb
-	var ev store.Event
 	if status == store.RunCompleted {
-		ev = s.newEvent(x.run, store.EventRunCompleted, nil, x.tr.Child(), map[string]any{"status": status, "output": out})
+		x.stage(nil, s.newEvent(x.run, store.EventRunCompleted, nil, x.tr.Child(), map[string]any{"status": status, "output": out}))
 	} else {
-		ev = s.newEvent(x.run, store.EventRunFailed, nil, x.tr.Child(), map[string]any{"status": status, "error": eb})
+		x.stage(nil, s.newEvent(x.run, store.EventRunFailed, nil, x.tr.Child(), map[string]any{"status": status, "error": eb}))
 	}
-	_, err := s.commit(ctx, store.RunChange{TenantID: x.run.TenantID, RunID: x.run.RunID,
-		FromStatuses: []store.RunStatus{store.RunRunning}, ExpectAttempt: x.run.Attempt, Run: &x.run, Events: []store.Event{ev}})
-	if errors.Is(err, errs.ErrConflict) {
-		return true
-	}
-	if err != nil {
-		s.log.Error("finish run", "run_id", x.run.RunID, "err", err)
+	if !x.flush(ctx) {
+		if errors.Is(x.stopErr, errs.ErrConflict) {
+			return true // made terminal by someone else (a cancel)
+		}
+		s.log.Error("finish run", "run_id", x.run.RunID, "err", x.stopErr)
 		return false
 	}
 	s.metrics.runsTotal.WithLabelValues(string(status)).Inc()
 	s.metrics.runDuration.WithLabelValues(string(status)).Observe(now.Sub(x.run.CreatedAt).Seconds())
-	s.log.Info("run finished", "run_id", x.run.RunID, "tenant_id", x.run.TenantID, "status", status)
+	s.log.Debug("run finished", "run_id", x.run.RunID, "tenant_id", x.run.TenantID, "status", status)
 	return true
 }
 

@@ -127,9 +127,10 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, run store.Run
 	if err != nil || done {
 		return nil // the response has started; errors end the stream
 	}
-	// A client resuming after the terminal event gets nothing more.
-	if cur, err := s.cfg.Store.GetRun(ctx, run.TenantID, run.RunID); err == nil && cur.Status.Terminal() {
-		_, _ = catchUp() // the terminal event may have been committed since
+	// The terminal event commits with the terminal status, so a run that
+	// was terminal when the request began has had its last event replayed
+	// above; a client resuming after it gets nothing more.
+	if run.Status.Terminal() {
 		return nil
 	}
 

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -194,6 +195,7 @@ func envIssuerSpec(cfg config.Config) (spec auth.IssuerSpec, ok bool, err error)
 // requests. Long-lived streams get their context canceled a few seconds
 // into the drain so that shutdown completes.
 func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+	h = withPprof(addr, h, log)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another process using the port? try `lsof -i :%s`)", addr, err, portOf(addr))
@@ -235,4 +237,25 @@ func portOf(addr string) string {
 		return addr
 	}
 	return p
+}
+
+// withPprof adds net/http/pprof under /debug/pprof/ when AGENTOS_PPROF=1
+// and the service listens on loopback (profiling a live node, e.g. under
+// the load harness; profiles expose memory contents, so never elsewhere).
+func withPprof(addr string, h http.Handler, log *slog.Logger) http.Handler {
+	if os.Getenv("AGENTOS_PPROF") != "1" {
+		return h
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		log.Warn("AGENTOS_PPROF ignored: the service does not listen on loopback", "addr", addr)
+		return h
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", h)
+	log.Info("pprof enabled", "path", "/debug/pprof/")
+	return mux
 }
