@@ -1,7 +1,9 @@
-// Package storecache decorates a store.Store so that tenants and agents are
-// served from memory for a short time. Every authenticated request reads
-// its tenant and every run admission its agent; caching them removes
-// database reads from the hot path. Writes through the decorator take
+// Package storecache decorates a store.Store so that tenants, agents and
+// API tokens are served from memory for a short time. Every authenticated
+// request reads its token and tenant, and every run admission its agent;
+// caching them removes database reads from the hot path. A revoked token
+// is refused at once by the process that revoked it, and by others within
+// the TTL. Writes through the decorator take
 // effect at once in this process; writes by other processes (another
 // service, a replica) within the TTL. A disabled tenant is therefore
 // refused everywhere within the TTL.
@@ -27,6 +29,12 @@ type Store struct {
 	mu     sync.Mutex
 	m      map[string]entry
 	agents map[agentKey]agentEntry
+	tokens map[string]tokenEntry // by secret hash
+}
+
+type tokenEntry struct {
+	t       store.Token
+	fetched time.Time
 }
 
 type entry struct {
@@ -48,7 +56,8 @@ func New(st store.Store, ttl time.Duration) *Store {
 	if ttl <= 0 {
 		ttl = DefaultTTL
 	}
-	return &Store{Store: st, ttl: ttl, now: time.Now, m: map[string]entry{}, agents: map[agentKey]agentEntry{}}
+	return &Store{Store: st, ttl: ttl, now: time.Now, m: map[string]entry{}, agents: map[agentKey]agentEntry{},
+		tokens: map[string]tokenEntry{}}
 }
 
 // GetTenant returns the tenant from memory when it was read less than TTL
@@ -119,8 +128,44 @@ func (s *Store) GetAgent(ctx context.Context, tenantID, agentID string) (store.A
 	return a, nil
 }
 
-// maxAgents bounds the agent cache.
+// maxAgents bounds the agent and token caches.
 const maxAgents = 10000
+
+// TokenBySecretHash returns the token from memory when it was read less
+// than TTL ago, else from the store. Unknown hashes are not cached.
+func (s *Store) TokenBySecretHash(ctx context.Context, hash string) (store.Token, error) {
+	now := s.now()
+	s.mu.Lock()
+	e, ok := s.tokens[hash]
+	s.mu.Unlock()
+	if ok && now.Sub(e.fetched) < s.ttl {
+		return e.t, nil
+	}
+	t, err := s.Store.TokenBySecretHash(ctx, hash)
+	if err != nil {
+		return t, err
+	}
+	s.mu.Lock()
+	if len(s.tokens) > maxAgents {
+		clear(s.tokens)
+	}
+	s.tokens[hash] = tokenEntry{t: t, fetched: now}
+	s.mu.Unlock()
+	return t, nil
+}
+
+// RevokeToken writes through; this process refuses the token at once.
+func (s *Store) RevokeToken(ctx context.Context, tenantID, tokenID string, at time.Time) error {
+	err := s.Store.RevokeToken(ctx, tenantID, tokenID, at)
+	s.mu.Lock()
+	for h, e := range s.tokens {
+		if e.t.TokenID == tokenID {
+			delete(s.tokens, h)
+		}
+	}
+	s.mu.Unlock()
+	return err
+}
 
 // PutAgent writes through; this process sees the change at once.
 func (s *Store) PutAgent(ctx context.Context, a store.Agent) error {

@@ -69,4 +69,14 @@ func TestTTLAndWriteThrough(t *testing.T) {
 	require.Equal(t, 2, a.Version, "a write through the cache is seen at once")
 	_, err = c.GetAgent(ctx, "tnt_b", "agt_x")
 	require.ErrorIs(t, err, errs.ErrNotFound, "agents stay tenant-scoped")
+
+	require.NoError(t, c.CreateToken(ctx, store.Token{TokenID: "tok_1", TenantID: "tnt_a", PrincipalID: "usr_a",
+		SecretHash: "h1", Scopes: []string{}, Roles: []string{}, CreatedAt: now}))
+	tok, err := c.TokenBySecretHash(ctx, "h1")
+	require.NoError(t, err)
+	require.Nil(t, tok.RevokedAt)
+	require.NoError(t, c.RevokeToken(ctx, "tnt_a", "tok_1", now))
+	tok, err = c.TokenBySecretHash(ctx, "h1")
+	require.NoError(t, err)
+	require.NotNil(t, tok.RevokedAt, "a revocation through the cache is seen at once")
 }
