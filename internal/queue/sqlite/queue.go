@@ -175,7 +175,9 @@ func tenantOrder(ctx context.Context, tx *sqlite.Tx, nowUs int64) ([]string, err
 
 // activeLeases counts unexpired leases per tenant.
 func activeLeases(ctx context.Context, tx *sqlite.Tx, nowUs int64) (map[string]int, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT tenant_id, count(*) FROM queue_entries
+	// INDEXED BY: left to itself the planner walks the whole queue in
+	// tenant order for the GROUP BY; leased entries are few.
+	rows, err := tx.QueryContext(ctx, `SELECT tenant_id, count(*) FROM queue_entries INDEXED BY queue_entries_lease
 		WHERE lease_expires_at > ? GROUP BY tenant_id`, nowUs)
 	if err != nil {
 		return nil, err

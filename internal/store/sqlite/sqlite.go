@@ -335,64 +335,75 @@ func (db *DB) writer() {
 	}
 }
 
-// commitBatch runs a batch in one transaction. If the transaction cannot
-// begin or commit, every request of the batch gets that error.
+// commitBatch runs a batch in one transaction. It first runs every call
+// back to back; only if one of them fails is the transaction rolled back
+// and the batch run again with each call inside its own SAVEPOINT, so the
+// failing call's writes are undone alone. (Calls are pure functions of
+// their inputs and the database, so running one twice is harmless; a
+// failing call is the rare case, a savepoint per call is not free.) If the
+// transaction cannot begin or commit, every call of the batch gets that
+// error.
 func (db *DB) commitBatch(batch []*writeReq) {
 	ctx := context.Background()
 	db.stmts.prepare(ctx, db.w)
-	results := make([]error, len(batch))
+	results, ok, err := db.runBatch(ctx, batch, false)
+	if err == nil && !ok && len(batch) > 1 {
+		results, _, err = db.runBatch(ctx, batch, true)
+	}
+	for i, r := range batch {
+		switch {
+		case err != nil:
+			r.done <- mapErr(err, "database")
+		case results[i] != nil:
+			r.done <- mapErr(results[i], "database")
+		default:
+			r.done <- nil
+		}
+	}
+}
+
+// runBatch runs the batch in one transaction. Without savepoints, the
+// first failing call stops it: the transaction is rolled back and ok is
+// false. With savepoints, a failing call rolls back only its own writes and
+// the rest are committed. err is a transaction-level failure.
+func (db *DB) runBatch(ctx context.Context, batch []*writeReq, savepoints bool) (results []error, ok bool, err error) {
+	results = make([]error, len(batch))
 	sqlTx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
-		for _, r := range batch {
-			r.done <- mapErr(err, "database")
-		}
-		return
+		return nil, false, err
 	}
 	tx := &Tx{Tx: sqlTx, db: db}
-	single := len(batch) == 1
 	for i, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			results[i] = err
 			continue
 		}
-		if single {
-			results[i] = r.fn(tx)
+		if !savepoints {
+			if results[i] = r.fn(tx); results[i] != nil {
+				_ = sqlTx.Rollback()
+				return results, false, nil
+			}
 			continue
 		}
 		if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
-			results[i] = err
-			continue
+			_ = sqlTx.Rollback()
+			return nil, false, err
 		}
 		if results[i] = r.fn(tx); results[i] != nil {
 			if _, err := tx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
-				// The transaction is unusable: fail the whole batch.
 				_ = sqlTx.Rollback()
-				for j, r := range batch {
-					r.done <- mapErr(errors.Join(results[j], err), "database")
-				}
-				return
+				return nil, false, errors.Join(results[i], err)
 			}
 		}
-		_, _ = tx.ExecContext(ctx, "RELEASE w")
-	}
-	if single && results[0] != nil {
-		_ = sqlTx.Rollback()
-		batch[0].done <- mapErr(results[0], "database")
-		return
+		if _, err := tx.ExecContext(ctx, "RELEASE w"); err != nil {
+			_ = sqlTx.Rollback()
+			return nil, false, err
+		}
 	}
 	if err := sqlTx.Commit(); err != nil {
-		for _, r := range batch {
-			r.done <- mapErr(err, "database")
-		}
-		return
+		return nil, false, err
 	}
-	for i, r := range batch {
-		if results[i] != nil {
-			r.done <- mapErr(results[i], "database")
-		} else {
-			r.done <- nil
-		}
-	}
+	return results, true, nil
 }
 
 // readStmts caches statements prepared on the read pool (database/sql
