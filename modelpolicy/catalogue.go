@@ -84,10 +84,17 @@ type ModelConfig struct {
 	// Fallbacks are model ids tried, in order, after this model when it is
 	// named directly.
 	Fallbacks []string `yaml:"fallbacks"`
+
+	id string // "<backend>/<name>", set when the catalogue is validated
 }
 
 // ID returns "<backend>/<name>".
-func (m ModelConfig) ID() string { return m.Backend + "/" + m.Name }
+func (m ModelConfig) ID() string {
+	if m.id != "" {
+		return m.id
+	}
+	return m.Backend + "/" + m.Name
+}
 
 // Has reports whether the model has capability c.
 func (m ModelConfig) Has(c string) bool { return slices.Contains(m.Capabilities, c) }
@@ -265,6 +272,8 @@ func (c *Catalogue) validate() error {
 		if m.PriceInputPer1K < 0 || m.PriceOutputPer1K < 0 {
 			return fmt.Errorf("models[%d]: prices must not be negative", i)
 		}
+		m.id = ""
+		m.id = m.ID()
 		if _, dup := c.models[m.ID()]; dup {
 			return fmt.Errorf("models[%d]: duplicate model %q", i, m.ID())
 		}

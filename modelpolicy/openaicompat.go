@@ -193,15 +193,16 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		setGovernanceHeaders(w, res)
-		msg := map[string]any{"role": "assistant", "content": nullable(res.chat.Message.Content)}
-		if len(res.chat.ToolCalls) > 0 {
-			msg["tool_calls"] = oaCalls(res.chat.ToolCalls, false)
+		msg := oaRespMessage{Role: "assistant"}
+		if c := res.chat.Message.Content; c != "" {
+			msg.Content = &c
 		}
-		httpx.JSON(w, r, http.StatusOK, map[string]any{
-			"id": id, "object": "chat.completion", "created": created, "model": res.route.Model,
-			"choices": []any{map[string]any{"index": 0, "message": msg, "finish_reason": finishReason(res), "logprobs": nil}},
-			"usage":   oaUsage(res.usage), "agentos": governance(inv, res),
-		})
+		if len(res.chat.ToolCalls) > 0 {
+			msg.ToolCalls = oaCalls(res.chat.ToolCalls, false)
+		}
+		writeJSON(w, r, http.StatusOK, &oaChatResponse{ID: id, Object: "chat.completion", Created: created, Model: res.route.Model,
+			Choices: []oaChoice{{Message: msg, FinishReason: finishReason(res)}}, Usage: oaUsage(res.usage),
+			AgentOS: governance(inv, res), CorrelationID: httpx.CorrelationID(r.Context())})
 		return nil
 	}
 	sse := &sseWriter{w: w, r: r, id: id, created: created, model: body.Model}
@@ -237,11 +238,71 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func nullable(s string) any {
-	if s == "" {
-		return nil
+// Typed OpenAI-compatible response bodies (encoded without reflection
+// over maps, and with the same fields the map form had).
+type oaChatResponse struct {
+	ID            string         `json:"id"`
+	Object        string         `json:"object"`
+	Created       int64          `json:"created"`
+	Model         string         `json:"model"`
+	Choices       []oaChoice     `json:"choices"`
+	Usage         oaUsageWire    `json:"usage"`
+	AgentOS       governanceWire `json:"agentos"`
+	CorrelationID string         `json:"correlation_id"`
+}
+
+type oaChoice struct {
+	Index        int           `json:"index"`
+	Message      oaRespMessage `json:"message"`
+	FinishReason string        `json:"finish_reason"`
+	Logprobs     *struct{}     `json:"logprobs"`
+}
+
+type oaRespMessage struct {
+	Role      string       `json:"role"`
+	Content   *string      `json:"content"`
+	ToolCalls []oaCallWire `json:"tool_calls,omitempty"`
+}
+
+type oaCallWire struct {
+	Index    *int   `json:"index,omitempty"`
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	Function struct {
+		Name      string `json:"name"`
+		Arguments string `json:"arguments"`
+	} `json:"function"`
+}
+
+type oaUsageWire struct {
+	PromptTokens     int64 `json:"prompt_tokens"`
+	CompletionTokens int64 `json:"completion_tokens"`
+	TotalTokens      int64 `json:"total_tokens"`
+}
+
+// governanceWire is the extra "agentos" object of OpenAI-compatible responses.
+type governanceWire struct {
+	RequestID     string                  `json:"request_id"`
+	PolicyOutcome modelport.PolicyOutcome `json:"policy_outcome"`
+	Route         modelport.Route         `json:"route"`
+	LatencyMs     int64                   `json:"latency_ms"`
+	Usage         modelport.Usage         `json:"usage"`
+	CostUSD       float64                 `json:"cost_usd"`
+}
+
+// writeJSON writes v with a Content-Length (one write, no chunking).
+func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		httpx.WriteError(w, r, errs.Wrap(errs.Internal, err, "encode response"))
+		return
 	}
-	return s
+	b = append(b, '\n')
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
 }
 
 func finishReason(res *result) string {
@@ -254,29 +315,30 @@ func finishReason(res *result) string {
 	return "stop"
 }
 
-func oaCalls(calls []modelport.ToolCall, indexed bool) []map[string]any {
-	out := make([]map[string]any, len(calls))
+func oaCalls(calls []modelport.ToolCall, indexed bool) []oaCallWire {
+	out := make([]oaCallWire, len(calls))
 	for i, tc := range calls {
 		args := string(tc.Arguments)
 		if args == "" {
 			args = "{}"
 		}
-		out[i] = map[string]any{"id": tc.ID, "type": "function", "function": map[string]any{"name": tc.Name, "arguments": args}}
+		out[i].ID, out[i].Type = tc.ID, "function"
+		out[i].Function.Name, out[i].Function.Arguments = tc.Name, args
 		if indexed {
-			out[i]["index"] = i
+			out[i].Index = &i
 		}
 	}
 	return out
 }
 
-func oaUsage(u modelport.Usage) map[string]any {
-	return map[string]any{"prompt_tokens": u.InputTokens, "completion_tokens": u.OutputTokens, "total_tokens": u.TotalTokens}
+func oaUsage(u modelport.Usage) oaUsageWire {
+	return oaUsageWire{PromptTokens: u.InputTokens, CompletionTokens: u.OutputTokens, TotalTokens: u.TotalTokens}
 }
 
 // governance is the extra "agentos" object of OpenAI-compatible responses.
-func governance(inv *invocation, res *result) map[string]any {
-	return map[string]any{"request_id": inv.requestID, "policy_outcome": res.outcome.Wire(), "route": res.route,
-		"latency_ms": res.latency.Milliseconds(), "usage": res.usage, "cost_usd": res.costUSD}
+func governance(inv *invocation, res *result) governanceWire {
+	return governanceWire{RequestID: inv.requestID, PolicyOutcome: res.outcome.Wire(), Route: res.route,
+		LatencyMs: res.latency.Milliseconds(), Usage: res.usage, CostUSD: res.costUSD}
 }
 
 func setGovernanceHeaders(w http.ResponseWriter, res *result) {

@@ -421,7 +421,7 @@ func (s *Server) inputPolicy(c caller, inv *invocation, chain []*ModelConfig, in
 			o.Reason("tool_denied:" + id)
 		}
 	}
-	var all []string
+	all := make([]string, 0, len(inv.chat.Messages)+len(inv.texts))
 	if inv.op == opChat {
 		for i := range inv.chat.Messages {
 			m := &inv.chat.Messages[i]
@@ -437,7 +437,9 @@ func (s *Server) inputPolicy(c caller, inv *invocation, chain []*ModelConfig, in
 			all = append(all, inv.texts[i])
 		}
 	}
-	c.policy.EvaluateRules(policy.StageInput, s.ruleVars(c, inv, chain, strings.Join(all, "\n"), inTokens), o)
+	if len(c.policy.Rules) > 0 { // the rule variables are built only for policies with rules
+		c.policy.EvaluateRules(policy.StageInput, s.ruleVars(c, inv, chain, strings.Join(all, "\n"), inTokens), o)
+	}
 	if o.Blocked {
 		return blockedError("input", o)
 	}
@@ -599,10 +601,12 @@ func (s *Server) outputPolicy(c caller, inv *invocation, res *result) error {
 	}
 	res.chat.ToolCalls = kept
 	msg.ToolCalls = kept
-	vars := s.ruleVars(c, inv, []*ModelConfig{res.model}, "", res.usage.InputTokens)
-	vars["output_text"] = msg.Content
-	vars["output_tokens"] = res.usage.OutputTokens
-	c.policy.EvaluateRules(policy.StageOutput, vars, o)
+	if len(c.policy.Rules) > 0 {
+		vars := s.ruleVars(c, inv, []*ModelConfig{res.model}, "", res.usage.InputTokens)
+		vars["output_text"] = msg.Content
+		vars["output_tokens"] = res.usage.OutputTokens
+		c.policy.EvaluateRules(policy.StageOutput, vars, o)
+	}
 	if o.Blocked {
 		return blockedError("output", o)
 	}

@@ -97,7 +97,7 @@ type Config struct {
 	// back to the store, returning their unused part (default 5 s).
 	SettleInterval time.Duration
 	// FlushDelay is how long the ledger/audit writer waits to fill a batch
-	// (default 2 ms).
+	// (default 10 ms).
 	FlushDelay time.Duration
 }
 

@@ -23,9 +23,9 @@ import (
 const (
 	writerBuffer     = 8192
 	writerMaxBatch   = 256
-	writerMaxDelay   = 2 * time.Millisecond
+	writerMaxDelay   = 10 * time.Millisecond
 	writerAttempts   = 4
-	writerWriteLimit = 32 // concurrent writes of one batch
+	writerWriteLimit = 256 // concurrent writes of one batch (a whole batch joins one group commit)
 )
 
 // writeItem is one record to write, or a flush barrier.

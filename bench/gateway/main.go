@@ -42,6 +42,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,6 +72,7 @@ type options struct {
 	jsonOut    string
 	cpuProfile string
 	blockProf  string
+	profClient int
 }
 
 func main() {
@@ -81,6 +83,7 @@ func main() {
 	flag.StringVar(&clients, "clients", "1,50", "comma-separated client counts")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the JSON report to this file")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the gateway phase at the highest concurrency to this file")
+	flag.IntVar(&o.profClient, "profile-clients", 0, "profile the gateway phase at this client count (default the highest)")
 	flag.StringVar(&o.blockProf, "blockprofile", "", "write a blocking profile (channel, mutex and select waits) of the whole run to this file")
 	flag.Parse()
 	for _, c := range strings.Split(clients, ",") {
@@ -107,6 +110,10 @@ type phaseResult struct {
 	Throughput float64 `json:"throughput_rps"`
 	P50us      float64 `json:"p50_us"`
 	P99us      float64 `json:"p99_us"`
+	// CPUusPerReq is the whole process's CPU time (load generator, gateway
+	// and fake backend) per request: unlike throughput it does not depend
+	// on what else the machine is running.
+	CPUusPerReq float64 `json:"cpu_us_per_request"`
 }
 
 // report is the JSON report.
@@ -157,6 +164,9 @@ func run(o options) error {
 	}
 
 	maxClients := slices.Max(o.clients)
+	if o.profClient == 0 {
+		o.profClient = maxClients
+	}
 	rep := report{GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Duration: o.duration.String()}
 	for _, c := range o.clients {
 		for _, target := range []string{"direct", "gateway"} {
@@ -165,8 +175,8 @@ func run(o options) error {
 				u = through
 			}
 			drive(client, u, c, o.warmup)
-			// The CPU profile covers the gateway phase at the highest concurrency.
-			profiling := o.cpuProfile != "" && target == "gateway" && c == maxClients
+			// The CPU profile covers one gateway phase (-profile-clients).
+			profiling := o.cpuProfile != "" && target == "gateway" && c == o.profClient
 			if profiling {
 				f, err := os.Create(o.cpuProfile)
 				if err != nil {
@@ -183,8 +193,8 @@ func run(o options) error {
 			}
 			res.Target = target
 			rep.Phases = append(rep.Phases, res)
-			fmt.Fprintf(os.Stderr, "%-8s clients=%-3d %8.0f req/s  p50 %8.1f µs  p99 %8.1f µs  errors %d\n",
-				target, c, res.Throughput, res.P50us, res.P99us, res.Errors)
+			fmt.Fprintf(os.Stderr, "%-8s clients=%-3d %8.0f req/s  p50 %8.1f µs  p99 %8.1f µs  cpu/req %7.1f µs  errors %d\n",
+				target, c, res.Throughput, res.P50us, res.P99us, res.CPUusPerReq, res.Errors)
 		}
 	}
 	find := func(target string, c int) (phaseResult, bool) {
@@ -219,9 +229,9 @@ func run(o options) error {
 
 func printText(w io.Writer, rep report) {
 	fmt.Fprintf(w, "\nmodel-policy gateway overhead (%s, %d CPUs, %s per phase)\n\n", rep.GoVersion, rep.CPUs, rep.Duration)
-	fmt.Fprintf(w, "%-8s %7s %10s %12s %12s %8s\n", "target", "clients", "req/s", "p50 µs", "p99 µs", "errors")
+	fmt.Fprintf(w, "%-8s %7s %10s %12s %12s %14s %8s\n", "target", "clients", "req/s", "p50 µs", "p99 µs", "cpu/req µs", "errors")
 	for _, p := range rep.Phases {
-		fmt.Fprintf(w, "%-8s %7d %10.0f %12.1f %12.1f %8d\n", p.Target, p.Clients, p.Throughput, p.P50us, p.P99us, p.Errors)
+		fmt.Fprintf(w, "%-8s %7d %10.0f %12.1f %12.1f %14.1f %8d\n", p.Target, p.Clients, p.Throughput, p.P50us, p.P99us, p.CPUusPerReq, p.Errors)
 	}
 	ok := func(b bool) string {
 		if b {
@@ -365,6 +375,7 @@ func drive(c *http.Client, url string, clients int, d time.Duration) phaseResult
 	var firstErr error
 	deadline := time.Now().Add(d)
 	start := time.Now()
+	cpu0 := cpuTime()
 	var wg sync.WaitGroup
 	for range clients {
 		wg.Add(1)
@@ -396,6 +407,7 @@ func drive(c *http.Client, url string, clients int, d time.Duration) phaseResult
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
 	if firstErr != nil {
 		fmt.Fprintln(os.Stderr, "gateway: first error:", firstErr)
 	}
@@ -408,5 +420,15 @@ func drive(c *http.Client, url string, clients int, d time.Duration) phaseResult
 		return float64(all[i].Nanoseconds()) / 1000
 	}
 	return phaseResult{Clients: clients, Requests: len(all), Errors: errCount, Seconds: elapsed.Seconds(),
-		Throughput: float64(len(all)) / elapsed.Seconds(), P50us: pct(0.50), P99us: pct(0.99)}
+		Throughput: float64(len(all)) / elapsed.Seconds(), P50us: pct(0.50), P99us: pct(0.99),
+		CPUusPerReq: float64(cpu.Microseconds()) / float64(max(1, len(all)))}
+}
+
+// cpuTime is the process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
