@@ -3,6 +3,8 @@ package cli
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nexixai/agentos/federation"
 	"github.com/nexixai/agentos/internal/config"
 )
 
@@ -119,7 +122,7 @@ func newNode(cfg config.Config, envFile string, avail map[string]bool) (*Node, e
 	if err != nil {
 		return nil, fmt.Errorf("find agentos binary: %w", err)
 	}
-	n := &Node{Cfg: cfg, EnvFile: envFile, Exe: exe, HTTP: &http.Client{Timeout: 5 * time.Second}}
+	n := &Node{Cfg: cfg, EnvFile: envFile, Exe: exe, HTTP: &http.Client{Timeout: 5 * time.Second, Transport: nodeTransport(cfg)}}
 	all := []Service{
 		{Name: "model-policy", Addr: cfg.ModelPolicyAddr, URL: cfg.ModelPolicyURL, HealthPath: "/v1/health"},
 		{Name: "orchestrator", Addr: cfg.OrchestratorAddr, URL: cfg.OrchestratorURL, HealthPath: "/v1/health"},
@@ -423,4 +426,20 @@ func dirSize(dir string) int64 {
 		return nil
 	})
 	return total
+}
+
+// nodeTransport is the CLI's HTTP transport to a node: it also trusts the
+// node's federation CA, whose certificate the federation client API serves
+// over TLS in prod.
+func nodeTransport(cfg config.Config) http.RoundTripper {
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if pem, err := os.ReadFile(federation.FilesIn(cfg.Home).CA); err == nil {
+		pool.AppendCertsFromPEM(pem)
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return t
 }

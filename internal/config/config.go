@@ -162,7 +162,12 @@ func (c *Config) Finish() error {
 		c.ModelPolicyURL = "http://" + c.ModelPolicyAddr
 	}
 	if c.FederationURL == "" {
-		c.FederationURL = "http://" + c.FederationAddr
+		// In prod the federation client API is served over TLS.
+		scheme := "http://"
+		if c.Mode == ModeProd {
+			scheme = "https://"
+		}
+		c.FederationURL = scheme + c.FederationAddr
 	}
 	if c.StoreURL == "" {
 		c.StoreURL = "sqlite://" + filepath.Join(c.DataDir, "agentos.db")

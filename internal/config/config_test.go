@@ -1,0 +1,67 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func lookupFrom(m map[string]string) Lookup {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestPrecedenceAndDefaults(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	envFile := filepath.Join(dir, ".agentos.env")
+	require.NoError(t, os.WriteFile(envFile, []byte(`# generated
+AGENTOS_MODE=dev
+export AGENTOS_ORCHESTRATOR_ADDR="127.0.0.1:6001"
+AGENTOS_REGION='eu'
+`), 0o600))
+	c, err := Load(lookupFrom(map[string]string{"AGENTOS_ORCHESTRATOR_ADDR": "127.0.0.1:7001", "AGENTOS_HOME": dir}), envFile)
+	require.NoError(t, err)
+	require.NoError(t, c.Finish())
+	require.Equal(t, "dev", c.Mode, "from the env file")
+	require.Equal(t, "127.0.0.1:7001", c.OrchestratorAddr, "env overrides the file")
+	require.Equal(t, "eu", c.Region)
+	require.Equal(t, "http://127.0.0.1:7001", c.OrchestratorURL)
+	require.Equal(t, filepath.Join(dir, "data"), c.DataDir)
+	require.Equal(t, "sqlite://"+filepath.Join(dir, "data", "agentos.db"), c.StoreURL)
+	require.Equal(t, "http://127.0.0.1:50083", c.FederationURL)
+	require.Equal(t, 32, c.Executors)
+	require.Equal(t, 10.0, c.QuotaRunCreateQPS)
+	require.True(t, c.DevMode())
+}
+
+func TestProdDefaultsAndErrors(t *testing.T) {
+	t.Parallel()
+	c, err := Load(lookupFrom(map[string]string{"AGENTOS_MODE": "prod"}), filepath.Join(t.TempDir(), "none"))
+	require.NoError(t, err)
+	require.NoError(t, c.Finish())
+	require.Equal(t, "https://127.0.0.1:50083", c.FederationURL, "the federation client API is TLS in prod")
+	require.False(t, c.DevMode())
+
+	_, err = Load(lookupFrom(map[string]string{"AGENTOS_QUOTA_RUN_CREATE_QPS": "lots"}), filepath.Join(t.TempDir(), "none"))
+	require.ErrorContains(t, err, "AGENTOS_QUOTA_RUN_CREATE_QPS")
+	c, err = Load(lookupFrom(map[string]string{"AGENTOS_MODE": "staging"}), filepath.Join(t.TempDir(), "none"))
+	require.NoError(t, err)
+	require.ErrorContains(t, c.Finish(), "staging")
+
+	bad := filepath.Join(t.TempDir(), "bad.env")
+	require.NoError(t, os.WriteFile(bad, []byte("NOT A PAIR\n"), 0o600))
+	_, err = Load(lookupFrom(nil), bad)
+	require.ErrorContains(t, err, "bad.env:1")
+}
+
+func FuzzReadEnvFile(f *testing.F) {
+	f.Add("A=1\n# c\nexport B=\"x y\"\n")
+	f.Add("=\n'\"\n")
+	f.Fuzz(func(t *testing.T, content string) {
+		p := filepath.Join(t.TempDir(), "f.env")
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+		_, _ = ReadEnvFile(p)
+	})
+}
