@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/nexixai/agentos/internal/audit"
@@ -50,5 +51,8 @@ func RunModelPolicy(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
-	return serveHTTP(ctx, cfg.ModelPolicyAddr, srv.Handler(), log)
+	err = serveHTTP(ctx, cfg.ModelPolicyAddr, srv.Handler(), log)
+	// Settle leased budget and write queued usage and audit records before
+	// the store and the audit sink close.
+	return errors.Join(err, srv.Close())
 }
