@@ -7,18 +7,12 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/storeutil"
 )
 
 // PutAgent creates the agent or replaces it (created_at is kept on replace).
 func (db *DB) PutAgent(ctx context.Context, a store.Agent) error {
-	if err := required("tenant_id", a.TenantID, "agent_id", a.AgentID); err != nil {
-		return err
-	}
-	tools, err := toJSON("tools", a.Tools)
-	if err != nil {
-		return err
-	}
-	defaults, err := toJSON("defaults", a.Defaults)
+	tools, defaults, err := storeutil.EncodeAgent(a)
 	if err != nil {
 		return err
 	}
@@ -44,10 +38,7 @@ func scanAgent(row pgx.Row) (store.Agent, error) {
 		return a, err
 	}
 	a.CreatedAt, a.UpdatedAt = fromTS(created), fromTS(updated)
-	if err := fromJSON(tools, &a.Tools); err != nil {
-		return a, err
-	}
-	return a, fromJSON(defaults, &a.Defaults)
+	return a, storeutil.DecodeAgent(&a, tools, defaults)
 }
 
 // GetAgent returns ErrNotFound if absent or in another tenant.

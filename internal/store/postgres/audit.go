@@ -6,14 +6,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/nexixai/agentos/internal/ids"
 	"github.com/nexixai/agentos/internal/store"
-)
-
-// Limits of ListAudit.
-const (
-	defaultAuditLimit = 100
-	maxAuditLimit     = 10000
+	"github.com/nexixai/agentos/internal/store/storeutil"
 )
 
 // AppendAudit appends r to the global chain: Seq = last+1, PrevHash = the
@@ -34,18 +28,8 @@ func (db *DB) AppendAudit(ctx context.Context, r store.AuditRecord) (store.Audit
 // appendAuditTx appends r inside tx. It locks the chain head, so it must be
 // the last lock a transaction takes (CreateRun calls it last).
 func (db *DB) appendAuditTx(ctx context.Context, tx pgx.Tx, r store.AuditRecord) (store.AuditRecord, error) {
-	if r.AuditID == "" {
-		r.AuditID = ids.New("aud_")
-	}
-	if r.Time.IsZero() {
-		r.Time = db.now()
-	}
-	r.Time = utc(r.Time)
-	pc, err := nullableJSON("policy_context", r.PolicyContext)
-	if err != nil {
-		return r, err
-	}
-	details, err := nullableJSON("details", r.Details)
+	row, err := storeutil.PrepareAudit(r, db.now)
+	r = row.Record
 	if err != nil {
 		return r, err
 	}
@@ -54,12 +38,11 @@ func (db *DB) appendAuditTx(ctx context.Context, tx pgx.Tx, r store.AuditRecord)
 	if err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE`).Scan(&lastSeq, &lastHash); err != nil {
 		return r, mapErr(err, "audit chain head")
 	}
-	r.Seq, r.PrevHash = lastSeq+1, lastHash
-	r.Hash = store.HashAudit(r)
+	storeutil.Chain(&r, lastSeq, lastHash)
 	if _, err := tx.Exec(ctx, `INSERT INTO audit_log (tenant_id, seq, audit_id, time, principal_id, action, target,
 		outcome, policy_context, details, correlation_id, prev_hash, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)`,
-		r.TenantID, r.Seq, r.AuditID, r.Time, r.PrincipalID, r.Action, r.Target, r.Outcome, pc, details,
-		r.CorrelationID, r.PrevHash, r.Hash); err != nil {
+		r.TenantID, r.Seq, r.AuditID, r.Time, r.PrincipalID, r.Action, r.Target, r.Outcome, row.PolicyContext,
+		row.Details, r.CorrelationID, r.PrevHash, r.Hash); err != nil {
 		return r, mapErr(err, "audit record")
 	}
 	if _, err := tx.Exec(ctx, `UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1`, r.Seq, r.Hash); err != nil {
@@ -68,21 +51,9 @@ func (db *DB) appendAuditTx(ctx context.Context, tx pgx.Tx, r store.AuditRecord)
 	return r, nil
 }
 
-// nullableJSON encodes a map column; nil is NULL.
-func nullableJSON(field string, m map[string]any) (any, error) {
-	if m == nil {
-		return nil, nil
-	}
-	return toJSON(field, m)
-}
-
 // ListAudit lists records in Seq order; TenantID "" lists every tenant.
 func (db *DB) ListAudit(ctx context.Context, p store.ListAuditParams) ([]store.AuditRecord, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = defaultAuditLimit
-	}
-	limit = min(limit, maxAuditLimit)
+	limit := storeutil.Limit(p.Limit, storeutil.DefaultAuditLimit, storeutil.MaxAuditLimit)
 	q := `SELECT tenant_id, seq, audit_id, time, principal_id, action, target, outcome, policy_context, details,
 		correlation_id, prev_hash, hash FROM audit_log WHERE `
 	args := []any{p.AfterSeq, limit}
@@ -104,10 +75,7 @@ func (db *DB) ListAudit(ctx context.Context, p store.ListAuditParams) ([]store.A
 			return r, err
 		}
 		r.Time = t.UTC()
-		if err := fromJSONNumbers(pc, &r.PolicyContext); err != nil {
-			return r, err
-		}
-		return r, fromJSONNumbers(details, &r.Details)
+		return r, storeutil.DecodeAudit(&r, pc, details)
 	})
 	return out, mapErr(err, "audit log")
 }

@@ -2,18 +2,17 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/storeutil"
 )
 
 // PutForward records a forwarded run. ErrConflict if (tenant, run) exists.
 func (db *DB) PutForward(ctx context.Context, f store.Forward) error {
-	if err := required("tenant_id", f.TenantID, "run_id", f.RunID); err != nil {
+	if err := f.Validate(); err != nil {
 		return err
 	}
 	_, err := db.pool.Exec(ctx, `INSERT INTO forwards (tenant_id, run_id, peer_stack_id, principal_id,
@@ -39,7 +38,7 @@ func (db *DB) GetForward(ctx context.Context, tenantID, runID string) (store.For
 // UseJTI records jti until expiresAt and reports false if it is still
 // recorded (a replay). Entries that expired before now are purged first.
 func (db *DB) UseJTI(ctx context.Context, jti string, expiresAt time.Time) (bool, error) {
-	if err := required("jti", jti); err != nil {
+	if err := store.Required("jti", jti); err != nil {
 		return false, err
 	}
 	now := db.now()
@@ -49,7 +48,7 @@ func (db *DB) UseJTI(ctx context.Context, jti string, expiresAt time.Time) (bool
 			return err
 		}
 		tag, err := tx.Exec(ctx, `INSERT INTO used_jtis (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING`,
-			jti, utc(expiresAt))
+			jti, storeutil.UTC(expiresAt))
 		fresh = err == nil && tag.RowsAffected() == 1
 		return err
 	})
@@ -59,22 +58,14 @@ func (db *DB) UseJTI(ctx context.Context, jti string, expiresAt time.Time) (bool
 // IngestEvent stores a replicated event; false (and nothing stored) if its
 // event_id was ingested before for the tenant.
 func (db *DB) IngestEvent(ctx context.Context, e store.IngestedEvent) (bool, error) {
-	ev := e.Event
-	if err := required("tenant_id", ev.TenantID, "event_id", ev.EventID, "run_id", ev.RunID); err != nil {
+	in, err := storeutil.EncodeIngested(e, db.now)
+	if err != nil {
 		return false, err
 	}
-	ev.Time = utc(ev.Time)
-	body, err := json.Marshal(ev)
-	if err != nil {
-		return false, errs.Field("event", "cannot be encoded: %v", err)
-	}
-	at := e.IngestedAt
-	if at.IsZero() {
-		at = db.now()
-	}
+	ev := in.Event
 	tag, err := db.pool.Exec(ctx, `INSERT INTO ingested_events (tenant_id, event_id, run_id, sequence, event,
 		source_stack, ingested_at) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (tenant_id, event_id) DO NOTHING`,
-		ev.TenantID, ev.EventID, ev.RunID, ev.Sequence, string(body), e.SourceStack, utc(at))
+		ev.TenantID, ev.EventID, ev.RunID, ev.Sequence, in.Body, e.SourceStack, in.At)
 	if err != nil {
 		return false, mapErr(err, "ingested event "+ev.EventID)
 	}
@@ -93,15 +84,7 @@ func (db *DB) ListIngestedEvents(ctx context.Context, tenantID, runID string) ([
 		if err := row.Scan(&b); err != nil {
 			return store.Event{}, err
 		}
-		var e store.Event
-		if err := json.Unmarshal(b, &e); err != nil {
-			return e, errs.Wrap(errs.Internal, err, "corrupt ingested event")
-		}
-		e.Time = utc(e.Time)
-		if string(e.Payload) == "null" {
-			e.Payload = nil
-		}
-		return e, nil
+		return storeutil.DecodeIngested(b)
 	})
 	return out, mapErr(err, "ingested events")
 }

@@ -6,7 +6,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/storeutil"
 )
 
 // lockKVUsage locks the tenant's kv_usage row (creating it at 0 bytes) and
@@ -24,7 +25,7 @@ func lockKVUsage(ctx context.Context, tx pgx.Tx, tenantID string) (int64, error)
 // after the put would exceed it, nothing is written and a quota_exceeded
 // error with details limit/used/requested is returned.
 func (db *DB) KVPut(ctx context.Context, tenantID, namespace, key string, value []byte, maxBytes int64) error {
-	if err := required("tenant_id", tenantID, "key", key); err != nil {
+	if err := store.ValidateKVPut(tenantID, key); err != nil {
 		return err
 	}
 	if value == nil {
@@ -43,8 +44,7 @@ func (db *DB) KVPut(ctx context.Context, tenantID, namespace, key string, value 
 			return mapErr(err, "key "+key)
 		}
 		if maxBytes > 0 && used-old+size > maxBytes {
-			return errs.E(errs.QuotaExceeded, "storage quota of %d bytes exceeded", maxBytes).
-				WithDetails(map[string]any{"limit": maxBytes, "used": used, "requested": size - old})
+			return storeutil.KVQuotaExceeded(maxBytes, used, size-old)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO kv (tenant_id, namespace, kv_key, value, size) VALUES ($1,$2,$3,$4,$5)
 			ON CONFLICT (tenant_id, namespace, kv_key) DO UPDATE SET value = excluded.value, size = excluded.size`,

@@ -26,9 +26,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +37,7 @@ import (
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/storeutil"
 )
 
 var _ store.Store = (*DB)(nil)
@@ -153,7 +152,7 @@ func (db *DB) Close() error {
 	return nil
 }
 
-func (db *DB) now() time.Time { return utc(db.Now()) }
+func (db *DB) now() time.Time { return storeutil.UTC(db.Now()) }
 
 // migrationLockKey is the first half of the advisory lock key taken while
 // migrating; the second is a hash of the schema migrated, so processes
@@ -165,7 +164,7 @@ const migrationLockKey = 0x61676f73 // "agos"
 // advisory lock on one connection: a second process migrating the same
 // schema at the same time waits, then finds nothing left to do.
 func (db *DB) migrate(ctx context.Context) error {
-	migs, err := migrations()
+	migs, err := storeutil.Migrations(migrationFS, "migrations")
 	if err != nil {
 		return err
 	}
@@ -201,21 +200,21 @@ func (db *DB) migrate(ctx context.Context) error {
 	for _, m := range migs {
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			var n int
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, m.version).Scan(&n); err != nil {
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, m.Version).Scan(&n); err != nil {
 				return err
 			}
 			if n > 0 {
 				return nil
 			}
-			if _, err := tx.Exec(ctx, m.sql); err != nil {
-				return fmt.Errorf("migration %s: %w", m.name, err)
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+				return fmt.Errorf("migration %s: %w", m.Name, err)
 			}
 			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
-				m.version, m.name, db.now())
+				m.Version, m.Name, db.now())
 			return err
 		})
 		if err != nil {
-			return mapErr(err, "migration "+m.name)
+			return mapErr(err, "migration "+m.Name)
 		}
 	}
 	return nil
@@ -231,36 +230,6 @@ func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	return *v, nil
-}
-
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// migrations lists migrations/NNNN_name.sql in version order.
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
-	if err != nil {
-		return nil, errs.Wrap(errs.Internal, err, "read embedded migrations")
-	}
-	var out []migration
-	for _, e := range entries {
-		name := e.Name()
-		num, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || !strings.HasSuffix(name, ".sql") {
-			return nil, errs.E(errs.Internal, "migration file %q is not named NNNN_name.sql", name)
-		}
-		b, err := migrationFS.ReadFile("migrations/" + name)
-		if err != nil {
-			return nil, errs.Wrap(errs.Internal, err, "read migration %s", name)
-		}
-		out = append(out, migration{version: v, name: name, sql: string(b)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	return out, nil
 }
 
 // MapError turns a pgx or PostgreSQL error into an errs error. It is the
@@ -314,28 +283,12 @@ func mapErr(err error, what string) error {
 	return errs.Wrap(errs.Internal, err, "store error on %s", what)
 }
 
-// utc normalizes t to what the store returns: UTC, microsecond precision.
-func utc(t time.Time) time.Time {
-	if t.IsZero() {
-		return time.Time{}
-	}
-	return t.UTC().Truncate(time.Microsecond)
-}
-
-func utcPtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	v := utc(*t)
-	return &v
-}
-
 // ts encodes a nullable time column: NULL for the zero time.
 func ts(t time.Time) any {
 	if t.IsZero() {
 		return nil
 	}
-	return utc(t)
+	return storeutil.UTC(t)
 }
 
 func tsPtr(t *time.Time) any {
@@ -359,16 +312,6 @@ func fromTSPtr(t *time.Time) *time.Time {
 	}
 	v := t.UTC()
 	return &v
-}
-
-// required returns an invalid_request error naming the first empty field.
-func required(fields ...string) error {
-	for i := 0; i+1 < len(fields); i += 2 {
-		if fields[i+1] == "" {
-			return errs.Field(fields[i], "is required")
-		}
-	}
-	return nil
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

@@ -3,39 +3,21 @@ package postgres
 import (
 	"context"
 	"errors"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/nexixai/agentos/internal/errs"
-	"github.com/nexixai/agentos/internal/ids"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/storeutil"
 )
 
 // DefaultIdempotencyTTL is used when CreateRunParams.IdempotencyTTL is 0.
-const DefaultIdempotencyTTL = 24 * time.Hour
-
-// Limits of list calls.
-const (
-	defaultRunLimit   = 50
-	maxRunLimit       = 1000
-	defaultEventLimit = 1000
-	maxEventLimit     = 10000
-)
+const DefaultIdempotencyTTL = storeutil.DefaultIdempotencyTTL
 
 // maxClaimAttempts bounds CreateRun's loop claiming an idempotency key whose
 // row disappears (purged) between the conflicting insert and the read back.
 const maxClaimAttempts = 5
-
-func validStatus(s store.RunStatus) bool {
-	switch s {
-	case store.RunQueued, store.RunRunning, store.RunCompleted, store.RunFailed, store.RunCanceled:
-		return true
-	}
-	return false
-}
 
 // CreateRun admits a run in one transaction: idempotency claim, run row,
 // first event (sequence 1), a queue_entries row (only when the run is
@@ -50,41 +32,14 @@ func validStatus(s store.RunStatus) bool {
 // type run.created with EventID/Time filled; FirstEvent's tenant, agent and
 // run ids are taken from the run. The returned run is what GetRun returns.
 func (db *DB) CreateRun(ctx context.Context, p store.CreateRunParams) (store.CreateRunResult, error) {
-	r := p.Run
-	if err := required("tenant_id", r.TenantID, "agent_id", r.AgentID); err != nil {
-		return store.CreateRunResult{}, err
-	}
-	if r.RunID == "" {
-		r.RunID = ids.New("run_")
-	}
-	if r.Status == "" {
-		r.Status = store.RunQueued
-	}
-	if !validStatus(r.Status) {
-		return store.CreateRunResult{}, errs.Field("status", "unknown run status %q", r.Status)
-	}
-	if p.IdempotencyTTL < 0 {
-		return store.CreateRunResult{}, errs.Field("idempotency_ttl", "must not be negative")
-	}
-	r.IdempotencyKey = p.IdempotencyKey
-	now := db.now()
-	if r.CreatedAt.IsZero() {
-		r.CreatedAt = now
-	}
-	normalizeRun(&r)
-	args, err := runArgs(r)
+	nr, err := storeutil.PrepareRun(p, db.now)
 	if err != nil {
 		return store.CreateRunResult{}, err
 	}
-	ev := p.FirstEvent
-	ev.TenantID, ev.AgentID, ev.RunID, ev.Sequence = r.TenantID, r.AgentID, r.RunID, 1
-	if ev.Type == "" {
-		ev.Type = store.EventRunCreated
-	}
-	fillEvent(&ev, now)
-	ttl := p.IdempotencyTTL
-	if ttl == 0 {
-		ttl = DefaultIdempotencyTTL
+	r, ev, ttl, now := nr.Run, nr.FirstEvent, nr.TTL, nr.Now
+	args, err := runArgs(r)
+	if err != nil {
+		return store.CreateRunResult{}, err
 	}
 
 	if p.ReplayOnly {
@@ -149,8 +104,7 @@ func (db *DB) replayOnly(ctx context.Context, r store.Run, p store.CreateRunPara
 		return store.CreateRunResult{}, mapErr(err, "idempotency key")
 	}
 	if fp != p.Fingerprint {
-		return store.CreateRunResult{}, errs.E(errs.Conflict, "Idempotency-Key %q was used with a different request body", p.IdempotencyKey).
-			WithDetails(map[string]any{"run_id": runID})
+		return store.CreateRunResult{}, storeutil.IdempotencyConflict(p.IdempotencyKey, runID)
 	}
 	orig, err := db.GetRun(ctx, r.TenantID, runID)
 	if err != nil {
@@ -193,8 +147,7 @@ func claimKey(ctx context.Context, tx pgx.Tx, r store.Run, p store.CreateRunPara
 			return nil, mapErr(err, "idempotency key")
 		}
 		if fp != p.Fingerprint {
-			return nil, errs.E(errs.Conflict, "Idempotency-Key %q was used with a different request body", p.IdempotencyKey).
-				WithDetails(map[string]any{"run_id": runID})
+			return nil, storeutil.IdempotencyConflict(p.IdempotencyKey, runID)
 		}
 		orig, err := scanRun(tx.QueryRow(ctx, `SELECT `+runCols+` FROM runs WHERE tenant_id = $1 AND run_id = $2`,
 			r.TenantID, runID))
@@ -206,57 +159,17 @@ func claimKey(ctx context.Context, tx pgx.Tx, r store.Run, p store.CreateRunPara
 	return nil, errs.E(errs.DependencyUnavailable, "Idempotency-Key %q is contended; retry", p.IdempotencyKey)
 }
 
-func normalizeRun(r *store.Run) {
-	r.CreatedAt = utc(r.CreatedAt)
-	r.StartedAt = utcPtr(r.StartedAt)
-	r.CompletedAt = utcPtr(r.CompletedAt)
-	if len(r.Context) == 0 {
-		r.Context = nil
-	}
-}
-
 const runCols = `tenant_id, run_id, agent_id, principal_id, status, created_at, started_at, completed_at, input, context,
 	tooling, run_options, summary, output, error, events_url, correlation_id, traceparent, idempotency_key, attempt`
 
 func runArgs(r store.Run) ([]any, error) {
-	input, err := toJSON("input", r.Input)
+	c, err := storeutil.EncodeRun(r)
 	if err != nil {
 		return nil, err
 	}
-	tooling, err := toJSON("tooling", r.Tooling)
-	if err != nil {
-		return nil, err
-	}
-	opts, err := toJSON("run_options", r.RunOptions)
-	if err != nil {
-		return nil, err
-	}
-	summary, err := toJSON("summary", r.Summary)
-	if err != nil {
-		return nil, err
-	}
-	output, errBody, err := runResultArgs(r)
-	if err != nil {
-		return nil, err
-	}
-	return []any{r.TenantID, r.RunID, r.AgentID, r.PrincipalID, string(r.Status), utc(r.CreatedAt),
-		tsPtr(r.StartedAt), tsPtr(r.CompletedAt), input, rawOrNull(r.Context), tooling, opts, summary,
-		output, errBody, r.EventsURL, r.CorrelationID, r.Traceparent, r.IdempotencyKey, r.Attempt}, nil
-}
-
-// runResultArgs encodes the nullable output and error columns.
-func runResultArgs(r store.Run) (output, errBody any, err error) {
-	if r.Output != nil {
-		if output, err = toJSON("output", r.Output); err != nil {
-			return nil, nil, err
-		}
-	}
-	if r.Error != nil {
-		if errBody, err = toJSON("error", r.Error); err != nil {
-			return nil, nil, err
-		}
-	}
-	return output, errBody, nil
+	return []any{r.TenantID, r.RunID, r.AgentID, r.PrincipalID, string(r.Status), storeutil.UTC(r.CreatedAt),
+		tsPtr(r.StartedAt), tsPtr(r.CompletedAt), c.Input, storeutil.RawOrNull(r.Context), c.Tooling, c.RunOptions,
+		c.Summary, c.Output, c.Error, r.EventsURL, r.CorrelationID, r.Traceparent, r.IdempotencyKey, r.Attempt}, nil
 }
 
 func scanRun(row pgx.Row) (store.Run, error) {
@@ -272,28 +185,8 @@ func scanRun(row pgx.Row) (store.Run, error) {
 	}
 	r.Status = store.RunStatus(status)
 	r.CreatedAt, r.StartedAt, r.CompletedAt = created.UTC(), fromTSPtr(started), fromTSPtr(completed)
-	r.Context = rawFrom(rctx)
-	for _, f := range []struct {
-		b []byte
-		v any
-	}{{input, &r.Input}, {tooling, &r.Tooling}, {opts, &r.RunOptions}, {summary, &r.Summary}} {
-		if err := fromJSON(f.b, f.v); err != nil {
-			return r, err
-		}
-	}
-	if output != nil {
-		r.Output = new(store.Output)
-		if err := fromJSON(output, r.Output); err != nil {
-			return r, err
-		}
-	}
-	if errBody != nil {
-		r.Error = new(store.ErrorBody)
-		if err := fromJSON(errBody, r.Error); err != nil {
-			return r, err
-		}
-	}
-	return r, nil
+	r.Context = storeutil.RawFrom(rctx)
+	return r, storeutil.DecodeRun(&r, input, tooling, opts, summary, output, errBody)
 }
 
 func collectRuns(rows pgx.Rows) ([]store.Run, error) {
@@ -311,14 +204,10 @@ func (db *DB) GetRun(ctx context.Context, tenantID, runID string) (store.Run, er
 // descending). The cursor is the last run_id of the previous page; an
 // unknown cursor is an invalid_request naming "cursor".
 func (db *DB) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run, string, error) {
-	if err := required("tenant_id", p.TenantID); err != nil {
+	if err := p.Validate(); err != nil {
 		return nil, "", err
 	}
-	limit := p.Limit
-	if limit <= 0 {
-		limit = defaultRunLimit
-	}
-	limit = min(limit, maxRunLimit)
+	limit := storeutil.Limit(p.Limit, storeutil.DefaultRunLimit, storeutil.MaxRunLimit)
 	q := `SELECT ` + runCols + ` FROM runs WHERE tenant_id = $1`
 	args := []any{p.TenantID}
 	arg := func(v any) string {
@@ -352,11 +241,7 @@ func (db *DB) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run
 	if err != nil {
 		return nil, "", mapErr(err, "runs")
 	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		next = out[limit-1].RunID
-	}
+	out, next := storeutil.Page(out, limit)
 	return out, next, nil
 }
 
@@ -366,33 +251,18 @@ func (db *DB) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run
 // upserts steps and appends events with gapless sequences from
 // runs.last_sequence.
 func (db *DB) ApplyRunChange(ctx context.Context, c store.RunChange) ([]store.Event, error) {
-	if err := required("tenant_id", c.TenantID, "run_id", c.RunID); err != nil {
+	cols, err := storeutil.PrepareRunChange(c)
+	if err != nil {
 		return nil, err
 	}
 	var runArgs []any
-	if c.Run != nil {
-		if !validStatus(c.Run.Status) {
-			return nil, errs.Field("status", "unknown run status %q", c.Run.Status)
-		}
-		summary, err := toJSON("summary", c.Run.Summary)
-		if err != nil {
-			return nil, err
-		}
-		output, errBody, err := runResultArgs(*c.Run)
-		if err != nil {
-			return nil, err
-		}
+	if cols != nil {
 		runArgs = []any{string(c.Run.Status), tsPtr(c.Run.StartedAt), tsPtr(c.Run.CompletedAt),
-			summary, output, errBody, c.Run.Attempt, c.TenantID, c.RunID}
-	}
-	for i, s := range c.Steps {
-		if s.StepID == "" {
-			return nil, errs.Field("steps["+itoa(i)+"].step_id", "is required")
-		}
+			cols.Summary, cols.Output, cols.Error, c.Run.Attempt, c.TenantID, c.RunID}
 	}
 	now := db.now()
 	var out []store.Event
-	err := db.Tx(ctx, func(tx pgx.Tx) error {
+	err = db.Tx(ctx, func(tx pgx.Tx) error {
 		out = nil
 		var status, agentID string
 		var last int64
@@ -402,17 +272,8 @@ func (db *DB) ApplyRunChange(ctx context.Context, c store.RunChange) ([]store.Ev
 		if err != nil {
 			return mapErr(err, "run "+c.RunID)
 		}
-		if c.ExpectAttempt > 0 && attempt != c.ExpectAttempt {
-			return errs.E(errs.Conflict, "run %s was resumed by another executor (attempt %d, not %d)", c.RunID, attempt, c.ExpectAttempt).
-				WithDetails(map[string]any{"attempt": attempt})
-		}
-		if len(c.FromStatuses) > 0 && !slices.Contains(c.FromStatuses, store.RunStatus(status)) {
-			want := make([]string, len(c.FromStatuses))
-			for i, s := range c.FromStatuses {
-				want[i] = string(s)
-			}
-			return errs.E(errs.Conflict, "run %s is %s, not %s", c.RunID, status, strings.Join(want, " or ")).
-				WithDetails(map[string]any{"status": status})
+		if err := storeutil.CheckRunChange(c, status, attempt); err != nil {
+			return err
 		}
 		switch {
 		case runArgs != nil && c.StatusOnly:
@@ -433,27 +294,21 @@ func (db *DB) ApplyRunChange(ctx context.Context, c store.RunChange) ([]store.Ev
 				name = excluded.name, status = excluded.status, tool_call_id = excluded.tool_call_id,
 				input = excluded.input, output = excluded.output, started_at = excluded.started_at,
 				completed_at = excluded.completed_at`,
-				c.TenantID, c.RunID, s.StepID, s.Index, s.Kind, s.Name, s.Status, s.ToolCallID, rawOrNull(s.Input),
-				rawOrNull(s.Output), ts(s.StartedAt), tsPtr(s.CompletedAt)); err != nil {
+				c.TenantID, c.RunID, s.StepID, s.Index, s.Kind, s.Name, s.Status, s.ToolCallID, storeutil.RawOrNull(s.Input),
+				storeutil.RawOrNull(s.Output), ts(s.StartedAt), tsPtr(s.CompletedAt)); err != nil {
 				return mapErr(err, "step "+s.StepID)
 			}
 		}
 		if len(c.Events) == 0 {
 			return nil
 		}
-		evs := make([]store.Event, 0, len(c.Events))
-		for _, e := range c.Events {
-			last++
-			e.TenantID, e.RunID, e.Sequence = c.TenantID, c.RunID, last
-			if e.AgentID == "" {
-				e.AgentID = agentID
-			}
-			fillEvent(&e, now)
+		evs := storeutil.SequenceEvents(c, agentID, last, now)
+		for _, e := range evs {
 			if err := insertEvent(ctx, tx, e); err != nil {
 				return err
 			}
-			evs = append(evs, e)
 		}
+		last = evs[len(evs)-1].Sequence
 		if _, err := tx.Exec(ctx, `UPDATE runs SET last_sequence = $1 WHERE tenant_id = $2 AND run_id = $3`,
 			last, c.TenantID, c.RunID); err != nil {
 			return mapErr(err, "run "+c.RunID)
@@ -486,7 +341,7 @@ func (db *DB) ListSteps(ctx context.Context, tenantID, runID string) ([]store.St
 			&input, &output, &started, &completed); err != nil {
 			return s, err
 		}
-		s.Input, s.Output = rawFrom(input), rawFrom(output)
+		s.Input, s.Output = storeutil.RawFrom(input), storeutil.RawFrom(output)
 		s.StartedAt, s.CompletedAt = fromTS(started), fromTSPtr(completed)
 		return s, nil
 	})
@@ -508,32 +363,18 @@ func (db *DB) ListUnfinishedRuns(ctx context.Context) ([]store.Run, error) {
 
 // PurgeIdempotency deletes idempotency keys that expired at or before now.
 func (db *DB) PurgeIdempotency(ctx context.Context, now time.Time) (int, error) {
-	tag, err := db.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE expires_at <= $1`, utc(now))
+	tag, err := db.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE expires_at <= $1`, storeutil.UTC(now))
 	if err != nil {
 		return 0, mapErr(err, "idempotency keys")
 	}
 	return int(tag.RowsAffected()), nil
 }
 
-// fillEvent sets EventID and Time when empty and normalizes Time.
-func fillEvent(e *store.Event, now time.Time) {
-	if e.EventID == "" {
-		e.EventID = ids.New("evt_")
-	}
-	if e.Time.IsZero() {
-		e.Time = now
-	}
-	e.Time = utc(e.Time)
-	if len(e.Payload) == 0 {
-		e.Payload = nil
-	}
-}
-
 func insertEvent(ctx context.Context, tx pgx.Tx, e store.Event) error {
 	_, err := tx.Exec(ctx, `INSERT INTO events (tenant_id, run_id, sequence, event_id, time, type, agent_id,
 		step_id, traceparent, span_id, payload) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`,
 		e.TenantID, e.RunID, e.Sequence, e.EventID, ts(e.Time), e.Type, e.AgentID, e.StepID,
-		e.Trace.Traceparent, e.Trace.SpanID, rawOrNull(e.Payload))
+		e.Trace.Traceparent, e.Trace.SpanID, storeutil.RawOrNull(e.Payload))
 	return mapErr(err, "event")
 }
 
@@ -545,11 +386,7 @@ func (db *DB) ListEvents(ctx context.Context, p store.ListEventsParams) ([]store
 		p.TenantID, p.RunID).Scan(&one); err != nil {
 		return nil, mapErr(err, "run "+p.RunID)
 	}
-	limit := p.Limit
-	if limit <= 0 {
-		limit = defaultEventLimit
-	}
-	limit = min(limit, maxEventLimit)
+	limit := storeutil.Limit(p.Limit, storeutil.DefaultEventLimit, storeutil.MaxEventLimit)
 	rows, err := db.pool.Query(ctx, `SELECT tenant_id, run_id, sequence, event_id, time, type, agent_id, step_id,
 		traceparent, span_id, payload FROM events WHERE tenant_id = $1 AND run_id = $2 AND sequence > $3
 		ORDER BY sequence LIMIT $4`, p.TenantID, p.RunID, p.AfterSequence, limit)
@@ -565,7 +402,7 @@ func (db *DB) ListEvents(ctx context.Context, p store.ListEventsParams) ([]store
 			return e, err
 		}
 		e.Time = fromTS(t)
-		e.Payload = rawFrom(payload)
+		e.Payload = storeutil.RawFrom(payload)
 		return e, nil
 	})
 	return out, mapErr(err, "events")

@@ -1,9 +1,7 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -11,62 +9,12 @@ import (
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/storeutil"
 )
-
-// toJSON encodes a JSON column. The domain types are plain data, so Marshal
-// only fails on values such as NaN, reported as invalid input.
-func toJSON(field string, v any) (string, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return "", errs.Field(field, "cannot be encoded: %v", err)
-	}
-	return string(b), nil
-}
-
-// fromJSON decodes a JSON column (NULL leaves v unchanged).
-func fromJSON(b []byte, v any) error {
-	if len(b) == 0 {
-		return nil
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return errs.Wrap(errs.Internal, err, "corrupt JSON column")
-	}
-	return nil
-}
-
-// fromJSONNumbers is fromJSON keeping numbers in maps as json.Number, so that
-// re-encoding is byte-identical (audit hashes depend on it).
-func fromJSONNumbers(b []byte, v any) error {
-	if len(b) == 0 {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
-		return errs.Wrap(errs.Internal, err, "corrupt JSON column")
-	}
-	return nil
-}
-
-// rawOrNull stores a json.RawMessage verbatim (json column); empty is NULL.
-func rawOrNull(m json.RawMessage) any {
-	if len(m) == 0 {
-		return nil
-	}
-	return string(m)
-}
-
-// rawFrom decodes a verbatim json column; NULL is nil.
-func rawFrom(b []byte) json.RawMessage {
-	if b == nil {
-		return nil
-	}
-	return json.RawMessage(b)
-}
 
 // CreateTenant inserts t. ErrConflict if the id exists.
 func (db *DB) CreateTenant(ctx context.Context, t store.Tenant) error {
-	if err := required("tenant_id", t.TenantID); err != nil {
+	if err := store.ValidateTenantRecord(t); err != nil {
 		return err
 	}
 	args, err := tenantArgs(t)
@@ -79,20 +27,12 @@ func (db *DB) CreateTenant(ctx context.Context, t store.Tenant) error {
 }
 
 func tenantArgs(t store.Tenant) ([]any, error) {
-	ent, err := toJSON("entitlements", t.Entitlements)
-	if err != nil {
-		return nil, err
-	}
-	quo, err := toJSON("quotas", t.Quotas)
-	if err != nil {
-		return nil, err
-	}
-	meta, err := toJSON("metadata", t.Metadata)
+	c, err := storeutil.EncodeTenant(t)
 	if err != nil {
 		return nil, err
 	}
 	return []any{t.TenantID, t.Name, t.Status, t.PlanTier, ts(t.CreatedAt), ts(t.UpdatedAt),
-		t.DefaultPolicyID, ent, quo, meta}, nil
+		t.DefaultPolicyID, c.Entitlements, c.Quotas, c.Metadata}, nil
 }
 
 const tenantCols = `tenant_id, name, status, plan_tier, created_at, updated_at, default_policy_id, entitlements, quotas, metadata`
@@ -106,13 +46,7 @@ func scanTenant(row pgx.Row) (store.Tenant, error) {
 		return t, err
 	}
 	t.CreatedAt, t.UpdatedAt = fromTS(created), fromTS(updated)
-	if err := fromJSON(ent, &t.Entitlements); err != nil {
-		return t, err
-	}
-	if err := fromJSON(quo, &t.Quotas); err != nil {
-		return t, err
-	}
-	return t, fromJSON(meta, &t.Metadata)
+	return t, storeutil.DecodeTenant(&t, ent, quo, meta)
 }
 
 // GetTenant returns ErrNotFound for an unknown id.
@@ -133,7 +67,7 @@ func (db *DB) ListTenants(ctx context.Context) ([]store.Tenant, error) {
 
 // UpdateTenant replaces everything but tenant_id and created_at.
 func (db *DB) UpdateTenant(ctx context.Context, t store.Tenant) error {
-	if err := required("tenant_id", t.TenantID); err != nil {
+	if err := store.ValidateTenantRecord(t); err != nil {
 		return err
 	}
 	args, err := tenantArgs(t)

@@ -4,14 +4,8 @@ import (
 	"context"
 	"database/sql"
 
-	"github.com/nexixai/agentos/internal/ids"
 	"github.com/nexixai/agentos/internal/store"
-)
-
-// Limits of ListAudit.
-const (
-	defaultAuditLimit = 100
-	maxAuditLimit     = 10000
+	"github.com/nexixai/agentos/internal/store/storeutil"
 )
 
 // AppendAudit appends r to the global chain: Seq = last+1, PrevHash = the
@@ -29,18 +23,8 @@ func (db *DB) AppendAudit(ctx context.Context, r store.AuditRecord) (store.Audit
 }
 
 func (db *DB) appendAuditTx(ctx context.Context, tx *Tx, r store.AuditRecord) (store.AuditRecord, error) {
-	if r.AuditID == "" {
-		r.AuditID = ids.New("aud_")
-	}
-	if r.Time.IsZero() {
-		r.Time = db.now()
-	}
-	r.Time = utc(r.Time)
-	pc, err := nullableJSON("policy_context", r.PolicyContext)
-	if err != nil {
-		return r, err
-	}
-	details, err := nullableJSON("details", r.Details)
+	row, err := storeutil.PrepareAudit(r, db.now)
+	r = row.Record
 	if err != nil {
 		return r, err
 	}
@@ -50,30 +34,17 @@ func (db *DB) appendAuditTx(ctx context.Context, tx *Tx, r store.AuditRecord) (s
 	if err != nil && err != sql.ErrNoRows {
 		return r, mapErr(err, "audit log")
 	}
-	r.Seq, r.PrevHash = lastSeq+1, lastHash
-	r.Hash = store.HashAudit(r)
+	storeutil.Chain(&r, lastSeq, lastHash)
 	_, err = tx.ExecContext(ctx, `INSERT INTO audit_log (tenant_id, seq, audit_id, time, principal_id, action, target,
 		outcome, policy_context, details, correlation_id, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		r.TenantID, r.Seq, r.AuditID, r.Time.UnixMicro(), r.PrincipalID, r.Action, r.Target, r.Outcome, pc, details,
-		r.CorrelationID, r.PrevHash, r.Hash)
+		r.TenantID, r.Seq, r.AuditID, r.Time.UnixMicro(), r.PrincipalID, r.Action, r.Target, r.Outcome,
+		row.PolicyContext, row.Details, r.CorrelationID, r.PrevHash, r.Hash)
 	return r, mapErr(err, "audit record")
-}
-
-// nullableJSON encodes a map column; nil is NULL.
-func nullableJSON(field string, m map[string]any) (any, error) {
-	if m == nil {
-		return nil, nil
-	}
-	return toJSON(field, m)
 }
 
 // ListAudit lists records in Seq order; TenantID "" lists every tenant.
 func (db *DB) ListAudit(ctx context.Context, p store.ListAuditParams) ([]store.AuditRecord, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = defaultAuditLimit
-	}
-	limit = min(limit, maxAuditLimit)
+	limit := storeutil.Limit(p.Limit, storeutil.DefaultAuditLimit, storeutil.MaxAuditLimit)
 	q := `SELECT tenant_id, seq, audit_id, time, principal_id, action, target, outcome, policy_context, details,
 		correlation_id, prev_hash, hash FROM audit_log WHERE `
 	args := []any{}
@@ -98,10 +69,7 @@ func (db *DB) ListAudit(ctx context.Context, p store.ListAuditParams) ([]store.A
 			return nil, mapErr(err, "audit log")
 		}
 		r.Time = fromMicros(sql.NullInt64{Int64: t, Valid: true})
-		if err := fromJSONNumbers(pc, &r.PolicyContext); err != nil {
-			return nil, err
-		}
-		if err := fromJSONNumbers(details, &r.Details); err != nil {
+		if err := storeutil.DecodeAudit(&r, nullBytes(pc), nullBytes(details)); err != nil {
 			return nil, err
 		}
 		out = append(out, r)

@@ -3,22 +3,21 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"time"
 
-	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/storeutil"
 )
 
 // PutForward records a forwarded run. ErrConflict if (tenant, run) exists.
 func (db *DB) PutForward(ctx context.Context, f store.Forward) error {
-	if err := required("tenant_id", f.TenantID, "run_id", f.RunID); err != nil {
+	if err := f.Validate(); err != nil {
 		return err
 	}
 	return db.WriteTx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO forwards (tenant_id, run_id, peer_stack_id, principal_id,
 			remote_events_url, created_at) VALUES (?,?,?,?,?,?)`,
-			f.TenantID, f.RunID, f.PeerStackID, f.PrincipalID, f.RemoteEventsURL, micros(utc(f.CreatedAt)))
+			f.TenantID, f.RunID, f.PeerStackID, f.PrincipalID, f.RemoteEventsURL, micros(storeutil.UTC(f.CreatedAt)))
 		return mapErr(err, "forward of run "+f.RunID)
 	})
 }
@@ -40,7 +39,7 @@ func (db *DB) GetForward(ctx context.Context, tenantID, runID string) (store.For
 // UseJTI records jti until expiresAt and reports false if it is still
 // recorded (a replay). Entries that expired before now are purged first.
 func (db *DB) UseJTI(ctx context.Context, jti string, expiresAt time.Time) (bool, error) {
-	if err := required("jti", jti); err != nil {
+	if err := store.Required("jti", jti); err != nil {
 		return false, err
 	}
 	now := db.now()
@@ -50,7 +49,7 @@ func (db *DB) UseJTI(ctx context.Context, jti string, expiresAt time.Time) (bool
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO used_jtis (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING`,
-			jti, utc(expiresAt).UnixMicro())
+			jti, storeutil.UTC(expiresAt).UnixMicro())
 		if err != nil {
 			return err
 		}
@@ -64,24 +63,16 @@ func (db *DB) UseJTI(ctx context.Context, jti string, expiresAt time.Time) (bool
 // IngestEvent stores a replicated event; false (and nothing stored) if its
 // event_id was ingested before for the tenant.
 func (db *DB) IngestEvent(ctx context.Context, e store.IngestedEvent) (bool, error) {
-	ev := e.Event
-	if err := required("tenant_id", ev.TenantID, "event_id", ev.EventID, "run_id", ev.RunID); err != nil {
+	in, err := storeutil.EncodeIngested(e, db.now)
+	if err != nil {
 		return false, err
 	}
-	ev.Time = utc(ev.Time)
-	body, err := json.Marshal(ev)
-	if err != nil {
-		return false, errs.Field("event", "cannot be encoded: %v", err)
-	}
-	at := e.IngestedAt
-	if at.IsZero() {
-		at = db.now()
-	}
+	ev := in.Event
 	var fresh bool
 	err = db.WriteTx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO ingested_events (tenant_id, event_id, run_id, sequence, event,
 			source_stack, ingested_at) VALUES (?,?,?,?,?,?,?) ON CONFLICT (tenant_id, event_id) DO NOTHING`,
-			ev.TenantID, ev.EventID, ev.RunID, ev.Sequence, string(body), e.SourceStack, utc(at).UnixMicro())
+			ev.TenantID, ev.EventID, ev.RunID, ev.Sequence, in.Body, e.SourceStack, in.At.UnixMicro())
 		if err != nil {
 			return err
 		}
@@ -106,13 +97,9 @@ func (db *DB) ListIngestedEvents(ctx context.Context, tenantID, runID string) ([
 		if err := rows.Scan(&s); err != nil {
 			return nil, mapErr(err, "ingested events")
 		}
-		var e store.Event
-		if err := json.Unmarshal([]byte(s), &e); err != nil {
-			return nil, errs.Wrap(errs.Internal, err, "corrupt ingested event")
-		}
-		e.Time = utc(e.Time)
-		if string(e.Payload) == "null" {
-			e.Payload = nil
+		e, err := storeutil.DecodeIngested([]byte(s))
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, e)
 	}

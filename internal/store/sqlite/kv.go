@@ -3,7 +3,8 @@ package sqlite
 import (
 	"context"
 
-	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/storeutil"
 )
 
 // KVPut stores value under (tenant, namespace, key). A tenant's usage is the
@@ -11,7 +12,7 @@ import (
 // after the put would exceed it, nothing is written and a quota_exceeded
 // error with details limit/used/requested is returned.
 func (db *DB) KVPut(ctx context.Context, tenantID, namespace, key string, value []byte, maxBytes int64) error {
-	if err := required("tenant_id", tenantID, "key", key); err != nil {
+	if err := store.ValidateKVPut(tenantID, key); err != nil {
 		return err
 	}
 	if value == nil {
@@ -27,8 +28,7 @@ func (db *DB) KVPut(ctx context.Context, tenantID, namespace, key string, value 
 				return err
 			}
 			if used-old+size > maxBytes {
-				return errs.E(errs.QuotaExceeded, "storage quota of %d bytes exceeded", maxBytes).
-					WithDetails(map[string]any{"limit": maxBytes, "used": used, "requested": size - old})
+				return storeutil.KVQuotaExceeded(maxBytes, used, size-old)
 			}
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO kv (tenant_id, namespace, kv_key, value, size) VALUES (?,?,?,?,?)

@@ -3,33 +3,15 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/nexixai/agentos/internal/errs"
-	"github.com/nexixai/agentos/internal/ids"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/storeutil"
 )
 
 // DefaultIdempotencyTTL is used when CreateRunParams.IdempotencyTTL is 0.
-const DefaultIdempotencyTTL = 24 * time.Hour
-
-// Limits of list calls.
-const (
-	defaultRunLimit   = 50
-	maxRunLimit       = 1000
-	defaultEventLimit = 1000
-	maxEventLimit     = 10000
-)
-
-func validStatus(s store.RunStatus) bool {
-	switch s {
-	case store.RunQueued, store.RunRunning, store.RunCompleted, store.RunFailed, store.RunCanceled:
-		return true
-	}
-	return false
-}
+const DefaultIdempotencyTTL = storeutil.DefaultIdempotencyTTL
 
 // CreateRun admits a run in one transaction: idempotency lookup/insert, run
 // row, first event (sequence 1), a queue_entries row (only when the run is
@@ -40,41 +22,14 @@ func validStatus(s store.RunStatus) bool {
 // run ids are taken from the run. Times are stored UTC with microsecond
 // precision; the returned run is what GetRun returns.
 func (db *DB) CreateRun(ctx context.Context, p store.CreateRunParams) (store.CreateRunResult, error) {
-	r := p.Run
-	if err := required("tenant_id", r.TenantID, "agent_id", r.AgentID); err != nil {
-		return store.CreateRunResult{}, err
-	}
-	if r.RunID == "" {
-		r.RunID = ids.New("run_")
-	}
-	if r.Status == "" {
-		r.Status = store.RunQueued
-	}
-	if !validStatus(r.Status) {
-		return store.CreateRunResult{}, errs.Field("status", "unknown run status %q", r.Status)
-	}
-	if p.IdempotencyTTL < 0 {
-		return store.CreateRunResult{}, errs.Field("idempotency_ttl", "must not be negative")
-	}
-	r.IdempotencyKey = p.IdempotencyKey
-	now := db.now()
-	if r.CreatedAt.IsZero() {
-		r.CreatedAt = now
-	}
-	normalizeRun(&r)
-	args, err := runArgs(r)
+	nr, err := storeutil.PrepareRun(p, db.now)
 	if err != nil {
 		return store.CreateRunResult{}, err
 	}
-	ev := p.FirstEvent
-	ev.TenantID, ev.AgentID, ev.RunID, ev.Sequence = r.TenantID, r.AgentID, r.RunID, 1
-	if ev.Type == "" {
-		ev.Type = store.EventRunCreated
-	}
-	fillEvent(&ev, now)
-	ttl := p.IdempotencyTTL
-	if ttl == 0 {
-		ttl = DefaultIdempotencyTTL
+	r, ev, ttl, now := nr.Run, nr.FirstEvent, nr.TTL, nr.Now
+	args, err := runArgs(r)
+	if err != nil {
+		return store.CreateRunResult{}, err
 	}
 
 	var res store.CreateRunResult
@@ -95,8 +50,7 @@ func (db *DB) CreateRun(ctx context.Context, p store.CreateRunParams) (store.Cre
 				return err
 			case live:
 				if fp != p.Fingerprint {
-					return errs.E(errs.Conflict, "Idempotency-Key %q was used with a different request body", p.IdempotencyKey).
-						WithDetails(map[string]any{"run_id": runID})
+					return storeutil.IdempotencyConflict(p.IdempotencyKey, runID)
 				}
 				orig, err := scanRun(tx.QueryRowContext(ctx, `SELECT `+runCols+` FROM runs WHERE tenant_id = ? AND run_id = ?`,
 					r.TenantID, runID))
@@ -149,57 +103,18 @@ func (db *DB) CreateRun(ctx context.Context, p store.CreateRunParams) (store.Cre
 	return res, nil
 }
 
-func normalizeRun(r *store.Run) {
-	r.CreatedAt = utc(r.CreatedAt)
-	r.StartedAt = utcPtr(r.StartedAt)
-	r.CompletedAt = utcPtr(r.CompletedAt)
-	if len(r.Context) == 0 {
-		r.Context = nil
-	}
-}
-
 const runCols = `tenant_id, run_id, agent_id, principal_id, status, created_at, started_at, completed_at, input, context,
 	tooling, run_options, summary, output, error, events_url, correlation_id, traceparent, idempotency_key, attempt`
 
 func runArgs(r store.Run) ([]any, error) {
-	input, err := toJSON("input", r.Input)
-	if err != nil {
-		return nil, err
-	}
-	tooling, err := toJSON("tooling", r.Tooling)
-	if err != nil {
-		return nil, err
-	}
-	opts, err := toJSON("run_options", r.RunOptions)
-	if err != nil {
-		return nil, err
-	}
-	summary, err := toJSON("summary", r.Summary)
-	if err != nil {
-		return nil, err
-	}
-	output, errBody, err := runResultArgs(r)
+	c, err := storeutil.EncodeRun(r)
 	if err != nil {
 		return nil, err
 	}
 	return []any{r.TenantID, r.RunID, r.AgentID, r.PrincipalID, string(r.Status), micros(r.CreatedAt),
-		microsPtr(r.StartedAt), microsPtr(r.CompletedAt), input, rawOrNull(r.Context), tooling, opts, summary,
-		output, errBody, r.EventsURL, r.CorrelationID, r.Traceparent, r.IdempotencyKey, r.Attempt}, nil
-}
-
-// runResultArgs encodes the nullable output and error columns.
-func runResultArgs(r store.Run) (output, errBody any, err error) {
-	if r.Output != nil {
-		if output, err = toJSON("output", r.Output); err != nil {
-			return nil, nil, err
-		}
-	}
-	if r.Error != nil {
-		if errBody, err = toJSON("error", r.Error); err != nil {
-			return nil, nil, err
-		}
-	}
-	return output, errBody, nil
+		microsPtr(r.StartedAt), microsPtr(r.CompletedAt), c.Input, storeutil.RawOrNull(r.Context), c.Tooling,
+		c.RunOptions, c.Summary, c.Output, c.Error, r.EventsURL, r.CorrelationID, r.Traceparent, r.IdempotencyKey,
+		r.Attempt}, nil
 }
 
 func scanRun(row interface{ Scan(...any) error }) (store.Run, error) {
@@ -214,28 +129,9 @@ func scanRun(row interface{ Scan(...any) error }) (store.Run, error) {
 	}
 	r.Status = store.RunStatus(status)
 	r.CreatedAt, r.StartedAt, r.CompletedAt = fromMicros(created), fromMicrosPtr(started), fromMicrosPtr(completed)
-	r.Context = rawFrom(rctx)
-	for _, f := range []struct {
-		s sql.NullString
-		v any
-	}{{input, &r.Input}, {tooling, &r.Tooling}, {opts, &r.RunOptions}, {summary, &r.Summary}} {
-		if err := fromJSON(f.s, f.v); err != nil {
-			return r, err
-		}
-	}
-	if output.Valid {
-		r.Output = new(store.Output)
-		if err := fromJSON(output, r.Output); err != nil {
-			return r, err
-		}
-	}
-	if errBody.Valid {
-		r.Error = new(store.ErrorBody)
-		if err := fromJSON(errBody, r.Error); err != nil {
-			return r, err
-		}
-	}
-	return r, nil
+	r.Context = storeutil.RawFrom(nullBytes(rctx))
+	return r, storeutil.DecodeRun(&r, nullBytes(input), nullBytes(tooling), nullBytes(opts), nullBytes(summary),
+		nullBytes(output), nullBytes(errBody))
 }
 
 // GetRun returns ErrNotFound if absent or in another tenant.
@@ -249,14 +145,10 @@ func (db *DB) GetRun(ctx context.Context, tenantID, runID string) (store.Run, er
 // descending). The cursor is the last run_id of the previous page; an
 // unknown cursor is an invalid_request naming "cursor".
 func (db *DB) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run, string, error) {
-	if err := required("tenant_id", p.TenantID); err != nil {
+	if err := p.Validate(); err != nil {
 		return nil, "", err
 	}
-	limit := p.Limit
-	if limit <= 0 {
-		limit = defaultRunLimit
-	}
-	limit = min(limit, maxRunLimit)
+	limit := storeutil.Limit(p.Limit, storeutil.DefaultRunLimit, storeutil.MaxRunLimit)
 	q := `SELECT ` + runCols + ` FROM runs WHERE tenant_id = ?`
 	args := []any{p.TenantID}
 	if p.AgentID != "" {
@@ -298,44 +190,25 @@ func (db *DB) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run
 	if err := rows.Err(); err != nil {
 		return nil, "", mapErr(err, "runs")
 	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		next = out[limit-1].RunID
-	}
+	out, next := storeutil.Page(out, limit)
 	return out, next, nil
 }
 
 // ApplyRunChange commits c atomically: status compare-and-set, run fields,
 // step upserts and events with gapless sequences (max+1 under the write lock).
 func (db *DB) ApplyRunChange(ctx context.Context, c store.RunChange) ([]store.Event, error) {
-	if err := required("tenant_id", c.TenantID, "run_id", c.RunID); err != nil {
+	cols, err := storeutil.PrepareRunChange(c)
+	if err != nil {
 		return nil, err
 	}
 	var runArgs []any
-	if c.Run != nil {
-		if !validStatus(c.Run.Status) {
-			return nil, errs.Field("status", "unknown run status %q", c.Run.Status)
-		}
-		summary, err := toJSON("summary", c.Run.Summary)
-		if err != nil {
-			return nil, err
-		}
-		output, errBody, err := runResultArgs(*c.Run)
-		if err != nil {
-			return nil, err
-		}
-		runArgs = []any{string(c.Run.Status), microsPtr(utcPtr(c.Run.StartedAt)), microsPtr(utcPtr(c.Run.CompletedAt)),
-			summary, output, errBody, c.Run.Attempt, c.TenantID, c.RunID}
-	}
-	for i, s := range c.Steps {
-		if s.StepID == "" {
-			return nil, errs.Field("steps["+itoa(i)+"].step_id", "is required")
-		}
+	if cols != nil {
+		runArgs = []any{string(c.Run.Status), microsPtr(storeutil.UTCPtr(c.Run.StartedAt)), microsPtr(storeutil.UTCPtr(c.Run.CompletedAt)),
+			cols.Summary, cols.Output, cols.Error, c.Run.Attempt, c.TenantID, c.RunID}
 	}
 	now := db.now()
 	var out []store.Event
-	err := db.WriteTx(ctx, func(tx *Tx) error {
+	err = db.WriteTx(ctx, func(tx *Tx) error {
 		var status, agentID string
 		var last int64
 		var attempt int
@@ -345,17 +218,8 @@ func (db *DB) ApplyRunChange(ctx context.Context, c store.RunChange) ([]store.Ev
 		if err != nil {
 			return mapErr(err, "run "+c.RunID)
 		}
-		if c.ExpectAttempt > 0 && attempt != c.ExpectAttempt {
-			return errs.E(errs.Conflict, "run %s was resumed by another executor (attempt %d, not %d)", c.RunID, attempt, c.ExpectAttempt).
-				WithDetails(map[string]any{"attempt": attempt})
-		}
-		if len(c.FromStatuses) > 0 && !slices.Contains(c.FromStatuses, store.RunStatus(status)) {
-			want := make([]string, len(c.FromStatuses))
-			for i, s := range c.FromStatuses {
-				want[i] = string(s)
-			}
-			return errs.E(errs.Conflict, "run %s is %s, not %s", c.RunID, status, strings.Join(want, " or ")).
-				WithDetails(map[string]any{"status": status})
+		if err := storeutil.CheckRunChange(c, status, attempt); err != nil {
+			return err
 		}
 		switch {
 		case runArgs != nil && c.StatusOnly:
@@ -377,23 +241,16 @@ func (db *DB) ApplyRunChange(ctx context.Context, c store.RunChange) ([]store.Ev
 				name = excluded.name, status = excluded.status, tool_call_id = excluded.tool_call_id,
 				input = excluded.input, output = excluded.output, started_at = excluded.started_at,
 				completed_at = excluded.completed_at`,
-				s.TenantID, s.RunID, s.StepID, s.Index, s.Kind, s.Name, s.Status, s.ToolCallID, rawOrNull(s.Input),
-				rawOrNull(s.Output), micros(utc(s.StartedAt)), microsPtr(utcPtr(s.CompletedAt))); err != nil {
+				s.TenantID, s.RunID, s.StepID, s.Index, s.Kind, s.Name, s.Status, s.ToolCallID, storeutil.RawOrNull(s.Input),
+				storeutil.RawOrNull(s.Output), micros(storeutil.UTC(s.StartedAt)), microsPtr(storeutil.UTCPtr(s.CompletedAt))); err != nil {
 				return mapErr(err, "step "+s.StepID)
 			}
 		}
-		out = make([]store.Event, 0, len(c.Events))
-		for _, e := range c.Events {
-			last++
-			e.TenantID, e.RunID, e.Sequence = c.TenantID, c.RunID, last
-			if e.AgentID == "" {
-				e.AgentID = agentID
-			}
-			fillEvent(&e, now)
+		out = storeutil.SequenceEvents(c, agentID, last, now)
+		for _, e := range out {
 			if err := insertEvent(ctx, tx, e); err != nil {
 				return err
 			}
-			out = append(out, e)
 		}
 		return nil
 	})
@@ -421,7 +278,7 @@ func (db *DB) ListSteps(ctx context.Context, tenantID, runID string) ([]store.St
 			&input, &output, &started, &completed); err != nil {
 			return nil, mapErr(err, "steps")
 		}
-		s.Input, s.Output = rawFrom(input), rawFrom(output)
+		s.Input, s.Output = storeutil.RawFrom(nullBytes(input)), storeutil.RawFrom(nullBytes(output))
 		s.StartedAt, s.CompletedAt = fromMicros(started), fromMicrosPtr(completed)
 		out = append(out, s)
 	}
@@ -453,7 +310,7 @@ func (db *DB) ListUnfinishedRuns(ctx context.Context) ([]store.Run, error) {
 func (db *DB) PurgeIdempotency(ctx context.Context, now time.Time) (int, error) {
 	var n int64
 	err := db.WriteTx(ctx, func(tx *Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE expires_at <= ?`, utc(now).UnixMicro())
+		res, err := tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE expires_at <= ?`, storeutil.UTC(now).UnixMicro())
 		if err != nil {
 			return err
 		}
@@ -461,20 +318,6 @@ func (db *DB) PurgeIdempotency(ctx context.Context, now time.Time) (int, error) 
 		return err
 	})
 	return int(n), err
-}
-
-// fillEvent sets EventID and Time when empty and normalizes Time.
-func fillEvent(e *store.Event, now time.Time) {
-	if e.EventID == "" {
-		e.EventID = ids.New("evt_")
-	}
-	if e.Time.IsZero() {
-		e.Time = now
-	}
-	e.Time = utc(e.Time)
-	if len(e.Payload) == 0 {
-		e.Payload = nil
-	}
 }
 
 func insertEvent(ctx context.Context, tx *Tx, e store.Event) error {
@@ -485,7 +328,7 @@ func insertEvent(ctx context.Context, tx *Tx, e store.Event) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO events (tenant_id, run_id, sequence, event_id, time, type, agent_id,
 		step_id, traceparent, span_id, payload) VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
 		e.TenantID, e.RunID, e.Sequence, e.EventID, micros(e.Time), e.Type, e.AgentID, stepID,
-		e.Trace.Traceparent, e.Trace.SpanID, rawOrNull(e.Payload))
+		e.Trace.Traceparent, e.Trace.SpanID, storeutil.RawOrNull(e.Payload))
 	return mapErr(err, "event")
 }
 
@@ -497,11 +340,7 @@ func (db *DB) ListEvents(ctx context.Context, p store.ListEventsParams) ([]store
 		p.TenantID, p.RunID).Scan(&one); err != nil {
 		return nil, mapErr(err, "run "+p.RunID)
 	}
-	limit := p.Limit
-	if limit <= 0 {
-		limit = defaultEventLimit
-	}
-	limit = min(limit, maxEventLimit)
+	limit := storeutil.Limit(p.Limit, storeutil.DefaultEventLimit, storeutil.MaxEventLimit)
 	rows, err := db.query(ctx, `SELECT tenant_id, run_id, sequence, event_id, time, type, agent_id, step_id,
 		traceparent, span_id, payload FROM events WHERE tenant_id = ? AND run_id = ? AND sequence > ?
 		ORDER BY sequence LIMIT ?`, p.TenantID, p.RunID, p.AfterSequence, limit)
@@ -523,7 +362,7 @@ func (db *DB) ListEvents(ctx context.Context, p store.ListEventsParams) ([]store
 			s := stepID.String
 			e.StepID = &s
 		}
-		e.Payload = rawFrom(payload)
+		e.Payload = storeutil.RawFrom(nullBytes(payload))
 		out = append(out, e)
 	}
 	return out, mapErr(rows.Err(), "events")

@@ -19,10 +19,8 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +31,7 @@ import (
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/storeutil"
 )
 
 var _ store.Store = (*DB)(nil)
@@ -480,7 +479,7 @@ func (db *DB) Close() error {
 	return err
 }
 
-func (db *DB) now() time.Time { return utc(db.Now()) }
+func (db *DB) now() time.Time { return storeutil.UTC(db.Now()) }
 
 // migrate applies the embedded migrations not yet recorded in
 // schema_migrations, each in its own write transaction.
@@ -491,24 +490,24 @@ func (db *DB) migrate(ctx context.Context) error {
 		applied_at INTEGER NOT NULL)`); err != nil {
 		return mapErr(err, "schema_migrations")
 	}
-	migs, err := migrations()
+	migs, err := storeutil.Migrations(migrationFS, "migrations")
 	if err != nil {
 		return err
 	}
 	for _, m := range migs {
 		err := db.WriteTx(ctx, func(tx *Tx) error {
 			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.version).Scan(&n); err != nil {
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.Version).Scan(&n); err != nil {
 				return err
 			}
 			if n > 0 {
 				return nil
 			}
-			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-				return fmt.Errorf("migration %s: %w", m.name, err)
+			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+				return fmt.Errorf("migration %s: %w", m.Name, err)
 			}
 			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-				m.version, m.name, db.now().UnixMicro())
+				m.Version, m.Name, db.now().UnixMicro())
 			return err
 		})
 		if err != nil {
@@ -525,36 +524,6 @@ func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
 		return 0, mapErr(err, "schema_migrations")
 	}
 	return int(v.Int64), nil
-}
-
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// migrations lists migrations/NNNN_name.sql in version order.
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
-	if err != nil {
-		return nil, errs.Wrap(errs.Internal, err, "read embedded migrations")
-	}
-	var out []migration
-	for _, e := range entries {
-		name := e.Name()
-		num, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || !strings.HasSuffix(name, ".sql") {
-			return nil, errs.E(errs.Internal, "migration file %q is not named NNNN_name.sql", name)
-		}
-		b, err := migrationFS.ReadFile("migrations/" + name)
-		if err != nil {
-			return nil, errs.Wrap(errs.Internal, err, "read migration %s", name)
-		}
-		out = append(out, migration{version: v, name: name, sql: string(b)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	return out, nil
 }
 
 // mapErr turns a driver error into an errs error; it is the only place that
@@ -599,22 +568,6 @@ func mapErr(err error, what string) error {
 // MapError exposes the adapter's error mapping to the queue adapter.
 func MapError(err error, what string) error { return mapErr(err, what) }
 
-// utc normalizes t to what the store returns: UTC, microsecond precision.
-func utc(t time.Time) time.Time {
-	if t.IsZero() {
-		return time.Time{}
-	}
-	return t.UTC().Truncate(time.Microsecond)
-}
-
-func utcPtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	v := utc(*t)
-	return &v
-}
-
 // micros encodes a time column: NULL for the zero time.
 func micros(t time.Time) any {
 	if t.IsZero() {
@@ -644,15 +597,3 @@ func fromMicrosPtr(v sql.NullInt64) *time.Time {
 	t := time.UnixMicro(v.Int64).UTC()
 	return &t
 }
-
-// required returns an invalid_request error naming the first empty field.
-func required(fields ...string) error {
-	for i := 0; i+1 < len(fields); i += 2 {
-		if fields[i+1] == "" {
-			return errs.Field(fields[i], "is required")
-		}
-	}
-	return nil
-}
-
-func itoa(i int) string { return strconv.Itoa(i) }

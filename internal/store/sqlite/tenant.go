@@ -1,68 +1,25 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/storeutil"
 )
 
-// toJSON encodes a JSON text column. The domain types are plain data, so
-// Marshal only fails on values such as NaN, reported as invalid input.
-func toJSON(field string, v any) (string, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return "", errs.Field(field, "cannot be encoded: %v", err)
-	}
-	return string(b), nil
-}
-
-// fromJSON decodes a JSON text column (NULL leaves v unchanged).
-func fromJSON(s sql.NullString, v any) error {
-	if !s.Valid || s.String == "" {
-		return nil
-	}
-	if err := json.Unmarshal([]byte(s.String), v); err != nil {
-		return errs.Wrap(errs.Internal, err, "corrupt JSON column")
-	}
-	return nil
-}
-
-// fromJSONNumbers is fromJSON keeping numbers in maps as json.Number, so that
-// re-encoding is byte-identical (audit hashes depend on it).
-func fromJSONNumbers(s sql.NullString, v any) error {
-	if !s.Valid || s.String == "" {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader([]byte(s.String)))
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
-		return errs.Wrap(errs.Internal, err, "corrupt JSON column")
-	}
-	return nil
-}
-
-// rawOrNull stores a json.RawMessage; empty is NULL.
-func rawOrNull(m json.RawMessage) any {
-	if len(m) == 0 {
-		return nil
-	}
-	return string(m)
-}
-
-func rawFrom(s sql.NullString) json.RawMessage {
+// nullBytes is a nullable text column as bytes: nil for NULL.
+func nullBytes(s sql.NullString) []byte {
 	if !s.Valid {
 		return nil
 	}
-	return json.RawMessage(s.String)
+	return []byte(s.String)
 }
 
 // CreateTenant inserts t. ErrConflict if the id exists.
 func (db *DB) CreateTenant(ctx context.Context, t store.Tenant) error {
-	if err := required("tenant_id", t.TenantID); err != nil {
+	if err := store.ValidateTenantRecord(t); err != nil {
 		return err
 	}
 	args, err := tenantArgs(t)
@@ -77,20 +34,12 @@ func (db *DB) CreateTenant(ctx context.Context, t store.Tenant) error {
 }
 
 func tenantArgs(t store.Tenant) ([]any, error) {
-	ent, err := toJSON("entitlements", t.Entitlements)
-	if err != nil {
-		return nil, err
-	}
-	quo, err := toJSON("quotas", t.Quotas)
-	if err != nil {
-		return nil, err
-	}
-	meta, err := toJSON("metadata", t.Metadata)
+	c, err := storeutil.EncodeTenant(t)
 	if err != nil {
 		return nil, err
 	}
 	return []any{t.TenantID, t.Name, t.Status, t.PlanTier, micros(t.CreatedAt), micros(t.UpdatedAt),
-		t.DefaultPolicyID, ent, quo, meta}, nil
+		t.DefaultPolicyID, c.Entitlements, c.Quotas, c.Metadata}, nil
 }
 
 const tenantCols = `tenant_id, name, status, plan_tier, created_at, updated_at, default_policy_id, entitlements, quotas, metadata`
@@ -104,13 +53,7 @@ func scanTenant(row interface{ Scan(...any) error }) (store.Tenant, error) {
 		return t, err
 	}
 	t.CreatedAt, t.UpdatedAt = fromMicros(created), fromMicros(updated)
-	if err := fromJSON(ent, &t.Entitlements); err != nil {
-		return t, err
-	}
-	if err := fromJSON(quo, &t.Quotas); err != nil {
-		return t, err
-	}
-	return t, fromJSON(meta, &t.Metadata)
+	return t, storeutil.DecodeTenant(&t, nullBytes(ent), nullBytes(quo), nullBytes(meta))
 }
 
 // GetTenant returns ErrNotFound for an unknown id.
@@ -139,7 +82,7 @@ func (db *DB) ListTenants(ctx context.Context) ([]store.Tenant, error) {
 
 // UpdateTenant replaces everything but tenant_id and created_at.
 func (db *DB) UpdateTenant(ctx context.Context, t store.Tenant) error {
-	if err := required("tenant_id", t.TenantID); err != nil {
+	if err := store.ValidateTenantRecord(t); err != nil {
 		return err
 	}
 	args, err := tenantArgs(t)

@@ -6,18 +6,12 @@ import (
 	"time"
 
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/storeutil"
 )
 
 // CreateToken inserts tok. ErrConflict if the id or hash exists.
 func (db *DB) CreateToken(ctx context.Context, tok store.Token) error {
-	if err := required("tenant_id", tok.TenantID, "token_id", tok.TokenID, "secret_hash", tok.SecretHash); err != nil {
-		return err
-	}
-	scopes, err := toJSON("scopes", tok.Scopes)
-	if err != nil {
-		return err
-	}
-	roles, err := toJSON("roles", tok.Roles)
+	scopes, roles, err := storeutil.EncodeToken(tok)
 	if err != nil {
 		return err
 	}
@@ -41,10 +35,7 @@ func scanToken(row interface{ Scan(...any) error }) (store.Token, error) {
 		return t, err
 	}
 	t.CreatedAt, t.ExpiresAt, t.RevokedAt = fromMicros(created), fromMicrosPtr(expires), fromMicrosPtr(revoked)
-	if err := fromJSON(scopes, &t.Scopes); err != nil {
-		return t, err
-	}
-	return t, fromJSON(roles, &t.Roles)
+	return t, storeutil.DecodeToken(&t, nullBytes(scopes), nullBytes(roles))
 }
 
 // TokenBySecretHash finds a token in any tenant: it is how a request's
@@ -58,7 +49,7 @@ func (db *DB) TokenBySecretHash(ctx context.Context, hash string) (store.Token, 
 func (db *DB) RevokeToken(ctx context.Context, tenantID, tokenID string, at time.Time) error {
 	return db.WriteTx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE tokens SET revoked_at = ? WHERE tenant_id = ? AND token_id = ?`,
-			utc(at).UnixMicro(), tenantID, tokenID)
+			storeutil.UTC(at).UnixMicro(), tenantID, tokenID)
 		if err != nil {
 			return mapErr(err, "token "+tokenID)
 		}

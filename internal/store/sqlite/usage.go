@@ -3,63 +3,28 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"math"
 	"time"
 
-	"github.com/nexixai/agentos/internal/errs"
-	"github.com/nexixai/agentos/internal/ids"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/storeutil"
 )
-
-// costEpsilon absorbs floating-point noise when comparing summed costs.
-const costEpsilon = 1e-9
-
-func validWindow(w string) bool { return w == "minute" || w == "hour" || w == "day" }
 
 // ReserveBudget checks settled+reserved usage of the window plus the request
 // against the limits and records the reservation, atomically (under the
 // write lock). Over a limit: quota_exceeded with details limit, used,
 // requested, window and resource ("tokens" or "cost_usd").
 func (db *DB) ReserveBudget(ctx context.Context, p store.ReserveParams) (store.Reservation, error) {
-	if err := required("tenant_id", p.TenantID); err != nil {
+	res, err := storeutil.NewReservation(p)
+	if err != nil {
 		return store.Reservation{}, err
 	}
-	switch {
-	case !validWindow(p.Window):
-		return store.Reservation{}, errs.Field("window", "must be minute, hour or day, not %q", p.Window)
-	case p.WindowStart.IsZero():
-		return store.Reservation{}, errs.Field("window_start", "is required")
-	case p.Tokens < 0:
-		return store.Reservation{}, errs.Field("tokens", "must not be negative")
-	case p.CostUSD < 0 || math.IsNaN(p.CostUSD) || math.IsInf(p.CostUSD, 0):
-		return store.Reservation{}, errs.Field("cost_usd", "must be a non-negative number")
-	case p.MaxTokens < 0:
-		return store.Reservation{}, errs.Field("max_tokens", "must not be negative")
-	case p.MaxCostUSD < 0 || math.IsNaN(p.MaxCostUSD):
-		return store.Reservation{}, errs.Field("max_cost_usd", "must be a non-negative number")
-	}
-	res := store.Reservation{
-		ReservationID: ids.New("rsv_"),
-		TenantID:      p.TenantID,
-		WindowStart:   utc(p.WindowStart),
-		Window:        p.Window,
-		Tokens:        p.Tokens,
-		CostUSD:       p.CostUSD,
-	}
-	err := db.WriteTx(ctx, func(tx *Tx) error {
+	err = db.WriteTx(ctx, func(tx *Tx) error {
 		used, err := budgetUsed(ctx, tx, p.TenantID, p.Window, res.WindowStart)
 		if err != nil {
 			return err
 		}
-		if p.MaxTokens > 0 && used.UsedTokens+p.Tokens > p.MaxTokens {
-			return errs.E(errs.QuotaExceeded, "token budget of %d per %s exceeded", p.MaxTokens, p.Window).
-				WithDetails(map[string]any{"limit": p.MaxTokens, "used": used.UsedTokens, "requested": p.Tokens,
-					"window": p.Window, "resource": "tokens"})
-		}
-		if p.MaxCostUSD > 0 && used.UsedCostUSD+p.CostUSD > p.MaxCostUSD+costEpsilon {
-			return errs.E(errs.QuotaExceeded, "cost budget of %g USD per %s exceeded", p.MaxCostUSD, p.Window).
-				WithDetails(map[string]any{"limit": p.MaxCostUSD, "used": used.UsedCostUSD, "requested": p.CostUSD,
-					"window": p.Window, "resource": "cost_usd"})
+		if err := storeutil.CheckBudget(p, used); err != nil {
+			return err
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO budget_reservations (tenant_id, reservation_id, budget_window,
 			window_start, tokens, cost_usd, settled) VALUES (?,?,?,?,?,?,0)`,
@@ -78,7 +43,7 @@ type queryRower interface {
 }
 
 func budgetUsed(ctx context.Context, q queryRower, tenantID, window string, start time.Time) (store.BudgetUsage, error) {
-	u := store.BudgetUsage{Window: window, WindowStart: utc(start)}
+	u := store.BudgetUsage{Window: window, WindowStart: storeutil.UTC(start)}
 	err := q.QueryRowContext(ctx, `SELECT coalesce(sum(tokens), 0), coalesce(sum(cost_usd), 0) FROM budget_reservations
 		WHERE tenant_id = ? AND budget_window = ? AND window_start = ?`, tenantID, window, u.WindowStart.UnixMicro()).
 		Scan(&u.UsedTokens, &u.UsedCostUSD)
@@ -88,11 +53,8 @@ func budgetUsed(ctx context.Context, q queryRower, tenantID, window string, star
 // SettleBudget replaces a reservation's amounts by the real usage.
 // ErrNotFound if the reservation is unknown in its tenant.
 func (db *DB) SettleBudget(ctx context.Context, r store.Reservation, tokens int64, costUSD float64) error {
-	if tokens < 0 {
-		return errs.Field("tokens", "must not be negative")
-	}
-	if costUSD < 0 || math.IsNaN(costUSD) || math.IsInf(costUSD, 0) {
-		return errs.Field("cost_usd", "must be a non-negative number")
+	if err := store.ValidateSettlement(tokens, costUSD); err != nil {
+		return err
 	}
 	return db.WriteTx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE budget_reservations SET tokens = ?, cost_usd = ?, settled = 1
@@ -112,23 +74,15 @@ func (db *DB) BudgetUsage(ctx context.Context, tenantID, window string, windowSt
 // RecordUsage appends to the usage ledger; UsageID (ids.New("usg_")) and
 // Time (now) are filled when empty.
 func (db *DB) RecordUsage(ctx context.Context, u store.UsageRecord) error {
-	if err := required("tenant_id", u.TenantID); err != nil {
+	u, err := storeutil.PrepareUsage(u, db.now)
+	if err != nil {
 		return err
-	}
-	if u.UsageID == "" {
-		u.UsageID = ids.New("usg_")
-	}
-	if u.Time.IsZero() {
-		u.Time = db.now()
-	}
-	if math.IsNaN(u.CostUSD) || math.IsInf(u.CostUSD, 0) {
-		return errs.Field("cost_usd", "must be a number")
 	}
 	return db.WriteTx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO usage_records (tenant_id, usage_id, principal_id, agent_id, run_id,
 			model_id, backend, operation, input_tokens, output_tokens, cost_usd, time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
 			u.TenantID, u.UsageID, u.PrincipalID, u.AgentID, u.RunID, u.ModelID, u.Backend, u.Operation,
-			u.InputTokens, u.OutputTokens, u.CostUSD, utc(u.Time).UnixMicro())
+			u.InputTokens, u.OutputTokens, u.CostUSD, storeutil.UTC(u.Time).UnixMicro())
 		return mapErr(err, "usage record "+u.UsageID)
 	})
 }
@@ -136,7 +90,7 @@ func (db *DB) RecordUsage(ctx context.Context, u store.UsageRecord) error {
 // ListUsage returns matching records oldest first. Since is inclusive,
 // Until exclusive; zero times are open ends.
 func (db *DB) ListUsage(ctx context.Context, f store.UsageFilter) ([]store.UsageRecord, error) {
-	if err := required("tenant_id", f.TenantID); err != nil {
+	if err := f.Validate(); err != nil {
 		return nil, err
 	}
 	q := `SELECT tenant_id, usage_id, principal_id, agent_id, run_id, model_id, backend, operation, input_tokens,
@@ -150,11 +104,11 @@ func (db *DB) ListUsage(ctx context.Context, f store.UsageFilter) ([]store.Usage
 	}
 	if !f.Since.IsZero() {
 		q += ` AND time >= ?`
-		args = append(args, utc(f.Since).UnixMicro())
+		args = append(args, storeutil.UTC(f.Since).UnixMicro())
 	}
 	if !f.Until.IsZero() {
 		q += ` AND time < ?`
-		args = append(args, utc(f.Until).UnixMicro())
+		args = append(args, storeutil.UTC(f.Until).UnixMicro())
 	}
 	q += ` ORDER BY time, usage_id`
 	rows, err := db.query(ctx, q, args...)

@@ -1,0 +1,175 @@
+package storeutil_test
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/storeutil"
+)
+
+var now = time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.FixedZone("x", 3600))
+
+func clock() time.Time { return now }
+
+func TestLimit(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, 50, storeutil.Limit(0, 50, 1000))
+	require.Equal(t, 50, storeutil.Limit(-3, 50, 1000))
+	require.Equal(t, 7, storeutil.Limit(7, 50, 1000))
+	require.Equal(t, 1000, storeutil.Limit(5000, 50, 1000))
+}
+
+func TestPrepareRunDefaults(t *testing.T) {
+	t.Parallel()
+	n, err := storeutil.PrepareRun(store.CreateRunParams{
+		Run:            store.Run{TenantID: "t", AgentID: "a", Context: json.RawMessage{}},
+		IdempotencyKey: "k",
+	}, clock)
+	require.NoError(t, err)
+	require.Equal(t, store.RunQueued, n.Run.Status)
+	require.NotEmpty(t, n.Run.RunID)
+	require.Equal(t, "k", n.Run.IdempotencyKey)
+	require.Nil(t, n.Run.Context)
+	want := now.UTC().Truncate(time.Microsecond)
+	require.Equal(t, want, n.Now)
+	require.Equal(t, want, n.Run.CreatedAt)
+	require.Equal(t, storeutil.DefaultIdempotencyTTL, n.TTL)
+	ev := n.FirstEvent
+	require.Equal(t, int64(1), ev.Sequence)
+	require.Equal(t, store.EventRunCreated, ev.Type)
+	require.Equal(t, []string{"t", "a", n.Run.RunID}, []string{ev.TenantID, ev.AgentID, ev.RunID})
+	require.NotEmpty(t, ev.EventID)
+	require.Equal(t, want, ev.Time)
+
+	_, err = storeutil.PrepareRun(store.CreateRunParams{Run: store.Run{TenantID: "t"}}, clock)
+	require.True(t, errors.Is(err, errs.ErrInvalid))
+}
+
+func TestCheckRunChange(t *testing.T) {
+	t.Parallel()
+	c := store.RunChange{RunID: "r1", ExpectAttempt: 2}
+	err := storeutil.CheckRunChange(c, "running", 3)
+	var e *errs.Error
+	require.True(t, errors.As(err, &e))
+	require.Equal(t, errs.Conflict, e.Code)
+	require.Equal(t, 3, e.Details["attempt"])
+
+	c = store.RunChange{RunID: "r1", FromStatuses: []store.RunStatus{store.RunQueued, store.RunRunning}}
+	err = storeutil.CheckRunChange(c, "completed", 1)
+	require.True(t, errors.As(err, &e))
+	require.Equal(t, "run r1 is completed, not queued or running", e.Message)
+	require.Equal(t, "completed", e.Details["status"])
+	require.NoError(t, storeutil.CheckRunChange(c, "running", 1))
+}
+
+func TestSequenceEvents(t *testing.T) {
+	t.Parallel()
+	c := store.RunChange{TenantID: "t", RunID: "r", Events: []store.Event{{Type: "x"}, {Type: "y", AgentID: "other"}}}
+	evs := storeutil.SequenceEvents(c, "a", 4, now.UTC())
+	require.Len(t, evs, 2)
+	require.Equal(t, []int64{5, 6}, []int64{evs[0].Sequence, evs[1].Sequence})
+	require.Equal(t, "a", evs[0].AgentID)
+	require.Equal(t, "other", evs[1].AgentID)
+	require.NotNil(t, storeutil.SequenceEvents(store.RunChange{}, "a", 0, now))
+}
+
+func TestCheckBudget(t *testing.T) {
+	t.Parallel()
+	p := store.ReserveParams{Window: "hour", MaxTokens: 100, Tokens: 10, MaxCostUSD: 1, CostUSD: 0.5}
+	require.NoError(t, storeutil.CheckBudget(p, store.BudgetUsage{UsedTokens: 90, UsedCostUSD: 0.5}))
+	err := storeutil.CheckBudget(p, store.BudgetUsage{UsedTokens: 91})
+	require.True(t, errors.Is(err, errs.ErrQuotaExceeded))
+	require.Equal(t, "tokens", errs.As(err).Details["resource"])
+	err = storeutil.CheckBudget(p, store.BudgetUsage{UsedCostUSD: 0.6})
+	require.Equal(t, "cost_usd", errs.As(err).Details["resource"])
+}
+
+func TestRunColumnsRoundTrip(t *testing.T) {
+	t.Parallel()
+	r := store.Run{Input: store.RunInput{Type: "text", Text: "hi"}, Summary: store.RunSummary{StepsTotal: 2},
+		Output: &store.Output{Type: "text", Text: "ok"}}
+	c, err := storeutil.EncodeRun(r)
+	require.NoError(t, err)
+	require.Nil(t, c.Error)
+	var back store.Run
+	out, _ := c.Output.(string)
+	require.NoError(t, storeutil.DecodeRun(&back, []byte(c.Input), []byte(c.Tooling), []byte(c.RunOptions),
+		[]byte(c.Summary), []byte(out), nil))
+	require.Equal(t, r.Input, back.Input)
+	require.Equal(t, r.Summary, back.Summary)
+	require.Equal(t, r.Output, back.Output)
+	require.Nil(t, back.Error)
+
+	r.Error = &store.ErrorBody{Details: map[string]any{"x": math.NaN()}}
+	_, err = storeutil.EncodeRun(r)
+	require.Equal(t, "error", errs.As(err).Details["field"])
+	require.Error(t, storeutil.FromJSON([]byte("{"), &back))
+}
+
+func TestAuditAndIngested(t *testing.T) {
+	t.Parallel()
+	row, err := storeutil.PrepareAudit(store.AuditRecord{Details: map[string]any{"n": 1}}, clock)
+	require.NoError(t, err)
+	require.NotEmpty(t, row.Record.AuditID)
+	require.Nil(t, row.PolicyContext)
+	require.Equal(t, `{"n":1}`, row.Details)
+	r := row.Record
+	storeutil.Chain(&r, 4, "prev")
+	require.Equal(t, int64(5), r.Seq)
+	require.Equal(t, "prev", r.PrevHash)
+	require.Equal(t, store.HashAudit(r), r.Hash)
+
+	in, err := storeutil.EncodeIngested(store.IngestedEvent{Event: store.Event{TenantID: "t", EventID: "e", RunID: "r"}}, clock)
+	require.NoError(t, err)
+	require.Equal(t, now.UTC().Truncate(time.Microsecond), in.At)
+	back, err := storeutil.DecodeIngested([]byte(in.Body))
+	require.NoError(t, err)
+	require.Nil(t, back.Payload)
+	require.Equal(t, "e", back.EventID)
+	_, err = storeutil.EncodeIngested(store.IngestedEvent{}, clock)
+	require.True(t, errors.Is(err, errs.ErrInvalid))
+}
+
+func TestMigrations(t *testing.T) {
+	t.Parallel()
+	fsys := fstest.MapFS{
+		"m/0002_b.sql": {Data: []byte("B")},
+		"m/0001_a.sql": {Data: []byte("A")},
+	}
+	migs, err := storeutil.Migrations(fsys, "m")
+	require.NoError(t, err)
+	require.Equal(t, []storeutil.Migration{{Version: 1, Name: "0001_a.sql", SQL: "A"}, {Version: 2, Name: "0002_b.sql", SQL: "B"}}, migs)
+	fsys["m/readme.txt"] = &fstest.MapFile{}
+	_, err = storeutil.Migrations(fsys, "m")
+	require.Error(t, err)
+}
+
+func TestPrepareRunChangeAndPage(t *testing.T) {
+	t.Parallel()
+	cols, err := storeutil.PrepareRunChange(store.RunChange{TenantID: "t", RunID: "r"})
+	require.NoError(t, err)
+	require.Nil(t, cols)
+	cols, err = storeutil.PrepareRunChange(store.RunChange{TenantID: "t", RunID: "r",
+		Run: &store.Run{Status: store.RunFailed, Error: &store.ErrorBody{Code: "timeout"}}})
+	require.NoError(t, err)
+	require.Nil(t, cols.Output)
+	require.JSONEq(t, `{"code":"timeout","message":"","retryable":false}`, cols.Error.(string))
+	_, err = storeutil.PrepareRunChange(store.RunChange{TenantID: "t"})
+	require.Equal(t, "run_id", errs.As(err).Details["field"])
+
+	runs := []store.Run{{RunID: "a"}, {RunID: "b"}, {RunID: "c"}}
+	page, next := storeutil.Page(runs, 2)
+	require.Len(t, page, 2)
+	require.Equal(t, "b", next)
+	page, next = storeutil.Page(runs, 3)
+	require.Len(t, page, 3)
+	require.Empty(t, next)
+}
