@@ -542,25 +542,6 @@ func TestDirectoryReloadsPeersFile(t *testing.T) {
 	require.True(t, caps.Has(CapEventsStream))
 }
 
-func FuzzParseSSE(f *testing.F) {
-	f.Add([]byte("id: 1\nevent: agentos.run.created\ndata: {\"event\":{}}\n\n: ping\n\n"))
-	f.Add([]byte("data: a\ndata: b\r\n\r\n"))
-	f.Add([]byte(":\n\nid"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		frames, err := ParseSSE(b)
-		if err != nil {
-			return
-		}
-		var buf bytes.Buffer
-		for _, fr := range frames {
-			if !fr.Comment && strings.ContainsAny(fr.ID+fr.Event, "\n") {
-				t.Fatalf("field with newline: %q", fr.ID)
-			}
-			_ = writeFrame(&buf, fr)
-		}
-	})
-}
-
 func TestEnsureIdentity(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()

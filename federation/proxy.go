@@ -13,6 +13,7 @@ import (
 	"github.com/nexixai/agentos/federation/identity"
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/events"
 	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/store"
 )
@@ -250,7 +251,7 @@ func (s *Server) pump(ctx context.Context, w io.Writer, rc *http.ResponseControl
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
-		rd := NewSSEReader(body)
+		rd := events.NewReader(body)
 		for {
 			f, err := rd.Next()
 			select {
@@ -270,7 +271,7 @@ func (s *Server) pump(ctx context.Context, w io.Writer, rc *http.ResponseControl
 		case <-ctx.Done():
 			return false, ctx.Err()
 		case <-tick.C:
-			if err := writeFrame(w, Frame{Comment: true, Data: "ping"}); err != nil {
+			if err := events.WriteFrame(w, Frame{Comment: true, Data: "ping"}); err != nil {
 				return false, err
 			}
 			_ = rc.Flush()
@@ -292,7 +293,7 @@ func (s *Server) pump(ctx context.Context, w io.Writer, rc *http.ResponseControl
 			if e.Sequence <= *last {
 				continue
 			}
-			if err := writeFrame(w, Frame{ID: strconv.FormatInt(e.Sequence, 10), Event: e.Type, Data: fe.f.Data}); err != nil {
+			if err := events.WriteFrame(w, Frame{ID: strconv.FormatInt(e.Sequence, 10), Event: e.Type, Data: fe.f.Data}); err != nil {
 				return false, err
 			}
 			_ = rc.Flush()
@@ -370,7 +371,7 @@ func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, evs []store
 		if err != nil {
 			return nil
 		}
-		if writeFrame(w, Frame{ID: strconv.FormatInt(e.Sequence, 10), Event: e.Type, Data: string(data)}) != nil {
+		if events.WriteFrame(w, Frame{ID: strconv.FormatInt(e.Sequence, 10), Event: e.Type, Data: string(data)}) != nil {
 			return nil
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nexixai/agentos/internal/events"
 	"github.com/nexixai/agentos/internal/store"
 )
 
@@ -325,22 +327,9 @@ func (c *Client) StreamEvents(ctx context.Context, runID string, afterSeq int64,
 var errStreamDone = fmt.Errorf("stream done")
 
 // DecodeEventData decodes an SSE data field: {"event":{envelope}} or a bare
-// envelope.
+// envelope (events.DecodeData).
 func DecodeEventData(data []byte) (store.Event, error) {
-	var wrapped struct {
-		Event *store.Event `json:"event"`
-	}
-	if err := json.Unmarshal(data, &wrapped); err != nil {
-		return store.Event{}, fmt.Errorf("decode event: %w", err)
-	}
-	if wrapped.Event != nil {
-		return *wrapped.Event, nil
-	}
-	var ev store.Event
-	if err := json.Unmarshal(data, &ev); err != nil {
-		return store.Event{}, fmt.Errorf("decode event: %w", err)
-	}
-	return ev, nil
+	return events.DecodeData(string(data))
 }
 
 // SSEFrame is one server-sent event: its id, event name and data (lines
@@ -351,58 +340,33 @@ type SSEFrame struct {
 	Data  []byte
 }
 
-// ReadSSE parses a text/event-stream, calling fn per dispatched frame. It
-// returns nil at the end of the stream or when fn returns errStreamDone.
+// maxSSELine bounds one line of an event stream the CLI follows.
+const maxSSELine = 8 << 20
+
+// ReadSSE parses a text/event-stream with events.Reader, calling fn per
+// dispatched frame. It returns nil at the end of the stream or when fn
+// returns errStreamDone.
 func ReadSSE(r io.Reader, fn func(SSEFrame) error) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 8<<20)
-	var f SSEFrame
-	var data []string
-	hasData := false
-	dispatch := func() error {
-		if !hasData && f.Event == "" && f.ID == "" {
+	rd := events.NewReader(r)
+	rd.MaxLine = maxSSELine
+	for {
+		f, err := rd.Next()
+		if errors.Is(err, io.EOF) {
 			return nil
 		}
-		f.Data = []byte(strings.Join(data, "\n"))
-		err := fn(f)
-		f, data, hasData = SSEFrame{}, nil, false
-		return err
-	}
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" {
-			if err := dispatch(); err != nil {
-				if err == errStreamDone {
-					return nil
-				}
-				return err
+		if err != nil {
+			return err
+		}
+		if f.Comment {
+			continue
+		}
+		if err := fn(SSEFrame{ID: f.ID, Event: f.Event, Data: []byte(f.Data)}); err != nil {
+			if err == errStreamDone {
+				return nil
 			}
-			continue
-		}
-		if strings.HasPrefix(line, ":") {
-			continue
-		}
-		field, value, _ := strings.Cut(line, ":")
-		value = strings.TrimPrefix(value, " ")
-		switch field {
-		case "id":
-			f.ID = value
-		case "event":
-			f.Event = value
-		case "data":
-			data = append(data, value)
-			hasData = true
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return err
-	}
-	if hasData {
-		if err := dispatch(); err != nil && err != errStreamDone {
 			return err
 		}
 	}
-	return nil
 }
 
 // PolicyResult is model-policy's policy_result.
