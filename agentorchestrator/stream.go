@@ -2,12 +2,9 @@ package agentorchestrator
 
 import (
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nexixai/agentos/internal/auth"
-	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/events"
 	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/store"
@@ -32,11 +29,11 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	after, err := afterSequence(r)
+	after, err := events.ResumePoint(r)
 	if err != nil {
 		return err
 	}
-	if wantsJSON(r) {
+	if events.WantsJSON(r) {
 		evs, err := s.cfg.Store.ListEvents(r.Context(), store.ListEventsParams{TenantID: ac.TenantID, RunID: runID, AfterSequence: after, Limit: 1000})
 		if err != nil {
 			return err
@@ -52,30 +49,6 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	return s.streamSSE(w, r, run, after)
-}
-
-// afterSequence reads the resume point: Last-Event-ID wins over ?after_sequence.
-func afterSequence(r *http.Request) (int64, error) {
-	if v := strings.TrimSpace(r.Header.Get("Last-Event-ID")); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return 0, errs.Field("Last-Event-ID", "must be a non-negative integer sequence, got %q", v)
-		}
-		return n, nil
-	}
-	if v := r.URL.Query().Get("after_sequence"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return 0, errs.Field("after_sequence", "must be a non-negative integer, got %q", v)
-		}
-		return n, nil
-	}
-	return 0, nil
-}
-
-func wantsJSON(r *http.Request) bool {
-	accept := r.Header.Get("Accept")
-	return strings.Contains(accept, "application/json") && !strings.Contains(accept, "text/event-stream")
 }
 
 // streamSSE replays stored events after `after`, then live ones from the

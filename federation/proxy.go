@@ -32,32 +32,6 @@ const maxReconnects = 5
 // errCrossTenant marks an upstream event of another tenant or run.
 var errCrossTenant = errors.New("upstream sent an event of another tenant or run")
 
-// parseAfter reads the resume point: Last-Event-ID, else ?after_sequence=N
-// (Last-Event-ID wins, as on the orchestrator: it is what a reconnecting
-// EventSource sends).
-func parseAfter(r *http.Request) (int64, error) {
-	if v := strings.TrimSpace(r.Header.Get("Last-Event-ID")); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return 0, errs.Field("Last-Event-ID", "must be a non-negative integer (an event sequence)")
-		}
-		return n, nil
-	}
-	if v := r.URL.Query().Get("after_sequence"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return 0, errs.Field("after_sequence", "must be a non-negative integer")
-		}
-		return n, nil
-	}
-	return 0, nil
-}
-
-func wantsJSON(r *http.Request) bool {
-	a := r.Header.Get("Accept")
-	return strings.Contains(a, acceptJSON) && !strings.Contains(a, acceptSSE)
-}
-
 // handleEvents proxies a forwarded run's events from the peer that holds
 // it (client API). Only the tenant that forwarded the run sees it; for
 // anyone else the run does not exist. Events are also kept as ingested
@@ -69,7 +43,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	runID := r.PathValue("run_id")
-	after, err := parseAfter(r)
+	after, err := events.ResumePoint(r)
 	if err != nil {
 		return err
 	}
@@ -155,7 +129,7 @@ func (s *Server) handlePeerEvents(w http.ResponseWriter, r *http.Request) error 
 	if !idRE.MatchString(runID) {
 		return errs.E(errs.NotFound, "run %s not found", runID)
 	}
-	after, err := parseAfter(r)
+	after, err := events.ResumePoint(r)
 	if err != nil {
 		return err
 	}
@@ -183,7 +157,7 @@ func (s *Server) handlePeerEvents(w http.ResponseWriter, r *http.Request) error 
 // stream ends quietly and the client resumes with Last-Event-ID.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request, tenantID, runID string, after int64, open openFunc, keep func(store.Event)) error {
 	ctx := r.Context()
-	if wantsJSON(r) {
+	if events.WantsJSON(r) {
 		return s.page(w, r, tenantID, runID, after, open, keep)
 	}
 	select {
@@ -356,7 +330,7 @@ func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, evs []store
 		}
 	}
 	w.Header().Set("X-AgentOS-Event-Source", "replica")
-	if wantsJSON(r) {
+	if events.WantsJSON(r) {
 		if sel == nil {
 			sel = []store.Event{}
 		}
