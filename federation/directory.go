@@ -444,21 +444,9 @@ func peerError(resp *http.Response, stackID string) error {
 }
 
 // remoteError rebuilds the contract error a peer (or the local
-// orchestrator) answered with, keeping its code, message and details.
+// orchestrator) answered with, keeping its code, message and details
+// (httpx.DecodeErrorFrom).
 func remoteError(resp *http.Response, who string) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	var env httpx.Envelope
-	if json.Unmarshal(b, &env) == nil && env.Error.Code != "" {
-		e := &errs.Error{Code: errs.Code(env.Error.Code), Message: env.Error.Message, Details: env.Error.Details}
-		if e.Details == nil {
-			e.Details = map[string]any{}
-		}
-		if ra := resp.Header.Get("Retry-After"); ra != "" {
-			if d, err := time.ParseDuration(ra + "s"); err == nil {
-				e.RetryAfter = d
-			}
-		}
-		return e
-	}
-	return errs.E(httpx.CodeFromStatus(resp.StatusCode), "%s answered HTTP %d", who, resp.StatusCode)
+	return httpx.DecodeErrorFrom(who, resp.StatusCode, resp.Header, b)
 }

@@ -5,12 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/errs"
@@ -145,7 +142,7 @@ func (c *HTTPClient) do(ctx context.Context, ac auth.Context, method, path strin
 		return transportError(ctx, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return decodeError(resp, raw)
+		return httpx.DecodeErrorFrom("model-policy", resp.StatusCode, resp.Header, raw)
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
 		return errs.Wrap(errs.DependencyUnavailable, err, "model-policy sent a malformed response")
@@ -164,23 +161,4 @@ func transportError(ctx context.Context, err error) error {
 		return errs.Wrap(errs.Timeout, err, "model-policy did not answer in time")
 	}
 	return errs.Wrap(errs.DependencyUnavailable, err, "model-policy is unreachable")
-}
-
-// decodeError rebuilds the *errs.Error of an error envelope; without one
-// the code comes from the status.
-func decodeError(resp *http.Response, raw []byte) error {
-	var env httpx.Envelope
-	e := &errs.Error{}
-	if json.Unmarshal(raw, &env) == nil && env.Error.Code != "" {
-		e.Code, e.Message, e.Details = errs.Code(env.Error.Code), env.Error.Message, env.Error.Details
-	} else {
-		e.Code = httpx.CodeFromStatus(resp.StatusCode)
-		e.Message = fmt.Sprintf("model-policy answered %d", resp.StatusCode)
-	}
-	if ra := resp.Header.Get("Retry-After"); ra != "" {
-		if secs, err := strconv.Atoi(ra); err == nil && secs >= 0 {
-			e.RetryAfter = time.Duration(secs) * time.Second
-		}
-	}
-	return e
 }
