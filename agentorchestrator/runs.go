@@ -218,7 +218,7 @@ func (s *Server) handleCreateRun(w http.ResponseWriter, r *http.Request) error {
 		return errs.E(errs.Conflict, "agent %s is %s; only active agents accept runs", agent.AgentID, agent.Status)
 	}
 	for i, id := range n.Tooling.ToolAllowlist {
-		if !allowedBy(tenant.Entitlements.ToolIDsAllowed, id) {
+		if !tenant.Entitlements.AllowsTool(id) {
 			return errs.E(errs.Forbidden, "tooling.tool_allowlist[%d]: tool %s is not in tenant %s's entitlements", i, id, tenant.TenantID).
 				WithDetails(map[string]any{"field": fmt.Sprintf("tooling.tool_allowlist[%d]", i), "tool_id": id})
 		}
@@ -289,9 +289,9 @@ func errIdempotencyConflict(key string) error {
 }
 
 // allowedBy reports whether id is in an entitlement list ("*" allows all).
-func allowedBy(list []string, id string) bool {
-	return slices.Contains(list, "*") || slices.Contains(list, id)
-}
+// It is store.Allows; new code calls store.Entitlements' AllowsTool,
+// AllowsTier and AllowsBackend.
+func allowedBy(list []string, id string) bool { return store.Allows(list, id) }
 
 func (s *Server) handleGetRun(w http.ResponseWriter, r *http.Request) error {
 	ac, err := requireTenant(r.Context(), auth.ScopeRunsRead)

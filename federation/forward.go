@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"slices"
 	"strings"
 
 	"github.com/nexixai/agentos/federation/identity"
@@ -221,10 +220,6 @@ type runShape struct {
 	} `json:"tooling"`
 }
 
-func allowed(list []string, v string) bool {
-	return slices.Contains(list, "*") || slices.Contains(list, v)
-}
-
 // checkEntitlements refuses a run the tenant is not entitled to here.
 func checkEntitlements(t store.Tenant, rr *RunRequest) error {
 	var shape runShape
@@ -234,12 +229,12 @@ func checkEntitlements(t store.Tenant, rr *RunRequest) error {
 	if len(rr.Tooling) > 0 {
 		_ = json.Unmarshal(rr.Tooling, &shape.Tooling)
 	}
-	if tier := strings.TrimPrefix(shape.RunOptions.ModelTier, "tier:"); tier != "" && !allowed(t.Entitlements.ModelTiersAllowed, tier) {
+	if tier := strings.TrimPrefix(shape.RunOptions.ModelTier, "tier:"); tier != "" && !t.Entitlements.AllowsTier(tier) {
 		return errs.E(errs.Forbidden, "tenant %s is not entitled to model tier %q on this node", t.TenantID, tier).
 			WithDetails(map[string]any{"field": "forward.run_request.run_options.model_tier", "reason": "not_entitled"})
 	}
 	for _, tool := range append(shape.Tooling.ToolAllowlist, shape.Tooling.Tools...) {
-		if !allowed(t.Entitlements.ToolIDsAllowed, tool) {
+		if !t.Entitlements.AllowsTool(tool) {
 			return errs.E(errs.Forbidden, "tenant %s is not entitled to tool %q on this node", t.TenantID, tool).
 				WithDetails(map[string]any{"field": "forward.run_request.tooling", "reason": "not_entitled"})
 		}
