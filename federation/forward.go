@@ -107,6 +107,20 @@ func traceFor(ctx context.Context, bodyTP string) httpx.Trace {
 	return httpx.TraceFrom(ctx)
 }
 
+// forwardFailed returns how a forward handler ends on an error: the
+// error's code is counted for direction, rec (as it is then) is audited
+// with outcome and details.error_code, and the error is returned.
+func (s *Server) forwardFailed(r *http.Request, rec *store.AuditRecord, direction, outcome string) func(error) error {
+	return func(err error) error {
+		code := errs.CodeOf(err)
+		s.m.forwards.WithLabelValues(direction, string(code)).Inc()
+		rec.Outcome = outcome
+		rec.Details["error_code"] = string(code)
+		s.audit(r, *rec)
+		return err
+	}
+}
+
 // handleForward forwards a run to a peer (client API).
 func (s *Server) handleForward(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
@@ -124,14 +138,7 @@ func (s *Server) handleForward(w http.ResponseWriter, r *http.Request) error {
 	}
 	rec := store.AuditRecord{TenantID: ac.TenantID, PrincipalID: ac.Principal.PrincipalID, Action: "federation.forward",
 		Target: "agent:" + f.RunRequest.AgentID, Details: map[string]any{"direction": "outbound"}}
-	fail := func(err error) error {
-		code := errs.CodeOf(err)
-		s.m.forwards.WithLabelValues("outbound", string(code)).Inc()
-		rec.Outcome = "failed"
-		rec.Details["error_code"] = string(code)
-		s.audit(r, rec)
-		return err
-	}
+	fail := s.forwardFailed(r, &rec, "outbound", "failed")
 
 	target, err := s.cfg.Directory.Select(ctx, f.TargetSelector, CapRunsForward)
 	if err != nil {
@@ -248,14 +255,7 @@ func (s *Server) handlePeerForward(w http.ResponseWriter, r *http.Request) error
 	c := claimsFrom(ctx)
 	rec := store.AuditRecord{TenantID: c.TenantID, PrincipalID: c.Subject, Action: "federation.forward.accept",
 		Details: map[string]any{"direction": "inbound", "peer_stack_id": c.Issuer, "jti": c.JTI}}
-	fail := func(err error) error {
-		code := errs.CodeOf(err)
-		s.m.forwards.WithLabelValues("inbound", string(code)).Inc()
-		rec.Outcome = "denied"
-		rec.Details["error_code"] = string(code)
-		s.audit(r, rec)
-		return err
-	}
+	fail := s.forwardFailed(r, &rec, "inbound", "denied")
 	if !c.HasScope(auth.ScopeRunsForward) && !c.HasScope(auth.ScopeRunsCreate) {
 		return fail(errs.E(errs.Forbidden, "identity token lacks scope %q", auth.ScopeRunsForward).
 			WithDetails(map[string]any{"required_scope": auth.ScopeRunsForward}))
