@@ -140,6 +140,7 @@ type bundleOpts struct {
 	model     *scriptedModel
 	port      modelport.Port // overrides model when set
 	cached    bool           // serve tenants and agents through storecache, as the node does
+	noExec    bool           // do not start the scheduler (admission-only benchmarks)
 	tenantFn  func(*store.Tenant)
 }
 
@@ -204,7 +205,9 @@ func setup(t testing.TB, o bundleOpts) *testBundle {
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Node: cfg, Executors: 4,
 		LeaseTTL: o.leaseTTL, PollInterval: 20 * time.Millisecond, Heartbeat: o.heartbeat})
 	require.NoError(t, err)
-	require.NoError(t, srv.Start(ctx))
+	if !o.noExec {
+		require.NoError(t, srv.Start(ctx))
+	}
 	hs := httptest.NewServer(srv.Handler())
 	b := &testBundle{t: t, db: db, srv: srv, http: hs, model: model, tools: reg, dbPath: o.dbPath}
 	t.Cleanup(b.close)

@@ -106,7 +106,7 @@ func (q *Queue) Lease(ctx context.Context, p queue.LeaseParams) ([]queue.Lease, 
 				var runID string
 				var attempts int
 				err := tx.QueryRowContext(ctx, `SELECT run_id, attempts FROM queue_entries
-					WHERE tenant_id = ? AND `+leasable+` ORDER BY priority DESC, enqueued_at, rowid LIMIT 1`,
+					WHERE tenant_id = ? AND `+leasable+` ORDER BY priority DESC, enqueued_at, run_id LIMIT 1`,
 					tenant, nowUs).Scan(&runID, &attempts)
 				if err == sql.ErrNoRows {
 					continue
