@@ -47,10 +47,17 @@ func requireAdmin(r *http.Request, tenantID string) (auth.Context, error) {
 	return ac, nil
 }
 
-func (s *Server) audit(r *http.Request, ac auth.Context, tenantID, action, target string, details map[string]any) error {
-	_, err := s.cfg.Audit.Record(r.Context(), store.AuditRecord{TenantID: tenantID, PrincipalID: ac.Principal.PrincipalID,
-		Action: action, Target: target, Outcome: "ok", Details: details})
-	return err
+// audit records an admin action that has been committed. A failure to
+// record it does not undo the action or turn the answer into an error (the
+// caller would retry a change that happened); the record is logged in full
+// at error level instead, so it is not lost.
+func (s *Server) audit(r *http.Request, ac auth.Context, tenantID, action, target string, details map[string]any) {
+	rec := store.AuditRecord{TenantID: tenantID, PrincipalID: ac.Principal.PrincipalID,
+		Action: action, Target: target, Outcome: "ok", Details: details}
+	if _, err := s.cfg.Audit.Record(r.Context(), rec); err != nil {
+		s.log.ErrorContext(r.Context(), "audit record not stored", "err", err, "tenant_id", tenantID,
+			"principal_id", rec.PrincipalID, "action", action, "target", target, "details", details)
+	}
 }
 
 func (s *Server) handleListTenants(w http.ResponseWriter, r *http.Request) error {
@@ -126,9 +133,7 @@ func (s *Server) handleCreateTenant(w http.ResponseWriter, r *http.Request) erro
 	} else if err != nil {
 		return err
 	}
-	if err := s.audit(r, ac, t.TenantID, "tenant.create", "tenant/"+t.TenantID, nil); err != nil {
-		return err
-	}
+	s.audit(r, ac, t.TenantID, "tenant.create", "tenant/"+t.TenantID, nil)
 	w.Header().Set("Location", "/v1/admin/tenants/"+t.TenantID)
 	httpx.JSON(w, r, http.StatusCreated, map[string]any{"tenant": t})
 	return nil
@@ -196,9 +201,7 @@ func (s *Server) handlePatchTenant(w http.ResponseWriter, r *http.Request) error
 		fields = append(fields, k)
 	}
 	slices.Sort(fields)
-	if err := s.audit(r, ac, id, "tenant.update", "tenant/"+id, map[string]any{"fields": fields, "status": nt.Status}); err != nil {
-		return err
-	}
+	s.audit(r, ac, id, "tenant.update", "tenant/"+id, map[string]any{"fields": fields, "status": nt.Status})
 	httpx.JSON(w, r, http.StatusOK, map[string]any{"tenant": nt})
 	return nil
 }
@@ -253,9 +256,7 @@ func (s *Server) handleIssueToken(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	if err := s.audit(r, ac, id, "token.issue", "token/"+tok.TokenID, map[string]any{"principal_id": tok.PrincipalID, "roles": tok.Roles}); err != nil {
-		return err
-	}
+	s.audit(r, ac, id, "token.issue", "token/"+tok.TokenID, map[string]any{"principal_id": tok.PrincipalID, "roles": tok.Roles})
 	httpx.JSON(w, r, http.StatusCreated, map[string]any{"token": map[string]any{
 		"token_id": tok.TokenID, "secret": secret, "principal_id": tok.PrincipalID, "scopes": tok.Scopes,
 		"roles": tok.Roles, "created_at": tok.CreatedAt, "expires_at": tok.ExpiresAt}})
@@ -273,9 +274,7 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) error
 	} else if err != nil {
 		return err
 	}
-	if err := s.audit(r, ac, id, "token.revoke", "token/"+tokID, nil); err != nil {
-		return err
-	}
+	s.audit(r, ac, id, "token.revoke", "token/"+tokID, nil)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -121,10 +121,7 @@ func (s *Server) handlePutAgent(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Store.PutAgent(ctx, a); err != nil {
 		return err
 	}
-	if _, err := s.cfg.Audit.Record(ctx, store.AuditRecord{TenantID: ac.TenantID, PrincipalID: ac.Principal.PrincipalID,
-		Action: "agent.put", Target: "agent/" + id, Outcome: "ok", Details: map[string]any{"version": a.Version}}); err != nil {
-		return err
-	}
+	s.audit(r, ac, ac.TenantID, "agent.put", "agent/"+id, map[string]any{"version": a.Version})
 	httpx.JSON(w, r, status, map[string]any{"agent": a})
 	return nil
 }
