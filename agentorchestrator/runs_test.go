@@ -249,3 +249,27 @@ func TestBodyLimitAndHeaders(t *testing.T) {
 	require.NotEmpty(t, resp.Header.Get("X-Request-Id"))
 	require.True(t, strings.HasPrefix(resp.Header.Get("traceparent"), "00-0af7651916cd43dd8448eb211c80319c-"))
 }
+
+func TestCancelStopsHangingModelCall(t *testing.T) {
+	t.Parallel()
+	m := &scriptedModel{}
+	m.blockFrom.Store(1) // every model call hangs until its context ends
+	b := setup(t, bundleOpts{model: m})
+	runID := b.createRun("tnt_a", "agt_echo", map[string]any{"input": "hang"})
+	require.Eventually(t, func() bool { return m.calls.Load() >= 1 }, 10*time.Second, 5*time.Millisecond)
+	resp, out := b.do("POST", "/v1/runs/"+runID+":cancel", "tnt_a", nil)
+	require.Equal(t, 200, resp.StatusCode, out)
+	evs := b.streamEvents("tnt_a", runID)
+	requireGapless(t, evs, 1)
+	require.Equal(t, store.EventRunCanceled, evs[len(evs)-1].Type)
+	// The executor lets go of the run (its model call returned on cancel)
+	// and no event follows the cancel.
+	require.Eventually(t, func() bool {
+		b.srv.mu.Lock()
+		defer b.srv.mu.Unlock()
+		return len(b.srv.running) == 0
+	}, 5*time.Second, 5*time.Millisecond)
+	after, err := b.db.ListEvents(t.Context(), store.ListEventsParams{TenantID: "tnt_a", RunID: runID})
+	require.NoError(t, err)
+	require.Len(t, after, len(evs))
+}
