@@ -288,11 +288,6 @@ func errIdempotencyConflict(key string) error {
 		WithDetails(map[string]any{"field": "idempotency_key"})
 }
 
-// allowedBy reports whether id is in an entitlement list ("*" allows all).
-// It is store.Allows; new code calls store.Entitlements' AllowsTool,
-// AllowsTier and AllowsBackend.
-func allowedBy(list []string, id string) bool { return store.Allows(list, id) }
-
 func (s *Server) handleGetRun(w http.ResponseWriter, r *http.Request) error {
 	ac, err := requireTenant(r.Context(), auth.ScopeRunsRead)
 	if err != nil {

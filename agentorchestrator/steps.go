@@ -140,7 +140,7 @@ func (x *execution) toolAllowed(id string) bool {
 	t := x.run.Tooling
 	return slices.Contains(x.agent.Tools, id) &&
 		(len(t.ToolAllowlist) == 0 || slices.Contains(t.ToolAllowlist, id)) &&
-		allowedBy(x.tenant.Entitlements.ToolIDsAllowed, id) &&
+		x.tenant.Entitlements.AllowsTool(id) &&
 		!slices.Contains(t.ToolDenymap, id)
 }
 

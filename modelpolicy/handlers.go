@@ -167,17 +167,13 @@ func cmpStr(a, b string) string {
 	return b
 }
 
-func allowedList(list []string, v string) bool {
-	return slices.Contains(list, "*") || slices.Contains(list, v)
-}
-
 // entitled reports whether the tenant may use model m (tier and backend).
 func entitled(t store.Tenant, m *ModelConfig) (bool, string) {
-	if !allowedList(t.Entitlements.ModelBackendsAllowed, m.Backend) {
+	if !t.Entitlements.AllowsBackend(m.Backend) {
 		return false, "backend " + m.Backend + " is not in the tenant's model_backends_allowed"
 	}
 	for _, tier := range m.Tiers {
-		if allowedList(t.Entitlements.ModelTiersAllowed, tier) {
+		if t.Entitlements.AllowsTier(tier) {
 			return true, ""
 		}
 	}

@@ -97,7 +97,7 @@ func (s *Server) resolve(c caller, inv *invocation) ([]*ModelConfig, error) {
 		if len(ids) == 0 {
 			return nil, errs.Field("model_ref", "unknown tier %q (known: %s)", tier, strings.Join(s.cat.AllTiers(), ", "))
 		}
-		if !allowedList(c.tenant.Entitlements.ModelTiersAllowed, tier) {
+		if !c.tenant.Entitlements.AllowsTier(tier) {
 			return nil, errs.E(errs.Forbidden, "tier %q is not in the tenant's model_tiers_allowed", tier).
 				WithDetails(map[string]any{"model_ref": ref, "tier": tier})
 		}
@@ -412,7 +412,7 @@ func toolID(t modelport.ToolSpec) string { return cmpStr(t.ToolID, t.Name) }
 func (s *Server) inputPolicy(c caller, inv *invocation, chain []*ModelConfig, inTokens int64, o *policy.Outcome) error {
 	for _, t := range inv.chat.Tools {
 		id := toolID(t)
-		if !allowedList(c.tenant.Entitlements.ToolIDsAllowed, id) {
+		if !c.tenant.Entitlements.AllowsTool(id) {
 			return errs.E(errs.Forbidden, "tool %q is not in the tenant's tool_ids_allowed", id).
 				WithDetails(map[string]any{"tool_id": id})
 		}

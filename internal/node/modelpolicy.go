@@ -47,6 +47,9 @@ func RunModelPolicy(ctx context.Context, cfg config.Config) error {
 		Store: st, Authenticate: authn.Middleware, Limiter: tenancy.NewLimiter(), Audit: audit.New(st, sink),
 		Catalogue: cat, Registry: registry, Logger: log, NodeID: cfg.StackID,
 		DefaultInvokeQPS: cfg.QuotaInvokeQPS, Version: version.Version,
+		// st already serves tenants through storecache; a second cache in
+		// model-policy would only add staleness.
+		TenantTTL: -1,
 	})
 	if err != nil {
 		return err
