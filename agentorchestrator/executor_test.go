@@ -197,3 +197,24 @@ func TestEventsPayloadsCarryContractFields(t *testing.T) {
 		}
 	}
 }
+
+func TestDisabledTenantRunsWaitQueued(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleOpts{noExec: true})
+	ctx := context.Background()
+	runID := b.createRun("tnt_a", "agt_echo", map[string]any{"input": "later"})
+	tn, err := b.db.GetTenant(ctx, "tnt_a")
+	require.NoError(t, err)
+	tn.Status = store.TenantDisabled
+	require.NoError(t, b.db.UpdateTenant(ctx, tn))
+	require.NoError(t, b.srv.Start(ctx))
+	other := b.createRun("tnt_b", "agt_echo", map[string]any{"input": "now"})
+	b.waitStatus("tnt_b", other, store.RunCompleted)
+	run, err := b.db.GetRun(ctx, "tnt_a", runID)
+	require.NoError(t, err)
+	require.Equal(t, store.RunQueued, run.Status, "a disabled tenant's runs are paused, not failed")
+
+	tn.Status = store.TenantActive
+	require.NoError(t, b.db.UpdateTenant(ctx, tn))
+	b.waitStatus("tnt_a", runID, store.RunCompleted)
+}

@@ -112,6 +112,11 @@ func (s *Server) leaseRuns(ctx context.Context, max int) ([]queue.Lease, error) 
 		s.limits = make(map[string]int, len(tenants))
 		for _, t := range tenants {
 			s.limits[t.TenantID] = t.Quotas.Runs.MaxConcurrentRuns
+			if t.Status != store.TenantActive {
+				// A disabled tenant's runs wait queued (paused), and run
+				// when it is enabled again.
+				s.limits[t.TenantID] = -1
+			}
 		}
 		s.limitsAt = time.Now()
 	}

@@ -106,8 +106,9 @@ func run(o options) error {
 	c := &client{base: strings.TrimSuffix(o.url, "/"), token: o.token, http: &http.Client{
 		Timeout: 2 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * o.clients}}}
 	ctx := context.Background()
-	// Admission runs wait in a tenant that executes one run at a time, so
-	// the measurement is admission, not execution.
+	// Admission runs wait in a tenant that executes one run at a time (and
+	// is paused after the admission phases), so the measurement is
+	// admission, not execution.
 	if err := c.prepareTenant(ctx, "tnt_load_admit", o.agent, 1); err != nil {
 		return err
 	}
@@ -124,6 +125,11 @@ func run(o options) error {
 	rep.StoreRuns = max(o.grow, 2*o.admitRuns) - o.admitRuns
 	fmt.Fprintf(os.Stderr, "admission again after growth\n")
 	rep.AdmitGrown = c.admit(ctx, o, o.admitRuns)
+	// Pause the admission tenant: its runs stay queued instead of taking
+	// CPU from the latency and throughput measurements.
+	if status, body, err := c.do(ctx, "PATCH", "/v1/admin/tenants/tnt_load_admit", "", map[string]any{"status": "disabled"}); err != nil || status != http.StatusOK {
+		return fmt.Errorf("pause tnt_load_admit: %d %s %v", status, body, err)
+	}
 
 	fmt.Fprintf(os.Stderr, "latency: %d runs, one client\n", o.latencyRuns)
 	var first, term []time.Duration
@@ -282,7 +288,7 @@ func (c *client) prepareTenant(ctx context.Context, id, agent string, concurrent
 		return err
 	}
 	if status == http.StatusConflict { // from an earlier run of the harness: reset its quotas
-		status, body, err = c.do(ctx, "PATCH", "/v1/admin/tenants/"+id, "", map[string]any{"quotas": map[string]any{
+		status, body, err = c.do(ctx, "PATCH", "/v1/admin/tenants/"+id, "", map[string]any{"status": "active", "quotas": map[string]any{
 			"runs": map[string]any{"run_create_qps": 100000, "run_create_burst": 100000, "max_concurrent_runs": concurrent}}})
 		if err != nil {
 			return err

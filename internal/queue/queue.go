@@ -34,7 +34,8 @@ type LeaseParams struct {
 	Max int
 	// TTL is how long the lease lasts without renewal.
 	TTL time.Duration
-	// TenantLimit returns a tenant's max_concurrent_runs (0 = unlimited).
+	// TenantLimit returns a tenant's max_concurrent_runs (0 = unlimited;
+	// negative = paused: none of the tenant's entries are leased).
 	// A tenant already holding that many unexpired leases gets no more.
 	TenantLimit func(tenantID string) int
 }

@@ -98,6 +98,8 @@ func (q *Queue) Lease(ctx context.Context, p queue.LeaseParams) ([]queue.Lease, 
 				if lim := p.TenantLimit(t); lim > 0 {
 					limits[t] = lim
 					limited = append(limited, t)
+				} else if lim < 0 {
+					limits[t] = lim // paused
 				}
 			}
 			if len(limited) > 0 {
@@ -112,7 +114,7 @@ func (q *Queue) Lease(ctx context.Context, p queue.LeaseParams) ([]queue.Lease, 
 				if len(out) >= p.Max {
 					break
 				}
-				if lim := limits[tenant]; lim > 0 && active[tenant] >= lim {
+				if lim := limits[tenant]; lim < 0 || lim > 0 && active[tenant] >= lim {
 					continue
 				}
 				l, ok, err := leaseOne(ctx, tx, tenant, p.Owner, now, expires)

@@ -38,6 +38,7 @@ func Run(t *testing.T, newQueue func(t *testing.T) Harness) {
 	t.Run("ExpiredLeaseIsLeasedAgain", func(t *testing.T) { t.Parallel(); testExpiry(t, newQueue(t)) })
 	t.Run("RenewKeepsLease", func(t *testing.T) { t.Parallel(); testRenewKeeps(t, newQueue(t)) })
 	t.Run("TenantLimit", func(t *testing.T) { t.Parallel(); testTenantLimit(t, newQueue(t)) })
+	t.Run("PausedTenant", func(t *testing.T) { t.Parallel(); testPausedTenant(t, newQueue(t)) })
 	t.Run("FairnessNewTenantFirst", func(t *testing.T) { t.Parallel(); testFairnessMax2(t, newQueue(t)) })
 	t.Run("FairnessMaxOne", func(t *testing.T) { t.Parallel(); testFairnessMax1(t, newQueue(t)) })
 	t.Run("RoundRobin", func(t *testing.T) { t.Parallel(); testRoundRobin(t, newQueue(t)) })
@@ -424,4 +425,27 @@ func testInvalid(t *testing.T, h Harness) {
 	isInvalid(err)
 	// Nothing was leased by the refused calls.
 	require.Len(t, lease(t, q, "w", 1), 1)
+}
+
+// testPausedTenant: a negative limit pauses a tenant; its entries wait
+// (they are not lost) and are leased once the pause ends.
+func testPausedTenant(t *testing.T, h Harness) {
+	ctx := context.Background()
+	q := h.Queue
+	enqueue(t, q, "ten_a", "run_a1", queue.PriorityNormal)
+	enqueue(t, q, "ten_b", "run_b1", queue.PriorityNormal)
+	paused := func(tenant string) int {
+		if tenant == "ten_a" {
+			return -1
+		}
+		return 0
+	}
+	ls, err := q.Lease(ctx, queue.LeaseParams{Owner: "w", Max: 10, TTL: ttl, TenantLimit: paused})
+	require.NoError(t, err)
+	require.Len(t, ls, 1)
+	require.Equal(t, "ten_b", ls[0].TenantID)
+	ls, err = q.Lease(ctx, queue.LeaseParams{Owner: "w", Max: 10, TTL: ttl, TenantLimit: func(string) int { return 0 }})
+	require.NoError(t, err)
+	require.Len(t, ls, 1)
+	require.Equal(t, "run_a1", ls[0].RunID)
 }

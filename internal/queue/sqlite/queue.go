@@ -100,7 +100,7 @@ func (q *Queue) Lease(ctx context.Context, p queue.LeaseParams) ([]queue.Lease, 
 				if len(out) >= p.Max {
 					break
 				}
-				if lim := limits[tenant]; lim > 0 && active[tenant] >= lim {
+				if lim := limits[tenant]; lim < 0 || lim > 0 && active[tenant] >= lim {
 					continue
 				}
 				var runID string
