@@ -71,7 +71,7 @@ func (s *Server) cancelRun(ctx context.Context, ac auth.Context, runID, reason s
 		if err != nil {
 			return run, err
 		}
-		s.metrics.runsTotal.WithLabelValues(string(store.RunCanceled)).Inc()
+		s.metrics.runsTotal.WithLabelValues(string(store.RunCanceled), s.metrics.tenants.label(run.TenantID)).Inc()
 		s.metrics.runDuration.WithLabelValues(string(store.RunCanceled)).Observe(now.Sub(run.CreatedAt).Seconds())
 		_, _ = s.cfg.Audit.Record(ctx, store.AuditRecord{TenantID: run.TenantID, PrincipalID: ac.Principal.PrincipalID,
 			Action: "run.cancel", Target: "run/" + run.RunID, Outcome: "canceled", Details: map[string]any{"reason": reason}})

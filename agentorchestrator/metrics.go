@@ -2,6 +2,7 @@ package agentorchestrator
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -9,8 +10,8 @@ import (
 
 // orchMetrics are the run metrics of DESIGN §8.
 type orchMetrics struct {
-	runsCreated  prometheus.Counter
-	runsTotal    *prometheus.CounterVec   // by outcome
+	runsCreated  *prometheus.CounterVec   // by tenant
+	runsTotal    *prometheus.CounterVec   // by outcome, tenant
 	runDuration  *prometheus.HistogramVec // by outcome
 	stepDuration *prometheus.HistogramVec // by kind
 	toolCalls    *prometheus.CounterVec   // by tool, status
@@ -19,14 +20,15 @@ type orchMetrics struct {
 	queueDepth   prometheus.Gauge
 	activeRuns   prometheus.Gauge
 	resumed      prometheus.Counter
+	tenants      tenantLabels
 }
 
 func newOrchMetrics(reg prometheus.Registerer) *orchMetrics {
 	m := &orchMetrics{
-		runsCreated: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "agentos_runs_created_total", Help: "Runs admitted (idempotent replays excluded)."}),
+		runsCreated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentos_runs_created_total", Help: "Runs admitted (idempotent replays excluded), by tenant (top tenants, the rest \"other\")."}, []string{"tenant"}),
 		runsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "agentos_runs_total", Help: "Runs finished, by outcome (completed, failed, canceled)."}, []string{"outcome"}),
+			Name: "agentos_runs_total", Help: "Runs finished, by outcome (completed, failed, canceled) and tenant (top tenants, the rest \"other\")."}, []string{"outcome", "tenant"}),
 		runDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "agentos_run_duration_seconds", Help: "Run latency from creation to terminal state.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 12)}, []string{"outcome"}),
@@ -61,6 +63,34 @@ func (s *Server) refreshQueueDepth(ctx context.Context) {
 		return
 	}
 	s.metrics.queueDepth.Set(float64(sum(d.Queued)))
+}
+
+// maxTenantLabels bounds the tenant label's values: the first tenants seen
+// get their own series, the rest share "other" (DESIGN §8).
+const maxTenantLabels = 50
+
+// tenantLabels hands out bounded tenant label values.
+type tenantLabels struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+// label returns tenantID while fewer than maxTenantLabels tenants have a
+// series of their own, else "other".
+func (l *tenantLabels) label(tenantID string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.seen[tenantID] {
+		return tenantID
+	}
+	if len(l.seen) >= maxTenantLabels {
+		return "other"
+	}
+	if l.seen == nil {
+		l.seen = map[string]bool{}
+	}
+	l.seen[tenantID] = true
+	return tenantID
 }
 
 func sum(m map[string]int) int {

@@ -268,7 +268,7 @@ func (s *Server) handleCreateRun(w http.ResponseWriter, r *http.Request) error {
 	if res.Replayed {
 		return s.replay(w, r, res.Run)
 	}
-	s.metrics.runsCreated.Inc()
+	s.metrics.runsCreated.WithLabelValues(s.metrics.tenants.label(ac.TenantID)).Inc()
 	s.hub.Publish(first)
 	s.Wake()
 	w.Header().Set("Location", "/v1/runs/"+runID)

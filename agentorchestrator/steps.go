@@ -441,7 +441,7 @@ func (x *execution) finish(ctx context.Context, status store.RunStatus, out *sto
 		s.log.Error("finish run", "run_id", x.run.RunID, "err", x.stopErr)
 		return false
 	}
-	s.metrics.runsTotal.WithLabelValues(string(status)).Inc()
+	s.metrics.runsTotal.WithLabelValues(string(status), s.metrics.tenants.label(x.run.TenantID)).Inc()
 	s.metrics.runDuration.WithLabelValues(string(status)).Observe(now.Sub(x.run.CreatedAt).Seconds())
 	s.log.Debug("run finished", "run_id", x.run.RunID, "tenant_id", x.run.TenantID, "status", status)
 	return true
