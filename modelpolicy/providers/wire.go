@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/httpx"
@@ -148,4 +149,27 @@ func WireName(name string) string {
 		return "tool"
 	}
 	return string(b)
+}
+
+// ProbeHealth GETs url (a backend's model list) with a 5 s timeout: any 2xx
+// is healthy. setHeaders adds the backend's credentials.
+func ProbeHealth(ctx context.Context, hc *http.Client, backend, url string, setHeaders func(*http.Request)) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return errs.Wrap(errs.DependencyUnavailable, err, "backend %s: bad base URL", backend)
+	}
+	SetTraceparent(req)
+	setHeaders(req)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return TransportError(ctx, backend, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		return StatusError(backend, resp.StatusCode, "")
+	}
+	return nil
 }

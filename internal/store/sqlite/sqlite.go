@@ -243,13 +243,13 @@ func (c *stmtCache) get(q string) *sql.Stmt {
 // holding a transaction on w.
 func (c *stmtCache) prepare(ctx context.Context, w *sql.DB) {
 	c.mu.Lock()
-	var todo []string
+	var queued []string
 	for q := range c.pending {
-		todo = append(todo, q)
+		queued = append(queued, q)
 	}
 	c.pending = nil
 	c.mu.Unlock()
-	for _, q := range todo {
+	for _, q := range queued {
 		st, err := w.PrepareContext(ctx, q)
 		if err != nil {
 			continue // the statement then simply runs unprepared

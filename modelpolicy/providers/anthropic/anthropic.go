@@ -13,7 +13,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/modelport"
@@ -407,22 +406,5 @@ func (p *Provider) Embed(context.Context, providers.EmbedRequest) (providers.Emb
 
 // Health calls GET {base}/v1/models.
 func (p *Provider) Health(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.cfg.BaseURL+"/v1/models", nil)
-	if err != nil {
-		return errs.Wrap(errs.DependencyUnavailable, err, "backend %s: bad base URL", p.cfg.Name)
-	}
-	providers.SetTraceparent(req)
-	p.headers(req)
-	resp, err := p.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return providers.TransportError(ctx, p.cfg.Name, err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode/100 != 2 {
-		return providers.StatusError(p.cfg.Name, resp.StatusCode, "")
-	}
-	return nil
+	return providers.ProbeHealth(ctx, p.cfg.HTTPClient, p.cfg.Name, p.cfg.BaseURL+"/v1/models", p.headers)
 }
