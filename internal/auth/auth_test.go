@@ -45,6 +45,14 @@ func newFakeStore() *fakeStore {
 	}
 }
 
+func (f *fakeStore) setStatus(id, status string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := f.tenants[id]
+	t.Status = status
+	f.tenants[id] = t
+}
+
 func (f *fakeStore) GetTenant(_ context.Context, id string) (store.Tenant, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -664,4 +672,35 @@ func TestPlatformAdminHomeTenantDisabled(t *testing.T) {
 	b.st.mu.Unlock()
 	_, err = b.auth.Authenticate(req(bearer(admin)...))
 	require.Error(t, err)
+}
+
+// A verified JWT presented again is served from the verified cache: same
+// Context, the tenant still checked on every use, and refused once expired.
+func TestVerifiedJWTCache(t *testing.T) {
+	t.Parallel()
+	testKeys(t)
+	st := newFakeStore()
+	now := testNow
+	a, err := New(Config{Mode: ModeProd, Tenants: st, Tokens: st, Now: func() time.Time { return now },
+		Issuers: []Issuer{{Issuer: "https://ed.example", Keys: map[string]crypto.PublicKey{"e1": edPub}}}})
+	require.NoError(t, err)
+	tok := sign(t, jwt.SigningMethodEdDSA, edKey, "e1", claims("https://ed.example", "exp", testNow.Add(2*time.Minute).Unix()))
+	first, err := a.Authenticate(req(bearer(tok)...))
+	require.NoError(t, err)
+	second, err := a.Authenticate(req(bearer(tok)...))
+	require.NoError(t, err)
+	require.Equal(t, first, second)
+	second.Scopes[0] = "mutated"
+	third, err := a.Authenticate(req(bearer(tok)...))
+	require.NoError(t, err)
+	require.Equal(t, first.Scopes, third.Scopes, "callers get copies")
+
+	st.setStatus("tnt_a", store.TenantDisabled)
+	_, err = a.Authenticate(req(bearer(tok)...))
+	requireCode(t, err, errs.Forbidden, "")
+	st.setStatus("tnt_a", store.TenantActive)
+
+	now = testNow.Add(3 * time.Minute)
+	_, err = a.Authenticate(req(bearer(tok)...))
+	requireCode(t, err, errs.Unauthorized, "expired")
 }

@@ -81,8 +81,9 @@ type Config struct {
 // Authenticator turns a request's credentials into an Auth Context
 // (CONTRACT §3). It is safe for concurrent use.
 type Authenticator struct {
-	cfg     Config
-	issuers map[string]*issuerState
+	cfg      Config
+	issuers  map[string]*issuerState
+	verified verifiedCache
 }
 
 // New validates cfg and returns an Authenticator.
@@ -159,6 +160,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (Context, error) {
 			Roles:     []string{RolePlatformAdmin},
 			Method:    MethodToken,
 		}
+	case a.verifiedHit(cred, &ac):
 	case LooksLikeJWT(cred):
 		ac, err = a.verifyJWT(ctx, cred)
 	default:
@@ -429,4 +431,13 @@ func Require(ctx context.Context, scope string) (Context, error) {
 			WithDetails(map[string]any{"required_scope": scope})
 	}
 	return ac, nil
+}
+
+// verifiedHit fills ac from the verified-JWT cache.
+func (a *Authenticator) verifiedHit(cred string, ac *Context) bool {
+	c, ok := a.verified.get(cred, a.cfg.Now())
+	if ok {
+		*ac = c
+	}
+	return ok
 }

@@ -216,7 +216,64 @@ func (a *Authenticator) verifyJWT(ctx context.Context, raw string) (Context, err
 	}); err != nil {
 		return Context{}, errs.E(errs.Unauthorized, "JWT refused: %s", jwtReason(err))
 	}
-	return contextFromClaims(claims)
+	ac, err := contextFromClaims(claims)
+	if err == nil {
+		if exp, _ := claims.GetExpirationTime(); exp != nil {
+			a.verified.put(raw, ac, exp.Time, a.cfg.Now())
+		}
+	}
+	return ac, err
+}
+
+// verifiedCache remembers JWTs whose signature and claims were verified, so
+// a token presented again (the node's service tokens are reused for a few
+// minutes; clients reuse theirs) skips parsing and signature checks until
+// it expires. An entry lives at most verifiedMaxAge, so a key withdrawn from
+// an issuer's JWKS stops being honoured soon after.
+type verifiedCache struct {
+	mu sync.Mutex
+	m  map[string]verifiedJWT
+}
+
+type verifiedJWT struct {
+	ac    Context
+	until time.Time
+}
+
+const (
+	verifiedMaxAge  = 5 * time.Minute
+	verifiedMaxSize = 10000
+)
+
+func (c *verifiedCache) put(raw string, ac Context, exp, now time.Time) {
+	until := now.Add(verifiedMaxAge)
+	if exp.Before(until) {
+		until = exp
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= verifiedMaxSize {
+		c.m = map[string]verifiedJWT{} // bounded memory; entries are cheap to rebuild
+	}
+	c.m[raw] = verifiedJWT{ac: ac, until: until}
+}
+
+// get returns a copy of the cached Context of a still-valid token.
+func (c *verifiedCache) get(raw string, now time.Time) (Context, bool) {
+	c.mu.Lock()
+	v, ok := c.m[raw]
+	if ok && !now.Before(v.until) {
+		delete(c.m, raw)
+		ok = false
+	}
+	c.mu.Unlock()
+	if !ok {
+		return Context{}, false
+	}
+	ac := v.ac
+	ac.Scopes = slices.Clone(ac.Scopes)
+	ac.Roles = slices.Clone(ac.Roles)
+	return ac, true
 }
 
 // jwtReason turns a jwt error into a short, precise reason.

@@ -7,12 +7,14 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -199,4 +201,57 @@ func (s *NodeSigner) Mint(ac Context, audience string, ttl time.Duration) (strin
 	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
 	tok.Header["kid"] = s.kid
 	return tok.SignedString(s.priv)
+}
+
+// MintCache reuses node tokens: a token minted for a principal is handed
+// out again until half of its lifetime has passed, so a busy executor does
+// not sign (and the receiving service does not verify) a new token per
+// call. Tokens carry no per-call data, so reuse is safe; they are never
+// checked for replay (see IssuerFor).
+type MintCache struct {
+	signer   *NodeSigner
+	audience string
+	ttl      time.Duration
+
+	mu sync.Mutex
+	m  map[string]mintedToken
+}
+
+type mintedToken struct {
+	token string
+	renew time.Time
+}
+
+// NewMintCache returns a cache of tokens for audience, each valid for ttl.
+func (s *NodeSigner) NewMintCache(audience string, ttl time.Duration) *MintCache {
+	if ttl <= 0 {
+		ttl = DefaultNodeTokenTTL
+	}
+	return &MintCache{signer: s, audience: audience, ttl: ttl, m: map[string]mintedToken{}}
+}
+
+// Token returns a token for ac, minting one when none is fresh.
+func (c *MintCache) Token(ac Context) (string, error) {
+	key, err := json.Marshal([]any{ac.TenantID, ac.Principal, ac.Scopes, ac.Roles, ac.PolicyContext})
+	if err != nil {
+		return "", err
+	}
+	now := c.signer.now()
+	c.mu.Lock()
+	t, ok := c.m[string(key)]
+	c.mu.Unlock()
+	if ok && now.Before(t.renew) {
+		return t.token, nil
+	}
+	tok, err := c.signer.Mint(ac, c.audience, c.ttl)
+	if err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	if len(c.m) >= 10000 {
+		clear(c.m) // bounded memory
+	}
+	c.m[string(key)] = mintedToken{token: tok, renew: now.Add(c.ttl / 2)}
+	c.mu.Unlock()
+	return tok, nil
 }

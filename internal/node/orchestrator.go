@@ -60,8 +60,9 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 	// The executor calls model-policy on behalf of a run's principal with a
 	// short-lived token signed by the node key, which every service of the
 	// node trusts.
+	tokens := signer.NewMintCache("model-policy", 5*time.Minute)
 	mint := func(r *http.Request, ac auth.Context) error {
-		tok, err := signer.Mint(ac, "model-policy", 5*time.Minute)
+		tok, err := tokens.Token(ac)
 		if err != nil {
 			return err
 		}
