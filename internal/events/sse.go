@@ -19,12 +19,25 @@ import (
 //	event: <type>
 //	data: {"event":{...}}
 func WriteSSE(w io.Writer, e store.Event) error {
-	data, err := json.Marshal(map[string]any{"event": e})
+	data, err := json.Marshal(eventData{Event: e})
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Sequence, e.Type, data)
+	buf := make([]byte, 0, len(data)+len(e.Type)+40)
+	buf = append(buf, "id: "...)
+	buf = strconv.AppendInt(buf, e.Sequence, 10)
+	buf = append(buf, "\nevent: "...)
+	buf = append(buf, e.Type...)
+	buf = append(buf, "\ndata: "...)
+	buf = append(buf, data...)
+	buf = append(buf, "\n\n"...)
+	_, err = w.Write(buf)
 	return err
+}
+
+// eventData is an SSE frame's data: {"event": <envelope>}.
+type eventData struct {
+	Event store.Event `json:"event"`
 }
 
 // WriteFrame writes f as an SSE frame: a comment (": <Data>") when f.Comment
