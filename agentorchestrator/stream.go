@@ -116,23 +116,39 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, run store.Run
 		case <-ctx.Done():
 			return nil
 		case e := <-sub.C:
-			if sub.Lagged() || e.Sequence > last+1 {
+			// Events committed together arrive together: write all that are
+			// waiting, then flush once.
+			terminal, gap := false, false
+			for more := true; more; {
+				switch {
+				case e.Sequence > last+1:
+					gap = true
+				case e.Sequence == last+1:
+					if err := events.WriteSSE(w, e); err != nil {
+						return nil
+					}
+					last = e.Sequence
+					terminal = store.IsTerminalEvent(e.Type)
+				}
+				if terminal || gap {
+					break
+				}
+				select {
+				case e = <-sub.C:
+				default:
+					more = false
+				}
+			}
+			if sub.Lagged() || gap {
 				if done, err := catchUp(); err != nil || done {
 					return nil
 				}
 				continue
 			}
-			if e.Sequence <= last {
-				continue
-			}
-			if err := events.WriteSSE(w, e); err != nil {
-				return nil
-			}
-			last = e.Sequence
 			if err := rc.Flush(); err != nil {
 				return nil
 			}
-			if store.IsTerminalEvent(e.Type) {
+			if terminal {
 				return nil
 			}
 		case <-poll.C:
