@@ -43,7 +43,7 @@ func TestOrchestratorConformance(t *testing.T) {
 		status(resp, 200, body)
 		resp, body = anon.Do(t, "GET", "/metrics", nil)
 		status(resp, 200, body)
-		require.Contains(t, string(body), "agentos_runs_created_total")
+		require.Contains(t, string(body), "agentos_queue_depth")
 	})
 
 	t.Run("agents", func(t *testing.T) {
