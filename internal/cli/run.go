@@ -100,9 +100,13 @@ func (r *eventRenderer) render(ev store.Event) {
 			line = fmt.Sprintf("model %s %s %s", s("model_ref"), st, compactJSON(pl["error"]))
 			break
 		}
-		line = fmt.Sprintf("model %s → %s/%s in %sms, %s tokens, policy %s",
-			s("model_ref"), str(route["backend"]), str(route["model"]), s("latency_ms"),
-			str(usage["total_tokens"]), str(pol["decision"]))
+		// Model ids already name their backend ("builtin/echo-fast").
+		served := str(route["model"])
+		if b := str(route["backend"]); b != "" && !strings.HasPrefix(served, b+"/") {
+			served = b + "/" + served
+		}
+		line = fmt.Sprintf("model %s → %s in %sms, %s tokens, policy %s",
+			s("model_ref"), served, s("latency_ms"), str(usage["total_tokens"]), str(pol["decision"]))
 	case store.EventToolCallRequested:
 		line = fmt.Sprintf("tool %s ← %s", s("tool_id"), compactJSON(pl["input"]))
 	case store.EventToolCallCompleted:
