@@ -27,6 +27,7 @@ type Store interface {
 	KVStore
 	UsageStore
 	FederationStore
+	ToolStore
 	// Ping reports whether the backend is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error
