@@ -107,6 +107,21 @@ type httpFetch struct {
 // localhost and metadata.google.internal, unless cfg.Allow permits them.
 // A refusal is forbidden naming the address. No proxy is used.
 func HTTPFetch(cfg HTTPFetchConfig) tools.Tool {
+	client := GuardedClient(cfg) // before withDefaults: it applies them itself, once
+	return &httpFetch{cfg: cfg.withDefaults(), client: client}
+}
+
+// GuardedClient returns an HTTP client whose every connection goes through
+// the SSRF guard of tool.http.fetch: it resolves hosts itself and refuses,
+// at connect time (so DNS rebinding cannot slip past) and for every
+// redirect, the addresses and names HTTPFetch refuses, unless cfg.Allow
+// permits them; a refusal is a forbidden *errs.Error naming the address.
+// It follows at most cfg.MaxRedirects redirects, to http and https only,
+// and uses no proxy. cfg.Timeout bounds TLS handshakes; callers bound whole
+// requests with their context. Other tools that call URLs a tenant chose
+// (webhook tools) use it so that one allowlist, AGENTOS_HTTP_FETCH_ALLOW,
+// governs them all.
+func GuardedClient(cfg HTTPFetchConfig) *http.Client {
 	cfg = cfg.withDefaults()
 	g := &guard{allow: cfg.Allow, resolver: cfg.Resolver}
 	tr := &http.Transport{
@@ -120,7 +135,7 @@ func HTTPFetch(cfg HTTPFetchConfig) tools.Tool {
 		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12},
 	}
 	maxRedirects := cfg.MaxRedirects
-	client := &http.Client{
+	return &http.Client{
 		Transport: tr,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) > maxRedirects {
@@ -134,7 +149,6 @@ func HTTPFetch(cfg HTTPFetchConfig) tools.Tool {
 			return nil
 		},
 	}
-	return &httpFetch{cfg: cfg, client: client}
 }
 
 func (h *httpFetch) Spec() tools.Spec {
