@@ -107,16 +107,24 @@ func (s *Server) execute(ctx context.Context, l queue.Lease) bool {
 	if x.tenant, err = s.tenantOf(ctx, run.TenantID); err != nil {
 		return false
 	}
-	if x.steps, err = s.cfg.Store.ListSteps(ctx, run.TenantID, run.RunID); err != nil {
+	if x.tenant.Status != store.TenantActive {
+		// Leased just before the scheduler saw the tenant disabled: leave
+		// the run queued (paused) until it is enabled again.
 		return false
 	}
-	if run.Status == store.RunRunning {
-		s.metrics.resumed.Inc()
-		s.log.Info("resuming run", "run_id", run.RunID, "tenant_id", run.TenantID, "attempt", run.Attempt+1)
-	}
 	x.startRun()
-	if x.tenant.Status != store.TenantActive {
-		return x.finishErr(ctx, errs.E(errs.Forbidden, "tenant %s is %s", x.tenant.TenantID, x.tenant.Status))
+	if run.Status == store.RunRunning {
+		// Resuming: claim the run (attempt+1) before reading its steps, so
+		// that a stale executor still holding it can write nothing after
+		// what we read.
+		if !x.flush(ctx) {
+			return x.stopped(ctx)
+		}
+		s.metrics.resumed.Inc()
+		s.log.Info("resuming run", "run_id", run.RunID, "tenant_id", run.TenantID, "attempt", x.run.Attempt)
+	}
+	if x.steps, err = s.cfg.Store.ListSteps(ctx, run.TenantID, run.RunID); err != nil {
+		return false
 	}
 	run = x.run
 

@@ -139,6 +139,10 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, run store.Run
 					more = false
 				}
 			}
+			if terminal {
+				_ = rc.Flush()
+				return nil
+			}
 			if sub.Lagged() || gap {
 				if done, err := catchUp(); err != nil || done {
 					return nil
@@ -146,9 +150,6 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, run store.Run
 				continue
 			}
 			if err := rc.Flush(); err != nil {
-				return nil
-			}
-			if terminal {
 				return nil
 			}
 		case <-poll.C:

@@ -190,6 +190,11 @@ type Tx struct {
 
 // ExecContext executes query in the transaction, prepared if seen before.
 func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	// A caller's cancellation must not interrupt a statement: SQLite would
+	// roll back the whole shared transaction (group commit), failing every
+	// other call in the batch. The writer checks each caller's context
+	// before running its call instead.
+	ctx = context.WithoutCancel(ctx)
 	if st := tx.db.stmts.get(query); st != nil {
 		return tx.Tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	}
@@ -198,6 +203,11 @@ func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 
 // QueryRowContext queries one row in the transaction, prepared if seen before.
 func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	// A caller's cancellation must not interrupt a statement: SQLite would
+	// roll back the whole shared transaction (group commit), failing every
+	// other call in the batch. The writer checks each caller's context
+	// before running its call instead.
+	ctx = context.WithoutCancel(ctx)
 	if st := tx.db.stmts.get(query); st != nil {
 		return tx.Tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 	}
@@ -206,6 +216,11 @@ func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *s
 
 // QueryContext queries rows in the transaction, prepared if seen before.
 func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	// A caller's cancellation must not interrupt a statement: SQLite would
+	// roll back the whole shared transaction (group commit), failing every
+	// other call in the batch. The writer checks each caller's context
+	// before running its call instead.
+	ctx = context.WithoutCancel(ctx)
 	if st := tx.db.stmts.get(query); st != nil {
 		return tx.Tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 	}

@@ -27,6 +27,7 @@ type Store struct {
 	now func() time.Time
 
 	mu     sync.Mutex
+	gen    uint64 // bumped by every invalidation; a read fetched before it is not cached
 	m      map[string]entry
 	agents map[agentKey]agentEntry
 	tokens map[string]tokenEntry // by secret hash
@@ -63,9 +64,13 @@ func New(st store.Store, ttl time.Duration) *Store {
 // GetTenant returns the tenant from memory when it was read less than TTL
 // ago, else from the store. Unknown tenants are not cached.
 func (s *Store) GetTenant(ctx context.Context, id string) (store.Tenant, error) {
+	if bypassed(ctx) {
+		return s.Store.GetTenant(ctx, id)
+	}
 	now := s.now()
 	s.mu.Lock()
 	e, ok := s.m[id]
+	gen := s.gen
 	s.mu.Unlock()
 	if ok && now.Sub(e.fetched) < s.ttl {
 		return e.t, nil
@@ -74,20 +79,31 @@ func (s *Store) GetTenant(ctx context.Context, id string) (store.Tenant, error) 
 	if err != nil {
 		return t, err
 	}
-	s.put(t, now)
+	s.mu.Lock()
+	if s.gen == gen {
+		s.m[t.TenantID] = entry{t: t, fetched: now}
+	}
+	s.mu.Unlock()
 	return t, nil
 }
 
 // ListTenants reads through and refreshes the cache.
 func (s *Store) ListTenants(ctx context.Context) ([]store.Tenant, error) {
+	s.mu.Lock()
+	gen := s.gen
+	s.mu.Unlock()
 	ts, err := s.Store.ListTenants(ctx)
 	if err != nil {
 		return ts, err
 	}
 	now := s.now()
-	for _, t := range ts {
-		s.put(t, now)
+	s.mu.Lock()
+	if s.gen == gen {
+		for _, t := range ts {
+			s.m[t.TenantID] = entry{t: t, fetched: now}
+		}
 	}
+	s.mu.Unlock()
 	return ts, nil
 }
 
@@ -107,10 +123,14 @@ func (s *Store) UpdateTenant(ctx context.Context, t store.Tenant) error {
 // GetAgent returns the agent from memory when it was read less than TTL
 // ago, else from the store. Unknown agents are not cached.
 func (s *Store) GetAgent(ctx context.Context, tenantID, agentID string) (store.Agent, error) {
+	if bypassed(ctx) {
+		return s.Store.GetAgent(ctx, tenantID, agentID)
+	}
 	k := agentKey{tenantID, agentID}
 	now := s.now()
 	s.mu.Lock()
 	e, ok := s.agents[k]
+	gen := s.gen
 	s.mu.Unlock()
 	if ok && now.Sub(e.fetched) < s.ttl {
 		return e.a, nil
@@ -123,7 +143,9 @@ func (s *Store) GetAgent(ctx context.Context, tenantID, agentID string) (store.A
 	if len(s.agents) > maxAgents {
 		clear(s.agents) // bounded memory; entries are cheap to refetch
 	}
-	s.agents[k] = agentEntry{a: a, fetched: now}
+	if s.gen == gen {
+		s.agents[k] = agentEntry{a: a, fetched: now}
+	}
 	s.mu.Unlock()
 	return a, nil
 }
@@ -134,9 +156,13 @@ const maxAgents = 10000
 // TokenBySecretHash returns the token from memory when it was read less
 // than TTL ago, else from the store. Unknown hashes are not cached.
 func (s *Store) TokenBySecretHash(ctx context.Context, hash string) (store.Token, error) {
+	if bypassed(ctx) {
+		return s.Store.TokenBySecretHash(ctx, hash)
+	}
 	now := s.now()
 	s.mu.Lock()
 	e, ok := s.tokens[hash]
+	gen := s.gen
 	s.mu.Unlock()
 	if ok && now.Sub(e.fetched) < s.ttl {
 		return e.t, nil
@@ -149,7 +175,9 @@ func (s *Store) TokenBySecretHash(ctx context.Context, hash string) (store.Token
 	if len(s.tokens) > maxAgents {
 		clear(s.tokens)
 	}
-	s.tokens[hash] = tokenEntry{t: t, fetched: now}
+	if s.gen == gen {
+		s.tokens[hash] = tokenEntry{t: t, fetched: now}
+	}
 	s.mu.Unlock()
 	return t, nil
 }
@@ -158,6 +186,7 @@ func (s *Store) TokenBySecretHash(ctx context.Context, hash string) (store.Token
 func (s *Store) RevokeToken(ctx context.Context, tenantID, tokenID string, at time.Time) error {
 	err := s.Store.RevokeToken(ctx, tenantID, tokenID, at)
 	s.mu.Lock()
+	s.gen++
 	for h, e := range s.tokens {
 		if e.t.TokenID == tokenID {
 			delete(s.tokens, h)
@@ -172,18 +201,23 @@ func (s *Store) PutAgent(ctx context.Context, a store.Agent) error {
 	err := s.Store.PutAgent(ctx, a)
 	s.mu.Lock()
 	delete(s.agents, agentKey{a.TenantID, a.AgentID})
+	s.gen++
 	s.mu.Unlock()
 	return err
-}
-
-func (s *Store) put(t store.Tenant, at time.Time) {
-	s.mu.Lock()
-	s.m[t.TenantID] = entry{t: t, fetched: at}
-	s.mu.Unlock()
 }
 
 func (s *Store) forget(id string) {
 	s.mu.Lock()
 	delete(s.m, id)
+	s.gen++
 	s.mu.Unlock()
 }
+
+type bypassKey struct{}
+
+// Bypass returns a context whose reads skip the cache: a read-modify-write
+// (e.g. a tenant PATCH) must start from the stored record, not from a copy
+// up to TTL old.
+func Bypass(ctx context.Context) context.Context { return context.WithValue(ctx, bypassKey{}, true) }
+
+func bypassed(ctx context.Context) bool { b, _ := ctx.Value(bypassKey{}).(bool); return b }

@@ -3,6 +3,7 @@ package storecache
 import (
 	"context"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -79,4 +80,48 @@ func TestTTLAndWriteThrough(t *testing.T) {
 	tok, err = c.TokenBySecretHash(ctx, "h1")
 	require.NoError(t, err)
 	require.NotNil(t, tok.RevokedAt, "a revocation through the cache is seen at once")
+}
+
+// A read that started before an invalidation does not put its stale result
+// back into the cache.
+func TestStaleReadIsNotCached(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "a.db"))
+	require.NoError(t, err)
+	defer db.Close()
+	slow := &slowTenants{Store: db, release: make(chan struct{}), started: make(chan struct{})}
+	c := New(slow, time.Minute)
+	require.NoError(t, db.CreateTenant(ctx, store.Tenant{TenantID: "tnt_a", Name: "A", Status: store.TenantActive}))
+	got := make(chan store.Tenant)
+	go func() { tn, _ := c.GetTenant(ctx, "tnt_a"); got <- tn }()
+	<-slow.started // the read has fetched the active tenant and is paused
+	disabled := store.Tenant{TenantID: "tnt_a", Name: "A", Status: store.TenantDisabled}
+	require.NoError(t, c.UpdateTenant(ctx, disabled))
+	close(slow.release)
+	require.Equal(t, store.TenantActive, (<-got).Status)
+	tn, err := c.GetTenant(ctx, "tnt_a")
+	require.NoError(t, err)
+	require.Equal(t, store.TenantDisabled, tn.Status, "the stale read was not cached")
+
+	fresh, err := c.GetTenant(Bypass(ctx), "tnt_a")
+	require.NoError(t, err)
+	require.Equal(t, store.TenantDisabled, fresh.Status)
+}
+
+// slowTenants pauses the first GetTenant after reading, until released.
+type slowTenants struct {
+	store.Store
+	once    sync.Once
+	started chan struct{}
+	release chan struct{}
+}
+
+func (s *slowTenants) GetTenant(ctx context.Context, id string) (store.Tenant, error) {
+	t, err := s.Store.GetTenant(ctx, id)
+	s.once.Do(func() {
+		close(s.started)
+		<-s.release
+	})
+	return t, err
 }
