@@ -13,6 +13,7 @@ import (
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/storecache"
 	"github.com/nexixai/agentos/internal/tenancy"
 )
 
@@ -25,6 +26,10 @@ func (s *Server) registerAdminRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /v1/admin/tenants/{tenant_id}/tokens", httpx.H(s.handleIssueToken))
 	mux.Handle("DELETE /v1/admin/tenants/{tenant_id}/tokens/{token_id}", httpx.H(s.handleRevokeToken))
 	mux.Handle("PUT /v1/admin/agents/{agent_id}", httpx.H(s.handlePutAgent))
+	mux.Handle("GET /v1/admin/tools", httpx.H(s.handleListTools))
+	mux.Handle("PUT /v1/admin/tools/{tool_id}", httpx.H(s.handlePutTool))
+	mux.Handle("GET /v1/admin/tools/{tool_id}", httpx.H(s.handleGetTool))
+	mux.Handle("DELETE /v1/admin/tools/{tool_id}", httpx.H(s.handleDeleteTool))
 	mux.Handle("GET /v1/admin/audit", httpx.H(s.handleListAudit))
 }
 
@@ -181,7 +186,8 @@ func (s *Server) handlePatchTenant(w http.ResponseWriter, r *http.Request) error
 	if v, ok := probe["tenant_id"]; ok && strings.Trim(string(v), `"`) != id {
 		return errs.Field("tenant_id", "cannot be changed")
 	}
-	t, err := s.loadTenant(r, id)
+	// Read-modify-write: start from the stored tenant, not a cached copy.
+	t, err := s.loadTenant(r.WithContext(storecache.Bypass(r.Context())), id)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package agentorchestrator
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -89,7 +90,7 @@ func (s *Server) handlePutAgent(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	a, err := s.validateAgent(id, ac.TenantID, in)
+	a, err := s.validateAgent(r.Context(), id, ac.TenantID, in)
 	if err != nil {
 		return err
 	}
@@ -126,7 +127,7 @@ func (s *Server) handlePutAgent(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) validateAgent(id, tenantID string, in *agentPut) (store.Agent, error) {
+func (s *Server) validateAgent(ctx context.Context, id, tenantID string, in *agentPut) (store.Agent, error) {
 	a := store.Agent{AgentID: id, TenantID: tenantID, Name: strings.TrimSpace(in.Name), Description: in.Description,
 		Status: in.Status, ModelRef: strings.TrimSpace(in.ModelRef), Instructions: in.Instructions, Tools: in.Tools}
 	if a.Name == "" {
@@ -150,8 +151,10 @@ func (s *Server) validateAgent(id, tenantID string, in *agentPut) (store.Agent, 
 	}
 	seen := map[string]bool{}
 	for i, t := range a.Tools {
-		if _, ok := s.cfg.Tools.Get(t); !ok {
-			return a, errs.Field(fmt.Sprintf("agent.tools[%d]", i), "unknown tool %q (known: %s)", t, strings.Join(s.cfg.Tools.IDs(), ", "))
+		if _, ok, err := s.resolveTool(ctx, tenantID, t); err != nil {
+			return a, err
+		} else if !ok {
+			return a, toolFieldError(i, "unknown tool %q (known: %s)", t, strings.Join(s.knownToolIDs(ctx, tenantID), ", "))
 		}
 		if seen[t] {
 			return a, errs.Field(fmt.Sprintf("agent.tools[%d]", i), "duplicate tool %q", t)

@@ -142,6 +142,8 @@ type bundleOpts struct {
 	cached    bool           // serve tenants and agents through storecache, as the node does
 	noExec    bool           // do not start the scheduler (admission-only benchmarks)
 	tenantFn  func(*store.Tenant)
+	// fetchAllow is the node's AGENTOS_HTTP_FETCH_ALLOW (webhook tools too).
+	fetchAllow string
 }
 
 func setup(t testing.TB, o bundleOpts) *testBundle {
@@ -156,6 +158,7 @@ func setup(t testing.TB, o bundleOpts) *testBundle {
 	cfg, err := config.Load(func(string) (string, bool) { return "", false }, filepath.Join(t.TempDir(), "none.env"))
 	require.NoError(t, err)
 	cfg.Home = t.TempDir()
+	cfg.HTTPFetchAllow = o.fetchAllow
 	require.NoError(t, cfg.Finish())
 	for _, id := range []string{"tnt_a", "tnt_b"} {
 		if _, err := db.GetTenant(ctx, id); err == nil {

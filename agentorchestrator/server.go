@@ -54,6 +54,10 @@ type Config struct {
 	Limiter      Limiter
 	Model        modelport.Port
 	Tools        *tools.Registry
+	// WebhookClient calls the webhook tools tenants register; default
+	// builtin.GuardedClient with Node.HTTPFetchAllow as its allowlist, so
+	// the SSRF guard of tool.http.fetch applies to webhooks too.
+	WebhookClient *http.Client
 	// Registry receives the service's metrics; default a new registry.
 	Registry *prometheus.Registry
 	// Logger defaults to slog.Default().
@@ -127,6 +131,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.WebhookClient == nil {
+		c, err := defaultWebhookClient(cfg.Node)
+		if err != nil {
+			return nil, err
+		}
+		cfg.WebhookClient = c
 	}
 	s := &Server{
 		cfg:     cfg,

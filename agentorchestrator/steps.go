@@ -181,7 +181,7 @@ func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool,
 		modelRef = "tier:" + x.run.RunOptions.ModelTier
 	}
 	var specs []modelport.ToolSpec
-	for _, spec := range x.toolSpecs() {
+	for _, spec := range x.toolSpecs(ctx) {
 		specs = append(specs, modelport.ToolSpec{ToolID: spec.ToolID, Name: spec.Name, Description: spec.Description, InputSchema: spec.InputSchema})
 	}
 	msgs := x.conversation()
@@ -278,10 +278,15 @@ func (x *execution) retryDelay(err error, failures *int) (time.Duration, bool) {
 	return wait, true
 }
 
-func (x *execution) toolSpecs() []tools.Spec {
+func (x *execution) toolSpecs(ctx context.Context) []tools.Spec {
 	var specs []tools.Spec
 	for _, id := range x.allowedTools() {
-		if t, ok := x.s.cfg.Tools.Get(id); ok {
+		t, ok, err := x.s.resolveTool(ctx, x.run.TenantID, id)
+		if err != nil {
+			// The model is not offered the tool; a call to it fails on its own.
+			x.s.log.WarnContext(ctx, "tool not resolved", "tool_id", id, "run_id", x.run.RunID, "err", err)
+		}
+		if ok {
 			specs = append(specs, t.Spec())
 		}
 	}
@@ -297,7 +302,7 @@ func (x *execution) callTool(ctx context.Context, modelStepID string, index int,
 	if toolID == "" {
 		toolID = call.Name
 	}
-	tool, found := s.cfg.Tools.Get(toolID)
+	tool, found, resolveErr := s.resolveTool(ctx, x.run.TenantID, toolID)
 	var spec tools.Spec
 	if found {
 		spec = tool.Spec()
@@ -328,6 +333,13 @@ func (x *execution) callTool(ctx context.Context, modelStepID string, index int,
 		step = &x.steps[len(x.steps)-1]
 	}
 	st := *step
+	if result.Status == "" && resolveErr != nil {
+		if ctx.Err() != nil {
+			return false, nil // the run itself was stopped
+		}
+		result = toolStepOutput{Status: "error", Error: errorBody(errs.Wrap(errs.DependencyUnavailable, resolveErr,
+			"tool %s could not be looked up: %v", toolID, resolveErr))}
+	}
 	if result.Status == "" {
 		if !x.flush(ctx) { // the call is on record before it runs
 			return false, nil
