@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/big"
 	"net/http"
 	"net/url"
@@ -273,6 +274,8 @@ func (c *verifiedCache) get(raw string, now time.Time) (Context, bool) {
 	ac := v.ac
 	ac.Scopes = slices.Clone(ac.Scopes)
 	ac.Roles = slices.Clone(ac.Roles)
+	ac.Session = maps.Clone(ac.Session)
+	ac.PolicyContext.ConsentTags = slices.Clone(ac.PolicyContext.ConsentTags)
 	return ac, true
 }
 
