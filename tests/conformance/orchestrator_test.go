@@ -1,15 +1,19 @@
 package conformance
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/nexixai/agentos/internal/tools/webhook"
 	"github.com/nexixai/agentos/tests/testnode"
 )
 
@@ -21,7 +25,9 @@ func TestOrchestratorConformance(t *testing.T) {
 		t.Skip("starts real processes")
 	}
 	spec := LoadSpec(t, "agent-orchestrator")
-	node := testnode.Start(t, testnode.Options{})
+	// The webhook tool test's receiver listens on loopback, which the SSRF
+	// guard refuses unless the operator allows it.
+	node := testnode.Start(t, testnode.Options{Env: []string{"AGENTOS_HTTP_FETCH_ALLOW=127.0.0.1"}})
 	creds := node.Credentials()
 	base := node.URL("orchestrator")
 	user := &Client{Spec: spec, BaseURL: base, Headers: map[string]string{"X-Tenant-Id": "tnt_demo"}}
@@ -177,6 +183,113 @@ func TestOrchestratorConformance(t *testing.T) {
 		require.True(t, strings.Contains(string(body), "tenant.create"), string(body))
 		resp, body = user.Do(t, "GET", "/v1/admin/audit", nil)
 		status(resp, 403, body)
+	})
+
+	t.Run("tools", func(t *testing.T) {
+		const secret = "whsec-conformance-0123456789"
+		var mu sync.Mutex
+		var received [][]byte
+		var badSignatures int
+		hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			mu.Lock()
+			defer mu.Unlock()
+			if err := webhook.Verify(r.Header.Get(webhook.SignatureHeader), secret, b, time.Now(), 5*time.Minute); err != nil {
+				badSignatures++
+				http.Error(w, err.Error(), http.StatusUnauthorized)
+				return
+			}
+			received = append(received, b)
+			var in struct {
+				Input struct {
+					City string `json:"city"`
+				} `json:"input"`
+			}
+			_ = json.Unmarshal(b, &in)
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]any{"city": in.Input.City, "forecast": "sunny", "celsius": 21})
+		}))
+		defer hook.Close()
+
+		demo := map[string]string{"X-Tenant-Id": "tnt_demo"}
+		tool := func(url string) map[string]any {
+			return map[string]any{"tool": map[string]any{"name": "weather", "description": "Weather for a city.",
+				"input_schema": map[string]any{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}},
+					"required": []string{"city"}},
+				"url": url, "secret": secret, "idempotent": true, "timeout_ms": 10000}}
+		}
+		resp, body := admin.Do(t, "PUT", "/v1/admin/tools/tool.conf.weather", tool(hook.URL+"/weather"), demo)
+		status(resp, 201, body)
+		require.NotContains(t, string(body), secret)
+		resp, body = admin.Do(t, "PUT", "/v1/admin/tools/tool.conf.weather", tool(hook.URL+"/weather"), demo)
+		status(resp, 200, body)
+		resp, body = admin.Do(t, "GET", "/v1/admin/tools", nil, demo)
+		status(resp, 200, body)
+		require.Contains(t, string(body), "tool.conf.weather")
+		require.NotContains(t, string(body), secret)
+		resp, body = admin.Do(t, "GET", "/v1/admin/tools/tool.conf.weather", nil, demo)
+		status(resp, 200, body)
+
+		// Error cases.
+		bad := tool(hook.URL)
+		bad["tool"].(map[string]any)["input_schema"] = map[string]any{"type": "array"}
+		resp, body = admin.Do(t, "PUT", "/v1/admin/tools/tool.conf.bad", bad, demo)
+		status(resp, 400, body)
+		require.Contains(t, string(body), "tool.input_schema")
+		resp, body = admin.Do(t, "PUT", "/v1/admin/tools/tool.echo", tool(hook.URL), demo)
+		status(resp, 409, body)
+		resp, body = admin.Do(t, "GET", "/v1/admin/tools/tool.conf.nope", nil, demo)
+		status(resp, 404, body)
+		resp, body = admin.Do(t, "DELETE", "/v1/admin/tools/tool.conf.nope", nil, demo)
+		status(resp, 404, body)
+		resp, body = user.Do(t, "PUT", "/v1/admin/tools/tool.conf.user", tool(hook.URL))
+		status(resp, 403, body)
+		resp, body = user.Do(t, "GET", "/v1/admin/tools", nil)
+		status(resp, 403, body)
+
+		// An agent uses it; its run calls the webhook with a valid signature.
+		resp, body = admin.Do(t, "PUT", "/v1/admin/agents/agt_conf_weather", map[string]any{"agent": map[string]any{
+			"name": "Weather", "model_ref": "tier:fast", "tools": []string{"tool.conf.weather"}}}, demo)
+		status(resp, 201, body)
+		resp, body = user.Do(t, "POST", "/v1/agents/agt_conf_weather/runs", map[string]any{"input": "Lisbon"})
+		status(resp, 201, body)
+		rid := JSON(t, body)["run"].(map[string]any)["run_id"].(string)
+		req, err := http.NewRequestWithContext(t.Context(), "GET", base+"/v1/runs/"+rid+"/events", nil)
+		require.NoError(t, err)
+		req.Header.Set("X-Tenant-Id", "tnt_demo")
+		sresp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		sbody := readAll(t, sresp)
+		evs := spec.ValidateSSE(t, req, sbody)
+		require.Equal(t, "agentos.run.completed", evs[len(evs)-1].Type, string(sbody))
+		var completed map[string]any
+		for _, e := range evs {
+			if e.Type == "agentos.tool.call.completed" {
+				require.NoError(t, json.Unmarshal(e.Payload, &completed))
+			}
+		}
+		require.NotNil(t, completed, string(sbody))
+		require.Equal(t, "ok", completed["status"], completed)
+		require.Equal(t, "tool.conf.weather", completed["tool_id"])
+		require.Equal(t, map[string]any{"city": "Lisbon", "forecast": "sunny", "celsius": float64(21)}, completed["output"])
+		mu.Lock()
+		require.Zero(t, badSignatures)
+		require.Len(t, received, 1)
+		var sent map[string]any
+		require.NoError(t, json.Unmarshal(received[0], &sent))
+		mu.Unlock()
+		require.Equal(t, rid, sent["run_id"])
+		require.Equal(t, "tnt_demo", sent["tenant_id"])
+		require.Equal(t, map[string]any{"city": "Lisbon"}, sent["input"])
+
+		resp, body = admin.Do(t, "DELETE", "/v1/admin/tools/tool.conf.weather", nil, demo)
+		status(resp, 204, body)
+		resp, body = admin.Do(t, "GET", "/v1/admin/tools/tool.conf.weather", nil, demo)
+		status(resp, 404, body)
+		resp, body = admin.Do(t, "GET", "/v1/admin/audit?tenant_id=tnt_demo", nil)
+		status(resp, 200, body)
+		require.Contains(t, string(body), "tool.put")
+		require.Contains(t, string(body), "tool.delete")
 	})
 }
 
