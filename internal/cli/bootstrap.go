@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nexixai/agentos/internal/auth"
 	"io"
 	"net/http"
 	"os"
@@ -234,8 +235,10 @@ func runBootstrap(ctx context.Context, out io.Writer, n *Node, tenantID, name st
 	} else {
 		fmt.Fprintf(out, "    platform admin: keeping the bootstrap token (issuing a platform_admin token was refused: %v)\n", err)
 	}
+	// Like the demo/dev seed: the tenant admin holds every scope; its role
+	// keeps it to its own tenant.
 	ta, err := admin.IssueToken(ctx, tenantID, TokenRequest{PrincipalID: "usr_" + tenantID + "_admin",
-		Roles: []string{"tenant_admin"}})
+		Roles: []string{"tenant_admin"}, Scopes: auth.AllScopes})
 	if err != nil {
 		return fmt.Errorf("issue tenant admin token: %w", err)
 	}

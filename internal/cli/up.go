@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/node"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -191,6 +194,19 @@ func preflight(ctx context.Context, n *Node, p *Progress, o upOptions, envFile s
 		_ = os.Remove(probe)
 	}
 	p.Status("home writable")
+	if n.Cfg.Mode == config.ModeProd {
+		// The services of a node sign their calls to each other with the
+		// node key. Prod generates no secrets on its own; `up` is the
+		// operator provisioning the node, so it creates the key here once
+		// (0600) unless one is provided with AGENTOS_NODE_KEY_FILE.
+		path := node.NodeKeyPath(n.Cfg)
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			if _, err := auth.LoadOrCreateNodeKey(path, true); err != nil {
+				return &checkError{check: "preflight node key", next: "set AGENTOS_NODE_KEY_FILE to a provisioned Ed25519 key", err: err}
+			}
+			p.Status("node key created at " + path)
+		}
+	}
 	if err := writeEnvFileIfMissing(envFile, n.Cfg); err != nil {
 		return &checkError{check: "preflight env file", next: "agentos up --env-file <path>", err: err}
 	}
