@@ -39,6 +39,7 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "agentos")
+		touchSources(root)
 		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/agentos")
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
@@ -50,6 +51,25 @@ func Binary(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return binPath
+}
+
+// touchSources stats every Go source file and the module files. The go
+// command caches test results by the files a test opens or stats: without
+// this, a test that runs the binary built here would be "(cached)" after a
+// change to the code under test, which it does not import.
+func touchSources(root string) {
+	_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && path != root || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && (strings.HasSuffix(path, ".go") || strings.HasSuffix(path, ".sql") || d.Name() == "go.mod" || d.Name() == "go.sum") {
+			_, _ = os.Stat(path)
+		}
+		return nil
+	})
 }
 
 // FreeAddr returns a free 127.0.0.1 address.
