@@ -2,7 +2,9 @@ package providers
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -172,4 +174,28 @@ func ProbeHealth(ctx context.Context, hc *http.Client, backend, url string, setH
 		return StatusError(backend, resp.StatusCode, "")
 	}
 	return nil
+}
+
+// PostJSON POSTs body as JSON to url with the trace context and the
+// backend's headers. A transport failure is returned mapped to the
+// contract's codes; any HTTP answer is returned for the adapter to read
+// (including non-2xx, whose error shape differs per backend).
+func PostJSON(ctx context.Context, hc *http.Client, backend, url string, body any, accept string, setHeaders func(*http.Request)) (*http.Response, error) {
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "encode backend request")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(buf))
+	if err != nil {
+		return nil, errs.Wrap(errs.DependencyUnavailable, err, "backend %s: bad base URL", backend)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", accept)
+	SetTraceparent(req)
+	setHeaders(req)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, TransportError(ctx, backend, err)
+	}
+	return resp, nil
 }

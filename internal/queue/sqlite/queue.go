@@ -40,11 +40,8 @@ func (q *Queue) now() time.Time { return q.Now().UTC().Truncate(time.Microsecond
 
 // Enqueue adds a run; a run already in the queue (queued or leased) is left as is.
 func (q *Queue) Enqueue(ctx context.Context, p queue.EnqueueParams) error {
-	if p.TenantID == "" {
-		return errs.Field("tenant_id", "is required")
-	}
-	if p.RunID == "" {
-		return errs.Field("run_id", "is required")
+	if err := p.Validate(); err != nil {
+		return err
 	}
 	now := q.now()
 	return q.db.WriteTx(ctx, func(tx *sqlite.Tx) error {
@@ -62,13 +59,8 @@ const leasable = `(lease_expires_at IS NULL OR lease_expires_at <= ?)`
 // least recently served tenants first; within a tenant, higher priority then
 // older first. TenantLimit is called at most once per tenant per call.
 func (q *Queue) Lease(ctx context.Context, p queue.LeaseParams) ([]queue.Lease, error) {
-	switch {
-	case p.Owner == "":
-		return nil, errs.Field("owner", "is required")
-	case p.Max < 1:
-		return nil, errs.Field("max", "must be at least 1")
-	case p.TTL <= 0:
-		return nil, errs.Field("ttl", "must be positive")
+	if err := p.Validate(); err != nil {
+		return nil, err
 	}
 	now := q.now()
 	nowUs := now.UnixMicro()

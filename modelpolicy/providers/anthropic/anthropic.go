@@ -179,21 +179,9 @@ func (p *Provider) headers(req *http.Request) {
 }
 
 func (p *Provider) post(ctx context.Context, body any, accept string) (*http.Response, error) {
-	buf, err := json.Marshal(body)
+	resp, err := providers.PostJSON(ctx, p.cfg.HTTPClient, p.cfg.Name, p.cfg.BaseURL+"/v1/messages", body, accept, p.headers)
 	if err != nil {
-		return nil, errs.Wrap(errs.Internal, err, "encode backend request")
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.cfg.BaseURL+"/v1/messages", bytes.NewReader(buf))
-	if err != nil {
-		return nil, errs.Wrap(errs.DependencyUnavailable, err, "backend %s: bad base URL", p.cfg.Name)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", accept)
-	providers.SetTraceparent(req)
-	p.headers(req)
-	resp, err := p.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return nil, providers.TransportError(ctx, p.cfg.Name, err)
+		return nil, err
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
