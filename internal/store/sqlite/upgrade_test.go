@@ -25,7 +25,9 @@ func TestUpgradeKeepsData(t *testing.T) {
 	require.NoError(t, err)
 	_, err = raw.Exec(`CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`)
 	require.NoError(t, err)
-	for v, name := range map[int]string{1: "0001_init.sql", 2: "0002_queue_lease_index.sql"} {
+	// In order: migration 2 indexes a table migration 1 creates.
+	for i, name := range []string{"0001_init.sql", "0002_queue_lease_index.sql"} {
+		v := i + 1
 		b, err := os.ReadFile(filepath.Join("migrations", name))
 		require.NoError(t, err)
 		_, err = raw.Exec(string(b))
