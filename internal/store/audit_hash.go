@@ -7,13 +7,59 @@ import (
 	"time"
 )
 
-// HashAudit returns the chain hash of r: SHA-256 over the previous record's
-// hash and r's content (everything but Hash itself). Adapters call it when
-// appending; `agentos audit verify` calls it to find a broken link.
+// HashAudit returns the chain hash of r: SHA-256 over the JSON of r with
+// Hash empty (which covers PrevHash, the previous record's hash). Adapters
+// call it (through HashAuditEncoded) when appending; `agentos audit verify`
+// calls it to find a broken link.
 func HashAudit(r AuditRecord) string {
-	r.Hash = ""
-	r.Time = r.Time.UTC().Truncate(time.Microsecond)
-	b, _ := json.Marshal(r) // fields are plain data; Marshal cannot fail
+	return HashAuditEncoded(r, encodeAuditMap(r.PolicyContext), encodeAuditMap(r.Details))
+}
+
+// HashAuditEncoded is HashAudit for a record whose PolicyContext and
+// Details are already encoded with json.Marshal (nil, "null" and "{}" all
+// mean empty); the maps in r are ignored. Adapters encode the maps once, for
+// their columns, outside the write transaction, so the writer only hashes.
+func HashAuditEncoded(r AuditRecord, policyContext, details []byte) string {
+	b, _ := json.Marshal(hashedAudit{ // plain data and valid JSON: Marshal cannot fail
+		AuditID: r.AuditID, Seq: r.Seq, Time: r.Time.UTC().Truncate(time.Microsecond), TenantID: r.TenantID,
+		PrincipalID: r.PrincipalID, Action: r.Action, Target: r.Target, Outcome: r.Outcome,
+		PolicyContext: nonEmptyObject(policyContext), Details: nonEmptyObject(details),
+		CorrelationID: r.CorrelationID, PrevHash: r.PrevHash,
+	})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// hashedAudit is AuditRecord with its maps pre-encoded: the same fields,
+// order, tags and omitempty rules, so it marshals to the same bytes.
+type hashedAudit struct {
+	AuditID       string          `json:"audit_id"`
+	Seq           int64           `json:"seq"`
+	Time          time.Time       `json:"time"`
+	TenantID      string          `json:"tenant_id"`
+	PrincipalID   string          `json:"principal_id"`
+	Action        string          `json:"action"`
+	Target        string          `json:"target"`
+	Outcome       string          `json:"outcome"`
+	PolicyContext json.RawMessage `json:"policy_context,omitempty"`
+	Details       json.RawMessage `json:"details,omitempty"`
+	CorrelationID string          `json:"correlation_id"`
+	PrevHash      string          `json:"prev_hash"`
+	Hash          string          `json:"hash"` // always empty
+}
+
+func encodeAuditMap(m map[string]any) []byte {
+	if len(m) == 0 {
+		return nil
+	}
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// nonEmptyObject maps what omitempty omits for a map (nil or empty) to nil.
+func nonEmptyObject(b []byte) json.RawMessage {
+	if s := string(b); s == "null" || s == "{}" {
+		return nil
+	}
+	return b
 }

@@ -16,10 +16,14 @@ import (
 // with microsecond precision so the hash recomputes after reading back.
 // Appends from every replica are serialized by the lock on audit_head.
 func (db *DB) AppendAudit(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error) {
+	row, err := storeutil.PrepareAudit(r, db.now)
+	if err != nil {
+		return row.Record, err
+	}
 	var out store.AuditRecord
-	err := db.Tx(ctx, func(tx pgx.Tx) error {
+	err = db.Tx(ctx, func(tx pgx.Tx) error {
 		var err error
-		out, err = db.appendAuditTx(ctx, tx, r)
+		out, err = db.appendAuditTx(ctx, tx, row)
 		return err
 	})
 	return out, err
@@ -27,18 +31,15 @@ func (db *DB) AppendAudit(ctx context.Context, r store.AuditRecord) (store.Audit
 
 // appendAuditTx appends r inside tx. It locks the chain head, so it must be
 // the last lock a transaction takes (CreateRun calls it last).
-func (db *DB) appendAuditTx(ctx context.Context, tx pgx.Tx, r store.AuditRecord) (store.AuditRecord, error) {
-	row, err := storeutil.PrepareAudit(r, db.now)
-	r = row.Record
-	if err != nil {
-		return r, err
-	}
+func (db *DB) appendAuditTx(ctx context.Context, tx pgx.Tx, row storeutil.AuditRow) (store.AuditRecord, error) {
+	r := row.Record
 	var lastSeq int64
 	var lastHash string
 	if err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE`).Scan(&lastSeq, &lastHash); err != nil {
 		return r, mapErr(err, "audit chain head")
 	}
-	storeutil.Chain(&r, lastSeq, lastHash)
+	row.Chain(lastSeq, lastHash)
+	r = row.Record
 	if _, err := tx.Exec(ctx, `INSERT INTO audit_log (tenant_id, seq, audit_id, time, principal_id, action, target,
 		outcome, policy_context, details, correlation_id, prev_hash, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)`,
 		r.TenantID, r.Seq, r.AuditID, r.Time, r.PrincipalID, r.Action, r.Target, r.Outcome, row.PolicyContext,

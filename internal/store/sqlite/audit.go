@@ -13,28 +13,30 @@ import (
 // (ids.New("aud_")) and Time (now) are filled when empty; Time is stored UTC
 // with microsecond precision so the hash recomputes after reading back.
 func (db *DB) AppendAudit(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error) {
+	// The map columns are encoded here, not in the (single) writer.
+	row, err := storeutil.PrepareAudit(r, db.now)
+	if err != nil {
+		return row.Record, err
+	}
 	var out store.AuditRecord
-	err := db.WriteTx(ctx, func(tx *Tx) error {
+	err = db.WriteTx(ctx, func(tx *Tx) error {
 		var err error
-		out, err = db.appendAuditTx(ctx, tx, r)
+		out, err = db.appendAuditTx(ctx, tx, row)
 		return err
 	})
 	return out, err
 }
 
-func (db *DB) appendAuditTx(ctx context.Context, tx *Tx, r store.AuditRecord) (store.AuditRecord, error) {
-	row, err := storeutil.PrepareAudit(r, db.now)
-	r = row.Record
-	if err != nil {
-		return r, err
-	}
+// appendAuditTx appends a prepared record (storeutil.PrepareAudit) inside tx.
+func (db *DB) appendAuditTx(ctx context.Context, tx *Tx, row storeutil.AuditRow) (store.AuditRecord, error) {
 	var lastSeq int64
 	var lastHash string
-	err = tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`).Scan(&lastSeq, &lastHash)
+	err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`).Scan(&lastSeq, &lastHash)
 	if err != nil && err != sql.ErrNoRows {
-		return r, mapErr(err, "audit log")
+		return row.Record, mapErr(err, "audit log")
 	}
-	storeutil.Chain(&r, lastSeq, lastHash)
+	row.Chain(lastSeq, lastHash)
+	r := row.Record
 	_, err = tx.ExecContext(ctx, `INSERT INTO audit_log (tenant_id, seq, audit_id, time, principal_id, action, target,
 		outcome, policy_context, details, correlation_id, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		r.TenantID, r.Seq, r.AuditID, r.Time.UnixMicro(), r.PrincipalID, r.Action, r.Target, r.Outcome,

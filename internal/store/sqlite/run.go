@@ -89,8 +89,8 @@ func (db *DB) CreateRun(ctx context.Context, p store.CreateRunParams) (store.Cre
 				return mapErr(err, "queue entry")
 			}
 		}
-		if p.Audit != nil {
-			if _, err := db.appendAuditTx(ctx, tx, *p.Audit); err != nil {
+		if nr.Audit != nil {
+			if _, err := db.appendAuditTx(ctx, tx, *nr.Audit); err != nil {
 				return err
 			}
 		}

@@ -309,6 +309,8 @@ type NewRun struct {
 	TTL time.Duration
 	// Now is the admission time (UTC, microseconds).
 	Now time.Time
+	// Audit is p.Audit prepared (PrepareAudit), nil when there is none.
+	Audit *AuditRow
 }
 
 // PrepareRun validates p and fills CreateRun's defaults: RunID
@@ -345,6 +347,13 @@ func PrepareRun(p store.CreateRunParams, now func() time.Time) (NewRun, error) {
 	n.FirstEvent = ev
 	if n.TTL == 0 {
 		n.TTL = DefaultIdempotencyTTL
+	}
+	if p.Audit != nil {
+		row, err := PrepareAudit(*p.Audit, now)
+		if err != nil {
+			return NewRun{}, err
+		}
+		n.Audit = &row
 	}
 	return n, nil
 }
@@ -487,10 +496,17 @@ func PrepareAudit(r store.AuditRecord, now func() time.Time) (AuditRow, error) {
 	return row, err
 }
 
-// Chain links r after the chain's last record: Seq, PrevHash and Hash.
-func Chain(r *store.AuditRecord, lastSeq int64, lastHash string) {
+// Chain links the record after the chain's last record: Seq, PrevHash and
+// Hash (from the already encoded map columns).
+func (row *AuditRow) Chain(lastSeq int64, lastHash string) {
+	r := &row.Record
 	r.Seq, r.PrevHash = lastSeq+1, lastHash
-	r.Hash = store.HashAudit(*r)
+	r.Hash = store.HashAuditEncoded(*r, columnBytes(row.PolicyContext), columnBytes(row.Details))
+}
+
+func columnBytes(v any) []byte {
+	s, _ := v.(string)
+	return []byte(s)
 }
 
 // DecodeAudit decodes an audit record's map columns into r.

@@ -121,8 +121,8 @@ func TestAuditAndIngested(t *testing.T) {
 	require.NotEmpty(t, row.Record.AuditID)
 	require.Nil(t, row.PolicyContext)
 	require.Equal(t, `{"n":1}`, row.Details)
+	row.Chain(4, "prev")
 	r := row.Record
-	storeutil.Chain(&r, 4, "prev")
 	require.Equal(t, int64(5), r.Seq)
 	require.Equal(t, "prev", r.PrevHash)
 	require.Equal(t, store.HashAudit(r), r.Hash)
