@@ -2,6 +2,7 @@ package modelpolicy
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/store/sqlite"
+	"github.com/nexixai/agentos/internal/store/storetest"
 )
 
 // budgetCall is a chat call whose real usage is about 1,000 tokens (the
@@ -155,16 +157,16 @@ type slowStore struct {
 	writes atomic.Int64
 }
 
-func (s *slowStore) RecordUsage(ctx context.Context, u store.UsageRecord) error {
+func (s *slowStore) RecordUsage(ctx context.Context, us ...store.UsageRecord) error {
 	<-s.gate
 	s.writes.Add(1)
-	return s.DB.RecordUsage(ctx, u)
+	return s.DB.RecordUsage(ctx, us...)
 }
 
-func (s *slowStore) AppendAudit(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error) {
+func (s *slowStore) AppendAudits(ctx context.Context, rs []store.AuditRecord) ([]store.AuditRecord, error) {
 	<-s.gate
 	s.writes.Add(1)
-	return s.DB.AppendAudit(ctx, r)
+	return s.DB.AppendAudits(ctx, rs)
 }
 
 func TestCallsDoNotWaitForLedgerOrAuditWrites(t *testing.T) {
@@ -220,11 +222,11 @@ type failingUsage struct {
 	fails atomic.Int64
 }
 
-func (f *failingUsage) RecordUsage(ctx context.Context, u store.UsageRecord) error {
+func (f *failingUsage) RecordUsage(ctx context.Context, us ...store.UsageRecord) error {
 	if f.fails.Add(-1) >= 0 {
 		return context.DeadlineExceeded
 	}
-	return f.DB.RecordUsage(ctx, u)
+	return f.DB.RecordUsage(ctx, us...)
 }
 
 func TestLedgerWriteFailuresAreRetried(t *testing.T) {
@@ -244,6 +246,56 @@ func TestLedgerWriteFailuresAreRetried(t *testing.T) {
 	recs, err := db.ListUsage(context.Background(), store.UsageFilter{TenantID: "tnt_a"})
 	require.NoError(t, err)
 	require.Len(t, recs, 1)
+}
+
+// TestWriterBatchesAndIsolatesABadRecord drives the record writer alone:
+// a batch is written with one call per kind, and a record that always
+// fails costs only itself (logged and counted), not its batch.
+func TestWriterBatchesAndIsolatesABadRecord(t *testing.T) {
+	t.Parallel()
+	db := openDB(t)
+	var usageCalls atomic.Int64
+	usage := func(ctx context.Context, us ...store.UsageRecord) error {
+		usageCalls.Add(1)
+		for _, u := range us {
+			if u.UsageID == "usg_bad" {
+				return errs.E(errs.Internal, "cannot store usg_bad")
+			}
+		}
+		return db.RecordUsage(ctx, us...)
+	}
+	var failed, auditFailed atomic.Int64
+	w := newRecordWriter(usage, AuditLogRecorder{Log: db}, slog.New(slog.NewTextHandler(io.Discard, nil)),
+		func(audit bool) {
+			failed.Add(1)
+			if audit {
+				auditFailed.Add(1)
+			}
+		}, time.Hour) // only the full batch or Flush writes
+	rec := func(id string) store.UsageRecord {
+		return store.UsageRecord{UsageID: id, TenantID: "tnt_a", PrincipalID: "usr_a", ModelID: "m", Backend: "builtin",
+			Operation: "chat", InputTokens: 1, OutputTokens: 1}
+	}
+	for i := range 5 {
+		w.Usage(rec(fmt.Sprintf("usg_%d", i)))
+		w.Audit(store.AuditRecord{TenantID: "tnt_a", Action: "model.invoke", Target: fmt.Sprint(i)})
+	}
+	require.NoError(t, w.Flush(context.Background()))
+	require.EqualValues(t, 1, usageCalls.Load(), "one store call for the batch")
+	aud, err := db.ListAudit(context.Background(), store.ListAuditParams{TenantID: "tnt_a"})
+	require.NoError(t, err)
+	require.Len(t, aud, 5)
+	storetest.VerifyChain(t, aud)
+
+	w.Usage(rec("usg_5"))
+	w.Usage(rec("usg_bad"))
+	w.Usage(rec("usg_6"))
+	w.Close()
+	recs, err := db.ListUsage(context.Background(), store.UsageFilter{TenantID: "tnt_a"})
+	require.NoError(t, err)
+	require.Len(t, recs, 7, "everything but usg_bad")
+	require.EqualValues(t, 1, failed.Load())
+	require.Zero(t, auditFailed.Load())
 }
 
 // countingTenants counts store reads of tenants.

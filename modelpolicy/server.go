@@ -40,15 +40,16 @@ type Store interface {
 // AuditRecorder appends audit records; internal/audit's Auditor and
 // AuditLogRecorder satisfy it.
 type AuditRecorder interface {
-	Record(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error)
+	// RecordBatch appends rs in order, all of them or, on error, none.
+	RecordBatch(ctx context.Context, rs []store.AuditRecord) ([]store.AuditRecord, error)
 }
 
 // AuditLogRecorder records straight into a store.AuditLog.
 type AuditLogRecorder struct{ Log store.AuditLog }
 
-// Record appends r.
-func (a AuditLogRecorder) Record(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error) {
-	return a.Log.AppendAudit(ctx, r)
+// RecordBatch appends rs.
+func (a AuditLogRecorder) RecordBatch(ctx context.Context, rs []store.AuditRecord) ([]store.AuditRecord, error) {
+	return a.Log.AppendAudits(ctx, rs)
 }
 
 // Config configures a Server.

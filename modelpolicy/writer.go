@@ -13,19 +13,21 @@ import (
 //
 // A call hands its usage record and audit record to the writer and goes
 // on: one flusher goroutine drains up to maxBatch records (or what arrives
-// within maxDelay of the first) and writes them, issuing the batch's
-// writes concurrently so a store with group commit combines them into
-// shared transactions. A full buffer blocks the caller (backpressure)
-// rather than dropping records. A failed write is retried a few times,
-// then logged and counted. Flush waits for everything queued so far;
-// Close flushes everything and stops the flusher.
+// within maxDelay of the first) and writes them with two store calls, the
+// batch's usage records in one transaction and its audit records in
+// another (the two run concurrently, so a store with group commit may
+// join them). A full buffer blocks the caller (backpressure) rather than
+// dropping records. A failed batch is retried a few times, then its
+// records are written one by one (so one bad record cannot lose the
+// others) and what still fails is logged and counted. Flush waits for
+// everything queued so far; Close flushes everything and stops the
+// flusher.
 
 const (
-	writerBuffer     = 8192
-	writerMaxBatch   = 256
-	writerMaxDelay   = 10 * time.Millisecond
-	writerAttempts   = 4
-	writerWriteLimit = 256 // concurrent writes of one batch (a whole batch joins one group commit)
+	writerBuffer   = 8192
+	writerMaxBatch = 256
+	writerMaxDelay = 10 * time.Millisecond
+	writerAttempts = 4
 )
 
 // writeItem is one record to write, or a flush barrier.
@@ -36,7 +38,7 @@ type writeItem struct {
 }
 
 type recordWriter struct {
-	usage    func(context.Context, store.UsageRecord) error
+	usage    func(context.Context, ...store.UsageRecord) error
 	audit    AuditRecorder
 	log      *slog.Logger
 	onFail   func(audit bool)
@@ -48,7 +50,7 @@ type recordWriter struct {
 	done   chan struct{}
 }
 
-func newRecordWriter(usage func(context.Context, store.UsageRecord) error, audit AuditRecorder, log *slog.Logger, onFail func(audit bool), maxDelay time.Duration) *recordWriter {
+func newRecordWriter(usage func(context.Context, ...store.UsageRecord) error, audit AuditRecorder, log *slog.Logger, onFail func(audit bool), maxDelay time.Duration) *recordWriter {
 	if maxDelay <= 0 {
 		maxDelay = writerMaxDelay
 	}
@@ -143,21 +145,29 @@ func (w *recordWriter) run() {
 	}
 }
 
-// writeBatch writes the records concurrently (bounded), then releases the
-// barriers.
+// writeBatch writes the batch's usage and audit records, then releases
+// its barriers.
 func (w *recordWriter) writeBatch(batch []writeItem) {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, writerWriteLimit)
+	var usage []store.UsageRecord
+	var audit []store.AuditRecord
 	for _, it := range batch {
-		if it.barrier != nil {
-			continue
+		switch {
+		case it.usage != nil:
+			usage = append(usage, *it.usage)
+		case it.audit != nil:
+			audit = append(audit, *it.audit)
 		}
+	}
+	var wg sync.WaitGroup
+	if len(usage) > 0 {
 		wg.Add(1)
-		sem <- struct{}{}
 		go func() {
-			defer func() { <-sem; wg.Done() }()
-			w.write(it)
+			defer wg.Done()
+			w.writeAll(usage, nil, writerAttempts)
 		}()
+	}
+	if len(audit) > 0 {
+		w.writeAll(nil, audit, writerAttempts)
 	}
 	wg.Wait()
 	for _, it := range batch {
@@ -167,31 +177,66 @@ func (w *recordWriter) writeBatch(batch []writeItem) {
 	}
 }
 
-// write writes one record, retrying failures.
+// write writes one record (a write after Close).
 func (w *recordWriter) write(it writeItem) {
+	switch {
+	case it.usage != nil:
+		w.writeAll([]store.UsageRecord{*it.usage}, nil, writerAttempts)
+	case it.audit != nil:
+		w.writeAll(nil, []store.AuditRecord{*it.audit}, writerAttempts)
+	}
+}
+
+// writeAll writes usage or audit records in one store call, making up to
+// attempts attempts; when they all fail, a batch of several is written
+// record by record, one attempt each, so only the records that fail
+// themselves are lost (logged and counted).
+func (w *recordWriter) writeAll(usage []store.UsageRecord, audit []store.AuditRecord, attempts int) {
+	err := w.retry(attempts, func(ctx context.Context) error {
+		if usage != nil {
+			return w.usage(ctx, usage...)
+		}
+		_, err := w.audit.RecordBatch(ctx, audit)
+		return err
+	})
+	switch {
+	case err == nil:
+		return
+	case len(usage) > 1:
+		for _, u := range usage {
+			w.writeAll([]store.UsageRecord{u}, nil, 1)
+		}
+		return
+	case len(audit) > 1:
+		for _, r := range audit {
+			w.writeAll(nil, []store.AuditRecord{r}, 1)
+		}
+		return
+	}
+	if len(usage) == 1 {
+		w.log.Error("record usage failed", "err", err, "tenant_id", usage[0].TenantID, "usage_id", usage[0].UsageID)
+	} else {
+		w.log.Error("audit record failed", "err", err, "tenant_id", audit[0].TenantID, "action", audit[0].Action, "audit_id", audit[0].AuditID)
+	}
+	if w.onFail != nil {
+		w.onFail(len(audit) > 0)
+	}
+}
+
+// retry calls fn up to attempts times with a growing pause, each attempt
+// with its own timeout.
+func (w *recordWriter) retry(attempts int, fn func(context.Context) error) error {
 	var err error
-	for attempt := range writerAttempts {
+	for attempt := range attempts {
 		if attempt > 0 {
 			time.Sleep(time.Duration(attempt*attempt) * 10 * time.Millisecond)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		switch {
-		case it.usage != nil:
-			err = w.usage(ctx, *it.usage)
-		case it.audit != nil:
-			_, err = w.audit.Record(ctx, *it.audit)
-		}
+		err = fn(ctx)
 		cancel()
 		if err == nil {
-			return
+			return nil
 		}
 	}
-	if it.usage != nil {
-		w.log.Error("record usage failed", "err", err, "tenant_id", it.usage.TenantID, "usage_id", it.usage.UsageID)
-	} else {
-		w.log.Error("audit record failed", "err", err, "tenant_id", it.audit.TenantID, "action", it.audit.Action, "audit_id", it.audit.AuditID)
-	}
-	if w.onFail != nil {
-		w.onFail(it.audit != nil)
-	}
+	return err
 }

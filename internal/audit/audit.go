@@ -52,9 +52,34 @@ func New(st store.AuditLog, sink io.Writer) *Auditor {
 // sink. A sink failure is logged, not returned: the store is the source of
 // truth. Action is required (invalid_request otherwise).
 func (a *Auditor) Record(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error) {
-	if strings.TrimSpace(r.Action) == "" {
-		return store.AuditRecord{}, errs.Field("action", "required")
+	out, err := a.RecordBatch(ctx, []store.AuditRecord{r})
+	if err != nil {
+		return store.AuditRecord{}, err
 	}
+	return out[0], nil
+}
+
+// RecordBatch records rs as Record does, in order, appended in one store
+// transaction: all of them or, on error, none.
+func (a *Auditor) RecordBatch(ctx context.Context, rs []store.AuditRecord) ([]store.AuditRecord, error) {
+	filled := make([]store.AuditRecord, len(rs))
+	for i, r := range rs {
+		if strings.TrimSpace(r.Action) == "" {
+			return nil, errs.Field("action", "required")
+		}
+		filled[i] = a.fill(ctx, r)
+	}
+	stored, err := a.st.AppendAudits(ctx, filled)
+	if err != nil {
+		return nil, err
+	}
+	if a.sink != nil {
+		a.writeSink(ctx, stored)
+	}
+	return stored, nil
+}
+
+func (a *Auditor) fill(ctx context.Context, r store.AuditRecord) store.AuditRecord {
 	if r.AuditID == "" {
 		r.AuditID = ids.New("aud_")
 	}
@@ -76,22 +101,30 @@ func (a *Auditor) Record(ctx context.Context, r store.AuditRecord) (store.AuditR
 	if r.Outcome == "" {
 		r.Outcome = OutcomeSuccess
 	}
-	stored, err := a.st.AppendAudit(ctx, r)
-	if err != nil {
-		return store.AuditRecord{}, err
+	return r
+}
+
+// writeSink writes the stored records to the sink, one JSON line each.
+func (a *Auditor) writeSink(ctx context.Context, stored []store.AuditRecord) {
+	if len(stored) == 0 {
+		return
 	}
-	if a.sink != nil {
-		line, err := json.Marshal(stored)
-		if err == nil {
-			a.mu.Lock()
-			_, err = a.sink.Write(append(line, '\n'))
-			a.mu.Unlock()
-		}
+	var buf []byte
+	for _, r := range stored {
+		line, err := json.Marshal(r)
 		if err != nil {
-			a.logger.ErrorContext(ctx, "audit sink write failed", "err", err, "audit_id", stored.AuditID, "seq", stored.Seq)
+			a.logger.ErrorContext(ctx, "audit sink encode failed", "err", err, "audit_id", r.AuditID, "seq", r.Seq)
+			continue
 		}
+		buf = append(append(buf, line...), '\n')
 	}
-	return stored, nil
+	a.mu.Lock()
+	_, err := a.sink.Write(buf)
+	a.mu.Unlock()
+	if err != nil {
+		a.logger.ErrorContext(ctx, "audit sink write failed", "err", err, "records", len(stored),
+			"first_seq", stored[0].Seq)
+	}
 }
 
 // nopCloser keeps the process's stdout/stderr open when the sink is closed.

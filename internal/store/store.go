@@ -185,6 +185,9 @@ type ListAuditParams struct {
 type AuditLog interface {
 	// AppendAudit sets Seq, PrevHash and Hash (see HashAudit) and appends.
 	AppendAudit(ctx context.Context, r AuditRecord) (AuditRecord, error)
+	// AppendAudits appends rs in order, as AppendAudit would one by one, in
+	// one transaction: all are appended or, on error, none.
+	AppendAudits(ctx context.Context, rs []AuditRecord) ([]AuditRecord, error)
 	// ListAudit lists records in Seq order.
 	ListAudit(ctx context.Context, p ListAuditParams) ([]AuditRecord, error)
 }
@@ -252,8 +255,9 @@ type UsageStore interface {
 	SettleBudget(ctx context.Context, r Reservation, tokens int64, costUSD float64) error
 	// BudgetUsage returns used (settled + reserved) amounts for a window.
 	BudgetUsage(ctx context.Context, tenantID, window string, windowStart time.Time) (BudgetUsage, error)
-	// RecordUsage appends to the usage ledger.
-	RecordUsage(ctx context.Context, u UsageRecord) error
+	// RecordUsage appends records to the usage ledger in one transaction:
+	// all are recorded or, on error, none.
+	RecordUsage(ctx context.Context, us ...UsageRecord) error
 	// ListUsage returns matching records, oldest first.
 	ListUsage(ctx context.Context, f UsageFilter) ([]UsageRecord, error)
 }

@@ -16,40 +16,56 @@ import (
 // with microsecond precision so the hash recomputes after reading back.
 // Appends from every replica are serialized by the lock on audit_head.
 func (db *DB) AppendAudit(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error) {
-	row, err := storeutil.PrepareAudit(r, db.now)
+	out, err := db.AppendAudits(ctx, []store.AuditRecord{r})
 	if err != nil {
-		return row.Record, err
+		return store.AuditRecord{}, err
 	}
-	var out store.AuditRecord
+	return out[0], nil
+}
+
+// AppendAudits appends rs in order in one transaction (see AppendAudit).
+func (db *DB) AppendAudits(ctx context.Context, rs []store.AuditRecord) ([]store.AuditRecord, error) {
+	rows, err := storeutil.PrepareAudits(rs, db.now)
+	if err != nil {
+		return nil, err
+	}
+	var out []store.AuditRecord
 	err = db.Tx(ctx, func(tx pgx.Tx) error {
 		var err error
-		out, err = db.appendAuditTx(ctx, tx, row)
+		out, err = db.appendAuditTx(ctx, tx, rows)
 		return err
 	})
 	return out, err
 }
 
-// appendAuditTx appends r inside tx. It locks the chain head, so it must be
-// the last lock a transaction takes (CreateRun calls it last).
-func (db *DB) appendAuditTx(ctx context.Context, tx pgx.Tx, row storeutil.AuditRow) (store.AuditRecord, error) {
-	r := row.Record
+// appendAuditTx appends prepared records inside tx. It locks the chain
+// head, so it must be the last lock a transaction takes (CreateRun calls it
+// last).
+func (db *DB) appendAuditTx(ctx context.Context, tx pgx.Tx, rows []storeutil.AuditRow) ([]store.AuditRecord, error) {
 	var lastSeq int64
 	var lastHash string
 	if err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE`).Scan(&lastSeq, &lastHash); err != nil {
-		return r, mapErr(err, "audit chain head")
+		return nil, mapErr(err, "audit chain head")
 	}
-	row.Chain(lastSeq, lastHash)
-	r = row.Record
-	if _, err := tx.Exec(ctx, `INSERT INTO audit_log (tenant_id, seq, audit_id, time, principal_id, action, target,
-		outcome, policy_context, details, correlation_id, prev_hash, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)`,
-		r.TenantID, r.Seq, r.AuditID, r.Time, r.PrincipalID, r.Action, r.Target, r.Outcome, row.PolicyContext,
-		row.Details, r.CorrelationID, r.PrevHash, r.Hash); err != nil {
-		return r, mapErr(err, "audit record")
+	storeutil.ChainAll(rows, lastSeq, lastHash)
+	out := make([]store.AuditRecord, len(rows))
+	for i, row := range rows {
+		r := row.Record
+		if _, err := tx.Exec(ctx, `INSERT INTO audit_log (tenant_id, seq, audit_id, time, principal_id, action, target,
+			outcome, policy_context, details, correlation_id, prev_hash, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)`,
+			r.TenantID, r.Seq, r.AuditID, r.Time, r.PrincipalID, r.Action, r.Target, r.Outcome, row.PolicyContext,
+			row.Details, r.CorrelationID, r.PrevHash, r.Hash); err != nil {
+			return nil, mapErr(err, "audit record "+r.AuditID)
+		}
+		out[i] = r
 	}
-	if _, err := tx.Exec(ctx, `UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1`, r.Seq, r.Hash); err != nil {
-		return r, mapErr(err, "audit chain head")
+	if len(rows) > 0 {
+		last := rows[len(rows)-1].Record
+		if _, err := tx.Exec(ctx, `UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1`, last.Seq, last.Hash); err != nil {
+			return nil, mapErr(err, "audit chain head")
+		}
 	}
-	return r, nil
+	return out, nil
 }
 
 // ListAudit lists records in Seq order; TenantID "" lists every tenant.

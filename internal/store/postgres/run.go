@@ -72,7 +72,7 @@ func (db *DB) CreateRun(ctx context.Context, p store.CreateRunParams) (store.Cre
 			}
 		}
 		if nr.Audit != nil {
-			if _, err := db.appendAuditTx(ctx, tx, *nr.Audit); err != nil {
+			if _, err := db.appendAuditTx(ctx, tx, []storeutil.AuditRow{*nr.Audit}); err != nil {
 				return err
 			}
 		}

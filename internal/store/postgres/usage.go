@@ -93,18 +93,24 @@ func (db *DB) BudgetUsage(ctx context.Context, tenantID, window string, windowSt
 	return budgetUsed(ctx, db.pool, tenantID, window, windowStart)
 }
 
-// RecordUsage appends to the usage ledger; UsageID (ids.New("usg_")) and
-// Time (now) are filled when empty.
-func (db *DB) RecordUsage(ctx context.Context, u store.UsageRecord) error {
-	u, err := storeutil.PrepareUsage(u, db.now)
+// RecordUsage appends records to the usage ledger in one transaction;
+// UsageID (ids.New("usg_")) and Time (now) are filled when empty.
+func (db *DB) RecordUsage(ctx context.Context, us ...store.UsageRecord) error {
+	us, err := storeutil.PrepareUsages(us, db.now)
 	if err != nil {
 		return err
 	}
-	_, err = db.pool.Exec(ctx, `INSERT INTO usage_records (tenant_id, usage_id, principal_id, agent_id, run_id,
-		model_id, backend, operation, input_tokens, output_tokens, cost_usd, time) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
-		u.TenantID, u.UsageID, u.PrincipalID, u.AgentID, u.RunID, u.ModelID, u.Backend, u.Operation,
-		u.InputTokens, u.OutputTokens, u.CostUSD, storeutil.UTC(u.Time))
-	return mapErr(err, "usage record "+u.UsageID)
+	return db.Tx(ctx, func(tx pgx.Tx) error {
+		for _, u := range us {
+			if _, err := tx.Exec(ctx, `INSERT INTO usage_records (tenant_id, usage_id, principal_id, agent_id, run_id,
+				model_id, backend, operation, input_tokens, output_tokens, cost_usd, time) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
+				u.TenantID, u.UsageID, u.PrincipalID, u.AgentID, u.RunID, u.ModelID, u.Backend, u.Operation,
+				u.InputTokens, u.OutputTokens, u.CostUSD, storeutil.UTC(u.Time)); err != nil {
+				return mapErr(err, "usage record "+u.UsageID)
+			}
+		}
+		return nil
+	})
 }
 
 // ListUsage returns matching records oldest first. Since is inclusive,

@@ -13,35 +13,50 @@ import (
 // (ids.New("aud_")) and Time (now) are filled when empty; Time is stored UTC
 // with microsecond precision so the hash recomputes after reading back.
 func (db *DB) AppendAudit(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error) {
-	// The map columns are encoded here, not in the (single) writer.
-	row, err := storeutil.PrepareAudit(r, db.now)
+	out, err := db.AppendAudits(ctx, []store.AuditRecord{r})
 	if err != nil {
-		return row.Record, err
+		return store.AuditRecord{}, err
 	}
-	var out store.AuditRecord
+	return out[0], nil
+}
+
+// AppendAudits appends rs in order in one transaction (see AppendAudit).
+func (db *DB) AppendAudits(ctx context.Context, rs []store.AuditRecord) ([]store.AuditRecord, error) {
+	// The map columns are encoded here, not in the (single) writer.
+	rows, err := storeutil.PrepareAudits(rs, db.now)
+	if err != nil {
+		return nil, err
+	}
+	var out []store.AuditRecord
 	err = db.WriteTx(ctx, func(tx *Tx) error {
 		var err error
-		out, err = db.appendAuditTx(ctx, tx, row)
+		out, err = db.appendAuditTx(ctx, tx, rows)
 		return err
 	})
 	return out, err
 }
 
-// appendAuditTx appends a prepared record (storeutil.PrepareAudit) inside tx.
-func (db *DB) appendAuditTx(ctx context.Context, tx *Tx, row storeutil.AuditRow) (store.AuditRecord, error) {
+// appendAuditTx appends prepared records (storeutil.PrepareAudits) inside tx.
+func (db *DB) appendAuditTx(ctx context.Context, tx *Tx, rows []storeutil.AuditRow) ([]store.AuditRecord, error) {
 	var lastSeq int64
 	var lastHash string
 	err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`).Scan(&lastSeq, &lastHash)
 	if err != nil && err != sql.ErrNoRows {
-		return row.Record, mapErr(err, "audit log")
+		return nil, mapErr(err, "audit log")
 	}
-	row.Chain(lastSeq, lastHash)
-	r := row.Record
-	_, err = tx.ExecContext(ctx, `INSERT INTO audit_log (tenant_id, seq, audit_id, time, principal_id, action, target,
-		outcome, policy_context, details, correlation_id, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		r.TenantID, r.Seq, r.AuditID, r.Time.UnixMicro(), r.PrincipalID, r.Action, r.Target, r.Outcome,
-		row.PolicyContext, row.Details, r.CorrelationID, r.PrevHash, r.Hash)
-	return r, mapErr(err, "audit record")
+	storeutil.ChainAll(rows, lastSeq, lastHash)
+	out := make([]store.AuditRecord, len(rows))
+	for i, row := range rows {
+		r := row.Record
+		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_log (tenant_id, seq, audit_id, time, principal_id, action, target,
+			outcome, policy_context, details, correlation_id, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+			r.TenantID, r.Seq, r.AuditID, r.Time.UnixMicro(), r.PrincipalID, r.Action, r.Target, r.Outcome,
+			row.PolicyContext, row.Details, r.CorrelationID, r.PrevHash, r.Hash); err != nil {
+			return nil, mapErr(err, "audit record "+r.AuditID)
+		}
+		out[i] = r
+	}
+	return out, nil
 }
 
 // ListAudit lists records in Seq order; TenantID "" lists every tenant.

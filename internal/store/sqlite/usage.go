@@ -71,19 +71,23 @@ func (db *DB) BudgetUsage(ctx context.Context, tenantID, window string, windowSt
 	return budgetUsed(ctx, db.r, tenantID, window, windowStart)
 }
 
-// RecordUsage appends to the usage ledger; UsageID (ids.New("usg_")) and
-// Time (now) are filled when empty.
-func (db *DB) RecordUsage(ctx context.Context, u store.UsageRecord) error {
-	u, err := storeutil.PrepareUsage(u, db.now)
+// RecordUsage appends records to the usage ledger in one transaction;
+// UsageID (ids.New("usg_")) and Time (now) are filled when empty.
+func (db *DB) RecordUsage(ctx context.Context, us ...store.UsageRecord) error {
+	us, err := storeutil.PrepareUsages(us, db.now)
 	if err != nil {
 		return err
 	}
 	return db.WriteTx(ctx, func(tx *Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO usage_records (tenant_id, usage_id, principal_id, agent_id, run_id,
-			model_id, backend, operation, input_tokens, output_tokens, cost_usd, time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
-			u.TenantID, u.UsageID, u.PrincipalID, u.AgentID, u.RunID, u.ModelID, u.Backend, u.Operation,
-			u.InputTokens, u.OutputTokens, u.CostUSD, storeutil.UTC(u.Time).UnixMicro())
-		return mapErr(err, "usage record "+u.UsageID)
+		for _, u := range us {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO usage_records (tenant_id, usage_id, principal_id, agent_id, run_id,
+				model_id, backend, operation, input_tokens, output_tokens, cost_usd, time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
+				u.TenantID, u.UsageID, u.PrincipalID, u.AgentID, u.RunID, u.ModelID, u.Backend, u.Operation,
+				u.InputTokens, u.OutputTokens, u.CostUSD, storeutil.UTC(u.Time).UnixMicro()); err != nil {
+				return mapErr(err, "usage record "+u.UsageID)
+			}
+		}
+		return nil
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
 )
 
@@ -79,6 +80,35 @@ func testAudit(t *testing.T, newStore func(t *testing.T) store.Store) {
 		require.Len(t, page, 3)
 		require.EqualValues(t, 3, page[0].Seq)
 		require.EqualValues(t, 5, page[2].Seq)
+	})
+
+	t.Run("BatchesChainInOrderAllOrNothing", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		_, err := s.AppendAudit(ctx, rec("ten_a", 0))
+		require.NoError(t, err)
+		batch, err := s.AppendAudits(ctx, []store.AuditRecord{rec("ten_b", 1), rec("ten_a", 2), rec("ten_b", 3)})
+		require.NoError(t, err)
+		require.Len(t, batch, 3)
+		for i, r := range batch {
+			require.EqualValues(t, i+2, r.Seq)
+			require.Equal(t, fmt.Sprintf("run_%d", i+1), r.Target)
+		}
+		// A batch with an invalid record appends nothing.
+		_, err = s.AppendAudits(ctx, []store.AuditRecord{rec("ten_a", 6), {TenantID: "ten_a", Details: map[string]any{"f": func() {}}}})
+		requireCode(t, err, errs.ErrInvalid)
+		empty, err := s.AppendAudits(ctx, nil)
+		require.NoError(t, err)
+		require.Empty(t, empty)
+
+		all, err := s.ListAudit(ctx, store.ListAuditParams{})
+		require.NoError(t, err)
+		require.Len(t, all, 4)
+		VerifyChain(t, all)
+		require.Equal(t, batch[2].Hash, all[3].Hash)
+		onlyB, err := s.ListAudit(ctx, store.ListAuditParams{TenantID: "ten_b"})
+		require.NoError(t, err)
+		require.Len(t, onlyB, 2)
 	})
 
 	t.Run("ConcurrentAppendsStayChained", func(t *testing.T) {

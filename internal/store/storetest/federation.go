@@ -60,6 +60,23 @@ func testUsage(t *testing.T, newStore func(t *testing.T) store.Store) {
 		_, err = s.ListUsage(ctx, store.UsageFilter{})
 		requireCode(t, err, errs.ErrInvalid)
 	})
+
+	t.Run("BatchesAllOrNothing", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		mk := func(id string) store.UsageRecord {
+			return store.UsageRecord{UsageID: id, TenantID: "ten_a", PrincipalID: "prn_a", ModelID: "small",
+				Backend: "builtin", Operation: "chat", InputTokens: 1, OutputTokens: 1, Time: at(time.Second)}
+		}
+		require.NoError(t, s.RecordUsage(ctx, mk("usg_1"), mk("usg_2"), mk("usg_3")))
+		require.NoError(t, s.RecordUsage(ctx))
+		// A duplicate or an invalid record fails the whole batch.
+		requireCode(t, s.RecordUsage(ctx, mk("usg_4"), mk("usg_2")), errs.ErrConflict)
+		requireCode(t, s.RecordUsage(ctx, mk("usg_5"), store.UsageRecord{UsageID: "usg_6"}), errs.ErrInvalid)
+		got, err := s.ListUsage(ctx, store.UsageFilter{TenantID: "ten_a"})
+		require.NoError(t, err)
+		require.Len(t, got, 3)
+	})
 }
 
 func testFederation(t *testing.T, newStore func(t *testing.T) store.Store) {

@@ -463,6 +463,18 @@ func PrepareUsage(u store.UsageRecord, now func() time.Time) (store.UsageRecord,
 	return u, nil
 }
 
+// PrepareUsages prepares each record (PrepareUsage) into a new slice.
+func PrepareUsages(us []store.UsageRecord, now func() time.Time) ([]store.UsageRecord, error) {
+	out := make([]store.UsageRecord, len(us))
+	for i, u := range us {
+		var err error
+		if out[i], err = PrepareUsage(u, now); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // KVQuotaExceeded is the error for a put that would take the tenant's KV
 // storage over maxBytes.
 func KVQuotaExceeded(maxBytes, used, requested int64) error {
@@ -494,6 +506,27 @@ func PrepareAudit(r store.AuditRecord, now func() time.Time) (AuditRow, error) {
 	}
 	row.Details, err = NullableJSON("details", r.Details)
 	return row, err
+}
+
+// PrepareAudits prepares each record (PrepareAudit).
+func PrepareAudits(rs []store.AuditRecord, now func() time.Time) ([]AuditRow, error) {
+	rows := make([]AuditRow, len(rs))
+	for i, r := range rs {
+		row, err := PrepareAudit(r, now)
+		if err != nil {
+			return nil, err
+		}
+		rows[i] = row
+	}
+	return rows, nil
+}
+
+// ChainAll links rows, in order, after the chain's last record.
+func ChainAll(rows []AuditRow, lastSeq int64, lastHash string) {
+	for i := range rows {
+		rows[i].Chain(lastSeq, lastHash)
+		lastSeq, lastHash = rows[i].Record.Seq, rows[i].Record.Hash
+	}
 }
 
 // Chain links the record after the chain's last record: Seq, PrevHash and
