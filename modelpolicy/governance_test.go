@@ -249,20 +249,32 @@ func TestLedgerWriteFailuresAreRetried(t *testing.T) {
 }
 
 // TestWriterBatchesAndIsolatesABadRecord drives the record writer alone:
-// a batch is written with one call per kind, and a record that always
-// fails costs only itself (logged and counted), not its batch.
+// a batch is written with one call per kind; a record the store refuses
+// (invalid) costs only itself, not its batch; a batch whose first commit
+// lost its acknowledgement is not counted as failed; and with the store
+// down a batch is given up after its retries (logged and counted), not
+// retried record by record.
 func TestWriterBatchesAndIsolatesABadRecord(t *testing.T) {
 	t.Parallel()
 	db := openDB(t)
-	var usageCalls atomic.Int64
+	var usageCalls, lostAcks, down atomic.Int64
 	usage := func(ctx context.Context, us ...store.UsageRecord) error {
 		usageCalls.Add(1)
+		if down.Load() > 0 {
+			return errs.E(errs.DependencyUnavailable, "store down")
+		}
 		for _, u := range us {
 			if u.UsageID == "usg_bad" {
-				return errs.E(errs.Internal, "cannot store usg_bad")
+				return errs.Field("operation", "refused")
 			}
 		}
-		return db.RecordUsage(ctx, us...)
+		if err := db.RecordUsage(ctx, us...); err != nil {
+			return err
+		}
+		if lostAcks.Add(-1) >= 0 {
+			return errs.E(errs.DependencyUnavailable, "connection lost during commit")
+		}
+		return nil
 	}
 	var failed, auditFailed atomic.Int64
 	w := newRecordWriter(usage, AuditLogRecorder{Log: db}, slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -275,6 +287,11 @@ func TestWriterBatchesAndIsolatesABadRecord(t *testing.T) {
 	rec := func(id string) store.UsageRecord {
 		return store.UsageRecord{UsageID: id, TenantID: "tnt_a", PrincipalID: "usr_a", ModelID: "m", Backend: "builtin",
 			Operation: "chat", InputTokens: 1, OutputTokens: 1}
+	}
+	stored := func() int {
+		recs, err := db.ListUsage(context.Background(), store.UsageFilter{TenantID: "tnt_a"})
+		require.NoError(t, err)
+		return len(recs)
 	}
 	for i := range 5 {
 		w.Usage(rec(fmt.Sprintf("usg_%d", i)))
@@ -290,11 +307,24 @@ func TestWriterBatchesAndIsolatesABadRecord(t *testing.T) {
 	w.Usage(rec("usg_5"))
 	w.Usage(rec("usg_bad"))
 	w.Usage(rec("usg_6"))
-	w.Close()
-	recs, err := db.ListUsage(context.Background(), store.UsageFilter{TenantID: "tnt_a"})
-	require.NoError(t, err)
-	require.Len(t, recs, 7, "everything but usg_bad")
+	require.NoError(t, w.Flush(context.Background()))
+	require.Equal(t, 7, stored(), "everything but usg_bad")
 	require.EqualValues(t, 1, failed.Load())
+
+	lostAcks.Store(1)
+	w.Usage(rec("usg_7"))
+	w.Usage(rec("usg_8"))
+	require.NoError(t, w.Flush(context.Background()))
+	require.Equal(t, 9, stored(), "stored once")
+	require.EqualValues(t, 1, failed.Load(), "a lost acknowledgement is not a failure")
+
+	down.Store(1)
+	usageCalls.Store(0)
+	w.Usage(rec("usg_9"))
+	w.Usage(rec("usg_10"))
+	w.Close()
+	require.EqualValues(t, writerAttempts, usageCalls.Load(), "the batch's retries, not one call per record")
+	require.EqualValues(t, 3, failed.Load(), "both records counted")
 	require.Zero(t, auditFailed.Load())
 }
 

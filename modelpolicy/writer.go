@@ -2,10 +2,12 @@ package modelpolicy
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
 )
 
@@ -188,9 +190,11 @@ func (w *recordWriter) write(it writeItem) {
 }
 
 // writeAll writes usage or audit records in one store call, making up to
-// attempts attempts; when they all fail, a batch of several is written
-// record by record, one attempt each, so only the records that fail
-// themselves are lost (logged and counted).
+// attempts attempts. When they all fail because of one record (invalid, or
+// conflicting with a stored one), a batch of several is written record by
+// record, one attempt each, so only that record is lost. Any other failure
+// (the store down or timing out) loses the batch: logged and counted per
+// record, without waiting on the store once per record.
 func (w *recordWriter) writeAll(usage []store.UsageRecord, audit []store.AuditRecord, attempts int) {
 	err := w.retry(attempts, func(ctx context.Context) error {
 		if usage != nil {
@@ -199,27 +203,33 @@ func (w *recordWriter) writeAll(usage []store.UsageRecord, audit []store.AuditRe
 		_, err := w.audit.RecordBatch(ctx, audit)
 		return err
 	})
-	switch {
-	case err == nil:
+	if len(usage) == 1 && errors.Is(err, errs.ErrConflict) {
+		// Its id is stored: an earlier attempt committed and its
+		// acknowledgement was lost.
+		err = nil
+	}
+	if err == nil {
 		return
-	case len(usage) > 1:
+	}
+	n := len(usage) + len(audit)
+	if n > 1 && (errors.Is(err, errs.ErrInvalid) || errors.Is(err, errs.ErrConflict)) {
 		for _, u := range usage {
 			w.writeAll([]store.UsageRecord{u}, nil, 1)
 		}
-		return
-	case len(audit) > 1:
 		for _, r := range audit {
 			w.writeAll(nil, []store.AuditRecord{r}, 1)
 		}
 		return
 	}
-	if len(usage) == 1 {
-		w.log.Error("record usage failed", "err", err, "tenant_id", usage[0].TenantID, "usage_id", usage[0].UsageID)
+	if usage != nil {
+		w.log.Error("record usage failed", "err", err, "records", n, "tenant_id", usage[0].TenantID, "usage_id", usage[0].UsageID)
 	} else {
-		w.log.Error("audit record failed", "err", err, "tenant_id", audit[0].TenantID, "action", audit[0].Action, "audit_id", audit[0].AuditID)
+		w.log.Error("audit record failed", "err", err, "records", n, "tenant_id", audit[0].TenantID, "action", audit[0].Action, "audit_id", audit[0].AuditID)
 	}
 	if w.onFail != nil {
-		w.onFail(len(audit) > 0)
+		for range n {
+			w.onFail(audit != nil)
+		}
 	}
 }
 

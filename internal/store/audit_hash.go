@@ -12,12 +12,19 @@ import (
 // call it (through HashAuditEncoded) when appending; `agentos audit verify`
 // calls it to find a broken link.
 func HashAudit(r AuditRecord) string {
-	return HashAuditEncoded(r, encodeAuditMap(r.PolicyContext), encodeAuditMap(r.Details))
+	pc, err1 := encodeAuditMap(r.PolicyContext)
+	det, err2 := encodeAuditMap(r.Details)
+	if err1 != nil || err2 != nil {
+		// What hashing the record's JSON gives when it cannot be encoded
+		// (stores refuse such records; verify still gets an answer).
+		return hashBytes(nil)
+	}
+	return HashAuditEncoded(r, pc, det)
 }
 
 // HashAuditEncoded is HashAudit for a record whose PolicyContext and
-// Details are already encoded with json.Marshal (nil, "null" and "{}" all
-// mean empty); the maps in r are ignored. Adapters encode the maps once, for
+// Details are already encoded, exactly as json.Marshal encodes them (nil,
+// "null" and "{}" all mean empty); the maps in r are ignored. Adapters encode the maps once, for
 // their columns, outside the write transaction, so the writer only hashes.
 func HashAuditEncoded(r AuditRecord, policyContext, details []byte) string {
 	b, _ := json.Marshal(hashedAudit{ // plain data and valid JSON: Marshal cannot fail
@@ -26,6 +33,10 @@ func HashAuditEncoded(r AuditRecord, policyContext, details []byte) string {
 		PolicyContext: nonEmptyObject(policyContext), Details: nonEmptyObject(details),
 		CorrelationID: r.CorrelationID, PrevHash: r.PrevHash,
 	})
+	return hashBytes(b)
+}
+
+func hashBytes(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
@@ -48,12 +59,11 @@ type hashedAudit struct {
 	Hash          string          `json:"hash"` // always empty
 }
 
-func encodeAuditMap(m map[string]any) []byte {
+func encodeAuditMap(m map[string]any) ([]byte, error) {
 	if len(m) == 0 {
-		return nil
+		return nil, nil
 	}
-	b, _ := json.Marshal(m)
-	return b
+	return json.Marshal(m)
 }
 
 // nonEmptyObject maps what omitempty omits for a map (nil or empty) to nil.

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"math"
 	"testing"
 	"time"
 
@@ -37,4 +38,6 @@ func TestHashAuditMatchesTheRecordJSON(t *testing.T) {
 		det, _ := json.Marshal(r.Details)
 		require.Equal(t, want, HashAuditEncoded(r, pc, det), name)
 	}
+	bad := AuditRecord{AuditID: "aud_4", Details: map[string]any{"nan": math.NaN()}}
+	require.Equal(t, referenceHash(bad), HashAudit(bad), "a record that cannot be encoded")
 }

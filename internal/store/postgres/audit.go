@@ -26,7 +26,7 @@ func (db *DB) AppendAudit(ctx context.Context, r store.AuditRecord) (store.Audit
 // AppendAudits appends rs in order in one transaction (see AppendAudit).
 func (db *DB) AppendAudits(ctx context.Context, rs []store.AuditRecord) ([]store.AuditRecord, error) {
 	rows, err := storeutil.PrepareAudits(rs, db.now)
-	if err != nil {
+	if err != nil || len(rows) == 0 {
 		return nil, err
 	}
 	var out []store.AuditRecord
@@ -42,28 +42,30 @@ func (db *DB) AppendAudits(ctx context.Context, rs []store.AuditRecord) ([]store
 // head, so it must be the last lock a transaction takes (CreateRun calls it
 // last).
 func (db *DB) appendAuditTx(ctx context.Context, tx pgx.Tx, rows []storeutil.AuditRow) ([]store.AuditRecord, error) {
+	if len(rows) == 0 {
+		return nil, nil
+	}
 	var lastSeq int64
 	var lastHash string
 	if err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE`).Scan(&lastSeq, &lastHash); err != nil {
 		return nil, mapErr(err, "audit chain head")
 	}
 	storeutil.ChainAll(rows, lastSeq, lastHash)
+	// One round trip for the rows and the new head.
+	b := &pgx.Batch{}
 	out := make([]store.AuditRecord, len(rows))
 	for i, row := range rows {
 		r := row.Record
-		if _, err := tx.Exec(ctx, `INSERT INTO audit_log (tenant_id, seq, audit_id, time, principal_id, action, target,
+		b.Queue(`INSERT INTO audit_log (tenant_id, seq, audit_id, time, principal_id, action, target,
 			outcome, policy_context, details, correlation_id, prev_hash, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)`,
 			r.TenantID, r.Seq, r.AuditID, r.Time, r.PrincipalID, r.Action, r.Target, r.Outcome, row.PolicyContext,
-			row.Details, r.CorrelationID, r.PrevHash, r.Hash); err != nil {
-			return nil, mapErr(err, "audit record "+r.AuditID)
-		}
+			row.Details, r.CorrelationID, r.PrevHash, r.Hash)
 		out[i] = r
 	}
-	if len(rows) > 0 {
-		last := rows[len(rows)-1].Record
-		if _, err := tx.Exec(ctx, `UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1`, last.Seq, last.Hash); err != nil {
-			return nil, mapErr(err, "audit chain head")
-		}
+	last := rows[len(rows)-1].Record
+	b.Queue(`UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1`, last.Seq, last.Hash)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, mapErr(err, "audit record")
 	}
 	return out, nil
 }

@@ -100,16 +100,18 @@ func (db *DB) RecordUsage(ctx context.Context, us ...store.UsageRecord) error {
 	if err != nil {
 		return err
 	}
+	if len(us) == 0 {
+		return nil
+	}
 	return db.Tx(ctx, func(tx pgx.Tx) error {
+		b := &pgx.Batch{} // one round trip
 		for _, u := range us {
-			if _, err := tx.Exec(ctx, `INSERT INTO usage_records (tenant_id, usage_id, principal_id, agent_id, run_id,
+			b.Queue(`INSERT INTO usage_records (tenant_id, usage_id, principal_id, agent_id, run_id,
 				model_id, backend, operation, input_tokens, output_tokens, cost_usd, time) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
 				u.TenantID, u.UsageID, u.PrincipalID, u.AgentID, u.RunID, u.ModelID, u.Backend, u.Operation,
-				u.InputTokens, u.OutputTokens, u.CostUSD, storeutil.UTC(u.Time)); err != nil {
-				return mapErr(err, "usage record "+u.UsageID)
-			}
+				u.InputTokens, u.OutputTokens, u.CostUSD, storeutil.UTC(u.Time))
 		}
-		return nil
+		return mapErr(tx.SendBatch(ctx, b).Close(), "usage record")
 	})
 }
 

@@ -24,7 +24,7 @@ func (db *DB) AppendAudit(ctx context.Context, r store.AuditRecord) (store.Audit
 func (db *DB) AppendAudits(ctx context.Context, rs []store.AuditRecord) ([]store.AuditRecord, error) {
 	// The map columns are encoded here, not in the (single) writer.
 	rows, err := storeutil.PrepareAudits(rs, db.now)
-	if err != nil {
+	if err != nil || len(rows) == 0 {
 		return nil, err
 	}
 	var out []store.AuditRecord

@@ -75,7 +75,7 @@ func (db *DB) BudgetUsage(ctx context.Context, tenantID, window string, windowSt
 // UsageID (ids.New("usg_")) and Time (now) are filled when empty.
 func (db *DB) RecordUsage(ctx context.Context, us ...store.UsageRecord) error {
 	us, err := storeutil.PrepareUsages(us, db.now)
-	if err != nil {
+	if err != nil || len(us) == 0 {
 		return err
 	}
 	return db.WriteTx(ctx, func(tx *Tx) error {
