@@ -293,6 +293,42 @@ func portFree(addr string) error {
 	return l.Close()
 }
 
+// portWait bounds how long preflight waits for a port that nothing listens
+// on to be released: a TCP TIME_WAIT lasts 60 s on Linux.
+const portWait = 65 * time.Second
+
+// waitPortFree returns nil once addr can be bound. A port can be held with
+// nothing listening on it: by a closed outgoing connection in TIME_WAIT
+// that had it as its ephemeral local port (Linux picks those from
+// 32768-60999 by default, which includes 50081-50094), for up to a minute.
+// That is waited out (calling waiting each round) for at most max; a port
+// something listens on fails at once.
+func waitPortFree(ctx context.Context, addr string, max time.Duration, waiting func()) error {
+	deadline := time.Now().Add(max)
+	for {
+		err := portFree(addr)
+		if err == nil || listening(addr) || !time.Now().Before(deadline) {
+			return err
+		}
+		waiting()
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// listening reports whether something accepts connections on addr.
+func listening(addr string) bool {
+	c, err := net.DialTimeout("tcp", dialHost(addr), time.Second)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
+}
+
 // start spawns `agentos serve <name>` detached (own session), with output
 // appended to logs/<name>.log and the pid written to run/<name>.pid.
 func (n *Node) start(s Service) (int, error) {

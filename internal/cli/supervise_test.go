@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -471,3 +472,37 @@ func TestPortFree(t *testing.T) {
 func netListen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
 
 func readEnv(p string) (map[string]string, error) { return config.ReadEnvFile(p) }
+
+func TestWaitPortFree(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	// A port something listens on fails at once.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	waited := 0
+	require.Error(t, waitPortFree(ctx, l.Addr().String(), time.Minute, func() { waited++ }))
+	require.Zero(t, waited)
+
+	// A port held by a socket that does not listen (as a TIME_WAIT
+	// connection holds one) is waited for until it is released.
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	require.NoError(t, err)
+	require.NoError(t, syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	sa, err := syscall.Getsockname(fd)
+	require.NoError(t, err)
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	require.Error(t, portFree(addr), "bound without listening still holds the port")
+	require.Error(t, waitPortFree(ctx, addr, 300*time.Millisecond, func() {}), "still held when the wait ends")
+	var released atomic.Bool
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		released.Store(true)
+		_ = syscall.Close(fd)
+	}()
+	waited = 0
+	require.NoError(t, waitPortFree(ctx, addr, time.Minute, func() { waited++ }))
+	require.True(t, released.Load())
+	require.Positive(t, waited)
+}

@@ -258,13 +258,26 @@ func preflightPorts(ctx context.Context, n *Node, p *Progress) error {
 	}
 	for i, pt := range ports {
 		if !pt.ours {
-			if err := portFree(pt.addr); err != nil {
+			told := false
+			waiting := func() {
+				if told {
+					return
+				}
+				told = true
+				p.Status(fmt.Sprintf("port %s: nothing listens, a closed connection still holds it (TIME_WAIT); waiting up to %s",
+					pt.addr, portWait))
+			}
+			if err := waitPortFree(ctx, pt.addr, portWait, waiting); err != nil {
 				next := fmt.Sprintf("lsof -i :%s  (or: agentos up %s 127.0.0.1:<free port>)", portOf(pt.addr), pt.flag)
 				if pt.x.Name == "b" {
 					next = fmt.Sprintf("lsof -i :%s  (or: agentos up --profile federated --node-b-port-offset <N>)", portOf(pt.addr))
 				}
+				what := "is in use by another process"
+				if !listening(pt.addr) {
+					what = "is held although nothing listens on it (see README, Troubleshooting: ports held with nothing listening)"
+				}
 				return &checkError{check: "preflight port " + pt.addr, service: pt.svc, node: pt.x, next: next,
-					err: fmt.Errorf("port %s for %s is in use by another process: %v", pt.addr, pt.x.label(pt.svc), err)}
+					err: fmt.Errorf("port %s for %s %s: %v", pt.addr, pt.x.label(pt.svc), what, err)}
 			}
 		}
 		p.Milestone("ports available", i+1, len(ports))
