@@ -111,3 +111,27 @@ func TestResumeAfterFailedModelStepFailsTheRun(t *testing.T) {
 	require.Equal(t, "policy_blocked", run.Error.Code, "the recorded failure is not mistaken for a final answer")
 	require.Zero(t, b.model.calls.Load(), "the failed model call is not made again")
 }
+
+// A run executing in one orchestrator is canceled through another sharing
+// its store (replicas): the executor learns of it from the store and stops
+// its in-flight tool call; the run has one terminal event, run.canceled.
+func TestCancelThroughAnotherReplicaStopsTheExecutor(t *testing.T) {
+	t.Parallel()
+	tool := newBlockingTool("tool.test.block", false)
+	b1 := setup(t, bundleOpts{extra: []tools.Tool{tool}})
+	runID := b1.createRun("tnt_a", "agt_tool.test.block", map[string]any{"input": "cancel me elsewhere"})
+	<-tool.started
+	b2 := setup(t, bundleOpts{dbPath: b1.dbPath, noExec: true})
+	resp, _ := b2.do("POST", "/v1/runs/"+runID+":cancel", "tnt_a", `{"reason":"from replica 2"}`)
+	require.Equal(t, 200, resp.StatusCode)
+	require.Eventually(t, func() bool { return tool.ctxErr.Load() != nil }, 10*time.Second, 20*time.Millisecond,
+		"the in-flight tool call is canceled")
+	evs := b1.streamEvents("tnt_a", runID)
+	require.Equal(t, store.EventRunCanceled, evs[len(evs)-1].Type)
+	for i, e := range evs {
+		require.EqualValues(t, i+1, e.Sequence)
+		if i < len(evs)-1 {
+			require.False(t, store.IsTerminalEvent(e.Type), "one terminal event, last")
+		}
+	}
+}

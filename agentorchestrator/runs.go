@@ -1,6 +1,7 @@
 package agentorchestrator
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -131,13 +132,10 @@ func parseCreateRun(body []byte, agent store.Agent) (normalizedRun, string, erro
 		}
 		n.Tooling = store.Tooling{ToolAllowlist: allow, ToolDenymap: req.Tooling.ToolDenymap}
 	}
-	n.RunOptions = store.RunOptions{Priority: "normal", MaxSteps: agent.Defaults.MaxSteps, TimeoutMs: agent.Defaults.TimeoutMs, StreamEvents: true}
-	if n.RunOptions.MaxSteps <= 0 {
-		n.RunOptions.MaxSteps = defaultMaxSteps
-	}
-	if n.RunOptions.TimeoutMs <= 0 {
-		n.RunOptions.TimeoutMs = defaultTimeout
-	}
+	// max_steps and timeout_ms the request leaves out come from the agent
+	// after the request is fingerprinted (withAgentDefaults), so a retry is
+	// the same request even if the agent's defaults changed meanwhile.
+	n.RunOptions = store.RunOptions{Priority: "normal", StreamEvents: true}
 	if o := req.RunOptions; o != nil {
 		if o.Priority != "" {
 			if _, ok := priorities[o.Priority]; !ok {
@@ -171,6 +169,17 @@ func parseCreateRun(body []byte, agent store.Agent) (normalizedRun, string, erro
 		n.RunOptions.ModelTier = o.ModelTier
 	}
 	return n, req.IdempotencyKey, nil
+}
+
+// withAgentDefaults fills the run options the request left to the agent.
+func withAgentDefaults(o store.RunOptions, agent store.Agent) store.RunOptions {
+	if o.MaxSteps == 0 {
+		o.MaxSteps = cmp.Or(max(agent.Defaults.MaxSteps, 0), defaultMaxSteps)
+	}
+	if o.TimeoutMs == 0 {
+		o.TimeoutMs = cmp.Or(max(agent.Defaults.TimeoutMs, 0), defaultTimeout)
+	}
+	return o
 }
 
 func fingerprint(n normalizedRun) string {
@@ -214,31 +223,38 @@ func (s *Server) handleCreateRun(w http.ResponseWriter, r *http.Request) error {
 	if len(key) > 255 {
 		return errs.Field("idempotency_key", "must be at most 255 characters")
 	}
+	fp := fingerprint(n)
+	n.RunOptions = withAgentDefaults(n.RunOptions, agent)
+	// refuse answers a request that would create nothing now. A duplicate
+	// of a request admitted earlier still gets its run: it creates nothing
+	// either, whatever changed since (rate, agent status, entitlements).
+	refuse := func(err error) error {
+		if key == "" {
+			return err
+		}
+		res, rerr := s.cfg.Store.CreateRun(ctx, store.CreateRunParams{Run: store.Run{TenantID: ac.TenantID,
+			AgentID: agent.AgentID, PrincipalID: ac.Principal.PrincipalID}, IdempotencyKey: key, Fingerprint: fp, ReplayOnly: true})
+		switch {
+		case rerr == nil:
+			return s.replay(w, r, res.Run)
+		case errors.Is(rerr, errs.ErrConflict):
+			return errIdempotencyConflict(key)
+		}
+		return err
+	}
 	if agent.Status != store.AgentActive {
-		return errs.E(errs.Conflict, "agent %s is %s; only active agents accept runs", agent.AgentID, agent.Status)
+		return refuse(errs.E(errs.Conflict, "agent %s is %s; only active agents accept runs", agent.AgentID, agent.Status))
 	}
 	for i, id := range n.Tooling.ToolAllowlist {
 		if !tenant.Entitlements.AllowsTool(id) {
-			return errs.E(errs.Forbidden, "tooling.tool_allowlist[%d]: tool %s is not in tenant %s's entitlements", i, id, tenant.TenantID).
-				WithDetails(map[string]any{"field": fmt.Sprintf("tooling.tool_allowlist[%d]", i), "tool_id": id})
+			return refuse(errs.E(errs.Forbidden, "tooling.tool_allowlist[%d]: tool %s is not in tenant %s's entitlements", i, id, tenant.TenantID).
+				WithDetails(map[string]any{"field": fmt.Sprintf("tooling.tool_allowlist[%d]", i), "tool_id": id}))
 		}
 	}
-	fp := fingerprint(n)
 	if ok, retry := s.cfg.Limiter.Allow(tenant.TenantID, tenancy.LimitRunCreate, tenant.Quotas.Runs.RunCreateQPS, tenant.Quotas.Runs.RunCreateBurst); !ok {
-		// A duplicate of an admitted request is still answered: it creates nothing.
-		if key != "" {
-			res, err := s.cfg.Store.CreateRun(ctx, store.CreateRunParams{Run: store.Run{TenantID: ac.TenantID,
-				AgentID: agent.AgentID, PrincipalID: ac.Principal.PrincipalID}, IdempotencyKey: key, Fingerprint: fp, ReplayOnly: true})
-			if err == nil {
-				return s.replay(w, r, res.Run)
-			}
-			if errors.Is(err, errs.ErrConflict) {
-				return errIdempotencyConflict(key)
-			}
-		}
-		return &errs.Error{Code: errs.RateLimited, RetryAfter: retry,
+		return refuse(&errs.Error{Code: errs.RateLimited, RetryAfter: retry,
 			Message: fmt.Sprintf("run creation rate limit of %g/s exceeded for tenant %s", tenant.Quotas.Runs.RunCreateQPS, tenant.TenantID),
-			Details: map[string]any{"limit_qps": tenant.Quotas.Runs.RunCreateQPS, "burst": tenant.Quotas.Runs.RunCreateBurst}}
+			Details: map[string]any{"limit_qps": tenant.Quotas.Runs.RunCreateQPS, "burst": tenant.Quotas.Runs.RunCreateBurst}})
 	}
 
 	now := s.cfg.Now().UTC()

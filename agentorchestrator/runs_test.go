@@ -103,6 +103,46 @@ func TestAllowlistOutsideEntitlementsIsForbidden(t *testing.T) {
 	require.Equal(t, "forbidden", out["error"].(map[string]any)["code"])
 }
 
+// A retry of an admitted create gets its run even after the agent changed:
+// its defaults (not part of what the client sent) or its status.
+func TestIdempotentRetryAfterAgentChanges(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleOpts{})
+	ctx := t.Context()
+	body := `{"input":"once","idempotency_key":"k-agent"}`
+	resp, first := b.do("POST", "/v1/agents/agt_echo/runs", "tnt_a", body)
+	require.Equal(t, 201, resp.StatusCode)
+	runID := first["run"].(map[string]any)["run_id"]
+
+	agent, err := b.db.GetAgent(ctx, "tnt_a", "agt_echo")
+	require.NoError(t, err)
+	agent.Version++
+	agent.Defaults.MaxSteps, agent.Defaults.TimeoutMs = 3, 4321
+	require.NoError(t, b.db.PutAgent(ctx, agent))
+	resp, again := b.do("POST", "/v1/agents/agt_echo/runs", "tnt_a", body)
+	require.Equal(t, 200, resp.StatusCode, "new defaults, same request")
+	require.Equal(t, runID, again["run"].(map[string]any)["run_id"])
+
+	agent.Version++
+	agent.Status = "disabled"
+	require.NoError(t, b.db.PutAgent(ctx, agent))
+	resp, again = b.do("POST", "/v1/agents/agt_echo/runs", "tnt_a", body)
+	require.Equal(t, 200, resp.StatusCode, "the agent no longer accepts runs, but this one was admitted")
+	require.Equal(t, runID, again["run"].(map[string]any)["run_id"])
+	resp, _ = b.do("POST", "/v1/agents/agt_echo/runs", "tnt_a", `{"input":"new","idempotency_key":"k-new"}`)
+	require.Equal(t, 409, resp.StatusCode, "a new request is refused")
+
+	// A new run without max_steps/timeout_ms gets the agent's defaults.
+	agent.Version++
+	agent.Status = store.AgentActive
+	require.NoError(t, b.db.PutAgent(ctx, agent))
+	resp, fresh := b.do("POST", "/v1/agents/agt_echo/runs", "tnt_a", `{"input":"defaults"}`)
+	require.Equal(t, 201, resp.StatusCode)
+	opts := fresh["run"].(map[string]any)["run_options"].(map[string]any)
+	require.EqualValues(t, 3, opts["max_steps"])
+	require.EqualValues(t, 4321, opts["timeout_ms"])
+}
+
 func TestIdempotency(t *testing.T) {
 	t.Parallel()
 	// Every create attempt, replays included, spends run-create rate; this

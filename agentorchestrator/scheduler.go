@@ -95,6 +95,10 @@ func (s *Server) schedule(ctx context.Context) {
 	}
 }
 
+// cancelCheckInterval is how often an executor looks in the store for a
+// cancel made through another process.
+const cancelCheckInterval = time.Second
+
 // leaseCoalesce is the least time between two lease calls prompted by
 // admissions or finished runs.
 const leaseCoalesce = 2 * time.Millisecond
@@ -157,23 +161,35 @@ func (s *Server) runLease(parent context.Context, l queue.Lease) {
 		defer close(renewDone)
 		t := time.NewTicker(s.cfg.LeaseTTL / 3)
 		defer t.Stop()
+		// A cancel made through another replica reaches this executor
+		// through the store (one made here stops it at once).
+		check := time.NewTicker(cancelCheckInterval)
+		defer check.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
+			case <-check.C:
+				if run, err := s.cfg.Store.GetRun(ctx, l.TenantID, l.RunID); err == nil && run.Status.Terminal() {
+					cancel(errRunCanceled)
+					return
+				}
 			case <-t.C:
 				mu.Lock()
 				nl, err := s.cfg.Queue.Renew(ctx, current, s.cfg.LeaseTTL)
 				if err == nil {
 					current = nl
 				}
+				expires := current.ExpiresAt
 				mu.Unlock()
-				if err != nil && ctx.Err() == nil && !errors.Is(err, errs.ErrConflict) {
+				switch {
+				case err == nil || ctx.Err() != nil:
+				case !errors.Is(err, errs.ErrConflict) && time.Until(expires) > s.cfg.LeaseTTL/10:
 					// A store hiccup: the lease is still ours until it expires; try again.
 					s.log.Warn("renew lease", "run_id", l.RunID, "err", err)
-					continue
-				}
-				if err != nil && ctx.Err() == nil {
+				default:
+					// Lost, or about to lapse unrenewed: another executor may
+					// take the run over, so stop before it does.
 					s.log.Warn("lease lost", "run_id", l.RunID, "err", err)
 					cancel(errLeaseLost)
 					return

@@ -448,7 +448,7 @@ func (x *execution) finish(ctx context.Context, status store.RunStatus, out *sto
 	}
 	if !x.flush(ctx) {
 		if errors.Is(x.stopErr, errs.ErrConflict) {
-			return true // made terminal by someone else (a cancel)
+			return x.terminalInStore(ctx)
 		}
 		s.log.Error("finish run", "run_id", x.run.RunID, "err", x.stopErr)
 		return false
@@ -457,6 +457,20 @@ func (x *execution) finish(ctx context.Context, status store.RunStatus, out *sto
 	s.metrics.runDuration.WithLabelValues(string(status)).Observe(now.Sub(x.run.CreatedAt).Seconds())
 	s.log.Debug("run finished", "run_id", x.run.RunID, "tenant_id", x.run.TenantID, "status", status)
 	return true
+}
+
+// terminalInStore reports, after a write of this executor conflicted,
+// whether the run is terminal: usually a cancel got there first. With
+// replicas sharing a queue it may instead be another executor that took
+// the run over after this one's lease lapsed; then the run is not
+// terminal, and this executor must not ack the queue entry (the other one
+// holds it). When the store cannot say, the answer is no: the entry stays
+// and the run is looked at again.
+func (x *execution) terminalInStore(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	run, err := x.s.cfg.Store.GetRun(ctx, x.run.TenantID, x.run.RunID)
+	return err == nil && run.Status.Terminal()
 }
 
 func (x *execution) finishErr(ctx context.Context, err error) bool {
@@ -472,8 +486,10 @@ func (x *execution) stopped(ctx context.Context) bool {
 	switch {
 	case errors.Is(cause, errRunTimeout):
 		return x.finishErr(ctx, errs.E(errs.Timeout, "the run exceeded timeout_ms=%d", x.run.RunOptions.TimeoutMs))
-	case errors.Is(cause, errRunCanceled), errors.Is(cause, errs.ErrConflict):
-		return true // already terminal (canceled)
+	case errors.Is(cause, errRunCanceled):
+		return true // canceled
+	case errors.Is(cause, errs.ErrConflict):
+		return x.terminalInStore(ctx)
 	default:
 		return false // shutdown, lost lease or store trouble: resumed later
 	}

@@ -14,6 +14,11 @@ import (
 // was committed by another process (whose hub we do not hear).
 const storePollInterval = 2 * time.Second
 
+// sseWriteTimeout bounds one write (and flush) of an SSE stream; a client
+// that reads nothing for that long is dropped (it can resume with
+// Last-Event-ID).
+const sseWriteTimeout = 30 * time.Second
+
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	ac, err := requireTenant(r.Context(), auth.ScopeRunsRead)
 	if err != nil {
@@ -65,10 +70,13 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, run store.Run
 	h.Set("Cache-Control", "no-cache")
 	h.Set("Connection", "keep-alive")
 	h.Set("X-Accel-Buffering", "no")
+	// Each write gets sseWriteTimeout: a client that keeps the connection
+	// open but stops reading ends its stream instead of pinning this
+	// handler (and the server's shutdown) forever.
+	keepWriting := func() { _ = rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout)) }
+	keepWriting()
 	w.WriteHeader(http.StatusOK)
 	_ = rc.Flush()
-	// Streams outlive the server's write timeout.
-	_ = rc.SetWriteDeadline(time.Time{})
 
 	last := after
 	// catchUp writes stored events after last; it reports whether the
@@ -79,6 +87,7 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, run store.Run
 			if err != nil {
 				return false, err
 			}
+			keepWriting()
 			for _, e := range evs {
 				if err := events.WriteSSE(w, e); err != nil {
 					return false, err
@@ -118,6 +127,7 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, run store.Run
 		case e := <-sub.C:
 			// Events committed together arrive together: write all that are
 			// waiting, then flush once.
+			keepWriting()
 			terminal, gap := false, false
 			for more := true; more; {
 				switch {
@@ -157,6 +167,7 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, run store.Run
 				return nil
 			}
 		case <-heartbeat.C:
+			keepWriting()
 			if _, err := w.Write([]byte(": ping\n\n")); err != nil {
 				return nil
 			}
