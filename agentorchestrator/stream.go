@@ -14,11 +14,6 @@ import (
 // was committed by another process (whose hub we do not hear).
 const storePollInterval = 2 * time.Second
 
-// sseWriteTimeout bounds one write (and flush) of an SSE stream; a client
-// that reads nothing for that long is dropped (it can resume with
-// Last-Event-ID).
-const sseWriteTimeout = 30 * time.Second
-
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	ac, err := requireTenant(r.Context(), auth.ScopeRunsRead)
 	if err != nil {
@@ -70,10 +65,8 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, run store.Run
 	h.Set("Cache-Control", "no-cache")
 	h.Set("Connection", "keep-alive")
 	h.Set("X-Accel-Buffering", "no")
-	// Each write gets sseWriteTimeout: a client that keeps the connection
-	// open but stops reading ends its stream instead of pinning this
-	// handler (and the server's shutdown) forever.
-	keepWriting := func() { _ = rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout)) }
+	// Each write gets events.WriteTimeout.
+	keepWriting := func() { _ = rc.SetWriteDeadline(time.Now().Add(events.WriteTimeout)) }
 	keepWriting()
 	w.WriteHeader(http.StatusOK)
 	_ = rc.Flush()

@@ -177,8 +177,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, tenantID, runID 
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Now().Add(events.WriteTimeout)) // and again before each write
+	w.WriteHeader(http.StatusOK)
 	_ = rc.Flush()
 
 	last := after
@@ -245,6 +246,7 @@ func (s *Server) pump(ctx context.Context, w io.Writer, rc *http.ResponseControl
 		case <-ctx.Done():
 			return false, ctx.Err()
 		case <-tick.C:
+			_ = rc.SetWriteDeadline(time.Now().Add(events.WriteTimeout))
 			if err := events.WriteFrame(w, Frame{Comment: true, Data: "ping"}); err != nil {
 				return false, err
 			}
@@ -267,6 +269,7 @@ func (s *Server) pump(ctx context.Context, w io.Writer, rc *http.ResponseControl
 			if e.Sequence <= *last {
 				continue
 			}
+			_ = rc.SetWriteDeadline(time.Now().Add(events.WriteTimeout))
 			if err := events.WriteFrame(w, Frame{ID: strconv.FormatInt(e.Sequence, 10), Event: e.Type, Data: fe.f.Data}); err != nil {
 				return false, err
 			}

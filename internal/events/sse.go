@@ -9,6 +9,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nexixai/agentos/internal/store"
 )
@@ -39,6 +40,13 @@ func WriteSSE(w io.Writer, e store.Event) error {
 type eventData struct {
 	Event store.Event `json:"event"`
 }
+
+// WriteTimeout bounds one write (and flush) of an SSE stream, set with
+// http.ResponseController.SetWriteDeadline before each: a client that
+// keeps its connection open but reads nothing for that long is dropped
+// (it can resume with Last-Event-ID) instead of pinning its handler, and
+// the server's shutdown, forever.
+const WriteTimeout = 30 * time.Second
 
 // WriteFrame writes f as an SSE frame: a comment (": <Data>") when f.Comment
 // is set, else its id and event lines (newlines removed) and one data line
