@@ -1,6 +1,7 @@
 package modelpolicy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -410,8 +411,10 @@ func toolID(t modelport.ToolSpec) string { return cmpStr(t.ToolID, t.Name) }
 // inputPolicy checks tool permissions, redacts or blocks PII in the input
 // (in place) and runs the input rules.
 func (s *Server) inputPolicy(c caller, inv *invocation, chain []*ModelConfig, inTokens int64, o *policy.Outcome) error {
-	for _, t := range inv.chat.Tools {
-		id := toolID(t)
+	all := make([]string, 0, len(inv.chat.Messages)+len(inv.texts)+2*len(inv.chat.Tools))
+	for i := range inv.chat.Tools {
+		t := &inv.chat.Tools[i]
+		id := toolID(*t)
 		if !c.tenant.Entitlements.AllowsTool(id) {
 			return errs.E(errs.Forbidden, "tool %q is not in the tenant's tool_ids_allowed", id).
 				WithDetails(map[string]any{"tool_id": id})
@@ -420,8 +423,11 @@ func (s *Server) inputPolicy(c caller, inv *invocation, chain []*ModelConfig, in
 			o.Blocked = true
 			o.Reason("tool_denied:" + id)
 		}
+		// Tool definitions reach the backend too.
+		t.Description = c.policy.ApplyText(policy.StageInput, t.Description, o)
+		t.InputSchema = redactJSON(c.policy, policy.StageInput, t.InputSchema, o)
+		all = append(all, t.Description, string(t.InputSchema))
 	}
-	all := make([]string, 0, len(inv.chat.Messages)+len(inv.texts))
 	if inv.op == opChat {
 		for i := range inv.chat.Messages {
 			m := &inv.chat.Messages[i]
@@ -452,21 +458,65 @@ func blockedError(stage string, o *policy.Outcome) error {
 		WithDetails(map[string]any{"stage": stage, "decision": w.Decision, "reasons": w.Reasons, "redactions": w.Redactions})
 }
 
-// redactJSON applies the policy to a JSON document's text; a result that
-// is no longer valid JSON becomes a JSON string of it.
+// redactJSON applies the policy to every string (keys included) of a JSON
+// document, decoded, so escapes such as \u0040 cannot hide PII from it;
+// text that is not valid JSON is redacted as text (and becomes a JSON
+// string if redaction breaks it).
 func redactJSON(p *policy.Policy, stage string, raw json.RawMessage, o *policy.Outcome) json.RawMessage {
 	if len(raw) == 0 {
 		return raw
 	}
-	out := p.ApplyText(stage, string(raw), o)
-	if out == string(raw) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil || dec.More() {
+		out := p.ApplyText(stage, string(raw), o)
+		if out == string(raw) {
+			return raw
+		}
+		if json.Valid([]byte(out)) {
+			return json.RawMessage(out)
+		}
+		b, _ := json.Marshal(out)
+		return b
+	}
+	changed := false
+	v = redactValue(p, stage, v, o, &changed)
+	if !changed {
 		return raw
 	}
-	if json.Valid([]byte(out)) {
-		return json.RawMessage(out)
+	b, err := json.Marshal(v)
+	if err != nil { // cannot happen for decoded JSON; keep nothing rather than the original
+		b, _ = json.Marshal("[REDACTED]")
 	}
-	b, _ := json.Marshal(out)
 	return b
+}
+
+func redactValue(p *policy.Policy, stage string, v any, o *policy.Outcome, changed *bool) any {
+	switch x := v.(type) {
+	case string:
+		out := p.ApplyText(stage, x, o)
+		if out != x {
+			*changed = true
+		}
+		return out
+	case []any:
+		for i := range x {
+			x[i] = redactValue(p, stage, x[i], o, changed)
+		}
+		return x
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, val := range x {
+			nk := p.ApplyText(stage, k, o)
+			if nk != k {
+				*changed = true
+			}
+			out[nk] = redactValue(p, stage, val, o, changed)
+		}
+		return out
+	}
+	return v
 }
 
 // route walks the chain: breakers skip open backends; a retryable failure

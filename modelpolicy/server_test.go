@@ -14,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/modelpolicy/providers"
+	"github.com/nexixai/agentos/modelpolicy/providers/builtin"
 )
 
 func TestHealthReadyMetrics(t *testing.T) {
@@ -464,4 +466,51 @@ func TestMetricsCountCalls(t *testing.T) {
 		require.Contains(t, string(r.raw), want)
 	}
 	_ = json.Valid
+}
+
+// recordingProvider is the builtin provider, remembering each chat request
+// it receives: what reached "the backend".
+type recordingProvider struct {
+	*builtin.Provider
+	mu   sync.Mutex
+	reqs []providers.ChatRequest
+}
+
+func (p *recordingProvider) Chat(ctx context.Context, req providers.ChatRequest) (providers.ChatResponse, error) {
+	p.mu.Lock()
+	p.reqs = append(p.reqs, req)
+	p.mu.Unlock()
+	return p.Provider.Chat(ctx, req)
+}
+
+func (p *recordingProvider) last() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b, _ := json.Marshal(p.reqs[len(p.reqs)-1])
+	return string(b)
+}
+
+// PII in tool definitions and in JSON tool-call arguments (even written
+// with JSON escapes) is redacted before the request reaches the backend.
+func TestPIIInToolsAndEscapedJSONNeverReachTheBackend(t *testing.T) {
+	t.Parallel()
+	rec := &recordingProvider{Provider: builtin.New(0)}
+	b := setup(t, setupOpts{mutate: func(c *Config) { c.Providers = map[string]providers.Provider{"builtin": rec} }})
+	b.addTenant(tenant("tnt_a"))
+	tool := map[string]any{"tool_id": "tool.echo", "name": "tool.echo",
+		"description": "mails alice@example.com, card 4111 1111 1111 1111",
+		"input_schema": map[string]any{"type": "object", "properties": map[string]any{
+			"to": map[string]any{"type": "string", "default": "bob@example.com"}}}}
+	msgs := []map[string]any{user("send it"),
+		{"role": "assistant", "content": "", "tool_calls": []any{map[string]any{"id": "call_1", "tool_id": "tool.echo", "name": "tool.echo",
+			"arguments": json.RawMessage(`{"to":"carol\u0040example.com","nested":["dave\u0040example.com"]}`)}}},
+		{"role": "tool", "tool_call_id": "call_1", "content": "sent"}}
+	r := b.do("POST", "/v1/models:invoke", "tnt_a", chatBody("tnt_a", "tier:fast", msgs, []map[string]any{tool}))
+	require.Equal(t, 200, r.status, string(r.raw))
+	sent := rec.last()
+	for _, pii := range []string{"alice@", "4111", "bob@", "carol", "dave"} {
+		require.NotContains(t, sent, pii)
+	}
+	require.Contains(t, sent, "[REDACTED:email]")
+	require.Equal(t, "redacted", dig(r.body, "response", "policy_outcome", "decision"))
 }
