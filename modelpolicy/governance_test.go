@@ -20,6 +20,8 @@ import (
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/store/sqlite"
 	"github.com/nexixai/agentos/internal/store/storetest"
+	"github.com/nexixai/agentos/modelpolicy/providers"
+	"github.com/nexixai/agentos/modelpolicy/providers/builtin"
 )
 
 // budgetCall is a chat call whose real usage is about 1,000 tokens (the
@@ -403,4 +405,48 @@ models:
 	tp := <-seen
 	require.Regexp(t, `^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$`, tp)
 	require.NotContains(t, tp, "b7ad6b7169203331", "the backend call is a child span")
+}
+
+// streamThenFail streams a few fragments, then fails as a backend that
+// drops the connection would.
+type streamThenFail struct{ *builtin.Provider }
+
+func (p streamThenFail) ChatStream(ctx context.Context, req providers.ChatRequest, onDelta func(providers.Delta) error) (providers.ChatResponse, error) {
+	for range 3 {
+		if err := onDelta(providers.Delta{Content: "twenty characters!! "}); err != nil {
+			return providers.ChatResponse{}, err
+		}
+	}
+	return providers.ChatResponse{}, errs.E(errs.DependencyUnavailable, "backend connection reset")
+}
+
+// A call that fails after the backend streamed content is charged (budget
+// and ledger) for what it used; it is not free.
+func TestFailedStreamIsCharged(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{mutate: func(c *Config) {
+		c.Providers = map[string]providers.Provider{"builtin": streamThenFail{builtin.New(0)}}
+	}})
+	b.addTenant(tenant("tnt_s", func(t *store.Tenant) {
+		t.DefaultPolicyID = "pol_permissive"
+		t.Quotas.Models.TokenBudget = store.TokenBudget{MaxTokens: 100000, Window: "day"}
+	}))
+	req, err := http.NewRequest("POST", b.url+"/v1/chat/completions", strings.NewReader(
+		`{"model":"tier:fast","stream":true,"messages":[{"role":"user","content":"tell me a long story"}]}`))
+	require.NoError(t, err)
+	req.Header.Set("X-Test-Tenant", "tnt_s")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Contains(t, string(body), "twenty characters", "content was streamed before the failure")
+	b.flush()
+	recs, err := b.db.ListUsage(context.Background(), store.UsageFilter{TenantID: "tnt_s"})
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	require.EqualValues(t, 15, recs[0].OutputTokens, "60 characters streamed")
+	require.Positive(t, recs[0].InputTokens)
+	used, err := b.db.BudgetUsage(context.Background(), "tnt_s", "day", windowStart(time.Now(), "day"))
+	require.NoError(t, err)
+	require.EqualValues(t, recs[0].InputTokens+recs[0].OutputTokens, used.UsedTokens)
 }

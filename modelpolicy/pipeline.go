@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -51,6 +52,16 @@ type result struct {
 	latency      time.Duration
 	costUSD      float64
 	streamedLive bool
+	// failed are the attempts that failed after the backend had started
+	// on them (content received, or a timeout or cancellation after the
+	// request was sent): charged at what is known to have been used.
+	failed []chargedAttempt
+}
+
+// chargedAttempt is a failed backend call charged to the tenant.
+type chargedAttempt struct {
+	model *ModelConfig
+	usage modelport.Usage
 }
 
 func (r *result) canonical(inv *invocation) any {
@@ -251,6 +262,13 @@ func (s *Server) invoke(ctx context.Context, c caller, inv *invocation) (res *re
 			details["usage"] = res.usage
 			details["cost_usd"] = res.costUSD
 		}
+		if len(res.failed) > 0 {
+			charged := make([]map[string]any, len(res.failed))
+			for i, f := range res.failed {
+				charged[i] = map[string]any{"model": f.model.ID(), "input_tokens": f.usage.InputTokens, "output_tokens": f.usage.OutputTokens}
+			}
+			details["charged_failed_attempts"] = charged
+		}
 		s.record(ctx, c, inv.action, cmpStr(inv.modelRef, "default"), outcome, details)
 	}()
 
@@ -289,7 +307,8 @@ func (s *Server) invoke(ctx context.Context, c caller, inv *invocation) (res *re
 			// Not retryable: the same request can never pass.
 			return res, (&errs.Error{Code: errs.QuotaExceeded,
 				Message: "request needs about " + itoa(int(requested)) + " tokens; max_tokens_per_request is " + itoa(mq.MaxTokensPerRequest)}).
-				WithDetails(map[string]any{"quota": "max_tokens_per_request", "limit": mq.MaxTokensPerRequest, "requested": requested})
+				WithDetails(map[string]any{"quota": "max_tokens_per_request", "limit": mq.MaxTokensPerRequest, "used": requested,
+					"requested": requested, "window": "request"})
 		}
 	}
 	if s.cfg.DefaultInvokeQPS > 0 {
@@ -318,11 +337,21 @@ func (s *Server) invoke(ctx context.Context, c caller, inv *invocation) (res *re
 	tb := mq.TokenBudget
 	if tb.MaxTokens > 0 || tb.MaxCostUSD > 0 {
 		window := cmpStr(tb.Window, "day")
+		// The input is reserved at its upper bound (the estimate can be
+		// short), so concurrent calls cannot settle above their holds.
+		var inBound int64
+		if inv.op == opChat {
+			inBound = providers.BoundMessages(inv.chat.Messages, inv.chat.Tools)
+		} else {
+			for _, t := range inv.texts {
+				inBound += providers.TokenBound(t)
+			}
+		}
 		var tokens int64
 		var cost float64
 		for _, m := range chain {
-			tokens = max(tokens, inTokens+maxOut(m))
-			cost = max(cost, price(m, inTokens, maxOut(m)))
+			tokens = max(tokens, inBound+maxOut(m))
+			cost = max(cost, price(m, inBound, maxOut(m)))
 		}
 		h, herr := s.budgets.acquire(ctx, c.tenant.TenantID, tb, window, windowStart(s.now(), window), tokens, cost)
 		if herr != nil {
@@ -339,14 +368,19 @@ func (s *Server) invoke(ctx context.Context, c caller, inv *invocation) (res *re
 		return res, err
 	}
 
-	// 5. Route.
-	if err := s.route(ctx, c, inv, chain, res); err != nil {
+	// 5. Route. Failed attempts the backend had started on are charged
+	// (budget and ledger) whether or not a later one succeeds.
+	rerr := s.route(ctx, c, inv, chain, res)
+	failedTokens, failedCost := s.chargeFailed(ctx, c, inv, res)
+	if rerr != nil {
+		settle(failedTokens, failedCost)
 		s.countPolicy(res.outcome, "input")
-		return res, err
+		return res, rerr
 	}
 	res.costUSD = price(res.model, res.usage.InputTokens, res.usage.OutputTokens)
-	settle(res.usage.TotalTokens, res.costUSD)
-	s.ledger(ctx, c, inv, res)
+	settle(res.usage.TotalTokens+failedTokens, res.costUSD+failedCost)
+	s.ledger(ctx, c, inv, res.model, res.usage, res.costUSD)
+	s.metrics.routes.WithLabelValues(res.model.Backend, boolStr(res.route.FallbackUsed)).Inc()
 
 	// 6. Output policy.
 	perr := s.outputPolicy(c, inv, res)
@@ -355,15 +389,29 @@ func (s *Server) invoke(ctx context.Context, c caller, inv *invocation) (res *re
 	return res, perr
 }
 
-func (s *Server) ledger(ctx context.Context, c caller, inv *invocation, res *result) {
+// ledger records one call's usage: the usage ledger and the metrics.
+func (s *Server) ledger(ctx context.Context, c caller, inv *invocation, m *ModelConfig, usage modelport.Usage, costUSD float64) {
 	u := store.UsageRecord{UsageID: ids.New("use_"), TenantID: c.tenant.TenantID, PrincipalID: c.ac.Principal.PrincipalID,
-		AgentID: inv.agentID, RunID: inv.runID, ModelID: res.model.ID(), Backend: res.model.Backend, Operation: inv.op,
-		InputTokens: res.usage.InputTokens, OutputTokens: res.usage.OutputTokens, CostUSD: res.costUSD, Time: s.now().UTC()}
+		AgentID: inv.agentID, RunID: inv.runID, ModelID: m.ID(), Backend: m.Backend, Operation: inv.op,
+		InputTokens: usage.InputTokens, OutputTokens: usage.OutputTokens, CostUSD: costUSD, Time: s.now().UTC()}
 	s.writer.Usage(u)
-	s.metrics.tokens.WithLabelValues(res.model.Backend, res.model.ID(), "input").Add(float64(res.usage.InputTokens))
-	s.metrics.tokens.WithLabelValues(res.model.Backend, res.model.ID(), "output").Add(float64(res.usage.OutputTokens))
-	s.metrics.cost.WithLabelValues(res.model.Backend, res.model.ID()).Add(res.costUSD)
-	s.metrics.routes.WithLabelValues(res.model.Backend, boolStr(res.route.FallbackUsed)).Inc()
+	s.metrics.tokens.WithLabelValues(m.Backend, m.ID(), "input").Add(float64(usage.InputTokens))
+	s.metrics.tokens.WithLabelValues(m.Backend, m.ID(), "output").Add(float64(usage.OutputTokens))
+	s.metrics.cost.WithLabelValues(m.Backend, m.ID()).Add(costUSD)
+}
+
+// chargeFailed records the usage of the failed attempts in res.failed and
+// returns their total, for the budget.
+func (s *Server) chargeFailed(ctx context.Context, c caller, inv *invocation, res *result) (int64, float64) {
+	var tokens int64
+	var cost float64
+	for _, f := range res.failed {
+		fc := price(f.model, f.usage.InputTokens, f.usage.OutputTokens)
+		s.ledger(ctx, c, inv, f.model, f.usage, fc)
+		tokens += f.usage.TotalTokens
+		cost += fc
+	}
+	return tokens, cost
 }
 
 func boolStr(b bool) string {
@@ -526,6 +574,14 @@ func (s *Server) route(ctx context.Context, c caller, inv *invocation, chain []*
 	skipped := false
 	emitted := false
 	live := inv.onDelta != nil && !c.policy.RedactsOrBlocks(policy.StageOutput) && !hasOutputRules(c.policy)
+	var inTokens int64 // what each attempt sends, estimated
+	if inv.op == opChat {
+		inTokens = providers.EstimateMessages(inv.chat.Messages, inv.chat.Tools)
+	} else {
+		for _, t := range inv.texts {
+			inTokens += providers.EstimateTokens(t)
+		}
+	}
 	for i, m := range chain {
 		if !s.breakers.Allow(m.Backend) {
 			skipped = true
@@ -545,6 +601,7 @@ func (s *Server) route(ctx context.Context, c caller, inv *invocation, chain []*
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		start := time.Now()
 		var err error
+		var received strings.Builder // streamed content, for charging a failed stream
 		switch inv.op {
 		case opChat:
 			req := inv.chat
@@ -557,6 +614,7 @@ func (s *Server) route(ctx context.Context, c caller, inv *invocation, chain []*
 			}
 			if inv.onDelta != nil {
 				res.chat, err = prov.ChatStream(cctx, req, func(d providers.Delta) error {
+					received.WriteString(d.Content)
 					if !live || d.Content == "" {
 						return nil
 					}
@@ -575,6 +633,11 @@ func (s *Server) route(ctx context.Context, c caller, inv *invocation, chain []*
 		cancel()
 		d := time.Since(start)
 		s.metrics.latency.WithLabelValues(m.Backend).Observe(d.Seconds())
+		if err != nil && backendStarted(err, received.Len() > 0) {
+			out := providers.EstimateTokens(received.String())
+			res.failed = append(res.failed, chargedAttempt{model: m,
+				usage: modelport.Usage{InputTokens: inTokens, OutputTokens: out, TotalTokens: inTokens + out}})
+		}
 		if err == nil {
 			s.breakers.Success(m.Backend)
 			s.latencies.Observe(m.Backend, d)
@@ -608,6 +671,21 @@ func (s *Server) route(ctx context.Context, c caller, inv *invocation, chain []*
 	}
 	e := errs.As(lastErr)
 	return &errs.Error{Code: e.Code, Message: "all backends failed; last: " + e.Message, Details: e.Details, Err: e.Err}
+}
+
+// backendStarted reports whether a failed call had reached a backend that
+// may have worked on it: content had arrived, or the call timed out or was
+// canceled after the request was sent (a refused connection sent nothing;
+// an error status means the backend did not serve it).
+func backendStarted(err error, gotContent bool) bool {
+	if gotContent {
+		return true
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return false
+	}
+	return errs.CodeOf(err) == errs.Timeout || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 func hasOutputRules(p *policy.Policy) bool {

@@ -96,15 +96,30 @@ func EstimateTokens(s string) int64 {
 // content, tool-call arguments and tool schemas, plus a small per-message
 // overhead.
 func EstimateMessages(msgs []modelport.Message, tools []modelport.ToolSpec) int64 {
+	return countMessages(msgs, tools, EstimateTokens)
+}
+
+// TokenBound is an upper bound of the tokens of s: byte-level tokenizers
+// (BPE over UTF-8 bytes, as the GPT, Llama and Claude families use) never
+// make more tokens than bytes, while EstimateTokens can be several times
+// short for some scripts. Budgets reserve with it.
+func TokenBound(s string) int64 { return int64(len(s)) }
+
+// BoundMessages is EstimateMessages with TokenBound.
+func BoundMessages(msgs []modelport.Message, tools []modelport.ToolSpec) int64 {
+	return countMessages(msgs, tools, TokenBound)
+}
+
+func countMessages(msgs []modelport.Message, tools []modelport.ToolSpec, count func(string) int64) int64 {
 	var n int64
 	for _, m := range msgs {
-		n += 4 + EstimateTokens(m.Content)
+		n += 4 + count(m.Content)
 		for _, tc := range m.ToolCalls {
-			n += EstimateTokens(tc.Name) + EstimateTokens(string(tc.Arguments))
+			n += count(tc.Name) + count(string(tc.Arguments))
 		}
 	}
 	for _, t := range tools {
-		n += EstimateTokens(t.Name) + EstimateTokens(t.Description) + EstimateTokens(string(t.InputSchema))
+		n += count(t.Name) + count(t.Description) + count(string(t.InputSchema))
 	}
 	return n
 }
