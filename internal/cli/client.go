@@ -340,15 +340,15 @@ type SSEFrame struct {
 	Data  []byte
 }
 
-// maxSSELine bounds one line of an event stream the CLI follows.
-const maxSSELine = 8 << 20
+// maxSSEFrame bounds one frame of an event stream the CLI follows.
+const maxSSEFrame = 8 << 20
 
 // ReadSSE parses a text/event-stream with events.Reader, calling fn per
 // dispatched frame. It returns nil at the end of the stream or when fn
 // returns errStreamDone.
 func ReadSSE(r io.Reader, fn func(SSEFrame) error) error {
 	rd := events.NewReader(r)
-	rd.MaxLine = maxSSELine
+	rd.MaxFrame = maxSSEFrame
 	for {
 		f, err := rd.Next()
 		if errors.Is(err, io.EOF) {

@@ -85,8 +85,9 @@ type Frame struct {
 	Comment bool
 }
 
-// MaxLineBytes is the default bound on one line of a stream read by Reader.
-const MaxLineBytes = 4 << 20
+// MaxFrameBytes is the default bound on one frame of a stream read by
+// Reader (its lines together).
+const MaxFrameBytes = 4 << 20
 
 // Reader reads frames from a text/event-stream body, one at a time; it is
 // the one SSE parser of the node (orchestrator tests, federation proxy, CLI).
@@ -94,16 +95,19 @@ const MaxLineBytes = 4 << 20
 // unknown fields are ignored.
 type Reader struct {
 	br *bufio.Reader
-	// MaxLine bounds one line (default MaxLineBytes); a longer line is an error.
-	MaxLine int
+	// MaxFrame bounds one frame, all its lines together (default
+	// MaxFrameBytes): a longer one is an error, so a peer cannot grow a
+	// frame without end.
+	MaxFrame int
 }
 
 // NewReader returns a reader of r.
 func NewReader(r io.Reader) *Reader {
-	return &Reader{br: bufio.NewReaderSize(r, 64<<10), MaxLine: MaxLineBytes}
+	return &Reader{br: bufio.NewReaderSize(r, 64<<10), MaxFrame: MaxFrameBytes}
 }
 
-func (s *Reader) line() (string, error) {
+// line reads one line of at most max bytes.
+func (s *Reader) line(max int) (string, error) {
 	var buf []byte
 	for {
 		chunk, isPrefix, err := s.br.ReadLine()
@@ -114,8 +118,8 @@ func (s *Reader) line() (string, error) {
 			return "", err
 		}
 		buf = append(buf, chunk...)
-		if len(buf) > s.MaxLine {
-			return "", fmt.Errorf("sse: line longer than %d bytes", s.MaxLine)
+		if len(buf) > max {
+			return "", fmt.Errorf("sse: frame longer than %d bytes", s.MaxFrame)
 		}
 		if !isPrefix {
 			return string(buf), nil
@@ -138,8 +142,9 @@ func (s *Reader) next() (Frame, int, error) {
 	var f Frame
 	var data []string
 	seen := false
+	left := s.MaxFrame
 	for {
-		ln, err := s.line()
+		ln, err := s.line(left)
 		if err != nil {
 			if errors.Is(err, io.EOF) && seen {
 				f.Data = strings.Join(data, "\n")
@@ -160,6 +165,7 @@ func (s *Reader) next() (Frame, int, error) {
 			}
 			continue
 		}
+		left -= len(ln) + 1
 		field, value, _ := strings.Cut(ln, ":")
 		value = strings.TrimPrefix(value, " ")
 		seen = true

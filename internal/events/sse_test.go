@@ -119,9 +119,22 @@ func TestReaderFrames(t *testing.T) {
 	}, frames)
 
 	rd := NewReader(strings.NewReader("data: " + strings.Repeat("x", 100) + "\n\n"))
-	rd.MaxLine = 50
+	rd.MaxFrame = 50
 	_, err = rd.Next()
-	require.ErrorContains(t, err, "line longer than 50 bytes")
+	require.ErrorContains(t, err, "frame longer than 50 bytes")
+	// Many short lines add up: a frame never ends without a blank line.
+	rd = NewReader(strings.NewReader(strings.Repeat("data: xxxxxxxx\n", 20) + "\n"))
+	rd.MaxFrame = 100
+	_, err = rd.Next()
+	require.ErrorContains(t, err, "frame longer than 100 bytes")
+	rd = NewReader(strings.NewReader(strings.Repeat("data: xxxxxxxx\n", 5) + "\ndata: y\n\n"))
+	rd.MaxFrame = 100
+	f, err := rd.Next()
+	require.NoError(t, err)
+	require.Len(t, strings.Split(f.Data, "\n"), 5)
+	f, err = rd.Next()
+	require.NoError(t, err, "the bound is per frame")
+	require.Equal(t, "y", f.Data)
 }
 
 func TestWriteFrame(t *testing.T) {
