@@ -101,14 +101,14 @@ func (m *memStore) IngestEvent(_ context.Context, e store.IngestedEvent) (bool, 
 	return true, nil
 }
 
-func (m *memStore) ListIngestedEvents(_ context.Context, tenantID, runID string) ([]store.Event, error) {
+func (m *memStore) ListIngestedEvents(_ context.Context, tenantID, runID, source string) ([]store.Event, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []store.Event
 	for _, id := range m.order {
-		e := m.ingested[id].Event
-		if e.TenantID == tenantID && e.RunID == runID {
-			out = append(out, e)
+		in := m.ingested[id]
+		if in.Event.TenantID == tenantID && in.Event.RunID == runID && (source == "" || in.SourceStack == source) {
+			out = append(out, in.Event)
 		}
 	}
 	slices.SortFunc(out, func(a, b store.Event) int { return int(a.Sequence - b.Sequence) })
@@ -260,7 +260,7 @@ func (o *fakeOrchestrator) stream(w http.ResponseWriter, r *http.Request) error 
 }
 
 // headerAuth is a test Authenticator: X-Tenant-Id (+ X-Principal-Id,
-// X-Scopes) names the caller; the tenant must exist and be active.
+// X-Scopes, X-Roles) names the caller; the tenant must exist and be active.
 func headerAuth(st *memStore) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return httpx.H(func(w http.ResponseWriter, r *http.Request) error {
@@ -280,8 +280,12 @@ func headerAuth(st *memStore) func(http.Handler) http.Handler {
 			if s := r.Header.Get("X-Scopes"); s != "" {
 				scopes = strings.Fields(s)
 			}
+			roles := []string{auth.RoleTenantUser}
+			if v := r.Header.Get("X-Roles"); v != "" {
+				roles = strings.Fields(v)
+			}
 			ac := auth.Context{TenantID: tid, Principal: auth.Principal{PrincipalID: pid, PrincipalType: "user"},
-				Scopes: scopes, Roles: []string{auth.RoleTenantUser}}
+				Scopes: scopes, Roles: roles}
 			next.ServeHTTP(w, r.WithContext(auth.With(r.Context(), ac)))
 			return nil
 		})

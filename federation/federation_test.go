@@ -219,7 +219,7 @@ func TestForwardAndProxy(t *testing.T) {
 	require.Equal(t, int64(5), page.Next)
 
 	// the proxied events were kept as replicas
-	kept, err := b.a.store.ListIngestedEvents(context.Background(), "tnt_x", fw.RemoteRunID)
+	kept, err := b.a.store.ListIngestedEvents(context.Background(), "tnt_x", fw.RemoteRunID, "")
 	require.NoError(t, err)
 	require.Len(t, kept, 5)
 
@@ -407,6 +407,13 @@ func TestProxyFallsBackToReplicas(t *testing.T) {
 	fw := forward(t, b, "tnt_x")
 	resp, _ := call(t, b.a, "GET", fw.RemoteEventsURL, "tnt_x", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
+	// Events for the run from another source (here a client naming some
+	// other stack) are not part of the forwarded run's history.
+	forged := ingestEvent("evt_forged", "tnt_x", fw.RemoteRunID, 6)
+	forged["type"] = store.EventRunCompleted
+	resp, raw := call(t, b.a, "POST", "/v1/federation/events:ingest", "tnt_x", map[string]any{
+		"events": []any{forged}, "ingest": map[string]any{"source_stack_id": "stk_elsewhere"}})
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(raw))
 	b.b.peer.Close()
 	resp, body := call(t, b.a, "GET", fw.RemoteEventsURL+"?after_sequence=2", "tnt_x", nil, "Accept", "application/json")
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
@@ -416,6 +423,9 @@ func TestProxyFallsBackToReplicas(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(body, &page))
 	require.Len(t, page.Events, 3)
+	for _, e := range page.Events {
+		require.NotEqual(t, "evt_forged", e.EventID)
+	}
 }
 
 func ingestEvent(id, tenant, run string, seq int64) map[string]any {
@@ -435,7 +445,7 @@ func TestIngest(t *testing.T) {
 			ingestEvent("evt_1", "tnt_x", "run_r1", 1), // duplicate
 			map[string]any{"nonsense": true},
 		},
-		"ingest": map[string]any{"source_stack_id": "stk_b", "dedupe": map[string]any{"mode": "event_id"}},
+		"ingest": map[string]any{"source_stack_id": "stk_external", "dedupe": map[string]any{"mode": "event_id"}},
 	}
 	resp, raw := call(t, b.a, "POST", "/v1/federation/events:ingest", "tnt_x", body)
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(raw))
@@ -471,6 +481,18 @@ func TestIngest(t *testing.T) {
 	resp, _ = call(t, b.a, "POST", "/v1/federation/events:ingest", "tnt_x", body, "X-Scopes", "runs:read")
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
 	require.Contains(t, b.a.audit.actions(), "federation.ingest:success")
+
+	// A configured peer's (or this node's) events come over the peer API:
+	// a client may not write them, a platform admin may.
+	for _, src := range []string{"stk_b", "stk_a"} {
+		resp, raw = call(t, b.a, "POST", "/v1/federation/events:ingest", "tnt_x", map[string]any{
+			"events": []any{ingestEvent("evt_p", "tnt_x", "run_r3", 1)}, "ingest": map[string]any{"source_stack_id": src}})
+		require.Equal(t, http.StatusForbidden, resp.StatusCode, string(raw))
+	}
+	resp, raw = call(t, b.a, "POST", "/v1/federation/events:ingest", "tnt_x", map[string]any{
+		"events": []any{ingestEvent("evt_p", "tnt_x", "run_r3", 1)}, "ingest": map[string]any{"source_stack_id": "stk_b"}},
+		"X-Roles", "platform_admin")
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(raw))
 
 	// over the peer API: the source is the calling peer
 	tok, err := b.a.signer.Sign(identity.Claims{Audience: "stk_b", TenantID: "tnt_x", Subject: "svc_repl",

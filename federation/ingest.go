@@ -132,6 +132,12 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) error {
 	if !idRE.MatchString(source) {
 		return errs.Field("ingest.source_stack_id", "is required (or peer_id): the stack the events come from")
 	}
+	// A configured peer's events come over the peer API, signed by it;
+	// only a platform admin may write them here (a restore, say).
+	if _, isPeer := s.cfg.Directory.Key(source); (isPeer || source == s.cfg.StackID) && !ac.HasRole(auth.RolePlatformAdmin) {
+		return errs.E(errs.Forbidden, "ingest.source_stack_id %s is a federation peer (or this node); its events arrive over the peer API", source).
+			WithDetails(map[string]any{"field": "ingest.source_stack_id"})
+	}
 	return s.answerIngest(w, r, store.AuditRecord{TenantID: ac.TenantID, PrincipalID: ac.Principal.PrincipalID,
 		Action: "federation.ingest", Target: "stack:" + source, Details: map[string]any{"direction": "inbound", "api": "client"}},
 		ac.TenantID, source, req)

@@ -48,7 +48,7 @@ func statusClass(status int) string { return strconv.Itoa(status/100) + "xx" }
 func reasonLabel(r string) string {
 	switch r {
 	case "unknown_issuer", "bad_algorithm", "bad_signature", "malformed", "wrong_audience", "expired",
-		"not_yet_valid", "ttl_too_long", "replayed":
+		"not_yet_valid", "ttl_too_long", "replayed", "issuer_certificate_mismatch":
 		return r
 	}
 	return "other"

@@ -53,7 +53,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	fwd, err := s.cfg.Store.GetForward(ctx, ac.TenantID, runID)
 	if errors.Is(err, errs.ErrNotFound) {
-		stored, lerr := s.cfg.Store.ListIngestedEvents(ctx, ac.TenantID, runID)
+		stored, lerr := s.cfg.Store.ListIngestedEvents(ctx, ac.TenantID, runID, "")
 		if lerr != nil || len(stored) == 0 {
 			return notFound
 		}
@@ -101,8 +101,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	err = s.stream(w, r, ac.TenantID, runID, after, open, keep)
 	if c := errs.CodeOf(err); err != nil && (c == errs.DependencyUnavailable || c == errs.Timeout) {
-		// The peer is down: serve the replicas kept so far, if any.
-		if stored, lerr := s.cfg.Store.ListIngestedEvents(ctx, ac.TenantID, runID); lerr == nil && len(stored) > 0 {
+		// The peer is down: serve the replicas kept so far, if any, of
+		// that peer only (another stack cannot write this run's history).
+		if stored, lerr := s.cfg.Store.ListIngestedEvents(ctx, ac.TenantID, runID, peerID); lerr == nil && len(stored) > 0 {
 			return s.serveStored(w, r, stored, after)
 		}
 	}

@@ -285,18 +285,13 @@ func (s *Server) peerAuth(next http.Handler) http.Handler {
 				WithDetails(map[string]any{"reason": "no_identity_token"})
 		}
 		certStack := pki.StackIDOf(r.TLS.PeerCertificates[0])
-		c, err := s.verify.Verify(r.Context(), tok)
+		c, err := s.verify.VerifyFrom(r.Context(), tok, certStack)
 		if err != nil {
 			reason, _ := errs.As(err).Details["reason"].(string)
 			s.m.peerRejections.WithLabelValues(reasonLabel(reason)).Inc()
 			s.audit(r, store.AuditRecord{Action: "federation.peer.reject", Target: r.URL.Path, Outcome: "denied",
 				Details: map[string]any{"peer_cert_stack_id": certStack, "reason": reason}})
 			return err
-		}
-		if c.Issuer != certStack {
-			s.m.peerRejections.WithLabelValues("issuer_certificate_mismatch").Inc()
-			return errs.E(errs.Unauthorized, "identity token issuer %s does not match the client certificate (%s)", c.Issuer, certStack).
-				WithDetails(map[string]any{"reason": "issuer_certificate_mismatch"})
 		}
 		httpx.SetLogTenant(r.Context(), c.TenantID, c.Subject)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), claimsKey{}, c)))

@@ -156,6 +156,14 @@ func unauthorized(reason, format string, args ...any) *errs.Error {
 // replayed; a failing replay store is dependency_unavailable. The jti is
 // only recorded once everything else has passed.
 func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
+	return v.VerifyFrom(ctx, token, "")
+}
+
+// VerifyFrom is Verify for a token that must come from issuer (the stack
+// the caller's client certificate names; "" accepts any known peer): a
+// token of another issuer fails with reason issuer_certificate_mismatch
+// before its jti is recorded, so it cannot use up the real issuer's token.
+func (v *Verifier) VerifyFrom(ctx context.Context, token, issuer string) (Claims, error) {
 	now := time.Now
 	if v.Now != nil {
 		now = v.Now
@@ -206,6 +214,10 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	}
 	if wc.ID == "" || wc.TenantID == "" || wc.Subject == "" {
 		return Claims{}, unauthorized("malformed", "identity token lacks jti, tenant_id or sub")
+	}
+	if issuer != "" && wc.Issuer != issuer {
+		return Claims{}, unauthorized("issuer_certificate_mismatch",
+			"identity token issuer %s does not match the client certificate (%s)", wc.Issuer, issuer)
 	}
 	fresh, err := v.Replay.UseJTI(ctx, wc.Issuer+"/"+wc.ID, exp.Add(Leeway))
 	if err != nil {

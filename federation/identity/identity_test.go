@@ -153,6 +153,20 @@ func TestVerifyReplay(t *testing.T) {
 	require.Equal(t, "replayed", reason(t, err))
 }
 
+// A token presented with another stack's certificate is refused without
+// using it up: its real issuer can still use it.
+func TestVerifyFromIssuerMismatchKeepsTheToken(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tok, err := b.a.Sign(claims("stk_b"), time.Minute)
+	require.NoError(t, err)
+	_, err = b.verifier.VerifyFrom(context.Background(), tok, "stk_c")
+	require.Equal(t, "issuer_certificate_mismatch", reason(t, err))
+	c, err := b.verifier.VerifyFrom(context.Background(), tok, "stk_a")
+	require.NoError(t, err)
+	require.Equal(t, "stk_a", c.Issuer)
+}
+
 func TestSignCapsTTL(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

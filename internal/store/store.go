@@ -281,6 +281,8 @@ type FederationStore interface {
 	// IngestEvent stores a replicated event; false (and nothing stored) if
 	// its event_id was ingested before.
 	IngestEvent(ctx context.Context, e IngestedEvent) (bool, error)
-	// ListIngestedEvents lists a tenant's ingested events of one run by sequence.
-	ListIngestedEvents(ctx context.Context, tenantID, runID string) ([]Event, error)
+	// ListIngestedEvents lists a tenant's ingested events of one run by
+	// sequence; source, when not empty, keeps only those ingested from that
+	// stack.
+	ListIngestedEvents(ctx context.Context, tenantID, runID, source string) ([]Event, error)
 }

@@ -72,10 +72,11 @@ func (db *DB) IngestEvent(ctx context.Context, e store.IngestedEvent) (bool, err
 	return tag.RowsAffected() == 1, nil
 }
 
-// ListIngestedEvents lists a tenant's ingested events of one run by sequence.
-func (db *DB) ListIngestedEvents(ctx context.Context, tenantID, runID string) ([]store.Event, error) {
+// ListIngestedEvents lists a tenant's ingested events of one run by
+// sequence, of one source stack unless source is empty.
+func (db *DB) ListIngestedEvents(ctx context.Context, tenantID, runID, source string) ([]store.Event, error) {
 	rows, err := db.pool.Query(ctx, `SELECT event FROM ingested_events WHERE tenant_id = $1 AND run_id = $2
-		ORDER BY sequence, event_id`, tenantID, runID)
+		AND ($3 = '' OR source_stack = $3) ORDER BY sequence, event_id`, tenantID, runID, source)
 	if err != nil {
 		return nil, mapErr(err, "ingested events")
 	}

@@ -83,10 +83,11 @@ func (db *DB) IngestEvent(ctx context.Context, e store.IngestedEvent) (bool, err
 	return fresh, err
 }
 
-// ListIngestedEvents lists a tenant's ingested events of one run by sequence.
-func (db *DB) ListIngestedEvents(ctx context.Context, tenantID, runID string) ([]store.Event, error) {
+// ListIngestedEvents lists a tenant's ingested events of one run by
+// sequence, of one source stack unless source is empty.
+func (db *DB) ListIngestedEvents(ctx context.Context, tenantID, runID, source string) ([]store.Event, error) {
 	rows, err := db.query(ctx, `SELECT event FROM ingested_events WHERE tenant_id = ? AND run_id = ?
-		ORDER BY sequence, event_id`, tenantID, runID)
+		AND (? = '' OR source_stack = ?) ORDER BY sequence, event_id`, tenantID, runID, source, source)
 	if err != nil {
 		return nil, mapErr(err, "ingested events")
 	}

@@ -136,13 +136,22 @@ func testFederation(t *testing.T, newStore func(t *testing.T) store.Store) {
 		require.NoError(t, err)
 		require.False(t, ok)
 
-		got, err := s.ListIngestedEvents(ctx, "ten_a", "run_r")
+		other := mk("evt_3", 3)
+		other.SourceStack = "stack-c"
+		ok, err = s.IngestEvent(ctx, other)
 		require.NoError(t, err)
-		require.Len(t, got, 2)
+		require.True(t, ok)
+
+		got, err := s.ListIngestedEvents(ctx, "ten_a", "run_r", "")
+		require.NoError(t, err)
+		require.Len(t, got, 3)
 		require.Equal(t, e1.Event, got[0])
 		require.Equal(t, e2.Event, got[1])
+		got, err = s.ListIngestedEvents(ctx, "ten_a", "run_r", "stack-b")
+		require.NoError(t, err)
+		require.Equal(t, []store.Event{e1.Event, e2.Event}, got, "one source's events only")
 
-		got, err = s.ListIngestedEvents(ctx, "ten_b", "run_r")
+		got, err = s.ListIngestedEvents(ctx, "ten_b", "run_r", "")
 		require.NoError(t, err)
 		require.Empty(t, got)
 	})
