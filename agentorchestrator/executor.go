@@ -154,6 +154,21 @@ func (x *execution) startRun() {
 // loop is the agent loop: model call, tool calls, repeat, until a final
 // answer, max_steps, the deadline or cancellation. It returns whether the
 // run is terminal.
+// tenantActive refuses the next model or tool call of a run whose tenant
+// was disabled while it ran: a disabled tenant gets nothing more done
+// (CONTRACT §3). The tenant is read through the node's cache, so this
+// costs no store read per step and sees a disable within its TTL. When
+// the store cannot answer, the call goes ahead (the tenant was active when
+// the run started).
+func (x *execution) tenantActive(ctx context.Context) error {
+	t, err := x.s.tenantOf(ctx, x.run.TenantID)
+	if err != nil || t.Status == store.TenantActive {
+		return nil
+	}
+	return errs.E(errs.Forbidden, "tenant %s is %s; the run was stopped", t.TenantID, t.Status).
+		WithDetails(map[string]any{"tenant_status": t.Status})
+}
+
 func (x *execution) loop(ctx context.Context) bool {
 	for {
 		if ctx.Err() != nil {
@@ -181,6 +196,9 @@ func (x *execution) loop(ctx context.Context) bool {
 					}
 					continue // completed before: its recorded result is reused
 				}
+				if err := x.tenantActive(ctx); err != nil {
+					return x.finishErr(ctx, err)
+				}
 				if ok, fatal := x.callTool(ctx, last.StepID, i, call); !ok {
 					return x.stopped(ctx)
 				} else if fatal != nil {
@@ -191,6 +209,9 @@ func (x *execution) loop(ctx context.Context) bool {
 				return x.finishErr(ctx, &errs.Error{Code: codeMaxSteps,
 					Message: fmt.Sprintf("the run reached max_steps=%d model steps without a final answer", x.run.RunOptions.MaxSteps)})
 			}
+		}
+		if err := x.tenantActive(ctx); err != nil {
+			return x.finishErr(ctx, err)
 		}
 		if ok, fatal := x.callModel(ctx, resume); !ok {
 			return x.stopped(ctx)

@@ -218,3 +218,30 @@ func TestDisabledTenantRunsWaitQueued(t *testing.T) {
 	require.NoError(t, b.db.UpdateTenant(ctx, tn))
 	b.waitStatus("tnt_a", runID, store.RunCompleted)
 }
+
+// A tenant disabled while its run executes gets nothing more done: the
+// run's next model call is refused and the run fails with forbidden.
+func TestTenantDisabledMidRunStopsIt(t *testing.T) {
+	t.Parallel()
+	tool := newBlockingTool("tool.test.block", false)
+	b := setup(t, bundleOpts{extra: []tools.Tool{tool}})
+	ctx := context.Background()
+	runID := b.createRun("tnt_a", "agt_tool.test.block", map[string]any{"input": "stop me"})
+	<-tool.started
+	tn, err := b.db.GetTenant(ctx, "tnt_a")
+	require.NoError(t, err)
+	tn.Status = store.TenantDisabled
+	require.NoError(t, b.db.UpdateTenant(ctx, tn))
+	close(tool.release)
+	run := b.waitStatus("tnt_a", runID, store.RunFailed)
+	require.Equal(t, string(errs.Forbidden), run.Error.Code)
+	evs, err := b.db.ListEvents(ctx, store.ListEventsParams{TenantID: "tnt_a", RunID: runID})
+	require.NoError(t, err)
+	models := 0
+	for _, e := range evs {
+		if e.Type == store.EventModelRequested {
+			models++
+		}
+	}
+	require.Equal(t, 1, models, "no model call after the disable")
+}
