@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -125,7 +126,7 @@ func (d *Directory) setLocked(list []peers.Peer) error {
 			return err
 		}
 		key, _ := p.Key()
-		if old, ok := d.peers[p.StackID]; ok && old.peer == p {
+		if old, ok := d.peers[p.StackID]; ok && reflect.DeepEqual(old.peer, p) {
 			next[p.StackID] = old
 			order = append(order, p.StackID)
 			continue
@@ -228,6 +229,13 @@ func (d *Directory) Key(stackID string) (ed25519.PublicKey, bool) {
 		return nil, false
 	}
 	return st.key, true
+}
+
+// AllowsTenant reports whether a known peer may act for tenantID here
+// (its tenants list in the peers file).
+func (d *Directory) AllowsTenant(stackID, tenantID string) bool {
+	st, ok := d.state(stackID)
+	return ok && st.peer.AllowsTenant(tenantID)
 }
 
 func (d *Directory) state(stackID string) (*peerState, bool) {

@@ -592,3 +592,29 @@ func TestEnsureIdentity(t *testing.T) {
 	_, err = EnsureIdentity(Files{Dir: root}, "stk_c", fa.CADir, nil)
 	require.Error(t, err)
 }
+
+// A peer may act only for the tenants its peers-file entry lists.
+func TestPeerTenantsList(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	dir := b.b.server.cfg.Directory
+	entry := dir.Peers()[0]
+	entry.Tenants = []string{"tnt_y"}
+	require.NoError(t, dir.set([]peers.Peer{entry}))
+
+	resp, body := peerCall(t, b, true, "POST", "/v1/federation/runs:forward", sign(t, b.a.signer, "stk_b", "tnt_x"), forwardBody("tnt_x"))
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, string(body))
+	var env struct {
+		Error struct {
+			Details map[string]any `json:"details"`
+		} `json:"error"`
+	}
+	require.NoError(t, json.Unmarshal(body, &env))
+	require.Equal(t, "tenant_not_federated", env.Error.Details["reason"])
+	resp, body = peerCall(t, b, true, "POST", "/v1/federation/runs:forward", sign(t, b.a.signer, "stk_b", "tnt_y"), forwardBody("tnt_y"))
+	require.Equal(t, http.StatusCreated, resp.StatusCode, string(body))
+
+	bad := entry
+	bad.Tenants = []string{"not a tenant!"}
+	require.ErrorContains(t, bad.Validate(), "tenants[0]")
+}

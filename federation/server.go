@@ -305,7 +305,8 @@ func claimsFrom(ctx context.Context) identity.Claims {
 }
 
 // localContext re-derives the Auth Context of a peer's caller on this
-// node: the tenant must exist here and be active; the principal keeps its
+// node: the tenant must exist here, be active and be one the peer may act
+// for (peers file); the principal keeps its
 // id but never gets more than the federated scopes, and never a role
 // beyond tenant_service.
 func (s *Server) localContext(ctx context.Context, c identity.Claims) (auth.Context, store.Tenant, error) {
@@ -320,6 +321,11 @@ func (s *Server) localContext(ctx context.Context, c identity.Claims) (auth.Cont
 	if t.Status != store.TenantActive {
 		return auth.Context{}, t, errs.E(errs.Forbidden, "tenant %s is %s on stack %s", c.TenantID, t.Status, s.cfg.StackID).
 			WithDetails(map[string]any{"reason": "tenant_disabled", "tenant_id": c.TenantID})
+	}
+	if !s.cfg.Directory.AllowsTenant(c.Issuer, c.TenantID) {
+		return auth.Context{}, t, errs.E(errs.Forbidden, "peer %s may not act for tenant %s on stack %s (its tenants list in the peers file)",
+			c.Issuer, c.TenantID, s.cfg.StackID).
+			WithDetails(map[string]any{"reason": "tenant_not_federated", "tenant_id": c.TenantID})
 	}
 	var scopes []string
 	for _, sc := range []string{auth.ScopeRunsCreate, auth.ScopeRunsRead, auth.ScopeEventsRead} {

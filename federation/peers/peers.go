@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -44,6 +45,16 @@ type Peer struct {
 	CAFile string `yaml:"ca_file,omitempty" json:"ca_file,omitempty"`
 	// PinnedCertSHA256, if set, is the hex SHA-256 of the peer's certificate.
 	PinnedCertSHA256 string `yaml:"pinned_cert_sha256,omitempty" json:"pinned_cert_sha256,omitempty"`
+	// Tenants, if set, are the only tenants the peer may act for on this
+	// node (forward runs, read their events, replicate events); empty or
+	// "*" is every tenant. A peer's identity token names the tenant, so
+	// without this list a compromised peer can act for any active tenant.
+	Tenants []string `yaml:"tenants,omitempty" json:"tenants,omitempty"`
+}
+
+// AllowsTenant reports whether the peer may act for tenantID.
+func (p Peer) AllowsTenant(tenantID string) bool {
+	return len(p.Tenants) == 0 || slices.Contains(p.Tenants, "*") || slices.Contains(p.Tenants, tenantID)
 }
 
 // Key returns the parsed public key (Validate has checked it).
@@ -68,6 +79,11 @@ func (p Peer) Validate() error {
 	}
 	if p.PinnedCertSHA256 != "" && !hexRE.MatchString(NormalizeFingerprint(p.PinnedCertSHA256)) {
 		return fmt.Errorf("peer %s: pinned_cert_sha256: want 64 hex digits", p.StackID)
+	}
+	for i, t := range p.Tenants {
+		if t != "*" && !stackIDRE.MatchString(t) {
+			return fmt.Errorf("peer %s: tenants[%d] %q: want a tenant id or \"*\"", p.StackID, i, t)
+		}
 	}
 	return nil
 }

@@ -61,6 +61,7 @@ func newPeersAddCmd() *cobra.Command {
 	f.StringVar(&keyFile, "public-key-file", "", "read the public key from the peer's signing.pub (or signing.key)")
 	f.StringVar(&p.CAFile, "ca-file", "", "CA that signed the peer's certificate (default: this node's federation CA)")
 	f.StringVar(&p.PinnedCertSHA256, "pin-sha256", "", "pin the peer's certificate by SHA-256 fingerprint")
+	f.StringSliceVar(&p.Tenants, "tenants", nil, "the only tenants the peer may act for here (comma separated; default: every tenant)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		cfg, err := cf.resolve()
 		if err != nil {
