@@ -20,6 +20,7 @@ import (
 	"github.com/nexixai/agentos/federation/identity"
 	"github.com/nexixai/agentos/federation/peers"
 	"github.com/nexixai/agentos/federation/pki"
+	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
 )
 
@@ -617,4 +618,20 @@ func TestPeerTenantsList(t *testing.T) {
 	bad := entry
 	bad.Tenants = []string{"not a tenant!"}
 	require.ErrorContains(t, bad.Validate(), "tenants[0]")
+}
+
+func TestStreamSlotsPerTenant(t *testing.T) {
+	t.Parallel()
+	sl := newStreamSlots(8) // 2 per tenant
+	require.NoError(t, sl.take("tnt_a"))
+	require.NoError(t, sl.take("tnt_a"))
+	err := sl.take("tnt_a")
+	require.Equal(t, errs.RateLimited, errs.CodeOf(err), "a tenant's share is used up")
+	for _, tn := range []string{"tnt_b", "tnt_b", "tnt_c", "tnt_c", "tnt_d", "tnt_d"} {
+		require.NoError(t, sl.take(tn), "other tenants still get streams")
+	}
+	require.ErrorContains(t, sl.take("tnt_e"), "on this node", "the node's limit")
+	sl.give("tnt_a")
+	require.NoError(t, sl.take("tnt_e"))
+	require.Equal(t, errs.RateLimited, errs.CodeOf(sl.take("tnt_a")), "the node is full again")
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nexixai/agentos/federation/identity"
@@ -161,12 +163,10 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, tenantID, runID 
 	if events.WantsJSON(r) {
 		return s.page(w, r, tenantID, runID, after, open, keep)
 	}
-	select {
-	case s.streams <- struct{}{}:
-	default:
-		return &errs.Error{Code: errs.RateLimited, Message: "too many event streams on this node", RetryAfter: time.Second}
+	if err := s.streams.take(tenantID); err != nil {
+		return err
 	}
-	defer func() { <-s.streams }()
+	defer s.streams.give(tenantID)
 	s.m.streams.Inc()
 	defer s.m.streams.Dec()
 
@@ -355,4 +355,45 @@ func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, evs []store
 	}
 	_ = http.NewResponseController(w).Flush()
 	return nil
+}
+
+// streamSlots bounds the event streams of the node, and of each tenant to
+// a quarter of them, so that one tenant cannot take every slot.
+type streamSlots struct {
+	mu        sync.Mutex
+	max       int
+	perTenant int
+	total     int
+	byTenant  map[string]int
+}
+
+func newStreamSlots(limit int) *streamSlots {
+	return &streamSlots{max: limit, perTenant: max(1, limit/4), byTenant: map[string]int{}}
+}
+
+// take holds a slot for tenantID, or answers rate_limited.
+func (sl *streamSlots) take(tenantID string) error {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	switch {
+	case sl.total >= sl.max:
+		return &errs.Error{Code: errs.RateLimited, Message: "too many event streams on this node", RetryAfter: time.Second}
+	case sl.byTenant[tenantID] >= sl.perTenant:
+		return (&errs.Error{Code: errs.RateLimited, RetryAfter: time.Second,
+			Message: fmt.Sprintf("tenant %s has %d event streams open on this node, the most one tenant may", tenantID, sl.perTenant)}).
+			WithDetails(map[string]any{"limit": sl.perTenant})
+	}
+	sl.total++
+	sl.byTenant[tenantID]++
+	return nil
+}
+
+// give releases a slot taken for tenantID.
+func (sl *streamSlots) give(tenantID string) {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	sl.total--
+	if sl.byTenant[tenantID]--; sl.byTenant[tenantID] <= 0 {
+		delete(sl.byTenant, tenantID)
+	}
 }

@@ -75,7 +75,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Registry receives the service's metrics; default a new registry.
 	Registry *prometheus.Registry
-	// MaxEventStreams bounds concurrent proxied streams; default 256.
+	// MaxEventStreams bounds concurrent proxied streams (each tenant gets
+	// at most a quarter of them); default 256.
 	MaxEventStreams int
 	// MaxConcurrentRuns is advertised in the capabilities; default 25.
 	MaxConcurrentRuns int
@@ -94,7 +95,7 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	streams chan struct{}
+	streams *streamSlots
 	verify  *identity.Verifier
 	m       *metricsSet
 }
@@ -131,7 +132,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, streams: make(chan struct{}, cfg.MaxEventStreams)}
+	s := &Server{cfg: cfg, log: cfg.Logger, streams: newStreamSlots(cfg.MaxEventStreams)}
 	s.verify = &identity.Verifier{Self: cfg.StackID, Keys: cfg.Directory.Key, Replay: cfg.Store, Now: cfg.Now}
 	s.m = newMetrics(cfg.Registry)
 	return s, nil
