@@ -427,6 +427,7 @@ func TestProxyFallsBackToReplicas(t *testing.T) {
 	for _, e := range page.Events {
 		require.NotEqual(t, "evt_forged", e.EventID)
 	}
+	require.Contains(t, b.a.audit.actions(), "federation.events.replica:success")
 }
 
 func ingestEvent(id, tenant, run string, seq int64) map[string]any {

@@ -59,6 +59,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 		if lerr != nil || len(stored) == 0 {
 			return notFound
 		}
+		s.audit(r, store.AuditRecord{TenantID: ac.TenantID, PrincipalID: ac.Principal.PrincipalID, Action: "federation.events.replica",
+			Target: "run:" + runID, Outcome: "success", Details: map[string]any{"after_sequence": after, "reason": "ingested events"}})
 		return s.serveStored(w, r, stored, after)
 	}
 	if err != nil {
@@ -106,6 +108,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 		// The peer is down: serve the replicas kept so far, if any, of
 		// that peer only (another stack cannot write this run's history).
 		if stored, lerr := s.cfg.Store.ListIngestedEvents(ctx, ac.TenantID, runID, peerID); lerr == nil && len(stored) > 0 {
+			s.audit(r, store.AuditRecord{TenantID: ac.TenantID, PrincipalID: ac.Principal.PrincipalID, Action: "federation.events.replica",
+				Target: "run:" + runID, Outcome: "success",
+				Details: map[string]any{"after_sequence": after, "peer_stack_id": peerID, "reason": "peer unreachable"}})
 			return s.serveStored(w, r, stored, after)
 		}
 	}
