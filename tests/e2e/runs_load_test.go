@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,7 +21,8 @@ import (
 // on a real node (orchestrator and model-policy processes): every run
 // completes and every event stream is 1..N with run.created first and
 // exactly one terminal event, last. Then a stream dropped after three
-// events and resumed with Last-Event-ID delivers exactly the missing ones.
+// events and resumed with Last-Event-ID delivers exactly the missing ones,
+// and 1,000 concurrent creates with one idempotency key make one run.
 func TestConcurrentRunsAndResume(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
@@ -80,6 +83,93 @@ func TestConcurrentRunsAndResume(t *testing.T) {
 		return err
 	}))
 	require.Equal(t, full[3:], rest, "exactly the missing events, no more, no fewer")
+
+	sameKeyConcurrently(t, base)
+}
+
+// sameKeyConcurrently sends 1,000 concurrent creates with one idempotency
+// key: exactly one creates the run (201), every other answers with that
+// same run (200, Idempotent-Replayed); then the key with another body is
+// 409 and creates nothing.
+func sameKeyConcurrently(t *testing.T, base string) {
+	const n = 1000
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: n}}
+	post := func(body string) (int, string, error) {
+		req, err := http.NewRequestWithContext(t.Context(), "POST", base+"/v1/agents/agt_sample_echo_v1/runs", strings.NewReader(body))
+		if err != nil {
+			return 0, "", err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Tenant-Id", "tnt_demo")
+		req.Header.Set("Idempotency-Key", "e2e-same-key")
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Run struct {
+				RunID string `json:"run_id"`
+			} `json:"run"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out.Run.RunID, err
+	}
+	type answer struct {
+		code  int
+		runID string
+		err   error
+	}
+	answers := make(chan answer, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			code, id, err := post(`{"input":"only once"}`)
+			answers <- answer{code, id, err}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(answers)
+	created, replayed := 0, 0
+	ids := map[string]bool{}
+	for a := range answers {
+		require.NoError(t, a.err)
+		switch a.code {
+		case http.StatusCreated:
+			created++
+		case http.StatusOK:
+			replayed++
+		default:
+			t.Fatalf("status %d", a.code)
+		}
+		ids[a.runID] = true
+	}
+	require.Equal(t, 1, created)
+	require.Equal(t, n-1, replayed)
+	require.Len(t, ids, 1, "every answer names the one run")
+
+	code, _, err := post(`{"input":"something else"}`)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusConflict, code)
+	// The node holds one run with that input and none with the other.
+	code, out := runsJSON(t, "GET", base+"/v1/runs?limit=200", map[string]string{"X-Tenant-Id": "tnt_demo"}, nil)
+	require.Equal(t, http.StatusOK, code, out)
+	byInput := map[string]int{}
+	for _, r := range out["runs"].([]any) {
+		in, _ := r.(map[string]any)["input"].(map[string]any)
+		text, _ := in["text"].(string)
+		byInput[text]++
+		if text == "only once" {
+			require.True(t, ids[r.(map[string]any)["run_id"].(string)])
+		}
+	}
+	require.Equal(t, 1, byInput["only once"])
+	require.Zero(t, byInput["something else"])
 }
 
 // checkStream verifies 1..N, run.created first, exactly one terminal event, last.
