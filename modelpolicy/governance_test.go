@@ -407,6 +407,56 @@ models:
 	require.NotContains(t, tp, "b7ad6b7169203331", "the backend call is a child span")
 }
 
+// A prompt with an email, a Luhn-valid card number and a US SSN reaches an
+// OpenAI-compatible backend redacted under the default policy, and not at
+// all under the strict one (it blocks SSNs): shown by the bodies the
+// backend received on the wire.
+func TestPIIRedactedOrBlockedBeforeTheBackend(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var calls int
+	bodies := make(chan string, 8)
+	backend := flakyOpenAI(t, 200, &calls, &mu)
+	spy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		bodies <- string(b)
+		r.Body = io.NopCloser(strings.NewReader(string(b)))
+		backend.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(spy.Close)
+	cat, err := ParseCatalogue([]byte(`
+backends:
+  - {name: vllm, type: openai, base_url: "` + spy.URL + `/v1"}
+models:
+  - {name: llama, backend: vllm, tiers: [fast]}
+`))
+	require.NoError(t, err)
+	b := setup(t, setupOpts{cat: cat})
+	b.addTenant(tenant("tnt_a"))
+	b.addTenant(tenant("tnt_strict", func(t *store.Tenant) { t.DefaultPolicyID = "pol_strict" }))
+	prompt := "I am jane.doe@example.com, card 4111 1111 1111 1111, SSN 123-45-6789"
+	msgs := []any{map[string]any{"role": "user", "content": prompt}}
+
+	r := b.do("POST", "/v1/chat/completions", "tnt_a", map[string]any{"model": "tier:fast", "messages": msgs})
+	require.Equal(t, 200, r.status, string(r.raw))
+	sent := <-bodies
+	for _, pii := range []string{"jane.doe@example.com", "4111 1111 1111 1111", "123-45-6789"} {
+		require.NotContains(t, sent, pii)
+	}
+	for _, mark := range []string{"[REDACTED:email]", "[REDACTED:credit_card]", "[REDACTED:ssn]"} {
+		require.Contains(t, sent, mark)
+	}
+
+	r = b.do("POST", "/v1/chat/completions", "tnt_strict", map[string]any{"model": "tier:fast", "messages": msgs})
+	require.Equal(t, 403, r.status, string(r.raw))
+	require.Equal(t, "policy_blocked", errCode(r))
+	select {
+	case body := <-bodies:
+		t.Fatalf("a blocked prompt reached the backend: %s", body)
+	default:
+	}
+}
+
 // streamThenFail streams a few fragments, then fails as a backend that
 // drops the connection would.
 type streamThenFail struct{ *builtin.Provider }
