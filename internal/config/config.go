@@ -42,7 +42,7 @@ type Config struct {
 	AuditSink           string  // AGENTOS_AUDIT_SINK: stdout, stderr, file:PATH; default file:$DATA_DIR/audit/audit.jsonl
 	HTTPFetchAllow      string  // AGENTOS_HTTP_FETCH_ALLOW: comma-separated hosts/CIDRs tool.http.fetch may reach despite the SSRF guard
 	ModelPolicyConfig   string  // AGENTOS_MODEL_POLICY_CONFIG: YAML model catalogue; default built-in offline catalogue
-	Executors           int     // AGENTOS_EXECUTORS, default 32: runs executed at once by this process (runs mostly wait on models and tools)
+	Executors           int     // AGENTOS_EXECUTORS, default 128: runs executed at once by this process (runs mostly wait on models and tools)
 	IdempotencyTTLHours int     // AGENTOS_IDEMPOTENCY_TTL_HOURS, default 24
 	LogLevel            string  // AGENTOS_LOG_LEVEL, default info
 
@@ -139,7 +139,7 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 	num("AGENTOS_QUOTA_RUN_CREATE_QPS", "10", &c.QuotaRunCreateQPS)
 	integer("AGENTOS_QUOTA_CONCURRENT_RUNS", "25", &c.QuotaConcurrentRuns)
 	num("AGENTOS_QUOTA_INVOKE_QPS", "20", &c.QuotaInvokeQPS)
-	integer("AGENTOS_EXECUTORS", "32", &c.Executors)
+	integer("AGENTOS_EXECUTORS", "128", &c.Executors)
 	integer("AGENTOS_IDEMPOTENCY_TTL_HOURS", "24", &c.IdempotencyTTLHours)
 	if len(errsList) > 0 {
 		return c, fmt.Errorf("invalid configuration: %s", strings.Join(errsList, "; "))
@@ -176,7 +176,7 @@ func (c *Config) Finish() error {
 		c.AuditSink = "file:" + filepath.Join(c.DataDir, "audit", "audit.jsonl")
 	}
 	if c.Executors == 0 {
-		c.Executors = 32
+		c.Executors = 128
 	}
 	switch c.Mode {
 	case ModeDemo, ModeDev, ModeProd:

@@ -31,7 +31,7 @@ AGENTOS_REGION='eu'
 	require.Equal(t, filepath.Join(dir, "data"), c.DataDir)
 	require.Equal(t, "sqlite://"+filepath.Join(dir, "data", "agentos.db"), c.StoreURL)
 	require.Equal(t, "http://127.0.0.1:50083", c.FederationURL)
-	require.Equal(t, 32, c.Executors)
+	require.Equal(t, 128, c.Executors)
 	require.Equal(t, 10.0, c.QuotaRunCreateQPS)
 	require.True(t, c.DevMode())
 }
