@@ -64,7 +64,7 @@ type Config struct {
 	Logger *slog.Logger
 	// Node is the node's effective configuration (quota defaults, TTLs, mode).
 	Node config.Config
-	// Executors is how many runs this process executes at once (default 32).
+	// Executors is how many runs this process executes at once (default 128).
 	Executors int
 	// LeaseTTL is how long a run lease lasts without renewal (default 10s).
 	LeaseTTL time.Duration
@@ -118,7 +118,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Executors <= 0 {
-		cfg.Executors = 32
+		cfg.Executors = 128
 	}
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = 10 * time.Second
