@@ -142,6 +142,16 @@ func (f UsageFilter) Validate() error {
 	return Required("tenant_id", f.TenantID)
 }
 
+// KVEntryOverhead is what one KV entry counts toward a tenant's
+// max_memory_bytes beyond its namespace, key and value: the row and index
+// bookkeeping, so many tiny entries cannot store far more than the quota.
+const KVEntryOverhead = 32
+
+// KVEntrySize is what an entry counts toward a tenant's max_memory_bytes.
+func KVEntrySize(namespace, key string, value []byte) int64 {
+	return int64(len(namespace)+len(key)+len(value)) + KVEntryOverhead
+}
+
 // ValidateKVPut checks a KVPut: tenant_id and key are required.
 func ValidateKVPut(tenantID, key string) error {
 	return Required("tenant_id", tenantID, "key", key)

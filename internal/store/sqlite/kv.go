@@ -8,7 +8,7 @@ import (
 )
 
 // KVPut stores value under (tenant, namespace, key). A tenant's usage is the
-// sum of len(key)+len(value) over its entries; if maxBytes > 0 and the usage
+// sum of store.KVEntrySize over its entries; if maxBytes > 0 and the usage
 // after the put would exceed it, nothing is written and a quota_exceeded
 // error with details limit/used/requested is returned.
 func (db *DB) KVPut(ctx context.Context, tenantID, namespace, key string, value []byte, maxBytes int64) error {
@@ -18,7 +18,7 @@ func (db *DB) KVPut(ctx context.Context, tenantID, namespace, key string, value 
 	if value == nil {
 		value = []byte{}
 	}
-	size := int64(len(key) + len(value))
+	size := store.KVEntrySize(namespace, key, value)
 	return db.WriteTx(ctx, func(tx *Tx) error {
 		if maxBytes > 0 {
 			var used, old int64

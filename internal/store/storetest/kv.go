@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -49,23 +50,26 @@ func testKV(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("UsageAndQuota", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)
-		require.NoError(t, s.KVPut(ctx, "ten_a", "ns", "k1", []byte("12345678"), 30)) // 10 bytes
-		require.NoError(t, s.KVPut(ctx, "ten_a", "ns", "k2", []byte("12345678"), 30)) // 20
-		require.NoError(t, s.KVPut(ctx, "ten_b", "ns", "k1", []byte("1234567890123456789012345678"), 30))
+		e := store.KVEntrySize("ns", "k1", []byte("12345678")) // every k<n> entry with an 8-byte value
+		limit := 3 * e
+		require.NoError(t, s.KVPut(ctx, "ten_a", "ns", "k1", []byte("12345678"), limit))
+		require.NoError(t, s.KVPut(ctx, "ten_a", "ns", "k2", []byte("12345678"), limit))
+		full := make([]byte, limit-store.KVEntrySize("ns", "k1", nil)) // exactly the limit
+		require.NoError(t, s.KVPut(ctx, "ten_b", "ns", "k1", full, limit))
 		used, err := s.KVUsage(ctx, "ten_a")
 		require.NoError(t, err)
-		require.EqualValues(t, 20, used)
+		require.EqualValues(t, 2*e, used)
 
-		err = s.KVPut(ctx, "ten_a", "ns", "k3", []byte("123456789"), 30) // would be 31
+		err = s.KVPut(ctx, "ten_a", "ns", "k3", []byte("123456789"), limit) // one byte over
 		requireCode(t, err, errs.ErrQuotaExceeded)
 		_, err = s.KVGet(ctx, "ten_a", "ns", "k3")
 		requireCode(t, err, errs.ErrNotFound)
 
-		require.NoError(t, s.KVPut(ctx, "ten_a", "ns", "k3", []byte("12345678"), 30)) // exactly 30
+		require.NoError(t, s.KVPut(ctx, "ten_a", "ns", "k3", []byte("12345678"), limit)) // exactly the limit
 
 		// Replacing counts the new size instead of the old one.
-		require.NoError(t, s.KVPut(ctx, "ten_a", "ns", "k1", []byte("1234"), 30)) // 26
-		err = s.KVPut(ctx, "ten_a", "ns", "k1", []byte("1234567890123"), 30)      // 26-6+15 = 35
+		require.NoError(t, s.KVPut(ctx, "ten_a", "ns", "k1", []byte("1234"), limit)) // 3e-4
+		err = s.KVPut(ctx, "ten_a", "ns", "k1", []byte("1234567890123"), limit)      // 3e+5
 		requireCode(t, err, errs.ErrQuotaExceeded)
 		v, err := s.KVGet(ctx, "ten_a", "ns", "k1")
 		require.NoError(t, err)
@@ -73,20 +77,31 @@ func testKV(t *testing.T, newStore func(t *testing.T) store.Store) {
 
 		used, err = s.KVUsage(ctx, "ten_a")
 		require.NoError(t, err)
-		require.EqualValues(t, 26, used)
+		require.EqualValues(t, 3*e-4, used)
 		require.NoError(t, s.KVDelete(ctx, "ten_a", "ns", "k2"))
 		used, err = s.KVUsage(ctx, "ten_a")
 		require.NoError(t, err)
-		require.EqualValues(t, 16, used)
+		require.EqualValues(t, 2*e-4, used)
 		used, err = s.KVUsage(ctx, "ten_c")
 		require.NoError(t, err)
 		require.Zero(t, used)
+
+		// Namespaces count: many entries of empty values still fill the quota.
+		small := store.KVEntrySize("a-long-namespace-name", "k", nil)
+		n := 0
+		for ; n < 100; n++ {
+			if err := s.KVPut(ctx, "ten_d", "a-long-namespace-name", fmt.Sprint("k", n)[:1]+fmt.Sprint(n), nil, 10*small); err != nil {
+				requireCode(t, err, errs.ErrQuotaExceeded)
+				break
+			}
+		}
+		require.Less(t, n, 10, "at most ten such entries fit (their keys are longer than k)")
 	})
 
 	t.Run("QuotaUnderConcurrentPuts", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)
-		const limit = 100 // each put is 10 bytes: at most 10 fit
+		limit := 10 * store.KVEntrySize("ns", "Aa", []byte("12345678")) // at most 10 fit
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		ok := 0

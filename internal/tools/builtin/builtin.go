@@ -9,6 +9,7 @@
 package builtin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 
@@ -42,11 +43,15 @@ func Register(reg *tools.Registry, deps Deps) error {
 	return nil
 }
 
-// marshal encodes a tool's output.
+// marshal encodes a tool's output. HTML characters are not escaped: each
+// would grow six-fold (\u003c), so a capped body could come out several
+// times its cap.
 func marshal(toolID string, v any) (json.RawMessage, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		return nil, errs.Wrap(errs.Internal, err, "%s: cannot encode output", toolID)
 	}
-	return b, nil
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }

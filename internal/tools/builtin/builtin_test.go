@@ -38,6 +38,9 @@ func TestEchoConformance(t *testing.T) {
 		toolstest.Case{Name: "unicode and extra fields", Input: []byte(`{"text":"héllo \u2603","extra":1}`), Check: func(t *testing.T, out json.RawMessage) {
 			require.JSONEq(t, `{"text":"héllo ☃"}`, string(out))
 		}},
+		toolstest.Case{Name: "HTML characters are not escaped", Input: []byte(`{"text":"<a&b>"}`), Check: func(t *testing.T, out json.RawMessage) {
+			require.Equal(t, `{"text":"<a&b>"}`, string(out), "no \\u003c: output stays the size of its input")
+		}},
 		toolstest.Case{Name: "empty text", Input: []byte(`{"text":""}`), Check: func(t *testing.T, out json.RawMessage) {
 			require.JSONEq(t, `{"text":""}`, string(out))
 		}},

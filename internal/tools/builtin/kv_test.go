@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/store/sqlite"
 	"github.com/nexixai/agentos/internal/tools"
 	"github.com/nexixai/agentos/internal/tools/builtin"
@@ -18,7 +19,7 @@ import (
 )
 
 // memKV is an in-memory builtin.KV that accounts usage like the SQLite
-// store: len(key)+len(value) per entry, quota_exceeded past maxBytes.
+// store: store.KVEntrySize per entry, quota_exceeded past maxBytes.
 type memKV struct {
 	mu   sync.Mutex
 	data map[[3]string][]byte
@@ -33,16 +34,16 @@ func (m *memKV) KVPut(ctx context.Context, tenantID, namespace, key string, valu
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	k := [3]string{tenantID, namespace, key}
-	size := int64(len(key) + len(value))
+	size := store.KVEntrySize(namespace, key, value)
 	if maxBytes > 0 {
 		var used, old int64
 		for kk, v := range m.data {
 			if kk[0] == tenantID {
-				used += int64(len(kk[2]) + len(v))
+				used += store.KVEntrySize(kk[1], kk[2], v)
 			}
 		}
 		if v, ok := m.data[k]; ok {
-			old = int64(len(key) + len(v))
+			old = store.KVEntrySize(namespace, key, v)
 		}
 		if used-old+size > maxBytes {
 			// Like a store that returns the bare sentinel.
@@ -141,9 +142,11 @@ func TestKVRoundTripAndQuota(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			kv := newKV(t)
-			put, get := builtin.KVPut(kv, quotaOf(40)), builtin.KVGet(kv)
+			// Entries count namespace, key, value (as JSON) and a fixed overhead.
+			a := store.KVEntrySize("default", "a", []byte(`"0123456789"`))
+			b := store.KVEntrySize("default", "b", []byte(`"`+strings.Repeat("x", 24)+`"`))
+			put, get := builtin.KVPut(kv, quotaOf(a+b)), builtin.KVGet(kv)
 
-			// key "a" (1) + value `"0123456789"` (12) = 13 bytes.
 			out, err := put.Invoke(ctx, call("tnt_a", `{"key":"a","value":"0123456789"}`))
 			require.NoError(t, err)
 			require.JSONEq(t, `{"key":"a","namespace":"default","bytes":12}`, string(out))
@@ -151,7 +154,7 @@ func TestKVRoundTripAndQuota(t *testing.T) {
 			require.NoError(t, err)
 			require.JSONEq(t, `{"key":"a","namespace":"default","value":"0123456789","found":true}`, string(out))
 
-			// 13 + 27 = 40 fits exactly.
+			// a + b fits exactly.
 			_, err = put.Invoke(ctx, call("tnt_a", `{"key":"b","value":"`+strings.Repeat("x", 24)+`"}`))
 			require.NoError(t, err)
 			// One more byte does not, and writes nothing.
