@@ -186,21 +186,35 @@ func (s *Server) handlePatchTenant(w http.ResponseWriter, r *http.Request) error
 	if v, ok := probe["tenant_id"]; ok && strings.Trim(string(v), `"`) != id {
 		return errs.Field("tenant_id", "cannot be changed")
 	}
-	// Read-modify-write: start from the stored tenant, not a cached copy.
-	t, err := s.loadTenant(r.WithContext(storecache.Bypass(r.Context())), id)
-	if err != nil {
-		return err
-	}
-	nt, err := tenancy.MergePatch(t, body)
-	if err != nil {
-		return err
-	}
-	nt.TenantID, nt.CreatedAt, nt.UpdatedAt = t.TenantID, t.CreatedAt, s.cfg.Now().UTC()
-	if err := tenancy.ValidateTenant(nt); err != nil {
-		return err
-	}
-	if err := s.cfg.Store.UpdateTenant(r.Context(), nt); err != nil {
-		return err
+	// Read-modify-write from the stored tenant (not a cached copy), written
+	// only if nobody changed it meanwhile; else the patch is applied again
+	// to what they wrote, so concurrent patches never undo each other (a
+	// rename racing a disable cannot re-enable the tenant).
+	var nt store.Tenant
+	for attempt := 0; ; attempt++ {
+		t, err := s.loadTenant(r.WithContext(storecache.Bypass(r.Context())), id)
+		if err != nil {
+			return err
+		}
+		if nt, err = tenancy.MergePatch(t, body); err != nil {
+			return err
+		}
+		// Stores keep microseconds; every write must change updated_at.
+		nt.TenantID, nt.CreatedAt = t.TenantID, t.CreatedAt
+		nt.UpdatedAt = s.cfg.Now().UTC().Truncate(time.Microsecond)
+		if !nt.UpdatedAt.After(t.UpdatedAt) {
+			nt.UpdatedAt = t.UpdatedAt.Add(time.Microsecond)
+		}
+		if err := tenancy.ValidateTenant(nt); err != nil {
+			return err
+		}
+		err = s.cfg.Store.UpdateTenant(r.Context(), nt, t.UpdatedAt)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errs.ErrConflict) || attempt >= 10 {
+			return err
+		}
 	}
 	fields := make([]string, 0, len(probe))
 	for k := range probe {

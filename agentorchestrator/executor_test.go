@@ -206,7 +206,7 @@ func TestDisabledTenantRunsWaitQueued(t *testing.T) {
 	tn, err := b.db.GetTenant(ctx, "tnt_a")
 	require.NoError(t, err)
 	tn.Status = store.TenantDisabled
-	require.NoError(t, b.db.UpdateTenant(ctx, tn))
+	require.NoError(t, b.db.UpdateTenant(ctx, tn, time.Time{}))
 	require.NoError(t, b.srv.Start(ctx))
 	other := b.createRun("tnt_b", "agt_echo", map[string]any{"input": "now"})
 	b.waitStatus("tnt_b", other, store.RunCompleted)
@@ -215,7 +215,7 @@ func TestDisabledTenantRunsWaitQueued(t *testing.T) {
 	require.Equal(t, store.RunQueued, run.Status, "a disabled tenant's runs are paused, not failed")
 
 	tn.Status = store.TenantActive
-	require.NoError(t, b.db.UpdateTenant(ctx, tn))
+	require.NoError(t, b.db.UpdateTenant(ctx, tn, time.Time{}))
 	b.waitStatus("tnt_a", runID, store.RunCompleted)
 }
 
@@ -231,7 +231,7 @@ func TestTenantDisabledMidRunStopsIt(t *testing.T) {
 	tn, err := b.db.GetTenant(ctx, "tnt_a")
 	require.NoError(t, err)
 	tn.Status = store.TenantDisabled
-	require.NoError(t, b.db.UpdateTenant(ctx, tn))
+	require.NoError(t, b.db.UpdateTenant(ctx, tn, time.Time{}))
 	close(tool.release)
 	run := b.waitStatus("tnt_a", runID, store.RunFailed)
 	require.Equal(t, string(errs.Forbidden), run.Error.Code)

@@ -371,7 +371,7 @@ func TestDisabledTenantRefusedWithinTTL(t *testing.T) {
 	b.addTenant(tn)
 	require.Equal(t, 200, b.do("POST", "/v1/models:invoke", "tnt_a", chatBody("tnt_a", "tier:fast", []map[string]any{user("x")}, nil)).status)
 	tn.Status = store.TenantDisabled
-	require.NoError(t, b.db.UpdateTenant(context.Background(), tn))
+	require.NoError(t, b.db.UpdateTenant(context.Background(), tn, time.Time{}))
 	require.Eventually(t, func() bool {
 		r := b.do("POST", "/v1/models:invoke", "tnt_a", chatBody("tnt_a", "tier:fast", []map[string]any{user("x")}, nil))
 		return r.status == 403 && errCode(r) == "forbidden"

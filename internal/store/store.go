@@ -43,7 +43,10 @@ type TenantStore interface {
 	ListTenants(ctx context.Context) ([]Tenant, error)
 	// UpdateTenant replaces the mutable fields of an existing tenant
 	// (everything but tenant_id and created_at). ErrNotFound if absent.
-	UpdateTenant(ctx context.Context, t Tenant) error
+	// When ifUpdatedAt is not zero the update applies only if the stored
+	// tenant's UpdatedAt still equals it, else ErrConflict: a
+	// read-modify-write cannot undo a concurrent one.
+	UpdateTenant(ctx context.Context, t Tenant, ifUpdatedAt time.Time) error
 }
 
 // TokenStore keeps API tokens by the hash of their secret.

@@ -173,8 +173,30 @@ func TestOrchestratorConformance(t *testing.T) {
 		status(resp, 400, body)
 		require.Contains(t, string(body), "agent.tools[0]")
 
-		resp, body = admin.Do(t, "PATCH", "/v1/admin/tenants/"+tid, map[string]any{"status": "disabled"})
+		// A disable racing renames is never undone by them.
+		codes := make(chan int, 11)
+		var wg sync.WaitGroup
+		for i := range 11 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				patch := map[string]any{"name": fmt.Sprintf("Renamed %d", i)}
+				if i == 5 {
+					patch = map[string]any{"status": "disabled"}
+				}
+				resp, _ := admin.Do(t, "PATCH", "/v1/admin/tenants/"+tid, patch)
+				codes <- resp.StatusCode
+			}()
+		}
+		wg.Wait()
+		close(codes)
+		for c := range codes {
+			require.Equal(t, 200, c)
+		}
+		resp, body = admin.Do(t, "GET", "/v1/admin/tenants/"+tid, nil)
 		status(resp, 200, body)
+		require.Equal(t, "disabled", JSON(t, body)["tenant"].(map[string]any)["status"])
+		require.Contains(t, JSON(t, body)["tenant"].(map[string]any)["name"], "Renamed")
 		resp, body = anon.Do(t, "GET", "/v1/agents", nil, tenantHdr)
 		status(resp, 403, body)
 

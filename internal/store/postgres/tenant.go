@@ -66,7 +66,7 @@ func (db *DB) ListTenants(ctx context.Context) ([]store.Tenant, error) {
 }
 
 // UpdateTenant replaces everything but tenant_id and created_at.
-func (db *DB) UpdateTenant(ctx context.Context, t store.Tenant) error {
+func (db *DB) UpdateTenant(ctx context.Context, t store.Tenant, ifUpdatedAt time.Time) error {
 	if err := store.ValidateTenantRecord(t); err != nil {
 		return err
 	}
@@ -74,9 +74,20 @@ func (db *DB) UpdateTenant(ctx context.Context, t store.Tenant) error {
 	if err != nil {
 		return err
 	}
+	var cond any // NULL: unconditional
+	if !ifUpdatedAt.IsZero() {
+		cond = storeutil.UTC(ifUpdatedAt)
+	}
 	tag, err := db.pool.Exec(ctx, `UPDATE tenants SET name = $1, status = $2, plan_tier = $3, updated_at = $4,
-		default_policy_id = $5, entitlements = $6, quotas = $7, metadata = $8 WHERE tenant_id = $9`,
-		args[1], args[2], args[3], args[5], args[6], args[7], args[8], args[9], t.TenantID)
+		default_policy_id = $5, entitlements = $6, quotas = $7, metadata = $8 WHERE tenant_id = $9
+		AND ($10::timestamptz IS NULL OR updated_at = $10)`,
+		args[1], args[2], args[3], args[5], args[6], args[7], args[8], args[9], t.TenantID, cond)
+	if err == nil && tag.RowsAffected() == 0 && cond != nil {
+		var one int
+		if db.pool.QueryRow(ctx, `SELECT 1 FROM tenants WHERE tenant_id = $1`, t.TenantID).Scan(&one) == nil {
+			return storeutil.TenantChanged(t.TenantID)
+		}
+	}
 	return mustAffect(tag, err, "tenant "+t.TenantID)
 }
 

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"time"
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
@@ -81,7 +82,7 @@ func (db *DB) ListTenants(ctx context.Context) ([]store.Tenant, error) {
 }
 
 // UpdateTenant replaces everything but tenant_id and created_at.
-func (db *DB) UpdateTenant(ctx context.Context, t store.Tenant) error {
+func (db *DB) UpdateTenant(ctx context.Context, t store.Tenant, ifUpdatedAt time.Time) error {
 	if err := store.ValidateTenantRecord(t); err != nil {
 		return err
 	}
@@ -91,10 +92,18 @@ func (db *DB) UpdateTenant(ctx context.Context, t store.Tenant) error {
 	}
 	return db.WriteTx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE tenants SET name = ?, status = ?, plan_tier = ?, updated_at = ?,
-			default_policy_id = ?, entitlements = ?, quotas = ?, metadata = ? WHERE tenant_id = ?`,
-			args[1], args[2], args[3], args[5], args[6], args[7], args[8], args[9], t.TenantID)
+			default_policy_id = ?, entitlements = ?, quotas = ?, metadata = ? WHERE tenant_id = ?
+			AND (? = 1 OR updated_at = ?)`,
+			args[1], args[2], args[3], args[5], args[6], args[7], args[8], args[9], t.TenantID,
+			ifUpdatedAt.IsZero(), micros(ifUpdatedAt))
 		if err != nil {
 			return mapErr(err, "tenant "+t.TenantID)
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 0 && !ifUpdatedAt.IsZero() {
+			var one int
+			if tx.QueryRowContext(ctx, `SELECT 1 FROM tenants WHERE tenant_id = ?`, t.TenantID).Scan(&one) == nil {
+				return storeutil.TenantChanged(t.TenantID)
+			}
 		}
 		return mustAffect(res, "tenant "+t.TenantID)
 	})

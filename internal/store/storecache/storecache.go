@@ -114,8 +114,8 @@ func (s *Store) CreateTenant(ctx context.Context, t store.Tenant) error {
 }
 
 // UpdateTenant writes through; this process sees the change at once.
-func (s *Store) UpdateTenant(ctx context.Context, t store.Tenant) error {
-	err := s.Store.UpdateTenant(ctx, t)
+func (s *Store) UpdateTenant(ctx context.Context, t store.Tenant, ifUpdatedAt time.Time) error {
+	err := s.Store.UpdateTenant(ctx, t, ifUpdatedAt)
 	s.forget(t.TenantID)
 	return err
 }

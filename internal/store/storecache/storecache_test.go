@@ -43,7 +43,7 @@ func TestTTLAndWriteThrough(t *testing.T) {
 	// Another process disables the tenant: seen after the TTL.
 	other := got
 	other.Status = store.TenantDisabled
-	require.NoError(t, db.UpdateTenant(ctx, other))
+	require.NoError(t, db.UpdateTenant(ctx, other, time.Time{}))
 	got, _ = c.GetTenant(ctx, "tnt_a")
 	require.Equal(t, store.TenantActive, got.Status, "served from memory within the TTL")
 	now = now.Add(time.Second)
@@ -52,7 +52,7 @@ func TestTTLAndWriteThrough(t *testing.T) {
 
 	// Writes through the cache are seen at once.
 	got.Status = store.TenantActive
-	require.NoError(t, c.UpdateTenant(ctx, got))
+	require.NoError(t, c.UpdateTenant(ctx, got, time.Time{}))
 	got, _ = c.GetTenant(ctx, "tnt_a")
 	require.Equal(t, store.TenantActive, got.Status)
 
@@ -97,7 +97,7 @@ func TestStaleReadIsNotCached(t *testing.T) {
 	go func() { tn, _ := c.GetTenant(ctx, "tnt_a"); got <- tn }()
 	<-slow.started // the read has fetched the active tenant and is paused
 	disabled := store.Tenant{TenantID: "tnt_a", Name: "A", Status: store.TenantDisabled}
-	require.NoError(t, c.UpdateTenant(ctx, disabled))
+	require.NoError(t, c.UpdateTenant(ctx, disabled, time.Time{}))
 	close(slow.release)
 	require.Equal(t, store.TenantActive, (<-got).Status)
 	tn, err := c.GetTenant(ctx, "tnt_a")

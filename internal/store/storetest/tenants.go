@@ -45,7 +45,7 @@ func testTenants(t *testing.T, newStore func(t *testing.T) store.Store) {
 		s := newStore(t)
 		_, err := s.GetTenant(ctx, "ten_missing")
 		requireCode(t, err, errs.ErrNotFound)
-		requireCode(t, s.UpdateTenant(ctx, newTenant("ten_missing")), errs.ErrNotFound)
+		requireCode(t, s.UpdateTenant(ctx, newTenant("ten_missing"), time.Time{}), errs.ErrNotFound)
 		list, err := s.ListTenants(ctx)
 		require.NoError(t, err)
 		require.Empty(t, list)
@@ -63,7 +63,7 @@ func testTenants(t *testing.T, newStore func(t *testing.T) store.Store) {
 		upd.Quotas.Runs.MaxConcurrentRuns = 9
 		upd.Entitlements.ToolIDsAllowed = nil
 		upd.Metadata = store.Metadata{}
-		require.NoError(t, s.UpdateTenant(ctx, upd))
+		require.NoError(t, s.UpdateTenant(ctx, upd, time.Time{}))
 		got, err := s.GetTenant(ctx, "ten_a")
 		require.NoError(t, err)
 		want := upd

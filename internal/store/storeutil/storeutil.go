@@ -475,6 +475,12 @@ func PrepareUsages(us []store.UsageRecord, now func() time.Time) ([]store.UsageR
 	return out, nil
 }
 
+// TenantChanged is the error of a conditional tenant update that lost a
+// race with another update.
+func TenantChanged(tenantID string) error {
+	return errs.E(errs.Conflict, "tenant %s was changed meanwhile; read it again", tenantID)
+}
+
 // KVQuotaExceeded is the error for a put that would take the tenant's KV
 // storage over maxBytes.
 func KVQuotaExceeded(maxBytes, used, requested int64) error {
