@@ -228,21 +228,52 @@ func (s *Server) handlePatchTenant(w http.ResponseWriter, r *http.Request) error
 
 func (s *Server) handleListTokens(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("tenant_id")
-	if _, err := requireAdmin(r, id); err != nil {
+	ac, err := requireAdmin(r, id)
+	if err != nil {
 		return err
 	}
 	if _, err := s.loadTenant(r, id); err != nil {
 		return err
 	}
-	toks, err := s.cfg.Store.ListTokens(r.Context(), id)
+	toks, err := s.visibleTokens(r, ac, id)
 	if err != nil {
 		return err
 	}
-	if toks == nil {
-		toks = []store.Token{}
-	}
 	httpx.JSON(w, r, http.StatusOK, map[string]any{"tokens": toks})
 	return nil
+}
+
+// visibleTokens lists the tenant's tokens the caller may see and revoke: a
+// tenant admin does not see platform_admin tokens (a platform admin's
+// token can be homed in a customer tenant), so it can neither list nor
+// revoke them, nor reuse their principal ids.
+func (s *Server) visibleTokens(r *http.Request, ac auth.Context, tenantID string) ([]store.Token, error) {
+	toks, err := s.cfg.Store.ListTokens(r.Context(), tenantID)
+	if err != nil {
+		return nil, err
+	}
+	out := []store.Token{}
+	for _, t := range toks {
+		if ac.HasRole(auth.RolePlatformAdmin) || !slices.Contains(t.Roles, auth.RolePlatformAdmin) {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+// platformPrincipal reports whether principalID holds a platform_admin
+// token in the tenant.
+func (s *Server) platformPrincipal(r *http.Request, tenantID, principalID string) (bool, error) {
+	toks, err := s.cfg.Store.ListTokens(r.Context(), tenantID)
+	if err != nil {
+		return false, err
+	}
+	for _, t := range toks {
+		if t.PrincipalID == principalID && slices.Contains(t.Roles, auth.RolePlatformAdmin) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 type tokenIssue struct {
@@ -265,8 +296,18 @@ func (s *Server) handleIssueToken(w http.ResponseWriter, r *http.Request) error 
 	if _, err := s.loadTenant(r, id); err != nil {
 		return err
 	}
-	if slices.Contains(in.Roles, auth.RolePlatformAdmin) && !ac.HasRole(auth.RolePlatformAdmin) {
-		return errs.E(errs.Forbidden, "roles: only a platform_admin can grant platform_admin")
+	if !ac.HasRole(auth.RolePlatformAdmin) {
+		if slices.Contains(in.Roles, auth.RolePlatformAdmin) {
+			return errs.E(errs.Forbidden, "roles: only a platform_admin can grant platform_admin")
+		}
+		// Audit records name the token's principal: a tenant admin may not
+		// act under a platform admin's name.
+		if taken, err := s.platformPrincipal(r, id, in.PrincipalID); err != nil {
+			return err
+		} else if taken {
+			return errs.E(errs.Forbidden, "principal_id: %s is a platform admin's principal", in.PrincipalID).
+				WithDetails(map[string]any{"field": "principal_id"})
+		}
 	}
 	if len(in.Roles) == 0 {
 		in.Roles = []string{auth.RoleTenantUser}
@@ -288,6 +329,15 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) error
 	ac, err := requireAdmin(r, id)
 	if err != nil {
 		return err
+	}
+	if !ac.HasRole(auth.RolePlatformAdmin) {
+		visible, err := s.visibleTokens(r, ac, id)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(visible, func(t store.Token) bool { return t.TokenID == tokID }) {
+			return errs.E(errs.NotFound, "token %s not found in tenant %s", tokID, id)
+		}
 	}
 	if err := s.cfg.Store.RevokeToken(r.Context(), id, tokID, s.cfg.Now().UTC()); errors.Is(err, errs.ErrNotFound) {
 		return errs.E(errs.NotFound, "token %s not found in tenant %s", tokID, id)

@@ -207,6 +207,37 @@ func TestOrchestratorConformance(t *testing.T) {
 		status(resp, 403, body)
 	})
 
+	// A tenant admin cannot see, revoke or impersonate the platform admin,
+	// whose seeded token lives in the same tenant.
+	t.Run("tenant admin and the platform admin's token", func(t *testing.T) {
+		tadmin := &Client{Spec: spec, BaseURL: base, Headers: map[string]string{"Authorization": "Bearer " + creds.TenantAdmin.Token}}
+		tokensPath := "/v1/admin/tenants/" + creds.TenantID + "/tokens"
+		resp, body := admin.Do(t, "GET", tokensPath, nil)
+		status(resp, 200, body)
+		platformTokenID := ""
+		for _, tk := range JSON(t, body)["tokens"].([]any) {
+			m := tk.(map[string]any)
+			for _, role := range m["roles"].([]any) {
+				if role == "platform_admin" {
+					platformTokenID = m["token_id"].(string)
+				}
+			}
+		}
+		require.NotEmpty(t, platformTokenID, "the platform admin's token is homed in the demo tenant")
+		resp, body = tadmin.Do(t, "GET", tokensPath, nil)
+		status(resp, 200, body)
+		require.NotContains(t, string(body), platformTokenID)
+		require.NotContains(t, string(body), "platform_admin")
+		resp, body = tadmin.Do(t, "DELETE", tokensPath+"/"+platformTokenID, nil)
+		status(resp, 404, body)
+		resp, body = tadmin.Do(t, "POST", tokensPath, map[string]any{"principal_id": creds.PlatformAdmin.PrincipalID,
+			"scopes": []string{"runs:read"}, "roles": []string{"tenant_user"}})
+		status(resp, 403, body)
+		require.Contains(t, string(body), "principal_id")
+		resp, body = admin.Do(t, "GET", "/v1/admin/tenants", nil)
+		status(resp, 200, body) // still works
+	})
+
 	t.Run("tools", func(t *testing.T) {
 		const secret = "whsec-conformance-0123456789"
 		var mu sync.Mutex
