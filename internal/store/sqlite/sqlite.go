@@ -298,10 +298,14 @@ func (c *stmtCache) close() {
 // other use of the store inside fn would wait forever for the connection).
 //
 // Group commit: concurrent WriteTx calls are combined by one writer
-// goroutine into a shared transaction, each fn inside its own SAVEPOINT, so
-// a failing fn rolls back only its own writes, and N concurrent writers pay
-// for one BEGIN IMMEDIATE/COMMIT instead of N. A lone writer is not delayed:
-// a batch is whatever is waiting when the previous commit finishes.
+// goroutine into a shared transaction, so N concurrent writers pay for one
+// BEGIN IMMEDIATE/COMMIT instead of N; if one fn fails, the batch is run
+// again with each fn in its own SAVEPOINT, so only that fn's writes are
+// rolled back (see commitBatch). A lone writer is not delayed: a batch is
+// whatever is waiting when the previous commit finishes.
+//
+// ctx is checked before fn runs, not while it runs or commits: a caller
+// gets a definite answer (committed or not), never "gave up waiting".
 func (db *DB) WriteTx(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return mapErr(err, "database")
