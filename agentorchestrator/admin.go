@@ -3,6 +3,7 @@ package agentorchestrator
 import (
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strconv"
@@ -190,6 +191,8 @@ func (s *Server) handlePatchTenant(w http.ResponseWriter, r *http.Request) error
 	// only if nobody changed it meanwhile; else the patch is applied again
 	// to what they wrote, so concurrent patches never undo each other (a
 	// rename racing a disable cannot re-enable the tenant).
+	s.tenantPatchMu.Lock()
+	defer s.tenantPatchMu.Unlock()
 	var nt store.Tenant
 	for attempt := 0; ; attempt++ {
 		t, err := s.loadTenant(r.WithContext(storecache.Bypass(r.Context())), id)
@@ -215,6 +218,7 @@ func (s *Server) handlePatchTenant(w http.ResponseWriter, r *http.Request) error
 		if !errors.Is(err, errs.ErrConflict) || attempt >= 10 {
 			return err
 		}
+		time.Sleep(time.Duration(1+rand.IntN(10*(attempt+1))) * time.Millisecond) // another process is patching too
 	}
 	fields := make([]string, 0, len(probe))
 	for k := range probe {

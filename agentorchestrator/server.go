@@ -91,6 +91,10 @@ type Server struct {
 	owner string // this process's lease owner id
 	wake  chan struct{}
 
+	// tenantPatchMu serializes this process's tenant PATCHes (rare), so
+	// their optimistic updates only race other processes'.
+	tenantPatchMu sync.Mutex
+
 	// The scheduler goroutine's copy of tenants' max_concurrent_runs.
 	limits   map[string]int
 	limitsAt time.Time
