@@ -16,6 +16,7 @@ import (
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/modelport"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/tenancy"
 	"github.com/nexixai/agentos/internal/tools"
 )
 
@@ -244,4 +245,43 @@ func TestTenantDisabledMidRunStopsIt(t *testing.T) {
 		}
 	}
 	require.Equal(t, 1, models, "no model call after the disable")
+}
+
+// A tenant created after the scheduler read the tenants' limits gets its
+// max_concurrent_runs from the first run on (not "unlimited" until the
+// scheduler's next read).
+func TestNewTenantLimitHoldsFromItsFirstRun(t *testing.T) {
+	t.Parallel()
+	tool := newBlockingTool("tool.test.block", false)
+	b := setup(t, bundleOpts{extra: []tools.Tool{tool}})
+	ctx := context.Background()
+	// Let the scheduler read the limits before the tenant exists.
+	b.waitStatus("tnt_a", b.createRun("tnt_a", "agt_echo", map[string]any{"input": "warm up"}), store.RunCompleted)
+	tn := tenancy.NewTenant("tnt_new", "new", b.srv.cfg.Node)
+	tn.Quotas.Runs.MaxConcurrentRuns = 1
+	tn.Quotas.Runs.RunCreateQPS, tn.Quotas.Runs.RunCreateBurst = 100, 100
+	require.NoError(t, b.db.CreateTenant(ctx, tn))
+	require.NoError(t, b.db.PutAgent(ctx, store.Agent{AgentID: "agt_block", TenantID: "tnt_new", Name: "x", Version: 1,
+		Status: store.AgentActive, ModelRef: "tier:fast", Tools: []string{"tool.test.block"},
+		Defaults: store.AgentDefaults{MaxSteps: 4, TimeoutMs: 60000}, CreatedAt: time.Now(), UpdatedAt: time.Now()}))
+	var ids []string
+	for range 3 {
+		ids = append(ids, b.createRun("tnt_new", "agt_block", map[string]any{"input": "hold"}))
+	}
+	<-tool.started
+	time.Sleep(300 * time.Millisecond) // time for a wrong second lease to show
+	running := 0
+	for _, id := range ids {
+		r, err := b.db.GetRun(ctx, "tnt_new", id)
+		require.NoError(t, err)
+		if r.Status == store.RunRunning {
+			running++
+		}
+	}
+	require.Equal(t, 1, running, "max_concurrent_runs=1 from the start")
+	require.EqualValues(t, 1, tool.calls.Load())
+	close(tool.release)
+	for _, id := range ids {
+		b.waitStatus("tnt_new", id, store.RunCompleted)
+	}
 }

@@ -125,10 +125,26 @@ func (s *Server) leaseRuns(ctx context.Context, max int) ([]queue.Lease, error) 
 		s.limitsAt = time.Now()
 	}
 	limits := s.limits
-	return s.cfg.Queue.Lease(ctx, queue.LeaseParams{
+	// A tenant created since the limits were read is not leased from this
+	// round (its max_concurrent_runs is not known yet; 0 would mean
+	// unlimited): the limits are read again and the next round leases it.
+	var unknown atomic.Bool
+	leases, err := s.cfg.Queue.Lease(ctx, queue.LeaseParams{
 		Owner: s.owner, Max: max, TTL: s.cfg.LeaseTTL,
-		TenantLimit: func(tenantID string) int { return limits[tenantID] },
+		TenantLimit: func(tenantID string) int {
+			lim, ok := limits[tenantID]
+			if !ok {
+				unknown.Store(true)
+				return -1
+			}
+			return lim
+		},
 	})
+	if unknown.Load() {
+		s.limitsAt = time.Time{}
+		s.Wake()
+	}
+	return leases, err
 }
 
 // runLease executes one leased run, renewing the lease meanwhile, and acks
