@@ -394,6 +394,10 @@ func TestPeerEventsTenantIsolation(t *testing.T) {
 	resp, body := peerCall(t, b, true, "GET", fw.RemoteEventsURL, sign(t, b.a.signer, "stk_b", "tnt_y"), nil)
 	require.Equal(t, http.StatusNotFound, resp.StatusCode, string(body))
 	require.Equal(t, "not_found", errCode(t, body))
+	// a tenant unknown on B is refused, and audited
+	resp, body = peerCall(t, b, true, "GET", fw.RemoteEventsURL, sign(t, b.a.signer, "stk_b", "tnt_nope"), nil)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, string(body))
+	require.Contains(t, b.b.audit.actions(), "federation.events.serve:denied")
 	// the right tenant gets the stream
 	resp, body = peerCall(t, b, true, "GET", fw.RemoteEventsURL, sign(t, b.a.signer, "stk_b", "tnt_x"), nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
@@ -513,6 +517,7 @@ func TestIngest(t *testing.T) {
 	resp, _ = peerCall(t, b, true, "POST", "/v1/federation/events:ingest", tok, map[string]any{
 		"events": []any{}, "ingest": map[string]any{"source_stack_id": "stk_zz"}})
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	require.Contains(t, b.b.audit.actions(), "federation.ingest:denied", "refusals after the token check are audited")
 }
 
 func TestDiscoveryAndHealth(t *testing.T) {

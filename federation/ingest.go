@@ -148,24 +148,24 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) handlePeerIngest(w http.ResponseWriter, r *http.Request) error {
 	c := claimsFrom(r.Context())
 	if !c.HasScope(auth.ScopeEventsIngest) {
-		return errs.E(errs.Forbidden, "identity token lacks scope %q", auth.ScopeEventsIngest).
-			WithDetails(map[string]any{"required_scope": auth.ScopeEventsIngest})
+		return s.peerRefused(r, c, "federation.ingest", errs.E(errs.Forbidden, "identity token lacks scope %q", auth.ScopeEventsIngest).
+			WithDetails(map[string]any{"required_scope": auth.ScopeEventsIngest}))
 	}
 	if _, _, err := s.localContext(r.Context(), c); err != nil {
-		return err
+		return s.peerRefused(r, c, "federation.ingest", err)
 	}
 	req, err := decodeIngest(r)
 	if err != nil {
 		return err
 	}
 	if a, ok := parseAuthBody(req.Auth); ok && a.TenantID != "" && a.TenantID != c.TenantID {
-		return errs.E(errs.Forbidden, "auth.tenant_id differs from the identity token's tenant").
-			WithDetails(map[string]any{"field": "auth.tenant_id"})
+		return s.peerRefused(r, c, "federation.ingest", errs.E(errs.Forbidden, "auth.tenant_id differs from the identity token's tenant").
+			WithDetails(map[string]any{"field": "auth.tenant_id"}))
 	}
 	for _, src := range []string{req.Ingest.SourceStackID, req.PeerID} {
 		if src != "" && src != c.Issuer {
-			return errs.E(errs.Forbidden, "source %s is not the calling peer %s", src, c.Issuer).
-				WithDetails(map[string]any{"field": "ingest.source_stack_id"})
+			return s.peerRefused(r, c, "federation.ingest", errs.E(errs.Forbidden, "source %s is not the calling peer %s", src, c.Issuer).
+				WithDetails(map[string]any{"field": "ingest.source_stack_id"}))
 		}
 	}
 	return s.answerIngest(w, r, store.AuditRecord{TenantID: c.TenantID, PrincipalID: c.Subject,

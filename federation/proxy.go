@@ -126,12 +126,12 @@ func (s *Server) handlePeerEvents(w http.ResponseWriter, r *http.Request) error 
 	ctx := r.Context()
 	c := claimsFrom(ctx)
 	if !c.HasScope(auth.ScopeEventsRead) && !c.HasScope(auth.ScopeRunsRead) && !c.HasScope(auth.ScopeRunsForward) {
-		return errs.E(errs.Forbidden, "identity token lacks scope %q", auth.ScopeEventsRead).
-			WithDetails(map[string]any{"required_scope": auth.ScopeEventsRead})
+		return s.peerRefused(r, c, "federation.events.serve", errs.E(errs.Forbidden, "identity token lacks scope %q", auth.ScopeEventsRead).
+			WithDetails(map[string]any{"required_scope": auth.ScopeEventsRead}))
 	}
 	ac, _, err := s.localContext(ctx, c)
 	if err != nil {
-		return err
+		return s.peerRefused(r, c, "federation.events.serve", err)
 	}
 	runID := r.PathValue("run_id")
 	if !idRE.MatchString(runID) {

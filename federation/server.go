@@ -305,6 +305,16 @@ func claimsFrom(ctx context.Context) identity.Claims {
 	return c
 }
 
+// peerRefused audits a peer API request refused after its identity token
+// was verified (scope, tenant, source) and returns err.
+func (s *Server) peerRefused(r *http.Request, c identity.Claims, action string, err error) error {
+	e := errs.As(err)
+	s.audit(r, store.AuditRecord{TenantID: c.TenantID, PrincipalID: c.Subject, Action: action, Target: r.URL.Path,
+		Outcome: "denied", Details: map[string]any{"direction": "inbound", "peer_stack_id": c.Issuer, "jti": c.JTI,
+			"error_code": string(e.Code), "error_message": e.Message}})
+	return err
+}
+
 // localContext re-derives the Auth Context of a peer's caller on this
 // node: the tenant must exist here, be active and be one the peer may act
 // for (peers file); the principal keeps its
