@@ -180,6 +180,11 @@ func (db *DB) Path() string { return db.path }
 // while holding a transaction from WriteTx (it would wait forever).
 func (db *DB) SQL() *sql.DB { return db.w }
 
+// ReadSQL returns the read-only pool (the write handle for an in-memory
+// database). Reads that scan much, like the queue's depth, belong here:
+// on the write connection they would hold up every write meanwhile.
+func (db *DB) ReadSQL() *sql.DB { return db.r }
+
 // Tx is a write transaction. Its Exec/Query methods reuse statements
 // prepared on the write connection (see stmtCache), so hot statements are
 // parsed once per process instead of once per call.
