@@ -22,6 +22,7 @@ import (
 
 	"github.com/nexixai/agentos/internal/config"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/tests/testnode"
 )
 
 // fakeEnv makes the test binary act as an AgentOS service when the
@@ -374,14 +375,11 @@ func (f *fakeOrchestrator) admin(h func(http.ResponseWriter, *http.Request, stri
 	}
 }
 
-// freeAddr returns a loopback address with a free port.
+// freeAddr returns a loopback address with a free port (see
+// testnode.FreeAddr for why not :0).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-	return addr
+	return testnode.FreeAddr(t)
 }
 
 // newFakeNode is a node in a temp home whose services are this test binary.

@@ -5,7 +5,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nexixai/agentos/tests/testnode"
 )
 
 var (
@@ -45,15 +46,11 @@ func opBuildBinary(t *testing.T) string {
 	return opBinPath
 }
 
-// opFreeAddr returns a loopback address whose port is free now.
+// opFreeAddr returns a loopback address whose port is free now (see
+// testnode.FreeAddr for why not :0).
 func opFreeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return testnode.FreeAddr(t)
 }
 
 // opNode is one node under test: a temp working directory with free ports.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -72,15 +73,57 @@ func touchSources(root string) {
 	})
 }
 
-// FreeAddr returns a free 127.0.0.1 address.
+// FreeAddr returns a 127.0.0.1 address whose port is free now, for a
+// process the test starts to listen on. The port is chosen below the
+// kernel's ephemeral range: a port from listening on :0 comes from that
+// range, and between closing it and the service binding it any outgoing
+// connection on the machine may take it as its local port (it happened in
+// CI). Below the range only listeners take ports. A port is handed out
+// once per test process.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
+	lo := ephemeralLow()
+	for range 500 {
+		if lo <= minTestPort+1000 {
+			break
+		}
+		port := minTestPort + rand.IntN(lo-minTestPort)
+		if _, taken := handedOut.LoadOrStore(port, true); taken {
+			continue
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		_ = ln.Close()
+		return addr
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// minTestPort is the lowest port FreeAddr hands out (above common services).
+const minTestPort = 20000
+
+var handedOut sync.Map // port → true
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
+// net.ipv4.ip_local_port_range; 32768 when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	var lo, hi int
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil || lo <= 0 {
+		return 32768
+	}
+	return lo
 }
 
 // Node is one AgentOS node made of service processes.
