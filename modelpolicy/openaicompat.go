@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"reflect"
 	"strconv"
 	"strings"
 
@@ -20,17 +19,23 @@ import (
 )
 
 // oaContent is an OpenAI message content: a string, null, or an array of
-// parts of which the text parts are used.
-type oaContent string
+// parts of which the text parts are used. A value of another shape is kept
+// as invalid rather than failing the decode, so that the handler, which
+// knows the message's index, can name the field (encoding/json does not
+// put the path on an error returned by an UnmarshalJSON method).
+type oaContent struct {
+	text    string
+	invalid bool
+}
 
 func (c *oaContent) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err == nil {
-		*c = oaContent(s)
+		*c = oaContent{text: s}
 		return nil
 	}
 	if string(b) == "null" {
-		*c = ""
+		*c = oaContent{}
 		return nil
 	}
 	var parts []struct {
@@ -38,7 +43,8 @@ func (c *oaContent) UnmarshalJSON(b []byte) error {
 		Text string `json:"text"`
 	}
 	if err := json.Unmarshal(b, &parts); err != nil {
-		return &json.UnmarshalTypeError{Value: "content (want a string or an array of text parts)", Type: reflect.TypeOf("")}
+		*c = oaContent{invalid: true}
+		return nil
 	}
 	var out []string
 	for _, p := range parts {
@@ -46,7 +52,7 @@ func (c *oaContent) UnmarshalJSON(b []byte) error {
 			out = append(out, p.Text)
 		}
 	}
-	*c = oaContent(strings.Join(out, "\n"))
+	*c = oaContent{text: strings.Join(out, "\n")}
 	return nil
 }
 
@@ -150,8 +156,11 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	in := modelport.ChatInput{ToolChoice: choice}
-	for _, m := range body.Messages {
-		msg := modelport.Message{Role: m.Role, Content: string(m.Content), ToolCallID: m.ToolCallID}
+	for i, m := range body.Messages {
+		if m.Content.invalid {
+			return errs.Field(fmt.Sprintf("messages[%d].content", i), "must be a string, null or an array of text parts")
+		}
+		msg := modelport.Message{Role: m.Role, Content: m.Content.text, ToolCallID: m.ToolCallID}
 		for _, tc := range m.ToolCalls {
 			msg.ToolCalls = append(msg.ToolCalls, modelport.ToolCall{ID: tc.ID, ToolID: tc.Function.Name, Name: tc.Function.Name,
 				Arguments: providers.ArgumentsJSON(tc.Function.Arguments)})

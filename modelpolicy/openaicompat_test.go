@@ -53,7 +53,7 @@ func TestChatCompletions(t *testing.T) {
 		{map[string]any{"model": "tier:fast", "messages": []any{}}, "messages"},
 		{map[string]any{"model": "tier:fast", "messages": []any{map[string]any{"role": "user", "content": "x"}}, "tool_choice": "sometimes"}, "tool_choice"},
 		{map[string]any{"model": "tier:fast", "messages": []any{map[string]any{"role": "user", "content": "x"}}, "max_tokens": -1}, "max_tokens"},
-		{map[string]any{"model": "tier:fast", "messages": []any{map[string]any{"role": "user", "content": 7}}}, "messages.content"},
+		{map[string]any{"model": "tier:fast", "messages": []any{map[string]any{"role": "user", "content": 7}}}, "messages[0].content"},
 	} {
 		r = b.do("POST", "/v1/chat/completions", "tnt_a", tc.body)
 		require.Equal(t, 400, r.status, string(r.raw))

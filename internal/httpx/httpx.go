@@ -175,6 +175,28 @@ func ReadBody(r *http.Request) ([]byte, error) {
 	return body, nil
 }
 
+// JSONFieldPath turns encoding/json's path to a value ("tools.0.name", as
+// go1.27's decoder reports it) into the form our errors name fields in
+// ("tools[0].name").
+func JSONFieldPath(path string) string {
+	if path == "" {
+		return ""
+	}
+	segs := strings.Split(path, ".")
+	var b strings.Builder
+	for i, seg := range segs {
+		if seg != "" && strings.Trim(seg, "0123456789") == "" && i > 0 {
+			b.WriteString("[" + seg + "]")
+			continue
+		}
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(seg)
+	}
+	return b.String()
+}
+
 // DecodeBytes is Decode on a byte slice.
 func DecodeBytes(body []byte, dst any) error {
 	if len(strings.TrimSpace(string(body))) == 0 {
@@ -185,7 +207,7 @@ func DecodeBytes(body []byte, dst any) error {
 		var se *json.SyntaxError
 		switch {
 		case errors.As(err, &te):
-			field := te.Field
+			field := JSONFieldPath(te.Field)
 			if field == "" {
 				field = "body"
 			}

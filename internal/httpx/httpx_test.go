@@ -164,3 +164,18 @@ func FuzzDecodeBytes(f *testing.F) {
 		}
 	})
 }
+
+func TestJSONFieldPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                      "",
+		"model":                 "model",
+		"tools.0.name":          "tools[0].name",
+		"a.b.12":                "a.b[12]",
+		"messages.3.content.10": "messages[3].content[10]",
+		"v2":                    "v2",
+	} {
+		if got := JSONFieldPath(in); got != want {
+			t.Errorf("JSONFieldPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/store"
 )
 
@@ -68,7 +69,7 @@ func MergePatch(t store.Tenant, patch json.RawMessage) (store.Tenant, error) {
 	if err := json.Unmarshal(out, &res); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			return store.Tenant{}, errs.Field(te.Field, "must be %s, got %s", kindOf(te.Type.Kind().String()), te.Value)
+			return store.Tenant{}, errs.Field(httpx.JSONFieldPath(te.Field), "must be %s, got %s", kindOf(te.Type.Kind().String()), te.Value)
 		}
 		return store.Tenant{}, errs.Field("body", "invalid tenant patch: %v", err)
 	}

@@ -152,7 +152,7 @@ func TestMergePatch(t *testing.T) {
 		{`{"quotas":{"runs":5}}`, "quotas.runs"},
 		{`{"quotas":[]}`, "quotas"},
 		{`{"entitlements":{"tool_ids_allowed":"tool.echo"}}`, "entitlements.tool_ids_allowed"},
-		{`{"entitlements":{"tool_ids_allowed":[1]}}`, "entitlements.tool_ids_allowed"},
+		{`{"entitlements":{"tool_ids_allowed":[1]}}`, "entitlements.tool_ids_allowed[0]"},
 		{`{"quotas":{"models":{"token_budget":{"window":"year"}}}}`, "quotas.models.token_budget.window"},
 		{`{"tenant_id":"tnt_other"}`, "tenant_id"},
 		{`[]`, "body"},

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/httpx"
 )
 
 // The input schema of a tool is a small subset of JSON Schema, enough to
@@ -178,7 +179,7 @@ func DecodeInput(schemaRaw, input json.RawMessage, dst any) error {
 	if err := json.Unmarshal(input, dst); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			return errs.Field(te.Field, "must be %s, got %s", article(te.Type.Kind().String()), te.Value)
+			return errs.Field(httpx.JSONFieldPath(te.Field), "must be %s, got %s", article(te.Type.Kind().String()), te.Value)
 		}
 		return errs.Field("input", "is not valid: %v", err)
 	}
