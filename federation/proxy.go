@@ -210,7 +210,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, tenantID, runID 
 		body, err = open(ctx, last, acceptSSE)
 		if err != nil {
 			switch errs.CodeOf(err) {
-			case errs.DependencyUnavailable, errs.Timeout, errs.Internal, errs.RateLimited:
+			case errs.DependencyUnavailable, errs.Overloaded, errs.Timeout, errs.Internal, errs.RateLimited:
 				body = io.NopCloser(strings.NewReader("")) // retry on the next turn
 			default:
 				return nil

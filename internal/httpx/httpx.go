@@ -31,6 +31,7 @@ var statusByCode = map[errs.Code]int{
 	errs.RateLimited:           http.StatusTooManyRequests,
 	errs.QuotaExceeded:         http.StatusTooManyRequests,
 	errs.DependencyUnavailable: http.StatusServiceUnavailable,
+	errs.Overloaded:            http.StatusServiceUnavailable,
 	errs.Timeout:               http.StatusGatewayTimeout,
 	errs.Internal:              http.StatusInternalServerError,
 }
@@ -108,7 +109,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		slog.ErrorContext(r.Context(), "internal error", "err", err, "path", r.URL.Path,
 			"correlation_id", CorrelationID(r.Context()))
 	}
-	if e.Code == errs.RateLimited {
+	if e.Code == errs.RateLimited || e.Code == errs.Overloaded {
 		secs := int(e.RetryAfter.Seconds() + 0.999)
 		if secs < 1 {
 			secs = 1
