@@ -15,12 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/nexixai/agentos/federation/identity"
 	"github.com/nexixai/agentos/federation/peers"
 	"github.com/nexixai/agentos/federation/pki"
 	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/events"
 	"github.com/nexixai/agentos/internal/store"
 )
 
@@ -626,18 +628,27 @@ func TestPeerTenantsList(t *testing.T) {
 	require.ErrorContains(t, bad.Validate(), "tenants[0]")
 }
 
-func TestStreamSlotsPerTenant(t *testing.T) {
+func TestStreamCapsPerTenantAndNode(t *testing.T) {
 	t.Parallel()
-	sl := newStreamSlots(8) // 2 per tenant
-	require.NoError(t, sl.take("tnt_a"))
-	require.NoError(t, sl.take("tnt_a"))
-	err := sl.take("tnt_a")
-	require.Equal(t, errs.RateLimited, errs.CodeOf(err), "a tenant's share is used up")
-	for _, tn := range []string{"tnt_b", "tnt_b", "tnt_c", "tnt_c", "tnt_d", "tnt_d"} {
-		require.NoError(t, sl.take(tn), "other tenants still get streams")
+	srv := &Server{streams: events.NewGate(3), cfg: Config{TenantStreams: 2}, m: newMetrics(prometheus.NewRegistry())}
+	a := store.Tenant{TenantID: "tnt_a"}
+	var rel []func()
+	for i := 0; i < 2; i++ {
+		r, err := srv.acquireStream(a)
+		require.NoError(t, err)
+		rel = append(rel, r)
 	}
-	require.ErrorContains(t, sl.take("tnt_e"), "on this node", "the node's limit")
-	sl.give("tnt_a")
-	require.NoError(t, sl.take("tnt_e"))
-	require.Equal(t, errs.RateLimited, errs.CodeOf(sl.take("tnt_a")), "the node is full again")
+	_, err := srv.acquireStream(a)
+	require.Equal(t, errs.RateLimited, errs.CodeOf(err), "the node default per-tenant cap")
+	b := store.Tenant{TenantID: "tnt_b", Quotas: store.Quotas{Runs: store.RunQuotas{MaxConcurrentStreams: 5}}}
+	r, err := srv.acquireStream(b)
+	require.NoError(t, err, "another tenant still gets a stream")
+	rel = append(rel, r)
+	_, err = srv.acquireStream(b)
+	require.Equal(t, errs.Overloaded, errs.CodeOf(err), "the node-wide cap")
+	for _, r := range rel {
+		r()
+	}
+	total, _ := srv.streams.Open("tnt_a")
+	require.Zero(t, total, "every slot released")
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 
@@ -105,6 +106,11 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.As(err, &mbe) {
 		status = http.StatusRequestEntityTooLarge
 	}
+	if e.Code == errs.InvalidRequest && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The body did not arrive within the body deadline (BodyDeadline).
+		status = http.StatusRequestTimeout
+		w.Header().Set("Connection", "close")
+	}
 	if e.Code == errs.Internal {
 		slog.ErrorContext(r.Context(), "internal error", "err", err, "path", r.URL.Path,
 			"correlation_id", CorrelationID(r.Context()))
@@ -170,6 +176,11 @@ func ReadBody(r *http.Request) ([]byte, error) {
 			return nil, &errs.Error{Code: errs.InvalidRequest, Err: err,
 				Message: fmt.Sprintf("body: request body exceeds %d bytes", mbe.Limit),
 				Details: map[string]any{"field": "body", "limit_bytes": mbe.Limit}}
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, &errs.Error{Code: errs.InvalidRequest, Err: err,
+				Message: "body: request body not received in time (AGENTOS_HTTP_BODY_TIMEOUT)",
+				Details: map[string]any{"field": "body"}}
 		}
 		return nil, errs.Field("body", "cannot read request body: %v", err)
 	}
