@@ -35,6 +35,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 		// refused attempts costs one cached tenant read each.
 		release, err := s.acquireStream(r, ac.TenantID)
 		if err != nil {
+			// Close the refused connection rather than keep it idle: a
+			// flood of attempts then holds no descriptors or buffers.
+			w.Header().Set("Connection", "close")
 			return err
 		}
 		defer release()

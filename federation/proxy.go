@@ -60,6 +60,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 		release, err := s.acquireStream(t)
 		if err != nil {
+			w.Header().Set("Connection", "close") // a refused flood holds no connections
 			return err
 		}
 		defer release()
@@ -155,6 +156,7 @@ func (s *Server) handlePeerEvents(w http.ResponseWriter, r *http.Request) error 
 	if !events.WantsJSON(r) {
 		release, err := s.acquireStream(tenant)
 		if err != nil {
+			w.Header().Set("Connection", "close")
 			return err
 		}
 		defer release()
