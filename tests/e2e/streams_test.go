@@ -91,22 +91,19 @@ func closeAll(as []streamAttempt) {
 	}
 }
 
-// rssMB reads a process's resident set size from /proc.
-func rssMB(t *testing.T, pid int) float64 {
-	t.Helper()
+// readRSS reads a process's resident set size, in MB, from /proc.
+func readRSS(pid int) (float64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		t.Skipf("no /proc: %v", err)
+		return 0, err
 	}
 	for _, l := range strings.Split(string(b), "\n") {
 		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
 			kb, err := strconv.Atoi(f[1])
-			require.NoError(t, err)
-			return float64(kb) / 1024
+			return float64(kb) / 1024, err
 		}
 	}
-	t.Fatalf("no VmRSS in /proc/%d/status", pid)
-	return 0
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
 
 // TestEventStreamCapsAndServerTimeouts runs a real orchestrator (its
@@ -287,4 +284,85 @@ func TestEventStreamCapsAndServerTimeouts(t *testing.T) {
 			t.Fatal("no terminal event within 60 s")
 		}
 	})
+}
+
+// TestStreamFloodMemory makes 1,500 concurrent stream attempts of one
+// tenant (default quota: 100 streams) against a real orchestrator: exactly
+// 100 are served and the rest refused with 429, the orchestrator's RSS
+// stays under 300 MB, and another tenant creates a run while the
+// accepted streams are held. (The 5,000-attempt flood and its latencies
+// are in bench/streamflood.)
+func TestStreamFloodMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	const attempts = 1500
+	mpURL, _ := hangingModelPolicy(t)
+	node := testnode.Start(t, testnode.Options{Services: []string{"orchestrator"}, Env: []string{
+		"AGENTOS_MODEL_POLICY_URL=" + mpURL}})
+	base := node.URL("orchestrator")
+	admin := map[string]string{"Authorization": "Bearer " + node.Credentials().PlatformAdmin.Token}
+	code, out := runsJSON(t, "POST", base+"/v1/agents/agt_sample_echo_v1/runs", map[string]string{"X-Tenant-Id": "tnt_demo"},
+		map[string]any{"input": map[string]any{"type": "text", "text": "hi"}})
+	require.Equal(t, 201, code, out)
+	runID := out["run"].(map[string]any)["run_id"].(string)
+	code, out = runsJSON(t, "POST", base+"/v1/admin/tenants", admin, map[string]any{"tenant_id": "tnt_other", "name": "Other"})
+	require.Equal(t, 201, code, out)
+	code, out = runsJSON(t, "PUT", base+"/v1/admin/agents/agt_other",
+		map[string]string{"Authorization": admin["Authorization"], "X-Tenant-Id": "tnt_other"},
+		map[string]any{"agent": map[string]any{"name": "other", "model_ref": "tier:fast", "instructions": "answer", "tools": []string{}}})
+	require.True(t, code == 200 || code == 201, "%d %v", code, out)
+
+	pid := node.PID("orchestrator")
+	if _, err := readRSS(pid); err != nil {
+		t.Skipf("cannot read the orchestrator's RSS: %v", err)
+	}
+	var peak float64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			if v, err := readRSS(pid); err == nil {
+				peak = max(peak, v)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: attempts, MaxIdleConns: attempts}}
+	var mu sync.Mutex
+	var held []streamAttempt
+	counts := map[int]int{}
+	var wg sync.WaitGroup
+	for i := 0; i < attempts; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, err := openStream(t.Context(), client, base, "tnt_demo", runID)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				counts[-1]++
+				return
+			}
+			counts[a.status]++
+			if a.body != nil {
+				held = append(held, a)
+			}
+		}()
+	}
+	wg.Wait()
+	code, out = runsJSON(t, "POST", base+"/v1/agents/agt_other/runs", map[string]string{"X-Tenant-Id": "tnt_other"},
+		map[string]any{"input": map[string]any{"type": "text", "text": "hi"}})
+	close(stop)
+	<-sampled
+	closeAll(held)
+	require.Equal(t, 201, code, "another tenant creates runs during the flood: %v", out)
+	require.Equal(t, map[int]int{200: 100, 429: attempts - 100}, counts)
+	t.Logf("orchestrator peak RSS during %d attempts: %.0f MB", attempts, peak)
+	require.Less(t, peak, 300.0, "orchestrator RSS (MB)")
 }
