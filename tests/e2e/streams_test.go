@@ -212,6 +212,18 @@ func TestEventStreamCapsAndServerTimeouts(t *testing.T) {
 		}
 		return true
 	}, 10*time.Second, 100*time.Millisecond, "every released slot is reusable")
+	// A refusal after the slot was taken (an unknown run: 404) frees it
+	// too: once the streams closed above are released (the server sees the
+	// closes asynchronously), ten in a row with a cap of 5 are all 404.
+	require.Eventually(t, func() bool {
+		a, err := openStream(ctx, client, base, "tnt_demo", "run_01JDA7X4KZ1T6Y9H3W2Q8R5M7N")
+		return err == nil && a.status == 404
+	}, 10*time.Second, 50*time.Millisecond)
+	for i := 0; i < 10; i++ {
+		a, err := openStream(ctx, client, base, "tnt_demo", "run_01JDA7X4KZ1T6Y9H3W2Q8R5M7N")
+		require.NoError(t, err)
+		require.Equal(t, 404, a.status, "attempt %d: %s", i, a.code)
+	}
 
 	t.Run("slow headers are cut off", func(t *testing.T) {
 		conn, err := net.Dial("tcp", node.Addrs["orchestrator"])
