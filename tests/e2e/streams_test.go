@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,6 +89,22 @@ func closeAll(as []streamAttempt) {
 		if a.body != nil {
 			a.body.Close()
 		}
+	}
+}
+
+// raiseNoFile makes sure this test process may hold need descriptors (Go
+// raises the soft limit to the hard one at start on Linux; this says so
+// explicitly and skips when the hard limit is too low).
+func raiseNoFile(t *testing.T, need uint64) {
+	t.Helper()
+	var lim syscall.Rlimit
+	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim))
+	if lim.Cur < need && lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim))
+	}
+	if lim.Cur < need {
+		t.Skipf("the file-descriptor limit %d is below the %d this test needs (ulimit -Hn)", lim.Cur, need)
 	}
 }
 
@@ -309,6 +326,7 @@ func TestStreamFloodMemory(t *testing.T) {
 		t.Skip("starts real processes")
 	}
 	const attempts = 1500
+	raiseNoFile(t, attempts+256)
 	mpURL, _ := hangingModelPolicy(t)
 	node := testnode.Start(t, testnode.Options{Services: []string{"orchestrator"}, Env: []string{
 		"AGENTOS_MODEL_POLICY_URL=" + mpURL}})
