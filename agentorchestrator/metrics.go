@@ -20,7 +20,10 @@ type orchMetrics struct {
 	queueDepth   prometheus.Gauge
 	activeRuns   prometheus.Gauge
 	resumed      prometheus.Counter
-	tenants      tenantLabels
+	// Event streams open, and refused by code (rate_limited, overloaded).
+	streamsOpen    prometheus.Gauge
+	streamsRefused *prometheus.CounterVec
+	tenants        tenantLabels
 }
 
 func newOrchMetrics(reg prometheus.Registerer) *orchMetrics {
@@ -48,9 +51,13 @@ func newOrchMetrics(reg prometheus.Registerer) *orchMetrics {
 			Name: "agentos_active_runs", Help: "Runs executing in this process."}),
 		resumed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "agentos_runs_resumed_total", Help: "Runs resumed after their executor was lost."}),
+		streamsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "agentos_event_streams_open", Help: "Run event streams (SSE) open in this process."}),
+		streamsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentos_event_streams_refused_total", Help: "Run event streams refused at a cap, by code (rate_limited: the tenant's; overloaded: the node's)."}, []string{"code"}),
 	}
 	reg.MustRegister(m.runsCreated, m.runsTotal, m.runDuration, m.stepDuration, m.toolCalls,
-		m.toolDuration, m.modelCalls, m.queueDepth, m.activeRuns, m.resumed)
+		m.toolDuration, m.modelCalls, m.queueDepth, m.activeRuns, m.resumed, m.streamsOpen, m.streamsRefused)
 	return m
 }
 

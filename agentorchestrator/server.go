@@ -48,6 +48,10 @@ type Config struct {
 	Queue queue.Queue
 	// Hub fans committed events out to SSE streams; default a new hub.
 	Hub *events.Hub
+	// Streams bounds concurrent SSE streams (node-wide cap; per tenant
+	// its max_concurrent_streams, else Node.QuotaMaxStreams); default a
+	// gate without a node-wide cap.
+	Streams *events.Gate
 	// Authenticate puts an auth.Context in every API request's context.
 	Authenticate func(http.Handler) http.Handler
 	Audit        Auditor
@@ -114,6 +118,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Hub == nil {
 		cfg.Hub = events.NewHub()
+	}
+	if cfg.Streams == nil {
+		cfg.Streams = events.NewGate(0)
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = metrics.NewRegistry()

@@ -5,9 +5,11 @@ import (
 	"time"
 
 	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/events"
 	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/tenancy"
 )
 
 // storePollInterval bounds how long an SSE stream can miss an event that
@@ -24,12 +26,24 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 		ac = alt
 	}
-	runID := r.PathValue("run_id")
-	run, err := s.getRun(r, ac, runID)
+	after, err := events.ResumePoint(r)
 	if err != nil {
 		return err
 	}
-	after, err := events.ResumePoint(r)
+	if !events.WantsJSON(r) {
+		// The stream caps come before any other work, so that a flood of
+		// refused attempts costs one cached tenant read each.
+		release, err := s.acquireStream(r, ac.TenantID)
+		if err != nil {
+			// Close the refused connection rather than keep it idle: a
+			// flood of attempts then holds no descriptors or buffers.
+			w.Header().Set("Connection", "close")
+			return err
+		}
+		defer release()
+	}
+	runID := r.PathValue("run_id")
+	run, err := s.getRun(r, ac, runID)
 	if err != nil {
 		return err
 	}
@@ -51,11 +65,31 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	return s.streamSSE(w, r, run, after)
 }
 
+// acquireStream holds one of the tenant's stream slots (see events.Gate):
+// 429 rate_limited at the tenant's max_concurrent_streams, 503 overloaded
+// at the node-wide cap. The tenant read is served by the store's cache.
+func (s *Server) acquireStream(r *http.Request, tenantID string) (func(), error) {
+	t, err := s.cfg.Store.GetTenant(r.Context(), tenantID)
+	if err != nil {
+		return nil, err
+	}
+	release, err := s.cfg.Streams.Acquire(tenantID, tenancy.StreamCap(t, s.cfg.Node.QuotaMaxStreams))
+	if err != nil {
+		s.metrics.streamsRefused.WithLabelValues(string(errs.CodeOf(err))).Inc()
+		return nil, err
+	}
+	s.metrics.streamsOpen.Inc()
+	return func() { release(); s.metrics.streamsOpen.Dec() }, nil
+}
+
 // streamSSE replays stored events after `after`, then live ones from the
 // hub, with no gaps and no duplicates, and ends after the terminal event.
 func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, run store.Run, after int64) error {
 	ctx := r.Context()
 	rc := http.NewResponseController(w)
+	// A stream outlives the body read deadline (httpx.BodyDeadline) and
+	// has none of its own: each write is bounded instead.
+	_ = rc.SetReadDeadline(time.Time{})
 	// Subscribe before replaying so nothing committed in between is missed.
 	sub := s.hub.Subscribe(run.TenantID, run.RunID)
 	defer sub.Close()

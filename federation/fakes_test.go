@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nexixai/agentos/internal/auth"
@@ -160,6 +161,9 @@ type fakeOrchestrator struct {
 	events map[string][]store.Event
 	idem   map[string]string
 	srv    *httptest.Server
+	// hold makes SSE streams stop before the terminal event and stay open
+	// until the client goes away (a run that is still going).
+	hold atomic.Bool
 }
 
 func newFakeOrchestrator() *fakeOrchestrator {
@@ -253,8 +257,15 @@ func (o *fakeOrchestrator) stream(w http.ResponseWriter, r *http.Request) error 
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprint(w, ": ping\n\n")
 	for _, e := range sel {
+		if o.hold.Load() && store.IsTerminalEvent(e.Type) {
+			break
+		}
 		b, _ := json.Marshal(map[string]any{"event": e})
 		fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Sequence, e.Type, b)
+	}
+	if o.hold.Load() {
+		_ = http.NewResponseController(w).Flush()
+		<-r.Context().Done()
 	}
 	return nil
 }

@@ -15,12 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/nexixai/agentos/federation/identity"
 	"github.com/nexixai/agentos/federation/peers"
 	"github.com/nexixai/agentos/federation/pki"
 	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/events"
 	"github.com/nexixai/agentos/internal/store"
 )
 
@@ -626,18 +628,88 @@ func TestPeerTenantsList(t *testing.T) {
 	require.ErrorContains(t, bad.Validate(), "tenants[0]")
 }
 
-func TestStreamSlotsPerTenant(t *testing.T) {
+func TestStreamCapsPerTenantAndNode(t *testing.T) {
 	t.Parallel()
-	sl := newStreamSlots(8) // 2 per tenant
-	require.NoError(t, sl.take("tnt_a"))
-	require.NoError(t, sl.take("tnt_a"))
-	err := sl.take("tnt_a")
-	require.Equal(t, errs.RateLimited, errs.CodeOf(err), "a tenant's share is used up")
-	for _, tn := range []string{"tnt_b", "tnt_b", "tnt_c", "tnt_c", "tnt_d", "tnt_d"} {
-		require.NoError(t, sl.take(tn), "other tenants still get streams")
+	srv := &Server{streams: events.NewGate(3), cfg: Config{TenantStreams: 2}, m: newMetrics(prometheus.NewRegistry())}
+	a := store.Tenant{TenantID: "tnt_a"}
+	var rel []func()
+	for i := 0; i < 2; i++ {
+		r, err := srv.acquireStream(a)
+		require.NoError(t, err)
+		rel = append(rel, r)
 	}
-	require.ErrorContains(t, sl.take("tnt_e"), "on this node", "the node's limit")
-	sl.give("tnt_a")
-	require.NoError(t, sl.take("tnt_e"))
-	require.Equal(t, errs.RateLimited, errs.CodeOf(sl.take("tnt_a")), "the node is full again")
+	_, err := srv.acquireStream(a)
+	require.Equal(t, errs.RateLimited, errs.CodeOf(err), "the node default per-tenant cap")
+	b := store.Tenant{TenantID: "tnt_b", Quotas: store.Quotas{Runs: store.RunQuotas{MaxConcurrentStreams: 5}}}
+	r, err := srv.acquireStream(b)
+	require.NoError(t, err, "another tenant still gets a stream")
+	rel = append(rel, r)
+	_, err = srv.acquireStream(b)
+	require.Equal(t, errs.Overloaded, errs.CodeOf(err), "the node-wide cap")
+	for _, r := range rel {
+		r()
+	}
+	total, _ := srv.streams.Open("tnt_a")
+	require.Zero(t, total, "every slot released")
+}
+
+// TestProxyStreamCaps opens proxied streams of forwarded runs that are
+// still going on the client API: a tenant gets 429 rate_limited with
+// Retry-After at its max_concurrent_streams, any tenant 503 overloaded at
+// the service's cap, and closed streams free their slots.
+func TestProxyStreamCaps(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.b.orch.hold.Store(true)
+	x := b.a.store.tenants["tnt_x"]
+	x.Quotas.Runs.MaxConcurrentStreams = 2
+	b.a.store.tenants["tnt_x"] = x
+	b.a.server.streams = events.NewGate(3)
+	fx, fy := forward(t, b, "tnt_x"), forward(t, b, "tnt_y")
+
+	open := func(tenant string, f Forwarded) (*http.Response, string) {
+		req, err := http.NewRequestWithContext(t.Context(), "GET", b.a.client.URL+"/v1/federation/runs/"+f.RemoteRunID+"/events", nil)
+		require.NoError(t, err)
+		req.Header.Set("X-Tenant-Id", tenant)
+		req.Header.Set("X-Principal-Id", "usr_1")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		if resp.StatusCode == http.StatusOK {
+			return resp, ""
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, errCode(t, body)
+	}
+	var held []*http.Response
+	for i := 0; i < 2; i++ {
+		resp, code := open("tnt_x", fx)
+		require.Equal(t, http.StatusOK, resp.StatusCode, code)
+		held = append(held, resp)
+	}
+	resp, code := open("tnt_x", fx)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	require.Equal(t, "rate_limited", code)
+	require.NotEmpty(t, resp.Header.Get("Retry-After"))
+
+	resp, code = open("tnt_y", fy)
+	require.Equal(t, http.StatusOK, resp.StatusCode, code, "another tenant still gets a stream")
+	held = append(held, resp)
+	resp, code = open("tnt_y", fy)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.Equal(t, "overloaded", code)
+	require.NotEmpty(t, resp.Header.Get("Retry-After"))
+
+	for _, h := range held {
+		h.Body.Close()
+	}
+	require.Eventually(t, func() bool {
+		total, _ := b.a.server.streams.Open("")
+		return total == 0
+	}, 10*time.Second, 20*time.Millisecond, "every slot is released when its client goes away")
+	for i := 0; i < 2; i++ {
+		resp, code := open("tnt_x", fx)
+		require.Equal(t, http.StatusOK, resp.StatusCode, code)
+		defer resp.Body.Close()
+	}
 }

@@ -12,6 +12,7 @@ type metricsSet struct {
 	latency        *prometheus.HistogramVec
 	forwards       *prometheus.CounterVec
 	streams        prometheus.Gauge
+	streamsRefused *prometheus.CounterVec
 	ingested       *prometheus.CounterVec
 	peerRejections *prometheus.CounterVec
 }
@@ -38,6 +39,10 @@ func newMetrics(reg *prometheus.Registry) *metricsSet {
 			Name: "agentos_federation_peer_rejections_total", Help: "Peer API calls refused, by reason.",
 		}, []string{"reason"}),
 	}
+	m.streamsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agentos_federation_event_streams_refused_total",
+		Help: "Event streams refused at a cap, by code (rate_limited: the tenant's; overloaded: the node's)."}, []string{"code"})
+	reg.MustRegister(m.streamsRefused)
 	reg.MustRegister(m.requests, m.latency, m.forwards, m.streams, m.ingested, m.peerRejections)
 	return m
 }

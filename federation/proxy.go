@@ -4,12 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nexixai/agentos/federation/identity"
@@ -18,6 +16,7 @@ import (
 	"github.com/nexixai/agentos/internal/events"
 	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/tenancy"
 )
 
 // openFunc opens an event source after a sequence, as SSE or JSON.
@@ -52,6 +51,19 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	notFound := errs.E(errs.NotFound, "run %s not found", runID)
 	if !idRE.MatchString(runID) {
 		return notFound
+	}
+	if !events.WantsJSON(r) {
+		// The caps come before the forward index and the peer are touched.
+		t, err := s.cfg.Store.GetTenant(ctx, ac.TenantID)
+		if err != nil {
+			return errs.Wrap(errs.DependencyUnavailable, err, "cannot read tenant")
+		}
+		release, err := s.acquireStream(t)
+		if err != nil {
+			w.Header().Set("Connection", "close") // a refused flood holds no connections
+			return err
+		}
+		defer release()
 	}
 	fwd, err := s.cfg.Store.GetForward(ctx, ac.TenantID, runID)
 	if errors.Is(err, errs.ErrNotFound) {
@@ -129,7 +141,7 @@ func (s *Server) handlePeerEvents(w http.ResponseWriter, r *http.Request) error 
 		return s.peerRefused(r, c, "federation.events.serve", errs.E(errs.Forbidden, "identity token lacks scope %q", auth.ScopeEventsRead).
 			WithDetails(map[string]any{"required_scope": auth.ScopeEventsRead}))
 	}
-	ac, _, err := s.localContext(ctx, c)
+	ac, tenant, err := s.localContext(ctx, c)
 	if err != nil {
 		return s.peerRefused(r, c, "federation.events.serve", err)
 	}
@@ -140,6 +152,14 @@ func (s *Server) handlePeerEvents(w http.ResponseWriter, r *http.Request) error 
 	after, err := events.ResumePoint(r)
 	if err != nil {
 		return err
+	}
+	if !events.WantsJSON(r) {
+		release, err := s.acquireStream(tenant)
+		if err != nil {
+			w.Header().Set("Connection", "close")
+			return err
+		}
+		defer release()
 	}
 	if _, err := s.inboundForward(ctx, c, runID); err != nil {
 		if errs.CodeOf(err) == errs.NotFound {
@@ -159,6 +179,18 @@ func (s *Server) handlePeerEvents(w http.ResponseWriter, r *http.Request) error 
 	return s.stream(w, r, c.TenantID, runID, after, open, nil)
 }
 
+// acquireStream holds one of tenant t's event stream slots on this
+// process, shared by the client and peer APIs (events.Gate): 429
+// rate_limited at the tenant's max_concurrent_streams, 503 overloaded at
+// Config.MaxEventStreams.
+func (s *Server) acquireStream(t store.Tenant) (func(), error) {
+	release, err := s.streams.Acquire(t.TenantID, tenancy.StreamCap(t, s.cfg.TenantStreams))
+	if err != nil {
+		s.m.streamsRefused.WithLabelValues(string(errs.CodeOf(err))).Inc()
+	}
+	return release, err
+}
+
 // stream answers with the events of one run from open: a JSON page when
 // the caller asked for application/json, else SSE. Before anything is
 // written an error is returned (and becomes the envelope); after that the
@@ -168,10 +200,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, tenantID, runID 
 	if events.WantsJSON(r) {
 		return s.page(w, r, tenantID, runID, after, open, keep)
 	}
-	if err := s.streams.take(tenantID); err != nil {
-		return err
-	}
-	defer s.streams.give(tenantID)
+	// The caller holds a stream slot (acquireStream).
+	_ = http.NewResponseController(w).SetReadDeadline(time.Time{}) // streams outlive the body deadline
 	s.m.streams.Inc()
 	defer s.m.streams.Dec()
 
@@ -210,7 +240,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, tenantID, runID 
 		body, err = open(ctx, last, acceptSSE)
 		if err != nil {
 			switch errs.CodeOf(err) {
-			case errs.DependencyUnavailable, errs.Timeout, errs.Internal, errs.RateLimited:
+			case errs.DependencyUnavailable, errs.Overloaded, errs.Timeout, errs.Internal, errs.RateLimited:
 				body = io.NopCloser(strings.NewReader("")) // retry on the next turn
 			default:
 				return nil
@@ -360,45 +390,4 @@ func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, evs []store
 	}
 	_ = http.NewResponseController(w).Flush()
 	return nil
-}
-
-// streamSlots bounds the event streams of the node, and of each tenant to
-// a quarter of them, so that one tenant cannot take every slot.
-type streamSlots struct {
-	mu        sync.Mutex
-	max       int
-	perTenant int
-	total     int
-	byTenant  map[string]int
-}
-
-func newStreamSlots(limit int) *streamSlots {
-	return &streamSlots{max: limit, perTenant: max(1, limit/4), byTenant: map[string]int{}}
-}
-
-// take holds a slot for tenantID, or answers rate_limited.
-func (sl *streamSlots) take(tenantID string) error {
-	sl.mu.Lock()
-	defer sl.mu.Unlock()
-	switch {
-	case sl.total >= sl.max:
-		return &errs.Error{Code: errs.RateLimited, Message: "too many event streams on this node", RetryAfter: time.Second}
-	case sl.byTenant[tenantID] >= sl.perTenant:
-		return (&errs.Error{Code: errs.RateLimited, RetryAfter: time.Second,
-			Message: fmt.Sprintf("tenant %s has %d event streams open on this node, the most one tenant may", tenantID, sl.perTenant)}).
-			WithDetails(map[string]any{"limit": sl.perTenant})
-	}
-	sl.total++
-	sl.byTenant[tenantID]++
-	return nil
-}
-
-// give releases a slot taken for tenantID.
-func (sl *streamSlots) give(tenantID string) {
-	sl.mu.Lock()
-	defer sl.mu.Unlock()
-	sl.total--
-	if sl.byTenant[tenantID]--; sl.byTenant[tenantID] <= 0 {
-		delete(sl.byTenant, tenantID)
-	}
 }

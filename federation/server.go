@@ -33,6 +33,7 @@ import (
 	"github.com/nexixai/agentos/federation/pki"
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/events"
 	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/version"
@@ -75,9 +76,14 @@ type Config struct {
 	Logger *slog.Logger
 	// Registry receives the service's metrics; default a new registry.
 	Registry *prometheus.Registry
-	// MaxEventStreams bounds concurrent proxied streams (each tenant gets
-	// at most a quarter of them); default 256.
+	// MaxEventStreams bounds the concurrent event streams of this process
+	// (client and peer APIs together; 503 overloaded beyond it); default
+	// 256. It is advertised in the capabilities.
 	MaxEventStreams int
+	// TenantStreams is the per-tenant stream cap for tenants whose
+	// quotas.runs.max_concurrent_streams is 0 (AGENTOS_QUOTA_MAX_STREAMS);
+	// default 100.
+	TenantStreams int
 	// MaxConcurrentRuns is advertised in the capabilities; default 25.
 	MaxConcurrentRuns int
 	// Models is advertised in the capabilities; default tiers
@@ -95,7 +101,7 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	streams *streamSlots
+	streams *events.Gate
 	verify  *identity.Verifier
 	m       *metricsSet
 }
@@ -120,6 +126,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxEventStreams <= 0 {
 		cfg.MaxEventStreams = 256
 	}
+	if cfg.TenantStreams <= 0 {
+		cfg.TenantStreams = 100
+	}
 	if cfg.MaxConcurrentRuns <= 0 {
 		cfg.MaxConcurrentRuns = 25
 	}
@@ -132,7 +141,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, streams: newStreamSlots(cfg.MaxEventStreams)}
+	s := &Server{cfg: cfg, log: cfg.Logger, streams: events.NewGate(cfg.MaxEventStreams)}
 	s.verify = &identity.Verifier{Self: cfg.StackID, Keys: cfg.Directory.Key, Replay: cfg.Store, Now: cfg.Now}
 	s.m = newMetrics(cfg.Registry)
 	return s, nil

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/metrics"
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/modelpolicy/providers"
@@ -300,7 +301,10 @@ func Run(ctx context.Context, cfg Config, addr string) error {
 // Serve serves on ln until ctx is done, then shuts down gracefully and
 // calls Close (flushing the ledger, audit and budgets).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// The node's default server limits (internal/node serveListener, which
+	// the agentos binary uses, takes them from the configuration).
+	srv := &http.Server{Handler: httpx.BodyDeadline(30 * time.Second)(s.Handler()), ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -17,6 +17,7 @@ type tenantFlags struct {
 	name, planTier, policy, status           string
 	modelTiers, backends, toolIDs            []string
 	maxConcurrent, burst, toolCallsPerMinute int
+	maxStreams                               int
 	runQPS                                   float64
 	maxTokensPerRequest, maxRequestsPerMin   int
 	budgetWindow                             string
@@ -38,6 +39,7 @@ func bindTenantFlags(cmd *cobra.Command, t *tenantFlags, update bool) {
 	f.StringSliceVar(&t.backends, "model-backends", nil, "entitled model backends (builtin,... or *)")
 	f.StringSliceVar(&t.toolIDs, "tool-ids", nil, "entitled tool ids (tool.echo,... or *)")
 	f.IntVar(&t.maxConcurrent, "max-concurrent-runs", 0, "quota: concurrent runs")
+	f.IntVar(&t.maxStreams, "max-concurrent-streams", 0, "quota: concurrent run event streams (SSE) per service; 0 = the node default AGENTOS_QUOTA_MAX_STREAMS")
 	f.Float64Var(&t.runQPS, "run-create-qps", 0, "quota: run creations per second")
 	f.IntVar(&t.burst, "run-create-burst", 0, "quota: run creation burst")
 	f.IntVar(&t.toolCallsPerMinute, "tool-calls-per-minute", 0, "quota: tool calls per minute")
@@ -85,6 +87,7 @@ func (t *tenantFlags) body(cmd *cobra.Command) map[string]any {
 		}
 	}
 	put("max-concurrent-runs", "runs", "max_concurrent_runs", t.maxConcurrent)
+	put("max-concurrent-streams", "runs", "max_concurrent_streams", t.maxStreams)
 	put("run-create-qps", "runs", "run_create_qps", t.runQPS)
 	put("run-create-burst", "runs", "run_create_burst", t.burst)
 	put("tool-calls-per-minute", "tools", "tool_calls_per_minute", t.toolCallsPerMinute)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Modes.
@@ -45,6 +46,21 @@ type Config struct {
 	Executors           int     // AGENTOS_EXECUTORS, default 128: runs executed at once by this process (runs mostly wait on models and tools)
 	IdempotencyTTLHours int     // AGENTOS_IDEMPOTENCY_TTL_HOURS, default 24
 	LogLevel            string  // AGENTOS_LOG_LEVEL, default info
+
+	// QuotaMaxStreams is the default per-tenant cap on concurrent run event
+	// streams (SSE) on each service of the node, for tenants whose
+	// quotas.runs.max_concurrent_streams is 0 or absent.
+	QuotaMaxStreams int // AGENTOS_QUOTA_MAX_STREAMS, default 100
+	// MaxStreams caps concurrent event streams per service process; 0
+	// derives it from the process's file-descriptor limit (see
+	// node.StreamCap and docs/operations.md).
+	MaxStreams int // AGENTOS_MAX_STREAMS, default 0 (derived)
+
+	// HTTP server limits of every listener (docs/operations.md).
+	HTTPReadHeaderTimeout time.Duration // AGENTOS_HTTP_READ_HEADER_TIMEOUT, default 10s: a request's headers must arrive within it
+	HTTPBodyTimeout       time.Duration // AGENTOS_HTTP_BODY_TIMEOUT, default 30s: a request body must arrive within it (streamed responses are not bound by it)
+	HTTPIdleTimeout       time.Duration // AGENTOS_HTTP_IDLE_TIMEOUT, default 120s: an idle keep-alive connection is closed after it
+	HTTPMaxHeaderBytes    int           // AGENTOS_HTTP_MAX_HEADER_BYTES, default 65536: larger request headers get 431
 
 	// Trusted JWT issuers (CONTRACT §3): a YAML file listing issuers, and/or
 	// one issuer from the variables below (AGENTOS_JWT_ISSUER plus one or
@@ -141,6 +157,21 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 	num("AGENTOS_QUOTA_INVOKE_QPS", "20", &c.QuotaInvokeQPS)
 	integer("AGENTOS_EXECUTORS", "128", &c.Executors)
 	integer("AGENTOS_IDEMPOTENCY_TTL_HOURS", "24", &c.IdempotencyTTLHours)
+	integer("AGENTOS_QUOTA_MAX_STREAMS", "100", &c.QuotaMaxStreams)
+	integer("AGENTOS_MAX_STREAMS", "0", &c.MaxStreams)
+	integer("AGENTOS_HTTP_MAX_HEADER_BYTES", "65536", &c.HTTPMaxHeaderBytes)
+	duration := func(key, def string, dst *time.Duration) {
+		v := get(key, def)
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errsList = append(errsList, fmt.Sprintf("%s=%q: want a positive duration such as 10s", key, v))
+			return
+		}
+		*dst = d
+	}
+	duration("AGENTOS_HTTP_READ_HEADER_TIMEOUT", "10s", &c.HTTPReadHeaderTimeout)
+	duration("AGENTOS_HTTP_BODY_TIMEOUT", "30s", &c.HTTPBodyTimeout)
+	duration("AGENTOS_HTTP_IDLE_TIMEOUT", "120s", &c.HTTPIdleTimeout)
 	if len(errsList) > 0 {
 		return c, fmt.Errorf("invalid configuration: %s", strings.Join(errsList, "; "))
 	}
@@ -177,6 +208,19 @@ func (c *Config) Finish() error {
 	}
 	if c.Executors == 0 {
 		c.Executors = 128
+	}
+	// Zero values (a Config built in code) get the documented defaults.
+	if c.HTTPReadHeaderTimeout <= 0 {
+		c.HTTPReadHeaderTimeout = 10 * time.Second
+	}
+	if c.HTTPBodyTimeout <= 0 {
+		c.HTTPBodyTimeout = 30 * time.Second
+	}
+	if c.HTTPIdleTimeout <= 0 {
+		c.HTTPIdleTimeout = 120 * time.Second
+	}
+	if c.HTTPMaxHeaderBytes <= 0 {
+		c.HTTPMaxHeaderBytes = 64 << 10
 	}
 	switch c.Mode {
 	case ModeDemo, ModeDev, ModeProd:

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -33,7 +34,28 @@ AGENTOS_REGION='eu'
 	require.Equal(t, "http://127.0.0.1:50083", c.FederationURL)
 	require.Equal(t, 128, c.Executors)
 	require.Equal(t, 10.0, c.QuotaRunCreateQPS)
+	require.Equal(t, 100, c.QuotaMaxStreams)
+	require.Equal(t, 0, c.MaxStreams, "derived from the fd limit at start")
+	require.Equal(t, 10*time.Second, c.HTTPReadHeaderTimeout)
+	require.Equal(t, 30*time.Second, c.HTTPBodyTimeout)
+	require.Equal(t, 120*time.Second, c.HTTPIdleTimeout)
+	require.Equal(t, 64<<10, c.HTTPMaxHeaderBytes)
 	require.True(t, c.DevMode())
+}
+
+func TestServerLimitSettings(t *testing.T) {
+	t.Parallel()
+	none := filepath.Join(t.TempDir(), "none")
+	c, err := Load(lookupFrom(map[string]string{"AGENTOS_HTTP_READ_HEADER_TIMEOUT": "1500ms",
+		"AGENTOS_MAX_STREAMS": "7", "AGENTOS_QUOTA_MAX_STREAMS": "3"}), none)
+	require.NoError(t, err)
+	require.Equal(t, 1500*time.Millisecond, c.HTTPReadHeaderTimeout)
+	require.Equal(t, 7, c.MaxStreams)
+	require.Equal(t, 3, c.QuotaMaxStreams)
+	_, err = Load(lookupFrom(map[string]string{"AGENTOS_HTTP_BODY_TIMEOUT": "0s"}), none)
+	require.ErrorContains(t, err, "AGENTOS_HTTP_BODY_TIMEOUT")
+	_, err = Load(lookupFrom(map[string]string{"AGENTOS_MAX_STREAMS": "-1"}), none)
+	require.ErrorContains(t, err, "AGENTOS_MAX_STREAMS")
 }
 
 func TestProdDefaultsAndErrors(t *testing.T) {

@@ -23,14 +23,17 @@ const (
 	RateLimited           Code = "rate_limited"
 	QuotaExceeded         Code = "quota_exceeded"
 	DependencyUnavailable Code = "dependency_unavailable"
-	Timeout               Code = "timeout"
-	Internal              Code = "internal_error"
+	// Overloaded: this node is at a node-wide capacity limit (e.g. its
+	// event streams); 503 with Retry-After, retryable here or on a replica.
+	Overloaded Code = "overloaded"
+	Timeout    Code = "timeout"
+	Internal   Code = "internal_error"
 )
 
 // Retryable reports whether the contract marks the code retryable.
 func (c Code) Retryable() bool {
 	switch c {
-	case RateLimited, DependencyUnavailable, Timeout, Internal:
+	case RateLimited, DependencyUnavailable, Overloaded, Timeout, Internal:
 		return true
 	}
 	return false
@@ -42,7 +45,7 @@ type Error struct {
 	Code       Code
 	Message    string
 	Details    map[string]any
-	RetryAfter time.Duration // for rate_limited: becomes the Retry-After header
+	RetryAfter time.Duration // for rate_limited and overloaded: becomes the Retry-After header
 	Err        error
 }
 
@@ -71,6 +74,7 @@ var (
 	ErrQuotaExceeded = &Error{Code: QuotaExceeded}
 	ErrRateLimited   = &Error{Code: RateLimited}
 	ErrUnavailable   = &Error{Code: DependencyUnavailable}
+	ErrOverloaded    = &Error{Code: Overloaded}
 )
 
 // E builds an *Error with a formatted message.

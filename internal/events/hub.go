@@ -54,9 +54,16 @@ func (s *Subscription) Close() {
 
 func key(tenantID, runID string) string { return tenantID + "/" + runID }
 
+// SubscriberBuffer is how many events a subscription holds before it is
+// marked lagged. Kept small because every open stream has one (a
+// store.Event is ~200 bytes, so 256 of them cost ~50 KB a stream, 250 MB
+// for 5,000 streams); a run's events mostly come a few at a time, and a
+// lagged stream catches up from the store without loss.
+const SubscriberBuffer = 32
+
 // Subscribe starts receiving a run's events. Call Close when done.
 func (h *Hub) Subscribe(tenantID, runID string) *Subscription {
-	s := &Subscription{C: make(chan store.Event, 256), hub: h, key: key(tenantID, runID)}
+	s := &Subscription{C: make(chan store.Event, SubscriberBuffer), hub: h, key: key(tenantID, runID)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	m := h.subs[s.key]

@@ -103,7 +103,9 @@ type Reader struct {
 
 // NewReader returns a reader of r.
 func NewReader(r io.Reader) *Reader {
-	return &Reader{br: bufio.NewReaderSize(r, 64<<10), MaxFrame: MaxFrameBytes}
+	// A small buffer: every proxied stream has one (64 KB each would be
+	// 320 MB for 5,000 streams); longer lines are assembled by line.
+	return &Reader{br: bufio.NewReaderSize(r, 4<<10), MaxFrame: MaxFrameBytes}
 }
 
 // line reads one line of at most max bytes.

@@ -50,7 +50,7 @@ func TestHubLagAndClose(t *testing.T) {
 	for i := 0; i < 300; i++ {
 		h.Publish(store.Event{TenantID: "tnt_a", RunID: "run_1", Sequence: int64(i + 1)})
 	}
-	require.Len(t, s.C, 256)
+	require.Len(t, s.C, SubscriberBuffer)
 	require.True(t, s.Lagged())
 	require.False(t, s.Lagged())
 	require.Len(t, other.C, 0, "events never cross tenants")

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 
@@ -31,6 +32,7 @@ var statusByCode = map[errs.Code]int{
 	errs.RateLimited:           http.StatusTooManyRequests,
 	errs.QuotaExceeded:         http.StatusTooManyRequests,
 	errs.DependencyUnavailable: http.StatusServiceUnavailable,
+	errs.Overloaded:            http.StatusServiceUnavailable,
 	errs.Timeout:               http.StatusGatewayTimeout,
 	errs.Internal:              http.StatusInternalServerError,
 }
@@ -104,11 +106,16 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.As(err, &mbe) {
 		status = http.StatusRequestEntityTooLarge
 	}
+	if e.Code == errs.InvalidRequest && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The body did not arrive within the body deadline (BodyDeadline).
+		status = http.StatusRequestTimeout
+		w.Header().Set("Connection", "close")
+	}
 	if e.Code == errs.Internal {
 		slog.ErrorContext(r.Context(), "internal error", "err", err, "path", r.URL.Path,
 			"correlation_id", CorrelationID(r.Context()))
 	}
-	if e.Code == errs.RateLimited {
+	if e.Code == errs.RateLimited || e.Code == errs.Overloaded {
 		secs := int(e.RetryAfter.Seconds() + 0.999)
 		if secs < 1 {
 			secs = 1
@@ -169,6 +176,11 @@ func ReadBody(r *http.Request) ([]byte, error) {
 			return nil, &errs.Error{Code: errs.InvalidRequest, Err: err,
 				Message: fmt.Sprintf("body: request body exceeds %d bytes", mbe.Limit),
 				Details: map[string]any{"field": "body", "limit_bytes": mbe.Limit}}
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, &errs.Error{Code: errs.InvalidRequest, Err: err,
+				Message: "body: request body not received in time (AGENTOS_HTTP_BODY_TIMEOUT)",
+				Details: map[string]any{"field": "body"}}
 		}
 		return nil, errs.Field("body", "cannot read request body: %v", err)
 	}

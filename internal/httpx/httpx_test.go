@@ -42,6 +42,7 @@ func TestErrorEnvelopeAndStatusTable(t *testing.T) {
 		{errs.E(errs.Conflict, "x"), 409, "conflict", false},
 		{errs.E(errs.QuotaExceeded, "x"), 429, "quota_exceeded", false},
 		{errs.E(errs.DependencyUnavailable, "x"), 503, "dependency_unavailable", true},
+		{errs.E(errs.Overloaded, "x"), 503, "overloaded", true},
 		{errs.E(errs.Timeout, "x"), 504, "timeout", true},
 		{io.ErrUnexpectedEOF, 500, "internal_error", true},
 	}
@@ -67,6 +68,18 @@ func TestRateLimitedSetsRetryAfter(t *testing.T) {
 	resp, _ := serve(t, h, httptest.NewRequest("GET", "/", nil))
 	require.Equal(t, 429, resp.StatusCode)
 	require.Equal(t, "2", resp.Header.Get("Retry-After"))
+}
+
+func TestOverloadedSetsRetryAfter(t *testing.T) {
+	t.Parallel()
+	h := H(func(w http.ResponseWriter, r *http.Request) error {
+		return &errs.Error{Code: errs.Overloaded, Message: "too many streams"}
+	})
+	resp, env := serve(t, h, httptest.NewRequest("GET", "/", nil))
+	require.Equal(t, 503, resp.StatusCode)
+	require.Equal(t, "overloaded", env.Error.Code)
+	require.True(t, env.Error.Retryable)
+	require.Equal(t, "1", resp.Header.Get("Retry-After"), "at least one second when none is given")
 }
 
 func TestDecodeNamesTheField(t *testing.T) {

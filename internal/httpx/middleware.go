@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"regexp"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nexixai/agentos/internal/errs"
@@ -268,3 +271,40 @@ func NotFoundHandler() http.Handler {
 
 // Since is a helper for latency fields in milliseconds.
 func Since(t time.Time) int64 { return time.Since(t).Milliseconds() }
+
+// BodyDeadline bounds how long a request body may take to arrive: a
+// client that sends its body byte by byte would otherwise hold a
+// connection and a handler for ever. The read deadline is set when a
+// request with a body starts and cleared once the body has been read to
+// its end, so it never limits the response: a streamed response (SSE, chat
+// completions with stream:true) outlives it, bounded per write instead. A
+// body not received in time makes ReadBody fail, which answers 408.
+// Install it outermost, on the server's own ResponseWriter.
+func BodyDeadline(d time.Duration) Middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if d > 0 && r.Body != nil && r.Body != http.NoBody {
+				rc := http.NewResponseController(w)
+				if rc.SetReadDeadline(time.Now().Add(d)) == nil {
+					r.Body = &deadlineBody{ReadCloser: r.Body, clear: func() { _ = rc.SetReadDeadline(time.Time{}) }}
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// deadlineBody clears the read deadline when the body is fully read.
+type deadlineBody struct {
+	io.ReadCloser
+	once  sync.Once
+	clear func()
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) {
+		b.once.Do(b.clear)
+	}
+	return n, err
+}

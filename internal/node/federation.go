@@ -65,6 +65,9 @@ func fedIdentity(cfg config.Config, f federation.Files) (*pki.NodeTLS, *identity
 // federationClientTLS) and the mTLS peer API on cfg.FederationPeerAddr.
 func RunFederation(ctx context.Context, cfg config.Config) error {
 	log := newLogger(cfg, federation.ServiceName)
+	// Two descriptors a proxied stream: the client's connection and the
+	// upstream one (peer or local orchestrator).
+	maxStreams := streamCap(cfg, 2, log)
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -101,6 +104,7 @@ func RunFederation(ctx context.Context, cfg config.Config) error {
 		Orchestrator: &federation.Orchestrator{BaseURL: cfg.OrchestratorURL, Minter: nodeKey},
 		Authenticate: authn.Middleware, Logger: log, Registry: registry,
 		MaxConcurrentRuns: cfg.QuotaConcurrentRuns, ToolHosting: true,
+		MaxEventStreams: maxStreams, TenantStreams: cfg.QuotaMaxStreams,
 	})
 	if err != nil {
 		return err
@@ -134,10 +138,10 @@ func RunFederation(ctx context.Context, cfg config.Config) error {
 	defer cancel()
 	errc := make(chan error, 2)
 	go func() {
-		errc <- serveListener(ctx, tls.NewListener(peerLn, nt.ServerConfig()), srv.PeerHandler(), log.With("api", "peer"))
+		errc <- serveListener(ctx, cfg, tls.NewListener(peerLn, nt.ServerConfig()), srv.PeerHandler(), log.With("api", "peer"))
 	}()
 	go func() {
-		errc <- serveListener(ctx, clientLn, srv.ClientHandler(), log.With("api", "client"))
+		errc <- serveListener(ctx, cfg, clientLn, srv.ClientHandler(), log.With("api", "client"))
 	}()
 	first := <-errc
 	cancel()

@@ -17,6 +17,7 @@ import (
 // entitlements and quotas from the same store as the orchestrator.
 func RunModelPolicy(ctx context.Context, cfg config.Config) error {
 	log := newLogger(cfg, modelpolicy.ServiceName)
+	log.Info("file-descriptor limit", "fd_limit", raiseFDLimit(log))
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -54,7 +55,7 @@ func RunModelPolicy(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
-	err = serveHTTP(ctx, cfg.ModelPolicyAddr, srv.Handler(), log)
+	err = serveHTTP(ctx, cfg, cfg.ModelPolicyAddr, srv.Handler(), log)
 	// Settle leased budget and write queued usage and audit records before
 	// the store and the audit sink close.
 	return errors.Join(err, srv.Close())

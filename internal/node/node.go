@@ -18,6 +18,7 @@ import (
 
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/queue"
 	queuepostgres "github.com/nexixai/agentos/internal/queue/postgres"
 	queuesqlite "github.com/nexixai/agentos/internal/queue/sqlite"
@@ -194,20 +195,33 @@ func envIssuerSpec(cfg config.Config) (spec auth.IssuerSpec, ok bool, err error)
 // serveHTTP serves h on addr until ctx ends, then drains in-flight
 // requests. Long-lived streams get their context canceled a few seconds
 // into the drain so that shutdown completes.
-func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+func serveHTTP(ctx context.Context, cfg config.Config, addr string, h http.Handler, log *slog.Logger) error {
 	h = withPprof(addr, h, log)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another process using the port? try `lsof -i :%s`)", addr, err, portOf(addr))
 	}
-	return serveListener(ctx, ln, h, log)
+	return serveListener(ctx, cfg, ln, h, log)
 }
 
-func serveListener(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+// serveListener serves h on ln with the server limits of cfg, the same on
+// every listener of the node (pprof shares its service's listener): the
+// headers must arrive within HTTPReadHeaderTimeout and be at most
+// HTTPMaxHeaderBytes, a body within HTTPBodyTimeout (httpx.BodyDeadline,
+// which streamed responses outlive), and an idle keep-alive connection is
+// closed after HTTPIdleTimeout. There is deliberately no ReadTimeout or
+// WriteTimeout: they would cut SSE and streamed chat completions, whose
+// writes are bounded one by one (events.WriteTimeout).
+func serveListener(ctx context.Context, cfg config.Config, ln net.Listener, h http.Handler, log *slog.Logger) error {
 	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBase()
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return base }}
+	if err := cfg.Finish(); err != nil { // fills zero limits with the defaults
+		return err
+	}
+	srv := &http.Server{Handler: httpx.BodyDeadline(cfg.HTTPBodyTimeout)(h),
+		ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout, IdleTimeout: cfg.HTTPIdleTimeout,
+		MaxHeaderBytes: cfg.HTTPMaxHeaderBytes,
+		BaseContext:    func(net.Listener) context.Context { return base }}
 	srv.RegisterOnShutdown(func() {
 		time.AfterFunc(3*time.Second, cancelBase)
 	})

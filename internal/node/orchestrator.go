@@ -10,6 +10,7 @@ import (
 	"github.com/nexixai/agentos/internal/audit"
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/events"
 	"github.com/nexixai/agentos/internal/metrics"
 	"github.com/nexixai/agentos/internal/modelport"
 	"github.com/nexixai/agentos/internal/tenancy"
@@ -20,6 +21,8 @@ import (
 // RunOrchestrator serves the agent orchestrator until ctx ends.
 func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 	log := newLogger(cfg, agentorchestrator.ServiceName)
+	// One descriptor a stream: the client's connection.
+	streams := events.NewGate(streamCap(cfg, 1, log))
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -77,7 +80,7 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	srv, err := agentorchestrator.New(agentorchestrator.Config{
-		Store: st, Queue: st.Queue, Authenticate: authn.Middleware, Audit: auditor,
+		Store: st, Queue: st.Queue, Authenticate: authn.Middleware, Audit: auditor, Streams: streams,
 		Limiter: tenancy.NewLimiter(), Model: model, Tools: reg, Registry: registry, Logger: log, Node: cfg,
 		Executors: cfg.Executors,
 		ReadyChecks: map[string]func(context.Context) error{
@@ -92,7 +95,7 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 	}
 	defer srv.Stop()
 	go purgeIdempotency(ctx, st, log)
-	return serveHTTP(ctx, cfg.OrchestratorAddr, srv.Handler(), log)
+	return serveHTTP(ctx, cfg, cfg.OrchestratorAddr, srv.Handler(), log)
 }
 
 type idempotencyPurger interface {

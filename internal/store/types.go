@@ -47,6 +47,10 @@ type RunQuotas struct {
 	MaxConcurrentRuns int     `json:"max_concurrent_runs"`
 	RunCreateQPS      float64 `json:"run_create_qps"`
 	RunCreateBurst    int     `json:"run_create_burst"`
+	// MaxConcurrentStreams caps the tenant's open run event streams (SSE)
+	// on each service of a node; 0 (or absent, as in tenants stored before
+	// the field existed) means the node default AGENTOS_QUOTA_MAX_STREAMS.
+	MaxConcurrentStreams int `json:"max_concurrent_streams"`
 }
 
 // ToolQuotas limit tool calls.

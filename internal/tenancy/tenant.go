@@ -51,6 +51,8 @@ func DefaultQuotas(cfg config.Config) store.Quotas {
 			MaxConcurrentRuns: cfg.QuotaConcurrentRuns,
 			RunCreateQPS:      cfg.QuotaRunCreateQPS,
 			RunCreateBurst:    int(math.Ceil(2 * cfg.QuotaRunCreateQPS)),
+			// MaxConcurrentStreams stays 0, "the node default", so that
+			// AGENTOS_QUOTA_MAX_STREAMS applies until an admin sets one.
 		},
 		Tools: store.ToolQuotas{ToolCallsPerMinute: DefaultToolCallsPerMinute},
 		Models: store.ModelQuotas{
@@ -154,6 +156,7 @@ func ValidateTenant(t store.Tenant) error {
 		{"quotas.runs.max_concurrent_runs", float64(q.Runs.MaxConcurrentRuns)},
 		{"quotas.runs.run_create_qps", q.Runs.RunCreateQPS},
 		{"quotas.runs.run_create_burst", float64(q.Runs.RunCreateBurst)},
+		{"quotas.runs.max_concurrent_streams", float64(q.Runs.MaxConcurrentStreams)},
 		{"quotas.tools.tool_calls_per_minute", float64(q.Tools.ToolCallsPerMinute)},
 		{"quotas.models.token_budget.max_tokens", float64(q.Models.TokenBudget.MaxTokens)},
 		{"quotas.models.token_budget.max_cost_usd", q.Models.TokenBudget.MaxCostUSD},
@@ -172,6 +175,16 @@ func ValidateTenant(t store.Tenant) error {
 		return errs.Field("quotas.models.token_budget.window", "must be minute, hour or day, got %q", q.Models.TokenBudget.Window)
 	}
 	return nil
+}
+
+// StreamCap returns the tenant's cap on concurrent event streams: its
+// quotas.runs.max_concurrent_streams, or nodeDefault
+// (AGENTOS_QUOTA_MAX_STREAMS) when that is 0.
+func StreamCap(t store.Tenant, nodeDefault int) int {
+	if n := t.Quotas.Runs.MaxConcurrentStreams; n > 0 {
+		return n
+	}
+	return nodeDefault
 }
 
 // WindowStart returns the start of the budget window containing t (UTC).

@@ -28,7 +28,9 @@ func TestConcurrentRunsAndResume(t *testing.T) {
 		t.Skip("starts real processes")
 	}
 	node := testnode.Start(t, testnode.Options{Env: []string{"AGENTOS_QUOTA_RUN_CREATE_QPS=1000", "AGENTOS_QUOTA_CONCURRENT_RUNS=200",
-		"AGENTOS_QUOTA_INVOKE_QPS=1000"}})
+		"AGENTOS_QUOTA_INVOKE_QPS=1000",
+		// 200 runs followed at once: above the default 100 streams a tenant.
+		"AGENTOS_QUOTA_MAX_STREAMS=1000"}})
 	base := node.URL("orchestrator")
 	user := map[string]string{"X-Tenant-Id": "tnt_demo"}
 

@@ -225,6 +225,16 @@ func (n *Node) StartService(service string) {
 	n.t.Fatalf("%s not healthy after 60s:\n%s", service, n.Log(service))
 }
 
+// PID returns the process id of a running service (0 if not started).
+func (n *Node) PID(service string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if c := n.procs[service]; c != nil && c.Process != nil {
+		return c.Process.Pid
+	}
+	return 0
+}
+
 // Log returns a service's log so far.
 func (n *Node) Log(service string) string {
 	b, _ := os.ReadFile(filepath.Join(n.Home, service+".log"))
