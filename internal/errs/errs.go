@@ -25,6 +25,9 @@ const (
 	DependencyUnavailable Code = "dependency_unavailable"
 	Timeout               Code = "timeout"
 	Internal              Code = "internal_error"
+	// MethodNotAllowed: the path exists but not for this method (405 with
+	// an Allow header). Not retryable: the same request fails the same way.
+	MethodNotAllowed Code = "method_not_allowed"
 )
 
 // Retryable reports whether the contract marks the code retryable.
