@@ -551,7 +551,7 @@ func printSummary(out io.Writer, n *Node, rep *Report) {
 	fmt.Fprintf(out, "AgentOS node %s is up (%s mode)\n\n", c.StackID, c.Mode)
 	fmt.Fprintln(out, "  Product API:     "+c.OrchestratorURL+"  (runs, agents, SSE events)")
 	fmt.Fprintln(out, "  Admin API:       "+c.OrchestratorURL+"/v1/admin/tenants")
-	fmt.Fprintln(out, "  Model policy:    "+c.ModelPolicyURL+"  (models, policy checks, OpenAI-compatible /v1/chat/completions)")
+	fmt.Fprintln(out, "  Model policy:    "+c.ModelPolicyURL+"  (models, policy checks; OpenAI SDK base URL: "+c.ModelPolicyURL+"/openai/v1)")
 	if s, ok := n.service("federation"); ok {
 		fmt.Fprintln(out, "  Federation:      "+s.URL)
 	}
