@@ -176,7 +176,7 @@ func preflight(ctx context.Context, n *Node, p *Progress, o upOptions, envFile s
 				err: errors.New("AGENTOS_BOOTSTRAP_ADMIN_TOKEN must be at least 32 characters in prod")}
 		}
 		if c, err := loadCredentials(n.Cfg.CredentialsFile()); err == nil && c.PlatformAdmin.TokenID != "bootstrap" && c.TenantID == n.Cfg.DefaultTenant && c.TenantAdmin.PrincipalID == "usr_tnt_demo_admin" {
-			return &checkError{check: "preflight config", next: "agentos nuke --hard --yes-really (or use another --home)",
+			return &checkError{check: "preflight config", next: "agentos nuke --hard --yes (or use another --home)",
 				err: fmt.Errorf("%s holds demo/dev secrets; prod refuses them", n.Cfg.CredentialsFile())}
 		}
 	}
