@@ -218,3 +218,21 @@ func FuzzDecodeBytes(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkMethodCheckRouted is the cost MethodCheck adds to every routed
+// request of the orchestrator (public mux falling through to the API mux).
+func BenchmarkMethodCheckRouted(b *testing.B) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
+	public, api := http.NewServeMux(), http.NewServeMux()
+	public.Handle("GET /v1/health", ok)
+	api.Handle("GET /v1/runs/{id}", ok)
+	api.Handle("POST /v1/agents/{id}/runs", ok)
+	api.Handle("/", NotFoundHandler(public, api))
+	h := MethodCheck(ok, public, api)
+	req := httptest.NewRequest("POST", "/v1/agents/agt_x/runs", nil)
+	w := httptest.NewRecorder()
+	b.ReportAllocs()
+	for b.Loop() {
+		h.ServeHTTP(w, req)
+	}
+}

@@ -295,6 +295,14 @@ func AllowedMethods(r *http.Request, muxes ...*http.ServeMux) []string {
 // whatever the credentials.
 func MethodCheck(next http.Handler, muxes ...*http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The common case, a routed request, costs one lookup per mux; the
+		// methods are probed only for a request no route matches.
+		for _, mux := range muxes {
+			if _, pattern := mux.Handler(r); pattern != "" && pattern != "/" {
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
 		allow := AllowedMethods(r, muxes...)
 		if len(allow) == 0 || slices.Contains(allow, r.Method) {
 			next.ServeHTTP(w, r)
