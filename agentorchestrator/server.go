@@ -176,7 +176,7 @@ func (s *Server) routes() http.Handler {
 	public.Handle("GET /healthz", httpx.H(s.handleHealthz))
 	public.Handle("GET /readyz", httpx.H(s.handleReadyz))
 	public.Handle("GET /metrics", metrics.Handler(s.cfg.Registry))
-	public.Handle("/", authed)
+	public.Handle("/", httpx.MethodCheck(authed, public, api))
 
 	api.Handle("GET /v1/agents", httpx.H(s.handleListAgents))
 	api.Handle("GET /v1/agents/{agent_id}", httpx.H(s.handleGetAgent))
@@ -188,7 +188,7 @@ func (s *Server) routes() http.Handler {
 	api.Handle("POST /v1/runs/{run_action}", httpx.H(s.handleRunAction))
 	api.Handle("GET /v1/runs/{run_id}/events", httpx.H(s.handleEvents))
 	s.registerAdminRoutes(api)
-	api.Handle("/", httpx.NotFoundHandler())
+	api.Handle("/", httpx.NotFoundHandler(public, api))
 
 	return httpx.Chain(httpx.Routed(public), httpx.Standard(s.log, s.http.Observe)...)
 }

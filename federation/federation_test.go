@@ -465,6 +465,13 @@ func TestIngest(t *testing.T) {
 	require.NoError(t, json.Unmarshal(raw, &out))
 	require.Equal(t, 2, out.Accepted)
 	require.Equal(t, 3, out.Rejected)
+	// Each rejection names the event's position in the batch, the
+	// duplicate (found at write time) too, in batch order.
+	require.Equal(t, []IngestRejection{
+		{Index: 2, EventID: "evt_3", Reason: "tenant_mismatch"},
+		{Index: 3, EventID: "evt_1", Reason: "duplicate"},
+		{Index: 4, Reason: "invalid: event_id is required"},
+	}, out.Rejections)
 	_, ok := b.a.store.ingested["evt_3"]
 	require.False(t, ok, "another tenant's event is never stored")
 

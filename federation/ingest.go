@@ -3,6 +3,7 @@ package federation
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/errs"
@@ -63,7 +64,13 @@ func parseIngestEvent(raw json.RawMessage) (store.Event, string) {
 func (s *Server) ingest(r *http.Request, tenantID, source string, req IngestRequest) (int, []IngestRejection, error) {
 	ctx := r.Context()
 	rejections := []IngestRejection{}
-	var good []store.Event
+	// good keeps each acceptable event with its position in the batch, so
+	// a rejection found at write time (duplicate) names it too.
+	type indexed struct {
+		i int
+		e store.Event
+	}
+	var good []indexed
 	for i, raw := range req.Events {
 		e, reason := parseIngestEvent(raw)
 		if reason == "" && e.TenantID != tenantID {
@@ -73,22 +80,23 @@ func (s *Server) ingest(r *http.Request, tenantID, source string, req IngestRequ
 			rejections = append(rejections, IngestRejection{Index: i, EventID: e.EventID, Reason: reason})
 			continue
 		}
-		good = append(good, e)
+		good = append(good, indexed{i, e})
 	}
 	accepted := 0
 	now := s.cfg.Now().UTC()
-	for i, e := range good {
-		ok, err := s.cfg.Store.IngestEvent(ctx, store.IngestedEvent{Event: e, SourceStack: source, IngestedAt: now})
+	for _, g := range good {
+		ok, err := s.cfg.Store.IngestEvent(ctx, store.IngestedEvent{Event: g.e, SourceStack: source, IngestedAt: now})
 		if err != nil {
 			return accepted, rejections, errs.Wrap(errs.DependencyUnavailable, err,
-				"cannot store event %d of %d (retry: stored events are deduplicated)", i+1, len(good))
+				"cannot store event at index %d of %d (retry: stored events are deduplicated)", g.i, len(req.Events))
 		}
 		if !ok {
-			rejections = append(rejections, IngestRejection{Index: -1, EventID: e.EventID, Reason: "duplicate"})
+			rejections = append(rejections, IngestRejection{Index: g.i, EventID: g.e.EventID, Reason: "duplicate"})
 			continue
 		}
 		accepted++
 	}
+	slices.SortFunc(rejections, func(a, b IngestRejection) int { return a.Index - b.Index })
 	s.m.ingested.WithLabelValues("accepted").Add(float64(accepted))
 	s.m.ingested.WithLabelValues("rejected").Add(float64(len(rejections)))
 	return accepted, rejections, nil

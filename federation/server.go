@@ -195,7 +195,7 @@ func (s *Server) common(mux *http.ServeMux, guard func(http.Handler) http.Handle
 	mux.Handle("GET /v1/peer/info", info)
 	mux.Handle("GET /v1/federation/peer/capabilities", caps)
 	mux.Handle("GET /v1/peer/capabilities", caps)
-	mux.Handle("/", httpx.NotFoundHandler())
+	mux.Handle("/", httpx.NotFoundHandler(mux))
 }
 
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) error {

@@ -20,8 +20,6 @@ import (
 
 func hf(fn httpx.HandlerFunc) http.Handler { return httpx.H(fn) }
 
-func notFound() http.Handler { return httpx.NotFoundHandler() }
-
 func chain(mux *http.ServeMux, log *slog.Logger, observe func(*http.Request, int, time.Duration)) http.Handler {
 	return httpx.Chain(httpx.Routed(mux), httpx.Standard(log, observe)...)
 }
@@ -245,7 +243,8 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) error {
 	}
 	f := body.Request
 	inv := &invocation{action: "model.invoke", requestID: cmpStr(f.RequestID, ids.New("req_")), modelRef: f.ModelRef,
-		req: f.Requirements, agentID: f.AgentID, runID: f.RunID}
+		req: f.Requirements, agentID: f.AgentID, runID: f.RunID,
+		maxTokensField: "request.generation.max_output_tokens", inputField: "request.input"}
 	if err := validateRequirements("request.requirements", f.Requirements); err != nil {
 		return err
 	}

@@ -191,7 +191,10 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 		return errs.Field(f, "%s", e.Message[strings.Index(e.Message, ": ")+2:])
 	}
 	inv := &invocation{action: "model.chat_completions", op: opChat, requestID: ids.New("req_"), modelRef: body.Model,
-		agentID: body.Metadata.AgentID, runID: body.Metadata.RunID}
+		agentID: body.Metadata.AgentID, runID: body.Metadata.RunID, maxTokensField: "max_tokens", inputField: "messages"}
+	if body.MaxCompletionTokens > 0 {
+		inv.maxTokensField = "max_completion_tokens"
+	}
 	inv.chat = providers.ChatRequest{Messages: in.Messages, Tools: in.Tools, ToolChoice: in.ToolChoice,
 		Temperature: gen.Temperature, TopP: gen.TopP, MaxOutputTokens: gen.MaxOutputTokens}
 	id := "chatcmpl-" + strings.TrimPrefix(inv.requestID, "req_")
@@ -453,7 +456,8 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	inv := &invocation{action: "model.embeddings", op: opEmbed, requestID: ids.New("req_"), modelRef: body.Model, texts: texts}
+	inv := &invocation{action: "model.embeddings", op: opEmbed, requestID: ids.New("req_"), modelRef: body.Model, texts: texts,
+		inputField: "input"}
 	res, err := s.invoke(r.Context(), c, inv)
 	if err != nil {
 		return err

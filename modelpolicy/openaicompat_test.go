@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/nexixai/agentos/internal/store"
 )
 
 var fnEcho = map[string]any{"type": "function", "function": map[string]any{"name": "echo", "description": "echo text",
@@ -152,4 +154,62 @@ func TestEmbeddingsEndpoint(t *testing.T) {
 	require.Equal(t, "input", dig(r.body, "error", "details", "field"))
 	r = b.do("POST", "/v1/embeddings", "tnt_a", map[string]any{"model": "tier:fast", "input": "x"})
 	require.Equal(t, 403, r.status, "no embed model in the fast tier: %s", r.raw)
+}
+
+// The OpenAI base URL serves models in OpenAI's list and object shapes;
+// retrieving a model the tenant may not use is as unknown as a missing one.
+func TestOpenAIBaseURLModels(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	b.addTenant(tenant("tnt_all"))
+	b.addTenant(tenant("tnt_fast", func(t *store.Tenant) { t.Entitlements.ModelTiersAllowed = []string{"fast"} }))
+
+	r := b.do("GET", "/openai/v1/models", "tnt_all", nil)
+	require.Equal(t, 200, r.status, string(r.raw))
+	require.Equal(t, "list", r.body["object"])
+	require.NotContains(t, r.body, "models", "OpenAI's shape only")
+	data := r.body["data"].([]any)
+	require.NotEmpty(t, data)
+	ids := []string{}
+	for _, d := range data {
+		m := d.(map[string]any)
+		require.Equal(t, "model", m["object"])
+		require.Equal(t, "builtin", m["owned_by"])
+		require.Greater(t, m["created"].(float64), 0.0)
+		ids = append(ids, m["id"].(string))
+	}
+	require.Contains(t, ids, "builtin/echo-balanced")
+
+	r = b.do("GET", "/openai/v1/models/builtin/echo-balanced", "tnt_all", nil)
+	require.Equal(t, 200, r.status, string(r.raw))
+	require.Equal(t, map[string]any{"id": "builtin/echo-balanced", "object": "model", "created": data[0].(map[string]any)["created"], "owned_by": "builtin"}, r.body)
+
+	for _, c := range []struct{ tenant, id string }{{"tnt_all", "builtin/nope"}, {"tnt_fast", "builtin/echo-balanced"}} {
+		r = b.do("GET", "/openai/v1/models/"+c.id, c.tenant, nil)
+		require.Equal(t, 404, r.status, string(r.raw))
+		require.Equal(t, "not_found", errCode(r))
+		require.Equal(t, "not_found_error", dig(r.body, "error", "type"))
+		require.Equal(t, "model", dig(r.body, "error", "param"))
+	}
+
+	// /v1/models keeps its own shape.
+	r = b.do("GET", "/v1/models", "tnt_all", nil)
+	require.Equal(t, 200, r.status)
+	require.Contains(t, r.body, "models")
+
+	// Chat and embeddings under the base URL.
+	r = b.do("POST", "/openai/v1/chat/completions", "tnt_all", map[string]any{"model": "tier:fast", "messages": []any{user("hi")}})
+	require.Equal(t, 200, r.status, string(r.raw))
+	require.Equal(t, "chat.completion", r.body["object"])
+	r = b.do("POST", "/openai/v1/embeddings", "tnt_all", map[string]any{"model": "tier:embed", "input": "hi"})
+	require.Equal(t, 200, r.status, string(r.raw))
+
+	// A wrong method on a known path is 405 with Allow.
+	r = b.do("DELETE", "/openai/v1/models", "tnt_all", nil)
+	require.Equal(t, 405, r.status, string(r.raw))
+	require.Equal(t, "GET, HEAD", r.header.Get("Allow"))
+	require.Equal(t, "method_not_allowed", errCode(r))
+	r = b.do("GET", "/v1/chat/completions", "", nil)
+	require.Equal(t, 405, r.status, "checked before authentication")
+	require.Equal(t, "POST", r.header.Get("Allow"))
 }

@@ -36,6 +36,9 @@ type invocation struct {
 	req       modelport.Requirements
 	chat      providers.ChatRequest
 	texts     []string
+	// maxTokensField and inputField name the request's fields (in its own
+	// API's spelling) for errors about them, e.g. max_tokens_per_request.
+	maxTokensField, inputField string
 	// onDelta, when set, asks for a streamed chat: content fragments are
 	// passed live when the output policy allows it (see result.streamedLive).
 	onDelta func(providers.Delta) error
@@ -304,11 +307,18 @@ func (s *Server) invoke(ctx context.Context, c caller, inv *invocation) (res *re
 	if mq.MaxTokensPerRequest > 0 {
 		requested := inTokens + int64(inv.chat.MaxOutputTokens)
 		if requested > int64(mq.MaxTokensPerRequest) {
-			// Not retryable: the same request can never pass.
-			return res, (&errs.Error{Code: errs.QuotaExceeded,
-				Message: "request needs about " + itoa(int(requested)) + " tokens; max_tokens_per_request is " + itoa(mq.MaxTokensPerRequest)}).
-				WithDetails(map[string]any{"quota": "max_tokens_per_request", "limit": mq.MaxTokensPerRequest, "used": requested,
-					"requested": requested, "window": "request"})
+			// invalid_request (400), not quota_exceeded (429): the same
+			// request can never pass, and the SDKs retry or raise a
+			// RateLimitError on 429. The field is the output limit when
+			// one was asked for, else the input that alone is too long.
+			field := inv.inputField
+			if inv.chat.MaxOutputTokens > 0 {
+				field = inv.maxTokensField
+			}
+			return res, errs.Field(field, "request needs about %d tokens; the tenant's max_tokens_per_request is %d",
+				requested, mq.MaxTokensPerRequest).
+				WithDetails(map[string]any{"field": field, "quota": "max_tokens_per_request", "limit": mq.MaxTokensPerRequest,
+					"requested": requested, "input_tokens": inTokens, "max_output_tokens": inv.chat.MaxOutputTokens})
 		}
 	}
 	if s.cfg.DefaultInvokeQPS > 0 {

@@ -117,6 +117,7 @@ type Server struct {
 	httpm     *metrics.HTTP
 	gatherer  prometheus.Gatherer
 	now       func() time.Time
+	started   time.Time // catalogue load time: "created" of OpenAI model objects
 
 	healthMu   sync.Mutex
 	health     map[string]error
@@ -147,6 +148,7 @@ func New(cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.started = s.now()
 	if s.limiter == nil {
 		s.limiter = NewLocalLimiter()
 	}
@@ -280,7 +282,12 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /v1/chat/completions", authed(hf(s.handleChatCompletions)))
 	mux.Handle("POST /v1/embeddings", authed(hf(s.handleEmbeddings)))
 	mux.Handle("GET /v1/usage", authed(hf(s.handleUsage)))
-	mux.Handle("/", notFound())
+	// The OpenAI-compatible surface under its own base URL (see OpenAIBasePath).
+	mux.Handle("GET "+OpenAIBasePath+"/models", authed(hf(s.handleOAModels)))
+	mux.Handle("GET "+OpenAIBasePath+"/models/{model...}", authed(hf(s.handleOAModel)))
+	mux.Handle("POST "+OpenAIBasePath+"/chat/completions", authed(hf(s.handleChatCompletions)))
+	mux.Handle("POST "+OpenAIBasePath+"/embeddings", authed(hf(s.handleEmbeddings)))
+	mux.Handle("/", httpx.NotFoundHandler(mux))
 	return chain(mux, s.log, s.httpm.Observe)
 }
 

@@ -261,10 +261,14 @@ func TestRequestLimits(t *testing.T) {
 	require.Equal(t, "rate_limited", errCode(r))
 	require.NotEmpty(t, r.header.Get("Retry-After"))
 
-	// A request that can never pass is quota_exceeded, not retryable.
+	// A request that can never pass is a 400 naming the field (retrying
+	// cannot help; the SDKs treat 429 as retryable).
 	r = b.do("POST", "/v1/models:invoke", "tnt_tpr", chatBody("tnt_tpr", "tier:fast", []map[string]any{user(strings.Repeat("word ", 40))}, nil))
-	require.Equal(t, 429, r.status)
-	require.Equal(t, "quota_exceeded", errCode(r))
+	require.Equal(t, 400, r.status)
+	require.Equal(t, "invalid_request", errCode(r))
+	require.Equal(t, "request.input", dig(r.body, "error", "details", "field"))
+	require.Equal(t, "request.input", dig(r.body, "error", "param"))
+	require.Equal(t, "invalid_request_error", dig(r.body, "error", "type"))
 	require.Equal(t, false, dig(r.body, "error", "retryable"))
 	require.Empty(t, r.header.Get("Retry-After"))
 	require.Equal(t, "max_tokens_per_request", dig(r.body, "error", "details", "quota"))
@@ -272,6 +276,13 @@ func TestRequestLimits(t *testing.T) {
 	require.Greater(t, dig(r.body, "error", "details", "requested").(float64), 20.0)
 	r = b.do("POST", "/v1/models:invoke", "tnt_tpr", chatBody("tnt_tpr", "tier:fast", []map[string]any{user("hi")}, nil))
 	require.Equal(t, 200, r.status, string(r.raw))
+	// The OpenAI surface names its own field: max_tokens.
+	for _, path := range []string{"/v1/chat/completions", "/openai/v1/chat/completions"} {
+		r = b.do("POST", path, "tnt_tpr", map[string]any{"model": "tier:fast", "messages": []any{user("hi")}, "max_tokens": 1000})
+		require.Equal(t, 400, r.status, string(r.raw))
+		require.Equal(t, "max_tokens", dig(r.body, "error", "param"))
+		require.EqualValues(t, 20, dig(r.body, "error", "details", "limit"))
+	}
 }
 
 func TestInvokeQPS(t *testing.T) {

@@ -464,7 +464,8 @@ func TestAuthenticateHeaderOnly(t *testing.T) {
 			_, err = b.auth.Authenticate(req("X-Tenant-Id", "tnt_off"))
 			requireCode(t, err, errs.Forbidden, "disabled")
 			_, err = b.auth.Authenticate(req())
-			requireCode(t, err, errs.Unauthorized, "missing credentials")
+			requireCode(t, err, errs.Unauthorized, "missing credentials: send X-Tenant-Id: <tenant_id> (accepted alone in "+mode+" mode")
+			requireCode(t, err, errs.Unauthorized, "Authorization: Bearer <token>")
 		})
 	}
 	t.Run("prod refuses header auth", func(t *testing.T) {
@@ -472,6 +473,10 @@ func TestAuthenticateHeaderOnly(t *testing.T) {
 		b := setup(t, ModeProd)
 		_, err := b.auth.Authenticate(req("X-Tenant-Id", "tnt_a", "X-Principal-Id", "usr_x"))
 		requireCode(t, err, errs.Unauthorized, "prod")
+		// Without credentials prod does not suggest the tenant header.
+		_, err = b.auth.Authenticate(req())
+		requireCode(t, err, errs.Unauthorized, "missing credentials: send Authorization: Bearer <token> or X-API-Key")
+		require.NotContains(t, err.Error(), "X-Tenant-Id")
 	})
 }
 

@@ -225,6 +225,12 @@ func (a *Authenticator) platformTenant(ctx context.Context, ac Context, headerTe
 // headerOnly handles a request without credentials.
 func (a *Authenticator) headerOnly(ctx context.Context, h http.Header, tenantID string) (Context, error) {
 	if tenantID == "" {
+		if a.cfg.Mode != ModeProd {
+			// Demo/dev accept a tenant header alone: say so, since that is
+			// what a new user following the curl examples is missing.
+			return Context{}, errs.E(errs.Unauthorized,
+				"missing credentials: send X-Tenant-Id: <tenant_id> (accepted alone in %s mode, e.g. X-Tenant-Id: tnt_demo), or Authorization: Bearer <token> or X-API-Key", a.cfg.Mode)
+		}
 		return Context{}, errs.E(errs.Unauthorized,
 			"missing credentials: send Authorization: Bearer <token> or X-API-Key")
 	}

@@ -40,7 +40,43 @@ func newAgentsCmd() *cobra.Command {
 		return tw.Flush()
 	}
 
-	put := &cobra.Command{Use: "put -f agent.yaml", Short: "Create or update an agent from a YAML or JSON file", Args: cobra.NoArgs}
+	put := &cobra.Command{Use: "put -f agent.yaml", Short: "Create or update an agent from a YAML or JSON file", Args: cobra.NoArgs,
+		Long: `put registers an agent in your tenant (PUT /v1/admin/agents/{agent_id}): a
+new agent_id creates it, an existing one gets a new version. Needs a tenant
+admin credential (--token or the tenant admin token in credentials.json).
+
+The file (-f, or - for stdin) is YAML or JSON: the agent object itself, or
+the same object under a top-level "agent" key. Fields:
+
+  agent_id      agent id, e.g. agt_support_v1 (or pass --id; --id wins)
+  name          required; a display name
+  model_ref     required; tier:fast|balanced|premium, or a model id such as
+                builtin/echo-fast (GET /v1/models on model-policy lists them)
+  instructions  the system prompt
+  description   free text
+  tools         tool ids the agent may call: builtin tool.echo, tool.kv.get,
+                tool.kv.put, tool.http.fetch, or a webhook tool registered
+                with PUT /v1/admin/tools/{tool_id}; each must be in the
+                tenant's tool_ids_allowed
+  status        active (default), inactive or deprecated
+  version       optional; default 1 on create, the current version + 1
+                on update (a given version must be higher than the current)
+  defaults      max_steps (>= 1), timeout_ms (>= 1), on_tool_error
+                (continue or fail), model_retries (0-5)
+
+Unknown fields are ignored; an invalid field is refused naming it, and
+nothing is changed.`,
+		Example: `  cat > support.yaml <<'YAML'
+  agent_id: agt_support_v1
+  name: Support assistant
+  model_ref: tier:fast
+  instructions: Answer briefly. Use tool.kv.get to look up order status.
+  tools: [tool.kv.get, tool.echo]
+  defaults: {max_steps: 4, timeout_ms: 30000, on_tool_error: continue}
+  YAML
+  agentos agents put -f support.yaml
+  agentos agents put -f agent.json --id agt_other_v1`,
+	}
 	pa := bindAuthFlags(put)
 	var file, id string
 	put.Flags().StringVarP(&file, "file", "f", "", "agent definition (YAML or JSON; - for stdin)")

@@ -274,6 +274,53 @@ func (c *Client) GetRun(ctx context.Context, runID string) (store.Run, error) {
 	return out.Run, err
 }
 
+// RunFilter selects runs for ListRuns (GET /v1/runs query parameters).
+type RunFilter struct {
+	AgentID, Status, Cursor string
+	Limit                   int
+}
+
+// ListRuns returns one page of the tenant's runs, newest first, and the
+// cursor of the next page ("" on the last).
+func (c *Client) ListRuns(ctx context.Context, f RunFilter) ([]store.Run, string, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"agent_id": f.AgentID, "status": f.Status, "cursor": f.Cursor} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	path := "/v1/runs"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var out struct {
+		Runs       []store.Run `json:"runs"`
+		NextCursor *string     `json:"next_cursor"`
+	}
+	err := c.do(ctx, http.MethodGet, c.BaseURL, path, nil, &out)
+	next := ""
+	if out.NextCursor != nil {
+		next = *out.NextCursor
+	}
+	return out.Runs, next, err
+}
+
+// CancelRun cancels a run (POST /v1/runs/{run_id}:cancel) and returns it.
+func (c *Client) CancelRun(ctx context.Context, runID, reason string) (store.Run, error) {
+	var body any // nil: no body
+	if reason != "" {
+		body = map[string]any{"reason": reason}
+	}
+	var out struct {
+		Run store.Run `json:"run"`
+	}
+	err := c.do(ctx, http.MethodPost, c.BaseURL, "/v1/runs/"+url.PathEscape(runID)+":cancel", body, &out)
+	return out.Run, err
+}
+
 // ListEvents returns a run's stored events as JSON (Accept: application/json).
 func (c *Client) ListEvents(ctx context.Context, runID string) ([]store.Event, error) {
 	var out struct {

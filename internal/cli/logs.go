@@ -21,7 +21,15 @@ func newLogsCmd() *cobra.Command {
 		Short: "Print a service's log (orchestrator, model-policy, federation)",
 		Long: `logs prints the last lines of a service's log under $AGENTOS_HOME/logs; with
 --node b, node B's of the federated profile ($AGENTOS_HOME/node-b/logs).`,
-		Args: cobra.ExactArgs(1),
+		Example: `  agentos logs orchestrator
+  agentos logs model-policy -f
+  agentos logs federation --node b --tail 20`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return fmt.Errorf("name one service: orchestrator, model-policy or federation (e.g. agentos logs orchestrator)")
+			}
+			return nil
+		},
 	}
 	cf := bindConfigFlags(cmd)
 	cmd.Flags().StringVar(&nodeName, "node", "a", "a, or b for node B of the federated profile")

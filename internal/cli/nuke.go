@@ -1,12 +1,16 @@
 package cli
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
 	"github.com/nexixai/agentos/federation/peers"
@@ -15,30 +19,38 @@ import (
 func newNukeCmd() *cobra.Command {
 	var yes, hard bool
 	cmd := &cobra.Command{
-		Use:   "nuke --yes-really [--hard]",
-		Short: "Stop the node and remove its runtime state (--hard: also its data)",
-		Long: `nuke stops every service and removes run/ (pid files) and logs/.
+		Use:   "nuke [--hard [--yes]]",
+		Short: "Stop the node (--hard: also delete its data, after confirmation)",
+		Long: `nuke stops every service and removes run/ (pid files) and logs/. Data,
+credentials and keys are kept: ` + "`agentos up`" + ` starts the same node again.
+
 With --hard it also removes data/ (runs, tenants, audit), credentials.json,
-secrets/ and keys/ (the node's signing key). Reports under reports/ are kept. It refuses to run without
---yes-really. When node B of the federated profile exists it is stopped too,
-and --hard removes its whole home ($AGENTOS_HOME/node-b) and its entry in
-node A's peers file.`,
+secrets/ and keys/ (the node's signing key); reports under reports/ are
+kept. --hard asks for confirmation on a terminal (type "yes"); scripts pass
+--yes. Without a terminal and without --yes, --hard refuses (exit 2) and
+removes nothing. --yes-really is accepted as another name for --yes.
+
+When node B of the federated profile exists it is stopped too, and --hard
+removes its whole home ($AGENTOS_HOME/node-b) and its entry in node A's
+peers file.`,
+		Example: `  agentos nuke                 # stop the node, keep its data
+  agentos nuke --hard          # stop and delete everything (asks first)
+  agentos nuke --hard --yes    # the same, from a script`,
 		Args: cobra.NoArgs,
 	}
 	cf := bindConfigFlags(cmd)
-	cmd.Flags().BoolVar(&yes, "yes-really", false, "confirm that the node should be stopped and its state removed")
-	cmd.Flags().BoolVar(&hard, "hard", false, "also remove data/, credentials.json and secrets/ (destructive)")
+	cmd.Flags().BoolVar(&hard, "hard", false, "also remove data/, credentials.json, secrets/ and keys/ (destructive; asks for confirmation)")
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "confirm --hard without asking (for scripts)")
+	cmd.Flags().BoolVar(&yes, "yes-really", false, "the same as --yes (kept for existing scripts)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if !yes {
-			what := "stop every service and remove run/ and logs/"
-			if hard {
-				what += ", data/ and credentials.json (ALL DATA)"
-			}
-			return &ExitError{Code: 2, Err: fmt.Errorf("refusing to nuke without --yes-really (it would %s)", what)}
-		}
 		n, err := nodeFromFlagsWithB(cf)
 		if err != nil {
 			return err
+		}
+		if hard && !yes {
+			if err := confirmHard(cmd.InOrStdin(), cmd.ErrOrStderr(), n); err != nil {
+				return err
+			}
 		}
 		out := cmd.OutOrStdout()
 		p := NewProgress(out, isTerminal(os.Stdout))
@@ -52,6 +64,40 @@ node A's peers file.`,
 		return finishReport(out, n, rep, p, err)
 	}
 	return cmd
+}
+
+// terminalReader lets a test stand in for an interactive stdin.
+type terminalReader interface{ IsTerminal() bool }
+
+// stdinIsTerminal reports whether r is an interactive terminal.
+func stdinIsTerminal(r io.Reader) bool {
+	if t, ok := r.(terminalReader); ok {
+		return t.IsTerminal()
+	}
+	f, ok := r.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+}
+
+// confirmHard asks on the terminal before nuke --hard deletes data. With
+// no terminal to ask on it refuses (usage error, exit 2); an answer other
+// than "yes" aborts (exit 1). Either way nothing is stopped or removed.
+func confirmHard(in io.Reader, prompt io.Writer, n *Node) error {
+	what := fmt.Sprintf("delete ALL DATA of node %s under %s (runs, tenants, audit log, credentials, keys)", n.Cfg.StackID, n.Cfg.Home)
+	if n.B != nil {
+		what += fmt.Sprintf(" and node B's home %s", n.B.Cfg.Home)
+	}
+	if !stdinIsTerminal(in) {
+		return &ExitError{Code: 2, Err: fmt.Errorf("nuke --hard would %s; stdin is not a terminal to confirm on, so pass --yes to confirm (nothing was stopped or removed)", what)}
+	}
+	fmt.Fprintf(prompt, "nuke --hard will %s.\nType yes to continue: ", what)
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read confirmation: %w", err)
+	}
+	if strings.TrimSpace(line) != "yes" {
+		return &ExitError{Code: 1, Err: errors.New("nuke --hard aborted: not confirmed (nothing was stopped or removed)")}
+	}
+	return nil
 }
 
 // nuke stops the services of every node (node B first) and removes their

@@ -31,12 +31,19 @@ func (e *ExitError) Error() string {
 
 func (e *ExitError) Unwrap() error { return e.Err }
 
-// Main runs the CLI with args and returns the process exit code.
+// Main runs the CLI with args and returns the process exit code: 0 on
+// success, 2 for a usage error, 1 (or an ExitError's code) for a failure.
 func Main(args []string, stdout, stderr io.Writer) int {
+	return MainIO(args, os.Stdin, stdout, stderr)
+}
+
+// MainIO is Main with stdin given (nuke --hard's confirmation reads it).
+func MainIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := NewRootCmd()
 	root.SetArgs(args)
+	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
@@ -62,7 +69,52 @@ func NewRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(commands()...)
+	usageErrorsExit2(root)
 	return root
+}
+
+// usageErrorsExit2 is the one rule for exit codes: a usage error (unknown
+// command or flag, bad flag value, wrong arguments) exits 2, a failure at
+// run time exits 1 (or what an ExitError says). Cobra returns plain errors
+// for usage problems, so each command's flag errors and argument checks
+// are wrapped here, and a command group given an unknown subcommand says
+// so instead of printing its help and exiting 0.
+func usageErrorsExit2(root *cobra.Command) {
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+			// Args set, so cobra does not apply its legacy check (which
+			// only the root gets, and as a plain error).
+			c.Args = cobra.ArbitraryArgs
+			c.RunE = func(c *cobra.Command, args []string) error {
+				if len(args) > 0 {
+					return usageError(fmt.Errorf("unknown command %q for %q (see %s --help)", args[0], c.CommandPath(), c.CommandPath()))
+				}
+				return c.Help()
+			}
+		} else if args := c.Args; args != nil {
+			c.Args = func(c *cobra.Command, a []string) error {
+				if err := args(c, a); err != nil {
+					return usageError(fmt.Errorf("%w (usage: %s)", err, c.UseLine()))
+				}
+				return nil
+			}
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+}
+
+// usageError marks err as a usage error (exit 2).
+func usageError(err error) error {
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return err
+	}
+	return &ExitError{Code: 2, Err: err}
 }
 
 // commands lists the top-level commands. Each lives in its own file.
@@ -81,6 +133,7 @@ func commands() []*cobra.Command {
 		newTokensCmd(),
 		newAgentsCmd(),
 		newRunCmd(),
+		newRunsCmd(),
 		newAuditCmd(),
 		newCertsCmd(),
 		newPeersCmd(),

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -51,25 +50,7 @@ it failed or was canceled.`,
 		} else {
 			fmt.Fprintf(out, "run %s of %s (tenant %s) %s\n", run.RunID, run.AgentID, run.TenantID, run.Status)
 		}
-		var last store.Event
-		r := &eventRenderer{w: out, start: time.Now()}
-		tctx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
-		err = c.StreamEvents(tctx, run.RunID, 0, func(ev store.Event) error {
-			last = ev
-			if asJSON {
-				return enc.Encode(map[string]any{"event": ev})
-			}
-			r.render(ev)
-			return nil
-		})
-		if err != nil {
-			return &ExitError{Code: 1, Err: fmt.Errorf("follow events of %s: %w", run.RunID, err)}
-		}
-		if last.Type != store.EventRunCompleted {
-			return &ExitError{Code: 1, Err: fmt.Errorf("run %s ended with %s", run.RunID, firstNonEmpty(last.Type, "no terminal event"))}
-		}
-		return nil
+		return followEvents(ctx, cmd, c, run.RunID, 0, timeout, asJSON)
 	}
 	return cmd
 }

@@ -100,11 +100,3 @@ func TestTenantsTokensAgentsRunCommands(t *testing.T) {
 	out, code = run("run", "agt_unknown", "hi")
 	require.Equal(t, 1, code, out)
 }
-
-func TestNukeRefusesWithoutYesReally(t *testing.T) {
-	t.Parallel()
-	var out bytes.Buffer
-	code := Main([]string{"nuke", "--hard", "--home", t.TempDir()}, &out, &out)
-	require.Equal(t, 2, code)
-	require.Contains(t, out.String(), "refusing to nuke without --yes-really")
-}

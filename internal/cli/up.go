@@ -176,7 +176,7 @@ func preflight(ctx context.Context, n *Node, p *Progress, o upOptions, envFile s
 				err: errors.New("AGENTOS_BOOTSTRAP_ADMIN_TOKEN must be at least 32 characters in prod")}
 		}
 		if c, err := loadCredentials(n.Cfg.CredentialsFile()); err == nil && c.PlatformAdmin.TokenID != "bootstrap" && c.TenantID == n.Cfg.DefaultTenant && c.TenantAdmin.PrincipalID == "usr_tnt_demo_admin" {
-			return &checkError{check: "preflight config", next: "agentos nuke --hard --yes-really (or use another --home)",
+			return &checkError{check: "preflight config", next: "agentos nuke --hard --yes (or use another --home)",
 				err: fmt.Errorf("%s holds demo/dev secrets; prod refuses them", n.Cfg.CredentialsFile())}
 		}
 	}
@@ -551,7 +551,7 @@ func printSummary(out io.Writer, n *Node, rep *Report) {
 	fmt.Fprintf(out, "AgentOS node %s is up (%s mode)\n\n", c.StackID, c.Mode)
 	fmt.Fprintln(out, "  Product API:     "+c.OrchestratorURL+"  (runs, agents, SSE events)")
 	fmt.Fprintln(out, "  Admin API:       "+c.OrchestratorURL+"/v1/admin/tenants")
-	fmt.Fprintln(out, "  Model policy:    "+c.ModelPolicyURL+"  (models, policy checks, OpenAI-compatible /v1/chat/completions)")
+	fmt.Fprintln(out, "  Model policy:    "+c.ModelPolicyURL+"  (models, policy checks; OpenAI SDK base URL: "+c.ModelPolicyURL+"/openai/v1)")
 	if s, ok := n.service("federation"); ok {
 		fmt.Fprintln(out, "  Federation:      "+s.URL)
 	}

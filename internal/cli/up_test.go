@@ -50,7 +50,7 @@ func TestUpValidateRedeployNukeAgainstFakeServices(t *testing.T) {
 
 	rep, out, err := upOnce(t, n, "up", false)
 	require.NoError(t, err, out)
-	for _, phase := range []string{"==> preflight", "==> boot", "==> seed", "==> wire", "==> validate", "services healthy 2/2", "seeded objects present 4/4", "smoke tests passed 7/7", "Product API:", "Credentials:"} {
+	for _, phase := range []string{"==> preflight", "==> boot", "==> seed", "==> wire", "==> validate", "services healthy 2/2", "seeded objects present 4/4", "smoke tests passed 8/8", "probe tenant ready", "tnt_agentos_probe", "Product API:", "Credentials:"} {
 		require.Contains(t, out, phase)
 	}
 	require.True(t, rep.OK)
@@ -62,7 +62,7 @@ func TestUpValidateRedeployNukeAgainstFakeServices(t *testing.T) {
 	require.Equal(t, ReportSchemaVersion, js.SchemaVersion)
 	require.Equal(t, "up", js.Action)
 	require.True(t, js.OK)
-	require.Len(t, js.Smoke, 7)
+	require.Len(t, js.Smoke, 8)
 	require.Equal(t, []string{"tnt_demo"}, js.Seeded.Tenants)
 	require.FileExists(t, rep.Reports.Markdown)
 	st, err := os.Stat(n.Cfg.CredentialsFile())

@@ -20,13 +20,21 @@ import (
 	"github.com/nexixai/agentos/internal/store"
 )
 
-// Names used by validate's smoke tests.
+// Names used by validate's smoke tests. The smoke run and policy check run
+// in their own probe tenant, with its own token budget, so they never
+// spend (or fail on) a user's tenant's quota.
 const (
 	sampleAgentID   = "agt_sample_echo_v1"
-	probeTenantID   = "tnt_validate_probe"
-	probePrincipal  = "usr_validate_probe"
+	probeTenantID   = "tnt_agentos_probe"
+	probePrincipal  = "usr_agentos_probe"
 	smokeRunTimeout = 60 * time.Second
+	// probeDailyTokens is the probe tenant's own daily token budget: a
+	// smoke run takes a few hundred tokens on the builtin backend.
+	probeDailyTokens = 2_000_000
 )
+
+// probeScopes are what the smoke tests do as the probe tenant.
+var probeScopes = []string{"runs:read", "runs:create", "runs:cancel", "events:read", "agents:read", "policy:check"}
 
 func newValidateCmd() *cobra.Command {
 	var profile string
@@ -38,6 +46,13 @@ smoke tests: the sample agent run streamed over SSE to completion (with a tool
 call and a model call through model-policy), a policy check, metrics counters,
 the default tenant, header auth for the mode, and cross-tenant isolation.
 It exits 0 only if everything passes and writes reports/validate-*.md/.json.
+
+The smoke run and policy check run in the probe tenant ` + probeTenantID + `, never
+in a user's tenant: validate (and redeploy, which runs it) creates it when
+missing, with its own daily token budget and the sample agent, and issues
+a short-lived token for ` + probePrincipal + ` that it revokes at the end. So a
+user tenant whose budget is spent does not make validate fail. The isolation
+check reads the probe's run with your tenant's admin token (want 404).
 
 --profile federated also checks node B's services (made by
 ` + "`agentos up --profile federated`" + `), both peers files, each node's mTLS peer
@@ -263,9 +278,26 @@ func (v *validator) smoke(ctx context.Context) error {
 		}
 		return fmt.Sprintf("agentos_runs_total=%v", before["agentos_runs_total"]), nil
 	})
+	var probe *Client
+	revokeProbe := func() {}
+	defer func() { revokeProbe() }()
+	add("probe tenant ready", "orchestrator", func(ctx context.Context) (string, error) {
+		var detail string
+		var err error
+		var revoke func()
+		probe, revoke, detail, err = v.ensureProbe(ctx, admin)
+		if revoke != nil {
+			revokeProbe = revoke
+		}
+		return detail, err
+	})
 	add("sample run over SSE", "orchestrator", func(ctx context.Context) (string, error) {
 		ctx, cancel := context.WithTimeout(ctx, smokeRunTimeout)
 		defer cancel()
+		if probe == nil {
+			return "", errors.New("no probe tenant (see the check before)")
+		}
+		tenant := probe
 		var err error
 		run, err = tenant.CreateRun(ctx, sampleAgentID, "agentos validate smoke test", nil)
 		if err != nil {
@@ -323,7 +355,10 @@ func (v *validator) smoke(ctx context.Context) error {
 		return fmt.Sprintf("%s completed: %d events, %d tool calls, %d model calls", run.RunID, events, tools, models), nil
 	})
 	add("policy check", "model-policy", func(ctx context.Context) (string, error) {
-		res, err := tenant.PolicyCheck(ctx, "req_validate_"+time.Now().UTC().Format("150405"), "validate probe: write to ops@example.com")
+		if probe == nil {
+			return "", errors.New("no probe tenant (see the checks before)")
+		}
+		res, err := probe.PolicyCheck(ctx, "req_validate_"+time.Now().UTC().Format("150405"), "validate probe: write to ops@example.com")
 		if err != nil {
 			return "", err
 		}
@@ -369,7 +404,7 @@ func (v *validator) smoke(ctx context.Context) error {
 		if run.RunID == "" {
 			return "", errors.New("no run to probe (the sample run failed)")
 		}
-		return v.isolation(ctx, admin, run.RunID)
+		return v.isolation(ctx, tenant, tenantID, run.RunID)
 	})
 
 	if err := v.runChecks(ctx, "smoke tests passed", checks, &v.rep.Smoke); err != nil {
@@ -433,33 +468,70 @@ func (v *validator) runChecks(ctx context.Context, milestone string, checks []ch
 
 // isolation makes sure a second tenant cannot see the first tenant's run or
 // its events (404, never 403).
-func (v *validator) isolation(ctx context.Context, admin *Client, runID string) (string, error) {
-	if _, err := admin.GetTenant(ctx, probeTenantID); IsStatus(err, http.StatusNotFound) {
-		if _, err := admin.CreateTenant(ctx, map[string]any{"tenant_id": probeTenantID, "name": "agentos validate probe"}); err != nil && !IsStatus(err, http.StatusConflict) {
-			return "", fmt.Errorf("create %s: %w", probeTenantID, err)
-		}
-	} else if err != nil {
-		return "", err
+// isolation checks that the user's tenant (its admin token) cannot see
+// the probe tenant's run: 404 on the run, its events as JSON and as SSE.
+func (v *validator) isolation(ctx context.Context, tenant *Client, tenantID, runID string) (string, error) {
+	if tenantID == probeTenantID {
+		return "", fmt.Errorf("the credentials' tenant is the probe tenant %s; isolation needs another", probeTenantID)
 	}
-	tok, err := admin.IssueToken(ctx, probeTenantID, TokenRequest{PrincipalID: probePrincipal,
-		Scopes: []string{"runs:read", "runs:create", "events:read", "agents:read"}, Roles: []string{"tenant_user"}})
-	if err != nil {
-		return "", fmt.Errorf("issue probe token: %w", err)
+	if _, err := tenant.GetRun(ctx, runID); !IsStatus(err, http.StatusNotFound) {
+		return "", fmt.Errorf("%s reading %s's run: want 404, got %v", tenantID, probeTenantID, errOrOK(err))
 	}
-	defer func() { _ = admin.RevokeToken(context.WithoutCancel(ctx), probeTenantID, tok.TokenID) }()
-	probe := &Client{BaseURL: v.n.Cfg.OrchestratorURL, Token: tok.Secret, HTTP: v.n.HTTP}
-	if _, err := probe.GetRun(ctx, runID); !IsStatus(err, http.StatusNotFound) {
-		return "", fmt.Errorf("%s reading another tenant's run: want 404, got %v", probeTenantID, errOrOK(err))
-	}
-	if _, err := probe.ListEvents(ctx, runID); !IsStatus(err, http.StatusNotFound) {
-		return "", fmt.Errorf("%s reading another tenant's events: want 404, got %v", probeTenantID, errOrOK(err))
+	if _, err := tenant.ListEvents(ctx, runID); !IsStatus(err, http.StatusNotFound) {
+		return "", fmt.Errorf("%s reading %s's events: want 404, got %v", tenantID, probeTenantID, errOrOK(err))
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := probe.StreamEvents(sctx, runID, 0, func(store.Event) error { return nil }); !IsStatus(err, http.StatusNotFound) {
-		return "", fmt.Errorf("%s streaming another tenant's events: want 404, got %v", probeTenantID, errOrOK(err))
+	if err := tenant.StreamEvents(sctx, runID, 0, func(store.Event) error { return nil }); !IsStatus(err, http.StatusNotFound) {
+		return "", fmt.Errorf("%s streaming %s's events: want 404, got %v", tenantID, probeTenantID, errOrOK(err))
 	}
-	return probeTenantID + " gets 404 on run, events (JSON and SSE)", nil
+	return tenantID + " gets 404 on " + probeTenantID + "'s run, events (JSON and SSE)", nil
+}
+
+// ensureProbe makes sure the probe tenant exists and is active, with its
+// own token budget and the sample agent, and returns a client holding a
+// fresh probe token and a func revoking it.
+func (v *validator) ensureProbe(ctx context.Context, admin *Client) (*Client, func(), string, error) {
+	created := false
+	t, err := admin.GetTenant(ctx, probeTenantID)
+	switch {
+	case IsStatus(err, http.StatusNotFound):
+		_, err = admin.CreateTenant(ctx, map[string]any{"tenant_id": probeTenantID,
+			"name": "AgentOS smoke-test probe (agentos validate / redeploy)",
+			"entitlements": map[string]any{"model_tiers_allowed": []string{"*"}, "model_backends_allowed": []string{"*"},
+				"tool_ids_allowed": []string{"tool.echo"}},
+			"quotas": map[string]any{"models": map[string]any{"token_budget": map[string]any{"window": "day", "max_tokens": probeDailyTokens}}}})
+		if err != nil && !IsStatus(err, http.StatusConflict) {
+			return nil, nil, "", fmt.Errorf("create probe tenant %s: %w", probeTenantID, err)
+		}
+		created = true
+	case err != nil:
+		return nil, nil, "", fmt.Errorf("get probe tenant %s: %w", probeTenantID, err)
+	case t.Status != "" && t.Status != store.TenantActive:
+		return nil, nil, "", &checkError{check: "probe tenant ready", service: "orchestrator",
+			next: "agentos tenants update " + probeTenantID + " --status active",
+			err:  fmt.Errorf("probe tenant %s is %s; validate runs its smoke tests there", probeTenantID, t.Status)}
+	}
+	asProbe := *admin
+	asProbe.TenantID = probeTenantID
+	if _, err := asProbe.GetAgent(ctx, sampleAgentID); IsStatus(err, http.StatusNotFound) {
+		if _, err := asProbe.PutAgent(ctx, sampleAgentID, sampleAgentSpec()); err != nil {
+			return nil, nil, "", fmt.Errorf("register %s in %s: %w", sampleAgentID, probeTenantID, err)
+		}
+	} else if err != nil {
+		return nil, nil, "", fmt.Errorf("get %s in %s: %w", sampleAgentID, probeTenantID, err)
+	}
+	tok, err := admin.IssueToken(ctx, probeTenantID, TokenRequest{PrincipalID: probePrincipal, Scopes: probeScopes, Roles: []string{"tenant_user"}})
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("issue probe token: %w", err)
+	}
+	c := &Client{BaseURL: v.n.Cfg.OrchestratorURL, PolicyURL: v.n.Cfg.ModelPolicyURL, Token: tok.Secret, HTTP: v.n.HTTP}
+	revoke := func() { _ = admin.RevokeToken(context.WithoutCancel(ctx), probeTenantID, tok.TokenID) }
+	detail := probeTenantID + " ready"
+	if created {
+		detail = probeTenantID + " created (own daily budget " + fmt.Sprint(probeDailyTokens) + " tokens)"
+	}
+	return c, revoke, detail, nil
 }
 
 func errOrOK(err error) any {

@@ -28,6 +28,9 @@ const (
 	Overloaded Code = "overloaded"
 	Timeout    Code = "timeout"
 	Internal   Code = "internal_error"
+	// MethodNotAllowed: the path exists but not for this method (405 with
+	// an Allow header). Not retryable: the same request fails the same way.
+	MethodNotAllowed Code = "method_not_allowed"
 )
 
 // Retryable reports whether the contract marks the code retryable.

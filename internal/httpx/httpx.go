@@ -35,6 +35,34 @@ var statusByCode = map[errs.Code]int{
 	errs.Overloaded:            http.StatusServiceUnavailable,
 	errs.Timeout:               http.StatusGatewayTimeout,
 	errs.Internal:              http.StatusInternalServerError,
+	errs.MethodNotAllowed:      http.StatusMethodNotAllowed,
+}
+
+// openAITypeByCode maps our codes to the error "type" vocabulary of the
+// OpenAI API, so code written against the official SDKs (err.type) works
+// on every service. One table, like statusByCode.
+var openAITypeByCode = map[errs.Code]string{
+	errs.InvalidRequest:        "invalid_request_error",
+	errs.MethodNotAllowed:      "invalid_request_error",
+	errs.Conflict:              "invalid_request_error",
+	errs.Unauthorized:          "authentication_error",
+	errs.Forbidden:             "permission_error",
+	errs.PolicyBlocked:         "permission_error",
+	errs.NotFound:              "not_found_error",
+	errs.RateLimited:           "rate_limit_error",
+	errs.QuotaExceeded:         "insufficient_quota",
+	errs.DependencyUnavailable: "server_error",
+	errs.Overloaded:            "server_error",
+	errs.Timeout:               "server_error",
+	errs.Internal:              "server_error",
+}
+
+// OpenAIType returns the OpenAI error type for a code.
+func OpenAIType(c errs.Code) string {
+	if t, ok := openAITypeByCode[c]; ok {
+		return t
+	}
+	return "server_error"
 }
 
 // StatusOf returns the HTTP status for an error code.
@@ -74,6 +102,11 @@ type ErrorBody struct {
 	Message   string         `json:"message"`
 	Retryable bool           `json:"retryable"`
 	Details   map[string]any `json:"details"`
+	// Type and Param are OpenAI's names, added so SDK code reading
+	// err.type / err.param gets them: Type from the code, Param the field
+	// at fault (details.field) or null.
+	Type  string  `json:"type"`
+	Param *string `json:"param"`
 }
 
 // Envelope is the contract's error envelope.
@@ -94,7 +127,12 @@ func BodyOf(err error) ErrorBody {
 	if d == nil {
 		d = map[string]any{}
 	}
-	return ErrorBody{Code: string(e.Code), Message: msg, Retryable: e.Code.Retryable(), Details: d}
+	var param *string
+	if f, ok := d["field"].(string); ok && f != "" {
+		param = &f
+	}
+	return ErrorBody{Code: string(e.Code), Message: msg, Retryable: e.Code.Retryable(), Details: d,
+		Type: OpenAIType(e.Code), Param: param}
 }
 
 // WriteError writes err as the contract's error envelope. Internal errors

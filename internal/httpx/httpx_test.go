@@ -34,17 +34,21 @@ func TestErrorEnvelopeAndStatusTable(t *testing.T) {
 		status int
 		code   string
 		retry  bool
+		typ    string
 	}{
-		{errs.Field("input", "is required"), 400, "invalid_request", false},
-		{errs.E(errs.Unauthorized, "no"), 401, "unauthorized", false},
-		{errs.E(errs.PolicyBlocked, "pii"), 403, "policy_blocked", false},
-		{errs.E(errs.NotFound, "x"), 404, "not_found", false},
-		{errs.E(errs.Conflict, "x"), 409, "conflict", false},
-		{errs.E(errs.QuotaExceeded, "x"), 429, "quota_exceeded", false},
-		{errs.E(errs.DependencyUnavailable, "x"), 503, "dependency_unavailable", true},
-		{errs.E(errs.Overloaded, "x"), 503, "overloaded", true},
-		{errs.E(errs.Timeout, "x"), 504, "timeout", true},
-		{io.ErrUnexpectedEOF, 500, "internal_error", true},
+		{errs.Field("input", "is required"), 400, "invalid_request", false, "invalid_request_error"},
+		{errs.E(errs.Unauthorized, "no"), 401, "unauthorized", false, "authentication_error"},
+		{errs.E(errs.Forbidden, "no"), 403, "forbidden", false, "permission_error"},
+		{errs.E(errs.PolicyBlocked, "pii"), 403, "policy_blocked", false, "permission_error"},
+		{errs.E(errs.NotFound, "x"), 404, "not_found", false, "not_found_error"},
+		{errs.E(errs.MethodNotAllowed, "x"), 405, "method_not_allowed", false, "invalid_request_error"},
+		{errs.E(errs.Conflict, "x"), 409, "conflict", false, "invalid_request_error"},
+		{errs.E(errs.RateLimited, "x"), 429, "rate_limited", true, "rate_limit_error"},
+		{errs.E(errs.QuotaExceeded, "x"), 429, "quota_exceeded", false, "insufficient_quota"},
+		{errs.E(errs.DependencyUnavailable, "x"), 503, "dependency_unavailable", true, "server_error"},
+		{errs.E(errs.Overloaded, "x"), 503, "overloaded", true, "server_error"},
+		{errs.E(errs.Timeout, "x"), 504, "timeout", true, "server_error"},
+		{io.ErrUnexpectedEOF, 500, "internal_error", true, "server_error"},
 	}
 	for _, tc := range cases {
 		h := H(func(w http.ResponseWriter, r *http.Request) error { return tc.err })
@@ -53,11 +57,61 @@ func TestErrorEnvelopeAndStatusTable(t *testing.T) {
 		require.Equal(t, tc.code, env.Error.Code)
 		require.Equal(t, tc.retry, env.Error.Retryable)
 		require.NotNil(t, env.Error.Details)
+		require.Equal(t, tc.typ, env.Error.Type, tc.code)
+		if tc.code == "invalid_request" {
+			require.NotNil(t, env.Error.Param)
+			require.Equal(t, "input", *env.Error.Param)
+		} else {
+			require.Nil(t, env.Error.Param, tc.code)
+		}
 		require.True(t, strings.HasPrefix(env.CorrelationID, "corr_"))
 		if tc.code == "internal_error" {
 			require.Equal(t, "internal error", env.Error.Message, "internal causes are hidden")
 		}
 	}
+}
+
+// The param key is always present (null when no field is at fault), as in
+// OpenAI's error object.
+func TestParamIsNullWithoutField(t *testing.T) {
+	t.Parallel()
+	rec := httptest.NewRecorder()
+	H(func(w http.ResponseWriter, r *http.Request) error { return errs.E(errs.NotFound, "x") }).
+		ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	require.Contains(t, rec.Body.String(), `"param":null`)
+	require.Contains(t, rec.Body.String(), `"type":"not_found_error"`)
+}
+
+// A known path with the wrong method is 405 with Allow, checked against
+// every mux given (the orchestrator splits its routes over two); unknown
+// paths stay 404.
+func TestWrongMethodIs405WithAllow(t *testing.T) {
+	t.Parallel()
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) })
+	public, api := http.NewServeMux(), http.NewServeMux()
+	public.Handle("GET /v1/health", ok)
+	api.Handle("GET /v1/runs/{id}", ok)
+	api.Handle("POST /v1/runs/{id}", ok)
+	api.Handle("/", NotFoundHandler(public, api))
+	public.Handle("/", MethodCheck(api, public, api))
+
+	resp, env := serve(t, public, httptest.NewRequest("DELETE", "/v1/runs/run_1", nil))
+	require.Equal(t, 405, resp.StatusCode)
+	require.Equal(t, "method_not_allowed", env.Error.Code)
+	require.Equal(t, "GET, HEAD, POST", resp.Header.Get("Allow"))
+	require.Equal(t, []any{"GET", "HEAD", "POST"}, env.Error.Details["allow"])
+
+	resp, _ = serve(t, public, httptest.NewRequest("POST", "/v1/health", nil))
+	require.Equal(t, 405, resp.StatusCode)
+	require.Equal(t, "GET, HEAD", resp.Header.Get("Allow"))
+
+	resp, env = serve(t, public, httptest.NewRequest("GET", "/v1/nope", nil))
+	require.Equal(t, 404, resp.StatusCode)
+	require.Equal(t, "not_found", env.Error.Code)
+	require.Empty(t, resp.Header.Get("Allow"))
+
+	resp, _ = serve(t, public, httptest.NewRequest("POST", "/v1/runs/run_1", nil))
+	require.Equal(t, 204, resp.StatusCode)
 }
 
 func TestRateLimitedSetsRetryAfter(t *testing.T) {
@@ -190,5 +244,23 @@ func TestJSONFieldPath(t *testing.T) {
 		if got := JSONFieldPath(in); got != want {
 			t.Errorf("JSONFieldPath(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// BenchmarkMethodCheckRouted is the cost MethodCheck adds to every routed
+// request of the orchestrator (public mux falling through to the API mux).
+func BenchmarkMethodCheckRouted(b *testing.B) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
+	public, api := http.NewServeMux(), http.NewServeMux()
+	public.Handle("GET /v1/health", ok)
+	api.Handle("GET /v1/runs/{id}", ok)
+	api.Handle("POST /v1/agents/{id}/runs", ok)
+	api.Handle("/", NotFoundHandler(public, api))
+	h := MethodCheck(ok, public, api)
+	req := httptest.NewRequest("POST", "/v1/agents/agt_x/runs", nil)
+	w := httptest.NewRecorder()
+	b.ReportAllocs()
+	for b.Loop() {
+		h.ServeHTTP(w, req)
 	}
 }

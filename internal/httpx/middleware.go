@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"regexp"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -262,10 +263,57 @@ func Standard(logger *slog.Logger, observe func(r *http.Request, status int, d t
 	return []Middleware{IDs, AccessLog(logger, observe), Recover, LimitBody(MaxBodyBytes)}
 }
 
-// NotFoundHandler answers unknown routes with the envelope.
-func NotFoundHandler() http.Handler {
-	return H(func(w http.ResponseWriter, r *http.Request) error {
+// NotFoundHandler answers unknown routes with the envelope: 405
+// method_not_allowed with an Allow header when one of muxes serves the
+// path under another method, else 404 not_found.
+func NotFoundHandler(muxes ...*http.ServeMux) http.Handler {
+	return MethodCheck(H(func(w http.ResponseWriter, r *http.Request) error {
 		return errs.E(errs.NotFound, "no route for %s %s", r.Method, r.URL.Path)
+	}), muxes...)
+}
+
+// probeMethods are the methods tried when computing Allow.
+var probeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// AllowedMethods returns the methods for which one of muxes has a route
+// for r's path other than a catch-all "/" (the services register "/" for
+// their envelope 404, which is why ServeMux's own 405 never fires).
+func AllowedMethods(r *http.Request, muxes ...*http.ServeMux) []string {
+	var allow []string
+	for _, m := range probeMethods {
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
+		for _, mux := range muxes {
+			if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/" {
+				allow = append(allow, m)
+				break
+			}
+		}
+	}
+	return allow
+}
+
+// MethodCheck answers 405 method_not_allowed, with Allow, when r's method
+// is not served for its path but others are; otherwise it calls next.
+// It runs before authentication, so a wrong method is reported as such
+// whatever the credentials.
+func MethodCheck(next http.Handler, muxes ...*http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The common case, a routed request, costs one lookup per mux; the
+		// methods are probed only for a request no route matches.
+		for _, mux := range muxes {
+			if _, pattern := mux.Handler(r); pattern != "" && pattern != "/" {
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
+		allow := AllowedMethods(r, muxes...)
+		if len(allow) == 0 || slices.Contains(allow, r.Method) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		WriteError(w, r, errs.E(errs.MethodNotAllowed, "method %s not allowed for %s (allowed: %s)",
+			r.Method, r.URL.Path, strings.Join(allow, ", ")).WithDetails(map[string]any{"allow": allow}))
 	})
 }
 

@@ -58,6 +58,11 @@ func TestFederationConformance(t *testing.T) {
 		}
 	})
 
+	t.Run("wrong method", func(t *testing.T) {
+		spec.CheckMethodNotAllowed(t, http.DefaultClient, "POST", base+"/v1/federation/health", "GET, HEAD")
+		spec.CheckMethodNotAllowed(t, http.DefaultClient, "GET", base+"/v1/federation/events:ingest", "POST")
+	})
+
 	t.Run("discovery", func(t *testing.T) {
 		for _, p := range []string{"/v1/federation/peer", "/v1/peer/info"} {
 			resp, body := user.Do(t, "GET", p, nil)

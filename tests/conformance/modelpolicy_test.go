@@ -52,6 +52,7 @@ func startModelPolicy(t *testing.T) (string, *sqlite.DB) {
 	mk("tnt_budget", func(tn *store.Tenant) { tn.Quotas.Models.TokenBudget = store.TokenBudget{Window: "day", MaxTokens: 10} })
 	mk("tnt_rpm", func(tn *store.Tenant) { tn.Quotas.Models.MaxRequestsPerMinute = 1 })
 	mk("tnt_fast", func(tn *store.Tenant) { tn.Entitlements.ModelTiersAllowed = []string{"fast"} })
+	mk("tnt_tpr", func(tn *store.Tenant) { tn.Quotas.Models.MaxTokensPerRequest = 100 })
 
 	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -189,6 +190,29 @@ func TestModelPolicyConformance(t *testing.T) {
 	status(resp, 400, body)
 	resp, body = user.Do(t, "POST", "/v1/embeddings", map[string]any{"model": "nope/x", "input": "a"})
 	status(resp, 404, body)
+
+	// The OpenAI base URL: list and retrieve in OpenAI's shapes (a model id's
+	// slash escaped, as the SDKs send it), chat and embeddings, and the 400
+	// naming max_tokens for a request over max_tokens_per_request.
+	resp, body = user.Do(t, "GET", "/openai/v1/models", nil)
+	status(resp, 200, body)
+	resp, body = user.Do(t, "GET", "/openai/v1/models/builtin%2Fecho-fast", nil)
+	status(resp, 200, body)
+	require.Equal(t, "builtin/echo-fast", JSON(t, body)["id"])
+	resp, body = as("tnt_fast").Do(t, "GET", "/openai/v1/models/builtin%2Fecho-premium", nil)
+	status(resp, 404, body)
+	require.Equal(t, "model", JSON(t, body)["error"].(map[string]any)["param"])
+	resp, body = user.Do(t, "POST", "/openai/v1/chat/completions", map[string]any{"model": "tier:fast", "messages": []any{map[string]any{"role": "user", "content": "hi"}}})
+	status(resp, 200, body)
+	resp, body = as("tnt_tpr").Do(t, "POST", "/openai/v1/chat/completions", map[string]any{"model": "tier:fast", "messages": []any{map[string]any{"role": "user", "content": "hi"}}, "max_tokens": 500})
+	status(resp, 400, body)
+	e := JSON(t, body)["error"].(map[string]any)
+	require.Equal(t, "max_tokens", e["param"])
+	require.Equal(t, "invalid_request_error", e["type"])
+	resp, body = user.Do(t, "POST", "/openai/v1/embeddings", map[string]any{"model": "tier:embed", "input": "hello"})
+	status(resp, 200, body)
+	spec.CheckMethodNotAllowed(t, http.DefaultClient, "DELETE", base+"/openai/v1/models", "GET, HEAD")
+	spec.CheckMethodNotAllowed(t, http.DefaultClient, "GET", base+"/v1/chat/completions", "POST")
 
 	// Streaming: headers through the harness's header rules, every chunk
 	// against ChatCompletionChunk.

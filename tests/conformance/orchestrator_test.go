@@ -52,6 +52,14 @@ func TestOrchestratorConformance(t *testing.T) {
 		require.Contains(t, string(body), "agentos_queue_depth")
 	})
 
+	t.Run("wrong method", func(t *testing.T) {
+		// Public and authenticated routes alike, before authentication.
+		spec.CheckMethodNotAllowed(t, http.DefaultClient, "POST", base+"/v1/health", "GET, HEAD")
+		spec.CheckMethodNotAllowed(t, http.DefaultClient, "DELETE", base+"/v1/runs", "GET, HEAD")
+		spec.CheckMethodNotAllowed(t, http.DefaultClient, "PUT", base+"/v1/agents/agt_sample_echo_v1/runs", "POST")
+		spec.CheckMethodNotAllowed(t, http.DefaultClient, "POST", base+"/v1/admin/tenants/tnt_demo/tokens/tok_x", "DELETE")
+	})
+
 	t.Run("agents", func(t *testing.T) {
 		resp, body := user.Do(t, "GET", "/v1/agents", nil)
 		status(resp, 200, body)

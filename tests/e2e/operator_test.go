@@ -105,12 +105,21 @@ func TestOperatorLifecycle(t *testing.T) {
 	out, code = n.run("logs", "orchestrator", "--tail", "5")
 	require.Equal(t, 0, code, out)
 
+	// Plain nuke stops the node and keeps its data; --hard without a
+	// terminal and without --yes refuses and removes nothing.
+	out, code = n.run("nuke")
+	require.Equal(t, 0, code, out)
+	_, err := http.Get("http://" + n.orchestrator + "/v1/health")
+	require.Error(t, err, "nothing answers after nuke")
+	require.DirExists(t, filepath.Join(n.home(), "data"), "plain nuke keeps data")
 	out, code = n.run("nuke", "--hard")
 	require.Equal(t, 2, code, out)
-	out, code = n.run("nuke", "--hard", "--yes-really")
+	require.Contains(t, out, "pass --yes")
+	require.DirExists(t, filepath.Join(n.home(), "data"))
+	out, code = n.run("nuke", "--hard", "--yes")
 	require.Equal(t, 0, code, out)
 	require.NoDirExists(t, filepath.Join(n.home(), "data"))
-	_, err := http.Get("http://" + n.orchestrator + "/v1/health")
+	_, err = http.Get("http://" + n.orchestrator + "/v1/health")
 	require.Error(t, err, "nothing answers after nuke")
 
 	reports, err := filepath.Glob(filepath.Join(n.home(), "reports", "*.json"))
@@ -133,7 +142,7 @@ func TestOperatorLifecycle(t *testing.T) {
 	require.GreaterOrEqual(t, seen["up"], 3)
 	require.GreaterOrEqual(t, seen["validate"], 4)
 	require.Equal(t, 1, seen["redeploy"])
-	require.Equal(t, 1, seen["nuke"])
+	require.Equal(t, 2, seen["nuke"], "plain nuke and nuke --hard --yes (a refused one writes none)")
 }
 
 func opReadPID(t *testing.T, n *opNode, service string) int {
