@@ -278,11 +278,14 @@ type EventTrace struct {
 
 // AuditRecord is one append-only, hash-chained audit entry.
 type AuditRecord struct {
-	AuditID       string         `json:"audit_id"`
-	Seq           int64          `json:"seq"`
-	Time          time.Time      `json:"time"`
-	TenantID      string         `json:"tenant_id"`
-	PrincipalID   string         `json:"principal_id"`
+	AuditID     string    `json:"audit_id"`
+	Seq         int64     `json:"seq"`
+	Time        time.Time `json:"time"`
+	TenantID    string    `json:"tenant_id"`
+	PrincipalID string    `json:"principal_id"`
+	// OnBehalfOf is the principal PrincipalID (the authenticated actor)
+	// acted for, when that is another principal; "" otherwise.
+	OnBehalfOf    string         `json:"on_behalf_of,omitempty"`
 	Action        string         `json:"action"`
 	Target        string         `json:"target"`
 	Outcome       string         `json:"outcome"`

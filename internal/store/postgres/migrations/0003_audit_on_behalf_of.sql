@@ -1,0 +1,4 @@
+-- The principal an audit record's actor (principal_id) acted for, when
+-- that is another principal (a service or the orchestrator acting for a
+-- user); '' otherwise, as for every record written before this column.
+ALTER TABLE audit_log ADD COLUMN on_behalf_of text NOT NULL DEFAULT '';
