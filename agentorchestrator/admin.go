@@ -308,7 +308,7 @@ func (s *Server) handleIssueToken(w http.ResponseWriter, r *http.Request) error 
 		// act under the platform's names (in any tenant) nor under the
 		// name of a platform admin homed in this tenant.
 		if auth.ReservedPrincipal(in.PrincipalID) {
-			return errs.Field("principal_id", "%q is reserved for the platform (usr_platform_admin, usr_bootstrap_admin, usr_anonymous, usr_validate_probe and the prefixes %s); only a platform_admin may issue it",
+			return errs.Field("principal_id", "%q is reserved for the platform (usr_platform_admin, usr_bootstrap_admin, usr_validate_probe and the prefixes %s); only a platform_admin may issue it",
 				in.PrincipalID, strings.Join(auth.ReservedPrefixes, " "))
 		}
 		if taken, err := s.platformPrincipal(r, id, in.PrincipalID); err != nil {

@@ -28,7 +28,11 @@ const (
 var ReservedPrefixes = []string{"usr_platform_", "svc_agentos_", "svc_platform_", "agentos_", "sys_"}
 
 // reservedPrincipals are the reserved principal ids outside ReservedPrefixes.
-var reservedPrincipals = []string{BootstrapPrincipalID, AnonymousPrincipalID, ValidateProbePrincipalID}
+//
+// AnonymousPrincipalID is not reserved: it names no one in particular (every
+// demo header caller without X-Principal-Id is it), so a token or a peer
+// naming it gains nothing.
+var reservedPrincipals = []string{BootstrapPrincipalID, ValidateProbePrincipalID}
 
 // ReservedPrincipal reports whether id is one of the platform's principals
 // (see the constants above and ReservedPrefixes). Case is ignored, so a

@@ -8,12 +8,12 @@ import (
 
 func TestReservedPrincipal(t *testing.T) {
 	t.Parallel()
-	for _, id := range []string{"usr_platform_admin", "usr_bootstrap_admin", "usr_anonymous", "usr_validate_probe",
+	for _, id := range []string{"usr_platform_admin", "usr_bootstrap_admin", "usr_validate_probe",
 		"USR_Platform_Admin", "usr_platform_ops", "svc_agentos_orchestrator", "svc_agentos_x", "svc_platform_billing",
 		"agentos_node", "sys_cron"} {
 		require.True(t, ReservedPrincipal(id), id)
 	}
-	for _, id := range []string{"usr_alice", "usr_tnt_demo_admin", "svc_backend", "usr_platformer", "system", "usr_sys_x"} {
+	for _, id := range []string{"usr_anonymous", "usr_alice", "usr_tnt_demo_admin", "svc_backend", "usr_platformer", "system", "usr_sys_x"} {
 		require.False(t, ReservedPrincipal(id), id)
 	}
 }

@@ -47,7 +47,7 @@ func TestTokenPrincipals(t *testing.T) {
 	require.Contains(t, out["token"].(map[string]any)["scopes"], "models:invoke")
 	tadmin := bearer(secretOf(out))
 
-	for _, p := range []string{"usr_platform_admin", "usr_bootstrap_admin", "usr_anonymous", "USR_PLATFORM_ADMIN",
+	for _, p := range []string{"usr_platform_admin", "usr_bootstrap_admin", "usr_validate_probe", "USR_PLATFORM_ADMIN",
 		"svc_agentos_orchestrator", "usr_platform_ops", "sys_scheduler"} {
 		code, out = issue(tadmin, "tnt_p", map[string]any{"principal_id": p})
 		require.Equal(t, 400, code, "%s: %v", p, out)
