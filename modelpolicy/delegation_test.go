@@ -73,4 +73,9 @@ func TestBodyPrincipalDelegation(t *testing.T) {
 	use, err := b.db.ListUsage(context.Background(), store.UsageFilter{TenantID: "tnt_a", PrincipalID: "usr_bob"})
 	require.NoError(t, err)
 	require.Len(t, use, 1)
+	require.Equal(t, "svc_backend", use[0].ActorID)
+	own, err := b.db.ListUsage(context.Background(), store.UsageFilter{TenantID: "tnt_a", PrincipalID: "usr_alice"})
+	require.NoError(t, err)
+	require.Len(t, own, 1)
+	require.Empty(t, own[0].ActorID, "an undelegated call has no separate actor")
 }

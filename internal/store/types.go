@@ -298,9 +298,13 @@ type AuditRecord struct {
 
 // UsageRecord is one metered model call.
 type UsageRecord struct {
-	UsageID      string    `json:"usage_id"`
-	TenantID     string    `json:"tenant_id"`
-	PrincipalID  string    `json:"principal_id"`
+	UsageID     string `json:"usage_id"`
+	TenantID    string `json:"tenant_id"`
+	PrincipalID string `json:"principal_id"` // whose usage: the principal the call was made for
+	// ActorID is the principal that made the call on PrincipalID's behalf
+	// (a delegating service, or the orchestrator for a run), when that is
+	// another principal; "" otherwise.
+	ActorID      string    `json:"actor_id,omitempty"`
 	AgentID      string    `json:"agent_id,omitempty"`
 	RunID        string    `json:"run_id,omitempty"`
 	ModelID      string    `json:"model_id"`

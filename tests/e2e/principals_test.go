@@ -169,4 +169,18 @@ func TestTokenIssuedWithoutScopesWorks(t *testing.T) {
 		_, direct := got["usr_cli/"]
 		return viaRun && direct
 	}, time.Minute, 100*time.Millisecond, "the run's model calls are audited as the orchestrator on behalf of usr_cli, the direct call as usr_cli")
+
+	// The user's own usage includes its run's calls, made by the orchestrator.
+	require.Eventually(t, func() bool {
+		code, u := runsJSON(t, "GET", mp+"/v1/usage", user, nil)
+		require.Equal(t, 200, code, u)
+		viaRun, direct := false, false
+		for _, r := range u["usage"].(map[string]any)["records"].([]any) {
+			rec := r.(map[string]any)
+			require.Equal(t, "usr_cli", rec["principal_id"])
+			viaRun = viaRun || (rec["actor_id"] == "svc_agentos_orchestrator" && rec["run_id"] == runID)
+			direct = direct || rec["actor_id"] == nil
+		}
+		return viaRun && direct
+	}, time.Minute, 100*time.Millisecond, "usage of usr_cli: the run's calls with actor_id, the direct one without")
 }
