@@ -51,6 +51,9 @@ func TestBodyPrincipalDelegation(t *testing.T) {
 		require.Equal(t, "invalid_request", errCode(r))
 		require.Equal(t, "auth.principal_id", dig(r.body, "error", "details", "field"))
 	}
+	r = invoke("usr bob<script>", svc...)
+	require.Equal(t, 400, r.status, string(r.raw))
+	require.Equal(t, "auth.principal_id", dig(r.body, "error", "details", "field"))
 	// A platform_admin may.
 	r = invoke("usr_platform_admin", "X-Test-Principal", "usr_ops", "X-Test-Roles", "platform_admin")
 	require.Equal(t, 200, r.status, string(r.raw))

@@ -172,6 +172,9 @@ func delegate(ac *auth.Context, body *bodyAuth) error {
 	if p.PrincipalID == "" || p.PrincipalID == ac.Principal.PrincipalID {
 		return nil
 	}
+	if !auth.ValidPrincipalID(p.PrincipalID) {
+		return errs.Field(field, "want 1-128 of A-Z a-z 0-9 _ . : -")
+	}
 	if !ac.MayActOnBehalf() {
 		return errs.E(errs.Forbidden, "%s: a %s may act only as itself (%s); acting on behalf of another principal needs the tenant_service or platform_admin role",
 			field, strings.Join(ac.Roles, ","), ac.Principal.PrincipalID).WithDetails(map[string]any{"field": field})

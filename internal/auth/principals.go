@@ -50,6 +50,10 @@ func ReservedPrincipal(id string) bool {
 	return false
 }
 
+// ValidPrincipalID reports whether id has the shape of a principal id
+// (1-128 of A-Z a-z 0-9 _ . : -), as token issue requires.
+func ValidPrincipalID(id string) bool { return tenantHeaderRE.MatchString(id) }
+
 // Default scopes of a token issued without "scopes", by role. A token
 // holding several roles gets the union.
 var (
