@@ -16,6 +16,7 @@ import (
 	"github.com/nexixai/agentos/federation"
 	"github.com/nexixai/agentos/federation/peers"
 	"github.com/nexixai/agentos/federation/pki"
+	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/config"
 	"github.com/nexixai/agentos/internal/store"
 )
@@ -24,7 +25,7 @@ import (
 const (
 	sampleAgentID   = "agt_sample_echo_v1"
 	probeTenantID   = "tnt_validate_probe"
-	probePrincipal  = "usr_validate_probe"
+	probePrincipal  = auth.ValidateProbePrincipalID
 	smokeRunTimeout = 60 * time.Second
 )
 
