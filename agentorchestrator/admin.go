@@ -58,7 +58,7 @@ func requireAdmin(r *http.Request, tenantID string) (auth.Context, error) {
 // caller would retry a change that happened); the record is logged in full
 // at error level instead, so it is not lost.
 func (s *Server) audit(r *http.Request, ac auth.Context, tenantID, action, target string, details map[string]any) {
-	rec := store.AuditRecord{TenantID: tenantID, PrincipalID: ac.Principal.PrincipalID,
+	rec := store.AuditRecord{TenantID: tenantID, PrincipalID: ac.ActorID(), OnBehalfOf: ac.OnBehalfOf(),
 		Action: action, Target: target, Outcome: "ok", Details: details}
 	if _, err := s.cfg.Audit.Record(r.Context(), rec); err != nil {
 		s.log.ErrorContext(r.Context(), "audit record not stored", "err", err, "tenant_id", tenantID,
@@ -305,7 +305,12 @@ func (s *Server) handleIssueToken(w http.ResponseWriter, r *http.Request) error 
 			return errs.E(errs.Forbidden, "roles: only a platform_admin can grant platform_admin")
 		}
 		// Audit records name the token's principal: a tenant admin may not
-		// act under a platform admin's name.
+		// act under the platform's names (in any tenant) nor under the
+		// name of a platform admin homed in this tenant.
+		if auth.ReservedPrincipal(in.PrincipalID) {
+			return errs.Field("principal_id", "%q is reserved for the platform (usr_platform_admin, usr_bootstrap_admin, usr_agentos_probe and the prefixes %s); only a platform_admin may issue it",
+				in.PrincipalID, strings.Join(auth.ReservedPrefixes, " "))
+		}
 		if taken, err := s.platformPrincipal(r, id, in.PrincipalID); err != nil {
 			return err
 		} else if taken {
@@ -315,6 +320,16 @@ func (s *Server) handleIssueToken(w http.ResponseWriter, r *http.Request) error 
 	}
 	if len(in.Roles) == 0 {
 		in.Roles = []string{auth.RoleTenantUser}
+	}
+	// Omitted (or null) scopes: the roles' defaults. An explicit empty
+	// list would make a token that can do nothing, so it is refused.
+	if in.Scopes == nil {
+		if err := auth.ValidateRoles("roles", in.Roles); err != nil {
+			return err
+		}
+		in.Scopes = auth.DefaultScopes(in.Roles)
+	} else if len(in.Scopes) == 0 {
+		return errs.Field("scopes", "an empty list grants nothing; omit scopes for the roles' defaults")
 	}
 	tok, secret, err := auth.IssueToken(r.Context(), s.cfg.Store, auth.IssueParams{TenantID: id, PrincipalID: in.PrincipalID,
 		Scopes: in.Scopes, Roles: in.Roles, ExpiresAt: in.ExpiresAt, Now: s.cfg.Now()})

@@ -342,6 +342,13 @@ func sign(t *testing.T, s *identity.Signer, aud, tenant string) string {
 	return tok
 }
 
+func signAs(t *testing.T, s *identity.Signer, aud, tenant, sub string) string {
+	t.Helper()
+	tok, err := s.Sign(identity.Claims{Audience: aud, TenantID: tenant, Subject: sub, Scopes: []string{"runs:forward", "events:read", "events:ingest"}}, time.Minute)
+	require.NoError(t, err)
+	return tok
+}
+
 func TestPeerAPIRejects(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -371,6 +378,10 @@ func TestPeerAPIRejects(t *testing.T) {
 		{"unknown tenant", true, sign(t, b.a.signer, "stk_b", "tnt_nope"), forwardBody("tnt_nope"), 403, "forbidden"},
 		{"disabled tenant", true, sign(t, b.a.signer, "stk_b", "tnt_off"), forwardBody("tnt_off"), 403, "forbidden"},
 		{"body tenant differs from token", true, sign(t, b.a.signer, "stk_b", "tnt_y"), forwardBody("tnt_x"), 403, "forbidden"},
+		// A peer may not act under this platform's principal names.
+		{"sub is the platform admin", true, signAs(t, b.a.signer, "stk_b", "tnt_x", "usr_platform_admin"), forwardBody("tnt_x"), 403, "forbidden"},
+		{"sub is the bootstrap admin", true, signAs(t, b.a.signer, "stk_b", "tnt_x", "usr_bootstrap_admin"), forwardBody("tnt_x"), 403, "forbidden"},
+		{"sub is the orchestrator", true, signAs(t, b.a.signer, "stk_b", "tnt_x", "svc_agentos_orchestrator"), forwardBody("tnt_x"), 403, "forbidden"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -380,6 +391,9 @@ func TestPeerAPIRejects(t *testing.T) {
 		})
 	}
 	require.Equal(t, 1, b.b.orch.runCount(), "nothing created on B by rejected forwards")
+	_, body = peerCall(t, b, true, "POST", "/v1/federation/runs:forward", signAs(t, b.a.signer, "stk_b", "tnt_x", "USR_Platform_Admin"), forwardBody("tnt_x"))
+	require.Contains(t, string(body), `"field":"sub"`)
+	require.Contains(t, string(body), `"reason":"reserved_principal"`)
 
 	// B disables tnt_x: a later forward is refused
 	b.b.store.setStatus("tnt_x", store.TenantDisabled)

@@ -342,6 +342,12 @@ func (s *Server) localContext(ctx context.Context, c identity.Claims) (auth.Cont
 		return auth.Context{}, t, errs.E(errs.Forbidden, "tenant %s is %s on stack %s", c.TenantID, t.Status, s.cfg.StackID).
 			WithDetails(map[string]any{"reason": "tenant_disabled", "tenant_id": c.TenantID})
 	}
+	if auth.ReservedPrincipal(c.Subject) {
+		// A peer names whom it acts for; it may not take the name of one of
+		// this platform's principals, which audit records would then show.
+		return auth.Context{}, t, errs.E(errs.Forbidden, "sub: %q is reserved for the platform and cannot be sent by a peer stack", c.Subject).
+			WithDetails(map[string]any{"field": "sub", "reason": "reserved_principal"})
+	}
 	if !s.cfg.Directory.AllowsTenant(c.Issuer, c.TenantID) {
 		return auth.Context{}, t, errs.E(errs.Forbidden, "peer %s may not act for tenant %s on stack %s (its tenants list in the peers file)",
 			c.Issuer, c.TenantID, s.cfg.StackID).

@@ -109,8 +109,15 @@ type bodyAuth struct {
 
 // resolveCaller checks the credential's scope and the body's auth object,
 // loads the tenant (active) and its policy. A platform_admin credential may
-// act for the body's tenant and principal (the orchestrator's service
-// identity does); anyone else must name its own tenant.
+// act for the body's tenant; anyone else must name its own tenant. A body
+// principal other than the credential's is delegation: only a
+// tenant_service or platform_admin may act on behalf of another principal
+// (of the tenant the call runs in; tenant_user and tenant_admin get 403
+// naming auth.principal_id), and only a platform_admin may name one of the
+// platform's reserved principals (400). The call is then made for the body
+// principal (policy, budget and usage are its), and audit records name the
+// credential's principal as the actor and the body principal as
+// on_behalf_of.
 func (s *Server) resolveCaller(ctx context.Context, scope string, body *bodyAuth) (caller, error) {
 	ac, err := auth.Require(ctx, scope)
 	if err != nil {
@@ -124,12 +131,8 @@ func (s *Server) resolveCaller(ctx context.Context, scope string, body *bodyAuth
 			}
 			ac.TenantID = body.TenantID
 		}
-		if ac.HasRole(auth.RolePlatformAdmin) || ac.HasRole(auth.RoleTenantService) {
-			if body.Principal != nil && body.Principal.PrincipalID != "" {
-				ac.Principal = *body.Principal
-			} else if body.PrincipalID != "" {
-				ac.Principal = auth.Principal{PrincipalID: body.PrincipalID, PrincipalType: cmpStr(body.SubjectType, "user")}
-			}
+		if err := delegate(&ac, body); err != nil {
+			return caller{}, err
 		}
 		if body.PolicyContext != nil {
 			ac.PolicyContext = *body.PolicyContext
@@ -156,6 +159,41 @@ func (s *Server) resolveCaller(ctx context.Context, scope string, body *bodyAuth
 	}
 	httpx.SetLogTenant(ctx, ac.TenantID, ac.Principal.PrincipalID)
 	return caller{ac: ac, tenant: t, policy: p}, nil
+}
+
+// delegate applies the body's principal to ac (see resolveCaller).
+func delegate(ac *auth.Context, body *bodyAuth) error {
+	field, p := "auth.principal_id", auth.Principal{PrincipalID: body.PrincipalID, PrincipalType: cmpStr(body.SubjectType, "user")}
+	if body.Principal != nil && body.Principal.PrincipalID != "" {
+		field, p = "auth.principal.principal_id", *body.Principal
+	}
+	if p.PrincipalID == "" || p.PrincipalID == ac.Principal.PrincipalID {
+		return nil
+	}
+	if !auth.ValidPrincipalID(p.PrincipalID) {
+		return errs.Field(field, "want 1-128 of A-Z a-z 0-9 _ . : -")
+	}
+	if !ac.MayActOnBehalf() {
+		return errs.E(errs.Forbidden, "%s: a %s may act only as itself (%s); acting on behalf of another principal needs the tenant_service or platform_admin role",
+			field, strings.Join(ac.Roles, ","), ac.Principal.PrincipalID).WithDetails(map[string]any{"field": field})
+	}
+	if auth.ReservedPrincipal(p.PrincipalID) && !ac.HasRole(auth.RolePlatformAdmin) {
+		return errs.Field(field, "%q is reserved for the platform", p.PrincipalID)
+	}
+	if p.PrincipalType == "" {
+		p.PrincipalType = "user"
+	}
+	if p.PrincipalType != "user" && p.PrincipalType != "service" {
+		return errs.Field(field[:len(field)-len("principal_id")]+"principal_type", "want user or service")
+	}
+	actor := ac.ActorID()
+	ac.Principal = p
+	if p.PrincipalID != actor {
+		ac.Actor = actor
+	} else {
+		ac.Actor = ""
+	}
+	return nil
 }
 
 func cmpStr(a, b string) string {
@@ -459,7 +497,7 @@ func (s *Server) countPolicy(o *policy.Outcome, stage string) {
 func (s *Server) record(ctx context.Context, c caller, action, target, outcome string, details map[string]any) {
 	pc := policyContextMap(c.ac.PolicyContext)
 	rec := store.AuditRecord{AuditID: ids.New("aud_"), Time: s.now().UTC(), TenantID: c.ac.TenantID,
-		PrincipalID: c.ac.Principal.PrincipalID, Action: action, Target: target, Outcome: outcome,
+		PrincipalID: c.ac.ActorID(), OnBehalfOf: c.ac.OnBehalfOf(), Action: action, Target: target, Outcome: outcome,
 		PolicyContext: pc, Details: details, CorrelationID: httpx.CorrelationID(ctx)}
 	s.writer.Audit(rec)
 }

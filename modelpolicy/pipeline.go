@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/ids"
 	"github.com/nexixai/agentos/internal/modelport"
@@ -402,6 +403,7 @@ func (s *Server) invoke(ctx context.Context, c caller, inv *invocation) (res *re
 // ledger records one call's usage: the usage ledger and the metrics.
 func (s *Server) ledger(ctx context.Context, c caller, inv *invocation, m *ModelConfig, usage modelport.Usage, costUSD float64) {
 	u := store.UsageRecord{UsageID: ids.New("use_"), TenantID: c.tenant.TenantID, PrincipalID: c.ac.Principal.PrincipalID,
+		ActorID: actorIfDelegated(c.ac),
 		AgentID: inv.agentID, RunID: inv.runID, ModelID: m.ID(), Backend: m.Backend, Operation: inv.op,
 		InputTokens: usage.InputTokens, OutputTokens: usage.OutputTokens, CostUSD: costUSD, Time: s.now().UTC()}
 	s.writer.Usage(u)
@@ -422,6 +424,14 @@ func (s *Server) chargeFailed(ctx context.Context, c caller, inv *invocation, re
 		cost += fc
 	}
 	return tokens, cost
+}
+
+// actorIfDelegated is who made a delegated call, "" for an undelegated one.
+func actorIfDelegated(ac auth.Context) string {
+	if ac.OnBehalfOf() == "" {
+		return ""
+	}
+	return ac.ActorID()
 }
 
 func boolStr(b bool) string {

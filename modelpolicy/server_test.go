@@ -447,8 +447,10 @@ func TestUsageEndpoint(t *testing.T) {
 	b.addTenant(tenant("tnt_a"))
 	b.addTenant(tenant("tnt_b"))
 	for _, p := range []string{"usr_1", "usr_1", "usr_2"} {
-		r := b.do("POST", "/v1/models:invoke", "tnt_a", chatBody("tnt_a", "tier:fast", []map[string]any{user("hello")}, nil), "X-Test-Principal", p)
-		require.Equal(t, 200, r.status)
+		body := chatBody("tnt_a", "tier:fast", []map[string]any{user("hello")}, nil)
+		body["auth"].(map[string]any)["principal_id"] = p // a tenant_user names only itself
+		r := b.do("POST", "/v1/models:invoke", "tnt_a", body, "X-Test-Principal", p)
+		require.Equal(t, 200, r.status, string(r.raw))
 	}
 	r := b.do("GET", "/v1/usage", "tnt_a", nil, "X-Test-Principal", "usr_1")
 	require.Equal(t, 200, r.status, string(r.raw))

@@ -47,7 +47,7 @@ func New(st store.AuditLog, sink io.Writer) *Auditor {
 
 // Record fills the record's missing AuditID (aud_…), Time (now, UTC),
 // CorrelationID (the request's), TenantID and PrincipalID (the request's
-// Auth Context) and Outcome ("success"), appends it to the store, and
+// Auth Context; its actor, with OnBehalfOf the principal it acts for) and Outcome ("success"), appends it to the store, and
 // writes the stored record (with Seq and hashes) as one JSON line to the
 // sink. A sink failure is logged, not returned: the store is the source of
 // truth. Action is required (invalid_request otherwise).
@@ -95,7 +95,7 @@ func (a *Auditor) fill(ctx context.Context, r store.AuditRecord) store.AuditReco
 			r.TenantID = ac.TenantID
 		}
 		if r.PrincipalID == "" {
-			r.PrincipalID = ac.Principal.PrincipalID
+			r.PrincipalID, r.OnBehalfOf = ac.ActorID(), ac.OnBehalfOf()
 		}
 	}
 	if r.Outcome == "" {

@@ -98,6 +98,20 @@ func TestRecordFillsAndWritesSink(t *testing.T) {
 
 	_, err = a.Record(ctx, store.AuditRecord{})
 	require.Equal(t, errs.InvalidRequest, errs.CodeOf(err))
+
+	// An actor acting on behalf of another principal: both are recorded.
+	ctx = auth.With(ctx, auth.Context{TenantID: "tnt_a", Principal: auth.Principal{PrincipalID: "usr_alice"}, Actor: "svc_backend"})
+	obo := record(t, a, ctx, "run.create")
+	require.Equal(t, "svc_backend", obo.PrincipalID)
+	require.Equal(t, "usr_alice", obo.OnBehalfOf)
+	stored, err := db.ListAudit(context.Background(), store.ListAuditParams{AfterSeq: obo.Seq - 1})
+	require.NoError(t, err)
+	require.Equal(t, "svc_backend", stored[0].PrincipalID)
+	require.Equal(t, "usr_alice", stored[0].OnBehalfOf)
+	require.Equal(t, obo.Hash, store.HashAudit(stored[0]), "on_behalf_of is part of the hashed record")
+	tampered := stored[0]
+	tampered.OnBehalfOf = "usr_bob"
+	require.NotEqual(t, obo.Hash, store.HashAudit(tampered))
 }
 
 func TestSinkFailureIsNotFatal(t *testing.T) {

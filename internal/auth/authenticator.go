@@ -244,6 +244,9 @@ func (a *Authenticator) headerOnly(ctx context.Context, h http.Header, tenantID 
 	}
 	if principal == "" {
 		principal = AnonymousPrincipalID
+	} else if ReservedPrincipal(principal) {
+		// Audit records would name the platform's principal.
+		return Context{}, errs.Field(HeaderPrincipalID, "%q is reserved for the platform", principal)
 	}
 	if err := a.checkTenant(ctx, tenantID); err != nil {
 		return Context{}, err

@@ -79,6 +79,12 @@ type Context struct {
 	PolicyContext PolicyContext  `json:"policy_context"`
 	// Method is how the caller authenticated (not sent on the wire).
 	Method string `json:"-"`
+	// Actor is the principal that authenticated when it acts on behalf of
+	// Principal (a node token's "act" claim, or a delegating service that
+	// named Principal in a body's auth object); "" when Principal itself
+	// authenticated. Audit records name Actor as the principal and
+	// Principal as on_behalf_of. Not sent on the wire.
+	Actor string `json:"-"`
 }
 
 // HasRole reports whether c holds role.

@@ -209,6 +209,19 @@ func TestNodeSigner(t *testing.T) {
 	require.Equal(t, in.Roles, out.Roles)
 	require.Equal(t, in.PolicyContext, out.PolicyContext)
 	require.NotEmpty(t, out.Session["jti"])
+	require.Empty(t, out.Actor)
+	require.Equal(t, "usr_alice", out.ActorID())
+	require.Empty(t, out.OnBehalfOf())
+
+	// The orchestrator's tokens name it as the actor ("act").
+	in.Actor = OrchestratorPrincipalID
+	tok, err = s.Mint(in, "model-policy", time.Minute)
+	require.NoError(t, err)
+	out, err = a.Authenticate(req(bearer(tok)...))
+	require.NoError(t, err)
+	require.Equal(t, in.Principal, out.Principal)
+	require.Equal(t, OrchestratorPrincipalID, out.ActorID())
+	require.Equal(t, "usr_alice", out.OnBehalfOf())
 
 	// Platform admin with no tenant round-trips too.
 	tok, err = s.Mint(Context{Principal: Principal{PrincipalID: BootstrapPrincipalID}, Roles: []string{RolePlatformAdmin}, Scopes: AllScopes}, "", 0)

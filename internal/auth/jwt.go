@@ -382,6 +382,18 @@ func contextFromClaims(c jwt.MapClaims) (Context, error) {
 	if jti, _ := c["jti"].(string); jti != "" {
 		ac.Session = map[string]any{"jti": jti}
 	}
+	if act, ok := c["act"]; ok && act != nil {
+		// RFC 8693 actor claim: sub is acted for by act.sub, which is the
+		// principal that audit records name.
+		m, _ := act.(map[string]any)
+		actor, _ := m["sub"].(string)
+		if actor == "" || !tenantHeaderRE.MatchString(actor) {
+			return Context{}, errs.E(errs.Unauthorized, "JWT refused: act claim must be an object with a sub")
+		}
+		if actor != sub {
+			ac.Actor = actor
+		}
+	}
 	if pc, ok := c["policy_context"]; ok && pc != nil {
 		b, _ := json.Marshal(pc)
 		if err := json.Unmarshal(b, &ac.PolicyContext); err != nil {

@@ -160,7 +160,7 @@ func (s *NodeSigner) IssuerFor(audience string) Issuer {
 
 // Mint returns an EdDSA JWT carrying ac: iss "agentos-node", kid = KeyID,
 // sub = principal, tenant_id, scopes (list), roles, principal_type,
-// display_name and policy_context when set, aud = audience when non-empty,
+// display_name, policy_context and act ({"sub": ac.Actor}) when set, aud = audience when non-empty,
 // iat, exp = now+ttl (DefaultNodeTokenTTL when ttl <= 0) and a fresh jti.
 func (s *NodeSigner) Mint(ac Context, audience string, ttl time.Duration) (string, error) {
 	if ac.Principal.PrincipalID == "" {
@@ -194,6 +194,10 @@ func (s *NodeSigner) Mint(ac Context, audience string, ttl time.Duration) (strin
 	}
 	if ac.Principal.DisplayName != "" {
 		claims["display_name"] = ac.Principal.DisplayName
+	}
+	if ac.Actor != "" {
+		// RFC 8693 actor claim: the service acting for sub.
+		claims["act"] = map[string]any{"sub": ac.Actor}
 	}
 	if pc := ac.PolicyContext; pc.DataClassification != "" || pc.Region != "" || pc.Purpose != "" || len(pc.ConsentTags) > 0 {
 		claims["policy_context"] = pc
@@ -232,7 +236,7 @@ func (s *NodeSigner) NewMintCache(audience string, ttl time.Duration) *MintCache
 
 // Token returns a token for ac, minting one when none is fresh.
 func (c *MintCache) Token(ac Context) (string, error) {
-	key, err := json.Marshal([]any{ac.TenantID, ac.Principal, ac.Scopes, ac.Roles, ac.PolicyContext})
+	key, err := json.Marshal([]any{ac.TenantID, ac.Principal, ac.Scopes, ac.Roles, ac.PolicyContext, ac.Actor})
 	if err != nil {
 		return "", err
 	}

@@ -226,8 +226,8 @@ func runBootstrap(ctx context.Context, out io.Writer, n *Node, tenantID, name st
 
 	step(3, "admin tokens")
 	creds := &Credentials{TenantID: tenantID, CreatedAt: time.Now().UTC(),
-		PlatformAdmin: Credential{PrincipalID: "usr_bootstrap_admin", TokenID: "bootstrap", Token: tok}}
-	pa, err := admin.IssueToken(ctx, tenantID, TokenRequest{PrincipalID: "usr_platform_admin",
+		PlatformAdmin: Credential{PrincipalID: auth.BootstrapPrincipalID, TokenID: "bootstrap", Token: tok}}
+	pa, err := admin.IssueToken(ctx, tenantID, TokenRequest{PrincipalID: auth.PlatformAdminPrincipalID,
 		Roles: []string{"platform_admin"}, Scopes: []string{"admin"}})
 	if err == nil {
 		creds.PlatformAdmin = Credential{PrincipalID: pa.PrincipalID, TokenID: pa.TokenID, Token: pa.Secret}

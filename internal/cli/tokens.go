@@ -19,7 +19,7 @@ func newTokensCmd() *cobra.Command {
 	var expiresIn time.Duration
 	var jsonOut bool
 	issue.Flags().StringVar(&principal, "principal", "", "principal the token acts as (usr_... or svc_...)")
-	issue.Flags().StringSliceVar(&scopes, "scopes", nil, "scopes (default: the server's default for the roles)")
+	issue.Flags().StringSliceVar(&scopes, "scopes", nil, "scopes (default: the roles' default scopes, see docs/operations.md; tenant_user: runs, agents:read, tools, memory, models, policy:check, events:read)")
 	issue.Flags().StringSliceVar(&roles, "roles", []string{"tenant_user"}, "roles: tenant_admin, tenant_user, tenant_service")
 	issue.Flags().DurationVar(&expiresIn, "expires-in", 0, "lifetime, e.g. 720h (default: no expiry)")
 	issue.Flags().BoolVar(&jsonOut, "json", false, "print JSON")

@@ -16,6 +16,7 @@ import (
 	"github.com/nexixai/agentos/federation"
 	"github.com/nexixai/agentos/federation/peers"
 	"github.com/nexixai/agentos/federation/pki"
+	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/config"
 	"github.com/nexixai/agentos/internal/store"
 )
@@ -26,7 +27,7 @@ import (
 const (
 	sampleAgentID   = "agt_sample_echo_v1"
 	probeTenantID   = "tnt_agentos_probe"
-	probePrincipal  = "usr_agentos_probe"
+	probePrincipal  = auth.ValidateProbePrincipalID
 	smokeRunTimeout = 60 * time.Second
 	// probeDailyTokens is the probe tenant's own daily token budget: a
 	// smoke run takes a few hundred tokens on the builtin backend.

@@ -62,9 +62,12 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 
 	// The executor calls model-policy on behalf of a run's principal with a
 	// short-lived token signed by the node key, which every service of the
-	// node trusts.
+	// node trusts. The token names the orchestrator as its actor ("act"),
+	// so model-policy's audit records show the orchestrator acting on
+	// behalf of the run's principal.
 	tokens := signer.NewMintCache("model-policy", 5*time.Minute)
 	mint := func(r *http.Request, ac auth.Context) error {
+		ac.Actor = auth.OrchestratorPrincipalID
 		tok, err := tokens.Token(ac)
 		if err != nil {
 			return err

@@ -29,7 +29,7 @@ func HashAudit(r AuditRecord) string {
 func HashAuditEncoded(r AuditRecord, policyContext, details []byte) string {
 	b, _ := json.Marshal(hashedAudit{ // plain data and valid JSON: Marshal cannot fail
 		AuditID: r.AuditID, Seq: r.Seq, Time: r.Time.UTC().Truncate(time.Microsecond), TenantID: r.TenantID,
-		PrincipalID: r.PrincipalID, Action: r.Action, Target: r.Target, Outcome: r.Outcome,
+		PrincipalID: r.PrincipalID, OnBehalfOf: r.OnBehalfOf, Action: r.Action, Target: r.Target, Outcome: r.Outcome,
 		PolicyContext: nonEmptyObject(policyContext), Details: nonEmptyObject(details),
 		CorrelationID: r.CorrelationID, PrevHash: r.PrevHash,
 	})
@@ -49,6 +49,7 @@ type hashedAudit struct {
 	Time          time.Time       `json:"time"`
 	TenantID      string          `json:"tenant_id"`
 	PrincipalID   string          `json:"principal_id"`
+	OnBehalfOf    string          `json:"on_behalf_of,omitempty"` // omitted when empty: older records hash as before
 	Action        string          `json:"action"`
 	Target        string          `json:"target"`
 	Outcome       string          `json:"outcome"`

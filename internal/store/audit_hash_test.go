@@ -31,6 +31,8 @@ func TestHashAuditMatchesTheRecordJSON(t *testing.T) {
 			PolicyContext: map[string]any{"z": 1, "a": []any{"<b>&", 2.5, nil}},
 			Details:       map[string]any{"route": map[string]any{"backend": "builtin", "n": json.Number("12")}, "s": "é\u2028"},
 			CorrelationID: "corr_1", PrevHash: "cd"},
+		"on behalf of": {AuditID: "aud_5", Seq: 5, Time: at, TenantID: "tnt_a", PrincipalID: "svc_agentos_orchestrator",
+			OnBehalfOf: "usr_alice", Action: "model.invoke", Outcome: "success"},
 	} {
 		want := referenceHash(r)
 		require.Equal(t, want, HashAudit(r), name)

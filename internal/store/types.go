@@ -282,11 +282,14 @@ type EventTrace struct {
 
 // AuditRecord is one append-only, hash-chained audit entry.
 type AuditRecord struct {
-	AuditID       string         `json:"audit_id"`
-	Seq           int64          `json:"seq"`
-	Time          time.Time      `json:"time"`
-	TenantID      string         `json:"tenant_id"`
-	PrincipalID   string         `json:"principal_id"`
+	AuditID     string    `json:"audit_id"`
+	Seq         int64     `json:"seq"`
+	Time        time.Time `json:"time"`
+	TenantID    string    `json:"tenant_id"`
+	PrincipalID string    `json:"principal_id"`
+	// OnBehalfOf is the principal PrincipalID (the authenticated actor)
+	// acted for, when that is another principal; "" otherwise.
+	OnBehalfOf    string         `json:"on_behalf_of,omitempty"`
 	Action        string         `json:"action"`
 	Target        string         `json:"target"`
 	Outcome       string         `json:"outcome"`
@@ -299,9 +302,13 @@ type AuditRecord struct {
 
 // UsageRecord is one metered model call.
 type UsageRecord struct {
-	UsageID      string    `json:"usage_id"`
-	TenantID     string    `json:"tenant_id"`
-	PrincipalID  string    `json:"principal_id"`
+	UsageID     string `json:"usage_id"`
+	TenantID    string `json:"tenant_id"`
+	PrincipalID string `json:"principal_id"` // whose usage: the principal the call was made for
+	// ActorID is the principal that made the call on PrincipalID's behalf
+	// (a delegating service, or the orchestrator for a run), when that is
+	// another principal; "" otherwise.
+	ActorID      string    `json:"actor_id,omitempty"`
 	AgentID      string    `json:"agent_id,omitempty"`
 	RunID        string    `json:"run_id,omitempty"`
 	ModelID      string    `json:"model_id"`

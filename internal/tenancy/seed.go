@@ -18,7 +18,7 @@ import (
 
 // Seeded identities and agents (CONTRACT §7).
 const (
-	PlatformAdminPrincipal = "usr_platform_admin"
+	PlatformAdminPrincipal = auth.PlatformAdminPrincipalID
 	DemoTenantName         = "Demo tenant"
 	EchoToolID             = "tool.echo"
 	EchoInstructions       = "You are a helpful echo agent: call tool.echo with the user's text, then answer with what it returned."

@@ -57,9 +57,9 @@ func (db *DB) appendAuditTx(ctx context.Context, tx pgx.Tx, rows []storeutil.Aud
 	for i, row := range rows {
 		r := row.Record
 		b.Queue(`INSERT INTO audit_log (tenant_id, seq, audit_id, time, principal_id, action, target,
-			outcome, policy_context, details, correlation_id, prev_hash, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)`,
+			outcome, policy_context, details, correlation_id, prev_hash, hash, on_behalf_of) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)`,
 			r.TenantID, r.Seq, r.AuditID, r.Time, r.PrincipalID, r.Action, r.Target, r.Outcome, row.PolicyContext,
-			row.Details, r.CorrelationID, r.PrevHash, r.Hash)
+			row.Details, r.CorrelationID, r.PrevHash, r.Hash, r.OnBehalfOf)
 		out[i] = r
 	}
 	last := rows[len(rows)-1].Record
@@ -74,7 +74,7 @@ func (db *DB) appendAuditTx(ctx context.Context, tx pgx.Tx, rows []storeutil.Aud
 func (db *DB) ListAudit(ctx context.Context, p store.ListAuditParams) ([]store.AuditRecord, error) {
 	limit := storeutil.Limit(p.Limit, storeutil.DefaultAuditLimit, storeutil.MaxAuditLimit)
 	q := `SELECT tenant_id, seq, audit_id, time, principal_id, action, target, outcome, policy_context, details,
-		correlation_id, prev_hash, hash FROM audit_log WHERE `
+		correlation_id, prev_hash, hash, on_behalf_of FROM audit_log WHERE `
 	args := []any{p.AfterSeq, limit}
 	if p.TenantID != "" {
 		q += `tenant_id = $3 AND `
@@ -90,7 +90,7 @@ func (db *DB) ListAudit(ctx context.Context, p store.ListAuditParams) ([]store.A
 		var t time.Time
 		var pc, details []byte
 		if err := row.Scan(&r.TenantID, &r.Seq, &r.AuditID, &t, &r.PrincipalID, &r.Action, &r.Target, &r.Outcome,
-			&pc, &details, &r.CorrelationID, &r.PrevHash, &r.Hash); err != nil {
+			&pc, &details, &r.CorrelationID, &r.PrevHash, &r.Hash, &r.OnBehalfOf); err != nil {
 			return r, err
 		}
 		r.Time = t.UTC()

@@ -107,9 +107,9 @@ func (db *DB) RecordUsage(ctx context.Context, us ...store.UsageRecord) error {
 		b := &pgx.Batch{} // one round trip
 		for _, u := range us {
 			b.Queue(`INSERT INTO usage_records (tenant_id, usage_id, principal_id, agent_id, run_id,
-				model_id, backend, operation, input_tokens, output_tokens, cost_usd, time) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
+				model_id, backend, operation, input_tokens, output_tokens, cost_usd, time, actor_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)`,
 				u.TenantID, u.UsageID, u.PrincipalID, u.AgentID, u.RunID, u.ModelID, u.Backend, u.Operation,
-				u.InputTokens, u.OutputTokens, u.CostUSD, storeutil.UTC(u.Time))
+				u.InputTokens, u.OutputTokens, u.CostUSD, storeutil.UTC(u.Time), u.ActorID)
 		}
 		return mapErr(tx.SendBatch(ctx, b).Close(), "usage record")
 	})
@@ -122,7 +122,7 @@ func (db *DB) ListUsage(ctx context.Context, f store.UsageFilter) ([]store.Usage
 		return nil, err
 	}
 	q := `SELECT tenant_id, usage_id, principal_id, agent_id, run_id, model_id, backend, operation, input_tokens,
-		output_tokens, cost_usd, time FROM usage_records WHERE tenant_id = $1`
+		output_tokens, cost_usd, time, actor_id FROM usage_records WHERE tenant_id = $1`
 	args := []any{f.TenantID}
 	arg := func(v any) string {
 		args = append(args, v)
@@ -147,7 +147,7 @@ func (db *DB) ListUsage(ctx context.Context, f store.UsageFilter) ([]store.Usage
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.UsageRecord, error) {
 		var u store.UsageRecord
 		err := row.Scan(&u.TenantID, &u.UsageID, &u.PrincipalID, &u.AgentID, &u.RunID, &u.ModelID, &u.Backend,
-			&u.Operation, &u.InputTokens, &u.OutputTokens, &u.CostUSD, &u.Time)
+			&u.Operation, &u.InputTokens, &u.OutputTokens, &u.CostUSD, &u.Time, &u.ActorID)
 		u.Time = u.Time.UTC()
 		return u, err
 	})

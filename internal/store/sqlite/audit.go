@@ -49,9 +49,9 @@ func (db *DB) appendAuditTx(ctx context.Context, tx *Tx, rows []storeutil.AuditR
 	for i, row := range rows {
 		r := row.Record
 		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_log (tenant_id, seq, audit_id, time, principal_id, action, target,
-			outcome, policy_context, details, correlation_id, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+			outcome, policy_context, details, correlation_id, prev_hash, hash, on_behalf_of) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 			r.TenantID, r.Seq, r.AuditID, r.Time.UnixMicro(), r.PrincipalID, r.Action, r.Target, r.Outcome,
-			row.PolicyContext, row.Details, r.CorrelationID, r.PrevHash, r.Hash); err != nil {
+			row.PolicyContext, row.Details, r.CorrelationID, r.PrevHash, r.Hash, r.OnBehalfOf); err != nil {
 			return nil, mapErr(err, "audit record "+r.AuditID)
 		}
 		out[i] = r
@@ -63,7 +63,7 @@ func (db *DB) appendAuditTx(ctx context.Context, tx *Tx, rows []storeutil.AuditR
 func (db *DB) ListAudit(ctx context.Context, p store.ListAuditParams) ([]store.AuditRecord, error) {
 	limit := storeutil.Limit(p.Limit, storeutil.DefaultAuditLimit, storeutil.MaxAuditLimit)
 	q := `SELECT tenant_id, seq, audit_id, time, principal_id, action, target, outcome, policy_context, details,
-		correlation_id, prev_hash, hash FROM audit_log WHERE `
+		correlation_id, prev_hash, hash, on_behalf_of FROM audit_log WHERE `
 	args := []any{}
 	if p.TenantID != "" {
 		q += `tenant_id = ? AND `
@@ -82,7 +82,7 @@ func (db *DB) ListAudit(ctx context.Context, p store.ListAuditParams) ([]store.A
 		var t int64
 		var pc, details sql.NullString
 		if err := rows.Scan(&r.TenantID, &r.Seq, &r.AuditID, &t, &r.PrincipalID, &r.Action, &r.Target, &r.Outcome,
-			&pc, &details, &r.CorrelationID, &r.PrevHash, &r.Hash); err != nil {
+			&pc, &details, &r.CorrelationID, &r.PrevHash, &r.Hash, &r.OnBehalfOf); err != nil {
 			return nil, mapErr(err, "audit log")
 		}
 		r.Time = fromMicros(sql.NullInt64{Int64: t, Valid: true})

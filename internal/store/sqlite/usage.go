@@ -81,9 +81,9 @@ func (db *DB) RecordUsage(ctx context.Context, us ...store.UsageRecord) error {
 	return db.WriteTx(ctx, func(tx *Tx) error {
 		for _, u := range us {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO usage_records (tenant_id, usage_id, principal_id, agent_id, run_id,
-				model_id, backend, operation, input_tokens, output_tokens, cost_usd, time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
+				model_id, backend, operation, input_tokens, output_tokens, cost_usd, time, actor_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 				u.TenantID, u.UsageID, u.PrincipalID, u.AgentID, u.RunID, u.ModelID, u.Backend, u.Operation,
-				u.InputTokens, u.OutputTokens, u.CostUSD, storeutil.UTC(u.Time).UnixMicro()); err != nil {
+				u.InputTokens, u.OutputTokens, u.CostUSD, storeutil.UTC(u.Time).UnixMicro(), u.ActorID); err != nil {
 				return mapErr(err, "usage record "+u.UsageID)
 			}
 		}
@@ -98,7 +98,7 @@ func (db *DB) ListUsage(ctx context.Context, f store.UsageFilter) ([]store.Usage
 		return nil, err
 	}
 	q := `SELECT tenant_id, usage_id, principal_id, agent_id, run_id, model_id, backend, operation, input_tokens,
-		output_tokens, cost_usd, time FROM usage_records WHERE tenant_id = ?`
+		output_tokens, cost_usd, time, actor_id FROM usage_records WHERE tenant_id = ?`
 	args := []any{f.TenantID}
 	for _, c := range []struct{ col, v string }{{"principal_id", f.PrincipalID}, {"agent_id", f.AgentID}, {"run_id", f.RunID}} {
 		if c.v != "" {
@@ -125,7 +125,7 @@ func (db *DB) ListUsage(ctx context.Context, f store.UsageFilter) ([]store.Usage
 		var u store.UsageRecord
 		var t int64
 		if err := rows.Scan(&u.TenantID, &u.UsageID, &u.PrincipalID, &u.AgentID, &u.RunID, &u.ModelID, &u.Backend,
-			&u.Operation, &u.InputTokens, &u.OutputTokens, &u.CostUSD, &t); err != nil {
+			&u.Operation, &u.InputTokens, &u.OutputTokens, &u.CostUSD, &t, &u.ActorID); err != nil {
 			return nil, mapErr(err, "usage")
 		}
 		u.Time = time.UnixMicro(t).UTC()

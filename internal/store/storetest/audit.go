@@ -51,7 +51,11 @@ func testAudit(t *testing.T, newStore func(t *testing.T) store.Store) {
 			if i%3 == 2 {
 				tenant = "ten_b"
 			}
-			r, err := s.AppendAudit(ctx, rec(tenant, i))
+			r := rec(tenant, i)
+			if i%2 == 1 {
+				r.PrincipalID, r.OnBehalfOf = "svc_backend", "prn_alice" // a service acting for alice
+			}
+			r, err := s.AppendAudit(ctx, r)
 			require.NoError(t, err)
 			require.NotEmpty(t, r.AuditID)
 			require.Equal(t, store.HashAudit(r), r.Hash)
@@ -67,6 +71,8 @@ func testAudit(t *testing.T, newStore func(t *testing.T) store.Store) {
 			require.Equal(t, appended[i].Time, all[i].Time)
 			require.Equal(t, appended[i].AuditID, all[i].AuditID)
 			require.Equal(t, appended[i].TenantID, all[i].TenantID)
+			require.Equal(t, appended[i].PrincipalID, all[i].PrincipalID)
+			require.Equal(t, appended[i].OnBehalfOf, all[i].OnBehalfOf, "on_behalf_of of seq %d", all[i].Seq)
 		}
 
 		onlyB, err := s.ListAudit(ctx, store.ListAuditParams{TenantID: "ten_b"})

@@ -29,6 +29,7 @@ func testUsage(t *testing.T, newStore func(t *testing.T) store.Store) {
 			mk("usg_2", "ten_a", "prn_b", "agt_2", "run_2", 2*time.Second),
 			mk("usg_4", "ten_b", "prn_a", "agt_1", "run_1", time.Second),
 		}
+		recs[2].ActorID = "svc_agentos_orchestrator" // made for prn_b by the orchestrator
 		for _, r := range recs {
 			require.NoError(t, s.RecordUsage(ctx, r))
 		}
@@ -48,6 +49,10 @@ func testUsage(t *testing.T, newStore func(t *testing.T) store.Store) {
 		require.Equal(t, []string{"usg_1", "usg_2", "usg_3"}, ids(store.UsageFilter{TenantID: "ten_a"}))
 		require.Equal(t, []string{"usg_1", "usg_3"}, ids(store.UsageFilter{TenantID: "ten_a", PrincipalID: "prn_a"}))
 		require.Equal(t, []string{"usg_2"}, ids(store.UsageFilter{TenantID: "ten_a", AgentID: "agt_2"}))
+		actors, err := s.ListUsage(ctx, store.UsageFilter{TenantID: "ten_a"})
+		require.NoError(t, err)
+		require.Equal(t, []string{"", "svc_agentos_orchestrator", ""},
+			[]string{actors[0].ActorID, actors[1].ActorID, actors[2].ActorID}, "actor_id round-trips")
 		require.Equal(t, []string{"usg_1", "usg_3"}, ids(store.UsageFilter{TenantID: "ten_a", RunID: "run_1"}))
 		require.Equal(t, []string{"usg_2", "usg_3"}, ids(store.UsageFilter{TenantID: "ten_a", Since: at(2 * time.Second)}))
 		require.Equal(t, []string{"usg_1"}, ids(store.UsageFilter{TenantID: "ten_a", Until: at(2 * time.Second)}))
