@@ -79,7 +79,7 @@ func runAuditVerify(ctx context.Context, out io.Writer, st store.AuditLog) (bool
 		return false, fmt.Errorf("audit verify: read audit log: %w", err)
 	}
 	if !res.OK {
-		fmt.Fprintf(out, "audit chain broken at seq %d: %s\n", res.BrokenSeq, res.Reason)
+		fmt.Fprintf(out, "audit chain broken at seq %d (%s): %s\n", res.BrokenSeq, res.BrokenID, res.Reason)
 		return false, nil
 	}
 	fmt.Fprintf(out, "audit chain ok: %d records\n", res.Records)

@@ -12,7 +12,7 @@ import (
 )
 
 // The chain's definition: SHA-256 of the record's JSON with Hash empty.
-// HashAudit must keep producing exactly this, or existing chains would no
+// LegacyHashAudit must keep producing exactly this, or existing chains would no
 // longer verify.
 func referenceHash(r AuditRecord) string {
 	r.Hash = ""
@@ -33,11 +33,11 @@ func TestHashAuditMatchesTheRecordJSON(t *testing.T) {
 			CorrelationID: "corr_1", PrevHash: "cd"},
 	} {
 		want := referenceHash(r)
-		require.Equal(t, want, HashAudit(r), name)
+		require.Equal(t, want, LegacyHashAudit(r), name)
 		pc, _ := json.Marshal(r.PolicyContext)
 		det, _ := json.Marshal(r.Details)
-		require.Equal(t, want, HashAuditEncoded(r, pc, det), name)
+		require.Equal(t, want, LegacyHashAuditEncoded(r, pc, det), name)
 	}
 	bad := AuditRecord{AuditID: "aud_4", Details: map[string]any{"nan": math.NaN()}}
-	require.Equal(t, referenceHash(bad), HashAudit(bad), "a record that cannot be encoded")
+	require.Equal(t, referenceHash(bad), LegacyHashAudit(bad), "a record that cannot be encoded")
 }
