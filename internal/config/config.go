@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Modes.
@@ -45,6 +46,12 @@ type Config struct {
 	Executors           int     // AGENTOS_EXECUTORS, default 128: runs executed at once by this process (runs mostly wait on models and tools)
 	IdempotencyTTLHours int     // AGENTOS_IDEMPOTENCY_TTL_HOURS, default 24
 	LogLevel            string  // AGENTOS_LOG_LEVEL, default info
+
+	// Signed audit checkpoints (docs/operations.md, "Audit log"): the file
+	// they are appended to, best kept where the database's administrators
+	// cannot write, and how often the orchestrator writes one.
+	AuditCheckpointFile     string        // AGENTOS_AUDIT_CHECKPOINT_FILE, default $DATA_DIR/audit-checkpoints.jsonl
+	AuditCheckpointInterval time.Duration // AGENTOS_AUDIT_CHECKPOINT_INTERVAL (Go duration), default 1m; 0 disables the periodic writer
 
 	// Trusted JWT issuers (CONTRACT §3): a YAML file listing issuers, and/or
 	// one issuer from the variables below (AGENTOS_JWT_ISSUER plus one or
@@ -87,25 +94,26 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 		return def
 	}
 	c := Config{
-		Home:               get("AGENTOS_HOME", ".agentos"),
-		DataDir:            get("AGENTOS_DATA_DIR", ""),
-		Mode:               get("AGENTOS_MODE", ModeDemo),
-		OrchestratorAddr:   get("AGENTOS_ORCHESTRATOR_ADDR", "127.0.0.1:50081"),
-		ModelPolicyAddr:    get("AGENTOS_MODEL_POLICY_ADDR", "127.0.0.1:50082"),
-		FederationAddr:     get("AGENTOS_FEDERATION_ADDR", "127.0.0.1:50083"),
-		FederationPeerAddr: get("AGENTOS_FEDERATION_PEER_ADDR", "127.0.0.1:50084"),
-		OrchestratorURL:    get("AGENTOS_ORCHESTRATOR_URL", ""),
-		ModelPolicyURL:     get("AGENTOS_MODEL_POLICY_URL", ""),
-		FederationURL:      get("AGENTOS_FEDERATION_URL", ""),
-		StackID:            get("AGENTOS_STACK_ID", "stk_local_node_a"),
-		Region:             get("AGENTOS_REGION", "local"),
-		Environment:        get("AGENTOS_ENVIRONMENT", ""),
-		StoreURL:           get("AGENTOS_STORE_URL", ""),
-		DefaultTenant:      get("AGENTOS_DEFAULT_TENANT", "tnt_demo"),
-		AuditSink:          get("AGENTOS_AUDIT_SINK", ""),
-		HTTPFetchAllow:     get("AGENTOS_HTTP_FETCH_ALLOW", ""),
-		ModelPolicyConfig:  get("AGENTOS_MODEL_POLICY_CONFIG", ""),
-		LogLevel:           get("AGENTOS_LOG_LEVEL", "info"),
+		Home:                get("AGENTOS_HOME", ".agentos"),
+		DataDir:             get("AGENTOS_DATA_DIR", ""),
+		Mode:                get("AGENTOS_MODE", ModeDemo),
+		OrchestratorAddr:    get("AGENTOS_ORCHESTRATOR_ADDR", "127.0.0.1:50081"),
+		ModelPolicyAddr:     get("AGENTOS_MODEL_POLICY_ADDR", "127.0.0.1:50082"),
+		FederationAddr:      get("AGENTOS_FEDERATION_ADDR", "127.0.0.1:50083"),
+		FederationPeerAddr:  get("AGENTOS_FEDERATION_PEER_ADDR", "127.0.0.1:50084"),
+		OrchestratorURL:     get("AGENTOS_ORCHESTRATOR_URL", ""),
+		ModelPolicyURL:      get("AGENTOS_MODEL_POLICY_URL", ""),
+		FederationURL:       get("AGENTOS_FEDERATION_URL", ""),
+		StackID:             get("AGENTOS_STACK_ID", "stk_local_node_a"),
+		Region:              get("AGENTOS_REGION", "local"),
+		Environment:         get("AGENTOS_ENVIRONMENT", ""),
+		StoreURL:            get("AGENTOS_STORE_URL", ""),
+		DefaultTenant:       get("AGENTOS_DEFAULT_TENANT", "tnt_demo"),
+		AuditSink:           get("AGENTOS_AUDIT_SINK", ""),
+		HTTPFetchAllow:      get("AGENTOS_HTTP_FETCH_ALLOW", ""),
+		ModelPolicyConfig:   get("AGENTOS_MODEL_POLICY_CONFIG", ""),
+		LogLevel:            get("AGENTOS_LOG_LEVEL", "info"),
+		AuditCheckpointFile: get("AGENTOS_AUDIT_CHECKPOINT_FILE", ""),
 
 		JWTIssuersFile:     get("AGENTOS_JWT_ISSUERS_FILE", ""),
 		JWTIssuer:          get("AGENTOS_JWT_ISSUER", ""),
@@ -141,6 +149,14 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 	num("AGENTOS_QUOTA_INVOKE_QPS", "20", &c.QuotaInvokeQPS)
 	integer("AGENTOS_EXECUTORS", "128", &c.Executors)
 	integer("AGENTOS_IDEMPOTENCY_TTL_HOURS", "24", &c.IdempotencyTTLHours)
+	if v := get("AGENTOS_AUDIT_CHECKPOINT_INTERVAL", "1m"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || (d > 0 && d < time.Second) {
+			errsList = append(errsList, fmt.Sprintf("AGENTOS_AUDIT_CHECKPOINT_INTERVAL=%q: want a duration of at least 1s (such as 1m), or 0 to disable", v))
+		} else {
+			c.AuditCheckpointInterval = d
+		}
+	}
 	if len(errsList) > 0 {
 		return c, fmt.Errorf("invalid configuration: %s", strings.Join(errsList, "; "))
 	}
@@ -171,6 +187,9 @@ func (c *Config) Finish() error {
 	}
 	if c.StoreURL == "" {
 		c.StoreURL = "sqlite://" + filepath.Join(c.DataDir, "agentos.db")
+	}
+	if c.AuditCheckpointFile == "" {
+		c.AuditCheckpointFile = filepath.Join(c.DataDir, "audit-checkpoints.jsonl")
 	}
 	if c.AuditSink == "" {
 		c.AuditSink = "file:" + filepath.Join(c.DataDir, "audit", "audit.jsonl")

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -33,7 +34,26 @@ AGENTOS_REGION='eu'
 	require.Equal(t, "http://127.0.0.1:50083", c.FederationURL)
 	require.Equal(t, 128, c.Executors)
 	require.Equal(t, 10.0, c.QuotaRunCreateQPS)
+	require.Equal(t, time.Minute, c.AuditCheckpointInterval)
+	require.Equal(t, filepath.Join(dir, "data", "audit-checkpoints.jsonl"), c.AuditCheckpointFile)
 	require.True(t, c.DevMode())
+}
+
+func TestAuditCheckpointSettings(t *testing.T) {
+	t.Parallel()
+	none := filepath.Join(t.TempDir(), "none")
+	c, err := Load(lookupFrom(map[string]string{"AGENTOS_AUDIT_CHECKPOINT_INTERVAL": "0", "AGENTOS_AUDIT_CHECKPOINT_FILE": "/safe/cp.jsonl"}), none)
+	require.NoError(t, err)
+	require.NoError(t, c.Finish())
+	require.Zero(t, c.AuditCheckpointInterval, "0 disables the writer")
+	require.Equal(t, "/safe/cp.jsonl", c.AuditCheckpointFile)
+	c, err = Load(lookupFrom(map[string]string{"AGENTOS_AUDIT_CHECKPOINT_INTERVAL": "15s"}), none)
+	require.NoError(t, err)
+	require.Equal(t, 15*time.Second, c.AuditCheckpointInterval)
+	for _, v := range []string{"soon", "-1m", "10ms"} {
+		_, err = Load(lookupFrom(map[string]string{"AGENTOS_AUDIT_CHECKPOINT_INTERVAL": v}), none)
+		require.ErrorContains(t, err, "AGENTOS_AUDIT_CHECKPOINT_INTERVAL", v)
+	}
 }
 
 func TestProdDefaultsAndErrors(t *testing.T) {
