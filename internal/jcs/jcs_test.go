@@ -42,8 +42,7 @@ func TestNumbersRFC8785AppendixB(t *testing.T) {
 	}
 	for _, c := range cases {
 		f := math.Float64frombits(c.bits)
-		require.Equal(t, c.want, FormatNumber(f), "%#016x", c.bits)
-		// And through Transform, from Go's own spelling of the number.
+		// From Go's own spelling of the number.
 		raw, err := json.Marshal(f)
 		require.NoError(t, err)
 		got, err := Transform(raw)
@@ -112,6 +111,7 @@ func TestTransformRefusesNonIJSON(t *testing.T) {
 		"duplicate name":        `{"a":1,"a":2}`,
 		"nested duplicate":      `[{"x":{"b":1,"b":1}}]`,
 		"number out of range":   `1e400`,
+		"NaN":                   `NaN`,
 		"lone high surrogate":   `"\ud800x"`,
 		"lone low surrogate":    `"\udc00"`,
 		"invalid UTF-8":         "\"\xff\"",
@@ -127,6 +127,19 @@ func TestTransformRefusesNonIJSON(t *testing.T) {
 	got, err := Transform([]byte(`[{"a":1},{"a":2},"\ud83d\ude00\\u"]`))
 	require.NoError(t, err)
 	require.Equal(t, `[{"a":1},{"a":2},"😀\\u"]`, string(got))
+}
+
+func TestTransformWithout(t *testing.T) {
+	got, err := TransformWithout([]byte(`{"z":1, "hash":"x", "d":{"hash":"kept"}, "a":[1.0]}`), "hash")
+	require.NoError(t, err)
+	require.Equal(t, `{"a":[1],"d":{"hash":"kept"},"z":1}`, string(got))
+	got, err = TransformWithout([]byte(`{"h\u0061sh":1,"b":2,"a":1}`), "hash")
+	require.NoError(t, err)
+	require.Equal(t, `{"a":1,"b":2}`, string(got))
+	for _, in := range []string{`[1]`, `{"a":1,"a":2}`, `{"a":1} {}`, `{"a":`, `{"x":-1e400}`} {
+		_, err := TransformWithout([]byte(in), "hash")
+		require.Error(t, err, in)
+	}
 }
 
 // FuzzTransform: whatever Transform accepts, its output is valid JSON with

@@ -24,14 +24,7 @@ func CanonicalAudit(r AuditRecord) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit record %s: %w", r.AuditID, err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
-		return nil, fmt.Errorf("audit record %s: %w", r.AuditID, err)
-	}
-	delete(m, "hash")
-	b, err := jcs.Marshal(m)
+	b, err := jcs.TransformWithout(raw, "hash")
 	if err != nil {
 		return nil, fmt.Errorf("audit record %s: %w", r.AuditID, err)
 	}
