@@ -186,3 +186,21 @@ func TestCheckpointsDetectRewriteAndTruncation(t *testing.T) {
 		require.Contains(t, probs[0].Message, "checkpoint at seq 4")
 	})
 }
+
+// TestCheckpointerRunSignsOnStop: the periodic writer signs the head once
+// more when its context ends (a clean stop leaves the final head signed).
+func TestCheckpointerRunSignsOnStop(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := openStore(t)
+	_, err := New(db, nil).Record(ctx, store.AuditRecord{Action: "tenant.create", TenantID: "tnt_a"})
+	require.NoError(t, err)
+	cp := &Checkpointer{Log: db, Path: filepath.Join(t.TempDir(), CheckpointFileName), Signer: newKey(t)}
+	stop, cancel := context.WithCancel(ctx)
+	cancel()
+	cp.Run(stop, time.Hour)
+	last, ok, err := LastCheckpoint(cp.Path)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.EqualValues(t, 1, last.Seq)
+}
