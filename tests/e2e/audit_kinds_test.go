@@ -49,7 +49,7 @@ var auditKinds = []struct {
 	{"b", "federation.forward.accept", false, ""}, // federation/forward.go (inbound, on the peer)
 	{"b", "federation.events.serve", false, ""},   // federation/proxy.go (on the peer)
 	{"a", "federation.events.replica", true, ""},  // federation/proxy.go (fallback when the peer is down)
-	{"b", "federation.peer.reject", true, ""},     // federation/server.go (refused peer credentials)
+	{"b", "federation.peer.reject", false, ""},    // federation/server.go (refused peer credentials)
 }
 
 // TestAuditChainEveryRecordKind: two federated nodes serve every kind of
@@ -165,6 +165,12 @@ func TestAuditChainEveryRecordKind(t *testing.T) {
 	ingestHdr := map[string]string{"Authorization": admin["Authorization"], "X-Tenant-Id": "tnt_demo"}
 	do("POST", fed+"/v1/federation/events:ingest", ingestHdr,
 		map[string]any{"events": []any{ev}, "ingest": map[string]any{"source_stack_id": "stk_aud_restore"}}, http.StatusOK)
+
+	// A peer request with A's certificate and an identity token B cannot
+	// verify: refused and audited on B.
+	code, _, out = fedDo(t, fedLoadIdentity(t, a).client(true), "POST", b.fedPeerURL()+"/v1/federation/runs:forward",
+		map[string]string{"Authorization": "Bearer not-a-jwt"}, forward)
+	require.Equal(t, http.StatusUnauthorized, code, string(out))
 
 	// Stop both nodes (a clean stop signs the final head) and verify.
 	for _, n := range []*fedNode{a, b} {
