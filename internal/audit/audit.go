@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -165,10 +166,8 @@ func OpenSink(spec string) (io.WriteCloser, error) {
 	return f, nil
 }
 
-// Verify checks a run of consecutive records (in Seq order): each Hash
-// must equal store.HashAudit of the record, each PrevHash the previous
-// record's Hash, Seq must increase by one, and a chain starting at Seq 1
-// must have an empty PrevHash. It returns the first broken Seq and why.
+// Verify checks a run of consecutive records (in Seq order) with a Chain.
+// It returns the first broken Seq and why.
 func Verify(records []store.AuditRecord) (ok bool, brokenSeq int64, reason string) {
 	var c Chain
 	for _, r := range records {
@@ -181,18 +180,51 @@ func Verify(records []store.AuditRecord) (ok bool, brokenSeq int64, reason strin
 
 // Chain verifies records one at a time, so a long log can be checked page
 // by page. The zero value expects any starting record.
+//
+// A record stored in canonical form (r.Stored.Canonical) must hash to
+// r.Hash (SHA-256 of exactly the stored bytes), and the record as read
+// (its columns) must encode to those same bytes. A record not read from a
+// store (Stored nil: a sink line) is encoded again (store.CanonicalAudit is
+// exact for a decoded record). A legacy record (written
+// before the canonical form, Canonical nil) is checked with the rule its
+// writer used: store.LegacyHashAuditEncoded over its stored map columns,
+// or store.LegacyHashAudit (re-encoded maps) for the few records whose
+// columns a store rewrote. Legacy records may only precede canonical ones:
+// the switch happens once, at the first canonical record, and a legacy
+// record after it is a break (else stripping a record's canonical bytes
+// would downgrade it to the weaker rule). Each record's PrevHash must be
+// the previous record's Hash, Seq must increase by one, and a chain
+// starting at Seq 1 must have an empty PrevHash.
 type Chain struct {
 	started  bool
 	prevSeq  int64
 	prevHash string
 	// Count is the number of records verified.
 	Count int64
+	// SwitchSeq is the Seq of the first canonical record seen (0: none).
+	SwitchSeq int64
+	// Legacy is the number of legacy records verified.
+	Legacy int64
 }
 
 // Next verifies r as the record following the previous one.
 func (c *Chain) Next(r store.AuditRecord) (ok bool, reason string) {
-	if got := store.HashAudit(r); got != r.Hash {
-		return false, fmt.Sprintf("hash mismatch: record content does not match its hash (stored %s, computed %s)", short(r.Hash), short(got))
+	var canonical bool
+	switch {
+	case r.Stored != nil && r.Stored.Canonical != nil:
+		canonical = true
+		reason = checkCanonical(r)
+	case r.Stored == nil && hashOfRecord(r) == r.Hash:
+		// Not read from a store (a sink line, an API response): its
+		// canonical form is recomputed, exactly, from the values.
+		canonical = true
+	case c.SwitchSeq != 0:
+		reason = fmt.Sprintf("record is not in the canonical form, but records are canonical since seq %d (legacy format after the switch, or content that does not match its hash)", c.SwitchSeq)
+	default:
+		reason = checkLegacy(r)
+	}
+	if reason != "" {
+		return false, reason
 	}
 	if !c.started {
 		if r.Seq < 1 {
@@ -209,9 +241,74 @@ func (c *Chain) Next(r store.AuditRecord) (ok bool, reason string) {
 			return false, fmt.Sprintf("prev_hash %s does not match the hash %s of record %d", short(r.PrevHash), short(c.prevHash), c.prevSeq)
 		}
 	}
+	if canonical && c.SwitchSeq == 0 {
+		c.SwitchSeq = r.Seq
+	}
+	if !canonical {
+		c.Legacy++
+	}
 	c.started, c.prevSeq, c.prevHash = true, r.Seq, r.Hash
 	c.Count++
 	return true, ""
+}
+
+// checkCanonical checks a canonical record: stored bytes against the hash,
+// then the record as read against the stored bytes ("" when intact).
+func checkCanonical(r store.AuditRecord) string {
+	stored := r.Stored.Canonical
+	if got := store.HashCanonical(stored); got != r.Hash {
+		return fmt.Sprintf("hash mismatch: the stored record bytes do not match its hash (stored %s, computed %s)", short(r.Hash), short(got))
+	}
+	again, err := store.CanonicalAudit(r)
+	if err != nil {
+		return "the record as read cannot be encoded: " + err.Error()
+	}
+	if string(again) != string(stored) {
+		return "the record's columns differ from its hashed bytes (" + diffFields(stored, again) + ")"
+	}
+	return ""
+}
+
+// diffFields names the top-level fields in which two canonical records
+// differ.
+func diffFields(stored, read []byte) string {
+	var a, b map[string]json.RawMessage
+	if json.Unmarshal(stored, &a) != nil || json.Unmarshal(read, &b) != nil {
+		return "undecodable"
+	}
+	var names []string
+	for k, v := range a {
+		if w, ok := b[k]; !ok || string(w) != string(v) {
+			names = append(names, k)
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	return "field " + strings.Join(names, ", ")
+}
+
+// hashOfRecord is the hash r would have if stored canonically ("" if it
+// cannot be encoded).
+func hashOfRecord(r store.AuditRecord) string {
+	b, err := store.CanonicalAudit(r)
+	if err != nil {
+		return ""
+	}
+	return store.HashCanonical(b)
+}
+
+func checkLegacy(r store.AuditRecord) string {
+	if r.Stored != nil && store.LegacyHashAuditEncoded(r, r.Stored.PolicyContext, r.Stored.Details) == r.Hash {
+		return ""
+	}
+	if got := store.LegacyHashAudit(r); got != r.Hash {
+		return fmt.Sprintf("hash mismatch: legacy record content does not match its hash (stored %s, computed %s)", short(r.Hash), short(got))
+	}
+	return ""
 }
 
 func short(h string) string {
@@ -229,19 +326,52 @@ type Result struct {
 	OK        bool
 	Records   int64
 	BrokenSeq int64
-	Reason    string
+	// BrokenID is the AuditID of the broken record ("" when none).
+	BrokenID string
+	Reason   string
+	// Legacy is the number of legacy records (verified with the old rule);
+	// SwitchSeq the first canonical record's Seq (0: none).
+	Legacy, SwitchSeq int64
+	// HeadSeq and HeadHash are the last verified record's.
+	HeadSeq  int64
+	HeadHash string
+	// Hashes holds the Hash of the records at the Seqs asked for
+	// (VerifyLogAt), for checkpoint comparison.
+	Hashes map[int64]string
 }
 
 // VerifyLog reads the whole audit log of st (every tenant, in Seq order,
 // pageSize records at a time; 0 means 1000) and verifies the chain from
-// seq 1. A non-nil error means the log could not be read. (Records cut off
-// the end of the log leave no trace in the chain itself; compare Records
-// with the sink's copy to detect that.)
+// seq 1. A non-nil error means the log could not be read. Records cut off
+// the end of the log, or a chain rewritten and re-hashed as a whole, leave
+// no trace in the chain itself: VerifyCheckpoints compares the result with
+// signed checkpoints kept outside the store.
 func VerifyLog(ctx context.Context, st store.AuditLog, pageSize int) (Result, error) {
+	return VerifyLogAt(ctx, st, pageSize, nil)
+}
+
+// VerifyLogAt is VerifyLog that also collects, in Result.Hashes, the Hash
+// of the records at seqs (those the chain reaches).
+func VerifyLogAt(ctx context.Context, st store.AuditLog, pageSize int, seqs []int64) (Result, error) {
 	if pageSize <= 0 {
 		pageSize = 1000
 	}
+	want := make(map[int64]bool, len(seqs))
+	for _, s := range seqs {
+		want[s] = true
+	}
+	res := Result{Hashes: map[int64]string{}}
 	var c Chain
+	done := func(broken store.AuditRecord, reason string) Result {
+		res.Records, res.Legacy, res.SwitchSeq = c.Count, c.Legacy, c.SwitchSeq
+		res.HeadSeq, res.HeadHash = c.prevSeq, c.prevHash
+		if reason == "" {
+			res.OK = true
+		} else {
+			res.BrokenSeq, res.BrokenID, res.Reason = broken.Seq, broken.AuditID, reason
+		}
+		return res
+	}
 	after := int64(0)
 	for {
 		page, err := st.ListAudit(ctx, store.ListAuditParams{AfterSeq: after, Limit: pageSize})
@@ -249,15 +379,17 @@ func VerifyLog(ctx context.Context, st store.AuditLog, pageSize int) (Result, er
 			return Result{}, err
 		}
 		if len(page) == 0 {
-			return Result{OK: true, Records: c.Count}, nil
+			return done(store.AuditRecord{}, ""), nil
 		}
 		for _, r := range page {
 			if !c.started && r.Seq != 1 {
-				return Result{Records: c.Count, BrokenSeq: r.Seq,
-					Reason: fmt.Sprintf("log starts at seq %d: records before it are missing", r.Seq)}, nil
+				return done(r, fmt.Sprintf("log starts at seq %d: records before it are missing", r.Seq)), nil
 			}
 			if ok, reason := c.Next(r); !ok {
-				return Result{Records: c.Count, BrokenSeq: r.Seq, Reason: reason}, nil
+				return done(r, reason), nil
+			}
+			if want[r.Seq] {
+				res.Hashes[r.Seq] = r.Hash
 			}
 		}
 		next := page[len(page)-1].Seq

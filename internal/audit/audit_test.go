@@ -6,11 +6,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -71,7 +73,10 @@ func TestRecordFillsAndWritesSink(t *testing.T) {
 	require.Equal(t, OutcomeSuccess, r.Outcome)
 	require.EqualValues(t, 1, r.Seq)
 	require.Equal(t, "", r.PrevHash)
-	require.Equal(t, store.HashAudit(r), r.Hash)
+	require.Equal(t, store.HashCanonical(r.Stored.Canonical), r.Hash)
+	canon, err := store.CanonicalAudit(r)
+	require.NoError(t, err)
+	require.Equal(t, string(canon), string(r.Stored.Canonical))
 	require.False(t, r.Time.IsZero())
 
 	explicit, err := a.Record(context.Background(), store.AuditRecord{Action: "token.revoke", TenantID: "tnt_b",
@@ -108,10 +113,15 @@ func TestRecordFillsAndWritesSink(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "svc_backend", stored[0].PrincipalID)
 	require.Equal(t, "usr_alice", stored[0].OnBehalfOf)
-	require.Equal(t, obo.Hash, store.HashAudit(stored[0]), "on_behalf_of is part of the hashed record")
+	require.Contains(t, string(stored[0].Stored.Canonical), `"on_behalf_of":"usr_alice"`)
+	canonical, err := store.CanonicalAudit(stored[0])
+	require.NoError(t, err)
+	require.Equal(t, obo.Hash, store.HashCanonical(canonical), "on_behalf_of is part of the hashed record")
 	tampered := stored[0]
 	tampered.OnBehalfOf = "usr_bob"
-	require.NotEqual(t, obo.Hash, store.HashAudit(tampered))
+	canonical, err = store.CanonicalAudit(tampered)
+	require.NoError(t, err)
+	require.NotEqual(t, obo.Hash, store.HashCanonical(canonical))
 }
 
 func TestSinkFailureIsNotFatal(t *testing.T) {
@@ -184,14 +194,26 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			{"edited content", func(rs []store.AuditRecord) []store.AuditRecord {
 				rs[2].Outcome = "denied"
 				return rs
-			}, 3, "hash mismatch"},
+			}, 3, "differ from its hashed bytes (field outcome)"},
 			{"edited details", func(rs []store.AuditRecord) []store.AuditRecord {
 				rs[1].Details = map[string]any{"n": 2}
 				return rs
+			}, 2, "field details"},
+			{"edited stored bytes", func(rs []store.AuditRecord) []store.AuditRecord {
+				b := []byte(string(rs[1].Stored.Canonical))
+				b[len(b)-3] ^= 1
+				rs[1].Stored = &store.StoredAudit{Canonical: b}
+				return rs
 			}, 2, "hash mismatch"},
+			{"edited, no stored bytes", func(rs []store.AuditRecord) []store.AuditRecord {
+				rs[1].Action = "forged"
+				rs[1].Stored = nil
+				return rs
+			}, 2, "not in the canonical form"},
 			{"edited and rehashed", func(rs []store.AuditRecord) []store.AuditRecord {
 				rs[1].Action = "forged"
-				rs[1].Hash = store.HashAudit(rs[1])
+				rs[1].Stored = nil
+				rs[1].Hash = hashOfRecord(rs[1])
 				return rs
 			}, 3, "prev_hash"},
 			{"record removed", func(rs []store.AuditRecord) []store.AuditRecord {
@@ -199,7 +221,8 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			}, 4, "seq gap"},
 			{"first prev_hash forged", func(rs []store.AuditRecord) []store.AuditRecord {
 				rs[0].PrevHash = "abc"
-				rs[0].Hash = store.HashAudit(rs[0])
+				rs[0].Stored = nil
+				rs[0].Hash = hashOfRecord(rs[0])
 				return rs
 			}, 1, "first record"},
 		}
@@ -227,7 +250,8 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		require.False(t, res.OK)
 		require.EqualValues(t, 4, res.BrokenSeq)
 		require.EqualValues(t, 3, res.Records)
-		require.Contains(t, res.Reason, "hash mismatch")
+		require.Contains(t, res.Reason, "columns differ from its hashed bytes (field action)")
+		require.True(t, strings.HasPrefix(res.BrokenID, "aud_"))
 	})
 
 	t.Run("deleted from the database", func(t *testing.T) {
@@ -269,4 +293,53 @@ func TestOpenSink(t *testing.T) {
 		_, err := OpenSink(spec)
 		require.Error(t, err, spec)
 	}
+}
+
+// TestVerifyLegacyThenCanonical: a data dir written by the old code (no
+// canonical bytes; the hash covers the map columns as stored, here a
+// struct's field order, which re-encoding would sort) keeps verifying, new
+// records are canonical after it, and a record stripped of its canonical
+// bytes after the switch is a break.
+func TestVerifyLegacyThenCanonical(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := openStore(t)
+	prev := ""
+	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	for seq := int64(1); seq <= 2; seq++ {
+		r := store.AuditRecord{AuditID: fmt.Sprintf("aud_old%d", seq), Seq: seq, Time: at, TenantID: "tnt_a",
+			PrincipalID: "usr_a", Action: "model.chat", Outcome: "success", CorrelationID: "c", PrevHash: prev}
+		details := []byte(`{"usage":{"output_tokens":2,"input_tokens":1}}`) // struct order, not sorted
+		r.Hash = store.LegacyHashAuditEncoded(r, nil, details)
+		require.NotEqual(t, store.LegacyHashAudit(r), r.Hash, "re-encoding differs: the defect")
+		_, err := db.SQL().ExecContext(ctx, `INSERT INTO audit_log (tenant_id, seq, audit_id, time, principal_id, action,
+			target, outcome, policy_context, details, correlation_id, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,NULL,?,?,?,?)`,
+			r.TenantID, r.Seq, r.AuditID, r.Time.UnixMicro(), r.PrincipalID, r.Action, r.Target, r.Outcome,
+			string(details), r.CorrelationID, r.PrevHash, r.Hash)
+		require.NoError(t, err)
+		prev = r.Hash
+	}
+	a := New(db, nil)
+	for i := 0; i < 2; i++ {
+		_, err := a.Record(ctx, store.AuditRecord{Action: "model.chat", TenantID: "tnt_a",
+			Details: map[string]any{"usage": struct {
+				Out int `json:"output_tokens"`
+				In  int `json:"input_tokens"`
+			}{2, 1}}})
+		require.NoError(t, err)
+	}
+	res, err := VerifyLog(ctx, db, 0)
+	require.NoError(t, err)
+	require.True(t, res.OK, res.Reason)
+	require.EqualValues(t, 4, res.Records)
+	require.EqualValues(t, 2, res.Legacy)
+	require.EqualValues(t, 3, res.SwitchSeq)
+
+	_, err = db.SQL().ExecContext(ctx, `UPDATE audit_log SET record = NULL WHERE seq = 4`)
+	require.NoError(t, err)
+	res, err = VerifyLog(ctx, db, 0)
+	require.NoError(t, err)
+	require.False(t, res.OK)
+	require.EqualValues(t, 4, res.BrokenSeq)
+	require.Contains(t, res.Reason, "canonical since seq 3")
 }

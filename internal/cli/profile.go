@@ -121,6 +121,9 @@ func nodeBConfig(a config.Config, offset int) (config.Config, error) {
 	if strings.HasPrefix(a.AuditSink, "file:") {
 		b.AuditSink = ""
 	}
+	// Node B has its own chain and key: its checkpoints go under its own
+	// data dir, never into node A's file.
+	b.AuditCheckpointFile = ""
 	for _, f := range []*string{&b.OrchestratorAddr, &b.ModelPolicyAddr, &b.FederationAddr, &b.FederationPeerAddr} {
 		s, err := shiftPort(*f, offset)
 		if err != nil {
@@ -166,6 +169,8 @@ func writeNodeEnv(path string, c config.Config, offset int) error {
 	kv("AGENTOS_EXECUTORS", strconv.Itoa(c.Executors))
 	kv("AGENTOS_IDEMPOTENCY_TTL_HOURS", strconv.Itoa(c.IdempotencyTTLHours))
 	kv("AGENTOS_LOG_LEVEL", c.LogLevel)
+	kv("AGENTOS_AUDIT_CHECKPOINT_FILE", c.AuditCheckpointFile)
+	kv("AGENTOS_AUDIT_CHECKPOINT_INTERVAL", c.AuditCheckpointInterval.String())
 	kv(nodeBOffsetEnv, strconv.Itoa(offset))
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err

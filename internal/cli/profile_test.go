@@ -94,6 +94,7 @@ func TestNodeBConfigDerivesHomePortsAndStack(t *testing.T) {
 	require.Equal(t, "http://127.0.0.1:50093", b.FederationURL)
 	require.Equal(t, "sqlite://"+filepath.Join(b.DataDir, "agentos.db"), b.StoreURL)
 	require.Equal(t, "file:"+filepath.Join(b.DataDir, "audit", "audit.jsonl"), b.AuditSink)
+	require.Equal(t, filepath.Join(b.DataDir, "audit-checkpoints.jsonl"), b.AuditCheckpointFile, "node B's own checkpoints")
 	require.Equal(t, a.Mode, b.Mode)
 	require.Equal(t, "/etc/models.yaml", b.ModelPolicyConfig)
 	require.Equal(t, "https://127.0.0.1:50094", peerURL(b))

@@ -62,6 +62,12 @@ type Config struct {
 	HTTPIdleTimeout       time.Duration // AGENTOS_HTTP_IDLE_TIMEOUT, default 120s: an idle keep-alive connection is closed after it
 	HTTPMaxHeaderBytes    int           // AGENTOS_HTTP_MAX_HEADER_BYTES, default 65536: larger request headers get 431
 
+	// Signed audit checkpoints (docs/operations.md, "Audit log"): the file
+	// they are appended to, best kept where the database's administrators
+	// cannot write, and how often the orchestrator writes one.
+	AuditCheckpointFile     string        // AGENTOS_AUDIT_CHECKPOINT_FILE, default $DATA_DIR/audit-checkpoints.jsonl
+	AuditCheckpointInterval time.Duration // AGENTOS_AUDIT_CHECKPOINT_INTERVAL (Go duration), default 1m; 0 disables the periodic writer
+
 	// Trusted JWT issuers (CONTRACT §3): a YAML file listing issuers, and/or
 	// one issuer from the variables below (AGENTOS_JWT_ISSUER plus one or
 	// more of the JWKS URL, public key file and HS256 secret file).
@@ -103,25 +109,26 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 		return def
 	}
 	c := Config{
-		Home:               get("AGENTOS_HOME", ".agentos"),
-		DataDir:            get("AGENTOS_DATA_DIR", ""),
-		Mode:               get("AGENTOS_MODE", ModeDemo),
-		OrchestratorAddr:   get("AGENTOS_ORCHESTRATOR_ADDR", "127.0.0.1:50081"),
-		ModelPolicyAddr:    get("AGENTOS_MODEL_POLICY_ADDR", "127.0.0.1:50082"),
-		FederationAddr:     get("AGENTOS_FEDERATION_ADDR", "127.0.0.1:50083"),
-		FederationPeerAddr: get("AGENTOS_FEDERATION_PEER_ADDR", "127.0.0.1:50084"),
-		OrchestratorURL:    get("AGENTOS_ORCHESTRATOR_URL", ""),
-		ModelPolicyURL:     get("AGENTOS_MODEL_POLICY_URL", ""),
-		FederationURL:      get("AGENTOS_FEDERATION_URL", ""),
-		StackID:            get("AGENTOS_STACK_ID", "stk_local_node_a"),
-		Region:             get("AGENTOS_REGION", "local"),
-		Environment:        get("AGENTOS_ENVIRONMENT", ""),
-		StoreURL:           get("AGENTOS_STORE_URL", ""),
-		DefaultTenant:      get("AGENTOS_DEFAULT_TENANT", "tnt_demo"),
-		AuditSink:          get("AGENTOS_AUDIT_SINK", ""),
-		HTTPFetchAllow:     get("AGENTOS_HTTP_FETCH_ALLOW", ""),
-		ModelPolicyConfig:  get("AGENTOS_MODEL_POLICY_CONFIG", ""),
-		LogLevel:           get("AGENTOS_LOG_LEVEL", "info"),
+		Home:                get("AGENTOS_HOME", ".agentos"),
+		DataDir:             get("AGENTOS_DATA_DIR", ""),
+		Mode:                get("AGENTOS_MODE", ModeDemo),
+		OrchestratorAddr:    get("AGENTOS_ORCHESTRATOR_ADDR", "127.0.0.1:50081"),
+		ModelPolicyAddr:     get("AGENTOS_MODEL_POLICY_ADDR", "127.0.0.1:50082"),
+		FederationAddr:      get("AGENTOS_FEDERATION_ADDR", "127.0.0.1:50083"),
+		FederationPeerAddr:  get("AGENTOS_FEDERATION_PEER_ADDR", "127.0.0.1:50084"),
+		OrchestratorURL:     get("AGENTOS_ORCHESTRATOR_URL", ""),
+		ModelPolicyURL:      get("AGENTOS_MODEL_POLICY_URL", ""),
+		FederationURL:       get("AGENTOS_FEDERATION_URL", ""),
+		StackID:             get("AGENTOS_STACK_ID", "stk_local_node_a"),
+		Region:              get("AGENTOS_REGION", "local"),
+		Environment:         get("AGENTOS_ENVIRONMENT", ""),
+		StoreURL:            get("AGENTOS_STORE_URL", ""),
+		DefaultTenant:       get("AGENTOS_DEFAULT_TENANT", "tnt_demo"),
+		AuditSink:           get("AGENTOS_AUDIT_SINK", ""),
+		HTTPFetchAllow:      get("AGENTOS_HTTP_FETCH_ALLOW", ""),
+		ModelPolicyConfig:   get("AGENTOS_MODEL_POLICY_CONFIG", ""),
+		LogLevel:            get("AGENTOS_LOG_LEVEL", "info"),
+		AuditCheckpointFile: get("AGENTOS_AUDIT_CHECKPOINT_FILE", ""),
 
 		JWTIssuersFile:     get("AGENTOS_JWT_ISSUERS_FILE", ""),
 		JWTIssuer:          get("AGENTOS_JWT_ISSUER", ""),
@@ -172,6 +179,15 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 	duration("AGENTOS_HTTP_READ_HEADER_TIMEOUT", "10s", &c.HTTPReadHeaderTimeout)
 	duration("AGENTOS_HTTP_BODY_TIMEOUT", "30s", &c.HTTPBodyTimeout)
 	duration("AGENTOS_HTTP_IDLE_TIMEOUT", "120s", &c.HTTPIdleTimeout)
+
+	if v := get("AGENTOS_AUDIT_CHECKPOINT_INTERVAL", "1m"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || (d > 0 && d < time.Second) {
+			errsList = append(errsList, fmt.Sprintf("AGENTOS_AUDIT_CHECKPOINT_INTERVAL=%q: want a duration of at least 1s (such as 1m), or 0 to disable", v))
+		} else {
+			c.AuditCheckpointInterval = d
+		}
+	}
 	if len(errsList) > 0 {
 		return c, fmt.Errorf("invalid configuration: %s", strings.Join(errsList, "; "))
 	}
@@ -202,6 +218,9 @@ func (c *Config) Finish() error {
 	}
 	if c.StoreURL == "" {
 		c.StoreURL = "sqlite://" + filepath.Join(c.DataDir, "agentos.db")
+	}
+	if c.AuditCheckpointFile == "" {
+		c.AuditCheckpointFile = filepath.Join(c.DataDir, "audit-checkpoints.jsonl")
 	}
 	if c.AuditSink == "" {
 		c.AuditSink = "file:" + filepath.Join(c.DataDir, "audit", "audit.jsonl")

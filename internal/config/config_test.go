@@ -40,6 +40,8 @@ AGENTOS_REGION='eu'
 	require.Equal(t, 30*time.Second, c.HTTPBodyTimeout)
 	require.Equal(t, 120*time.Second, c.HTTPIdleTimeout)
 	require.Equal(t, 64<<10, c.HTTPMaxHeaderBytes)
+	require.Equal(t, time.Minute, c.AuditCheckpointInterval)
+	require.Equal(t, filepath.Join(dir, "data", "audit-checkpoints.jsonl"), c.AuditCheckpointFile)
 	require.True(t, c.DevMode())
 }
 
@@ -56,6 +58,23 @@ func TestServerLimitSettings(t *testing.T) {
 	require.ErrorContains(t, err, "AGENTOS_HTTP_BODY_TIMEOUT")
 	_, err = Load(lookupFrom(map[string]string{"AGENTOS_MAX_STREAMS": "-1"}), none)
 	require.ErrorContains(t, err, "AGENTOS_MAX_STREAMS")
+}
+
+func TestAuditCheckpointSettings(t *testing.T) {
+	t.Parallel()
+	none := filepath.Join(t.TempDir(), "none")
+	c, err := Load(lookupFrom(map[string]string{"AGENTOS_AUDIT_CHECKPOINT_INTERVAL": "0", "AGENTOS_AUDIT_CHECKPOINT_FILE": "/safe/cp.jsonl"}), none)
+	require.NoError(t, err)
+	require.NoError(t, c.Finish())
+	require.Zero(t, c.AuditCheckpointInterval, "0 disables the writer")
+	require.Equal(t, "/safe/cp.jsonl", c.AuditCheckpointFile)
+	c, err = Load(lookupFrom(map[string]string{"AGENTOS_AUDIT_CHECKPOINT_INTERVAL": "15s"}), none)
+	require.NoError(t, err)
+	require.Equal(t, 15*time.Second, c.AuditCheckpointInterval)
+	for _, v := range []string{"soon", "-1m", "10ms"} {
+		_, err = Load(lookupFrom(map[string]string{"AGENTOS_AUDIT_CHECKPOINT_INTERVAL": v}), none)
+		require.ErrorContains(t, err, "AGENTOS_AUDIT_CHECKPOINT_INTERVAL", v)
+	}
 }
 
 func TestProdDefaultsAndErrors(t *testing.T) {

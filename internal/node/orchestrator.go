@@ -97,6 +97,17 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	defer srv.Stop()
+	if cfg.AuditCheckpointInterval > 0 {
+		// The orchestrator signs the chain head periodically (and once more
+		// on a clean stop, before the store closes).
+		cp := &audit.Checkpointer{Log: st, Path: cfg.AuditCheckpointFile, Signer: signer, Logger: log}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			cp.Run(ctx, cfg.AuditCheckpointInterval)
+		}()
+		defer func() { <-done }()
+	}
 	go purgeIdempotency(ctx, st, log)
 	return serveHTTP(ctx, cfg, cfg.OrchestratorAddr, srv.Handler(), log)
 }

@@ -1,17 +1,58 @@
 package store
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"time"
+
+	"github.com/nexixai/agentos/internal/jcs"
 )
 
-// HashAudit returns the chain hash of r: SHA-256 over the JSON of r with
-// Hash empty (which covers PrevHash, the previous record's hash). Adapters
-// call it (through HashAuditEncoded) when appending; `agentos audit verify`
-// calls it to find a broken link.
-func HashAudit(r AuditRecord) string {
+// CanonicalAudit returns the bytes an audit record is stored as and hashed
+// over: the RFC 8785 canonical JSON of every field the record encodes to,
+// except "hash" (so PrevHash and Seq are covered, and so is any field added
+// to AuditRecord later, with no code here). Time is taken in UTC with
+// microsecond precision, as stores keep it. It fails only on values JSON
+// cannot carry (NaN, a number beyond a double).
+func CanonicalAudit(r AuditRecord) ([]byte, error) {
+	r.Hash, r.Stored = "", nil
+	r.Time = r.Time.UTC().Truncate(time.Microsecond)
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("audit record %s: %w", r.AuditID, err)
+	}
+	b, err := jcs.TransformWithout(raw, "hash")
+	if err != nil {
+		return nil, fmt.Errorf("audit record %s: %w", r.AuditID, err)
+	}
+	return b, nil
+}
+
+// HashCanonical is the chain hash of a record stored as canonical (the
+// output of CanonicalAudit): hex SHA-256 of exactly those bytes.
+func HashCanonical(canonical []byte) string {
+	return hashBytes(canonical)
+}
+
+// DecodeCanonical decodes a record's canonical bytes (numbers in maps kept
+// as json.Number, so re-encoding is exact).
+func DecodeCanonical(canonical []byte) (AuditRecord, error) {
+	var r AuditRecord
+	dec := json.NewDecoder(bytes.NewReader(canonical))
+	dec.UseNumber()
+	err := dec.Decode(&r)
+	return r, err
+}
+
+// LegacyHashAudit is the hash rule of records written before the
+// canonical form (StoredAudit.Canonical nil): SHA-256 over the JSON of r
+// with Hash empty, its maps re-encoded by encoding/json. It is kept only to
+// verify those records; see LegacyHashAuditEncoded for the rule the old
+// writer actually applied.
+func LegacyHashAudit(r AuditRecord) string {
 	pc, err1 := encodeAuditMap(r.PolicyContext)
 	det, err2 := encodeAuditMap(r.Details)
 	if err1 != nil || err2 != nil {
@@ -19,14 +60,15 @@ func HashAudit(r AuditRecord) string {
 		// (stores refuse such records; verify still gets an answer).
 		return hashBytes(nil)
 	}
-	return HashAuditEncoded(r, pc, det)
+	return LegacyHashAuditEncoded(r, pc, det)
 }
 
-// HashAuditEncoded is HashAudit for a record whose PolicyContext and
-// Details are already encoded, exactly as json.Marshal encodes them (nil,
-// "null" and "{}" all mean empty); the maps in r are ignored. Adapters encode the maps once, for
-// their columns, outside the write transaction, so the writer only hashes.
-func HashAuditEncoded(r AuditRecord, policyContext, details []byte) string {
+// LegacyHashAuditEncoded is LegacyHashAudit over the map columns' bytes as
+// the old writer stored them (nil, "null" and "{}" all mean empty); the
+// maps in r are ignored. The old writer hashed these bytes, which differ
+// from a re-encoding when a map held a struct (Go field order), which is
+// why legacy chains must be verified with the stored bytes.
+func LegacyHashAuditEncoded(r AuditRecord, policyContext, details []byte) string {
 	b, _ := json.Marshal(hashedAudit{ // plain data and valid JSON: Marshal cannot fail
 		AuditID: r.AuditID, Seq: r.Seq, Time: r.Time.UTC().Truncate(time.Microsecond), TenantID: r.TenantID,
 		PrincipalID: r.PrincipalID, OnBehalfOf: r.OnBehalfOf, Action: r.Action, Target: r.Target, Outcome: r.Outcome,
@@ -41,8 +83,8 @@ func hashBytes(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// hashedAudit is AuditRecord with its maps pre-encoded: the same fields,
-// order, tags and omitempty rules, so it marshals to the same bytes.
+// hashedAudit is the legacy record layout with its maps pre-encoded: the
+// same fields, order, tags and omitempty rules the record had then.
 type hashedAudit struct {
 	AuditID       string          `json:"audit_id"`
 	Seq           int64           `json:"seq"`

@@ -186,7 +186,9 @@ type ListAuditParams struct {
 
 // AuditLog is the append-only, hash-chained audit trail.
 type AuditLog interface {
-	// AppendAudit sets Seq, PrevHash and Hash (see HashAudit) and appends.
+	// AppendAudit sets Seq, PrevHash, Hash and Stored (the canonical bytes
+	// stored for the record, see CanonicalAudit; Hash is their SHA-256) and
+	// appends. ListAudit returns records with Stored as read back.
 	AppendAudit(ctx context.Context, r AuditRecord) (AuditRecord, error)
 	// AppendAudits appends rs in order, as AppendAudit would one by one, in
 	// one transaction: all are appended or, on error, none.

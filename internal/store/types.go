@@ -298,6 +298,21 @@ type AuditRecord struct {
 	CorrelationID string         `json:"correlation_id"`
 	PrevHash      string         `json:"prev_hash"`
 	Hash          string         `json:"hash"`
+	// Stored is what the store holds for this record, as read back, for
+	// verification; nil on records not read from a store. Not part of the
+	// record's JSON (so not part of what is hashed).
+	Stored *StoredAudit `json:"-"`
+}
+
+// StoredAudit is an audit record's stored bytes.
+type StoredAudit struct {
+	// Canonical is the record's canonical form (CanonicalAudit) exactly as
+	// written; Hash is its SHA-256. Nil for records written before the
+	// canonical form existed (legacy records).
+	Canonical []byte
+	// PolicyContext and Details are a legacy record's map columns as
+	// stored (the legacy hash covered these bytes).
+	PolicyContext, Details []byte
 }
 
 // UsageRecord is one metered model call.

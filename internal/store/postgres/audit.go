@@ -11,9 +11,10 @@ import (
 )
 
 // AppendAudit appends r to the global chain: Seq = last+1, PrevHash = the
-// last record's Hash ("" for the first), Hash = store.HashAudit(r). AuditID
-// (ids.New("aud_")) and Time (now) are filled when empty; Time is stored UTC
-// with microsecond precision so the hash recomputes after reading back.
+// last record's Hash ("" for the first), then the record's canonical bytes
+// (store.CanonicalAudit) are stored in the record column and Hash is their
+// SHA-256. AuditID (ids.New("aud_")) and Time (now) are filled when empty;
+// Time is kept UTC with microsecond precision.
 // Appends from every replica are serialized by the lock on audit_head.
 func (db *DB) AppendAudit(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error) {
 	out, err := db.AppendAudits(ctx, []store.AuditRecord{r})
@@ -50,16 +51,18 @@ func (db *DB) appendAuditTx(ctx context.Context, tx pgx.Tx, rows []storeutil.Aud
 	if err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE`).Scan(&lastSeq, &lastHash); err != nil {
 		return nil, mapErr(err, "audit chain head")
 	}
-	storeutil.ChainAll(rows, lastSeq, lastHash)
+	if err := storeutil.ChainAll(rows, lastSeq, lastHash); err != nil {
+		return nil, err
+	}
 	// One round trip for the rows and the new head.
 	b := &pgx.Batch{}
 	out := make([]store.AuditRecord, len(rows))
 	for i, row := range rows {
 		r := row.Record
 		b.Queue(`INSERT INTO audit_log (tenant_id, seq, audit_id, time, principal_id, action, target,
-			outcome, policy_context, details, correlation_id, prev_hash, hash, on_behalf_of) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)`,
-			r.TenantID, r.Seq, r.AuditID, r.Time, r.PrincipalID, r.Action, r.Target, r.Outcome, row.PolicyContext,
-			row.Details, r.CorrelationID, r.PrevHash, r.Hash, r.OnBehalfOf)
+			outcome, correlation_id, prev_hash, hash, record, on_behalf_of) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)`,
+			r.TenantID, r.Seq, r.AuditID, r.Time, r.PrincipalID, r.Action, r.Target, r.Outcome,
+			r.CorrelationID, r.PrevHash, r.Hash, row.Canonical, r.OnBehalfOf)
 		out[i] = r
 	}
 	last := rows[len(rows)-1].Record
@@ -74,7 +77,7 @@ func (db *DB) appendAuditTx(ctx context.Context, tx pgx.Tx, rows []storeutil.Aud
 func (db *DB) ListAudit(ctx context.Context, p store.ListAuditParams) ([]store.AuditRecord, error) {
 	limit := storeutil.Limit(p.Limit, storeutil.DefaultAuditLimit, storeutil.MaxAuditLimit)
 	q := `SELECT tenant_id, seq, audit_id, time, principal_id, action, target, outcome, policy_context, details,
-		correlation_id, prev_hash, hash, on_behalf_of FROM audit_log WHERE `
+		correlation_id, prev_hash, hash, record, on_behalf_of FROM audit_log WHERE `
 	args := []any{p.AfterSeq, limit}
 	if p.TenantID != "" {
 		q += `tenant_id = $3 AND `
@@ -88,13 +91,13 @@ func (db *DB) ListAudit(ctx context.Context, p store.ListAuditParams) ([]store.A
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.AuditRecord, error) {
 		var r store.AuditRecord
 		var t time.Time
-		var pc, details []byte
+		var pc, details, record []byte
 		if err := row.Scan(&r.TenantID, &r.Seq, &r.AuditID, &t, &r.PrincipalID, &r.Action, &r.Target, &r.Outcome,
-			&pc, &details, &r.CorrelationID, &r.PrevHash, &r.Hash, &r.OnBehalfOf); err != nil {
+			&pc, &details, &r.CorrelationID, &r.PrevHash, &r.Hash, &record, &r.OnBehalfOf); err != nil {
 			return r, err
 		}
 		r.Time = t.UTC()
-		return r, storeutil.DecodeAudit(&r, pc, details)
+		return r, storeutil.DecodeAudit(&r, record, pc, details)
 	})
 	return out, mapErr(err, "audit log")
 }

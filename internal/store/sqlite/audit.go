@@ -9,9 +9,10 @@ import (
 )
 
 // AppendAudit appends r to the global chain: Seq = last+1, PrevHash = the
-// last record's Hash ("" for the first), Hash = store.HashAudit(r). AuditID
-// (ids.New("aud_")) and Time (now) are filled when empty; Time is stored UTC
-// with microsecond precision so the hash recomputes after reading back.
+// last record's Hash ("" for the first), then the record's canonical bytes
+// (store.CanonicalAudit) are stored in the record column and Hash is their
+// SHA-256. AuditID (ids.New("aud_")) and Time (now) are filled when empty;
+// Time is kept UTC with microsecond precision.
 func (db *DB) AppendAudit(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error) {
 	out, err := db.AppendAudits(ctx, []store.AuditRecord{r})
 	if err != nil {
@@ -44,14 +45,16 @@ func (db *DB) appendAuditTx(ctx context.Context, tx *Tx, rows []storeutil.AuditR
 	if err != nil && err != sql.ErrNoRows {
 		return nil, mapErr(err, "audit log")
 	}
-	storeutil.ChainAll(rows, lastSeq, lastHash)
+	if err := storeutil.ChainAll(rows, lastSeq, lastHash); err != nil {
+		return nil, err
+	}
 	out := make([]store.AuditRecord, len(rows))
 	for i, row := range rows {
 		r := row.Record
 		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_log (tenant_id, seq, audit_id, time, principal_id, action, target,
-			outcome, policy_context, details, correlation_id, prev_hash, hash, on_behalf_of) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+			outcome, correlation_id, prev_hash, hash, record, on_behalf_of) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 			r.TenantID, r.Seq, r.AuditID, r.Time.UnixMicro(), r.PrincipalID, r.Action, r.Target, r.Outcome,
-			row.PolicyContext, row.Details, r.CorrelationID, r.PrevHash, r.Hash, r.OnBehalfOf); err != nil {
+			r.CorrelationID, r.PrevHash, r.Hash, row.Canonical, r.OnBehalfOf); err != nil {
 			return nil, mapErr(err, "audit record "+r.AuditID)
 		}
 		out[i] = r
@@ -63,7 +66,7 @@ func (db *DB) appendAuditTx(ctx context.Context, tx *Tx, rows []storeutil.AuditR
 func (db *DB) ListAudit(ctx context.Context, p store.ListAuditParams) ([]store.AuditRecord, error) {
 	limit := storeutil.Limit(p.Limit, storeutil.DefaultAuditLimit, storeutil.MaxAuditLimit)
 	q := `SELECT tenant_id, seq, audit_id, time, principal_id, action, target, outcome, policy_context, details,
-		correlation_id, prev_hash, hash, on_behalf_of FROM audit_log WHERE `
+		correlation_id, prev_hash, hash, record, on_behalf_of FROM audit_log WHERE `
 	args := []any{}
 	if p.TenantID != "" {
 		q += `tenant_id = ? AND `
@@ -81,12 +84,13 @@ func (db *DB) ListAudit(ctx context.Context, p store.ListAuditParams) ([]store.A
 		var r store.AuditRecord
 		var t int64
 		var pc, details sql.NullString
+		var record []byte
 		if err := rows.Scan(&r.TenantID, &r.Seq, &r.AuditID, &t, &r.PrincipalID, &r.Action, &r.Target, &r.Outcome,
-			&pc, &details, &r.CorrelationID, &r.PrevHash, &r.Hash, &r.OnBehalfOf); err != nil {
+			&pc, &details, &r.CorrelationID, &r.PrevHash, &r.Hash, &record, &r.OnBehalfOf); err != nil {
 			return nil, mapErr(err, "audit log")
 		}
 		r.Time = fromMicros(sql.NullInt64{Int64: t, Valid: true})
-		if err := storeutil.DecodeAudit(&r, nullBytes(pc), nullBytes(details)); err != nil {
+		if err := storeutil.DecodeAudit(&r, record, nullBytes(pc), nullBytes(details)); err != nil {
 			return nil, err
 		}
 		out = append(out, r)

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -13,17 +14,33 @@ import (
 	"github.com/nexixai/agentos/internal/store"
 )
 
-// VerifyChain checks that recs (a whole chain, in Seq order from 1) link up
-// and that every hash recomputes.
+// VerifyChain checks that recs (a whole chain, in Seq order from 1, as
+// read from a store) link up, that every hash is the SHA-256 of the
+// record's stored canonical bytes, and that the record as read encodes to
+// exactly those bytes.
 func VerifyChain(t *testing.T, recs []store.AuditRecord) {
 	t.Helper()
 	prev := ""
 	for i, r := range recs {
 		require.EqualValues(t, i+1, r.Seq, "seq of record %d", i)
 		require.Equal(t, prev, r.PrevHash, "prev_hash of seq %d", r.Seq)
-		require.Equal(t, store.HashAudit(r), r.Hash, "hash of seq %d", r.Seq)
+		require.NotNil(t, r.Stored, "stored bytes of seq %d", r.Seq)
+		require.NotEmpty(t, r.Stored.Canonical, "canonical bytes of seq %d", r.Seq)
+		require.Equal(t, store.HashCanonical(r.Stored.Canonical), r.Hash, "hash of seq %d", r.Seq)
+		again, err := store.CanonicalAudit(r)
+		require.NoError(t, err)
+		require.Equal(t, string(r.Stored.Canonical), string(again), "seq %d re-encodes to its stored bytes", r.Seq)
 		prev = r.Hash
 	}
+}
+
+// usage is a struct in Details: encoding/json writes its fields in Go
+// order, which a re-encoded map would not reproduce (the defect that broke
+// chains after a model call).
+type usage struct {
+	Output int     `json:"output_tokens"`
+	Input  int     `json:"input_tokens"`
+	Cost   float64 `json:"cost_usd"`
 }
 
 func testAudit(t *testing.T, newStore func(t *testing.T) store.Store) {
@@ -37,7 +54,8 @@ func testAudit(t *testing.T, newStore func(t *testing.T) store.Store) {
 			Target:        fmt.Sprintf("run_%d", i),
 			Outcome:       "allowed",
 			PolicyContext: map[string]any{"rule": "default", "n": i, "ratio": 0.25, "nested": map[string]any{"ok": true}},
-			Details:       map[string]any{"big": int64(1) << 60, "tags": []any{"a", "b"}, "html": "<&>"},
+			Details: map[string]any{"big": int64(1) << 60, "tags": []any{"a", "b"}, "html": "<&>\u2028é",
+				"usage": usage{Output: i, Input: 3, Cost: 0.1}, "empty": map[string]any{}, "none": nil},
 			CorrelationID: "cor_1",
 		}
 	}
@@ -58,7 +76,7 @@ func testAudit(t *testing.T, newStore func(t *testing.T) store.Store) {
 			r, err := s.AppendAudit(ctx, r)
 			require.NoError(t, err)
 			require.NotEmpty(t, r.AuditID)
-			require.Equal(t, store.HashAudit(r), r.Hash)
+			require.Equal(t, store.HashCanonical(r.Stored.Canonical), r.Hash)
 			appended = append(appended, r)
 		}
 		require.Empty(t, appended[0].PrevHash)
@@ -73,7 +91,17 @@ func testAudit(t *testing.T, newStore func(t *testing.T) store.Store) {
 			require.Equal(t, appended[i].TenantID, all[i].TenantID)
 			require.Equal(t, appended[i].PrincipalID, all[i].PrincipalID)
 			require.Equal(t, appended[i].OnBehalfOf, all[i].OnBehalfOf, "on_behalf_of of seq %d", all[i].Seq)
+			// Written once, read back byte for byte.
+			require.Equal(t, string(appended[i].Stored.Canonical), string(all[i].Stored.Canonical))
+			require.Equal(t, map[string]any{"output_tokens": json.Number(fmt.Sprint(i)), "input_tokens": json.Number("3"),
+				"cost_usd": json.Number("0.1")}, all[i].Details["usage"])
+			// I-JSON numbers are doubles: 2^60 is kept as the double it is,
+			// in ECMAScript spelling (RFC 8785 §3.2.2.3).
+			require.Equal(t, json.Number("1152921504606847000"), all[i].Details["big"])
+			require.Equal(t, "<&>\u2028é", all[i].Details["html"])
 		}
+		require.Contains(t, string(all[0].Stored.Canonical), `"usage":{"cost_usd":0.1,"input_tokens":3,"output_tokens":0}`)
+		require.Contains(t, string(all[0].Stored.Canonical), `"html":"<&>`+"\u2028"+`é"`, "no HTML or U+2028 escapes")
 
 		onlyB, err := s.ListAudit(ctx, store.ListAuditParams{TenantID: "ten_b"})
 		require.NoError(t, err)
@@ -151,6 +179,8 @@ func testAudit(t *testing.T, newStore func(t *testing.T) store.Store) {
 		all, err := s.ListAudit(ctx, store.ListAuditParams{})
 		require.NoError(t, err)
 		all[1].Outcome = "denied"
-		require.NotEqual(t, all[1].Hash, store.HashAudit(all[1]))
+		again, err := store.CanonicalAudit(all[1])
+		require.NoError(t, err)
+		require.NotEqual(t, string(all[1].Stored.Canonical), string(again))
 	})
 }

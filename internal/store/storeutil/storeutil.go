@@ -488,15 +488,17 @@ func KVQuotaExceeded(maxBytes, used, requested int64) error {
 		WithDetails(map[string]any{"limit": maxBytes, "used": used, "requested": requested})
 }
 
-// AuditRow is an audit record ready to append, with its map columns encoded.
+// AuditRow is an audit record ready to append. Canonical (set by Chain) is
+// what the adapter stores in the record column, once; the legacy map
+// columns stay NULL for new rows.
 type AuditRow struct {
-	Record                 store.AuditRecord
-	PolicyContext, Details any
+	Record    store.AuditRecord
+	Canonical []byte
 }
 
 // PrepareAudit fills AuditID (ids.New("aud_")) and Time (now()) when empty,
-// normalizes Time so the hash recomputes after reading back, and encodes
-// the map columns.
+// normalizes Time as stores keep it, and refuses maps JSON cannot carry
+// (invalid_request naming the field).
 func PrepareAudit(r store.AuditRecord, now func() time.Time) (AuditRow, error) {
 	if r.AuditID == "" {
 		r.AuditID = ids.New("aud_")
@@ -505,13 +507,14 @@ func PrepareAudit(r store.AuditRecord, now func() time.Time) (AuditRow, error) {
 		r.Time = now()
 	}
 	r.Time = UTC(r.Time)
-	row := AuditRow{Record: r}
-	var err error
-	if row.PolicyContext, err = NullableJSON("policy_context", r.PolicyContext); err != nil {
-		return row, err
+	r.Stored = nil
+	if _, err := NullableJSON("policy_context", r.PolicyContext); err != nil {
+		return AuditRow{}, err
 	}
-	row.Details, err = NullableJSON("details", r.Details)
-	return row, err
+	if _, err := NullableJSON("details", r.Details); err != nil {
+		return AuditRow{}, err
+	}
+	return AuditRow{Record: r}, nil
 }
 
 // PrepareAudits prepares each record (PrepareAudit).
@@ -528,28 +531,52 @@ func PrepareAudits(rs []store.AuditRecord, now func() time.Time) ([]AuditRow, er
 }
 
 // ChainAll links rows, in order, after the chain's last record.
-func ChainAll(rows []AuditRow, lastSeq int64, lastHash string) {
+func ChainAll(rows []AuditRow, lastSeq int64, lastHash string) error {
 	for i := range rows {
-		rows[i].Chain(lastSeq, lastHash)
+		if err := rows[i].Chain(lastSeq, lastHash); err != nil {
+			return err
+		}
 		lastSeq, lastHash = rows[i].Record.Seq, rows[i].Record.Hash
 	}
+	return nil
 }
 
-// Chain links the record after the chain's last record: Seq, PrevHash and
-// Hash (from the already encoded map columns).
-func (row *AuditRow) Chain(lastSeq int64, lastHash string) {
+// Chain links the record after the chain's last record: Seq, PrevHash,
+// then Canonical (store.CanonicalAudit) and Hash, its SHA-256.
+func (row *AuditRow) Chain(lastSeq int64, lastHash string) error {
 	r := &row.Record
 	r.Seq, r.PrevHash = lastSeq+1, lastHash
-	r.Hash = store.HashAuditEncoded(*r, columnBytes(row.PolicyContext), columnBytes(row.Details))
+	b, err := store.CanonicalAudit(*r)
+	if err != nil {
+		return errs.Wrap(errs.InvalidRequest, err, "audit record cannot be encoded")
+	}
+	row.Canonical, r.Hash = b, store.HashCanonical(b)
+	r.Stored = &store.StoredAudit{Canonical: b}
+	return nil
 }
 
-func columnBytes(v any) []byte {
-	s, _ := v.(string)
-	return []byte(s)
-}
-
-// DecodeAudit decodes an audit record's map columns into r.
-func DecodeAudit(r *store.AuditRecord, policyContext, details []byte) error {
+// DecodeAudit completes r, whose scalar columns are already scanned, from
+// the stored bytes. For a canonical row (record non-nil) every field comes
+// from record, except those with a column of their own, which keep the
+// column's value: the chain verifier compares the two (store.StoredAudit),
+// so an edit of either is detected, and the record is never shown with
+// values that differ from its columns without that showing. Undecodable
+// canonical bytes are left to the verifier (their hash no longer matches)
+// rather than failing the listing. Legacy rows decode their map columns.
+func DecodeAudit(r *store.AuditRecord, record, policyContext, details []byte) error {
+	if record != nil {
+		cols := *r
+		if d, err := store.DecodeCanonical(record); err == nil {
+			*r = d
+		}
+		r.AuditID, r.Seq, r.Time, r.TenantID = cols.AuditID, cols.Seq, cols.Time, cols.TenantID
+		r.PrincipalID, r.Action, r.Target, r.Outcome = cols.PrincipalID, cols.Action, cols.Target, cols.Outcome
+		r.OnBehalfOf = cols.OnBehalfOf
+		r.CorrelationID, r.PrevHash, r.Hash = cols.CorrelationID, cols.PrevHash, cols.Hash
+		r.Stored = &store.StoredAudit{Canonical: record}
+		return nil
+	}
+	r.Stored = &store.StoredAudit{PolicyContext: policyContext, Details: details}
 	if err := FromJSONNumbers(policyContext, &r.PolicyContext); err != nil {
 		return err
 	}

@@ -119,13 +119,28 @@ func TestAuditAndIngested(t *testing.T) {
 	row, err := storeutil.PrepareAudit(store.AuditRecord{Details: map[string]any{"n": 1}}, clock)
 	require.NoError(t, err)
 	require.NotEmpty(t, row.Record.AuditID)
-	require.Nil(t, row.PolicyContext)
-	require.Equal(t, `{"n":1}`, row.Details)
-	row.Chain(4, "prev")
+	require.NoError(t, row.Chain(4, "prev"))
 	r := row.Record
 	require.Equal(t, int64(5), r.Seq)
 	require.Equal(t, "prev", r.PrevHash)
-	require.Equal(t, store.HashAudit(r), r.Hash)
+	require.Equal(t, store.HashCanonical(row.Canonical), r.Hash)
+	require.Contains(t, string(row.Canonical), `"details":{"n":1}`)
+	require.Contains(t, string(row.Canonical), `"prev_hash":"prev","principal_id":"","seq":5`)
+	require.NotContains(t, string(row.Canonical), `"hash"`)
+
+	// Read back: the record comes from the canonical bytes, the columns win
+	// for the fields they hold.
+	read := store.AuditRecord{AuditID: r.AuditID, Seq: 5, Time: r.Time, PrevHash: "prev", Hash: r.Hash, TenantID: "moved"}
+	require.NoError(t, storeutil.DecodeAudit(&read, row.Canonical, nil, nil))
+	require.Equal(t, "moved", read.TenantID)
+	require.Equal(t, "1", string(read.Details["n"].(json.Number)))
+	require.Equal(t, row.Canonical, read.Stored.Canonical)
+
+	_, err = storeutil.PrepareAudit(store.AuditRecord{Details: map[string]any{"x": math.NaN()}}, clock)
+	require.Equal(t, "details", errs.As(err).Details["field"])
+	bad, err := storeutil.PrepareAudit(store.AuditRecord{Details: map[string]any{"x": json.Number("1e400")}}, clock)
+	require.NoError(t, err)
+	require.Equal(t, errs.InvalidRequest, errs.CodeOf(bad.Chain(0, "")))
 
 	in, err := storeutil.EncodeIngested(store.IngestedEvent{Event: store.Event{TenantID: "t", EventID: "e", RunID: "r"}}, clock)
 	require.NoError(t, err)
