@@ -20,6 +20,8 @@ type orchMetrics struct {
 	queueDepth   prometheus.Gauge
 	activeRuns   prometheus.Gauge
 	resumed      prometheus.Counter
+	retries      *prometheus.CounterVec // by kind (model, tool)
+	circuitOpen  prometheus.Gauge
 	tenants      tenantLabels
 }
 
@@ -48,7 +50,12 @@ func newOrchMetrics(reg prometheus.Registerer) *orchMetrics {
 			Name: "agentos_active_runs", Help: "Runs executing in this process."}),
 		resumed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "agentos_runs_resumed_total", Help: "Runs resumed after their executor was lost."}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentos_dependency_retries_total", Help: "Retries of a run's model or tool call after a retryable failure, by kind (model, tool)."}, []string{"kind"}),
+		circuitOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "agentos_model_policy_circuit_open", Help: "1 while the model-policy circuit breaker is open (no runs are leased), else 0."}),
 	}
+	reg.MustRegister(m.retries, m.circuitOpen)
 	reg.MustRegister(m.runsCreated, m.runsTotal, m.runDuration, m.stepDuration, m.toolCalls,
 		m.toolDuration, m.modelCalls, m.queueDepth, m.activeRuns, m.resumed)
 	return m

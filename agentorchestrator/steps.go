@@ -205,16 +205,19 @@ func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool,
 		AgentID: x.run.AgentID, RunID: x.run.RunID}
 	start := time.Now()
 	resp, err := s.cfg.Model.Chat(ctx, x.ac, req)
+	s.breaker.record(err)
+	retries := 0
 	for failures := 0; err != nil && ctx.Err() == nil; {
 		wait, retry := x.retryDelay(err, &failures)
-		if !retry {
+		if !retry || !sleepUntilRetry(ctx, wait, time.Now()) {
 			break
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(wait):
-			resp, err = s.cfg.Model.Chat(ctx, x.ac, req)
-		}
+		retries++
+		s.metrics.retries.WithLabelValues("model").Inc()
+		s.log.WarnContext(ctx, "retrying model call", "run_id", x.run.RunID, "step_id", step.StepID,
+			"retry", retries, "after", wait.String(), "err", err)
+		resp, err = s.cfg.Model.Chat(ctx, x.ac, req)
+		s.breaker.record(err)
 	}
 	if ctx.Err() != nil {
 		return false, nil
@@ -237,7 +240,7 @@ func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool,
 		step.Output, _ = json.Marshal(map[string]any{"status": "error", "error": body})
 		x.stage([]store.Step{step}, x.event(store.EventModelCompleted, step.StepID, map[string]any{
 			"model_ref": modelRef, "operation": "chat", "status": "error", "usage": modelport.Usage{},
-			"latency_ms": latency.Milliseconds(), "error": body,
+			"latency_ms": latency.Milliseconds(), "error": body, "retries": retries,
 			"policy_outcome": modelport.PolicyOutcome{Decision: decision, Reasons: []string{e.Message}, Redactions: []modelport.Redaction{}},
 			"route":          modelport.Route{}}))
 		return true, e
@@ -253,16 +256,22 @@ func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool,
 	step.Output, _ = json.Marshal(out)
 	x.stage([]store.Step{step}, x.event(store.EventModelCompleted, step.StepID, map[string]any{
 		"model_ref": modelRef, "operation": "chat", "status": status, "usage": resp.Usage,
-		"latency_ms": latency.Milliseconds(), "policy_outcome": resp.PolicyOutcome, "route": resp.Route}))
+		"latency_ms": latency.Milliseconds(), "policy_outcome": resp.PolicyOutcome, "route": resp.Route, "retries": retries}))
 	return true, nil
 }
 
 // retryDelay says whether and when to call the model again after err.
-// rate_limited is a throttle, not a failure: the run waits it out (within
-// its timeout). Other retryable errors are retried with exponential
-// backoff only as many times as the agent's model_retries allows.
+// Non-retryable errors fail the step at once. rate_limited is a throttle,
+// not a failure: it is waited out (Retry-After) and never counts against
+// model_retries. Other retryable errors (model-policy or a provider behind
+// it unavailable) back off exponentially with jitter, honouring
+// Retry-After, until the run's deadline, or at most model_retries times
+// when the agent sets it (0, the default, means no cap but the deadline).
 func (x *execution) retryDelay(err error, failures *int) (time.Duration, bool) {
 	e := errs.As(err)
+	if !e.Code.Retryable() {
+		return 0, false
+	}
 	if e.Code == errs.RateLimited {
 		wait := e.RetryAfter
 		if wait <= 0 {
@@ -270,10 +279,10 @@ func (x *execution) retryDelay(err error, failures *int) (time.Duration, bool) {
 		}
 		return wait + time.Duration(rand.Int64N(int64(250*time.Millisecond))), true
 	}
-	if !e.Code.Retryable() || *failures >= x.agent.Defaults.ModelRetries {
+	if n := x.agent.Defaults.ModelRetries; n > 0 && *failures >= n {
 		return 0, false
 	}
-	wait := min(200*time.Millisecond<<*failures, 5*time.Second)
+	wait := backoff(*failures, e.RetryAfter)
 	*failures++
 	return wait, true
 }
