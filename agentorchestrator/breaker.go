@@ -42,11 +42,15 @@ type breaker struct {
 	openedAt time.Time
 	cooldown time.Duration
 	lastErr  string
+	// closed is closed (and replaced) each time the breaker closes: runs
+	// waiting in backoff retry at once instead of sleeping out a wait
+	// chosen while model-policy was down.
+	closed   chan struct{}
 	onChange func(open bool, reason string)
 }
 
 func newBreaker(now func() time.Time, onChange func(open bool, reason string)) *breaker {
-	return &breaker{now: now, cooldown: breakerCooldown, onChange: onChange}
+	return &breaker{now: now, cooldown: breakerCooldown, closed: make(chan struct{}), onChange: onChange}
 }
 
 // dependencyFailure says whether err means model-policy (or a provider
@@ -70,6 +74,8 @@ func (b *breaker) record(err error) {
 		b.cooldown = breakerCooldown
 		if b.state != breakerClosed {
 			b.state, changed, reason = breakerClosed, true, "model-policy answered"
+			close(b.closed)
+			b.closed = make(chan struct{})
 		}
 	default:
 		b.failures++
@@ -93,6 +99,13 @@ func (b *breaker) allowLease() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.state == breakerClosed
+}
+
+// closedSignal is closed when the breaker next closes.
+func (b *breaker) closedSignal() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
 }
 
 // probeDue moves an open breaker whose cooldown has passed to half-open
@@ -139,10 +152,11 @@ func backoff(n int, retryAfter time.Duration) time.Duration {
 }
 
 // sleepUntilRetry waits d unless ctx ends first (cancel, lease lost, the
-// run's timeout). It returns false, without waiting, when the wait would
+// run's timeout), or until wakeEarly is closed (the dependency is back:
+// retry now). It returns false, without waiting, when the wait would
 // end past ctx's deadline: the retry could not happen, so the caller fails
 // with the error it has now rather than a timeout later.
-func sleepUntilRetry(ctx context.Context, d time.Duration, now time.Time) bool {
+func sleepUntilRetry(ctx context.Context, d time.Duration, now time.Time, wakeEarly <-chan struct{}) bool {
 	if dl, ok := ctx.Deadline(); ok && !now.Add(d).Before(dl) {
 		return false
 	}
@@ -152,6 +166,8 @@ func sleepUntilRetry(ctx context.Context, d time.Duration, now time.Time) bool {
 	case <-ctx.Done():
 		return false
 	case <-t.C:
+		return true
+	case <-wakeEarly:
 		return true
 	}
 }

@@ -35,13 +35,20 @@ func TestSleepUntilRetryRespectsDeadlineAndCancel(t *testing.T) {
 	// A wait that would end past the deadline is not started.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
-	require.False(t, sleepUntilRetry(ctx, 2*time.Hour, time.Now()))
-	require.True(t, sleepUntilRetry(ctx, time.Millisecond, time.Now()))
+	require.False(t, sleepUntilRetry(ctx, 2*time.Hour, time.Now(), nil))
+	require.True(t, sleepUntilRetry(ctx, time.Millisecond, time.Now(), nil))
 
 	// A cancel interrupts a wait under way (an hour, were it not).
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	go func() { time.Sleep(10 * time.Millisecond); cancel2() }()
-	require.False(t, sleepUntilRetry(ctx2, time.Hour, time.Now()))
+	require.False(t, sleepUntilRetry(ctx2, time.Hour, time.Now(), nil))
+
+	// The breaker closing ends a wait early: the retry happens now.
+	b := newBreaker(time.Now, nil)
+	recordN(b, breakerThreshold, unavailable("down"))
+	wake := b.closedSignal()
+	go func() { time.Sleep(10 * time.Millisecond); b.record(nil) }()
+	require.True(t, sleepUntilRetry(ctx, 30*time.Minute, time.Now(), wake))
 }
 
 type fakeClock struct{ t atomic.Int64 }

@@ -97,7 +97,7 @@ type Server struct {
 	// breaker is open while model-policy is known down: no runs are
 	// leased, /readyz answers 503 naming model-policy.
 	breaker *breaker
-	wake  chan struct{}
+	wake    chan struct{}
 
 	// tenantPatchMu serializes this process's tenant PATCHes (rare), so
 	// their optimistic updates only race other processes'.

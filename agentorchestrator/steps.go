@@ -209,7 +209,13 @@ func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool,
 	retries := 0
 	for failures := 0; err != nil && ctx.Err() == nil; {
 		wait, retry := x.retryDelay(err, &failures)
-		if !retry || !sleepUntilRetry(ctx, wait, time.Now()) {
+		// A throttle is waited out in full; an outage's wait ends early
+		// when the breaker closes.
+		var wakeEarly <-chan struct{}
+		if dependencyFailure(err) {
+			wakeEarly = s.breaker.closedSignal()
+		}
+		if !retry || !sleepUntilRetry(ctx, wait, time.Now(), wakeEarly) {
 			break
 		}
 		retries++
