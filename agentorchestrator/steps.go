@@ -378,7 +378,7 @@ func (x *execution) callTool(ctx context.Context, modelStepID string, index int,
 	}
 	x.stage([]store.Step{st}, x.event(store.EventToolCallCompleted, st.StepID, map[string]any{
 		"tool_call_id": st.ToolCallID, "tool_id": toolID, "status": result.Status, "output": output,
-		"duration_ms": result.DurationMs, "error": result.Error}))
+		"duration_ms": result.DurationMs, "error": result.Error, "retries": result.Retries}))
 	if result.Status != "ok" && x.agent.Defaults.OnToolError == "fail" {
 		return true, &errs.Error{Code: errs.Code(result.Error.Code), Message: "tool " + toolID + " failed: " + result.Error.Message}
 	}
@@ -407,20 +407,39 @@ func (x *execution) invokeTool(ctx context.Context, tool tools.Tool, found bool,
 	if len(args) == 0 {
 		args = json.RawMessage(`{}`)
 	}
-	tctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	call := tools.Call{Auth: x.ac, TenantID: x.run.TenantID, AgentID: x.run.AgentID,
+		RunID: x.run.RunID, ToolCallID: st.ToolCallID, Input: args}
+	// Each attempt gets the tool's timeout; timedOut says the last one ran out.
+	var timedOut bool
+	attempt := func() (json.RawMessage, error) {
+		tctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		out, err := safeInvoke(tctx, tool, call)
+		timedOut = errors.Is(tctx.Err(), context.DeadlineExceeded)
+		return out, err
+	}
 	start := time.Now()
-	out, err := safeInvoke(tctx, tool, tools.Call{Auth: x.ac, TenantID: x.run.TenantID, AgentID: x.run.AgentID,
-		RunID: x.run.RunID, ToolCallID: st.ToolCallID, Input: args})
+	out, err := attempt()
+	retries := 0
+	for ; err != nil && ctx.Err() == nil && !timedOut && retryableToolFailure(tool.Spec(), err) && retries < toolRetries; retries++ {
+		wait := backoff(retries, errs.As(err).RetryAfter)
+		if !sleepUntilRetry(ctx, wait, time.Now(), nil) {
+			break
+		}
+		s.metrics.retries.WithLabelValues("tool").Inc()
+		s.log.WarnContext(ctx, "retrying tool call", "run_id", x.run.RunID, "step_id", st.StepID, "tool_id", toolID,
+			"retry", retries+1, "after", wait.String(), "err", err)
+		out, err = attempt()
+	}
 	d := time.Since(start)
 	s.metrics.toolDuration.WithLabelValues(toolID).Observe(d.Seconds())
 	s.metrics.stepDuration.WithLabelValues("tool").Observe(d.Seconds())
 	if ctx.Err() != nil {
 		return toolStepOutput{} // canceled, timed out or lost as a whole
 	}
-	res := toolStepOutput{Status: "ok", Output: out, DurationMs: d.Milliseconds()}
+	res := toolStepOutput{Status: "ok", Output: out, DurationMs: d.Milliseconds(), Retries: retries}
 	switch {
-	case errors.Is(tctx.Err(), context.DeadlineExceeded):
+	case timedOut:
 		res.Status, res.Output = "timeout", nil
 		res.Error = errorBody(errs.E(errs.Timeout, "tool %s did not finish within %s", toolID, timeout))
 	case err != nil:
@@ -428,6 +447,28 @@ func (x *execution) invokeTool(ctx context.Context, tool tools.Tool, found bool,
 		res.Error = errorBody(errs.As(err))
 	}
 	return res
+}
+
+// toolRetries caps the retries of one idempotent tool call: with the
+// backoff below they span roughly 5-10 s, enough to ride out a webhook's
+// restart, while a webhook that is broken for good fails the call in
+// seconds rather than holding the run until its deadline.
+const toolRetries = 6
+
+// retryableToolFailure says whether a failed tool call may be made again:
+// only for a tool declared idempotent (a non-idempotent one may have acted
+// on a request it failed to answer), and only when the tool, not this
+// request, is the problem: unreachable, 5xx, or throttling (429; the
+// tenant's own tool quota is checked before the call and never retried).
+func retryableToolFailure(spec tools.Spec, err error) bool {
+	if !spec.Idempotent {
+		return false
+	}
+	switch errs.As(err).Code {
+	case errs.DependencyUnavailable, errs.RateLimited:
+		return true
+	}
+	return false
 }
 
 // safeInvoke turns a panicking tool into an internal error.
