@@ -142,7 +142,14 @@ func TestModelPolicyOutageBreakerHoldsRunsAndRecovers(t *testing.T) {
 	}
 	b := setup(t, bundleOpts{model: m, modelProbe: probe})
 	first := b.createRun("tnt_a", "agt_echo", map[string]any{"input": "first"})
+	doomed := b.createRun("tnt_a", "agt_echo", map[string]any{"input": "canceled while waiting"})
+	b.waitStatus("tnt_a", doomed, store.RunRunning)
 	require.Eventually(t, func() bool { return !b.srv.breaker.allowLease() }, 30*time.Second, 5*time.Millisecond)
+
+	// A cancel ends a run waiting in backoff.
+	resp, out := b.do("POST", "/v1/runs/"+doomed+":cancel", "tnt_a", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, out)
+	b.waitStatus("tnt_a", doomed, store.RunCanceled)
 
 	resp, body := b.do("GET", "/readyz", "", nil)
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)

@@ -205,7 +205,7 @@ func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool,
 		AgentID: x.run.AgentID, RunID: x.run.RunID}
 	start := time.Now()
 	resp, err := s.cfg.Model.Chat(ctx, x.ac, req)
-	s.breaker.record(err)
+	x.recordModelOutcome(ctx, err)
 	retries := 0
 	for failures := 0; err != nil && ctx.Err() == nil; {
 		wait, retry := x.retryDelay(err, &failures)
@@ -223,7 +223,7 @@ func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool,
 		s.log.WarnContext(ctx, "retrying model call", "run_id", x.run.RunID, "step_id", step.StepID,
 			"retry", retries, "after", wait.String(), "err", err)
 		resp, err = s.cfg.Model.Chat(ctx, x.ac, req)
-		s.breaker.record(err)
+		x.recordModelOutcome(ctx, err)
 	}
 	if ctx.Err() != nil {
 		return false, nil
@@ -264,6 +264,15 @@ func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool,
 		"model_ref": modelRef, "operation": "chat", "status": status, "usage": resp.Usage,
 		"latency_ms": latency.Milliseconds(), "policy_outcome": resp.PolicyOutcome, "route": resp.Route, "retries": retries}))
 	return true, nil
+}
+
+// recordModelOutcome feeds the breaker one model call's outcome, unless
+// the run itself was stopped meanwhile (cancel, timeout, lost lease): that
+// says nothing about model-policy.
+func (x *execution) recordModelOutcome(ctx context.Context, err error) {
+	if ctx.Err() == nil {
+		x.s.breaker.record(err)
+	}
 }
 
 // retryDelay says whether and when to call the model again after err.

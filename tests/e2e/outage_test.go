@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"hash/fnv"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -123,6 +124,8 @@ func TestModelPolicyOutageFailsNoRun(t *testing.T) {
 		code, out := runsJSON(t, "GET", base+"/readyz", nil, nil)
 		return code == 503 && strings.Contains(fmt.Sprint(out), "model-policy")
 	}, 10*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(metricsText(t, base), "\nagentos_model_policy_circuit_open 1\n") },
+		10*time.Second, 50*time.Millisecond, "the breaker opens")
 	time.Sleep(5*time.Second - time.Since(killedAt))
 	mid := statuses()
 	node.StartService("model-policy")
@@ -132,6 +135,11 @@ func TestModelPolicyOutageFailsNoRun(t *testing.T) {
 		"orchestrator log tail:\n%s", tail(node.Log("orchestrator"), 3000))
 
 	require.GreaterOrEqual(t, hits.Load(), int64(n), "every run called the slow tool")
+	m := metricsText(t, base)
+	require.Contains(t, m, "\nagentos_model_policy_circuit_open 0\n", "the breaker closed by itself")
+	require.Contains(t, m, `agentos_dependency_retries_total{kind="model"}`)
+	code, out = runsJSON(t, "GET", base+"/readyz", nil, nil)
+	require.Equal(t, 200, code, out)
 
 	// Throughput recovery (reported, not asserted): completions per second
 	// before the kill, and per half second after the restart.
@@ -152,6 +160,16 @@ func TestModelPolicyOutageFailsNoRun(t *testing.T) {
 	}
 	t.Logf("at the kill: %v; after 5 s down: %v; after the restart: first completion +%s, %d completions, the last +%s; completions per 500 ms after the restart:%s",
 		before, mid, after[0].Round(time.Millisecond), len(after), after[len(after)-1].Round(time.Millisecond), line)
+}
+
+func metricsText(t *testing.T, base string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(b)
 }
 
 func tail(s string, n int) string {
