@@ -51,6 +51,9 @@ type toolStepOutput struct {
 	Output     json.RawMessage  `json:"output"`
 	Error      *store.ErrorBody `json:"error"`
 	DurationMs int64            `json:"duration_ms"`
+	// Retries is how many times the call was made again after a retryable
+	// failure (idempotent tools only).
+	Retries int `json:"retries,omitempty"`
 }
 
 // execution is the state of one run being executed by this process.

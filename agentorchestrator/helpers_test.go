@@ -142,6 +142,8 @@ type bundleOpts struct {
 	cached    bool           // serve tenants and agents through storecache, as the node does
 	noExec    bool           // do not start the scheduler (admission-only benchmarks)
 	tenantFn  func(*store.Tenant)
+	// modelProbe is Config.ModelProbe.
+	modelProbe func(context.Context) error
 	// fetchAllow is the node's AGENTOS_HTTP_FETCH_ALLOW (webhook tools too).
 	fetchAllow string
 }
@@ -206,7 +208,7 @@ func setup(t testing.TB, o bundleOpts) *testBundle {
 	srv, err := New(Config{Store: st, Queue: queuesqlite.New(db), Hub: events.NewHub(), Authenticate: authn.Middleware,
 		Audit: audit.New(db, nil), Limiter: tenancy.NewLimiter(), Model: port, Tools: reg,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Node: cfg, Executors: 4,
-		LeaseTTL: o.leaseTTL, PollInterval: 20 * time.Millisecond, Heartbeat: o.heartbeat})
+		LeaseTTL: o.leaseTTL, PollInterval: 20 * time.Millisecond, Heartbeat: o.heartbeat, ModelProbe: o.modelProbe})
 	require.NoError(t, err)
 	if !o.noExec {
 		require.NoError(t, srv.Start(ctx))

@@ -23,6 +23,8 @@ type orchMetrics struct {
 	// Event streams open, and refused by code (rate_limited, overloaded).
 	streamsOpen    prometheus.Gauge
 	streamsRefused *prometheus.CounterVec
+	retries        *prometheus.CounterVec // by kind (model, tool)
+	circuitOpen    prometheus.Gauge
 	tenants        tenantLabels
 }
 
@@ -55,7 +57,12 @@ func newOrchMetrics(reg prometheus.Registerer) *orchMetrics {
 			Name: "agentos_event_streams_open", Help: "Run event streams (SSE) open in this process."}),
 		streamsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "agentos_event_streams_refused_total", Help: "Run event streams refused at a cap, by code (rate_limited: the tenant's; overloaded: the node's)."}, []string{"code"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentos_dependency_retries_total", Help: "Retries of a run's model or tool call after a retryable failure, by kind (model, tool)."}, []string{"kind"}),
+		circuitOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "agentos_model_policy_circuit_open", Help: "1 while the model-policy circuit breaker is open (no runs are leased), else 0."}),
 	}
+	reg.MustRegister(m.retries, m.circuitOpen)
 	reg.MustRegister(m.runsCreated, m.runsTotal, m.runDuration, m.stepDuration, m.toolCalls,
 		m.toolDuration, m.modelCalls, m.queueDepth, m.activeRuns, m.resumed, m.streamsOpen, m.streamsRefused)
 	return m

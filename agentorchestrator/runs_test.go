@@ -242,17 +242,32 @@ func TestRunTimeoutAndMaxSteps(t *testing.T) {
 	require.Equal(t, 3, run.Summary.ModelCallsTotal)
 }
 
-func TestModelUnavailableFailsRun(t *testing.T) {
+// An agent's explicit model_retries still caps the retries of a
+// dependency failure: after them the run fails with the retryable error.
+func TestModelUnavailableFailsRunAfterModelRetries(t *testing.T) {
 	t.Parallel()
 	m := &scriptedModel{}
 	m.fail.Store(errs.E(errs.DependencyUnavailable, "model-policy unreachable"))
 	b := setup(t, bundleOpts{model: m})
+	ctx := context.Background()
+	a, err := b.db.GetAgent(ctx, "tnt_a", "agt_echo")
+	require.NoError(t, err)
+	a.Defaults.ModelRetries = 2
+	require.NoError(t, b.db.PutAgent(ctx, a))
 	runID := b.createRun("tnt_a", "agt_echo", map[string]any{"input": "x"})
 	run := b.waitStatus("tnt_a", runID, store.RunFailed)
 	require.Equal(t, "dependency_unavailable", run.Error.Code)
 	require.True(t, run.Error.Retryable)
+	require.EqualValues(t, 3, m.calls.Load())
 	evs := b.streamEvents("tnt_a", runID)
 	require.Equal(t, store.EventRunFailed, evs[len(evs)-1].Type)
+	for _, ev := range evs {
+		if ev.Type == store.EventModelCompleted {
+			var p map[string]any
+			require.NoError(t, json.Unmarshal(ev.Payload, &p))
+			require.EqualValues(t, 2, p["retries"])
+		}
+	}
 }
 
 func TestRunCreateRateLimit(t *testing.T) {

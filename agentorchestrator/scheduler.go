@@ -60,7 +60,8 @@ func (s *Server) schedule(ctx context.Context) {
 	var active atomic.Int64
 	var lastDepth, lastLease time.Time
 	for {
-		if free := s.cfg.Executors - int(active.Load()); free > 0 {
+		s.probeModelPolicy(ctx)
+		if free := s.cfg.Executors - int(active.Load()); free > 0 && s.breaker.allowLease() {
 			lastLease = time.Now()
 			leases, err := s.leaseRuns(ctx, free)
 			if err != nil && ctx.Err() == nil {
@@ -93,6 +94,27 @@ func (s *Server) schedule(ctx context.Context) {
 		case <-time.After(s.cfg.PollInterval):
 		}
 	}
+}
+
+// probeModelPolicy is the breaker's half-open probe: once an open
+// breaker's cooldown has passed, one health check of model-policy closes
+// it or opens it again (with a longer cooldown). The scheduler's poll
+// interval paces the checks.
+func (s *Server) probeModelPolicy(ctx context.Context) {
+	if !s.breaker.probeDue() {
+		return
+	}
+	if s.cfg.ModelProbe == nil {
+		s.breaker.record(nil)
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	err := s.cfg.ModelProbe(pctx)
+	if err != nil {
+		err = errs.Wrap(errs.DependencyUnavailable, err, "model-policy probe")
+	}
+	s.breaker.record(err)
 }
 
 // cancelCheckInterval is how often an executor looks in the store for a

@@ -79,6 +79,11 @@ type Config struct {
 	Heartbeat time.Duration
 	// ReadyChecks are extra dependencies /readyz checks, by name.
 	ReadyChecks map[string]func(ctx context.Context) error
+	// ModelProbe checks that model-policy answers (its health endpoint);
+	// the scheduler calls it to close the model-policy circuit breaker
+	// once open. Nil: a half-open breaker closes without a probe and the
+	// next runs' model calls decide (failures open it again).
+	ModelProbe func(ctx context.Context) error
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -93,7 +98,10 @@ type Server struct {
 	handler http.Handler
 
 	owner string // this process's lease owner id
-	wake  chan struct{}
+	// breaker is open while model-policy is known down: no runs are
+	// leased, /readyz answers 503 naming model-policy.
+	breaker *breaker
+	wake    chan struct{}
 
 	// tenantPatchMu serializes this process's tenant PATCHes (rare), so
 	// their optimistic updates only race other processes'.
@@ -160,6 +168,16 @@ func New(cfg Config) (*Server, error) {
 		wake:    make(chan struct{}, 1),
 		running: map[string]context.CancelCauseFunc{},
 	}
+	s.breaker = newBreaker(cfg.Now, func(open bool, reason string) {
+		if open {
+			s.metrics.circuitOpen.Set(1)
+			s.log.Warn("model-policy circuit open: no runs are started until it answers", "reason", reason)
+		} else {
+			s.metrics.circuitOpen.Set(0)
+			s.log.Info("model-policy circuit closed: starting runs again", "reason", reason)
+			s.Wake()
+		}
+	})
 	s.handler = s.routes()
 	return s, nil
 }
@@ -214,7 +232,14 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		checks["store"] = "ok"
 	}
+	if reason := s.breaker.openReason(); reason != "" {
+		checks["model-policy"] = reason
+		failing = append(failing, "model-policy")
+	}
 	for name, check := range s.cfg.ReadyChecks {
+		if _, done := checks[name]; done {
+			continue
+		}
 		if err := check(ctx); err != nil {
 			checks[name] = err.Error()
 			failing = append(failing, name)

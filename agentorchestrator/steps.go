@@ -205,16 +205,25 @@ func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool,
 		AgentID: x.run.AgentID, RunID: x.run.RunID}
 	start := time.Now()
 	resp, err := s.cfg.Model.Chat(ctx, x.ac, req)
+	x.recordModelOutcome(ctx, err)
+	retries := 0
 	for failures := 0; err != nil && ctx.Err() == nil; {
 		wait, retry := x.retryDelay(err, &failures)
-		if !retry {
+		// A throttle is waited out in full; an outage's wait ends early
+		// when the breaker closes.
+		var wakeEarly <-chan struct{}
+		if dependencyFailure(err) {
+			wakeEarly = s.breaker.closedSignal()
+		}
+		if !retry || !sleepUntilRetry(ctx, wait, time.Now(), wakeEarly) {
 			break
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(wait):
-			resp, err = s.cfg.Model.Chat(ctx, x.ac, req)
-		}
+		retries++
+		s.metrics.retries.WithLabelValues("model").Inc()
+		s.log.WarnContext(ctx, "retrying model call", "run_id", x.run.RunID, "step_id", step.StepID,
+			"retry", retries, "after", wait.String(), "err", err)
+		resp, err = s.cfg.Model.Chat(ctx, x.ac, req)
+		x.recordModelOutcome(ctx, err)
 	}
 	if ctx.Err() != nil {
 		return false, nil
@@ -237,7 +246,7 @@ func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool,
 		step.Output, _ = json.Marshal(map[string]any{"status": "error", "error": body})
 		x.stage([]store.Step{step}, x.event(store.EventModelCompleted, step.StepID, map[string]any{
 			"model_ref": modelRef, "operation": "chat", "status": "error", "usage": modelport.Usage{},
-			"latency_ms": latency.Milliseconds(), "error": body,
+			"latency_ms": latency.Milliseconds(), "error": body, "retries": retries,
 			"policy_outcome": modelport.PolicyOutcome{Decision: decision, Reasons: []string{e.Message}, Redactions: []modelport.Redaction{}},
 			"route":          modelport.Route{}}))
 		return true, e
@@ -253,16 +262,31 @@ func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool,
 	step.Output, _ = json.Marshal(out)
 	x.stage([]store.Step{step}, x.event(store.EventModelCompleted, step.StepID, map[string]any{
 		"model_ref": modelRef, "operation": "chat", "status": status, "usage": resp.Usage,
-		"latency_ms": latency.Milliseconds(), "policy_outcome": resp.PolicyOutcome, "route": resp.Route}))
+		"latency_ms": latency.Milliseconds(), "policy_outcome": resp.PolicyOutcome, "route": resp.Route, "retries": retries}))
 	return true, nil
 }
 
+// recordModelOutcome feeds the breaker one model call's outcome, unless
+// the run itself was stopped meanwhile (cancel, timeout, lost lease): that
+// says nothing about model-policy.
+func (x *execution) recordModelOutcome(ctx context.Context, err error) {
+	if ctx.Err() == nil {
+		x.s.breaker.record(err)
+	}
+}
+
 // retryDelay says whether and when to call the model again after err.
-// rate_limited is a throttle, not a failure: the run waits it out (within
-// its timeout). Other retryable errors are retried with exponential
-// backoff only as many times as the agent's model_retries allows.
+// Non-retryable errors fail the step at once. rate_limited is a throttle,
+// not a failure: it is waited out (Retry-After) and never counts against
+// model_retries. Other retryable errors (model-policy or a provider behind
+// it unavailable) back off exponentially with jitter, honouring
+// Retry-After, until the run's deadline, or at most model_retries times
+// when the agent sets it (0, the default, means no cap but the deadline).
 func (x *execution) retryDelay(err error, failures *int) (time.Duration, bool) {
 	e := errs.As(err)
+	if !e.Code.Retryable() {
+		return 0, false
+	}
 	if e.Code == errs.RateLimited {
 		wait := e.RetryAfter
 		if wait <= 0 {
@@ -270,10 +294,10 @@ func (x *execution) retryDelay(err error, failures *int) (time.Duration, bool) {
 		}
 		return wait + time.Duration(rand.Int64N(int64(250*time.Millisecond))), true
 	}
-	if !e.Code.Retryable() || *failures >= x.agent.Defaults.ModelRetries {
+	if n := x.agent.Defaults.ModelRetries; n > 0 && *failures >= n {
 		return 0, false
 	}
-	wait := min(200*time.Millisecond<<*failures, 5*time.Second)
+	wait := backoff(*failures, e.RetryAfter)
 	*failures++
 	return wait, true
 }
@@ -363,7 +387,7 @@ func (x *execution) callTool(ctx context.Context, modelStepID string, index int,
 	}
 	x.stage([]store.Step{st}, x.event(store.EventToolCallCompleted, st.StepID, map[string]any{
 		"tool_call_id": st.ToolCallID, "tool_id": toolID, "status": result.Status, "output": output,
-		"duration_ms": result.DurationMs, "error": result.Error}))
+		"duration_ms": result.DurationMs, "error": result.Error, "retries": result.Retries}))
 	if result.Status != "ok" && x.agent.Defaults.OnToolError == "fail" {
 		return true, &errs.Error{Code: errs.Code(result.Error.Code), Message: "tool " + toolID + " failed: " + result.Error.Message}
 	}
@@ -392,20 +416,39 @@ func (x *execution) invokeTool(ctx context.Context, tool tools.Tool, found bool,
 	if len(args) == 0 {
 		args = json.RawMessage(`{}`)
 	}
-	tctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	call := tools.Call{Auth: x.ac, TenantID: x.run.TenantID, AgentID: x.run.AgentID,
+		RunID: x.run.RunID, ToolCallID: st.ToolCallID, Input: args}
+	// Each attempt gets the tool's timeout; timedOut says the last one ran out.
+	var timedOut bool
+	attempt := func() (json.RawMessage, error) {
+		tctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		out, err := safeInvoke(tctx, tool, call)
+		timedOut = errors.Is(tctx.Err(), context.DeadlineExceeded)
+		return out, err
+	}
 	start := time.Now()
-	out, err := safeInvoke(tctx, tool, tools.Call{Auth: x.ac, TenantID: x.run.TenantID, AgentID: x.run.AgentID,
-		RunID: x.run.RunID, ToolCallID: st.ToolCallID, Input: args})
+	out, err := attempt()
+	retries := 0
+	for ; err != nil && ctx.Err() == nil && !timedOut && retryableToolFailure(tool.Spec(), err) && retries < toolRetries; retries++ {
+		wait := backoff(retries, errs.As(err).RetryAfter)
+		if !sleepUntilRetry(ctx, wait, time.Now(), nil) {
+			break
+		}
+		s.metrics.retries.WithLabelValues("tool").Inc()
+		s.log.WarnContext(ctx, "retrying tool call", "run_id", x.run.RunID, "step_id", st.StepID, "tool_id", toolID,
+			"retry", retries+1, "after", wait.String(), "err", err)
+		out, err = attempt()
+	}
 	d := time.Since(start)
 	s.metrics.toolDuration.WithLabelValues(toolID).Observe(d.Seconds())
 	s.metrics.stepDuration.WithLabelValues("tool").Observe(d.Seconds())
 	if ctx.Err() != nil {
 		return toolStepOutput{} // canceled, timed out or lost as a whole
 	}
-	res := toolStepOutput{Status: "ok", Output: out, DurationMs: d.Milliseconds()}
+	res := toolStepOutput{Status: "ok", Output: out, DurationMs: d.Milliseconds(), Retries: retries}
 	switch {
-	case errors.Is(tctx.Err(), context.DeadlineExceeded):
+	case timedOut:
 		res.Status, res.Output = "timeout", nil
 		res.Error = errorBody(errs.E(errs.Timeout, "tool %s did not finish within %s", toolID, timeout))
 	case err != nil:
@@ -413,6 +456,28 @@ func (x *execution) invokeTool(ctx context.Context, tool tools.Tool, found bool,
 		res.Error = errorBody(errs.As(err))
 	}
 	return res
+}
+
+// toolRetries caps the retries of one idempotent tool call: with the
+// backoff below they span roughly 5-10 s, enough to ride out a webhook's
+// restart, while a webhook that is broken for good fails the call in
+// seconds rather than holding the run until its deadline.
+const toolRetries = 6
+
+// retryableToolFailure says whether a failed tool call may be made again:
+// only for a tool declared idempotent (a non-idempotent one may have acted
+// on a request it failed to answer), and only when the tool, not this
+// request, is the problem: unreachable, 5xx, or throttling (429; the
+// tenant's own tool quota is checked before the call and never retried).
+func retryableToolFailure(spec tools.Spec, err error) bool {
+	if !spec.Idempotent {
+		return false
+	}
+	switch errs.As(err).Code {
+	case errs.DependencyUnavailable, errs.RateLimited:
+		return true
+	}
+	return false
 }
 
 // safeInvoke turns a panicking tool into an internal error.

@@ -3,11 +3,13 @@ package agentorchestrator
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -252,4 +254,57 @@ func TestToolWebhookSSRFGuard(t *testing.T) {
 	defer hook.mu.Unlock()
 	require.Empty(t, hook.bodies)
 	require.Zero(t, hook.bad)
+}
+
+// An idempotent webhook that answers 503 (or 429) is called again after a
+// backoff, honouring its Retry-After, and the run completes; a
+// non-idempotent one is called once and the call fails, since it may have
+// acted on a request it failed to answer.
+func TestIdempotentWebhookIsRetried(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleOpts{fetchAllow: "127.0.0.1"})
+	var calls atomic.Int64
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch calls.Add(1) {
+		case 1:
+			w.Header().Set("Retry-After", "0")
+			http.Error(w, `{"message":"restarting"}`, http.StatusServiceUnavailable)
+		case 2:
+			http.Error(w, `{"message":"slow down"}`, http.StatusTooManyRequests)
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"ok":true}`)
+		}
+	}))
+	defer hook.Close()
+	admin := adminToken(t, b, "tnt_a", auth.RoleTenantAdmin)
+	toolCompleted := func(idempotent bool) map[string]any {
+		calls.Store(0)
+		body := toolBody(hook.URL)
+		body["tool"].(map[string]any)["idempotent"] = idempotent
+		resp, out := b.do("PUT", "/v1/admin/tools/tool.shout", "", body, "Authorization", admin)
+		require.Contains(t, []int{http.StatusCreated, http.StatusOK}, resp.StatusCode, out)
+		resp, out = b.do("PUT", "/v1/admin/agents/agt_shout", "", map[string]any{"name": "shout", "model_ref": "tier:fast",
+			"tools": []string{"tool.shout"}, "defaults": map[string]any{"max_steps": 2}}, "Authorization", admin)
+		require.Contains(t, []int{http.StatusCreated, http.StatusOK}, resp.StatusCode, out)
+		runID := b.createRun("tnt_a", "agt_shout", map[string]any{"input": "hello"})
+		b.waitStatus("tnt_a", runID, store.RunCompleted)
+		var completed map[string]any
+		for _, e := range b.streamEvents("tnt_a", runID) {
+			if e.Type == store.EventToolCallCompleted {
+				require.NoError(t, json.Unmarshal(e.Payload, &completed))
+			}
+		}
+		return completed
+	}
+
+	completed := toolCompleted(true)
+	require.Equal(t, "ok", completed["status"], completed)
+	require.EqualValues(t, 2, completed["retries"])
+	require.EqualValues(t, 3, calls.Load())
+
+	completed = toolCompleted(false)
+	require.Equal(t, "error", completed["status"], completed)
+	require.EqualValues(t, 0, completed["retries"])
+	require.EqualValues(t, 1, calls.Load())
 }

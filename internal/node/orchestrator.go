@@ -89,6 +89,7 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 		ReadyChecks: map[string]func(context.Context) error{
 			"model-policy": func(ctx context.Context) error { return pingHealth(ctx, cfg.ModelPolicyURL+"/v1/health") },
 		},
+		ModelProbe: func(ctx context.Context) error { return pingHealth(ctx, cfg.ModelPolicyURL+"/v1/health") },
 	})
 	if err != nil {
 		return err

@@ -169,7 +169,7 @@ func (t *tool) Invoke(ctx context.Context, c tools.Call) (json.RawMessage, error
 			WithDetails(map[string]any{"tool_id": id, "status": resp.StatusCode})
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, statusError(id, resp.StatusCode, raw)
+		return nil, statusError(id, resp.StatusCode, resp.Header, raw)
 	}
 	raw = bytes.TrimSpace(raw)
 	if !json.Valid(raw) {
@@ -207,8 +207,10 @@ func (t *tool) transportError(ctx context.Context, err error) error {
 		WithDetails(map[string]any{"tool_id": t.spec.ToolID})
 }
 
-// statusError maps a webhook's non-2xx answer to an error carrying its message.
-func statusError(toolID string, status int, body []byte) error {
+// statusError maps a webhook's non-2xx answer to an error carrying its
+// message, and its Retry-After (seconds) for the executor's retry of an
+// idempotent tool.
+func statusError(toolID string, status int, header http.Header, body []byte) error {
 	var code errs.Code
 	switch {
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
@@ -227,7 +229,11 @@ func statusError(toolID string, status int, body []byte) error {
 	if msg != "" {
 		text += ": " + msg
 	}
-	return errs.E(code, "%s", text).WithDetails(map[string]any{"tool_id": toolID, "status": status, "message": msg})
+	e := errs.E(code, "%s", text).WithDetails(map[string]any{"tool_id": toolID, "status": status, "message": msg})
+	if secs, err := strconv.Atoi(header.Get("Retry-After")); err == nil && secs >= 0 && secs <= 3600 {
+		e.RetryAfter = time.Duration(secs) * time.Second
+	}
+	return e
 }
 
 // remoteMessage extracts a human message from a webhook's error body: the

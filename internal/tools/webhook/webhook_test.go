@@ -267,3 +267,18 @@ func FuzzVerify(f *testing.F) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// A 429 or 503's Retry-After (seconds) reaches the executor, which waits
+// at least that long before calling an idempotent webhook again.
+func TestRetryAfterIsKept(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "7")
+		http.Error(w, "slow down", http.StatusTooManyRequests)
+	}))
+	defer srv.Close()
+	_, err := webhook.New(def(srv.URL), loopbackClient(t)).
+		Invoke(context.Background(), toolstest.Call("", json.RawMessage(`{"q":"x"}`)))
+	require.Equal(t, errs.RateLimited, errs.CodeOf(err))
+	require.Equal(t, 7*time.Second, errs.As(err).RetryAfter)
+}
