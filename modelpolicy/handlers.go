@@ -272,8 +272,10 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) error {
 		if err := validateTexts("request.input.texts", in.Texts); err != nil {
 			return err
 		}
-		if in.EncodingFormat != "" && in.EncodingFormat != "float" {
-			return errs.Field("request.input.encoding_format", "must be \"float\"")
+		// The original API admits base64 here, but its EmbeddingVector is
+		// an array of numbers either way: both are answered with floats.
+		if in.EncodingFormat != "" && in.EncodingFormat != "float" && in.EncodingFormat != "base64" {
+			return errs.Field("request.input.encoding_format", "must be \"float\" or \"base64\"")
 		}
 		inv.op, inv.texts = opEmbed, in.Texts
 	case "":
