@@ -149,7 +149,7 @@ func New(cfg Config) (*Server, error) {
 
 // Info returns this node's peer info.
 func (s *Server) Info() PeerInfo {
-	ts := version.BuildTime
+	ts := version.Time()
 	return PeerInfo{
 		StackID: s.cfg.StackID, Environment: s.cfg.Environment, Region: s.cfg.Region,
 		APIVersions: []string{APIVersion},

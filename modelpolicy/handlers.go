@@ -230,16 +230,16 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	models := []modelport.Model{}
-	data := []map[string]any{}
 	for i := range s.cat.Models {
 		m := &s.cat.Models[i]
 		if ok, _ := entitled(c.tenant, m); !ok || !c.policy.Models.Permits(m.ID()) || !c.policy.Backends.Permits(m.Backend) {
 			continue
 		}
 		models = append(models, wireModel(m))
-		data = append(data, map[string]any{"id": m.ID(), "object": "model", "created": 0, "owned_by": m.Backend})
 	}
-	httpx.JSON(w, r, http.StatusOK, map[string]any{"models": models, "object": "list", "data": data})
+	// The original API's ModelsListResponse admits no other properties: the
+	// OpenAI-shaped list is served under the OpenAI base URL, not here.
+	httpx.JSON(w, r, http.StatusOK, map[string]any{"models": models})
 	return nil
 }
 
@@ -309,8 +309,10 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) error {
 		if err := validateTexts("request.input.texts", in.Texts); err != nil {
 			return err
 		}
-		if in.EncodingFormat != "" && in.EncodingFormat != "float" {
-			return errs.Field("request.input.encoding_format", "must be \"float\"")
+		// The original API admits base64 here, but its EmbeddingVector is
+		// an array of numbers either way: both are answered with floats.
+		if in.EncodingFormat != "" && in.EncodingFormat != "float" && in.EncodingFormat != "base64" {
+			return errs.Field("request.input.encoding_format", "must be \"float\" or \"base64\"")
 		}
 		inv.op, inv.texts = opEmbed, in.Texts
 	case "":
@@ -444,7 +446,9 @@ func (s *Server) handlePolicyCheck(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	p := c.policy
-	if pc.Ruleset != "" {
+	// "default" names the caller's own policy (the original API's clients
+	// send it); other names are the catalogue's policies.
+	if pc.Ruleset != "" && pc.Ruleset != "default" {
 		rp, ok := s.cat.Policies[pc.Ruleset]
 		if !ok {
 			return errs.Field(prefix("ruleset"), "unknown ruleset %q", pc.Ruleset)
@@ -463,7 +467,15 @@ func (s *Server) handlePolicyCheck(w http.ResponseWriter, r *http.Request) error
 	}, o)
 	wire := o.Wire()
 	result := modelport.PolicyCheckResult{RequestID: reqID, Decision: wire.Decision, Reasons: wire.Reasons, Redactions: wire.Redactions}
-	if wire.Decision == policy.DecisionRedacted {
+	// A request in the original API's complete form (request_id and
+	// ruleset both given) gets that API's PolicyResult, which admits no
+	// content property, unless it asks for the text with include_content.
+	seedForm := pc.RequestID != "" && pc.Ruleset != ""
+	include := !seedForm
+	if pc.IncludeContent != nil {
+		include = *pc.IncludeContent
+	}
+	if wire.Decision == policy.DecisionRedacted && include {
 		result.Content = &modelport.Content{Type: "text", Text: text}
 	}
 	s.countPolicy(o, "check")

@@ -75,18 +75,18 @@ func (r *result) canonical(inv *invocation) any {
 		for i, v := range r.vectors {
 			embs[i] = modelport.Embedding{Index: i, Vector: v}
 		}
-		return modelport.EmbedResponse{RequestID: inv.requestID, Status: "completed",
+		return modelport.EmbedResponse{RequestID: inv.requestID, Status: "ok",
 			Output: modelport.EmbedOutput{Type: "embedding", Embeddings: embs}, Usage: r.usage,
-			LatencyMs: r.latency.Milliseconds(), PolicyOutcome: po, Route: r.route}
+			LatencyMs: r.latency.Milliseconds(), PolicyOutcome: po, Route: r.route, UsageEstimated: r.usage.Estimated}
 	}
 	calls := r.chat.ToolCalls
 	if calls == nil {
 		calls = []modelport.ToolCall{}
 	}
 	msg := modelport.Message{Role: "assistant", Content: r.chat.Message.Content}
-	return modelport.ChatResponse{RequestID: inv.requestID, Status: "completed",
+	return modelport.ChatResponse{RequestID: inv.requestID, Status: "ok",
 		Output: modelport.ChatOutput{Type: "chat", Message: msg, ToolCalls: calls}, Usage: r.usage,
-		LatencyMs: r.latency.Milliseconds(), PolicyOutcome: po, Route: r.route}
+		LatencyMs: r.latency.Milliseconds(), PolicyOutcome: po, Route: r.route, UsageEstimated: r.usage.Estimated}
 }
 
 func price(m *ModelConfig, in, out int64) float64 {

@@ -82,7 +82,7 @@ func TestInvokeBuiltinEchoToolLoop(t *testing.T) {
 	require.Equal(t, false, dig(resp, "route", "fallback_used"))
 	require.Equal(t, "tool.echo", dig(resp, "output", "tool_calls", 0, "tool_id"))
 	require.Equal(t, map[string]any{"text": "hello world"}, dig(resp, "output", "tool_calls", 0, "arguments"))
-	require.Equal(t, true, dig(resp, "usage", "estimated"))
+	require.Equal(t, true, dig(resp, "usage_estimated"))
 	require.Equal(t, "allowed", dig(resp, "policy_outcome", "decision"))
 	require.NotEmpty(t, r.body["traceparent"])
 	require.Contains(t, r.header.Get("traceparent"), "0af7651916cd43dd8448eb211c80319c")
@@ -398,7 +398,7 @@ breaker: {failure_threshold: 2, cooldown: 1h}
 	require.Equal(t, "ollama/qwen", dig(r.body, "response", "route", "model"))
 	require.Equal(t, "from upstream", dig(r.body, "response", "output", "message", "content"))
 	require.EqualValues(t, 10, dig(r.body, "response", "usage", "total_tokens"))
-	require.Nil(t, dig(r.body, "response", "usage", "estimated"))
+	require.Nil(t, dig(r.body, "response", "usage_estimated"))
 
 	// A cost cap below llama's price skips it for the builtin one.
 	body = chatBody("tnt_a", "tier:balanced", []map[string]any{user("hi")}, nil)

@@ -33,10 +33,14 @@ var AllScopes = []string{ScopeRunsCreate, ScopeRunsRead, ScopeRunsCancel, ScopeA
 	ScopeModelsList, ScopePolicyCheck, ScopeRunsForward, ScopeEventsRead, ScopeEventsIngest, ScopeAdmin}
 
 // HeaderUserScopes are the scopes of a demo/dev X-Tenant-Id caller: a
-// tenant_user with the run, agent-read, tool, memory, model and policy scopes.
+// tenant_user with the run, agent-read, tool, memory, model, policy and
+// event scopes. events:ingest is among them because the original
+// implementation's federation e2e script ingests its own tenant's events
+// with header credentials; the ingest still only accepts events of the
+// caller's tenant.
 var HeaderUserScopes = []string{ScopeRunsCreate, ScopeRunsRead, ScopeRunsCancel, ScopeAgentsRead,
 	ScopeToolsInvoke, ScopeMemoryRead, ScopeMemoryWrite, ScopeModelsInvoke, ScopeModelsList,
-	ScopePolicyCheck, ScopeEventsRead}
+	ScopePolicyCheck, ScopeEventsRead, ScopeEventsIngest}
 
 // Roles (CONTRACT §3).
 const (

@@ -50,6 +50,7 @@ func (c *HTTPClient) Chat(ctx context.Context, ac auth.Context, req ChatRequest)
 	if out.Response == nil {
 		return ChatResponse{}, errs.E(errs.DependencyUnavailable, "model-policy answered without a response object")
 	}
+	out.Response.Usage.Estimated = out.Response.UsageEstimated
 	return *out.Response, nil
 }
 
@@ -67,6 +68,7 @@ func (c *HTTPClient) Embed(ctx context.Context, ac auth.Context, req EmbedReques
 	if out.Response == nil {
 		return EmbedResponse{}, errs.E(errs.DependencyUnavailable, "model-policy answered without a response object")
 	}
+	out.Response.Usage.Estimated = out.Response.UsageEstimated
 	return *out.Response, nil
 }
 

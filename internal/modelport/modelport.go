@@ -86,8 +86,10 @@ type Usage struct {
 	OutputTokens int64 `json:"output_tokens"`
 	TotalTokens  int64 `json:"total_tokens"`
 	// Estimated is true when the backend reported no usage and the counts
-	// were estimated (about four characters per token).
-	Estimated bool `json:"estimated,omitempty"`
+	// were estimated (about four characters per token). On the wire it is
+	// the response's usage_estimated: the original API's Usage object
+	// admits no other properties.
+	Estimated bool `json:"-"`
 }
 
 // Redaction counts redacted items of one type.
@@ -127,6 +129,8 @@ type ChatResponse struct {
 	LatencyMs     int64         `json:"latency_ms"`
 	PolicyOutcome PolicyOutcome `json:"policy_outcome"`
 	Route         Route         `json:"route"`
+	// UsageEstimated carries Usage.Estimated on the wire.
+	UsageEstimated bool `json:"usage_estimated,omitempty"`
 }
 
 // EmbedInput is the input of an embed operation.
@@ -167,6 +171,8 @@ type EmbedResponse struct {
 	LatencyMs     int64         `json:"latency_ms"`
 	PolicyOutcome PolicyOutcome `json:"policy_outcome"`
 	Route         Route         `json:"route"`
+	// UsageEstimated carries Usage.Estimated on the wire.
+	UsageEstimated bool `json:"usage_estimated,omitempty"`
 }
 
 // Content is text under policy check.
@@ -180,6 +186,10 @@ type PolicyCheckRequest struct {
 	RequestID string  `json:"request_id"`
 	Content   Content `json:"content"`
 	Ruleset   string  `json:"ruleset,omitempty"`
+	// IncludeContent asks for the redacted text even when the request is
+	// in the original API's complete form (request_id and ruleset set),
+	// whose PolicyResult admits no content property.
+	IncludeContent *bool `json:"include_content,omitempty"`
 }
 
 // PolicyCheckResult is the policy_result object of /v1/policy:check.

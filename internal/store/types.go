@@ -149,14 +149,16 @@ func (s RunStatus) Terminal() bool {
 
 // Run is one execution of an agent (CONTRACT §4).
 type Run struct {
-	TenantID       string          `json:"tenant_id"`
-	AgentID        string          `json:"agent_id"`
-	RunID          string          `json:"run_id"`
-	PrincipalID    string          `json:"principal_id"`
-	Status         RunStatus       `json:"status"`
-	CreatedAt      time.Time       `json:"created_at"`
-	StartedAt      *time.Time      `json:"started_at"`
-	CompletedAt    *time.Time      `json:"completed_at"`
+	TenantID    string    `json:"tenant_id"`
+	AgentID     string    `json:"agent_id"`
+	RunID       string    `json:"run_id"`
+	PrincipalID string    `json:"principal_id"`
+	Status      RunStatus `json:"status"`
+	CreatedAt   time.Time `json:"created_at"`
+	// Absent, not null, until set: the original API's Run does not admit
+	// null here.
+	StartedAt      *time.Time      `json:"started_at,omitempty"`
+	CompletedAt    *time.Time      `json:"completed_at,omitempty"`
 	Input          RunInput        `json:"input"`
 	Context        json.RawMessage `json:"context,omitempty"`
 	Tooling        Tooling         `json:"tooling"`
@@ -262,16 +264,18 @@ func IsTerminalEvent(t string) bool {
 
 // Event is the contract's event envelope.
 type Event struct {
-	EventID  string          `json:"event_id"`
-	Sequence int64           `json:"sequence"`
-	Time     time.Time       `json:"time"`
-	Type     string          `json:"type"`
-	TenantID string          `json:"tenant_id"`
-	AgentID  string          `json:"agent_id"`
-	RunID    string          `json:"run_id"`
-	StepID   *string         `json:"step_id"`
-	Trace    EventTrace      `json:"trace"`
-	Payload  json.RawMessage `json:"payload"`
+	EventID  string    `json:"event_id"`
+	Sequence int64     `json:"sequence"`
+	Time     time.Time `json:"time"`
+	Type     string    `json:"type"`
+	TenantID string    `json:"tenant_id"`
+	AgentID  string    `json:"agent_id"`
+	RunID    string    `json:"run_id"`
+	// Absent, not null, for run-level events: the original API's Event
+	// does not admit null here.
+	StepID  *string         `json:"step_id,omitempty"`
+	Trace   EventTrace      `json:"trace"`
+	Payload json.RawMessage `json:"payload"`
 }
 
 // EventTrace ties an event to a W3C trace.

@@ -25,23 +25,7 @@ func TestFederationConformance(t *testing.T) {
 		t.Skip("starts real processes")
 	}
 	spec := LoadSpec(t, "federation")
-	a := testnode.Start(t, testnode.Options{Env: []string{"AGENTOS_STACK_ID=stk_conf_a"}})
-	b := testnode.Start(t, testnode.Options{Env: []string{"AGENTOS_STACK_ID=stk_conf_b"}})
-	cli := func(n *testnode.Node, args ...string) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		out, err := n.Run(ctx, args...)
-		require.NoError(t, err, out)
-	}
-	cli(a, "certs", "init")
-	cli(a, "certs", "issue")
-	cli(a, "certs", "issue", "--stack-id", "stk_conf_b", "--out", filepath.Join(b.Home, "federation"))
-	cli(a, "peers", "add", "stk_conf_b", "--url", "https://"+b.Addrs["federation-peer"],
-		"--public-key-file", filepath.Join(b.Home, "federation", "signing.pub"))
-	cli(b, "peers", "add", "stk_conf_a", "--url", "https://"+a.Addrs["federation-peer"],
-		"--public-key-file", filepath.Join(a.Home, "federation", "signing.pub"))
-	a.StartService("federation")
-	b.StartService("federation")
+	a, b := startFederationPair(t)
 
 	base := a.URL("federation")
 	user := &Client{Spec: spec, BaseURL: base, Headers: map[string]string{"X-Tenant-Id": "tnt_demo"}}
@@ -171,4 +155,29 @@ func TestFederationConformance(t *testing.T) {
 		resp, body = spec.Do(t, mtls, "POST", peerBase+"/v1/federation/runs:forward", nil, fwd)
 		status(resp, 401, body)
 	})
+}
+
+// startFederationPair starts two nodes, stk_conf_a and stk_conf_b, that
+// are each other's peers, with their federation services running.
+func startFederationPair(t *testing.T) (a, b *testnode.Node) {
+	t.Helper()
+	a = testnode.Start(t, testnode.Options{Env: []string{"AGENTOS_STACK_ID=stk_conf_a"}})
+	b = testnode.Start(t, testnode.Options{Env: []string{"AGENTOS_STACK_ID=stk_conf_b"}})
+	cli := func(n *testnode.Node, args ...string) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		out, err := n.Run(ctx, args...)
+		require.NoError(t, err, out)
+	}
+	cli(a, "certs", "init")
+	cli(a, "certs", "issue")
+	cli(a, "certs", "issue", "--stack-id", "stk_conf_b", "--out", filepath.Join(b.Home, "federation"))
+	cli(a, "peers", "add", "stk_conf_b", "--url", "https://"+b.Addrs["federation-peer"],
+		"--public-key-file", filepath.Join(b.Home, "federation", "signing.pub"), "--peer-region", "local")
+	cli(b, "peers", "add", "stk_conf_a", "--url", "https://"+a.Addrs["federation-peer"],
+		"--public-key-file", filepath.Join(a.Home, "federation", "signing.pub"), "--peer-region", "local")
+	a.StartService("federation")
+	b.StartService("federation")
+
+	return a, b
 }

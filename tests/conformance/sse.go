@@ -93,9 +93,10 @@ func ParseSSE(body []byte) ([]SSEFrame, error) {
 }
 
 // sseDataSchema is the schema each frame's data must match: the component
-// SSEEventData if the spec has one, else Event.
+// SSEEventData if the spec has one, else EventEnvelope (the seed's name
+// for the same {"event": Event} wrapper), else Event.
 func (s *Spec) sseDataSchema() (*openapi3.Schema, string, error) {
-	for _, name := range []string{"SSEEventData", "Event"} {
+	for _, name := range []string{"SSEEventData", "EventEnvelope", "Event"} {
 		if ref, ok := s.Doc.Components.Schemas[name]; ok && ref.Value != nil {
 			return ref.Value, name, nil
 		}
@@ -142,7 +143,7 @@ func (s *Spec) CheckSSE(req *http.Request, body []byte) ([]store.Event, error) {
 			continue
 		}
 		var ev store.Event
-		if schemaName == "SSEEventData" {
+		if schemaName == "SSEEventData" || schemaName == "EventEnvelope" {
 			var wrap struct {
 				Event *store.Event `json:"event"`
 			}
