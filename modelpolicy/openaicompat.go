@@ -226,7 +226,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 		if !sse.started {
 			return err
 		}
-		sse.data(map[string]any{"error": httpx.BodyOf(err), "correlation_id": httpx.CorrelationID(r.Context())})
+		sse.data(map[string]any{"error": httpx.BodyOf(err).WithOpenAI(), "correlation_id": httpx.CorrelationID(r.Context())})
 		sse.done()
 		return nil
 	}

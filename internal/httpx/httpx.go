@@ -102,11 +102,53 @@ type ErrorBody struct {
 	Message   string         `json:"message"`
 	Retryable bool           `json:"retryable"`
 	Details   map[string]any `json:"details"`
-	// Type and Param are OpenAI's names, added so SDK code reading
-	// err.type / err.param gets them: Type from the code, Param the field
-	// at fault (details.field) or null.
-	Type  string  `json:"type"`
-	Param *string `json:"param"`
+	// Type and Param are OpenAI's names, served only on the OpenAI-compatible
+	// surface (OpenAISurface) so SDK code reading err.type / err.param gets
+	// them: Type from the code, Param the field at fault (details.field) or
+	// null. Elsewhere they are left out: the original API's published error
+	// object (../shared/seed) allows no other properties.
+	Type  string  `json:"type,omitempty"`
+	Param *string `json:"param,omitempty"`
+
+	openAI bool
+}
+
+// WithOpenAI is b with OpenAI's type and param filled in.
+func (b ErrorBody) WithOpenAI() ErrorBody {
+	b.openAI = true
+	b.Type = OpenAIType(errs.Code(b.Code))
+	b.Param = nil
+	if f, ok := b.Details["field"].(string); ok && f != "" {
+		b.Param = &f
+	}
+	return b
+}
+
+// MarshalJSON writes type and param (param null when no field is at
+// fault, as OpenAI does) only for a body made WithOpenAI.
+func (b ErrorBody) MarshalJSON() ([]byte, error) {
+	type plain struct {
+		Code      string         `json:"code"`
+		Message   string         `json:"message"`
+		Retryable bool           `json:"retryable"`
+		Details   map[string]any `json:"details"`
+	}
+	p := plain{Code: b.Code, Message: b.Message, Retryable: b.Retryable, Details: b.Details}
+	if !b.openAI {
+		return json.Marshal(p)
+	}
+	return json.Marshal(struct {
+		plain
+		Type  string  `json:"type"`
+		Param *string `json:"param"`
+	}{p, b.Type, b.Param})
+}
+
+// OpenAISurface says whether path is one of the OpenAI-compatible API's
+// (its base URL /openai/v1, and the two OpenAI paths model-policy has
+// always served under /v1), whose errors carry OpenAI's type and param.
+func OpenAISurface(path string) bool {
+	return strings.HasPrefix(path, "/openai/") || path == "/v1/chat/completions" || path == "/v1/embeddings"
 }
 
 // Envelope is the contract's error envelope.
@@ -127,12 +169,7 @@ func BodyOf(err error) ErrorBody {
 	if d == nil {
 		d = map[string]any{}
 	}
-	var param *string
-	if f, ok := d["field"].(string); ok && f != "" {
-		param = &f
-	}
-	return ErrorBody{Code: string(e.Code), Message: msg, Retryable: e.Code.Retryable(), Details: d,
-		Type: OpenAIType(e.Code), Param: param}
+	return ErrorBody{Code: string(e.Code), Message: msg, Retryable: e.Code.Retryable(), Details: d}
 }
 
 // WriteError writes err as the contract's error envelope. Internal errors
@@ -160,7 +197,11 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 	}
-	writeJSON(w, status, Envelope{Error: BodyOf(err), CorrelationID: CorrelationID(r.Context())})
+	body := BodyOf(err)
+	if OpenAISurface(r.URL.Path) {
+		body = body.WithOpenAI()
+	}
+	writeJSON(w, status, Envelope{Error: body, CorrelationID: CorrelationID(r.Context())})
 }
 
 // JSON writes body with status, adding "correlation_id" to it.

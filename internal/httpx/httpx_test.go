@@ -52,7 +52,7 @@ func TestErrorEnvelopeAndStatusTable(t *testing.T) {
 	}
 	for _, tc := range cases {
 		h := H(func(w http.ResponseWriter, r *http.Request) error { return tc.err })
-		resp, env := serve(t, h, httptest.NewRequest("GET", "/", nil))
+		resp, env := serve(t, h, httptest.NewRequest("GET", "/openai/v1/models", nil))
 		require.Equal(t, tc.status, resp.StatusCode, tc.code)
 		require.Equal(t, tc.code, env.Error.Code)
 		require.Equal(t, tc.retry, env.Error.Retryable)
@@ -71,15 +71,24 @@ func TestErrorEnvelopeAndStatusTable(t *testing.T) {
 	}
 }
 
-// The param key is always present (null when no field is at fault), as in
-// OpenAI's error object.
+// On the OpenAI surface the param key is always present (null when no
+// field is at fault), as in OpenAI's error object; elsewhere neither type
+// nor param is sent (the original API's error object allows no others).
 func TestParamIsNullWithoutField(t *testing.T) {
 	t.Parallel()
-	rec := httptest.NewRecorder()
-	H(func(w http.ResponseWriter, r *http.Request) error { return errs.E(errs.NotFound, "x") }).
-		ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
-	require.Contains(t, rec.Body.String(), `"param":null`)
-	require.Contains(t, rec.Body.String(), `"type":"not_found_error"`)
+	h := H(func(w http.ResponseWriter, r *http.Request) error { return errs.E(errs.NotFound, "x") })
+	for _, path := range []string{"/openai/v1/models/x", "/v1/chat/completions", "/v1/embeddings"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("POST", path, nil))
+		require.Contains(t, rec.Body.String(), `"param":null`, path)
+		require.Contains(t, rec.Body.String(), `"type":"not_found_error"`, path)
+	}
+	for _, path := range []string{"/v1/models", "/v1/runs/run_x", "/v1/federation/peer"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		require.NotContains(t, rec.Body.String(), `"param"`, path)
+		require.NotContains(t, rec.Body.String(), `"type"`, path)
+	}
 }
 
 // A known path with the wrong method is 405 with Allow, checked against

@@ -114,7 +114,9 @@ func TestSeedModelPolicy(t *testing.T) {
 	spec := loadSeed(t, "model-policy")
 	base, _ := startModelPolicy(t)
 	r := newSeedRun(t, spec)
-	user := &Client{Spec: spec, BaseURL: base, Headers: map[string]string{"X-Tenant-Id": "tnt_demo", "X-Correlation-Id": "corr_seed"}}
+	// The caller is the principal its auth envelope names (a tenant_user
+	// may not act on behalf of another principal: see docs/operations.md).
+	user := &Client{Spec: spec, BaseURL: base, Headers: map[string]string{"X-Tenant-Id": "tnt_demo", "X-Principal-Id": "usr_seed", "X-Correlation-Id": "corr_seed"}}
 	anon := &Client{Spec: spec, BaseURL: base}
 	r.do(anon, "GET", "/v1/health", nil, 200)
 	models := JSON(t, r.do(user, "GET", "/v1/models", nil, 200))
