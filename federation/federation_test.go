@@ -734,3 +734,36 @@ func TestProxyStreamCaps(t *testing.T) {
 		defer resp.Body.Close()
 	}
 }
+
+// An event this node holds as the replica of a stream it proxied (stored
+// from the peer's stack) is accepted when a client then ingests it, as the
+// original API's federation e2e script expects (and again on a redelivery:
+// nothing is stored twice); a repeat within the request is a duplicate.
+func TestIngestOfAnEventHeldAsAProxyReplica(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ev := ingestEvent("evt_px", "tnt_x", "run_px", 1)
+	var held store.Event
+	raw, err := json.Marshal(ev)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(raw, &held))
+	ok, err := b.a.store.IngestEvent(context.Background(), store.IngestedEvent{Event: held, SourceStack: "stk_peer_b"})
+	require.NoError(t, err)
+	require.True(t, ok)
+	type counts struct {
+		Accepted   int               `json:"accepted"`
+		Rejected   int               `json:"rejected"`
+		Rejections []IngestRejection `json:"rejections"`
+	}
+	body := map[string]any{"peer_id": "peer_ci", "events": []any{map[string]any{"event": ev}, map[string]any{"event": ev}}}
+	for i, want := range []counts{
+		{Accepted: 1, Rejected: 1, Rejections: []IngestRejection{{Index: 1, EventID: "evt_px", Reason: "duplicate"}}},
+		{Accepted: 1, Rejected: 1, Rejections: []IngestRejection{{Index: 1, EventID: "evt_px", Reason: "duplicate"}}},
+	} {
+		resp, raw := call(t, b.a, "POST", "/v1/federation/events:ingest", "tnt_x", body)
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(raw))
+		var got counts
+		require.NoError(t, json.Unmarshal(raw, &got))
+		require.Equal(t, want, got, "request %d", i)
+	}
+}

@@ -1,6 +1,7 @@
 package federation
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -84,8 +85,17 @@ func (s *Server) ingest(r *http.Request, tenantID, source string, req IngestRequ
 	}
 	accepted := 0
 	now := s.cfg.Now().UTC()
+	seen := make(map[string]bool, len(good))
 	for _, g := range good {
+		if seen[g.e.EventID] {
+			rejections = append(rejections, IngestRejection{Index: g.i, EventID: g.e.EventID, Reason: "duplicate"})
+			continue
+		}
+		seen[g.e.EventID] = true
 		ok, err := s.cfg.Store.IngestEvent(ctx, store.IngestedEvent{Event: g.e, SourceStack: source, IngestedAt: now})
+		if err == nil && !ok {
+			ok, err = s.heldFromAnotherSource(ctx, tenantID, source, g.e)
+		}
 		if err != nil {
 			return accepted, rejections, errs.Wrap(errs.DependencyUnavailable, err,
 				"cannot store event at index %d of %d (retry: stored events are deduplicated)", g.i, len(req.Events))
@@ -180,4 +190,24 @@ func (s *Server) handlePeerIngest(w http.ResponseWriter, r *http.Request) error 
 		Action: "federation.ingest", Target: "stack:" + c.Issuer,
 		Details: map[string]any{"direction": "inbound", "api": "peer", "peer_stack_id": c.Issuer}},
 		c.TenantID, c.Issuer, req)
+}
+
+// heldFromAnotherSource reports, for an event whose event_id this node
+// already holds, whether it came from another source than this ingest's:
+// typically the replica this node keeps of a stream it proxied (proxy.go),
+// which the original API's clients then ingest themselves. Such a delivery
+// is accepted (the event is held once, nothing is stored again, so a
+// redelivery is acknowledged the same way); a duplicate is an event this
+// same source ingested before, or one repeated within one request.
+func (s *Server) heldFromAnotherSource(ctx context.Context, tenantID, source string, e store.Event) (bool, error) {
+	mine, err := s.cfg.Store.ListIngestedEvents(ctx, tenantID, e.RunID, source)
+	if err != nil {
+		return false, err
+	}
+	for _, m := range mine {
+		if m.EventID == e.EventID {
+			return false, nil
+		}
+	}
+	return true, nil
 }
