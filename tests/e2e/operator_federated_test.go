@@ -275,13 +275,23 @@ func opfedShift(t *testing.T, addr string, offset int) string {
 func opfedPortOffset(t *testing.T, n *opNode) int {
 	t.Helper()
 	addrs := []string{n.orchestrator, n.modelPolicy, n.federation, opfedPeerAddr(n)}
+	// Node A's own ports are free now (it is not started yet), so an offset
+	// that lands node B on one of them would pass the listen check below
+	// and fail at boot: seen once, B's peer port on A's orchestrator port.
+	portsA := map[int]bool{}
+	for _, a := range addrs {
+		_, port, err := net.SplitHostPort(a)
+		require.NoError(t, err)
+		p, _ := strconv.Atoi(port)
+		portsA[p] = true
+	}
 	for _, off := range []int{10, 20, 30, 40, 50, 100, 200, 300, 500, 700, 1000, 1500, 2000, -10, -100, -1000} {
 		ok := true
 		for _, a := range addrs {
 			host, port, err := net.SplitHostPort(a)
 			require.NoError(t, err)
 			p, _ := strconv.Atoi(port)
-			if p+off < 1024 || p+off > 65535 {
+			if p+off < 1024 || p+off > 65535 || portsA[p+off] {
 				ok = false
 				break
 			}
