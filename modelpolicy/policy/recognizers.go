@@ -10,6 +10,10 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Recognized types, in priority order: when two findings overlap, the one
@@ -27,17 +31,83 @@ const (
 // Types lists every recognized type in priority order.
 var Types = []string{TypeSecret, TypeEmail, TypeIBAN, TypeCreditCard, TypeSSN, TypeIPAddress, TypePhone}
 
-// Finding is one recognized span of text: [Start, End) in bytes.
+// Finding is one recognized span of the ORIGINAL text: [Start, End) in
+// bytes, always on rune boundaries.
 type Finding struct {
 	Type  string
 	Start int
 	End   int
 }
 
+// normText is text after NFKC normalisation with Unicode format characters
+// (category Cf: zero-width spaces and joiners, soft hyphens, bidi marks)
+// removed and Unicode dashes folded to '-'. Obfuscations such as
+// full-width digits or a zero-width space inside an address then look like
+// the plain form. from[i], to[i] is the range of original bytes that byte i
+// of s came from, so a match in s redacts exactly the original characters.
+// Both are nil when s is the original text unchanged.
+type normText struct {
+	s        string
+	from, to []int
+}
+
+func normalize(text string) normText {
+	plain := true
+	for i := 0; i < len(text); i++ {
+		if text[i] >= utf8.RuneSelf {
+			plain = false
+			break
+		}
+	}
+	if plain { // ASCII is NFKC already and has no format characters
+		return normText{s: text}
+	}
+	var b strings.Builder
+	b.Grow(len(text))
+	from := make([]int, 0, len(text))
+	to := make([]int, 0, len(text))
+	var it norm.Iter
+	it.InitString(norm.NFKC, text)
+	for !it.Done() {
+		p := it.Pos()
+		seg := it.Next()
+		q := it.Pos()
+		for len(seg) > 0 {
+			r, n := utf8.DecodeRune(seg)
+			chunk := seg[:n]
+			seg = seg[n:]
+			switch {
+			case r != utf8.RuneError && unicode.Is(unicode.Cf, r):
+				continue
+			case unicode.Is(unicode.Pd, r) || r == '\u2212': // dashes, minus sign
+				chunk = []byte{'-'}
+			}
+			b.Write(chunk)
+			for range chunk {
+				from = append(from, p)
+				to = append(to, q)
+			}
+		}
+	}
+	return normText{s: b.String(), from: from, to: to}
+}
+
+// original maps [s, e) of the normalised text to the original text.
+func (n normText) original(s, e int) (int, int) {
+	if n.from == nil {
+		return s, e
+	}
+	return n.from[s], n.to[e-1]
+}
+
+// checkFunc validates a regexp match [s, e) of t and may shorten it; it
+// returns the accepted end or ok false.
+type checkFunc func(t string, s, e int) (end int, ok bool)
+
 type recognizer struct {
 	typ   string
 	re    *regexp.Regexp
-	valid func(string) bool
+	check checkFunc
 	// may is a cheap necessary condition: when false, re cannot yield a
 	// valid finding in the text and is not run.
 	may func(textStats) bool
@@ -48,7 +118,7 @@ type recognizer struct {
 type textStats struct {
 	text   string
 	digits int
-	at     bool
+	at     bool // '@', or "at" in any case (spelled-out addresses)
 	colon  bool
 	dot    bool
 }
@@ -65,6 +135,8 @@ func statsOf(text string) textStats {
 			st.colon = true
 		case c == '.':
 			st.dot = true
+		case (c == 'a' || c == 'A') && i+1 < len(text) && (text[i+1] == 't' || text[i+1] == 'T'):
+			st.at = true
 		}
 	}
 	return st
@@ -82,29 +154,48 @@ func maySecret(st textStats) bool {
 	return false
 }
 
+// Separators people put inside numbers: one of . - _ / \ with optional
+// spaces around it, or one or two spaces (tabs) alone.
+const numSep = `(?:[ \t]{0,2}[.\-_/\\][ \t]{0,2}|[ \t]{1,2})`
+
+// Spelled-out '@' and '.' as used to dodge address harvesters: "(at)",
+// "[at]", "{at}", "<at>", " at ", likewise dot; '@' itself may have spaces.
+const (
+	atSpelled  = `(?:[ \t]*@[ \t]*|[ \t]*[\(\[\{<][ \t]*(?i:at)[ \t]*[\)\]\}>][ \t]*|[ \t]+(?i:at)[ \t]+)`
+	dotSpelled = `(?:\.|[ \t]*[\(\[\{<][ \t]*(?i:dot)[ \t]*[\)\]\}>][ \t]*|[ \t]+(?i:dot)[ \t]+)`
+	localAtom  = `[A-Za-z0-9_%+\-]+`
+	emailRE    = localAtom + `(?:` + dotSpelled + localAtom + `)*` + atSpelled +
+		`[A-Za-z0-9\-]+(?:` + dotSpelled + `[A-Za-z0-9\-]+)*` + dotSpelled + `[A-Za-z]{2,}`
+)
+
 var recognizers = []recognizer{
-	{TypeSecret, regexp.MustCompile(`\b(?:sk-(?:proj-|ant-(?:api\d\d-)?)?[A-Za-z0-9_\-]{20,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,}|xox[baprs]-[A-Za-z0-9\-]{10,}|AIza[0-9A-Za-z_\-]{35}|glpat-[A-Za-z0-9_\-]{20,}|eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{16,})`), nil, maySecret},
-	{TypeEmail, regexp.MustCompile(`[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}`), nil,
+	{TypeSecret, regexp.MustCompile(`\b(?:sk-(?:proj-|ant-(?:api\d\d-)?)?[A-Za-z0-9_\-]{20,}|AKIA(?:[ \t\-_]?[0-9A-Z]){16}|gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,}|xox[baprs]-[A-Za-z0-9\-]{10,}|AIza[0-9A-Za-z_\-]{35}|glpat-[A-Za-z0-9_\-]{20,}|eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{16,})`), checkSecret, maySecret},
+	{TypeEmail, regexp.MustCompile(emailRE), checkEmail,
 		func(st textStats) bool { return st.at }},
-	{TypeIBAN, regexp.MustCompile(`\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b`), validIBAN,
+	{TypeIBAN, regexp.MustCompile(`[A-Z]{2}\d{2}(?:[ \t\-.]?[A-Z0-9]){11,30}`), checkIBAN,
 		func(st textStats) bool { return st.digits >= 2 }},
-	{TypeCreditCard, regexp.MustCompile(`\b\d(?:[ \-]?\d){12,18}\b`), validCard,
+	{TypeCreditCard, regexp.MustCompile(`\d(?:` + numSep + `?\d){12,18}`), checkCard,
 		func(st textStats) bool { return st.digits >= 13 }},
-	{TypeSSN, regexp.MustCompile(`\b\d{3}[- ]\d{2}[- ]\d{4}\b`), validSSN,
+	{TypeSSN, regexp.MustCompile(`\d(?:` + numSep + `?\d){8}`), checkSSN,
 		func(st textStats) bool { return st.digits >= 9 }},
-	{TypeIPAddress, regexp.MustCompile(`\b(?:\d{1,3}\.){3}\d{1,3}\b|(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}|(?:[0-9A-Fa-f]{1,4}:){1,6}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,5})?|::(?:[0-9A-Fa-f]{1,4}:){0,5}[0-9A-Fa-f]{1,4}`), validIP,
-		func(st textStats) bool { return st.colon || (st.dot && st.digits >= 4) }},
-	{TypePhone, regexp.MustCompile(`(?:\+\d{1,3}[ .\-]?)?(?:\(\d{1,4}\)[ .\-]?)?\d{2,4}(?:[ .\-]\d{2,4}){1,4}\b|\+\d{8,15}\b|\b\d{10}\b`), validPhone,
-		func(st textStats) bool { return st.digits >= 10 }}, // validPhone needs 10+ digits
+	{TypeIPAddress, regexp.MustCompile(`\d{1,3}(?:(?:\.|\[\.\]|\(\.\)|\[(?i:dot)\]|\((?i:dot)\))\d{1,3}){3}|(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}|(?:[0-9A-Fa-f]{1,4}:){1,6}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,5})?|::(?:[0-9A-Fa-f]{1,4}:){0,5}[0-9A-Fa-f]{1,4}`), checkIP,
+		func(st textStats) bool { return st.colon || st.digits >= 4 }},
+	{TypePhone, regexp.MustCompile(`(?:\+[ \t]?\d{1,3}` + numSep + `?)?(?:\(\d{1,4}\)` + numSep + `?)?\d{2,4}(?:` + numSep + `\d{1,4}){1,6}|\+\d{8,15}|\d{10}`), checkPhone,
+		func(st textStats) bool { return st.digits >= 10 }}, // a phone needs 10+ digits
 }
 
-// Scan returns the non-overlapping findings in text, ordered by position.
+// Scan returns the non-overlapping findings in text, ordered by position,
+// as byte ranges of text itself (not of its normalised form).
 func Scan(text string) []Finding { return scan(text, true) }
 
 // scan is Scan; prefilter false runs every recognizer (the fuzz target
 // checks that the cheap conditions never change the findings).
 func scan(text string, prefilter bool) []Finding {
-	var taken []Finding
+	if text == "" {
+		return nil
+	}
+	n := normalize(text)
+	var taken []Finding // in normalised coordinates
 	overlaps := func(s, e int) bool {
 		for _, f := range taken {
 			if s < f.End && f.Start < e {
@@ -113,27 +204,359 @@ func scan(text string, prefilter bool) []Finding {
 		}
 		return false
 	}
-	if text == "" {
-		return nil
-	}
-	st := statsOf(text)
+	st := statsOf(n.s)
 	for _, r := range recognizers {
 		if prefilter && !r.may(st) {
 			continue
 		}
-		for _, m := range r.re.FindAllStringIndex(text, -1) {
-			s, e := m[0], m[1]
-			if r.valid != nil && !r.valid(text[s:e]) {
+		for _, m := range r.find(n.s) {
+			if overlaps(m[0], m[1]) {
 				continue
 			}
-			if overlaps(s, e) {
-				continue
-			}
-			taken = append(taken, Finding{Type: r.typ, Start: s, End: e})
+			taken = append(taken, Finding{Type: r.typ, Start: m[0], End: m[1]})
 		}
 	}
 	sort.Slice(taken, func(i, j int) bool { return taken[i].Start < taken[j].Start })
-	return taken
+	out := taken[:0]
+	last := 0
+	for _, f := range taken {
+		f.Start, f.End = n.original(f.Start, f.End)
+		// One original character can expand to several (a ligature); two
+		// findings inside it would overlap in the original: keep the first.
+		if f.Start < last {
+			continue
+		}
+		out = append(out, f)
+		last = f.End
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// find returns r's accepted matches in t. A rejected match is retried from
+// its next rune, so a bad candidate cannot hide a good one that starts
+// inside it ("1234 4111 1111 1111 1111").
+func (r recognizer) find(t string) [][2]int {
+	var out [][2]int
+	for pos := 0; pos < len(t); {
+		loc := r.re.FindStringIndex(t[pos:])
+		if loc == nil {
+			break
+		}
+		s, e := pos+loc[0], pos+loc[1]
+		if e2, ok := r.check(t, s, e); ok && e2 > s {
+			out = append(out, [2]int{s, e2})
+			pos = e2
+			continue
+		}
+		_, w := utf8.DecodeRuneInString(t[s:])
+		pos = s + w
+	}
+	return out
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func isAlnum(c byte) bool {
+	return isDigit(c) || (c|0x20) >= 'a' && (c|0x20) <= 'z'
+}
+
+func isNumSep(c byte) bool {
+	switch c {
+	case ' ', '\t', '.', '-', '_', '/', '\\':
+		return true
+	}
+	return false
+}
+
+// digitBefore reports whether the number at s continues to its left: an
+// alphanumeric right before it, or a digit behind a few separators (a
+// match starting inside a longer number).
+func digitBefore(t string, s int) bool {
+	if s > 0 && isAlnum(t[s-1]) {
+		return true
+	}
+	for i := s - 1; i >= 0 && i >= s-5; i-- {
+		if isDigit(t[i]) {
+			return true
+		}
+		if !isNumSep(t[i]) {
+			return false
+		}
+	}
+	return false
+}
+
+// digitsAfter counts the digits of the number run continuing at e through
+// separators (0 when a non-separator comes first); alnum reports a letter
+// or digit right at e.
+func digitsAfter(t string, e int) (n int, alnum bool) {
+	if e < len(t) && isAlnum(t[e]) {
+		alnum = true
+	}
+	gap := 0
+	for i := e; i < len(t); i++ {
+		switch {
+		case isDigit(t[i]):
+			n++
+			gap = 0
+		case isNumSep(t[i]) && gap < 5:
+			gap++
+		default:
+			return n, alnum
+		}
+	}
+	return n, alnum
+}
+
+// digitGroups returns the lengths of the digit runs in s.
+func digitGroups(s string) []int {
+	var g []int
+	run := 0
+	for i := 0; i < len(s); i++ {
+		if isDigit(s[i]) {
+			run++
+			continue
+		}
+		if run > 0 {
+			g = append(g, run)
+			run = 0
+		}
+	}
+	if run > 0 {
+		g = append(g, run)
+	}
+	return g
+}
+
+// contextBefore reports whether one of words occurs (case-insensitively,
+// as a word start) within window bytes before s.
+func contextBefore(t string, s, window int, words []string) bool {
+	lo := max(s-window, 0)
+	w := strings.ToLower(t[lo:s])
+	for _, k := range words {
+		for i := strings.Index(w, k); i >= 0; {
+			if i == 0 && lo == 0 || i > 0 && !isAlnum(w[i-1]) || i == 0 && !isAlnum(t[lo-1]) {
+				return true
+			}
+			j := strings.Index(w[i+1:], k)
+			if j < 0 {
+				break
+			}
+			i += 1 + j
+		}
+	}
+	return false
+}
+
+func checkSecret(t string, s, e int) (int, bool) { return e, true }
+
+// Words that commonly precede " at " in prose, so "look at example dot com"
+// is not read as an address.
+var atStopwords = map[string]bool{}
+
+func init() {
+	for _, w := range strings.Fields(`a am an and are arrive arrived arrives available based be begin begins buy
+		careers download downloads email emailed find found get go here home i is it jobs live lives located look
+		looked looking me meet meeting met more now online only or our price priced rate rates read sale see shop
+		start starts stay staying stop the them there they this us visit was we were what where work working works
+		you your contact reach info more details page site website blog`) {
+		atStopwords[w] = true
+	}
+	for _, t := range strings.Fields(`com org net edu gov mil int io co uk de fr it es nl be ch at se no dk fi pl cz
+		ca us au nz jp cn in br ru eu info biz me ai app dev tv xyz name pro`) {
+		knownTLDs[t] = true
+	}
+}
+
+var knownTLDs = map[string]bool{}
+
+var (
+	plainAt     = regexp.MustCompile(`[ \t]+(?i:at)[ \t]+`)
+	bracketAt   = regexp.MustCompile(`[\(\[\{<][ \t]*(?i:at)[ \t]*[\)\]\}>]`)
+	lastDotWord = regexp.MustCompile(`(\.|(?i:dot)[ \t]*[\)\]\}>]?[ \t]*)([A-Za-z]{2,})$`)
+)
+
+func checkEmail(t string, s, e int) (int, bool) {
+	if s > 0 && (isAlnum(t[s-1]) || strings.IndexByte("._%+-", t[s-1]) >= 0) {
+		return 0, false
+	}
+	m := t[s:e]
+	at := strings.IndexByte(m, '@')
+	spelledAt := at < 0 && bracketAt.FindStringIndex(m) == nil
+	last := lastDotWord.FindStringSubmatch(m)
+	if last == nil {
+		return 0, false
+	}
+	spelledDot := last[1] != "."
+	if spelledAt {
+		loc := plainAt.FindStringIndex(m)
+		if loc == nil {
+			return 0, false
+		}
+		local := strings.ToLower(m[:loc[0]])
+		if i := strings.LastIndexAny(local, " \t."); i >= 0 {
+			local = local[i+1:]
+		}
+		if atStopwords[local] {
+			return 0, false
+		}
+	}
+	if (spelledAt || spelledDot) && !knownTLDs[strings.ToLower(last[2])] {
+		return 0, false
+	}
+	return e, true
+}
+
+func checkIBAN(t string, s, e int) (int, bool) {
+	if s > 0 && isAlnum(t[s-1]) {
+		return 0, false
+	}
+	for end := e; end > s+4; end-- {
+		if !isAlnum(t[end-1]) || end < len(t) && isAlnum(t[end]) {
+			continue
+		}
+		if validIBAN(strings.NewReplacer(" ", "", "\t", "", "-", "", ".", "").Replace(t[s:end])) {
+			return end, true
+		}
+	}
+	return 0, false
+}
+
+var cardStopwords = []string{"isbn", "tracking", "track #", "awb"}
+
+func checkCard(t string, s, e int) (int, bool) {
+	if digitBefore(t, s) || t[s] < '2' || t[s] > '6' || contextBefore(t, s, 24, cardStopwords) {
+		return 0, false
+	}
+	for end := e; end > s; end-- {
+		if !isDigit(t[end-1]) {
+			continue
+		}
+		n, alnum := digitsAfter(t, end)
+		// A card may be followed by its expiry or CVV ("... 1111 12/26"),
+		// not by more of one long number.
+		if alnum || n > 4 || n > 0 && t[end] != ' ' {
+			continue
+		}
+		if validCard(t[s:end]) {
+			return end, true
+		}
+	}
+	return 0, false
+}
+
+var ssnContext = []string{"ssn", "social security", "soc sec", "ss#", "ss no", "ss num", "social sec"}
+
+// continues reports whether the number [s, e) is part of a longer one: a
+// letter or digit touching it, or a digit behind a separator, where a
+// plain space counts only if the number itself is spaced out.
+func continues(t string, s, e int) bool {
+	spaced := strings.ContainsAny(t[s:e], " \t")
+	sepOK := func(c byte) bool { return isNumSep(c) && (spaced || c != ' ' && c != '\t') }
+	if s > 0 && isAlnum(t[s-1]) || e < len(t) && isAlnum(t[e]) {
+		return true
+	}
+	for i := s - 1; i >= 0 && i >= s-5 && sepOK(t[i]); i-- {
+		if i > 0 && isDigit(t[i-1]) {
+			return true
+		}
+	}
+	for i := e; i < len(t) && i < e+5 && sepOK(t[i]); i++ {
+		if i+1 < len(t) && isDigit(t[i+1]) {
+			return true
+		}
+	}
+	return false
+}
+
+func checkSSN(t string, s, e int) (int, bool) {
+	if continues(t, s, e) {
+		return 0, false
+	}
+	if !validSSN(t[s:e]) {
+		return 0, false
+	}
+	if g := digitGroups(t[s:e]); len(g) == 3 && g[0] == 3 && g[1] == 2 && g[2] == 4 {
+		return e, true
+	}
+	// Nine digits without the 3-2-4 shape are an SSN only when said so.
+	return e, contextBefore(t, s, 40, ssnContext)
+}
+
+var ipDefang = strings.NewReplacer("[.]", ".", "(.)", ".", "[dot]", ".", "(dot)", ".", "[DOT]", ".", "(DOT)", ".")
+
+func checkIP(t string, s, e int) (int, bool) {
+	m := t[s:e]
+	if strings.Contains(m, ":") {
+		if s > 0 && (isAlnum(t[s-1]) || t[s-1] == ':') || e < len(t) && (isAlnum(t[e]) || t[e] == ':') {
+			return 0, false
+		}
+		return e, validIP(m)
+	}
+	if s > 0 && (isAlnum(t[s-1]) || t[s-1] == '.' && s > 1 && isDigit(t[s-2])) {
+		return 0, false
+	}
+	if e < len(t) && (isAlnum(t[e]) || t[e] == '.' && e+1 < len(t) && isDigit(t[e+1])) {
+		return 0, false
+	}
+	return e, validIP(ipDefang.Replace(m))
+}
+
+var (
+	phoneContext    = []string{"phone", "call", "tel", "mobile", "cell", "fax", "sms", "text me", "whatsapp", "contact", "reach", "ph.", "ph:", "dial"}
+	phoneNotContext = []string{"order", "invoice", "inv", "tracking", "ref", "isbn", "id", "account", "acct", "ticket",
+		"serial", "sku", "po", "case", "confirmation", "booking", "transaction", "txn", "#", "no.", "build", "version", "timestamp", "epoch"}
+)
+
+func checkPhone(t string, s, e int) (int, bool) {
+	if continues(t, s, e) || s > 0 && t[s-1] == ':' {
+		return 0, false
+	}
+	if e < len(t) && t[e] == ':' { // a time, "2024-03-18 10:30"
+		return 0, false
+	}
+	m := t[s:e]
+	if !validPhone(m) {
+		return 0, false
+	}
+	pos := contextBefore(t, s, 32, phoneContext)
+	if !pos && contextBefore(t, s, 24, phoneNotContext) {
+		return 0, false
+	}
+	g := digitGroups(m)
+	if !strings.ContainsAny(m, "+(") && len(g) >= 3 && isDate(m, g) {
+		return 0, false
+	}
+	if len(g) == 1 && m[0] != '+' && !pos {
+		// A bare run of ten digits (timestamps, ids) is a phone only in
+		// the North American shape: area code and exchange start 2-9.
+		return e, m[0] >= '2' && m[3] >= '2'
+	}
+	return e, true
+}
+
+// isDate reports whether m starts like a date: 2024-03-18 or 18/03/2024.
+func isDate(m string, g []int) bool {
+	d := digits(m)
+	num := func(s string) int {
+		n := 0
+		for i := 0; i < len(s); i++ {
+			n = n*10 + int(s[i]-'0')
+		}
+		return n
+	}
+	if g[0] == 4 && g[1] <= 2 && g[2] <= 2 {
+		y, mo, da := num(d[:4]), num(d[4:4+g[1]]), num(d[4+g[1]:4+g[1]+g[2]])
+		return y >= 1900 && y <= 2100 && mo >= 1 && mo <= 12 && da >= 1 && da <= 31
+	}
+	if g[0] <= 2 && g[1] <= 2 && g[2] == 4 {
+		y := num(d[g[0]+g[1] : g[0]+g[1]+4])
+		return y >= 1900 && y <= 2100
+	}
+	return false
 }
 
 func digits(s string) string {
