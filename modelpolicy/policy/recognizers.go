@@ -400,7 +400,9 @@ func checkEmail(t string, s, e int) (int, bool) {
 		if i := strings.LastIndexAny(local, " \t."); i >= 0 {
 			local = local[i+1:]
 		}
-		if atStopwords[local] {
+		// "12 at 5 dot com" is prose: a spelled-out address has a
+		// word before " at ".
+		if atStopwords[local] || !strings.ContainsFunc(local, unicode.IsLetter) {
 			return 0, false
 		}
 	}
