@@ -19,6 +19,18 @@ var prompt2KB = func() string {
 	return b.String()[:2048]
 }()
 
+// prompt2KBUnicode is the same prompt in non-ASCII clothing (accents,
+// curly quotes, an em dash), which takes the normalisation path.
+var prompt2KBUnicode = strings.NewReplacer("Hello", "Grüß Gott", "please", "«please»", "; ", " — ").Replace(prompt2KB)[:2048]
+
+func BenchmarkScan2KBUnicode(b *testing.B) {
+	b.SetBytes(int64(len(prompt2KBUnicode)))
+	b.ReportAllocs()
+	for b.Loop() {
+		Scan(prompt2KBUnicode)
+	}
+}
+
 func BenchmarkScan2KB(b *testing.B) {
 	b.SetBytes(int64(len(prompt2KB)))
 	b.ReportAllocs()

@@ -106,8 +106,13 @@ type checkFunc func(t string, s, e int) (end int, ok bool)
 
 type recognizer struct {
 	typ   string
-	re    *regexp.Regexp
+	re    *regexp.Regexp // anchored at the start: tried at each candidate start
 	check checkFunc
+	// start reports whether a match may begin at byte i of t; the checks
+	// reject a match glued to a word on its left, so only word starts are
+	// tried (Go's regexp is slow to scan for a pattern without a literal
+	// prefix, and this keeps the work per byte small).
+	start func(t string, i int) bool
 	// may is a cheap necessary condition: when false, re cannot yield a
 	// valid finding in the text and is not run.
 	may func(textStats) bool
@@ -169,18 +174,18 @@ const (
 )
 
 var recognizers = []recognizer{
-	{TypeSecret, regexp.MustCompile(`\b(?:sk-(?:proj-|ant-(?:api\d\d-)?)?[A-Za-z0-9_\-]{20,}|AKIA(?:[ \t\-_]?[0-9A-Z]){16}|gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,}|xox[baprs]-[A-Za-z0-9\-]{10,}|AIza[0-9A-Za-z_\-]{35}|glpat-[A-Za-z0-9_\-]{20,}|eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{16,})`), checkSecret, maySecret},
-	{TypeEmail, regexp.MustCompile(emailRE), checkEmail,
+	{TypeSecret, anchored(`(?:sk-(?:proj-|ant-(?:api\d\d-)?)?[A-Za-z0-9_\-]{20,}|AKIA(?:[ \t\-_]?[0-9A-Z]){16}|gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,}|xox[baprs]-[A-Za-z0-9\-]{10,}|AIza[0-9A-Za-z_\-]{35}|glpat-[A-Za-z0-9_\-]{20,}|eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{16,})\b`), checkSecret, startSecret, maySecret},
+	{TypeEmail, anchored(emailRE), checkEmail, startEmail,
 		func(st textStats) bool { return st.at }},
-	{TypeIBAN, regexp.MustCompile(`[A-Z]{2}\d{2}(?:[ \t\-.]?[A-Z0-9]){11,30}`), checkIBAN,
+	{TypeIBAN, anchored(`[A-Z]{2}\d{2}(?:[ \t\-.]?[A-Z0-9]){11,30}`), checkIBAN, startUpper,
 		func(st textStats) bool { return st.digits >= 2 }},
-	{TypeCreditCard, regexp.MustCompile(`\d(?:` + numSep + `?\d){12,18}`), checkCard,
+	{TypeCreditCard, anchored(`\d(?:` + numSep + `?\d){12,18}`), checkCard, startDigit,
 		func(st textStats) bool { return st.digits >= 13 }},
-	{TypeSSN, regexp.MustCompile(`\d(?:` + numSep + `?\d){8}`), checkSSN,
+	{TypeSSN, anchored(`\d(?:` + numSep + `?\d){8}`), checkSSN, startDigit,
 		func(st textStats) bool { return st.digits >= 9 }},
-	{TypeIPAddress, regexp.MustCompile(`\d{1,3}(?:(?:\.|\[\.\]|\(\.\)|\[(?i:dot)\]|\((?i:dot)\))\d{1,3}){3}|(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}|(?:[0-9A-Fa-f]{1,4}:){1,6}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,5})?|::(?:[0-9A-Fa-f]{1,4}:){0,5}[0-9A-Fa-f]{1,4}`), checkIP,
+	{TypeIPAddress, anchored(`\d{1,3}(?:(?:\.|\[\.\]|\(\.\)|\[(?i:dot)\]|\((?i:dot)\))\d{1,3}){3}|(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}|(?:[0-9A-Fa-f]{1,4}:){1,6}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,5})?|::(?:[0-9A-Fa-f]{1,4}:){0,5}[0-9A-Fa-f]{1,4}`), checkIP, startIP,
 		func(st textStats) bool { return st.colon || st.digits >= 4 }},
-	{TypePhone, regexp.MustCompile(`(?:\+[ \t]?\d{1,3}` + numSep + `?)?(?:\(\d{1,4}\)` + numSep + `?)?\d{2,4}(?:` + numSep + `\d{1,4}){1,6}|\+\d{8,15}|\d{10}`), checkPhone,
+	{TypePhone, anchored(`(?:\+[ \t]?\d{1,3}` + numSep + `?)?(?:\(\d{1,4}\)` + numSep + `?)?\d{2,4}(?:` + numSep + `\d{1,4}){1,6}|\+\d{8,15}|\d{10}`), checkPhone, startPhone,
 		func(st textStats) bool { return st.digits >= 10 }}, // a phone needs 10+ digits
 }
 
@@ -235,26 +240,53 @@ func scan(text string, prefilter bool) []Finding {
 	return out
 }
 
-// find returns r's accepted matches in t. A rejected match is retried from
-// its next rune, so a bad candidate cannot hide a good one that starts
-// inside it ("1234 4111 1111 1111 1111").
+// find returns r's accepted matches in t, trying each candidate start in
+// turn, so a rejected candidate cannot hide a good one that starts inside
+// it ("1234 4111 1111 1111 1111").
 func (r recognizer) find(t string) [][2]int {
 	var out [][2]int
-	for pos := 0; pos < len(t); {
-		loc := r.re.FindStringIndex(t[pos:])
-		if loc == nil {
-			break
-		}
-		s, e := pos+loc[0], pos+loc[1]
-		if e2, ok := r.check(t, s, e); ok && e2 > s {
-			out = append(out, [2]int{s, e2})
-			pos = e2
+	for pos := 0; pos < len(t); pos++ {
+		if !r.start(t, pos) {
 			continue
 		}
-		_, w := utf8.DecodeRuneInString(t[s:])
-		pos = s + w
+		loc := r.re.FindStringIndex(t[pos:])
+		if loc == nil {
+			continue
+		}
+		if e, ok := r.check(t, pos, pos+loc[1]); ok && e > pos {
+			out = append(out, [2]int{pos, e})
+			pos = e - 1
+		}
 	}
 	return out
+}
+
+func anchored(re string) *regexp.Regexp { return regexp.MustCompile(`^(?:` + re + `)`) }
+
+func isWord(c byte) bool { return isAlnum(c) || c == '_' }
+
+func startSecret(t string, i int) bool {
+	return strings.IndexByte("sAgxe", t[i]) >= 0 && (i == 0 || !isWord(t[i-1]))
+}
+
+func startEmail(t string, i int) bool {
+	return (isAlnum(t[i]) || strings.IndexByte("_%+-", t[i]) >= 0) &&
+		(i == 0 || !isAlnum(t[i-1]) && strings.IndexByte("._%+-", t[i-1]) < 0)
+}
+
+func startUpper(t string, i int) bool {
+	return t[i] >= 'A' && t[i] <= 'Z' && (i == 0 || !isAlnum(t[i-1]))
+}
+
+func startDigit(t string, i int) bool { return isDigit(t[i]) && (i == 0 || !isAlnum(t[i-1])) }
+
+func startIP(t string, i int) bool {
+	c := t[i]
+	return (isAlnum(c) || c == ':') && (i == 0 || !isAlnum(t[i-1]) && t[i-1] != ':')
+}
+
+func startPhone(t string, i int) bool {
+	return (isDigit(t[i]) || t[i] == '+' || t[i] == '(') && (i == 0 || !isAlnum(t[i-1]))
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
