@@ -490,16 +490,24 @@ var ssnContext = []string{"ssn", "social security", "soc sec", "ss#", "ss no", "
 func continues(t string, s, e int) bool {
 	spaced := strings.ContainsAny(t[s:e], " \t")
 	sepOK := func(c byte) bool { return isNumSep(c) && (spaced || c != ' ' && c != '\t') }
-	if s > 0 && isAlnum(t[s-1]) || e < len(t) && isAlnum(t[e]) {
+	if continuesLeft(t, s, spaced) || e < len(t) && isAlnum(t[e]) {
 		return true
-	}
-	for i := s - 1; i >= 0 && i >= s-5 && sepOK(t[i]); i-- {
-		if i > 0 && isDigit(t[i-1]) {
-			return true
-		}
 	}
 	for i := e; i < len(t) && i < e+5 && sepOK(t[i]); i++ {
 		if i+1 < len(t) && isDigit(t[i+1]) {
+			return true
+		}
+	}
+	return false
+}
+
+// continuesLeft is the left half of continues.
+func continuesLeft(t string, s int, spaced bool) bool {
+	if s > 0 && isAlnum(t[s-1]) {
+		return true
+	}
+	for i := s - 1; i >= 0 && i >= s-5 && isNumSep(t[i]) && (spaced || t[i] != ' ' && t[i] != '\t'); i-- {
+		if i > 0 && isDigit(t[i-1]) {
 			return true
 		}
 	}
@@ -546,30 +554,45 @@ var (
 )
 
 func checkPhone(t string, s, e int) (int, bool) {
-	if continues(t, s, e) || s > 0 && t[s-1] == ':' {
-		return 0, false
+	// The pattern may run over two numbers ("415.555.0100 / 415_555_0100"):
+	// try each end of a digit group, longest first; a shorter one must be
+	// unspaced and followed by a space, so a spaced-out number is not cut.
+	for end := e; end > s; end-- {
+		if !isDigit(t[end-1]) || end < e && (t[end] != ' ' && t[end] != '\t' || strings.ContainsAny(t[s:end], " \t")) {
+			continue
+		}
+		if end == e && continues(t, s, e) || end < e && continuesLeft(t, s, strings.ContainsAny(t[s:end], " \t")) {
+			return 0, false
+		}
+		if phoneAt(t, s, end) {
+			return end, true
+		}
 	}
-	if e < len(t) && t[e] == ':' { // a time, "2024-03-18 10:30"
-		return 0, false
+	return 0, false
+}
+
+func phoneAt(t string, s, e int) bool {
+	if s > 0 && t[s-1] == ':' || e < len(t) && t[e] == ':' { // a time, "2024-03-18 10:30"
+		return false
 	}
 	m := t[s:e]
 	if !validPhone(m) {
-		return 0, false
+		return false
 	}
 	pos := contextBefore(t, s, 32, phoneContext)
 	if !pos && contextBefore(t, s, 24, phoneNotContext) {
-		return 0, false
+		return false
 	}
 	g := digitGroups(m)
 	if !strings.ContainsAny(m, "+(") && len(g) >= 3 && isDate(m, g) {
-		return 0, false
+		return false
 	}
 	if len(g) == 1 && m[0] != '+' && !pos {
 		// A bare run of ten digits (timestamps, ids) is a phone only in
 		// the North American shape: area code and exchange start 2-9.
-		return e, m[0] >= '2' && m[3] >= '2'
+		return m[0] >= '2' && m[3] >= '2'
 	}
-	return e, true
+	return true
 }
 
 // isDate reports whether m starts like a date: 2024-03-18 or 18/03/2024.
