@@ -168,9 +168,11 @@ const numSep = `(?:[ \t]{0,2}[.\-_/\\][ \t]{0,2}|[ \t]{1,2})`
 const (
 	atSpelled  = `(?:[ \t]*@[ \t]*|[ \t]*[\(\[\{<][ \t]*(?i:at)[ \t]*[\)\]\}>][ \t]*|[ \t]+(?i:at)[ \t]+)`
 	dotSpelled = `(?:\.|[ \t]*[\(\[\{<][ \t]*(?i:dot)[ \t]*[\)\]\}>][ \t]*|[ \t]+(?i:dot)[ \t]+)`
-	localAtom  = `[A-Za-z0-9_%+\-]+`
-	emailRE    = localAtom + `(?:` + dotSpelled + localAtom + `)*` + atSpelled +
-		`[A-Za-z0-9\-]+(?:` + dotSpelled + `[A-Za-z0-9\-]+)*` + dotSpelled + `[A-Za-z]{2,}`
+	localAtom  = `[A-Za-z0-9_%+\-]{1,64}`
+	// Bounded (RFC 5321: local part <= 64, label <= 63 bytes) so one
+	// attempt cannot run over the rest of a long "a dot a dot ..." text.
+	emailRE = localAtom + `(?:` + dotSpelled + localAtom + `){0,8}` + atSpelled +
+		`[A-Za-z0-9\-]{1,63}(?:` + dotSpelled + `[A-Za-z0-9\-]{1,63}){0,6}` + dotSpelled + `[A-Za-z]{2,24}`
 )
 
 var recognizers = []recognizer{
@@ -412,7 +414,7 @@ var (
 )
 
 func checkEmail(t string, s, e int) (int, bool) {
-	if s > 0 && (isAlnum(t[s-1]) || strings.IndexByte("._%+-", t[s-1]) >= 0) {
+	if s > 0 && (isAlnum(t[s-1]) || strings.IndexByte("._%+-", t[s-1]) >= 0) || e < len(t) && isWord(t[e]) {
 		return 0, false
 	}
 	m := t[s:e]
