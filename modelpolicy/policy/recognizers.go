@@ -372,7 +372,9 @@ func contextBefore(t string, s, window int, words []string) bool {
 	w := strings.ToLower(t[lo:s])
 	for _, k := range words {
 		for i := strings.Index(w, k); i >= 0; {
-			if i == 0 && lo == 0 || i > 0 && !isAlnum(w[i-1]) || i == 0 && !isAlnum(t[lo-1]) {
+			// "[REDACTED:phone]" left by an earlier redaction is no context.
+			label := i >= 9 && w[i-9:i] == "redacted:"
+			if !label && (i == 0 && lo == 0 || i > 0 && !isAlnum(w[i-1]) || i == 0 && !isAlnum(t[lo-1])) {
 				return true
 			}
 			j := strings.Index(w[i+1:], k)
