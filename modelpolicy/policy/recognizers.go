@@ -515,7 +515,13 @@ func continuesLeft(t string, s int, spaced bool) bool {
 			return true
 		}
 	}
-	return false
+	// Digits only whitespace away on the left are the same number written
+	// with wider gaps ("00 0000 0000  0000.0000.00").
+	i := s - 1
+	for i >= 0 && i >= s-3 && (t[i] == ' ' || t[i] == '\t') {
+		i--
+	}
+	return i < s-1 && i >= 0 && isDigit(t[i])
 }
 
 func checkSSN(t string, s, e int) (int, bool) {
