@@ -416,7 +416,7 @@ var (
 )
 
 func checkEmail(t string, s, e int) (int, bool) {
-	if s > 0 && (isAlnum(t[s-1]) || strings.IndexByte("._%+-", t[s-1]) >= 0) || e < len(t) && isWord(t[e]) {
+	if s > 0 && (isAlnum(t[s-1]) || strings.IndexByte("._%+-", t[s-1]) >= 0) || e < len(t) && (isWord(t[e]) || strings.IndexByte("%+-@", t[e]) >= 0) {
 		return 0, false
 	}
 	m := t[s:e]
