@@ -568,7 +568,7 @@ func checkPhone(t string, s, e int) (int, bool) {
 	// try each end of a digit group, longest first; a shorter one must be
 	// unspaced and followed by a space, so a spaced-out number is not cut.
 	for end := e; end > s; end-- {
-		if !isDigit(t[end-1]) || end < e && (t[end] != ' ' && t[end] != '\t' || strings.ContainsAny(t[s:end], " \t")) {
+		if !isDigit(t[end-1]) || end < e && (t[end] != ' ' && t[end] != '\t' || strings.ContainsAny(t[s:end], " \t") || !markedGap(t, end)) {
 			continue
 		}
 		if end == e && continues(t, s, e) || end < e && continuesLeft(t, s, strings.ContainsAny(t[s:end], " \t")) {
@@ -579,6 +579,17 @@ func checkPhone(t string, s, e int) (int, bool) {
 		}
 	}
 	return 0, false
+}
+
+// markedGap reports whether the separators from i to the next digit hold
+// more than whitespace (" / "): a list of numbers, not one spaced number.
+func markedGap(t string, i int) bool {
+	for ; i < len(t) && !isDigit(t[i]); i++ {
+		if t[i] != ' ' && t[i] != '\t' {
+			return true
+		}
+	}
+	return false
 }
 
 func phoneAt(t string, s, e int) bool {
