@@ -515,13 +515,25 @@ func continuesLeft(t string, s int, spaced bool) bool {
 			return true
 		}
 	}
-	// Digits only whitespace away on the left are the same number written
-	// with wider gaps ("00 0000 0000  0000.0000.00").
+	return false
+}
+
+// digitsNearby reports digits only whitespace away on either side of
+// [s, e): for phones, the same number written with wider gaps
+// ("00 0000 0000  0000.0000.00") or a run of numbers, not a phone.
+func digitsNearby(t string, s, e int) bool {
 	i := s - 1
 	for i >= 0 && i >= s-3 && (t[i] == ' ' || t[i] == '\t') {
 		i--
 	}
-	return i < s-1 && i >= 0 && isDigit(t[i])
+	if i < s-1 && i >= 0 && isDigit(t[i]) {
+		return true
+	}
+	j := e
+	for j < len(t) && j < e+3 && (t[j] == ' ' || t[j] == '\t') {
+		j++
+	}
+	return j > e && j < len(t) && isDigit(t[j])
 }
 
 func checkSSN(t string, s, e int) (int, bool) {
@@ -571,7 +583,8 @@ func checkPhone(t string, s, e int) (int, bool) {
 		if !isDigit(t[end-1]) || end < e && (t[end] != ' ' && t[end] != '\t' || strings.ContainsAny(t[s:end], " \t") || !markedGap(t, end)) {
 			continue
 		}
-		if end == e && continues(t, s, e) || end < e && continuesLeft(t, s, strings.ContainsAny(t[s:end], " \t")) {
+		if end == e && (continues(t, s, e) || digitsNearby(t, s, e)) ||
+			end < e && (continuesLeft(t, s, strings.ContainsAny(t[s:end], " \t")) || digitsNearby(t, s, s)) {
 			return 0, false
 		}
 		if phoneAt(t, s, end) {
