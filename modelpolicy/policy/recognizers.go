@@ -758,3 +758,28 @@ func Redact(text string, findings []Finding, types map[string]bool) (string, map
 	b.WriteString(text[last:])
 	return b.String(), counts
 }
+
+// RedactStable is Redact repeated on its own output (at most 4 rounds)
+// until a new scan finds nothing more of types: a number that was refused
+// because it touched a redacted one ("0000 000 0000(000)000 0000") stands
+// alone once its neighbour is a label, and is redacted then.
+func RedactStable(text string, findings []Finding, types map[string]bool) (string, map[string]int) {
+	out, counts := Redact(text, findings, types)
+	for range 4 {
+		var more []Finding
+		for _, f := range Scan(out) {
+			if types[f.Type] {
+				more = append(more, f)
+			}
+		}
+		if len(more) == 0 {
+			break
+		}
+		var c map[string]int
+		out, c = Redact(out, more, types)
+		for t, n := range c {
+			counts[t] += n
+		}
+	}
+	return out, counts
+}
