@@ -247,7 +247,7 @@ func (p *Policy) ApplyText(stage, text string, o *Outcome) string {
 	if len(redact) == 0 {
 		return text
 	}
-	out, counts := Redact(text, findings, redact)
+	out, counts := RedactStable(text, findings, redact)
 	for t, n := range counts {
 		if o.Redactions[t] == 0 {
 			o.Reason(stage + "_" + t + "_redacted")

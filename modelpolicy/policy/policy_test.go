@@ -155,3 +155,25 @@ func FuzzScanRedact(f *testing.F) {
 		}
 	})
 }
+
+// TestApplyTextRedactsOriginalBytes: matching happens on normalised text,
+// redaction replaces exactly the original characters (full-width, with
+// zero-width spaces and soft hyphens) and leaves the rest byte for byte.
+func TestApplyTextRedactsOriginalBytes(t *testing.T) {
+	t.Parallel()
+	p := DefaultPolicies()["pol_default"]
+	require.NoError(t, p.Compile())
+	cases := []struct{ in, want string }{
+		{"mail ja\u200bne\u00ad.doe@exam\u200bple.com — ok", "mail [REDACTED:email] — ok"},
+		{"card ４１１１ １１１１ １１１１ １１１１ exp", "card [REDACTED:credit_card] exp"},
+		{"écrire à bob (at) example (dot) org s’il vous plaît", "écrire à [REDACTED:email] s’il vous plaît"},
+		{"SSN 123456789, merci", "SSN [REDACTED:ssn], merci"},
+		{"key AKIA IOSF ODNN 7EXA MPLE.", "key [REDACTED:secret]."},
+		{"tel 415.555.0100 / 415_555_0100", "tel [REDACTED:phone] / [REDACTED:phone]"},
+		{"order 1234567890 on 2024-03-18 10:30, v2.14.3", "order 1234567890 on 2024-03-18 10:30, v2.14.3"},
+	}
+	for _, tc := range cases {
+		o := NewOutcome()
+		require.Equal(t, tc.want, p.ApplyText(StageInput, tc.in, o), tc.in)
+	}
+}
