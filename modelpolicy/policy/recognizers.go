@@ -148,7 +148,7 @@ func statsOf(text string) textStats {
 }
 
 // secretMarkers are substrings every secret shape starts with.
-var secretMarkers = []string{"sk-", "AKIA", "gh", "xox", "AIza", "glpat-", "eyJ"}
+var secretMarkers = []string{"sk-", "AKIA", "A K I A", "A-K-I-A", "A_K_I_A", "gh", "xox", "AIza", "glpat-", "eyJ"}
 
 func maySecret(st textStats) bool {
 	for _, m := range secretMarkers {
@@ -176,7 +176,7 @@ const (
 )
 
 var recognizers = []recognizer{
-	{TypeSecret, anchored(`(?:sk-(?:proj-|ant-(?:api\d\d-)?)?[A-Za-z0-9_\-]{20,}|AKIA(?:[ \t\-_]?[0-9A-Z]){16}|gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,}|xox[baprs]-[A-Za-z0-9\-]{10,}|AIza[0-9A-Za-z_\-]{35}|glpat-[A-Za-z0-9_\-]{20,}|eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{16,})\b`), checkSecret, startSecret, maySecret},
+	{TypeSecret, anchored(`(?:sk-(?:proj-|ant-(?:api\d\d-)?)?[A-Za-z0-9_\-]{20,}|A(?:[ \t\-_]?K[ \t\-_]?I[ \t\-_]?A|KIA)(?:[ \t\-_]?[0-9A-Z]){16}|gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,}|xox[baprs]-[A-Za-z0-9\-]{10,}|AIza[0-9A-Za-z_\-]{35}|glpat-[A-Za-z0-9_\-]{20,}|eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{16,})\b`), checkSecret, startSecret, maySecret},
 	{TypeEmail, anchored(emailRE), checkEmail, startEmail,
 		func(st textStats) bool { return st.at }},
 	{TypeIBAN, anchored(`[A-Z]{2}\d{2}(?:[ \t\-.]?[A-Z0-9]){11,30}`), checkIBAN, startUpper,

@@ -369,7 +369,7 @@ func main() {
 		"git commit 9a69287bc61864", "uuid 123e4567-e89b-12d3-a456-426614174000", "sha256 3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b",
 		"pi is 3.14159265358979", "the year 2024 had 366 days", "room 301, floor 12, building 7", "at least 2,000 people",
 		"the meeting is at 3 dot", "AKIA is a prefix", "sk- is how keys begin", "order 12 at 5 dot com", "file_2024_03_18_v2.txt",
-		"temperature 98.6/100", "tel. extension 1234", "ratio 16:9 at 1920x1080", "released 2024/03/18 09:15",
+		"temperature 98.6/100", "tel. extension 1234", "spell it A K I A, then the rest", "A-K-I-A was the team name in 2019", "ratio 16:9 at 1920x1080", "released 2024/03/18 09:15",
 		"IP ranges 10.0.0.0/8 and 192.168.0.0/16", "localhost:8080 and 127.0.0.1:5432",
 	} {
 		switch {
