@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"time"
 
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/errs"
@@ -88,5 +87,3 @@ func (s *Server) cancelRun(ctx context.Context, ac auth.Context, runID, reason s
 
 var errRunCanceled = errors.New("run canceled")
 
-// elapsedMs is a duration in whole milliseconds.
-func elapsedMs(start time.Time) int64 { return time.Since(start).Milliseconds() }

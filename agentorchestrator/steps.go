@@ -559,9 +559,3 @@ func (x *execution) stopped(ctx context.Context) bool {
 		return false // shutdown, lost lease or store trouble: resumed later
 	}
 }
-
-// stopOrFail handles a store error while starting: leave the run to be resumed.
-func (x *execution) stopOrFail(ctx context.Context, err error) bool {
-	x.s.log.Warn("start run", "run_id", x.run.RunID, "err", err)
-	return false
-}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -134,4 +133,3 @@ func (f fedImpersonator) token(t *testing.T, aud, tenant string) string {
 	return tok
 }
 
-func fedCAPath(n *fedNode) string { return filepath.Join(n.Home, "federation", "ca") }
