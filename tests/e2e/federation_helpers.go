@@ -132,4 +132,3 @@ func (f fedImpersonator) token(t *testing.T, aud, tenant string) string {
 	require.NoError(t, err)
 	return tok
 }
-
