@@ -82,9 +82,8 @@ func portOffset(flag int, a config.Config) (int, error) {
 		}
 		return n, nil
 	}
-	aHome := a.Home
-	if vals, err := config.ReadEnvFile(nodeBEnvFile(aHome)); err == nil && vals[nodeBOffsetEnv] != "" {
-		return parse(nodeBEnvFile(aHome), vals[nodeBOffsetEnv])
+	if vals, err := config.ReadEnvFile(nodeBEnvFile(a.Home)); err == nil && vals[nodeBOffsetEnv] != "" {
+		return parse(nodeBEnvFile(a.Home), vals[nodeBOffsetEnv])
 	}
 	return DefaultNodeBPortOffset, nil
 }

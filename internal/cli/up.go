@@ -172,7 +172,7 @@ func preflight(ctx context.Context, n *Node, p *Progress, o upOptions, envFile s
 	if n.Cfg.Mode == config.ModeProd {
 		if v := n.Cfg.BootstrapAdminToken; v != "" && len(v) < 32 {
 			return &checkError{check: "preflight config", next: "export AGENTOS_BOOTSTRAP_ADMIN_TOKEN=$(openssl rand -hex 32)",
-				err: errors.New("AGENTOS_BOOTSTRAP_ADMIN_TOKEN must be at least 32 characters in prod")}
+				err: errors.New("the bootstrap admin token (AGENTOS_BOOTSTRAP_ADMIN_TOKEN or the content of its _FILE) must be at least 32 characters in prod")}
 		}
 		if c, err := loadCredentials(n.Cfg.CredentialsFile()); err == nil && c.PlatformAdmin.TokenID != "bootstrap" && c.TenantID == n.Cfg.DefaultTenant && c.TenantAdmin.PrincipalID == "usr_tnt_demo_admin" {
 			return &checkError{check: "preflight config", next: "agentos nuke --hard --yes (or use another --home)",
