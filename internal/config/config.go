@@ -107,10 +107,8 @@ type Config struct {
 	// BootstrapAdminToken is the prod bootstrap platform-admin bearer
 	// token, from AGENTOS_BOOTSTRAP_ADMIN_TOKEN or the file named by
 	// AGENTOS_BOOTSTRAP_ADMIN_TOKEN_FILE (see Load for the _FILE rule);
-	// empty: none. BootstrapAdminTokenFile is that file, when the token
-	// came from one.
-	BootstrapAdminToken     string `json:"-"` // AGENTOS_BOOTSTRAP_ADMIN_TOKEN (secret)
-	BootstrapAdminTokenFile string // AGENTOS_BOOTSTRAP_ADMIN_TOKEN_FILE
+	// empty: none.
+	BootstrapAdminToken string `json:"-"` // AGENTOS_BOOTSTRAP_ADMIN_TOKEN (secret)
 
 	// Pprof serves net/http/pprof under /debug/pprof/ on services that
 	// listen on loopback.
@@ -210,8 +208,8 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 		AlertSMTPUsername: get("AGENTOS_ALERT_SMTP_USERNAME", ""),
 		AlertSMTPStartTLS: get("AGENTOS_ALERT_SMTP_STARTTLS", ""),
 	}
-	c.BootstrapAdminToken, c.BootstrapAdminTokenFile = r.secret("AGENTOS_BOOTSTRAP_ADMIN_TOKEN")
-	c.AlertSMTPPassword, _ = r.secret("AGENTOS_ALERT_SMTP_PASSWORD")
+	c.BootstrapAdminToken = r.secret("AGENTOS_BOOTSTRAP_ADMIN_TOKEN")
+	c.AlertSMTPPassword = r.secret("AGENTOS_ALERT_SMTP_PASSWORD")
 	r.float("AGENTOS_QUOTA_RUN_CREATE_QPS", "10", &c.QuotaRunCreateQPS)
 	r.integer("AGENTOS_QUOTA_CONCURRENT_RUNS", "25", &c.QuotaConcurrentRuns)
 	r.float("AGENTOS_QUOTA_INVOKE_QPS", "20", &c.QuotaInvokeQPS)
@@ -273,9 +271,8 @@ func (r *resolver) get(key, def string) string {
 	return def
 }
 
-// secret resolves key and key_FILE (see Load): it returns the secret and,
-// when it was read from a file, the file's path.
-func (r *resolver) secret(key string) (value, file string) {
+// secret resolves key and key_FILE (see Load).
+func (r *resolver) secret(key string) string {
 	fileKey := key + "_FILE"
 	for _, s := range r.sources {
 		v, _ := s.get(key)
@@ -283,26 +280,26 @@ func (r *resolver) secret(key string) (value, file string) {
 		switch {
 		case v != "" && p != "":
 			r.fail("%s and %s are both set in the %s: set one", key, fileKey, s.name)
-			return "", ""
+			return ""
 		case v != "":
-			return v, ""
+			return v
 		case p != "":
 			b, err := os.ReadFile(p)
 			if err != nil {
 				r.fail("%s: %v", fileKey, err)
-				return "", ""
+				return ""
 			}
 			// Files written with echo or an editor end in a newline that is
 			// not part of the secret.
 			v = strings.TrimRight(string(b), "\r\n")
 			if v == "" {
 				r.fail("%s: %s is empty", fileKey, p)
-				return "", ""
+				return ""
 			}
-			return v, p
+			return v
 		}
 	}
-	return "", ""
+	return ""
 }
 
 func (r *resolver) float(key, def string, dst *float64) {
