@@ -27,6 +27,12 @@ const (
 
 // Config is the effective configuration of a node. Field comments give the
 // environment variable and default.
+//
+// A new setting is a field here, its line in Load (and in Finish when its
+// default derives from other fields), and its row in docs/operations.md's
+// Settings table (TestSettingsTableIsComplete fails without it). Tag
+// secrets `json:"-"`; give a secret read from a file the _FILE form
+// (resolver.secret) rather than a path field the consumer reads.
 type Config struct {
 	Home                string  // AGENTOS_HOME, default ./.agentos
 	DataDir             string  // AGENTOS_DATA_DIR, default $AGENTOS_HOME/data
@@ -120,7 +126,7 @@ type Config struct {
 	NodeBPortOffset int    // AGENTOS_NODE_B_PORT_OFFSET: the federated profile's node B port offset (--node-b-port-offset wins); default 0: the offset node B was created with, else 10
 
 	// Alert e-mail (`agentos test-alert`, validate --test-alert, reports).
-	// Kept as written; internal/alert validates them (alert.ParseSettings)
+	// Kept as written; internal/alert validates them (alert.FromSettings)
 	// so that a report can say what is wrong.
 	AlertSMTPAddr     string // AGENTOS_ALERT_SMTP_ADDR: host:port of the SMTP server
 	AlertFrom         string // AGENTOS_ALERT_FROM: sender address
