@@ -31,8 +31,8 @@ const (
 // A new setting is a field here, its line in Load (and in Finish when its
 // default derives from other fields), and its row in docs/operations.md's
 // Settings table (TestSettingsTableIsComplete fails without it). Tag
-// secrets `json:"-"`; give a secret read from a file the _FILE form
-// (resolver.secret) rather than a path field the consumer reads.
+// secrets `json:"-"`; a secret given inline or from a file is an X and
+// X_FILE pair that Load resolves with resolver.secret.
 type Config struct {
 	Home                string  // AGENTOS_HOME, default ./.agentos
 	DataDir             string  // AGENTOS_DATA_DIR, default $AGENTOS_HOME/data
