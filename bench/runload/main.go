@@ -20,12 +20,12 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/nexixai/agentos/internal/config"
 	"github.com/nexixai/agentos/internal/events"
 	"github.com/nexixai/agentos/internal/store"
 )
@@ -87,11 +87,12 @@ type Latency struct {
 
 func run(o options) error {
 	if o.token == "" {
-		home := os.Getenv("AGENTOS_HOME")
-		if home == "" {
-			home = ".agentos"
+		// The node's credentials file, found as the agentos CLI finds it.
+		cfg, err := config.Load(os.LookupEnv, "")
+		if err != nil {
+			return err
 		}
-		b, err := os.ReadFile(filepath.Join(home, "credentials.json"))
+		b, err := os.ReadFile(cfg.CredentialsFile())
 		if err != nil {
 			return fmt.Errorf("no -token and no credentials file: %w", err)
 		}

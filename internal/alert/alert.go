@@ -1,7 +1,8 @@
 // Package alert sends operator alerts by e-mail (SMTP). It is what
 // `agentos test-alert` and `agentos validate --test-alert` use to prove that
-// the mail path Alertmanager relies on actually delivers; the SMTP settings
-// are read from AGENTOS_ALERT_* environment variables (see ConfigFromEnv).
+// the mail path Alertmanager relies on actually delivers. The SMTP settings
+// are the AGENTOS_ALERT_* configuration (internal/config resolves them,
+// FromSettings validates them).
 //
 // Send speaks SMTP with net/smtp over a connection dialled with the caller's
 // context, and every error it returns is a *SendError naming the SMTP step
@@ -30,7 +31,7 @@ import (
 	"github.com/nexixai/agentos/internal/errs"
 )
 
-// Environment variables read by ConfigFromEnv.
+// The settings' variable names, which errors and hints name.
 const (
 	EnvAddr         = "AGENTOS_ALERT_SMTP_ADDR"          // host:port of the SMTP server (required)
 	EnvFrom         = "AGENTOS_ALERT_FROM"               // sender address (required)
@@ -45,8 +46,16 @@ const (
 // configured.
 var RequiredVars = []string{EnvAddr, EnvFrom, EnvTo}
 
-// AllVars lists every variable ConfigFromEnv reads, in documentation order.
-var AllVars = []string{EnvAddr, EnvFrom, EnvTo, EnvUsername, EnvPassword, EnvPasswordFile, EnvStartTLS}
+// Settings are the alert settings as configured (internal/config fields
+// AlertSMTPAddr...), not yet validated.
+type Settings struct {
+	Addr     string // AGENTOS_ALERT_SMTP_ADDR
+	From     string // AGENTOS_ALERT_FROM
+	To       string // AGENTOS_ALERT_TO, comma-separated
+	Username string // AGENTOS_ALERT_SMTP_USERNAME
+	Password string // AGENTOS_ALERT_SMTP_PASSWORD, or the content of its _FILE
+	StartTLS string // AGENTOS_ALERT_SMTP_STARTTLS
+}
 
 // DefaultTimeout bounds a whole Send when ctx has no deadline.
 const DefaultTimeout = 30 * time.Second
@@ -71,16 +80,14 @@ type Alert struct {
 	Labels  map[string]string // appended to the body as "key: value" lines, sorted
 }
 
-// ConfigFromEnv reads the AGENTOS_ALERT_* variables through lookup (normally
-// os.LookupEnv). It returns configured=false and a nil error when none of
-// the required variables is set; an *errs.Error (invalid_request, naming the
-// variable) when some are set but the set is incomplete or invalid; and
-// configured=true when alerts can be sent.
-func ConfigFromEnv(lookup func(string) (string, bool)) (SMTPConfig, bool, error) {
-	get := func(k string) string {
-		v, _ := lookup(k)
-		return strings.TrimSpace(v)
-	}
+// FromSettings validates s. It returns configured=false and a nil error
+// when none of the required settings is set; an *errs.Error
+// (invalid_request, naming the variable) when some are set but the set is
+// incomplete or invalid; and configured=true when alerts can be sent.
+func FromSettings(s Settings) (SMTPConfig, bool, error) {
+	vals := map[string]string{EnvAddr: s.Addr, EnvFrom: s.From, EnvTo: s.To,
+		EnvUsername: s.Username, EnvStartTLS: s.StartTLS}
+	get := func(k string) string { return strings.TrimSpace(vals[k]) }
 	var cfg SMTPConfig
 	var missing []string
 	for _, k := range RequiredVars {
@@ -119,20 +126,7 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (SMTPConfig, bool, error)
 		return cfg, false, errs.Field(EnvTo, "%s lists no recipient", EnvTo)
 	}
 	cfg.Username = get(EnvUsername)
-	pw, pwSet := lookup(EnvPassword)
-	pwFile := get(EnvPasswordFile)
-	switch {
-	case pwSet && pw != "" && pwFile != "":
-		return cfg, false, errs.Field(EnvPassword, "set %s or %s, not both", EnvPassword, EnvPasswordFile)
-	case pwFile != "":
-		b, err := os.ReadFile(pwFile)
-		if err != nil {
-			return cfg, false, errs.Field(EnvPasswordFile, "%s: %v", EnvPasswordFile, err)
-		}
-		cfg.Password = strings.TrimRight(string(b), "\r\n")
-	default:
-		cfg.Password = pw
-	}
+	cfg.Password = s.Password
 	if cfg.Username == "" && cfg.Password != "" {
 		return cfg, false, errs.Field(EnvUsername, "a password is set but %s is empty", EnvUsername)
 	}

@@ -7,8 +7,6 @@ import (
 	"mime/quotedprintable"
 	"net"
 	"net/mail"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,11 +17,10 @@ import (
 	"github.com/nexixai/agentos/internal/errs"
 )
 
-func envOf(m map[string]string) func(string) (string, bool) {
-	return func(k string) (string, bool) {
-		v, ok := m[k]
-		return v, ok
-	}
+// settingsOf maps variable names to Settings.
+func settingsOf(m map[string]string) Settings {
+	return Settings{Addr: m[EnvAddr], From: m[EnvFrom], To: m[EnvTo],
+		Username: m[EnvUsername], Password: m[EnvPassword], StartTLS: m[EnvStartTLS]}
 }
 
 func parseDelivery(t *testing.T, d alerttest.Delivery) alerttest.Message {
@@ -162,10 +159,8 @@ func TestSendHonoursContext(t *testing.T) {
 	(<-held).Close()
 }
 
-func TestConfigFromEnv(t *testing.T) {
+func TestFromSettings(t *testing.T) {
 	t.Parallel()
-	pwFile := filepath.Join(t.TempDir(), "pw")
-	require.NoError(t, os.WriteFile(pwFile, []byte("from-file\n"), 0o600))
 	full := map[string]string{EnvAddr: "smtp.example.com:587", EnvFrom: "AgentOS <agentos@example.com>",
 		EnvTo: "ops@example.com, Oncall <oncall@example.org>,"}
 	with := func(kv ...string) map[string]string {
@@ -179,25 +174,25 @@ func TestConfigFromEnv(t *testing.T) {
 		return m
 	}
 
-	cfg, ok, err := ConfigFromEnv(envOf(nil))
+	cfg, ok, err := FromSettings(settingsOf(nil))
 	require.NoError(t, err)
 	require.False(t, ok, "nothing set: not configured, no error")
 	require.Equal(t, SMTPConfig{}, cfg)
 
-	cfg, ok, err = ConfigFromEnv(envOf(full))
+	cfg, ok, err = FromSettings(settingsOf(full))
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, SMTPConfig{Addr: "smtp.example.com:587", From: "agentos@example.com",
 		To: []string{"ops@example.com", "oncall@example.org"}}, cfg)
 
-	cfg, ok, err = ConfigFromEnv(envOf(with(EnvUsername, "alerts", EnvPasswordFile, pwFile, EnvStartTLS, "true")))
+	cfg, ok, err = FromSettings(settingsOf(with(EnvUsername, "alerts", EnvPassword, "from-file", EnvStartTLS, "true")))
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, "alerts", cfg.Username)
 	require.Equal(t, "from-file", cfg.Password)
 	require.True(t, cfg.StartTLS)
 
-	cfg, ok, err = ConfigFromEnv(envOf(with(EnvUsername, "alerts", EnvPassword, "pw")))
+	cfg, ok, err = FromSettings(settingsOf(with(EnvUsername, "alerts", EnvPassword, "pw")))
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, "pw", cfg.Password)
@@ -217,11 +212,9 @@ func TestConfigFromEnv(t *testing.T) {
 		{"bad starttls", with(EnvStartTLS, "maybe"), EnvStartTLS},
 		{"password without user", with(EnvPassword, "pw"), EnvUsername},
 		{"user without password", with(EnvUsername, "alerts"), EnvPassword},
-		{"both passwords", with(EnvUsername, "u", EnvPassword, "pw", EnvPasswordFile, pwFile), EnvPassword},
-		{"missing password file", with(EnvUsername, "u", EnvPasswordFile, filepath.Join(t.TempDir(), "none")), EnvPasswordFile},
 	}
 	for _, tc := range bad {
-		_, ok, err := ConfigFromEnv(envOf(tc.env))
+		_, ok, err := FromSettings(settingsOf(tc.env))
 		require.False(t, ok, tc.name)
 		require.Error(t, err, tc.name)
 		require.Equal(t, errs.InvalidRequest, errs.CodeOf(err), tc.name)
@@ -242,13 +235,13 @@ func TestBuildMessageDefaults(t *testing.T) {
 	require.True(t, d.Equal(now))
 }
 
-func FuzzConfigFromEnv(f *testing.F) {
+func FuzzFromSettings(f *testing.F) {
 	f.Add("smtp.example.com:587", "a@example.com", "b@example.com,c@example.com", "", "", "true")
 	f.Add("[::1]:25", "A <a@example.com>", "b@example.com", "u", "p", "0")
 	f.Add(":25", "a", "", "", "", "")
 	f.Fuzz(func(t *testing.T, addr, from, to, user, pw, starttls string) {
 		env := map[string]string{EnvAddr: addr, EnvFrom: from, EnvTo: to, EnvUsername: user, EnvPassword: pw, EnvStartTLS: starttls}
-		cfg, ok, err := ConfigFromEnv(envOf(env))
+		cfg, ok, err := FromSettings(settingsOf(env))
 		if !ok {
 			if err != nil {
 				require.Equal(t, errs.InvalidRequest, errs.CodeOf(err))

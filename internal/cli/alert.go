@@ -18,7 +18,11 @@ import (
 // testAlertTimeout bounds the health probes plus the SMTP exchange.
 const testAlertTimeout = 45 * time.Second
 
-func newTestAlertCmd() *cobra.Command {
+func newTestAlertCmd() *cobra.Command { return testAlertCmd(nil) }
+
+// testAlertCmd is test-alert reading the environment through lookup (nil:
+// os.LookupEnv).
+func testAlertCmd(lookup config.Lookup) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "test-alert",
 		Short: "Send a test alert e-mail through the configured SMTP server",
@@ -42,13 +46,14 @@ Exit status: 0 sent, 1 the SMTP server refused or could not be reached,
 		Args: cobra.NoArgs,
 	}
 	cf := bindConfigFlags(cmd)
+	cf.lookup = lookup
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		n, err := nodeFromFlags(cf)
 		if err != nil {
 			return err
 		}
 		out := cmd.OutOrStdout()
-		smtpCfg, err := loadAlertConfig(alertLookup(n.EnvFile))
+		smtpCfg, err := loadAlertConfig(alertSettings(n.Cfg))
 		if err != nil {
 			fmt.Fprintln(out, err)
 			printAlertVars(out)
@@ -71,30 +76,20 @@ Exit status: 0 sent, 1 the SMTP server refused or could not be reached,
 	return cmd
 }
 
-// alertLookup reads a variable from the environment, then from the
-// .agentos.env file at envFile (if any), like the rest of the configuration.
-func alertLookup(envFile string) func(string) (string, bool) {
-	var file map[string]string
-	if envFile != "" {
-		file, _ = config.ReadEnvFile(envFile)
-	}
-	return func(k string) (string, bool) {
-		if v, ok := os.LookupEnv(k); ok && v != "" {
-			return v, true
-		}
-		v, ok := file[k]
-		return v, ok
-	}
+// alertSettings are the alert settings of a resolved configuration.
+func alertSettings(c config.Config) alert.Settings {
+	return alert.Settings{Addr: c.AlertSMTPAddr, From: c.AlertFrom, To: c.AlertTo,
+		Username: c.AlertSMTPUsername, Password: c.AlertSMTPPassword, StartTLS: c.AlertSMTPStartTLS}
 }
 
 // errAlertNotConfigured is returned by loadAlertConfig when no SMTP
 // variable is set.
 var errAlertNotConfigured = errors.New("alert SMTP is not configured: missing " + strings.Join(alert.RequiredVars, ", "))
 
-// loadAlertConfig is alert.ConfigFromEnv with "not configured" as an error
+// loadAlertConfig is alert.FromSettings with "not configured" as an error
 // naming the missing variables.
-func loadAlertConfig(lookup func(string) (string, bool)) (alert.SMTPConfig, error) {
-	cfg, ok, err := alert.ConfigFromEnv(lookup)
+func loadAlertConfig(s alert.Settings) (alert.SMTPConfig, error) {
+	cfg, ok, err := alert.FromSettings(s)
 	switch {
 	case err != nil:
 		return cfg, err
@@ -107,8 +102,8 @@ func loadAlertConfig(lookup func(string) (string, bool)) (alert.SMTPConfig, erro
 // reportAlertStatus is the report's alert status from the configuration
 // alone: configured (with the SMTP server and recipients), not_configured,
 // or "failed: <why the configuration is invalid>".
-func reportAlertStatus(lookup func(string) (string, bool)) AlertStatus {
-	cfg, err := loadAlertConfig(lookup)
+func reportAlertStatus(s alert.Settings) AlertStatus {
+	cfg, err := loadAlertConfig(s)
 	switch {
 	case errors.Is(err, errAlertNotConfigured):
 		return AlertStatus{Status: "not_configured",
@@ -123,9 +118,9 @@ func reportAlertStatus(lookup func(string) (string, bool)) AlertStatus {
 // testAlertStatus sends the test alert and returns the report status:
 // sent, not_configured or "failed: <error>".
 func testAlertStatus(ctx context.Context, n *Node) (AlertStatus, error) {
-	cfg, err := loadAlertConfig(alertLookup(n.EnvFile))
+	cfg, err := loadAlertConfig(alertSettings(n.Cfg))
 	if err != nil {
-		st := reportAlertStatus(alertLookup(n.EnvFile))
+		st := reportAlertStatus(alertSettings(n.Cfg))
 		return st, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, testAlertTimeout)
@@ -218,11 +213,10 @@ func printAlertVars(w io.Writer) {
 // nodeAlertStatus is the alert status a report of node n starts with
 // (n may be nil).
 func nodeAlertStatus(n *Node) AlertStatus {
-	envFile := ""
-	if n != nil {
-		envFile = n.EnvFile
+	if n == nil {
+		return reportAlertStatus(alert.Settings{})
 	}
-	return reportAlertStatus(alertLookup(envFile))
+	return reportAlertStatus(alertSettings(n.Cfg))
 }
 
 // testAlertCheck is `validate --test-alert`'s extra check: it sends the

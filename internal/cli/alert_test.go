@@ -15,17 +15,19 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/nexixai/agentos/internal/alert"
 	"github.com/nexixai/agentos/internal/alert/alerttest"
+	"github.com/nexixai/agentos/internal/config"
 )
 
 // runTestAlert runs `agentos test-alert` with envFile contents and the
-// services at the given URLs.
+// services at the given URLs, blind to the developer's environment.
 func runTestAlert(t *testing.T, env string, orchURL, mpURL, fedURL string) (string, error) {
 	t.Helper()
 	dir := t.TempDir()
 	envFile := filepath.Join(dir, "agentos.env")
 	require.NoError(t, os.WriteFile(envFile, []byte(env), 0o600))
-	cmd := newTestAlertCmd()
+	cmd := testAlertCmd(func(string) (string, bool) { return "", false })
 	var out bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&out)
@@ -67,9 +69,6 @@ func alertExitCode(t *testing.T, err error) int {
 
 func TestTestAlertSends(t *testing.T) {
 	t.Parallel()
-	if _, set := os.LookupEnv("AGENTOS_ALERT_SMTP_ADDR"); set {
-		t.Skip("AGENTOS_ALERT_SMTP_ADDR is set in the environment and would override the test's env file")
-	}
 	smtp := alerttest.Start(t, nil)
 	orch, mp := alertHealthServer(t, "agent-orchestrator"), alertHealthServer(t, "model-policy")
 	fed := alertClosedURL(t)
@@ -93,9 +92,6 @@ func TestTestAlertSends(t *testing.T) {
 
 func TestTestAlertNotConfigured(t *testing.T) {
 	t.Parallel()
-	if _, set := os.LookupEnv("AGENTOS_ALERT_SMTP_ADDR"); set {
-		t.Skip("AGENTOS_ALERT_SMTP_ADDR is set in the environment")
-	}
 	u := alertClosedURL(t)
 	out, err := runTestAlert(t, "", u, u, u)
 	require.Equal(t, 2, alertExitCode(t, err))
@@ -109,9 +105,6 @@ func TestTestAlertNotConfigured(t *testing.T) {
 
 func TestTestAlertRecipientRefused(t *testing.T) {
 	t.Parallel()
-	if _, set := os.LookupEnv("AGENTOS_ALERT_SMTP_ADDR"); set {
-		t.Skip("AGENTOS_ALERT_SMTP_ADDR is set in the environment")
-	}
 	smtp := alerttest.Start(t, func(s *alerttest.Server) { s.RejectRcpt = map[string]bool{"nobody@example.com": true} })
 	u := alertClosedURL(t)
 	env := "AGENTOS_ALERT_SMTP_ADDR=" + smtp.Addr + "\nAGENTOS_ALERT_FROM=agentos@example.com\nAGENTOS_ALERT_TO=nobody@example.com\n"
@@ -124,22 +117,23 @@ func TestTestAlertRecipientRefused(t *testing.T) {
 
 func TestReportAlertStatus(t *testing.T) {
 	t.Parallel()
-	st := reportAlertStatus(alertEnvOf(nil))
+	st := reportAlertStatus(alertEnvOf(t, nil))
 	require.Equal(t, "not_configured", st.Status)
-	st = reportAlertStatus(alertEnvOf(map[string]string{"AGENTOS_ALERT_SMTP_ADDR": "smtp.example.com:587",
+	st = reportAlertStatus(alertEnvOf(t, map[string]string{"AGENTOS_ALERT_SMTP_ADDR": "smtp.example.com:587",
 		"AGENTOS_ALERT_FROM": "a@example.com", "AGENTOS_ALERT_TO": "ops@example.com"}))
 	require.Equal(t, "configured", st.Status)
 	require.Contains(t, st.Detail, "smtp.example.com:587 to ops@example.com")
-	st = reportAlertStatus(alertEnvOf(map[string]string{"AGENTOS_ALERT_SMTP_ADDR": "smtp.example.com"}))
+	st = reportAlertStatus(alertEnvOf(t, map[string]string{"AGENTOS_ALERT_SMTP_ADDR": "smtp.example.com"}))
 	require.True(t, strings.HasPrefix(st.Status, "failed: "), st.Status)
 	require.Contains(t, st.Status, "AGENTOS_ALERT_FROM")
 }
 
-func alertEnvOf(m map[string]string) func(string) (string, bool) {
-	return func(k string) (string, bool) {
-		v, ok := m[k]
-		return v, ok
-	}
+// alertEnvOf is the alert settings config.Load resolves from m.
+func alertEnvOf(t *testing.T, m map[string]string) alert.Settings {
+	t.Helper()
+	c, err := config.Load(func(k string) (string, bool) { v, ok := m[k]; return v, ok }, filepath.Join(t.TempDir(), "none.env"))
+	require.NoError(t, err)
+	return alertSettings(c)
 }
 
 // alertNode is a node whose services are the given base URLs and whose
@@ -149,7 +143,9 @@ func alertNode(t *testing.T, env string, urls map[string]string) *Node {
 	dir := t.TempDir()
 	envFile := filepath.Join(dir, "agentos.env")
 	require.NoError(t, os.WriteFile(envFile, []byte(env), 0o600))
-	n := &Node{EnvFile: envFile, HTTP: &http.Client{}}
+	cfg, err := config.Load(func(string) (string, bool) { return "", false }, envFile)
+	require.NoError(t, err)
+	n := &Node{Cfg: cfg, EnvFile: envFile, HTTP: &http.Client{}}
 	n.Cfg.Home, n.Cfg.StackID, n.Cfg.Region, n.Cfg.Mode = dir, "stk_validate_alert", "local", "demo"
 	for _, name := range []string{"model-policy", "orchestrator"} {
 		n.Services = append(n.Services, Service{Name: name, URL: urls[name], HealthPath: "/v1/health"})
@@ -159,9 +155,6 @@ func alertNode(t *testing.T, env string, urls map[string]string) *Node {
 
 func TestValidateTestAlertCheck(t *testing.T) {
 	t.Parallel()
-	if _, set := os.LookupEnv("AGENTOS_ALERT_SMTP_ADDR"); set {
-		t.Skip("AGENTOS_ALERT_SMTP_ADDR is set in the environment")
-	}
 	smtp := alerttest.Start(t, func(s *alerttest.Server) { s.RejectRcpt = map[string]bool{"nobody@example.com": true} })
 	urls := map[string]string{"orchestrator": alertHealthServer(t, "agent-orchestrator").URL, "model-policy": alertHealthServer(t, "model-policy").URL}
 	env := func(to string) string {

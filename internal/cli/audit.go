@@ -91,7 +91,7 @@ not validly signed.`,
 		}
 		var pub ed25519.PublicKey
 		if len(cps) > 0 {
-			s, err := auth.LoadOrCreateNodeKey(node.NodeKeyPath(cfg), false)
+			s, err := auth.LoadOrCreateNodeKey(cfg.NodeKeyPath(), false)
 			if err != nil {
 				return fmt.Errorf("audit verify: checkpoints need the node key to verify: %w", err)
 			}
@@ -217,7 +217,7 @@ where the database's administrators cannot write; "agentos audit verify
 			fmt.Fprintln(out, string(b))
 			return nil
 		}
-		signer, err := auth.LoadOrCreateNodeKey(node.NodeKeyPath(cfg), false)
+		signer, err := auth.LoadOrCreateNodeKey(cfg.NodeKeyPath(), false)
 		if err != nil {
 			return fmt.Errorf("audit checkpoint: %w", err)
 		}

@@ -145,15 +145,12 @@ func prompt(out io.Writer, in *bufio.Reader, q, def string) string {
 	return def
 }
 
-// bootstrapToken returns the bootstrap admin token: the environment's, or
-// the one in the secrets file, or a new one written there (created=true).
+// bootstrapToken returns the bootstrap admin token: the configured one
+// (AGENTOS_BOOTSTRAP_ADMIN_TOKEN or its _FILE), or the one in the secrets
+// file, or a new one written there (created=true).
 func (n *Node) bootstrapToken() (tok string, created bool, err error) {
-	if v := os.Getenv("AGENTOS_BOOTSTRAP_ADMIN_TOKEN"); v != "" {
-		return v, false, nil
-	}
-	if p := os.Getenv("AGENTOS_BOOTSTRAP_ADMIN_TOKEN_FILE"); p != "" {
-		b, err := os.ReadFile(p)
-		return strings.TrimSpace(string(b)), false, err
+	if n.Cfg.BootstrapAdminToken != "" {
+		return n.Cfg.BootstrapAdminToken, false, nil
 	}
 	p := n.bootstrapTokenFile()
 	if b, err := os.ReadFile(p); err == nil {

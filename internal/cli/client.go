@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -537,7 +536,7 @@ func (a *authFlags) client(role string) (*Client, *Node, error) {
 		return nil, nil, err
 	}
 	c := &Client{BaseURL: n.Cfg.OrchestratorURL, PolicyURL: n.Cfg.ModelPolicyURL, HTTP: &http.Client{}}
-	tok := firstNonEmpty(a.token, os.Getenv("AGENTOS_TOKEN"))
+	tok := firstNonEmpty(a.token, n.Cfg.Token)
 	if tok != "" {
 		c.Token, c.TenantID = tok, a.tenant
 		return c, n, nil

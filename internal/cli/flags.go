@@ -15,6 +15,22 @@ type configFlags struct {
 	fs      *pflag.FlagSet
 	envFile string
 	values  map[string]*string
+	// extra are command-specific setting flags (addString).
+	extra []func(*config.Config)
+	// lookup reads the environment; nil means os.LookupEnv (tests set it
+	// so that the developer's environment cannot leak into them).
+	lookup config.Lookup
+}
+
+// addString binds one more flag setting a string field with set, at flag
+// precedence (e.g. model-policy's --config).
+func (cf *configFlags) addString(name, usage string, set func(*config.Config, string)) {
+	v := cf.fs.String(name, "", usage)
+	cf.extra = append(cf.extra, func(c *config.Config) {
+		if *v != "" {
+			set(c, *v)
+		}
+	})
 }
 
 // flagEnv maps flag names to the config field they set.
@@ -46,7 +62,11 @@ func bindConfigFlags(cmd *cobra.Command) *configFlags {
 // resolve returns the effective config; mutate (e.g. a service's --addr)
 // applies before derived defaults such as URLs are filled.
 func (cf *configFlags) resolve(mutate ...func(*config.Config)) (config.Config, error) {
-	c, err := config.Load(os.LookupEnv, cf.envFile)
+	lookup := cf.lookup
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	c, err := config.Load(lookup, cf.envFile)
 	if err != nil {
 		return c, err
 	}
@@ -68,6 +88,9 @@ func (cf *configFlags) resolve(mutate ...func(*config.Config)) (config.Config, e
 	set("stack-id", &c.StackID)
 	set("region", &c.Region)
 	set("store", &c.StoreURL)
+	for _, m := range cf.extra {
+		m(&c)
+	}
 	for _, m := range mutate {
 		m(&c)
 	}

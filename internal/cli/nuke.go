@@ -53,7 +53,7 @@ peers file.`,
 			}
 		}
 		out := cmd.OutOrStdout()
-		p := NewProgress(out, isTerminal(os.Stdout))
+		p := NewProgress(out, isTerminal(os.Stdout) && !n.Cfg.NoSpinner)
 		profile := profileLocal
 		if n.B != nil {
 			profile = profileFederated

@@ -65,12 +65,15 @@ func resolveProfile(flag, home string) (string, error) {
 	return "", fmt.Errorf("profile %q is not supported by this build (want local or federated)", flag)
 }
 
-// portOffset returns --node-b-port-offset, else AGENTOS_NODE_B_PORT_OFFSET,
-// else the offset recorded in node B's node.env by the last up, else
-// DefaultNodeBPortOffset.
-func portOffset(flag int, aHome string) (int, error) {
+// portOffset returns --node-b-port-offset, else node A's
+// AGENTOS_NODE_B_PORT_OFFSET (a.NodeBPortOffset), else the offset recorded
+// in node B's node.env by the last up, else DefaultNodeBPortOffset.
+func portOffset(flag int, a config.Config) (int, error) {
 	if flag != 0 {
 		return flag, nil
+	}
+	if a.NodeBPortOffset != 0 {
+		return a.NodeBPortOffset, nil
 	}
 	parse := func(src, v string) (int, error) {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
@@ -79,11 +82,8 @@ func portOffset(flag int, aHome string) (int, error) {
 		}
 		return n, nil
 	}
-	if v := os.Getenv(nodeBOffsetEnv); v != "" {
-		return parse("environment", v)
-	}
-	if vals, err := config.ReadEnvFile(nodeBEnvFile(aHome)); err == nil && vals[nodeBOffsetEnv] != "" {
-		return parse(nodeBEnvFile(aHome), vals[nodeBOffsetEnv])
+	if vals, err := config.ReadEnvFile(nodeBEnvFile(a.Home)); err == nil && vals[nodeBOffsetEnv] != "" {
+		return parse(nodeBEnvFile(a.Home), vals[nodeBOffsetEnv])
 	}
 	return DefaultNodeBPortOffset, nil
 }
@@ -124,6 +124,13 @@ func nodeBConfig(a config.Config, offset int) (config.Config, error) {
 	// Node B has its own chain and key: its checkpoints go under its own
 	// data dir, never into node A's file.
 	b.AuditCheckpointFile = ""
+	// Node B's keys and certificates are its own, in the default layout
+	// under its home (its children get node A's overrides cleared too).
+	b.NodeKeyFile = ""
+	b.FederationCAFile, b.FederationCertFile, b.FederationKeyFile = "", "", ""
+	b.FederationSigningKeyFile, b.FederationPeersFile = "", ""
+	// The offset it was derived with, which its node.env records.
+	b.NodeBPortOffset = offset
 	for _, f := range []*string{&b.OrchestratorAddr, &b.ModelPolicyAddr, &b.FederationAddr, &b.FederationPeerAddr} {
 		s, err := shiftPort(*f, offset)
 		if err != nil {
@@ -266,13 +273,14 @@ func certHosts(peerAddr string) []string {
 	return append(append([]string(nil), pki.DefaultHosts...), host)
 }
 
-// federationFileOverrides lists the AGENTOS_FEDERATION_*_FILE variables set
-// in the environment.
-func federationFileOverrides() []string {
+// federationFileOverrides lists the AGENTOS_FEDERATION_*_FILE settings c
+// sets.
+func federationFileOverrides(c config.Config) []string {
 	var set []string
-	for _, k := range federationFileEnv {
-		if os.Getenv(k) != "" {
-			set = append(set, k)
+	for i, v := range []string{c.FederationCAFile, c.FederationCertFile, c.FederationKeyFile,
+		c.FederationSigningKeyFile, c.FederationPeersFile} {
+		if v != "" {
+			set = append(set, federationFileEnv[i])
 		}
 	}
 	return set

@@ -120,22 +120,23 @@ func TestNodeEnvRoundTripAndOffset(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, b, got)
 
-	t.Setenv(nodeBOffsetEnv, "")
-	off, err := portOffset(0, home)
+	off, err := portOffset(0, a)
 	require.NoError(t, err)
 	require.Equal(t, 20, off, "the last up's offset")
-	off, err = portOffset(7, home)
+	off, err = portOffset(7, a)
 	require.NoError(t, err)
 	require.Equal(t, 7, off, "the flag wins")
-	t.Setenv(nodeBOffsetEnv, "30")
-	off, err = portOffset(0, home)
+	withOffset := a
+	withOffset.NodeBPortOffset = 30
+	off, err = portOffset(0, withOffset)
 	require.NoError(t, err)
-	require.Equal(t, 30, off, "the environment beats the recorded offset")
-	t.Setenv(nodeBOffsetEnv, "zero")
-	_, err = portOffset(0, home)
+	require.Equal(t, 30, off, "the setting beats the recorded offset")
+	require.NoError(t, os.WriteFile(nodeBEnvFile(home), []byte(nodeBOffsetEnv+"=zero\n"), 0o600))
+	_, err = portOffset(0, a)
 	require.ErrorContains(t, err, nodeBOffsetEnv)
-	t.Setenv(nodeBOffsetEnv, "")
-	off, err = portOffset(0, t.TempDir())
+	other := a
+	other.Home = t.TempDir()
+	off, err = portOffset(0, other)
 	require.NoError(t, err)
 	require.Equal(t, DefaultNodeBPortOffset, off)
 

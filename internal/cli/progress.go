@@ -41,13 +41,14 @@ func NewProgress(w io.Writer, tty bool) *Progress {
 	return &Progress{w: w, tty: tty}
 }
 
-// isTerminal reports whether w is a terminal (and NO_COLOR/TERM=dumb unset).
+// isTerminal reports whether w is a terminal (and TERM is not dumb).
+// Progress callers also honour AGENTOS_NO_SPINNER (config.Config.NoSpinner).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
 	}
-	if os.Getenv("TERM") == "dumb" || os.Getenv("AGENTOS_NO_SPINNER") != "" {
+	if os.Getenv("TERM") == "dumb" {
 		return false
 	}
 	return isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())

@@ -19,8 +19,8 @@ func newServeCmd() *cobra.Command {
 	serve.AddCommand(
 		serviceCmd("orchestrator", "Run the agent orchestrator (runs, events, admin API)",
 			func(c *config.Config, addr string) { c.OrchestratorAddr = addr }, node.RunOrchestrator),
-		withCatalogueFlag(serviceCmd("model-policy", "Run model-policy (governed model gateway)",
-			func(c *config.Config, addr string) { c.ModelPolicyAddr = addr }, node.RunModelPolicy)),
+		serviceCmd("model-policy", "Run model-policy (governed model gateway)",
+			func(c *config.Config, addr string) { c.ModelPolicyAddr = addr }, node.RunModelPolicy, catalogueFlag),
 		serviceCmd("federation", "Run federation (client API and mTLS peer API)",
 			func(c *config.Config, addr string) { c.FederationAddr = addr }, node.RunFederation),
 	)
@@ -28,9 +28,10 @@ func newServeCmd() *cobra.Command {
 }
 
 // serviceCmd builds `agentos serve <name>` with the common configuration
-// flags plus --addr for the service's own listen address.
+// flags plus --addr for the service's own listen address, and the flags
+// each of extra binds.
 func serviceCmd(name, short string, setAddr func(*config.Config, string),
-	run func(ctx context.Context, cfg config.Config) error) *cobra.Command {
+	run func(ctx context.Context, cfg config.Config) error, extra ...func(*configFlags)) *cobra.Command {
 	var addr string
 	cmd := &cobra.Command{
 		Use:   name,
@@ -38,6 +39,9 @@ func serviceCmd(name, short string, setAddr func(*config.Config, string),
 		Args:  cobra.NoArgs,
 	}
 	cf := bindConfigFlags(cmd)
+	for _, bind := range extra {
+		bind(cf)
+	}
 	cmd.Flags().StringVar(&addr, "addr", "", "listen address (overrides the service's address setting)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg, err := cf.resolve(func(c *config.Config) {
@@ -67,17 +71,8 @@ func tuneGC() {
 	}
 }
 
-// withCatalogueFlag adds --config (the model catalogue YAML) to model-policy.
-func withCatalogueFlag(cmd *cobra.Command) *cobra.Command {
-	cmd.Flags().String("config", "", "model catalogue YAML (env AGENTOS_MODEL_POLICY_CONFIG; default: built-in offline catalogue)")
-	run := cmd.RunE
-	cmd.RunE = func(c *cobra.Command, args []string) error {
-		if v, _ := c.Flags().GetString("config"); v != "" {
-			if err := os.Setenv("AGENTOS_MODEL_POLICY_CONFIG", v); err != nil {
-				return err
-			}
-		}
-		return run(c, args)
-	}
-	return cmd
+// catalogueFlag adds --config (the model catalogue YAML) to model-policy.
+func catalogueFlag(cf *configFlags) {
+	cf.addString("config", "model catalogue YAML (env AGENTOS_MODEL_POLICY_CONFIG; default: built-in offline catalogue)",
+		func(c *config.Config, v string) { c.ModelPolicyConfig = v })
 }

@@ -192,11 +192,11 @@ func (n *Node) childEnv() []string {
 	if c.ModelPolicyConfig != "" {
 		set["AGENTOS_MODEL_POLICY_CONFIG"] = c.ModelPolicyConfig
 	}
-	if _, ok := os.LookupEnv("AGENTOS_BOOTSTRAP_ADMIN_TOKEN"); !ok {
-		if _, ok := os.LookupEnv("AGENTOS_BOOTSTRAP_ADMIN_TOKEN_FILE"); !ok {
-			if p := n.bootstrapTokenFile(); fileExists(p) {
-				set["AGENTOS_BOOTSTRAP_ADMIN_TOKEN_FILE"] = p
-			}
+	// Without a configured bootstrap token, the one `agentos bootstrap`
+	// keeps in the secrets file (the children would not find it).
+	if c.BootstrapAdminToken == "" {
+		if p := n.bootstrapTokenFile(); fileExists(p) {
+			set["AGENTOS_BOOTSTRAP_ADMIN_TOKEN_FILE"] = p
 		}
 	}
 	env := make([]string, 0, len(os.Environ())+len(set))

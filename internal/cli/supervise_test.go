@@ -29,7 +29,7 @@ import (
 // supervisor spawns it (`<test binary> serve <name> ...`), so that up,
 // validate, status, redeploy and nuke run against real processes without
 // depending on the real services.
-const fakeEnv = "AGENTOS_OP_FAKE_SERVICE"
+const fakeEnv = "AGENTOS_TEST_FAKE_SERVICE"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(fakeEnv) == "1" && len(os.Args) >= 3 && os.Args[1] == "serve" {
@@ -38,19 +38,35 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// runFakeService serves a minimal, honest imitation of one service.
+// runFakeService serves a minimal, honest imitation of one service. Like
+// the real one, it resolves its settings with config.Load from the
+// environment and the --env-file the supervisor passes.
 func runFakeService(name string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	envFile := ""
+	for i, a := range os.Args {
+		if a == "--env-file" && i+1 < len(os.Args) {
+			envFile = os.Args[i+1]
+		}
+	}
+	cfg, err := config.Load(os.LookupEnv, envFile)
+	if err == nil {
+		err = cfg.Finish()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
 	var addr string
 	var h http.Handler
 	switch name {
 	case "model-policy":
-		addr = os.Getenv("AGENTOS_MODEL_POLICY_ADDR")
+		addr = cfg.ModelPolicyAddr
 		h = newFakeModelPolicy()
 	case "orchestrator":
-		addr = os.Getenv("AGENTOS_ORCHESTRATOR_ADDR")
-		f, err := newFakeOrchestrator(os.Getenv("AGENTOS_HOME"), os.Getenv("AGENTOS_MODEL_POLICY_URL"), os.Getenv("AGENTOS_MODE") == "prod")
+		addr = cfg.OrchestratorAddr
+		f, err := newFakeOrchestrator(cfg.Home, cfg.ModelPolicyURL, cfg.Mode == config.ModeProd)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/nexixai/agentos/internal/auth"
-	"github.com/nexixai/agentos/internal/node"
 	"io"
 	"io/fs"
 	"os"
@@ -76,7 +75,7 @@ func runUpCmd(cmd *cobra.Command, cf *configFlags, o upOptions, action string) e
 		return &ExitError{Code: 2, Err: fmt.Errorf("preflight: %w", err)}
 	}
 	if o.profile == profileFederated {
-		if o.nodeBPortOffset, err = portOffset(o.nodeBPortOffset, n.Cfg.Home); err != nil {
+		if o.nodeBPortOffset, err = portOffset(o.nodeBPortOffset, n.Cfg); err != nil {
 			return &ExitError{Code: 2, Err: fmt.Errorf("preflight: %w", err)}
 		}
 		cfgB, err := nodeBConfig(n.Cfg, o.nodeBPortOffset)
@@ -87,7 +86,7 @@ func runUpCmd(cmd *cobra.Command, cf *configFlags, o upOptions, action string) e
 			return &ExitError{Code: 2, Err: fmt.Errorf("preflight: node B: %w", err)}
 		}
 	}
-	p := NewProgress(out, isTerminal(os.Stdout))
+	p := NewProgress(out, isTerminal(os.Stdout) && !n.Cfg.NoSpinner)
 	rep := newReport(action, n, o.profile)
 	fmt.Fprintf(out, "agentos %s: %s node %s (mode %s) in %s\n", action, o.profile, n.Cfg.StackID, n.Cfg.Mode, n.Cfg.Home)
 	if n.B != nil {
@@ -171,9 +170,9 @@ func preflight(ctx context.Context, n *Node, p *Progress, o upOptions, envFile s
 			err: fmt.Errorf("profile %q is not supported by this build (want local or federated)", o.profile)}
 	}
 	if n.Cfg.Mode == config.ModeProd {
-		if v := os.Getenv("AGENTOS_BOOTSTRAP_ADMIN_TOKEN"); v != "" && len(v) < 32 {
+		if v := n.Cfg.BootstrapAdminToken; v != "" && len(v) < 32 {
 			return &checkError{check: "preflight config", next: "export AGENTOS_BOOTSTRAP_ADMIN_TOKEN=$(openssl rand -hex 32)",
-				err: errors.New("AGENTOS_BOOTSTRAP_ADMIN_TOKEN must be at least 32 characters in prod")}
+				err: errors.New("the bootstrap admin token (AGENTOS_BOOTSTRAP_ADMIN_TOKEN or the content of its _FILE) must be at least 32 characters in prod")}
 		}
 		if c, err := loadCredentials(n.Cfg.CredentialsFile()); err == nil && c.PlatformAdmin.TokenID != "bootstrap" && c.TenantID == n.Cfg.DefaultTenant && c.TenantAdmin.PrincipalID == "usr_tnt_demo_admin" {
 			return &checkError{check: "preflight config", next: "agentos nuke --hard --yes (or use another --home)",
@@ -199,7 +198,7 @@ func preflight(ctx context.Context, n *Node, p *Progress, o upOptions, envFile s
 		// node key. Prod generates no secrets on its own; `up` is the
 		// operator provisioning the node, so it creates the key here once
 		// (0600) unless one is provided with AGENTOS_NODE_KEY_FILE.
-		path := node.NodeKeyPath(n.Cfg)
+		path := n.Cfg.NodeKeyPath()
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 			if _, err := auth.LoadOrCreateNodeKey(path, true); err != nil {
 				return &checkError{check: "preflight node key", next: "set AGENTOS_NODE_KEY_FILE to a provisioned Ed25519 key", err: err}
@@ -228,7 +227,7 @@ func preflightFederated(n *Node) error {
 		return &checkError{check: "preflight profile", next: "agentos up --profile federated --mode dev",
 			err: errors.New("the federated profile is a two-node recipe for one machine (demo/dev); in prod provision each node's certificates with `agentos certs` and its peers with `agentos peers add`")}
 	}
-	if set := federationFileOverrides(); len(set) > 0 {
+	if set := federationFileOverrides(n.Cfg); len(set) > 0 {
 		return &checkError{check: "preflight profile", next: "unset " + strings.Join(set, " "),
 			err: fmt.Errorf("the federated profile keeps both nodes' identities in the default layout; %s would point node A elsewhere", strings.Join(set, ", "))}
 	}
@@ -627,5 +626,5 @@ func writeEnvFileIfMissing(path string, c config.Config) error {
 	b.WriteString("# AGENTOS_QUOTA_RUN_CREATE_QPS=10\n# AGENTOS_QUOTA_CONCURRENT_RUNS=25\n# AGENTOS_QUOTA_INVOKE_QPS=20\n")
 	b.WriteString("# AGENTOS_AUDIT_SINK=file:.agentos/data/audit/audit.jsonl\n")
 	b.WriteString("# AGENTOS_MODEL_POLICY_CONFIG=models.yaml\n# AGENTOS_EXECUTORS=8\n# AGENTOS_LOG_LEVEL=info\n")
-	return os.WriteFile(path, []byte(b.String()), 0o644)
+	return os.WriteFile(path, []byte(b.String()), 0o600)
 }

@@ -85,7 +85,7 @@ its events back through A (gapless sequence 1..N, terminal event last).`,
 			}
 		}
 		out := cmd.OutOrStdout()
-		p := NewProgress(out, isTerminal(os.Stdout))
+		p := NewProgress(out, isTerminal(os.Stdout) && !n.Cfg.NoSpinner)
 		rep := newReport("validate", n, profile)
 		v := &validator{n: n, p: p, rep: rep}
 		err = v.run(cmd.Context())

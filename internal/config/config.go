@@ -1,5 +1,11 @@
 // Package config resolves node configuration with the precedence of
 // CONTRACT §1 and §7: flags > environment > .agentos.env > defaults.
+//
+// It is the only package that reads AGENTOS_* variables (noenv_test.go
+// holds the rest of the module to it): every setting is a Config field,
+// resolved by Load from the same sources in the same order, and passed
+// explicitly to the code that needs it. docs/operations.md, "Settings",
+// lists them all.
 package config
 
 import (
@@ -21,6 +27,12 @@ const (
 
 // Config is the effective configuration of a node. Field comments give the
 // environment variable and default.
+//
+// A new setting is a field here, its line in Load (and in Finish when its
+// default derives from other fields), and its row in docs/operations.md's
+// Settings table (TestSettingsTableIsComplete fails without it). Tag
+// secrets `json:"-"`; a secret given inline or from a file is an X and
+// X_FILE pair that Load resolves with resolver.secret.
 type Config struct {
 	Home                string  // AGENTOS_HOME, default ./.agentos
 	DataDir             string  // AGENTOS_DATA_DIR, default $AGENTOS_HOME/data
@@ -82,6 +94,48 @@ type Config struct {
 	// node's federation certificate (the peer API's).
 	FederationClientCertFile string // AGENTOS_FEDERATION_CLIENT_CERT_FILE
 	FederationClientKeyFile  string // AGENTOS_FEDERATION_CLIENT_KEY_FILE
+
+	// The federation service's identity and peers, each overriding one
+	// file of the default layout under $AGENTOS_HOME/federation
+	// (federation.FilesIn); empty keeps the default. Production points them
+	// at provisioned files.
+	FederationCAFile         string // AGENTOS_FEDERATION_CA_FILE: CA bundle peers' certificates chain to
+	FederationCertFile       string // AGENTOS_FEDERATION_CERT_FILE: this node's certificate
+	FederationKeyFile        string // AGENTOS_FEDERATION_KEY_FILE: its TLS private key
+	FederationSigningKeyFile string // AGENTOS_FEDERATION_SIGNING_KEY_FILE: identity key signing forwarded runs
+	FederationPeersFile      string // AGENTOS_FEDERATION_PEERS_FILE: the peer list
+
+	// NodeKeyFile is the node's service-to-service signing key (Ed25519
+	// PEM); empty means $AGENTOS_HOME/keys/node_ed25519.pem (see
+	// NodeKeyPath). Demo/dev create it, prod requires it.
+	NodeKeyFile string // AGENTOS_NODE_KEY_FILE
+
+	// BootstrapAdminToken is the prod bootstrap platform-admin bearer
+	// token, from AGENTOS_BOOTSTRAP_ADMIN_TOKEN or the file named by
+	// AGENTOS_BOOTSTRAP_ADMIN_TOKEN_FILE (see Load for the _FILE rule);
+	// empty: none.
+	BootstrapAdminToken string `json:"-"` // AGENTOS_BOOTSTRAP_ADMIN_TOKEN (secret)
+
+	// Pprof serves net/http/pprof under /debug/pprof/ on services that
+	// listen on loopback.
+	Pprof bool // AGENTOS_PPROF (true/false, 1/0), default false
+
+	// Settings of the agentos CLI alone (no service reads them).
+	Token           string `json:"-"` // AGENTOS_TOKEN: bearer token API commands send (--token wins); default from credentials.json
+	NoSpinner       bool   // AGENTOS_NO_SPINNER (true/false, 1/0), default false: plain progress lines even on a terminal
+	NodeBPortOffset int    // AGENTOS_NODE_B_PORT_OFFSET: the federated profile's node B port offset (--node-b-port-offset wins); default 0: the offset node B was created with, else 10
+
+	// Alert e-mail (`agentos test-alert`, validate --test-alert, reports).
+	// Kept as written; internal/alert validates them (alert.FromSettings)
+	// so that a report can say what is wrong.
+	AlertSMTPAddr     string // AGENTOS_ALERT_SMTP_ADDR: host:port of the SMTP server
+	AlertFrom         string // AGENTOS_ALERT_FROM: sender address
+	AlertTo           string // AGENTOS_ALERT_TO: comma-separated recipients
+	AlertSMTPUsername string // AGENTOS_ALERT_SMTP_USERNAME: SMTP AUTH PLAIN user
+	// AlertSMTPPassword is AGENTOS_ALERT_SMTP_PASSWORD or the content of
+	// AGENTOS_ALERT_SMTP_PASSWORD_FILE.
+	AlertSMTPPassword string `json:"-"` // secret
+	AlertSMTPStartTLS string // AGENTOS_ALERT_SMTP_STARTTLS: true to require STARTTLS
 }
 
 // Lookup returns the value of an environment variable.
@@ -90,7 +144,17 @@ type Lookup func(key string) (string, bool)
 // Load resolves the configuration from the environment (lookup, normally
 // os.LookupEnv) and, under it, the .agentos.env file in the working
 // directory (or envFile when non-empty). Flags are applied by the caller
-// afterwards with Set, then Finish fills derived defaults.
+// afterwards, then Finish fills derived defaults.
+//
+// Precedence, for every setting: flags > environment > .agentos.env >
+// defaults. A variable set to the empty string counts as unset, so an
+// empty environment variable does not hide the file's value.
+//
+// Secrets with a _FILE form (AGENTOS_X and AGENTOS_X_FILE) are one
+// setting: the first source in that order that sets either form decides;
+// a source that sets both is an error; the file is read here, once, and
+// its trailing line ending dropped; a missing or empty file is an error
+// naming the variable.
 func Load(lookup Lookup, envFile string) (Config, error) {
 	if envFile == "" {
 		envFile = ".agentos.env"
@@ -99,15 +163,11 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 	if err != nil && !os.IsNotExist(err) {
 		return Config{}, fmt.Errorf("read %s: %w", envFile, err)
 	}
-	get := func(key, def string) string {
-		if v, ok := lookup(key); ok && v != "" {
-			return v
-		}
-		if v, ok := fileVals[key]; ok && v != "" {
-			return v
-		}
-		return def
-	}
+	r := &resolver{sources: []source{
+		{name: "environment", get: lookup},
+		{name: envFile, get: func(k string) (string, bool) { v, ok := fileVals[k]; return v, ok }},
+	}}
+	get := r.get
 	c := Config{
 		Home:                get("AGENTOS_HOME", ".agentos"),
 		DataDir:             get("AGENTOS_DATA_DIR", ""),
@@ -139,59 +199,154 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 
 		FederationClientCertFile: get("AGENTOS_FEDERATION_CLIENT_CERT_FILE", ""),
 		FederationClientKeyFile:  get("AGENTOS_FEDERATION_CLIENT_KEY_FILE", ""),
-	}
-	var errsList []string
-	num := func(key, def string, dst *float64) {
-		v := get(key, def)
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f < 0 {
-			errsList = append(errsList, fmt.Sprintf("%s=%q: want a non-negative number", key, v))
-			return
-		}
-		*dst = f
-	}
-	integer := func(key, def string, dst *int) {
-		v := get(key, def)
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			errsList = append(errsList, fmt.Sprintf("%s=%q: want a non-negative integer", key, v))
-			return
-		}
-		*dst = n
-	}
-	num("AGENTOS_QUOTA_RUN_CREATE_QPS", "10", &c.QuotaRunCreateQPS)
-	integer("AGENTOS_QUOTA_CONCURRENT_RUNS", "25", &c.QuotaConcurrentRuns)
-	num("AGENTOS_QUOTA_INVOKE_QPS", "20", &c.QuotaInvokeQPS)
-	integer("AGENTOS_EXECUTORS", "128", &c.Executors)
-	integer("AGENTOS_IDEMPOTENCY_TTL_HOURS", "24", &c.IdempotencyTTLHours)
-	integer("AGENTOS_QUOTA_MAX_STREAMS", "100", &c.QuotaMaxStreams)
-	integer("AGENTOS_MAX_STREAMS", "0", &c.MaxStreams)
-	integer("AGENTOS_HTTP_MAX_HEADER_BYTES", "65536", &c.HTTPMaxHeaderBytes)
-	duration := func(key, def string, dst *time.Duration) {
-		v := get(key, def)
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			errsList = append(errsList, fmt.Sprintf("%s=%q: want a positive duration such as 10s", key, v))
-			return
-		}
-		*dst = d
-	}
-	duration("AGENTOS_HTTP_READ_HEADER_TIMEOUT", "10s", &c.HTTPReadHeaderTimeout)
-	duration("AGENTOS_HTTP_BODY_TIMEOUT", "30s", &c.HTTPBodyTimeout)
-	duration("AGENTOS_HTTP_IDLE_TIMEOUT", "120s", &c.HTTPIdleTimeout)
+		FederationCAFile:         get("AGENTOS_FEDERATION_CA_FILE", ""),
+		FederationCertFile:       get("AGENTOS_FEDERATION_CERT_FILE", ""),
+		FederationKeyFile:        get("AGENTOS_FEDERATION_KEY_FILE", ""),
+		FederationSigningKeyFile: get("AGENTOS_FEDERATION_SIGNING_KEY_FILE", ""),
+		FederationPeersFile:      get("AGENTOS_FEDERATION_PEERS_FILE", ""),
+		NodeKeyFile:              get("AGENTOS_NODE_KEY_FILE", ""),
 
+		Token: get("AGENTOS_TOKEN", ""),
+
+		AlertSMTPAddr:     get("AGENTOS_ALERT_SMTP_ADDR", ""),
+		AlertFrom:         get("AGENTOS_ALERT_FROM", ""),
+		AlertTo:           get("AGENTOS_ALERT_TO", ""),
+		AlertSMTPUsername: get("AGENTOS_ALERT_SMTP_USERNAME", ""),
+		AlertSMTPStartTLS: get("AGENTOS_ALERT_SMTP_STARTTLS", ""),
+	}
+	c.BootstrapAdminToken = r.secret("AGENTOS_BOOTSTRAP_ADMIN_TOKEN")
+	c.AlertSMTPPassword = r.secret("AGENTOS_ALERT_SMTP_PASSWORD")
+	r.float("AGENTOS_QUOTA_RUN_CREATE_QPS", "10", &c.QuotaRunCreateQPS)
+	r.integer("AGENTOS_QUOTA_CONCURRENT_RUNS", "25", &c.QuotaConcurrentRuns)
+	r.float("AGENTOS_QUOTA_INVOKE_QPS", "20", &c.QuotaInvokeQPS)
+	r.integer("AGENTOS_EXECUTORS", "128", &c.Executors)
+	r.integer("AGENTOS_IDEMPOTENCY_TTL_HOURS", "24", &c.IdempotencyTTLHours)
+	r.integer("AGENTOS_QUOTA_MAX_STREAMS", "100", &c.QuotaMaxStreams)
+	r.integer("AGENTOS_MAX_STREAMS", "0", &c.MaxStreams)
+	r.integer("AGENTOS_HTTP_MAX_HEADER_BYTES", "65536", &c.HTTPMaxHeaderBytes)
+	r.duration("AGENTOS_HTTP_READ_HEADER_TIMEOUT", "10s", &c.HTTPReadHeaderTimeout)
+	r.duration("AGENTOS_HTTP_BODY_TIMEOUT", "30s", &c.HTTPBodyTimeout)
+	r.duration("AGENTOS_HTTP_IDLE_TIMEOUT", "120s", &c.HTTPIdleTimeout)
+	r.boolean("AGENTOS_PPROF", &c.Pprof)
+	r.boolean("AGENTOS_NO_SPINNER", &c.NoSpinner)
+	if v := get("AGENTOS_NODE_B_PORT_OFFSET", "0"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			r.fail("AGENTOS_NODE_B_PORT_OFFSET=%q: want an integer (0: the default)", v)
+		}
+		c.NodeBPortOffset = n
+	}
 	if v := get("AGENTOS_AUDIT_CHECKPOINT_INTERVAL", "1m"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 || (d > 0 && d < time.Second) {
-			errsList = append(errsList, fmt.Sprintf("AGENTOS_AUDIT_CHECKPOINT_INTERVAL=%q: want a duration of at least 1s (such as 1m), or 0 to disable", v))
+			r.fail("AGENTOS_AUDIT_CHECKPOINT_INTERVAL=%q: want a duration of at least 1s (such as 1m), or 0 to disable", v)
 		} else {
 			c.AuditCheckpointInterval = d
 		}
 	}
-	if len(errsList) > 0 {
-		return c, fmt.Errorf("invalid configuration: %s", strings.Join(errsList, "; "))
+	if len(r.errs) > 0 {
+		return c, fmt.Errorf("invalid configuration: %s", strings.Join(r.errs, "; "))
 	}
 	return c, nil
+}
+
+// source is one place settings come from, in precedence order.
+type source struct {
+	name string // "environment" or the env file's path, for errors
+	get  Lookup
+}
+
+// resolver reads settings from its sources and collects every invalid one,
+// so that one error lists them all.
+type resolver struct {
+	sources []source
+	errs    []string
+}
+
+func (r *resolver) fail(format string, args ...any) {
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+
+// get returns the first non-empty value of key, else def.
+func (r *resolver) get(key, def string) string {
+	for _, s := range r.sources {
+		if v, ok := s.get(key); ok && v != "" {
+			return v
+		}
+	}
+	return def
+}
+
+// secret resolves key and key_FILE (see Load).
+func (r *resolver) secret(key string) string {
+	fileKey := key + "_FILE"
+	for _, s := range r.sources {
+		v, _ := s.get(key)
+		p, _ := s.get(fileKey)
+		switch {
+		case v != "" && p != "":
+			r.fail("%s and %s are both set in the %s: set one", key, fileKey, s.name)
+			return ""
+		case v != "":
+			return v
+		case p != "":
+			b, err := os.ReadFile(p)
+			if err != nil {
+				r.fail("%s: %v", fileKey, err)
+				return ""
+			}
+			// Files written with echo or an editor end in a newline that is
+			// not part of the secret.
+			v = strings.TrimRight(string(b), "\r\n")
+			if v == "" {
+				r.fail("%s: %s is empty", fileKey, p)
+				return ""
+			}
+			return v
+		}
+	}
+	return ""
+}
+
+func (r *resolver) float(key, def string, dst *float64) {
+	v := r.get(key, def)
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 {
+		r.fail("%s=%q: want a non-negative number", key, v)
+		return
+	}
+	*dst = f
+}
+
+func (r *resolver) integer(key, def string, dst *int) {
+	v := r.get(key, def)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		r.fail("%s=%q: want a non-negative integer", key, v)
+		return
+	}
+	*dst = n
+}
+
+func (r *resolver) duration(key, def string, dst *time.Duration) {
+	v := r.get(key, def)
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		r.fail("%s=%q: want a positive duration such as 10s", key, v)
+		return
+	}
+	*dst = d
+}
+
+// boolean reads an off-by-default switch.
+func (r *resolver) boolean(key string, dst *bool) {
+	v := r.get(key, "false")
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		r.fail("%s=%q: want true or false (or 1 or 0)", key, v)
+		return
+	}
+	*dst = b
 }
 
 // Finish fills the defaults derived from other fields and validates.
@@ -251,6 +406,15 @@ func (c *Config) Finish() error {
 
 // DevMode reports whether header-only tenant auth and seeding are allowed.
 func (c Config) DevMode() bool { return c.Mode == ModeDemo || c.Mode == ModeDev }
+
+// NodeKeyPath is where the node's service-to-service signing key lives:
+// NodeKeyFile, else keys/node_ed25519.pem under Home.
+func (c Config) NodeKeyPath() string {
+	if c.NodeKeyFile != "" {
+		return c.NodeKeyFile
+	}
+	return filepath.Join(c.Home, "keys", "node_ed25519.pem")
+}
 
 // CredentialsFile is where demo/dev credentials are written.
 func (c Config) CredentialsFile() string { return filepath.Join(c.Home, "credentials.json") }

@@ -106,3 +106,100 @@ func FuzzReadEnvFile(f *testing.F) {
 		_, _ = ReadEnvFile(p)
 	})
 }
+
+// TestSecretFileForms: AGENTOS_X and AGENTOS_X_FILE are one setting; the
+// first source setting either decides, the file is read by Load.
+func TestSecretFileForms(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tokFile := filepath.Join(dir, "token")
+	require.NoError(t, os.WriteFile(tokFile, []byte("agb_from_file\r\n"), 0o600))
+	pwFile := filepath.Join(dir, "pw")
+	require.NoError(t, os.WriteFile(pwFile, []byte(" spaced pw \n"), 0o600))
+	empty := filepath.Join(dir, "empty")
+	require.NoError(t, os.WriteFile(empty, []byte("\n"), 0o600))
+	envFile := func(body string) string {
+		p := filepath.Join(t.TempDir(), ".agentos.env")
+		require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+		return p
+	}
+
+	// Only in the env file.
+	c, err := Load(lookupFrom(nil), envFile("AGENTOS_BOOTSTRAP_ADMIN_TOKEN_FILE="+tokFile+"\nAGENTOS_ALERT_SMTP_PASSWORD_FILE="+pwFile+"\n"))
+	require.NoError(t, err)
+	require.Equal(t, "agb_from_file", c.BootstrapAdminToken, "the line ending is not part of the secret")
+	require.Equal(t, " spaced pw ", c.AlertSMTPPassword, "only the line ending is dropped")
+
+	// The environment's plain form beats the file's _FILE form, and the
+	// other way round.
+	c, err = Load(lookupFrom(map[string]string{"AGENTOS_BOOTSTRAP_ADMIN_TOKEN": "agb_env"}), envFile("AGENTOS_BOOTSTRAP_ADMIN_TOKEN_FILE="+tokFile+"\n"))
+	require.NoError(t, err)
+	require.Equal(t, "agb_env", c.BootstrapAdminToken)
+	c, err = Load(lookupFrom(map[string]string{"AGENTOS_BOOTSTRAP_ADMIN_TOKEN_FILE": tokFile}), envFile("AGENTOS_BOOTSTRAP_ADMIN_TOKEN=agb_file_plain\n"))
+	require.NoError(t, err)
+	require.Equal(t, "agb_from_file", c.BootstrapAdminToken)
+
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		file string
+		want string
+	}{
+		"both in the environment": {env: map[string]string{"AGENTOS_BOOTSTRAP_ADMIN_TOKEN": "a", "AGENTOS_BOOTSTRAP_ADMIN_TOKEN_FILE": tokFile},
+			want: "AGENTOS_BOOTSTRAP_ADMIN_TOKEN and AGENTOS_BOOTSTRAP_ADMIN_TOKEN_FILE are both set in the environment"},
+		"both in the env file": {file: "AGENTOS_ALERT_SMTP_PASSWORD=x\nAGENTOS_ALERT_SMTP_PASSWORD_FILE=" + pwFile + "\n",
+			want: "AGENTOS_ALERT_SMTP_PASSWORD and AGENTOS_ALERT_SMTP_PASSWORD_FILE are both set in"},
+		"missing file": {file: "AGENTOS_BOOTSTRAP_ADMIN_TOKEN_FILE=" + filepath.Join(dir, "absent") + "\n",
+			want: "AGENTOS_BOOTSTRAP_ADMIN_TOKEN_FILE: open"},
+		"empty file": {env: map[string]string{"AGENTOS_ALERT_SMTP_PASSWORD_FILE": empty},
+			want: "AGENTOS_ALERT_SMTP_PASSWORD_FILE: " + empty + " is empty"},
+	} {
+		_, err := Load(lookupFrom(tc.env), envFile(tc.file))
+		require.ErrorContains(t, err, tc.want, name)
+	}
+}
+
+// TestSettingsOnceReadElsewhere: the settings services and the CLI used to
+// read with os.Getenv load from the env file like every other.
+func TestSettingsOnceReadElsewhere(t *testing.T) {
+	t.Parallel()
+	p := filepath.Join(t.TempDir(), ".agentos.env")
+	require.NoError(t, os.WriteFile(p, []byte(`AGENTOS_NODE_KEY_FILE=/keys/node.pem
+AGENTOS_PPROF=1
+AGENTOS_NO_SPINNER=true
+AGENTOS_TOKEN=agt_cli
+AGENTOS_NODE_B_PORT_OFFSET=-20
+AGENTOS_FEDERATION_CA_FILE=/fed/ca.pem
+AGENTOS_FEDERATION_CERT_FILE=/fed/node.pem
+AGENTOS_FEDERATION_KEY_FILE=/fed/node-key.pem
+AGENTOS_FEDERATION_SIGNING_KEY_FILE=/fed/id.pem
+AGENTOS_FEDERATION_PEERS_FILE=/fed/peers.yaml
+AGENTOS_ALERT_SMTP_ADDR=smtp.example.com:587
+AGENTOS_ALERT_FROM=a@example.com
+AGENTOS_ALERT_TO=ops@example.com
+AGENTOS_ALERT_SMTP_USERNAME=alerts
+AGENTOS_ALERT_SMTP_STARTTLS=true
+`), 0o600))
+	c, err := Load(lookupFrom(map[string]string{"AGENTOS_PPROF": ""}), p)
+	require.NoError(t, err)
+	require.NoError(t, c.Finish())
+	require.Equal(t, "/keys/node.pem", c.NodeKeyPath())
+	require.True(t, c.Pprof, "an empty environment variable does not hide the file's value")
+	require.True(t, c.NoSpinner)
+	require.Equal(t, "agt_cli", c.Token)
+	require.Equal(t, -20, c.NodeBPortOffset)
+	require.Equal(t, []string{"/fed/ca.pem", "/fed/node.pem", "/fed/node-key.pem", "/fed/id.pem", "/fed/peers.yaml"},
+		[]string{c.FederationCAFile, c.FederationCertFile, c.FederationKeyFile, c.FederationSigningKeyFile, c.FederationPeersFile})
+	require.Equal(t, []string{"smtp.example.com:587", "a@example.com", "ops@example.com", "alerts", "true"},
+		[]string{c.AlertSMTPAddr, c.AlertFrom, c.AlertTo, c.AlertSMTPUsername, c.AlertSMTPStartTLS})
+
+	c, err = Load(lookupFrom(map[string]string{"AGENTOS_HOME": "/srv/agentos"}), filepath.Join(t.TempDir(), "none"))
+	require.NoError(t, err)
+	require.Equal(t, "/srv/agentos/keys/node_ed25519.pem", c.NodeKeyPath())
+	require.False(t, c.Pprof)
+	require.Zero(t, c.NodeBPortOffset)
+
+	for key, v := range map[string]string{"AGENTOS_PPROF": "yes please", "AGENTOS_NO_SPINNER": "2", "AGENTOS_NODE_B_PORT_OFFSET": "ten"} {
+		_, err := Load(lookupFrom(map[string]string{key: v}), filepath.Join(t.TempDir(), "none"))
+		require.ErrorContains(t, err, key+"=")
+	}
+}

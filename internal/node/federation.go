@@ -1,11 +1,11 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
-	"os"
 
 	"github.com/nexixai/agentos/federation"
 	"github.com/nexixai/agentos/federation/identity"
@@ -16,23 +16,16 @@ import (
 )
 
 // FederationFiles returns where the federation service reads its identity:
-// the FilesIn layout under cfg.Home, with each file overridable for
-// production by AGENTOS_FEDERATION_CA_FILE, AGENTOS_FEDERATION_CERT_FILE,
-// AGENTOS_FEDERATION_KEY_FILE, AGENTOS_FEDERATION_SIGNING_KEY_FILE and
-// AGENTOS_FEDERATION_PEERS_FILE.
+// the FilesIn layout under cfg.Home, with each file overridden by its
+// config field when set (AGENTOS_FEDERATION_CA_FILE, _CERT_FILE,
+// _KEY_FILE, _SIGNING_KEY_FILE and _PEERS_FILE).
 func FederationFiles(cfg config.Config) federation.Files {
 	f := federation.FilesIn(cfg.Home)
-	for env, dst := range map[string]*string{
-		"AGENTOS_FEDERATION_CA_FILE":          &f.CA,
-		"AGENTOS_FEDERATION_CERT_FILE":        &f.Cert,
-		"AGENTOS_FEDERATION_KEY_FILE":         &f.Key,
-		"AGENTOS_FEDERATION_SIGNING_KEY_FILE": &f.SigningKey,
-		"AGENTOS_FEDERATION_PEERS_FILE":       &f.Peers,
-	} {
-		if v := os.Getenv(env); v != "" {
-			*dst = v
-		}
-	}
+	f.CA = cmp.Or(cfg.FederationCAFile, f.CA)
+	f.Cert = cmp.Or(cfg.FederationCertFile, f.Cert)
+	f.Key = cmp.Or(cfg.FederationKeyFile, f.Key)
+	f.SigningKey = cmp.Or(cfg.FederationSigningKeyFile, f.SigningKey)
+	f.Peers = cmp.Or(cfg.FederationPeersFile, f.Peers)
 	return f
 }
 

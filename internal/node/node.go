@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -78,37 +77,14 @@ func redactURL(u string) string {
 	return u
 }
 
-// NodeKeyPath is where the node's service-to-service signing key lives.
-func NodeKeyPath(cfg config.Config) string {
-	if p := os.Getenv("AGENTOS_NODE_KEY_FILE"); p != "" {
-		return p
-	}
-	return filepath.Join(cfg.Home, "keys", "node_ed25519.pem")
-}
-
-// nodeSigner loads the node key; demo/dev create it, prod requires it
-// (no secret is generated in prod).
+// nodeSigner loads the node key (cfg.NodeKeyPath); demo/dev create it,
+// prod requires it (no secret is generated in prod).
 func nodeSigner(cfg config.Config) (*auth.NodeSigner, error) {
-	s, err := auth.LoadOrCreateNodeKey(NodeKeyPath(cfg), cfg.DevMode())
+	s, err := auth.LoadOrCreateNodeKey(cfg.NodeKeyPath(), cfg.DevMode())
 	if err != nil && !cfg.DevMode() {
 		return nil, fmt.Errorf("%w (prod mode generates no secrets: run `agentos bootstrap` or set AGENTOS_NODE_KEY_FILE)", err)
 	}
 	return s, err
-}
-
-// bootstrapToken reads AGENTOS_BOOTSTRAP_ADMIN_TOKEN or ..._FILE.
-func bootstrapToken() (string, error) {
-	if v := os.Getenv("AGENTOS_BOOTSTRAP_ADMIN_TOKEN"); v != "" {
-		return v, nil
-	}
-	if p := os.Getenv("AGENTOS_BOOTSTRAP_ADMIN_TOKEN_FILE"); p != "" {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return "", fmt.Errorf("AGENTOS_BOOTSTRAP_ADMIN_TOKEN_FILE: %w", err)
-		}
-		return strings.TrimSpace(string(b)), nil
-	}
-	return "", nil
 }
 
 // authStore is what the authenticator reads: tenants and API tokens.
@@ -126,17 +102,13 @@ func newAuthenticator(cfg config.Config, st authStore, signer *auth.NodeSigner, 
 	if service == "" {
 		return nil, errors.New("newAuthenticator: the service name is required")
 	}
-	boot, err := bootstrapToken()
-	if err != nil {
-		return nil, err
-	}
 	issuers, err := jwtIssuers(cfg)
 	if err != nil {
 		return nil, err
 	}
 	issuers = append(issuers, signer.IssuerFor(service))
 	return auth.New(auth.Config{Mode: cfg.Mode, Tenants: st, Tokens: st,
-		Issuers: issuers, BootstrapToken: boot, OnFailure: onFailure})
+		Issuers: issuers, BootstrapToken: cfg.BootstrapAdminToken, OnFailure: onFailure})
 }
 
 // jwtIssuers returns the JWT issuers the operator configured (CONTRACT §3):
@@ -196,7 +168,7 @@ func envIssuerSpec(cfg config.Config) (spec auth.IssuerSpec, ok bool, err error)
 // requests. Long-lived streams get their context canceled a few seconds
 // into the drain so that shutdown completes.
 func serveHTTP(ctx context.Context, cfg config.Config, addr string, h http.Handler, log *slog.Logger) error {
-	h = withPprof(addr, h, log)
+	h = withPprof(cfg.Pprof, addr, h, log)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another process using the port? try `lsof -i :%s`)", addr, err, portOf(addr))
@@ -253,11 +225,11 @@ func portOf(addr string) string {
 	return p
 }
 
-// withPprof adds net/http/pprof under /debug/pprof/ when AGENTOS_PPROF=1
+// withPprof adds net/http/pprof under /debug/pprof/ when on (AGENTOS_PPROF)
 // and the service listens on loopback (profiling a live node, e.g. under
 // the load harness; profiles expose memory contents, so never elsewhere).
-func withPprof(addr string, h http.Handler, log *slog.Logger) http.Handler {
-	if os.Getenv("AGENTOS_PPROF") != "1" {
+func withPprof(on bool, addr string, h http.Handler, log *slog.Logger) http.Handler {
+	if !on {
 		return h
 	}
 	host, _, err := net.SplitHostPort(addr)

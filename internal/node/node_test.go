@@ -307,7 +307,7 @@ func TestRunFederationProdServesClientAPIOverTLS(t *testing.T) {
 		"AGENTOS_FEDERATION_ADDR": freeAddr(t), "AGENTOS_FEDERATION_PEER_ADDR": freeAddr(t),
 		"AGENTOS_ORCHESTRATOR_ADDR": freeAddr(t)})
 	// Prod generates nothing: provision the node key and federation identity.
-	_, err := auth.LoadOrCreateNodeKey(NodeKeyPath(cfg), true)
+	_, err := auth.LoadOrCreateNodeKey(cfg.NodeKeyPath(), true)
 	require.NoError(t, err)
 	files := federation.FilesIn(cfg.Home)
 	_, err = federation.EnsureIdentity(files, cfg.StackID, files.CADir, nil)
