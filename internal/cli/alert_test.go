@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nexixai/agentos/internal/alert/alerttest"
+	"github.com/nexixai/agentos/internal/supervisor"
 )
 
 // runTestAlert runs `agentos test-alert` with envFile contents and the
@@ -144,15 +145,15 @@ func alertEnvOf(m map[string]string) func(string) (string, bool) {
 
 // alertNode is a node whose services are the given base URLs and whose
 // env file holds env.
-func alertNode(t *testing.T, env string, urls map[string]string) *Node {
+func alertNode(t *testing.T, env string, urls map[string]string) *supervisor.Node {
 	t.Helper()
 	dir := t.TempDir()
 	envFile := filepath.Join(dir, "agentos.env")
 	require.NoError(t, os.WriteFile(envFile, []byte(env), 0o600))
-	n := &Node{EnvFile: envFile, HTTP: &http.Client{}}
+	n := &supervisor.Node{EnvFile: envFile, HTTP: &http.Client{}}
 	n.Cfg.Home, n.Cfg.StackID, n.Cfg.Region, n.Cfg.Mode = dir, "stk_validate_alert", "local", "demo"
 	for _, name := range []string{"model-policy", "orchestrator"} {
-		n.Services = append(n.Services, Service{Name: name, URL: urls[name], HealthPath: "/v1/health"})
+		n.Services = append(n.Services, supervisor.Service{Name: name, URL: urls[name], HealthPath: "/v1/health"})
 	}
 	return n
 }
@@ -167,7 +168,7 @@ func TestValidateTestAlertCheck(t *testing.T) {
 	env := func(to string) string {
 		return "AGENTOS_ALERT_SMTP_ADDR=" + smtp.Addr + "\nAGENTOS_ALERT_FROM=agentos@example.com\nAGENTOS_ALERT_TO=" + to + "\n"
 	}
-	validate := func(n *Node, prev error) (*Report, error) {
+	validate := func(n *supervisor.Node, prev error) (*Report, error) {
 		var out bytes.Buffer
 		p := NewProgress(&out, false)
 		rep := newReport("validate", n, "local")

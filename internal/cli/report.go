@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nexixai/agentos/internal/supervisor"
 	"github.com/nexixai/agentos/internal/version"
 )
 
@@ -145,7 +146,7 @@ type ReportPaths struct {
 }
 
 // newReport starts a report for action.
-func newReport(action string, n *Node, profile string) *Report {
+func newReport(action string, n *supervisor.Node, profile string) *Report {
 	host, _ := os.Hostname()
 	r := &Report{
 		SchemaVersion: ReportSchemaVersion,
@@ -175,12 +176,12 @@ func newReport(action string, n *Node, profile string) *Report {
 			r.Endpoints[s.Name+"_health"] = s.URL + s.HealthPath
 			r.Endpoints[s.Name+"_metrics"] = s.URL + "/metrics"
 		}
-		if _, ok := n.service("federation"); ok {
+		if _, ok := n.Service("federation"); ok {
 			r.Ports["federation_peer"] = c.FederationPeerAddr
 		}
 		if b := n.B; b != nil {
 			r.Federation = &FederationReport{Peers: map[string]string{}, Checks: []CheckResult{}}
-			for _, x := range n.all() {
+			for _, x := range n.All() {
 				nr := NodeReport{Node: x.Name, StackID: x.Cfg.StackID, Region: x.Cfg.Region, Home: x.Cfg.Home,
 					PeerURL: peerURL(x.Cfg), Endpoints: map[string]string{}}
 				for _, s := range x.Services {

@@ -20,8 +20,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/nexixai/agentos/internal/apiclient"
 	"github.com/nexixai/agentos/internal/config"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/supervisor"
 	"github.com/nexixai/agentos/tests/testnode"
 )
 
@@ -171,7 +173,7 @@ func (f *fakeOrchestrator) routes() *http.ServeMux {
 		writeJSON(w, 200, map[string]any{"status": "ok", "service": "agent-orchestrator", "version": "0.0.0-fake"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if _, err := GetHealth(r.Context(), &http.Client{Timeout: time.Second}, f.mpURL, "/v1/health"); err != nil {
+		if _, err := apiclient.GetHealth(r.Context(), &http.Client{Timeout: time.Second}, f.mpURL, "/v1/health"); err != nil {
 			writeErr(w, 503, "dependency_unavailable", "model-policy unreachable", map[string]any{"dependency": "model-policy"})
 			return
 		}
@@ -234,7 +236,7 @@ func (f *fakeOrchestrator) routes() *http.ServeMux {
 		writeJSON(w, 200, map[string]any{"agent": a})
 	}))
 	mux.HandleFunc("POST /v1/admin/tenants/{id}/tokens", f.admin(func(w http.ResponseWriter, r *http.Request, _ string) {
-		var req TokenRequest
+		var req apiclient.TokenRequest
 		_ = json.NewDecoder(r.Body).Decode(&req)
 		secret, id := "tk_"+randHexT(8), "tok_"+randHexT(4)
 		role := "tenant_user"
@@ -243,7 +245,7 @@ func (f *fakeOrchestrator) routes() *http.ServeMux {
 		}
 		f.tokens[secret] = [2]string{r.PathValue("id"), role}
 		f.ids[id] = secret
-		writeJSON(w, 201, map[string]any{"token": IssuedToken{TokenID: id, Secret: secret, PrincipalID: req.PrincipalID}})
+		writeJSON(w, 201, map[string]any{"token": apiclient.IssuedToken{TokenID: id, Secret: secret, PrincipalID: req.PrincipalID}})
 	}))
 	mux.HandleFunc("DELETE /v1/admin/tenants/{id}/tokens/{tok}", f.admin(func(w http.ResponseWriter, r *http.Request, _ string) {
 		delete(f.tokens, f.ids[r.PathValue("tok")])
@@ -383,7 +385,7 @@ func freeAddr(t *testing.T) string {
 }
 
 // newFakeNode is a node in a temp home whose services are this test binary.
-func newFakeNode(t *testing.T) *Node {
+func newFakeNode(t *testing.T) *supervisor.Node {
 	t.Helper()
 	home := t.TempDir()
 	cfg, err := config.Load(func(string) (string, bool) { return "", false }, filepath.Join(home, "none.env"))
@@ -392,7 +394,7 @@ func newFakeNode(t *testing.T) *Node {
 	cfg.OrchestratorAddr = freeAddr(t)
 	cfg.ModelPolicyAddr = freeAddr(t)
 	require.NoError(t, cfg.Finish())
-	n, err := newNode(cfg, "", map[string]bool{"orchestrator": true, "model-policy": true})
+	n, err := supervisor.New(cfg, "", map[string]bool{"orchestrator": true, "model-policy": true})
 	require.NoError(t, err)
 	exe, err := os.Executable()
 	require.NoError(t, err)
@@ -400,7 +402,7 @@ func newFakeNode(t *testing.T) *Node {
 	n.ExtraEnv = []string{fakeEnv + "=1"}
 	t.Cleanup(func() {
 		for _, s := range n.Services {
-			_, _ = n.stop(s.Name, 5*time.Second)
+			_, _ = n.Stop(s.Name, 5*time.Second)
 		}
 	})
 	return n
@@ -410,34 +412,34 @@ func TestSupervisorStartStopAndStalePID(t *testing.T) {
 	t.Parallel()
 	n := newFakeNode(t)
 	ctx := context.Background()
-	s, _ := n.service("model-policy")
+	s, _ := n.Service("model-policy")
 
-	st := n.inspect(ctx, s)
+	st := n.Inspect(ctx, s)
 	require.False(t, st.Healthy)
 	require.Zero(t, st.PID)
 
-	pid, err := n.start(s)
+	pid, err := n.Start(s)
 	require.NoError(t, err)
-	require.NoError(t, n.waitHealthy(ctx, s, pid, 30*time.Second))
-	st = n.inspect(ctx, s)
+	require.NoError(t, n.WaitHealthy(ctx, s, pid, 30*time.Second))
+	st = n.Inspect(ctx, s)
 	require.True(t, st.Healthy)
 	require.True(t, st.Alive)
 	require.Equal(t, pid, st.PID)
 	require.Equal(t, "0.0.0-fake", st.Version)
-	require.Contains(t, strings.Join(tailLines(n.logFile("model-policy"), 5), "\n"), "fake model-policy listening")
+	require.Contains(t, strings.Join(supervisor.TailLines(n.LogFile("model-policy"), 5), "\n"), "fake model-policy listening")
 
-	was, err := n.stop("model-policy", 5*time.Second)
+	was, err := n.Stop("model-policy", 5*time.Second)
 	require.NoError(t, err)
 	require.True(t, was)
-	require.False(t, processAlive(pid))
-	require.NoFileExists(t, n.pidFile("model-policy"))
+	require.False(t, supervisor.ProcessAlive(pid))
+	require.NoFileExists(t, n.PIDFile("model-policy"))
 
 	// A stale pid file (process gone) is reported as such and not signalled.
-	require.NoError(t, os.WriteFile(n.pidFile("model-policy"), []byte(fmt.Sprint(pid)), 0o644))
+	require.NoError(t, os.WriteFile(n.PIDFile("model-policy"), []byte(fmt.Sprint(pid)), 0o644))
 	ns := nodeStatus(ctx, n)
 	require.Equal(t, "stale-pid", ns.Services[0].State)
 	require.False(t, ns.Healthy)
-	was, err = n.stop("model-policy", time.Second)
+	was, err = n.Stop("model-policy", time.Second)
 	require.NoError(t, err)
 	require.False(t, was)
 }
@@ -446,7 +448,7 @@ func TestChildEnvCarriesResolvedConfig(t *testing.T) {
 	t.Parallel()
 	n := newFakeNode(t)
 	env := map[string]string{}
-	for _, kv := range n.childEnv() {
+	for _, kv := range n.ChildEnv() {
 		k, v, _ := strings.Cut(kv, "=")
 		env[k] = v
 	}
@@ -463,8 +465,8 @@ func TestPortFree(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer l.Close()
-	require.Error(t, portFree(l.Addr().String()))
-	require.NoError(t, portFree(freeAddr(t)))
+	require.Error(t, supervisor.PortFree(l.Addr().String()))
+	require.NoError(t, supervisor.PortFree(freeAddr(t)))
 }
 
 func netListen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
@@ -480,7 +482,7 @@ func TestWaitPortFree(t *testing.T) {
 	require.NoError(t, err)
 	defer l.Close()
 	waited := 0
-	require.Error(t, waitPortFree(ctx, l.Addr().String(), time.Minute, func() { waited++ }))
+	require.Error(t, supervisor.WaitPortFree(ctx, l.Addr().String(), time.Minute, func() { waited++ }))
 	require.Zero(t, waited)
 
 	// A port held by a socket that does not listen (as a TIME_WAIT
@@ -491,8 +493,8 @@ func TestWaitPortFree(t *testing.T) {
 	sa, err := syscall.Getsockname(fd)
 	require.NoError(t, err)
 	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
-	require.Error(t, portFree(addr), "bound without listening still holds the port")
-	require.Error(t, waitPortFree(ctx, addr, 300*time.Millisecond, func() {}), "still held when the wait ends")
+	require.Error(t, supervisor.PortFree(addr), "bound without listening still holds the port")
+	require.Error(t, supervisor.WaitPortFree(ctx, addr, 300*time.Millisecond, func() {}), "still held when the wait ends")
 	var released atomic.Bool
 	go func() {
 		time.Sleep(300 * time.Millisecond)
@@ -500,7 +502,7 @@ func TestWaitPortFree(t *testing.T) {
 		_ = syscall.Close(fd)
 	}()
 	waited = 0
-	require.NoError(t, waitPortFree(ctx, addr, time.Minute, func() { waited++ }))
+	require.NoError(t, supervisor.WaitPortFree(ctx, addr, time.Minute, func() { waited++ }))
 	require.True(t, released.Load())
 	require.Positive(t, waited)
 }

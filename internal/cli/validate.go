@@ -16,9 +16,11 @@ import (
 	"github.com/nexixai/agentos/federation"
 	"github.com/nexixai/agentos/federation/peers"
 	"github.com/nexixai/agentos/federation/pki"
+	"github.com/nexixai/agentos/internal/apiclient"
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/config"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/supervisor"
 )
 
 // Names used by validate's smoke tests. The smoke run and policy check run
@@ -80,7 +82,7 @@ its events back through A (gapless sequence 1..N, terminal event last).`,
 			if !ok {
 				return &ExitError{Code: 2, Err: fmt.Errorf("no node B under %s: run `agentos up --profile federated` first", n.Cfg.Home)}
 			}
-			if _, ok := n.service("federation"); !ok {
+			if _, ok := n.Service("federation"); !ok {
 				return &ExitError{Code: 2, Err: errors.New("federation is not available in this build")}
 			}
 		}
@@ -99,7 +101,7 @@ its events back through A (gapless sequence 1..N, terminal event last).`,
 
 // validator runs health checks and smoke tests, recording into a report.
 type validator struct {
-	n   *Node
+	n   *supervisor.Node
 	p   *Progress
 	rep *Report
 }
@@ -108,7 +110,7 @@ type validator struct {
 type checkError struct {
 	check   string
 	service string
-	node    *Node // the node the service belongs to; nil: node A
+	node    *supervisor.Node // the node the service belongs to; nil: node A
 	next    string
 	err     error
 }
@@ -138,20 +140,20 @@ func (v *validator) run(ctx context.Context) error {
 func (v *validator) health(ctx context.Context) error {
 	var failed *checkError
 	ok, total := 0, 0
-	for _, n := range v.n.all() {
+	for _, n := range v.n.All() {
 		total += len(n.Services)
 	}
-	for _, n := range v.n.all() {
+	for _, n := range v.n.All() {
 		for _, s := range n.Services {
 			for _, path := range []string{s.HealthPath, "/readyz"} {
 				start := time.Now()
-				name := n.label(s.Name) + " " + path
+				name := n.Label(s.Name) + " " + path
 				var err error
-				var h Health
+				var h apiclient.Health
 				if path == "/readyz" {
 					err = getReady(ctx, n.HTTP, s.URL)
 				} else {
-					h, err = GetHealth(ctx, n.HTTP, s.URL, path)
+					h, err = apiclient.GetHealth(ctx, n.HTTP, s.URL, path)
 					if err == nil {
 						v.rep.Versions.Services[s.Name] = h.Version
 					}
@@ -187,7 +189,7 @@ func (v *validator) health(ctx context.Context) error {
 }
 
 // profileFlag is " --profile federated" when a has node B.
-func profileFlag(a *Node) string {
+func profileFlag(a *supervisor.Node) string {
 	if a.B != nil {
 		return " --profile federated"
 	}
@@ -196,14 +198,14 @@ func profileFlag(a *Node) string {
 
 // getReady calls /readyz; a 503 names the failing dependency.
 func getReady(ctx context.Context, hc *http.Client, base string) error {
-	c := &Client{HTTP: hc}
-	return c.do(ctx, http.MethodGet, base, "/readyz", nil, nil)
+	c := &apiclient.Client{HTTP: hc}
+	return c.Do(ctx, http.MethodGet, base, "/readyz", nil, nil)
 }
 
 // readyDependency extracts the failing dependency from a /readyz error: the
 // envelope's details.dependency, or a service name in its message.
 func readyDependency(err error) string {
-	var ae *APIError
+	var ae *apiclient.APIError
 	if !errors.As(err, &ae) {
 		return ""
 	}
@@ -225,7 +227,7 @@ func readyDependency(err error) string {
 
 // clients returns the tenant-admin and platform-admin clients from
 // credentials.json.
-func (v *validator) clients() (tenant, admin *Client, creds *Credentials, err error) {
+func (v *validator) clients() (tenant, admin *apiclient.Client, creds *Credentials, err error) {
 	creds, err = loadCredentials(v.n.Cfg.CredentialsFile())
 	if err != nil {
 		next := "agentos up"
@@ -234,7 +236,7 @@ func (v *validator) clients() (tenant, admin *Client, creds *Credentials, err er
 		}
 		return nil, nil, nil, &checkError{check: "credentials", next: next, err: err}
 	}
-	base := Client{BaseURL: v.n.Cfg.OrchestratorURL, PolicyURL: v.n.Cfg.ModelPolicyURL, HTTP: &http.Client{}}
+	base := apiclient.Client{BaseURL: v.n.Cfg.OrchestratorURL, PolicyURL: v.n.Cfg.ModelPolicyURL, HTTP: &http.Client{}}
 	t, a := base, base
 	t.Token = creds.TenantAdmin.Token
 	a.Token = creds.PlatformAdmin.Token
@@ -270,16 +272,16 @@ func (v *validator) smoke(ctx context.Context) error {
 	})
 	add("metrics baseline", "orchestrator", func(ctx context.Context) (string, error) {
 		var err error
-		if before, err = Metrics(ctx, v.n.HTTP, v.n.Cfg.OrchestratorURL); err != nil {
+		if before, err = apiclient.Metrics(ctx, v.n.HTTP, v.n.Cfg.OrchestratorURL); err != nil {
 			return "", err
 		}
-		beforeMP, err = Metrics(ctx, v.n.HTTP, v.n.Cfg.ModelPolicyURL)
+		beforeMP, err = apiclient.Metrics(ctx, v.n.HTTP, v.n.Cfg.ModelPolicyURL)
 		if err != nil {
 			return "", &checkError{check: "metrics baseline", service: "model-policy", err: err}
 		}
 		return fmt.Sprintf("agentos_runs_total=%v", before["agentos_runs_total"]), nil
 	})
-	var probe *Client
+	var probe *apiclient.Client
 	revokeProbe := func() {}
 	defer func() { revokeProbe() }()
 	add("probe tenant ready", "orchestrator", func(ctx context.Context) (string, error) {
@@ -370,14 +372,14 @@ func (v *validator) smoke(ctx context.Context) error {
 		return "", fmt.Errorf("unexpected decision %q", res.Decision)
 	})
 	add("metrics counters changed", "orchestrator", func(ctx context.Context) (string, error) {
-		after, err := Metrics(ctx, v.n.HTTP, v.n.Cfg.OrchestratorURL)
+		after, err := apiclient.Metrics(ctx, v.n.HTTP, v.n.Cfg.OrchestratorURL)
 		if err != nil {
 			return "", err
 		}
 		if after["agentos_runs_total"] <= before["agentos_runs_total"] {
 			return "", fmt.Errorf("agentos_runs_total did not increase (%v -> %v)", before["agentos_runs_total"], after["agentos_runs_total"])
 		}
-		afterMP, err := Metrics(ctx, v.n.HTTP, v.n.Cfg.ModelPolicyURL)
+		afterMP, err := apiclient.Metrics(ctx, v.n.HTTP, v.n.Cfg.ModelPolicyURL)
 		if err != nil {
 			return "", &checkError{check: "metrics counters changed", service: "model-policy", err: err}
 		}
@@ -388,7 +390,7 @@ func (v *validator) smoke(ctx context.Context) error {
 		return fmt.Sprintf("agentos_runs_total %v -> %v; model-policy %s increased", before["agentos_runs_total"], after["agentos_runs_total"], name), nil
 	})
 	add("header auth for mode", "orchestrator", func(ctx context.Context) (string, error) {
-		hc := &Client{BaseURL: v.n.Cfg.OrchestratorURL, TenantID: tenantID, HTTP: v.n.HTTP}
+		hc := &apiclient.Client{BaseURL: v.n.Cfg.OrchestratorURL, TenantID: tenantID, HTTP: v.n.HTTP}
 		_, err := hc.ListAgents(ctx)
 		if v.n.Cfg.DevMode() {
 			if err != nil {
@@ -396,7 +398,7 @@ func (v *validator) smoke(ctx context.Context) error {
 			}
 			return "X-Tenant-Id accepted (" + v.n.Cfg.Mode + ")", nil
 		}
-		if !IsStatus(err, http.StatusUnauthorized) {
+		if !apiclient.IsStatus(err, http.StatusUnauthorized) {
 			return "", fmt.Errorf("prod must answer 401 to X-Tenant-Id alone, got %v", err)
 		}
 		return "X-Tenant-Id refused with 401 (prod)", nil
@@ -422,7 +424,7 @@ func (v *validator) smoke(ctx context.Context) error {
 type check struct {
 	name    string
 	service string
-	node    *Node
+	node    *supervisor.Node
 	fn      func(context.Context) (string, error)
 }
 
@@ -450,7 +452,7 @@ func (v *validator) runChecks(ctx context.Context, milestone string, checks []ch
 				if ce.node != nil {
 					n = ce.node
 				}
-				ce.next = "agentos logs " + ce.service + n.nodeFlag() + " --tail 100"
+				ce.next = "agentos logs " + ce.service + n.NodeFlag() + " --tail 100"
 			}
 			first = ce
 		} else {
@@ -471,19 +473,19 @@ func (v *validator) runChecks(ctx context.Context, milestone string, checks []ch
 // its events (404, never 403).
 // isolation checks that the user's tenant (its admin token) cannot see
 // the probe tenant's run: 404 on the run, its events as JSON and as SSE.
-func (v *validator) isolation(ctx context.Context, tenant *Client, tenantID, runID string) (string, error) {
+func (v *validator) isolation(ctx context.Context, tenant *apiclient.Client, tenantID, runID string) (string, error) {
 	if tenantID == probeTenantID {
 		return "", fmt.Errorf("the credentials' tenant is the probe tenant %s; isolation needs another", probeTenantID)
 	}
-	if _, err := tenant.GetRun(ctx, runID); !IsStatus(err, http.StatusNotFound) {
+	if _, err := tenant.GetRun(ctx, runID); !apiclient.IsStatus(err, http.StatusNotFound) {
 		return "", fmt.Errorf("%s reading %s's run: want 404, got %v", tenantID, probeTenantID, errOrOK(err))
 	}
-	if _, err := tenant.ListEvents(ctx, runID); !IsStatus(err, http.StatusNotFound) {
+	if _, err := tenant.ListEvents(ctx, runID); !apiclient.IsStatus(err, http.StatusNotFound) {
 		return "", fmt.Errorf("%s reading %s's events: want 404, got %v", tenantID, probeTenantID, errOrOK(err))
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := tenant.StreamEvents(sctx, runID, 0, func(store.Event) error { return nil }); !IsStatus(err, http.StatusNotFound) {
+	if err := tenant.StreamEvents(sctx, runID, 0, func(store.Event) error { return nil }); !apiclient.IsStatus(err, http.StatusNotFound) {
 		return "", fmt.Errorf("%s streaming %s's events: want 404, got %v", tenantID, probeTenantID, errOrOK(err))
 	}
 	return tenantID + " gets 404 on " + probeTenantID + "'s run, events (JSON and SSE)", nil
@@ -492,17 +494,17 @@ func (v *validator) isolation(ctx context.Context, tenant *Client, tenantID, run
 // ensureProbe makes sure the probe tenant exists and is active, with its
 // own token budget and the sample agent, and returns a client holding a
 // fresh probe token and a func revoking it.
-func (v *validator) ensureProbe(ctx context.Context, admin *Client) (*Client, func(), string, error) {
+func (v *validator) ensureProbe(ctx context.Context, admin *apiclient.Client) (*apiclient.Client, func(), string, error) {
 	created := false
 	t, err := admin.GetTenant(ctx, probeTenantID)
 	switch {
-	case IsStatus(err, http.StatusNotFound):
+	case apiclient.IsStatus(err, http.StatusNotFound):
 		_, err = admin.CreateTenant(ctx, map[string]any{"tenant_id": probeTenantID,
 			"name": "AgentOS smoke-test probe (agentos validate / redeploy)",
 			"entitlements": map[string]any{"model_tiers_allowed": []string{"*"}, "model_backends_allowed": []string{"*"},
 				"tool_ids_allowed": []string{"tool.echo"}},
 			"quotas": map[string]any{"models": map[string]any{"token_budget": map[string]any{"window": "day", "max_tokens": probeDailyTokens}}}})
-		if err != nil && !IsStatus(err, http.StatusConflict) {
+		if err != nil && !apiclient.IsStatus(err, http.StatusConflict) {
 			return nil, nil, "", fmt.Errorf("create probe tenant %s: %w", probeTenantID, err)
 		}
 		created = true
@@ -515,18 +517,18 @@ func (v *validator) ensureProbe(ctx context.Context, admin *Client) (*Client, fu
 	}
 	asProbe := *admin
 	asProbe.TenantID = probeTenantID
-	if _, err := asProbe.GetAgent(ctx, sampleAgentID); IsStatus(err, http.StatusNotFound) {
+	if _, err := asProbe.GetAgent(ctx, sampleAgentID); apiclient.IsStatus(err, http.StatusNotFound) {
 		if _, err := asProbe.PutAgent(ctx, sampleAgentID, sampleAgentSpec()); err != nil {
 			return nil, nil, "", fmt.Errorf("register %s in %s: %w", sampleAgentID, probeTenantID, err)
 		}
 	} else if err != nil {
 		return nil, nil, "", fmt.Errorf("get %s in %s: %w", sampleAgentID, probeTenantID, err)
 	}
-	tok, err := admin.IssueToken(ctx, probeTenantID, TokenRequest{PrincipalID: probePrincipal, Scopes: probeScopes, Roles: []string{"tenant_user"}})
+	tok, err := admin.IssueToken(ctx, probeTenantID, apiclient.TokenRequest{PrincipalID: probePrincipal, Scopes: probeScopes, Roles: []string{"tenant_user"}})
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("issue probe token: %w", err)
 	}
-	c := &Client{BaseURL: v.n.Cfg.OrchestratorURL, PolicyURL: v.n.Cfg.ModelPolicyURL, Token: tok.Secret, HTTP: v.n.HTTP}
+	c := &apiclient.Client{BaseURL: v.n.Cfg.OrchestratorURL, PolicyURL: v.n.Cfg.ModelPolicyURL, Token: tok.Secret, HTTP: v.n.HTTP}
 	revoke := func() { _ = admin.RevokeToken(context.WithoutCancel(ctx), probeTenantID, tok.TokenID) }
 	detail := probeTenantID + " ready"
 	if created {
@@ -576,7 +578,7 @@ func firstNonEmpty(ss ...string) string {
 // to B through A's federation client API, its events streamed back through
 // A (gapless sequence 1..N, terminal event last), and the run as node B's
 // orchestrator sees it.
-func (v *validator) federation(ctx context.Context, tenant *Client) error {
+func (v *validator) federation(ctx context.Context, tenant *apiclient.Client) error {
 	a, b := v.n, v.n.B
 	if v.rep.Federation == nil {
 		v.rep.Federation = &FederationReport{Peers: map[string]string{}, Checks: []CheckResult{}}
@@ -625,8 +627,8 @@ func (v *validator) federation(ctx context.Context, tenant *Client) error {
 
 // checkPeersFiles makes sure each node lists the other as a peer at its
 // peer API URL.
-func checkPeersFiles(a, b *Node) (string, error) {
-	for _, x := range []struct{ self, other *Node }{{a, b}, {b, a}} {
+func checkPeersFiles(a, b *supervisor.Node) (string, error) {
+	for _, x := range []struct{ self, other *supervisor.Node }{{a, b}, {b, a}} {
 		path := nodeFederationFiles(x.self).Peers
 		ps, err := peers.Load(path)
 		if err != nil {
@@ -656,7 +658,7 @@ func checkPeersFiles(a, b *Node) (string, error) {
 // probePeer calls to's mTLS peer API with from's node certificate and checks
 // its peer info names to's stack and its capabilities include forwarding
 // and event streaming.
-func probePeer(ctx context.Context, from, to *Node) (string, error) {
+func probePeer(ctx context.Context, from, to *supervisor.Node) (string, error) {
 	f := nodeFederationFiles(from)
 	nt, err := pki.LoadNodeTLS(f.CA, f.Cert, f.Key)
 	if err != nil {
@@ -665,12 +667,12 @@ func probePeer(ctx context.Context, from, to *Node) (string, error) {
 	}
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: nt.ClientConfig(nil, "")}}
 	defer hc.CloseIdleConnections()
-	c := &Client{HTTP: hc}
+	c := &apiclient.Client{HTTP: hc}
 	base := peerURL(to.Cfg)
 	var info struct {
 		Peer federation.PeerInfo `json:"peer"`
 	}
-	if err := c.do(ctx, http.MethodGet, base, "/v1/federation/peer", nil, &info); err != nil {
+	if err := c.Do(ctx, http.MethodGet, base, "/v1/federation/peer", nil, &info); err != nil {
 		return "", fmt.Errorf("GET %s/v1/federation/peer with %s's certificate: %w", base, from.Cfg.StackID, err)
 	}
 	if info.Peer.StackID != to.Cfg.StackID {
@@ -679,7 +681,7 @@ func probePeer(ctx context.Context, from, to *Node) (string, error) {
 	var caps struct {
 		Capabilities federation.Capabilities `json:"capabilities"`
 	}
-	if err := c.do(ctx, http.MethodGet, base, "/v1/federation/peer/capabilities", nil, &caps); err != nil {
+	if err := c.Do(ctx, http.MethodGet, base, "/v1/federation/peer/capabilities", nil, &caps); err != nil {
 		return "", fmt.Errorf("GET %s/v1/federation/peer/capabilities: %w", base, err)
 	}
 	for _, want := range []string{federation.CapRunsForward, federation.CapEventsStream} {
@@ -693,7 +695,7 @@ func probePeer(ctx context.Context, from, to *Node) (string, error) {
 
 // forwardRun asks the federation client API at base to run the sample
 // agent on stack target.
-func forwardRun(ctx context.Context, c *Client, base, target string) (federation.Forwarded, error) {
+func forwardRun(ctx context.Context, c *apiclient.Client, base, target string) (federation.Forwarded, error) {
 	body := map[string]any{"forward": map[string]any{
 		"target_selector": map[string]any{"stack_id": target,
 			"required_capabilities": []string{"runs.forward", "events_stream"}},
@@ -704,7 +706,7 @@ func forwardRun(ctx context.Context, c *Client, base, target string) (federation
 	var out struct {
 		Forwarded federation.Forwarded `json:"forwarded"`
 	}
-	if err := c.do(ctx, http.MethodPost, base, "/v1/federation/runs:forward", body, &out); err != nil {
+	if err := c.Do(ctx, http.MethodPost, base, "/v1/federation/runs:forward", body, &out); err != nil {
 		return out.Forwarded, fmt.Errorf("POST %s/v1/federation/runs:forward: %w", base, err)
 	}
 	f := out.Forwarded
@@ -723,39 +725,39 @@ func forwardRun(ctx context.Context, c *Client, base, target string) (federation
 // federation client API at base until the terminal event, and checks them:
 // the run and tenant of the forward, sequence 1..N without gaps, the
 // terminal event last and agentos.run.completed.
-func streamForwarded(ctx context.Context, c *Client, base string, f federation.Forwarded, progress func(store.Event)) ([]store.Event, error) {
+func streamForwarded(ctx context.Context, c *apiclient.Client, base string, f federation.Forwarded, progress func(store.Event)) ([]store.Event, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+f.RemoteEventsURL, nil)
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Accept", "text/event-stream")
-	c.authorize(req)
-	resp, err := c.http().Do(req)
+	c.Authorize(req)
+	resp, err := c.HTTPClient().Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return nil, decodeAPIError(resp.StatusCode, data)
+		return nil, apiclient.DecodeAPIError(resp.StatusCode, data)
 	}
 	var evs []store.Event
-	err = ReadSSE(resp.Body, func(fr SSEFrame) error {
+	err = apiclient.ReadSSE(resp.Body, func(fr apiclient.SSEFrame) error {
 		if len(fr.Data) == 0 {
 			return nil
 		}
-		ev, err := DecodeEventData(fr.Data)
+		ev, err := apiclient.DecodeEventData(fr.Data)
 		if err != nil {
 			return err
 		}
 		evs = append(evs, ev)
 		progress(ev)
 		if store.IsTerminalEvent(ev.Type) {
-			return errStreamDone
+			return apiclient.ErrStreamDone
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, errStreamDone) {
+	if err != nil && !errors.Is(err, apiclient.ErrStreamDone) {
 		return evs, fmt.Errorf("after %d events: %w", len(evs), err)
 	}
 	return evs, checkEventSequence(evs, f)
@@ -791,7 +793,7 @@ func checkEventSequence(evs []store.Event, f federation.Forwarded) error {
 // checkRunOnB reads the forwarded run from node B's orchestrator with node
 // B's tenant-admin credentials: it must be completed there with the events
 // that were streamed back.
-func checkRunOnB(ctx context.Context, b *Node, f federation.Forwarded, streamed int) (string, error) {
+func checkRunOnB(ctx context.Context, b *supervisor.Node, f federation.Forwarded, streamed int) (string, error) {
 	if f.RemoteRunID == "" {
 		return "", errors.New("no forwarded run to look up")
 	}
@@ -799,7 +801,7 @@ func checkRunOnB(ctx context.Context, b *Node, f federation.Forwarded, streamed 
 	if err != nil {
 		return "", &checkError{check: "forwarded run on b", service: "orchestrator", node: b, next: "agentos up --profile federated", err: err}
 	}
-	c := &Client{BaseURL: b.Cfg.OrchestratorURL, Token: creds.TenantAdmin.Token, HTTP: b.HTTP}
+	c := &apiclient.Client{BaseURL: b.Cfg.OrchestratorURL, Token: creds.TenantAdmin.Token, HTTP: b.HTTP}
 	run, err := c.GetRun(ctx, f.RemoteRunID)
 	if err != nil {
 		return "", fmt.Errorf("GET run %s on %s: %w", f.RemoteRunID, b.Cfg.StackID, err)

@@ -1,4 +1,6 @@
-package cli
+// Package apiclient is a small typed client for the AgentOS services' HTTP
+// APIs, used by the CLI.
+package apiclient
 
 import (
 	"bufio"
@@ -10,12 +12,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/spf13/cobra"
 
 	"github.com/nexixai/agentos/internal/events"
 	"github.com/nexixai/agentos/internal/store"
@@ -50,15 +49,16 @@ type Client struct {
 	HTTP      *http.Client
 }
 
-func (c *Client) http() *http.Client {
+// HTTPClient is the client's HTTP client (http.DefaultClient if none).
+func (c *Client) HTTPClient() *http.Client {
 	if c.HTTP != nil {
 		return c.HTTP
 	}
 	return http.DefaultClient
 }
 
-// do sends a JSON request to base+path and decodes a 2xx JSON answer into out.
-func (c *Client) do(ctx context.Context, method, base, path string, body, out any) error {
+// Do sends a JSON request to base+path and decodes a 2xx JSON answer into out.
+func (c *Client) Do(ctx context.Context, method, base, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -75,8 +75,8 @@ func (c *Client) do(ctx context.Context, method, base, path string, body, out an
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	c.authorize(req)
-	resp, err := c.http().Do(req)
+	c.Authorize(req)
+	resp, err := c.HTTPClient().Do(req)
 	if err != nil {
 		return err
 	}
@@ -86,7 +86,7 @@ func (c *Client) do(ctx context.Context, method, base, path string, body, out an
 		return err
 	}
 	if resp.StatusCode/100 != 2 {
-		return decodeAPIError(resp.StatusCode, data)
+		return DecodeAPIError(resp.StatusCode, data)
 	}
 	if out == nil || len(data) == 0 {
 		return nil
@@ -97,7 +97,8 @@ func (c *Client) do(ctx context.Context, method, base, path string, body, out an
 	return nil
 }
 
-func (c *Client) authorize(req *http.Request) {
+// Authorize sets the client's credentials on req.
+func (c *Client) Authorize(req *http.Request) {
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
@@ -106,8 +107,8 @@ func (c *Client) authorize(req *http.Request) {
 	}
 }
 
-// decodeAPIError turns a non-2xx body into an *APIError.
-func decodeAPIError(status int, data []byte) *APIError {
+// DecodeAPIError turns a non-2xx body into an *APIError.
+func DecodeAPIError(status int, data []byte) *APIError {
 	var env struct {
 		Error struct {
 			Code    string         `json:"code"`
@@ -146,7 +147,7 @@ type Health struct {
 func GetHealth(ctx context.Context, hc *http.Client, base, path string) (Health, error) {
 	var h Health
 	c := &Client{HTTP: hc}
-	err := c.do(ctx, http.MethodGet, base, path, nil, &h)
+	err := c.Do(ctx, http.MethodGet, base, path, nil, &h)
 	if err == nil && h.Status != "ok" {
 		err = fmt.Errorf("status %q", h.Status)
 	}
@@ -158,7 +159,7 @@ func (c *Client) ListTenants(ctx context.Context) ([]store.Tenant, error) {
 	var out struct {
 		Tenants []store.Tenant `json:"tenants"`
 	}
-	err := c.do(ctx, http.MethodGet, c.BaseURL, "/v1/admin/tenants", nil, &out)
+	err := c.Do(ctx, http.MethodGet, c.BaseURL, "/v1/admin/tenants", nil, &out)
 	return out.Tenants, err
 }
 
@@ -167,7 +168,7 @@ func (c *Client) GetTenant(ctx context.Context, id string) (store.Tenant, error)
 	var out struct {
 		Tenant store.Tenant `json:"tenant"`
 	}
-	err := c.do(ctx, http.MethodGet, c.BaseURL, "/v1/admin/tenants/"+url.PathEscape(id), nil, &out)
+	err := c.Do(ctx, http.MethodGet, c.BaseURL, "/v1/admin/tenants/"+url.PathEscape(id), nil, &out)
 	return out.Tenant, err
 }
 
@@ -177,7 +178,7 @@ func (c *Client) CreateTenant(ctx context.Context, create map[string]any) (store
 	var out struct {
 		Tenant store.Tenant `json:"tenant"`
 	}
-	err := c.do(ctx, http.MethodPost, c.BaseURL, "/v1/admin/tenants", map[string]any{"tenant_create": create}, &out)
+	err := c.Do(ctx, http.MethodPost, c.BaseURL, "/v1/admin/tenants", map[string]any{"tenant_create": create}, &out)
 	return out.Tenant, err
 }
 
@@ -186,7 +187,7 @@ func (c *Client) PatchTenant(ctx context.Context, id string, patch map[string]an
 	var out struct {
 		Tenant store.Tenant `json:"tenant"`
 	}
-	err := c.do(ctx, http.MethodPatch, c.BaseURL, "/v1/admin/tenants/"+url.PathEscape(id), patch, &out)
+	err := c.Do(ctx, http.MethodPatch, c.BaseURL, "/v1/admin/tenants/"+url.PathEscape(id), patch, &out)
 	return out.Tenant, err
 }
 
@@ -214,13 +215,13 @@ func (c *Client) IssueToken(ctx context.Context, tenantID string, req TokenReque
 	var out struct {
 		Token IssuedToken `json:"token"`
 	}
-	err := c.do(ctx, http.MethodPost, c.BaseURL, "/v1/admin/tenants/"+url.PathEscape(tenantID)+"/tokens", req, &out)
+	err := c.Do(ctx, http.MethodPost, c.BaseURL, "/v1/admin/tenants/"+url.PathEscape(tenantID)+"/tokens", req, &out)
 	return out.Token, err
 }
 
 // RevokeToken revokes a token.
 func (c *Client) RevokeToken(ctx context.Context, tenantID, tokenID string) error {
-	return c.do(ctx, http.MethodDelete, c.BaseURL,
+	return c.Do(ctx, http.MethodDelete, c.BaseURL,
 		"/v1/admin/tenants/"+url.PathEscape(tenantID)+"/tokens/"+url.PathEscape(tokenID), nil, nil)
 }
 
@@ -230,7 +231,7 @@ func (c *Client) PutAgent(ctx context.Context, agentID string, spec map[string]a
 	var out struct {
 		Agent store.Agent `json:"agent"`
 	}
-	err := c.do(ctx, http.MethodPut, c.BaseURL, "/v1/admin/agents/"+url.PathEscape(agentID), map[string]any{"agent": spec}, &out)
+	err := c.Do(ctx, http.MethodPut, c.BaseURL, "/v1/admin/agents/"+url.PathEscape(agentID), map[string]any{"agent": spec}, &out)
 	return out.Agent, err
 }
 
@@ -239,7 +240,7 @@ func (c *Client) ListAgents(ctx context.Context) ([]store.Agent, error) {
 	var out struct {
 		Agents []store.Agent `json:"agents"`
 	}
-	err := c.do(ctx, http.MethodGet, c.BaseURL, "/v1/agents", nil, &out)
+	err := c.Do(ctx, http.MethodGet, c.BaseURL, "/v1/agents", nil, &out)
 	return out.Agents, err
 }
 
@@ -248,7 +249,7 @@ func (c *Client) GetAgent(ctx context.Context, agentID string) (store.Agent, err
 	var out struct {
 		Agent store.Agent `json:"agent"`
 	}
-	err := c.do(ctx, http.MethodGet, c.BaseURL, "/v1/agents/"+url.PathEscape(agentID), nil, &out)
+	err := c.Do(ctx, http.MethodGet, c.BaseURL, "/v1/agents/"+url.PathEscape(agentID), nil, &out)
 	return out.Agent, err
 }
 
@@ -261,7 +262,7 @@ func (c *Client) CreateRun(ctx context.Context, agentID, text string, extra map[
 	var out struct {
 		Run store.Run `json:"run"`
 	}
-	err := c.do(ctx, http.MethodPost, c.BaseURL, "/v1/agents/"+url.PathEscape(agentID)+"/runs", body, &out)
+	err := c.Do(ctx, http.MethodPost, c.BaseURL, "/v1/agents/"+url.PathEscape(agentID)+"/runs", body, &out)
 	return out.Run, err
 }
 
@@ -270,7 +271,7 @@ func (c *Client) GetRun(ctx context.Context, runID string) (store.Run, error) {
 	var out struct {
 		Run store.Run `json:"run"`
 	}
-	err := c.do(ctx, http.MethodGet, c.BaseURL, "/v1/runs/"+url.PathEscape(runID), nil, &out)
+	err := c.Do(ctx, http.MethodGet, c.BaseURL, "/v1/runs/"+url.PathEscape(runID), nil, &out)
 	return out.Run, err
 }
 
@@ -300,7 +301,7 @@ func (c *Client) ListRuns(ctx context.Context, f RunFilter) ([]store.Run, string
 		Runs       []store.Run `json:"runs"`
 		NextCursor *string     `json:"next_cursor"`
 	}
-	err := c.do(ctx, http.MethodGet, c.BaseURL, path, nil, &out)
+	err := c.Do(ctx, http.MethodGet, c.BaseURL, path, nil, &out)
 	next := ""
 	if out.NextCursor != nil {
 		next = *out.NextCursor
@@ -317,7 +318,7 @@ func (c *Client) CancelRun(ctx context.Context, runID, reason string) (store.Run
 	var out struct {
 		Run store.Run `json:"run"`
 	}
-	err := c.do(ctx, http.MethodPost, c.BaseURL, "/v1/runs/"+url.PathEscape(runID)+":cancel", body, &out)
+	err := c.Do(ctx, http.MethodPost, c.BaseURL, "/v1/runs/"+url.PathEscape(runID)+":cancel", body, &out)
 	return out.Run, err
 }
 
@@ -326,7 +327,7 @@ func (c *Client) ListEvents(ctx context.Context, runID string) ([]store.Event, e
 	var out struct {
 		Events []store.Event `json:"events"`
 	}
-	err := c.do(ctx, http.MethodGet, c.BaseURL, "/v1/runs/"+url.PathEscape(runID)+"/events", nil, &out)
+	err := c.Do(ctx, http.MethodGet, c.BaseURL, "/v1/runs/"+url.PathEscape(runID)+"/events", nil, &out)
 	return out.Events, err
 }
 
@@ -342,15 +343,15 @@ func (c *Client) StreamEvents(ctx context.Context, runID string, afterSeq int64,
 		return err
 	}
 	req.Header.Set("Accept", "text/event-stream")
-	c.authorize(req)
-	resp, err := c.http().Do(req)
+	c.Authorize(req)
+	resp, err := c.HTTPClient().Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return decodeAPIError(resp.StatusCode, data)
+		return DecodeAPIError(resp.StatusCode, data)
 	}
 	return ReadSSE(resp.Body, func(f SSEFrame) error {
 		if len(f.Data) == 0 {
@@ -364,14 +365,14 @@ func (c *Client) StreamEvents(ctx context.Context, runID string, afterSeq int64,
 			return err
 		}
 		if store.IsTerminalEvent(ev.Type) {
-			return errStreamDone
+			return ErrStreamDone
 		}
 		return nil
 	})
 }
 
-// errStreamDone stops ReadSSE after a terminal event.
-var errStreamDone = fmt.Errorf("stream done")
+// ErrStreamDone stops ReadSSE after a terminal event.
+var ErrStreamDone = fmt.Errorf("stream done")
 
 // DecodeEventData decodes an SSE data field: {"event":{envelope}} or a bare
 // envelope (events.DecodeData).
@@ -392,7 +393,7 @@ const maxSSEFrame = 8 << 20
 
 // ReadSSE parses a text/event-stream with events.Reader, calling fn per
 // dispatched frame. It returns nil at the end of the stream or when fn
-// returns errStreamDone.
+// returns ErrStreamDone.
 func ReadSSE(r io.Reader, fn func(SSEFrame) error) error {
 	rd := events.NewReader(r)
 	rd.MaxFrame = maxSSEFrame
@@ -408,7 +409,7 @@ func ReadSSE(r io.Reader, fn func(SSEFrame) error) error {
 			continue
 		}
 		if err := fn(SSEFrame{ID: f.ID, Event: f.Event, Data: []byte(f.Data)}); err != nil {
-			if err == errStreamDone {
+			if err == ErrStreamDone {
 				return nil
 			}
 			return err
@@ -435,7 +436,7 @@ func (c *Client) PolicyCheck(ctx context.Context, requestID, text string) (Polic
 	var out struct {
 		PolicyResult PolicyResult `json:"policy_result"`
 	}
-	err := c.do(ctx, http.MethodPost, c.PolicyURL, "/v1/policy:check", body, &out)
+	err := c.Do(ctx, http.MethodPost, c.PolicyURL, "/v1/policy:check", body, &out)
 	return out.PolicyResult, err
 }
 
@@ -444,7 +445,7 @@ func (c *Client) ListModels(ctx context.Context) ([]map[string]any, error) {
 	var out struct {
 		Models []map[string]any `json:"models"`
 	}
-	err := c.do(ctx, http.MethodGet, c.PolicyURL, "/v1/models", nil, &out)
+	err := c.Do(ctx, http.MethodGet, c.PolicyURL, "/v1/models", nil, &out)
 	return out.Models, err
 }
 
@@ -504,61 +505,4 @@ func ParseMetrics(r io.Reader) (map[string]float64, error) {
 		out[name] += v
 	}
 	return out, sc.Err()
-}
-
-// authFlags are the credential flags of the day-two commands.
-type authFlags struct {
-	cf     *configFlags
-	token  string
-	tenant string
-}
-
-// bindAuthFlags adds the config flags plus --token and --tenant.
-func bindAuthFlags(cmd *cobra.Command) *authFlags {
-	a := &authFlags{cf: bindConfigFlags(cmd)}
-	cmd.Flags().StringVar(&a.token, "token", "", "API token or JWT (env AGENTOS_TOKEN; default from $AGENTOS_HOME/credentials.json)")
-	cmd.Flags().StringVar(&a.tenant, "tenant", "", "tenant to act on (X-Tenant-Id; default the credentials' tenant)")
-	return a
-}
-
-// Roles a day-two command acts as when it takes its token from credentials.json.
-const (
-	asPlatformAdmin = "platform_admin"
-	asTenantAdmin   = "tenant_admin"
-)
-
-// client builds an API client: an explicit --token/AGENTOS_TOKEN wins;
-// otherwise the credentials.json token for the role (a platform admin token
-// with X-Tenant-Id when --tenant names another tenant); otherwise, in
-// demo/dev, header-only auth with X-Tenant-Id.
-func (a *authFlags) client(role string) (*Client, *Node, error) {
-	n, err := nodeFromFlags(a.cf)
-	if err != nil {
-		return nil, nil, err
-	}
-	c := &Client{BaseURL: n.Cfg.OrchestratorURL, PolicyURL: n.Cfg.ModelPolicyURL, HTTP: &http.Client{}}
-	tok := firstNonEmpty(a.token, os.Getenv("AGENTOS_TOKEN"))
-	if tok != "" {
-		c.Token, c.TenantID = tok, a.tenant
-		return c, n, nil
-	}
-	creds, err := loadCredentials(n.Cfg.CredentialsFile())
-	if err != nil {
-		if n.Cfg.DevMode() && role == asTenantAdmin {
-			c.TenantID = firstNonEmpty(a.tenant, n.Cfg.DefaultTenant)
-			return c, n, nil
-		}
-		return nil, nil, &ExitError{Code: 2, Err: fmt.Errorf("no credentials: pass --token (or AGENTOS_TOKEN), or run `agentos up` / `agentos bootstrap` to create %s (%v)", n.Cfg.CredentialsFile(), err)}
-	}
-	switch {
-	case role == asTenantAdmin && (a.tenant == "" || a.tenant == creds.TenantID) && creds.TenantAdmin.Token != "":
-		c.Token = creds.TenantAdmin.Token
-	default:
-		c.Token = creds.PlatformAdmin.Token
-		c.TenantID = a.tenant
-		if c.TenantID == "" && role == asTenantAdmin {
-			c.TenantID = creds.TenantID
-		}
-	}
-	return c, n, nil
 }
