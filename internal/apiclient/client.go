@@ -1,5 +1,8 @@
 // Package apiclient is a small typed client for the AgentOS services' HTTP
-// APIs, used by the CLI.
+// APIs, used by the CLI. A service's error answer (any non-2xx status) is
+// returned as the *errs.Error it encodes (httpx.DecodeErrorFrom), so callers
+// test it with errors.Is(err, errs.ErrNotFound) and the like; a request that
+// gets no answer fails with the transport's error.
 package apiclient
 
 import (
@@ -16,26 +19,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/events"
+	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/store"
 )
-
-// APIError is a non-2xx answer from an AgentOS service, decoded from the
-// contract's error envelope (CONTRACT §2).
-type APIError struct {
-	Status        int
-	Code          string
-	Message       string
-	Details       map[string]any
-	CorrelationID string
-}
-
-func (e *APIError) Error() string {
-	if e.Code == "" {
-		return fmt.Sprintf("HTTP %d", e.Status)
-	}
-	return fmt.Sprintf("HTTP %d %s: %s", e.Status, e.Code, e.Message)
-}
 
 // Client is a small typed client for the orchestrator's runs and admin APIs
 // and model-policy's policy check. Credentials: Token (bearer API token or
@@ -49,15 +37,15 @@ type Client struct {
 	HTTP      *http.Client
 }
 
-// HTTPClient is the client's HTTP client (http.DefaultClient if none).
-func (c *Client) HTTPClient() *http.Client {
+func (c *Client) http() *http.Client {
 	if c.HTTP != nil {
 		return c.HTTP
 	}
 	return http.DefaultClient
 }
 
-// Do sends a JSON request to base+path and decodes a 2xx JSON answer into out.
+// Do sends a JSON request to base+path and decodes a 2xx JSON answer into
+// out; any other answer is the *errs.Error it carries.
 func (c *Client) Do(ctx context.Context, method, base, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
@@ -75,8 +63,8 @@ func (c *Client) Do(ctx context.Context, method, base, path string, body, out an
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	c.Authorize(req)
-	resp, err := c.HTTPClient().Do(req)
+	c.authorize(req)
+	resp, err := c.http().Do(req)
 	if err != nil {
 		return err
 	}
@@ -86,7 +74,7 @@ func (c *Client) Do(ctx context.Context, method, base, path string, body, out an
 		return err
 	}
 	if resp.StatusCode/100 != 2 {
-		return DecodeAPIError(resp.StatusCode, data)
+		return answerError(base, resp, data)
 	}
 	if out == nil || len(data) == 0 {
 		return nil
@@ -97,8 +85,7 @@ func (c *Client) Do(ctx context.Context, method, base, path string, body, out an
 	return nil
 }
 
-// Authorize sets the client's credentials on req.
-func (c *Client) Authorize(req *http.Request) {
+func (c *Client) authorize(req *http.Request) {
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
@@ -107,33 +94,10 @@ func (c *Client) Authorize(req *http.Request) {
 	}
 }
 
-// DecodeAPIError turns a non-2xx body into an *APIError.
-func DecodeAPIError(status int, data []byte) *APIError {
-	var env struct {
-		Error struct {
-			Code    string         `json:"code"`
-			Message string         `json:"message"`
-			Details map[string]any `json:"details"`
-		} `json:"error"`
-		CorrelationID string `json:"correlation_id"`
-	}
-	e := &APIError{Status: status}
-	if json.Unmarshal(data, &env) == nil {
-		e.Code, e.Message, e.Details, e.CorrelationID = env.Error.Code, env.Error.Message, env.Error.Details, env.CorrelationID
-	}
-	if e.Message == "" {
-		e.Message = strings.TrimSpace(string(data))
-		if len(e.Message) > 200 {
-			e.Message = e.Message[:200]
-		}
-	}
-	return e
-}
-
-// IsStatus reports whether err is an *APIError with the given HTTP status.
-func IsStatus(err error, status int) bool {
-	ae, ok := err.(*APIError)
-	return ok && ae.Status == status
+// answerError is the *errs.Error of a non-2xx answer from base: the
+// contract's envelope, or, without one, the code its status stands for.
+func answerError(base string, resp *http.Response, body []byte) *errs.Error {
+	return httpx.DecodeErrorFrom(strings.TrimRight(base, "/"), resp.StatusCode, resp.Header, body)
 }
 
 // Health is a service's /v1/health body.
@@ -334,24 +298,32 @@ func (c *Client) ListEvents(ctx context.Context, runID string) ([]store.Event, e
 // StreamEvents follows a run's SSE stream, calling fn for each event until
 // the terminal event, the end of the stream, or an error from fn.
 func (c *Client) StreamEvents(ctx context.Context, runID string, afterSeq int64, fn func(store.Event) error) error {
-	u := strings.TrimRight(c.BaseURL, "/") + "/v1/runs/" + url.PathEscape(runID) + "/events"
+	path := "/v1/runs/" + url.PathEscape(runID) + "/events"
 	if afterSeq > 0 {
-		u += "?after_sequence=" + strconv.FormatInt(afterSeq, 10)
+		path += "?after_sequence=" + strconv.FormatInt(afterSeq, 10)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	return c.Follow(ctx, c.BaseURL, path, fn)
+}
+
+// Follow reads the event stream at base+path (text/event-stream), calling
+// fn for each event until the terminal event, the end of the stream, or an
+// error from fn. A run's own stream and a forwarded run's stream through
+// the federation client API are both read this way.
+func (c *Client) Follow(ctx context.Context, base, path string, fn func(store.Event) error) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+path, nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Accept", "text/event-stream")
-	c.Authorize(req)
-	resp, err := c.HTTPClient().Do(req)
+	c.authorize(req)
+	resp, err := c.http().Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return DecodeAPIError(resp.StatusCode, data)
+		return answerError(base, resp, data)
 	}
 	return ReadSSE(resp.Body, func(f SSEFrame) error {
 		if len(f.Data) == 0 {
@@ -365,14 +337,14 @@ func (c *Client) StreamEvents(ctx context.Context, runID string, afterSeq int64,
 			return err
 		}
 		if store.IsTerminalEvent(ev.Type) {
-			return ErrStreamDone
+			return errStreamDone
 		}
 		return nil
 	})
 }
 
-// ErrStreamDone stops ReadSSE after a terminal event.
-var ErrStreamDone = fmt.Errorf("stream done")
+// errStreamDone stops ReadSSE after a terminal event.
+var errStreamDone = errors.New("stream done")
 
 // DecodeEventData decodes an SSE data field: {"event":{envelope}} or a bare
 // envelope (events.DecodeData).
@@ -393,7 +365,7 @@ const maxSSEFrame = 8 << 20
 
 // ReadSSE parses a text/event-stream with events.Reader, calling fn per
 // dispatched frame. It returns nil at the end of the stream or when fn
-// returns ErrStreamDone.
+// returns errStreamDone.
 func ReadSSE(r io.Reader, fn func(SSEFrame) error) error {
 	rd := events.NewReader(r)
 	rd.MaxFrame = maxSSEFrame
@@ -409,7 +381,7 @@ func ReadSSE(r io.Reader, fn func(SSEFrame) error) error {
 			continue
 		}
 		if err := fn(SSEFrame{ID: f.ID, Event: f.Event, Data: []byte(f.Data)}); err != nil {
-			if err == ErrStreamDone {
+			if err == errStreamDone {
 				return nil
 			}
 			return err
@@ -465,7 +437,8 @@ func Metrics(ctx context.Context, hc *http.Client, base string) (map[string]floa
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /metrics: HTTP %d", resp.StatusCode)
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return nil, answerError(base, resp, data)
 	}
 	return ParseMetrics(resp.Body)
 }

@@ -7,8 +7,12 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/store"
 )
 
 func TestReadSSE(t *testing.T) {
@@ -94,29 +98,50 @@ func FuzzParseMetrics(f *testing.F) {
 	})
 }
 
-func TestAPIErrorDecoding(t *testing.T) {
+// A service's error answer comes back as the *errs.Error it encodes: the
+// envelope's code, message and details, or, for a body without one (a
+// proxy's 502), the code of the status; event streams and /metrics too.
+func TestErrorAnswersAreErrsErrors(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
-		case "/v1/runs/run_x":
+		case "/v1/runs/run_x", "/v1/runs/run_x/events":
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(404)
 			_, _ = w.Write([]byte(`{"error":{"code":"not_found","message":"run run_x not found","retryable":false,"details":{"run_id":"run_x"}},"correlation_id":"corr_fake"}`))
+		case "/v1/agents":
+			w.Header().Set("Retry-After", "3")
+			w.WriteHeader(429)
+			_, _ = w.Write([]byte(`{"error":{"code":"rate_limited","message":"slow down","retryable":true,"details":{}}}`))
 		default:
 			w.WriteHeader(502)
 			_, _ = w.Write([]byte("bad gateway"))
 		}
 	}))
 	defer srv.Close()
+	ctx := context.Background()
 	c := &Client{BaseURL: srv.URL, Token: "t"}
-	_, err := c.GetRun(context.Background(), "run_x")
-	require.True(t, IsStatus(err, 404))
-	var ae *APIError
-	require.ErrorAs(t, err, &ae)
-	require.Equal(t, "not_found", ae.Code)
-	require.Equal(t, "corr_fake", ae.CorrelationID)
-	_, err = c.GetTenant(context.Background(), "tnt_x")
-	require.ErrorAs(t, err, &ae)
-	require.Equal(t, 502, ae.Status)
-	require.Equal(t, "bad gateway", ae.Message)
+
+	_, err := c.GetRun(ctx, "run_x")
+	require.ErrorIs(t, err, errs.ErrNotFound)
+	var e *errs.Error
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, "run run_x not found", e.Message)
+	require.Equal(t, "run_x", e.Details["run_id"])
+
+	err = c.StreamEvents(ctx, "run_x", 0, func(store.Event) error { return nil })
+	require.ErrorIs(t, err, errs.ErrNotFound)
+
+	_, err = c.ListAgents(ctx)
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, errs.RateLimited, e.Code)
+	require.Equal(t, 3*time.Second, e.RetryAfter)
+
+	_, err = c.GetTenant(ctx, "tnt_x")
+	require.ErrorIs(t, err, errs.ErrUnavailable)
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, srv.URL+" answered HTTP 502", e.Message)
+
+	_, err = Metrics(ctx, nil, srv.URL)
+	require.ErrorIs(t, err, errs.ErrUnavailable)
 }

@@ -2,12 +2,14 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/nexixai/agentos/internal/apiclient"
+	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
 )
 
@@ -42,7 +44,7 @@ func TestClientAgainstFakeOrchestrator(t *testing.T) {
 
 	// The tenant admin is not a platform admin.
 	_, err = tenant.ListTenants(ctx)
-	require.True(t, apiclient.IsStatus(err, 403))
+	require.True(t, errors.Is(err, errs.ErrForbidden))
 
 	admin := &apiclient.Client{BaseURL: srv.URL, Token: creds.PlatformAdmin.Token}
 	_, err = admin.CreateTenant(ctx, map[string]any{"tenant_id": "tnt_b", "name": "B"})
@@ -51,10 +53,10 @@ func TestClientAgainstFakeOrchestrator(t *testing.T) {
 	require.NoError(t, err)
 	other := &apiclient.Client{BaseURL: srv.URL, Token: tok.Secret}
 	_, err = other.GetRun(ctx, run.RunID)
-	require.True(t, apiclient.IsStatus(err, 404))
+	require.True(t, errors.Is(err, errs.ErrNotFound))
 	require.NoError(t, admin.RevokeToken(ctx, "tnt_b", tok.TokenID))
 	_, err = other.GetRun(ctx, run.RunID)
-	require.True(t, apiclient.IsStatus(err, 401))
+	require.True(t, errors.Is(err, errs.ErrUnauthorized))
 
 	m, err := apiclient.Metrics(ctx, nil, srv.URL)
 	require.NoError(t, err)

@@ -10,9 +10,9 @@ import (
 	"fmt"
 	"github.com/nexixai/agentos/internal/apiclient"
 	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/supervisor"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -215,7 +215,7 @@ func runBootstrap(ctx context.Context, out io.Writer, n *supervisor.Node, tenant
 	}
 
 	step(2, "tenant "+tenantID)
-	if _, err := admin.GetTenant(ctx, tenantID); apiclient.IsStatus(err, http.StatusNotFound) {
+	if _, err := admin.GetTenant(ctx, tenantID); errors.Is(err, errs.ErrNotFound) {
 		if _, err := admin.CreateTenant(ctx, map[string]any{"tenant_id": tenantID, "name": name}); err != nil {
 			return fmt.Errorf("create tenant: %w", err)
 		}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/nexixai/agentos/internal/apiclient"
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/supervisor"
 )
@@ -205,7 +205,7 @@ func getReady(ctx context.Context, hc *http.Client, base string) error {
 // readyDependency extracts the failing dependency from a /readyz error: the
 // envelope's details.dependency, or a service name in its message.
 func readyDependency(err error) string {
-	var ae *apiclient.APIError
+	var ae *errs.Error
 	if !errors.As(err, &ae) {
 		return ""
 	}
@@ -398,7 +398,7 @@ func (v *validator) smoke(ctx context.Context) error {
 			}
 			return "X-Tenant-Id accepted (" + v.n.Cfg.Mode + ")", nil
 		}
-		if !apiclient.IsStatus(err, http.StatusUnauthorized) {
+		if !errors.Is(err, errs.ErrUnauthorized) {
 			return "", fmt.Errorf("prod must answer 401 to X-Tenant-Id alone, got %v", err)
 		}
 		return "X-Tenant-Id refused with 401 (prod)", nil
@@ -477,15 +477,15 @@ func (v *validator) isolation(ctx context.Context, tenant *apiclient.Client, ten
 	if tenantID == probeTenantID {
 		return "", fmt.Errorf("the credentials' tenant is the probe tenant %s; isolation needs another", probeTenantID)
 	}
-	if _, err := tenant.GetRun(ctx, runID); !apiclient.IsStatus(err, http.StatusNotFound) {
+	if _, err := tenant.GetRun(ctx, runID); !errors.Is(err, errs.ErrNotFound) {
 		return "", fmt.Errorf("%s reading %s's run: want 404, got %v", tenantID, probeTenantID, errOrOK(err))
 	}
-	if _, err := tenant.ListEvents(ctx, runID); !apiclient.IsStatus(err, http.StatusNotFound) {
+	if _, err := tenant.ListEvents(ctx, runID); !errors.Is(err, errs.ErrNotFound) {
 		return "", fmt.Errorf("%s reading %s's events: want 404, got %v", tenantID, probeTenantID, errOrOK(err))
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := tenant.StreamEvents(sctx, runID, 0, func(store.Event) error { return nil }); !apiclient.IsStatus(err, http.StatusNotFound) {
+	if err := tenant.StreamEvents(sctx, runID, 0, func(store.Event) error { return nil }); !errors.Is(err, errs.ErrNotFound) {
 		return "", fmt.Errorf("%s streaming %s's events: want 404, got %v", tenantID, probeTenantID, errOrOK(err))
 	}
 	return tenantID + " gets 404 on " + probeTenantID + "'s run, events (JSON and SSE)", nil
@@ -498,13 +498,13 @@ func (v *validator) ensureProbe(ctx context.Context, admin *apiclient.Client) (*
 	created := false
 	t, err := admin.GetTenant(ctx, probeTenantID)
 	switch {
-	case apiclient.IsStatus(err, http.StatusNotFound):
+	case errors.Is(err, errs.ErrNotFound):
 		_, err = admin.CreateTenant(ctx, map[string]any{"tenant_id": probeTenantID,
 			"name": "AgentOS smoke-test probe (agentos validate / redeploy)",
 			"entitlements": map[string]any{"model_tiers_allowed": []string{"*"}, "model_backends_allowed": []string{"*"},
 				"tool_ids_allowed": []string{"tool.echo"}},
 			"quotas": map[string]any{"models": map[string]any{"token_budget": map[string]any{"window": "day", "max_tokens": probeDailyTokens}}}})
-		if err != nil && !apiclient.IsStatus(err, http.StatusConflict) {
+		if err != nil && !errors.Is(err, errs.ErrConflict) {
 			return nil, nil, "", fmt.Errorf("create probe tenant %s: %w", probeTenantID, err)
 		}
 		created = true
@@ -517,7 +517,7 @@ func (v *validator) ensureProbe(ctx context.Context, admin *apiclient.Client) (*
 	}
 	asProbe := *admin
 	asProbe.TenantID = probeTenantID
-	if _, err := asProbe.GetAgent(ctx, sampleAgentID); apiclient.IsStatus(err, http.StatusNotFound) {
+	if _, err := asProbe.GetAgent(ctx, sampleAgentID); errors.Is(err, errs.ErrNotFound) {
 		if _, err := asProbe.PutAgent(ctx, sampleAgentID, sampleAgentSpec()); err != nil {
 			return nil, nil, "", fmt.Errorf("register %s in %s: %w", sampleAgentID, probeTenantID, err)
 		}
@@ -726,38 +726,13 @@ func forwardRun(ctx context.Context, c *apiclient.Client, base, target string) (
 // the run and tenant of the forward, sequence 1..N without gaps, the
 // terminal event last and agentos.run.completed.
 func streamForwarded(ctx context.Context, c *apiclient.Client, base string, f federation.Forwarded, progress func(store.Event)) ([]store.Event, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+f.RemoteEventsURL, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	c.Authorize(req)
-	resp, err := c.HTTPClient().Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return nil, apiclient.DecodeAPIError(resp.StatusCode, data)
-	}
 	var evs []store.Event
-	err = apiclient.ReadSSE(resp.Body, func(fr apiclient.SSEFrame) error {
-		if len(fr.Data) == 0 {
-			return nil
-		}
-		ev, err := apiclient.DecodeEventData(fr.Data)
-		if err != nil {
-			return err
-		}
+	err := c.Follow(ctx, base, f.RemoteEventsURL, func(ev store.Event) error {
 		evs = append(evs, ev)
 		progress(ev)
-		if store.IsTerminalEvent(ev.Type) {
-			return apiclient.ErrStreamDone
-		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, apiclient.ErrStreamDone) {
+	if err != nil {
 		return evs, fmt.Errorf("after %d events: %w", len(evs), err)
 	}
 	return evs, checkEventSequence(evs, f)
