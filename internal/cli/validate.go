@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -243,173 +244,26 @@ func (v *validator) clients() (tenant, admin *apiclient.Client, creds *Credentia
 	return &t, &a, creds, nil
 }
 
-// smoke runs the end-to-end smoke tests.
+// smoke runs the end-to-end smoke tests, in order: each check may use what
+// the ones before it found (the probe's client, the sample run, the
+// metrics baseline).
 func (v *validator) smoke(ctx context.Context) error {
 	tenant, admin, creds, err := v.clients()
 	if err != nil {
 		return err
 	}
-	var checks []check
-	var run store.Run
-	var before, beforeMP map[string]float64
-	add := func(name, service string, fn func(context.Context) (string, error)) {
-		checks = append(checks, check{name: name, service: service, fn: fn})
+	s := &smokeTests{v: v, tenant: tenant, admin: admin, tenantID: cmp.Or(creds.TenantID, v.n.Cfg.DefaultTenant), revokeProbe: func() {}}
+	defer func() { s.revokeProbe() }()
+	checks := []check{
+		{name: "default tenant exists", service: "orchestrator", fn: s.defaultTenant},
+		{name: "metrics baseline", service: "orchestrator", fn: s.metricsBaseline},
+		{name: "probe tenant ready", service: "orchestrator", fn: s.probeTenant},
+		{name: "sample run over SSE", service: "orchestrator", fn: s.sampleRun},
+		{name: "policy check", service: "model-policy", fn: s.policyCheck},
+		{name: "metrics counters changed", service: "orchestrator", fn: s.metricsChanged},
+		{name: "header auth for mode", service: "orchestrator", fn: s.headerAuth},
+		{name: "cross-tenant isolation", service: "orchestrator", fn: s.isolation},
 	}
-	tenantID := creds.TenantID
-	if tenantID == "" {
-		tenantID = v.n.Cfg.DefaultTenant
-	}
-	add("default tenant exists", "orchestrator", func(ctx context.Context) (string, error) {
-		t, err := admin.GetTenant(ctx, tenantID)
-		if err != nil {
-			return "", err
-		}
-		if t.Status != "" && t.Status != store.TenantActive {
-			return "", fmt.Errorf("tenant %s is %s", tenantID, t.Status)
-		}
-		v.rep.Seeded.Tenants = appendUnique(v.rep.Seeded.Tenants, tenantID)
-		return tenantID + " " + t.Status, nil
-	})
-	add("metrics baseline", "orchestrator", func(ctx context.Context) (string, error) {
-		var err error
-		if before, err = apiclient.Metrics(ctx, v.n.HTTP, v.n.Cfg.OrchestratorURL); err != nil {
-			return "", err
-		}
-		beforeMP, err = apiclient.Metrics(ctx, v.n.HTTP, v.n.Cfg.ModelPolicyURL)
-		if err != nil {
-			return "", &checkError{check: "metrics baseline", service: "model-policy", err: err}
-		}
-		return fmt.Sprintf("agentos_runs_total=%v", before["agentos_runs_total"]), nil
-	})
-	var probe *apiclient.Client
-	revokeProbe := func() {}
-	defer func() { revokeProbe() }()
-	add("probe tenant ready", "orchestrator", func(ctx context.Context) (string, error) {
-		var detail string
-		var err error
-		var revoke func()
-		probe, revoke, detail, err = v.ensureProbe(ctx, admin)
-		if revoke != nil {
-			revokeProbe = revoke
-		}
-		return detail, err
-	})
-	add("sample run over SSE", "orchestrator", func(ctx context.Context) (string, error) {
-		ctx, cancel := context.WithTimeout(ctx, smokeRunTimeout)
-		defer cancel()
-		if probe == nil {
-			return "", errors.New("no probe tenant (see the check before)")
-		}
-		tenant := probe
-		var err error
-		run, err = tenant.CreateRun(ctx, sampleAgentID, "agentos validate smoke test", nil)
-		if err != nil {
-			return "", fmt.Errorf("create run on %s: %w", sampleAgentID, err)
-		}
-		var events, tools, models int
-		var last store.Event
-		var modelErr string
-		err = tenant.StreamEvents(ctx, run.RunID, 0, func(ev store.Event) error {
-			events++
-			last = ev
-			v.p.Status(fmt.Sprintf("run %s: %d events, last %s", run.RunID, events, strings.TrimPrefix(ev.Type, "agentos.")))
-			switch ev.Type {
-			case store.EventToolCallCompleted:
-				var pl struct {
-					Status string `json:"status"`
-				}
-				_ = json.Unmarshal(ev.Payload, &pl)
-				if pl.Status == "ok" {
-					tools++
-				}
-			case store.EventModelCompleted:
-				var pl struct {
-					Status string `json:"status"`
-					Route  struct {
-						Backend string `json:"backend"`
-					} `json:"route"`
-					PolicyOutcome struct {
-						Decision string `json:"decision"`
-					} `json:"policy_outcome"`
-				}
-				_ = json.Unmarshal(ev.Payload, &pl)
-				if pl.PolicyOutcome.Decision == "" {
-					modelErr = "model.completed has no policy_outcome.decision"
-				} else {
-					models++
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return "", fmt.Errorf("stream events of %s: %w", run.RunID, err)
-		}
-		switch {
-		case last.Type != store.EventRunCompleted:
-			return "", fmt.Errorf("run %s ended with %q, want agentos.run.completed: %s", run.RunID, last.Type, string(last.Payload))
-		case tools < 1:
-			return "", fmt.Errorf("run %s completed without an ok agentos.tool.call.completed", run.RunID)
-		case models < 1:
-			if modelErr != "" {
-				return "", &checkError{check: "sample run over SSE", service: "model-policy", err: errors.New(modelErr)}
-			}
-			return "", &checkError{check: "sample run over SSE", service: "model-policy", err: fmt.Errorf("run %s completed without agentos.model.completed", run.RunID)}
-		}
-		return fmt.Sprintf("%s completed: %d events, %d tool calls, %d model calls", run.RunID, events, tools, models), nil
-	})
-	add("policy check", "model-policy", func(ctx context.Context) (string, error) {
-		if probe == nil {
-			return "", errors.New("no probe tenant (see the checks before)")
-		}
-		res, err := probe.PolicyCheck(ctx, "req_validate_"+time.Now().UTC().Format("150405"), "validate probe: write to ops@example.com")
-		if err != nil {
-			return "", err
-		}
-		switch res.Decision {
-		case "allowed", "redacted", "blocked":
-			return "decision " + res.Decision, nil
-		}
-		return "", fmt.Errorf("unexpected decision %q", res.Decision)
-	})
-	add("metrics counters changed", "orchestrator", func(ctx context.Context) (string, error) {
-		after, err := apiclient.Metrics(ctx, v.n.HTTP, v.n.Cfg.OrchestratorURL)
-		if err != nil {
-			return "", err
-		}
-		if after["agentos_runs_total"] <= before["agentos_runs_total"] {
-			return "", fmt.Errorf("agentos_runs_total did not increase (%v -> %v)", before["agentos_runs_total"], after["agentos_runs_total"])
-		}
-		afterMP, err := apiclient.Metrics(ctx, v.n.HTTP, v.n.Cfg.ModelPolicyURL)
-		if err != nil {
-			return "", &checkError{check: "metrics counters changed", service: "model-policy", err: err}
-		}
-		name, ok := increasedCounter(beforeMP, afterMP)
-		if !ok {
-			return "", &checkError{check: "metrics counters changed", service: "model-policy", err: errors.New("no agentos_*_total counter of model-policy increased")}
-		}
-		return fmt.Sprintf("agentos_runs_total %v -> %v; model-policy %s increased", before["agentos_runs_total"], after["agentos_runs_total"], name), nil
-	})
-	add("header auth for mode", "orchestrator", func(ctx context.Context) (string, error) {
-		hc := &apiclient.Client{BaseURL: v.n.Cfg.OrchestratorURL, TenantID: tenantID, HTTP: v.n.HTTP}
-		_, err := hc.ListAgents(ctx)
-		if v.n.Cfg.DevMode() {
-			if err != nil {
-				return "", fmt.Errorf("X-Tenant-Id auth refused in %s mode: %w", v.n.Cfg.Mode, err)
-			}
-			return "X-Tenant-Id accepted (" + v.n.Cfg.Mode + ")", nil
-		}
-		if !errors.Is(err, errs.ErrUnauthorized) {
-			return "", fmt.Errorf("prod must answer 401 to X-Tenant-Id alone, got %v", err)
-		}
-		return "X-Tenant-Id refused with 401 (prod)", nil
-	})
-	add("cross-tenant isolation", "orchestrator", func(ctx context.Context) (string, error) {
-		if run.RunID == "" {
-			return "", errors.New("no run to probe (the sample run failed)")
-		}
-		return v.isolation(ctx, tenant, tenantID, run.RunID)
-	})
-
 	if err := v.runChecks(ctx, "smoke tests passed", checks, &v.rep.Smoke); err != nil {
 		return err
 	}
@@ -417,6 +271,183 @@ func (v *validator) smoke(ctx context.Context) error {
 		return v.federation(ctx, tenant)
 	}
 	return nil
+}
+
+// smokeTests is the state the smoke tests share: the user tenant's and the
+// platform admin's clients, then what the checks find on the way.
+type smokeTests struct {
+	v             *validator
+	tenant, admin *apiclient.Client
+	tenantID      string
+
+	probe            *apiclient.Client // the probe tenant's, once ready
+	revokeProbe      func()            // revokes the probe's token at the end
+	run              store.Run         // the sample run
+	before, beforeMP map[string]float64
+}
+
+func (s *smokeTests) defaultTenant(ctx context.Context) (string, error) {
+	t, err := s.admin.GetTenant(ctx, s.tenantID)
+	if err != nil {
+		return "", err
+	}
+	if t.Status != "" && t.Status != store.TenantActive {
+		return "", fmt.Errorf("tenant %s is %s", s.tenantID, t.Status)
+	}
+	s.v.rep.Seeded.Tenants = appendUnique(s.v.rep.Seeded.Tenants, s.tenantID)
+	return s.tenantID + " " + t.Status, nil
+}
+
+func (s *smokeTests) metricsBaseline(ctx context.Context) (string, error) {
+	n := s.v.n
+	var err error
+	if s.before, err = apiclient.Metrics(ctx, n.HTTP, n.Cfg.OrchestratorURL); err != nil {
+		return "", err
+	}
+	if s.beforeMP, err = apiclient.Metrics(ctx, n.HTTP, n.Cfg.ModelPolicyURL); err != nil {
+		return "", &checkError{check: "metrics baseline", service: "model-policy", err: err}
+	}
+	return fmt.Sprintf("agentos_runs_total=%v", s.before["agentos_runs_total"]), nil
+}
+
+func (s *smokeTests) probeTenant(ctx context.Context) (string, error) {
+	probe, revoke, detail, err := s.v.ensureProbe(ctx, s.admin)
+	s.probe = probe
+	if revoke != nil {
+		s.revokeProbe = revoke
+	}
+	return detail, err
+}
+
+// sampleRun runs the sample agent in the probe tenant and follows its
+// events to the end: it must complete with an ok tool call and a model
+// call that went through model-policy's policy.
+func (s *smokeTests) sampleRun(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, smokeRunTimeout)
+	defer cancel()
+	if s.probe == nil {
+		return "", errors.New("no probe tenant (see the check before)")
+	}
+	run, err := s.probe.CreateRun(ctx, sampleAgentID, "agentos validate smoke test", nil)
+	if err != nil {
+		return "", fmt.Errorf("create run on %s: %w", sampleAgentID, err)
+	}
+	s.run = run
+	var t runTally
+	err = s.probe.StreamEvents(ctx, run.RunID, 0, func(ev store.Event) error {
+		t.observe(ev)
+		s.v.p.Status(fmt.Sprintf("run %s: %d events, last %s", run.RunID, t.events, strings.TrimPrefix(ev.Type, "agentos.")))
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("stream events of %s: %w", run.RunID, err)
+	}
+	switch {
+	case t.last.Type != store.EventRunCompleted:
+		return "", fmt.Errorf("run %s ended with %q, want agentos.run.completed: %s", run.RunID, t.last.Type, string(t.last.Payload))
+	case t.tools < 1:
+		return "", fmt.Errorf("run %s completed without an ok agentos.tool.call.completed", run.RunID)
+	case t.models < 1:
+		if t.modelErr != "" {
+			return "", &checkError{check: "sample run over SSE", service: "model-policy", err: errors.New(t.modelErr)}
+		}
+		return "", &checkError{check: "sample run over SSE", service: "model-policy", err: fmt.Errorf("run %s completed without agentos.model.completed", run.RunID)}
+	}
+	return fmt.Sprintf("%s completed: %d events, %d tool calls, %d model calls", run.RunID, t.events, t.tools, t.models), nil
+}
+
+// runTally counts what a run's event stream showed.
+type runTally struct {
+	events, tools, models int // all events, ok tool calls, model calls with a policy decision
+	last                  store.Event
+	modelErr              string // a model.completed without policy_outcome.decision
+}
+
+func (t *runTally) observe(ev store.Event) {
+	t.events++
+	t.last = ev
+	switch ev.Type {
+	case store.EventToolCallCompleted:
+		var pl struct {
+			Status string `json:"status"`
+		}
+		_ = json.Unmarshal(ev.Payload, &pl)
+		if pl.Status == "ok" {
+			t.tools++
+		}
+	case store.EventModelCompleted:
+		var pl struct {
+			PolicyOutcome struct {
+				Decision string `json:"decision"`
+			} `json:"policy_outcome"`
+		}
+		_ = json.Unmarshal(ev.Payload, &pl)
+		if pl.PolicyOutcome.Decision == "" {
+			t.modelErr = "model.completed has no policy_outcome.decision"
+		} else {
+			t.models++
+		}
+	}
+}
+
+func (s *smokeTests) policyCheck(ctx context.Context) (string, error) {
+	if s.probe == nil {
+		return "", errors.New("no probe tenant (see the checks before)")
+	}
+	res, err := s.probe.PolicyCheck(ctx, "req_validate_"+time.Now().UTC().Format("150405"), "validate probe: write to ops@example.com")
+	if err != nil {
+		return "", err
+	}
+	switch res.Decision {
+	case "allowed", "redacted", "blocked":
+		return "decision " + res.Decision, nil
+	}
+	return "", fmt.Errorf("unexpected decision %q", res.Decision)
+}
+
+func (s *smokeTests) metricsChanged(ctx context.Context) (string, error) {
+	n := s.v.n
+	after, err := apiclient.Metrics(ctx, n.HTTP, n.Cfg.OrchestratorURL)
+	if err != nil {
+		return "", err
+	}
+	if after["agentos_runs_total"] <= s.before["agentos_runs_total"] {
+		return "", fmt.Errorf("agentos_runs_total did not increase (%v -> %v)", s.before["agentos_runs_total"], after["agentos_runs_total"])
+	}
+	afterMP, err := apiclient.Metrics(ctx, n.HTTP, n.Cfg.ModelPolicyURL)
+	if err != nil {
+		return "", &checkError{check: "metrics counters changed", service: "model-policy", err: err}
+	}
+	name, ok := increasedCounter(s.beforeMP, afterMP)
+	if !ok {
+		return "", &checkError{check: "metrics counters changed", service: "model-policy", err: errors.New("no agentos_*_total counter of model-policy increased")}
+	}
+	return fmt.Sprintf("agentos_runs_total %v -> %v; model-policy %s increased", s.before["agentos_runs_total"], after["agentos_runs_total"], name), nil
+}
+
+// headerAuth checks that X-Tenant-Id alone is accepted in demo/dev and
+// refused with 401 in prod.
+func (s *smokeTests) headerAuth(ctx context.Context) (string, error) {
+	n := s.v.n
+	hc := &apiclient.Client{BaseURL: n.Cfg.OrchestratorURL, TenantID: s.tenantID, HTTP: n.HTTP}
+	_, err := hc.ListAgents(ctx)
+	if n.Cfg.DevMode() {
+		if err != nil {
+			return "", fmt.Errorf("X-Tenant-Id auth refused in %s mode: %w", n.Cfg.Mode, err)
+		}
+		return "X-Tenant-Id accepted (" + n.Cfg.Mode + ")", nil
+	}
+	if !errors.Is(err, errs.ErrUnauthorized) {
+		return "", fmt.Errorf("prod must answer 401 to X-Tenant-Id alone, got %v", err)
+	}
+	return "X-Tenant-Id refused with 401 (prod)", nil
+}
+
+func (s *smokeTests) isolation(ctx context.Context) (string, error) {
+	if s.run.RunID == "" {
+		return "", errors.New("no run to probe (the sample run failed)")
+	}
+	return s.v.isolation(ctx, s.tenant, s.tenantID, s.run.RunID)
 }
 
 // check is one smoke test: fn returns a detail line or an error; service
