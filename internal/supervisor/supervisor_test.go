@@ -136,12 +136,12 @@ func TestStartStopAndStalePID(t *testing.T) {
 func TestWaitHealthyNoticesAnExit(t *testing.T) {
 	t.Parallel()
 	n := newFakeNode(t)
-	s := Service{Name: "gateway", Addr: testnode.FreeAddr(t), HealthPath: "/v1/health"}
+	s := Service{Name: "no-such-service", Addr: testnode.FreeAddr(t), HealthPath: "/v1/health"}
 	s.URL = "http://" + s.Addr
-	pid, err := n.Start(s) // the fake knows no "gateway": it exits with status 2
+	pid, err := n.Start(s) // the fake serves no such service: it exits with status 2
 	require.NoError(t, err)
 	err = n.WaitHealthy(context.Background(), s, pid, time.Minute)
-	require.ErrorContains(t, err, fmt.Sprintf("gateway exited during startup (pid %d)", pid))
+	require.ErrorContains(t, err, fmt.Sprintf("no-such-service exited during startup (pid %d)", pid))
 }
 
 func TestChildEnvCarriesResolvedConfig(t *testing.T) {
