@@ -92,8 +92,11 @@ func (n *Node) PIDFile(s string) string { return filepath.Join(n.RunDir(), s+".p
 func (n *Node) LogFile(s string) string { return filepath.Join(n.LogDir(), s+".log") }
 
 // New builds the node for cfg, with services in start order
-// (model-policy first: the orchestrator depends on it). Home and data dir
-// are made absolute so that children and reports agree whatever their cwd.
+// (model-policy first: the orchestrator depends on it); avail names the
+// `agentos serve` subcommands this build has, and only those services are
+// supervised. Home and data dir are made absolute so that children and
+// reports agree whatever their cwd. envFile (may be "") is handed to the
+// children as --env-file.
 func New(cfg config.Config, envFile string, avail map[string]bool) (*Node, error) {
 	var err error
 	if cfg.Home, err = filepath.Abs(cfg.Home); err != nil {
