@@ -3,6 +3,7 @@ package modelpolicy
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -213,64 +214,73 @@ func ParseCatalogue(b []byte) (*Catalogue, error) {
 	return &c, nil
 }
 
+// validate checks the catalogue section by section, in file order, and
+// fills the defaults (capabilities, upstream names, token limits, canary
+// names, built-in policies). The first problem found is returned, naming
+// its field.
 func (c *Catalogue) validate() error {
+	backends, err := c.validateBackends()
+	if err != nil {
+		return err
+	}
+	if err := c.validateModels(backends); err != nil {
+		return err
+	}
+	if err := c.validateRoutes(); err != nil {
+		return err
+	}
+	if err := c.validateCanaries(); err != nil {
+		return err
+	}
+	return c.validatePolicies()
+}
+
+// validateBackends checks every backend and returns them by name.
+func (c *Catalogue) validateBackends() (map[string]BackendConfig, error) {
 	if len(c.Backends) == 0 {
-		return fmt.Errorf("backends: at least one backend is required")
+		return nil, fmt.Errorf("backends: at least one backend is required")
 	}
 	backends := map[string]BackendConfig{}
 	for i, b := range c.Backends {
-		if b.Name == "" || strings.ContainsAny(b.Name, "/ ") {
-			return fmt.Errorf("backends[%d].name: must be non-empty without '/' or spaces", i)
-		}
-		if _, dup := backends[b.Name]; dup {
-			return fmt.Errorf("backends[%d].name: duplicate backend %q", i, b.Name)
-		}
-		switch b.Type {
-		case BackendBuiltin:
-		case BackendOpenAI, BackendAnthropic:
-			if b.BaseURL == "" && b.BaseURLEnv == "" && b.Type == BackendOpenAI {
-				return fmt.Errorf("backends[%d].base_url: required for type openai", i)
-			}
-		default:
-			return fmt.Errorf("backends[%d].type: %q is not builtin, openai or anthropic", i, b.Type)
-		}
-		if b.Timeout < 0 {
-			return fmt.Errorf("backends[%d].timeout: must not be negative", i)
+		if err := checkBackend(i, b, backends); err != nil {
+			return nil, err
 		}
 		backends[b.Name] = b
 	}
+	return backends, nil
+}
+
+// checkBackend checks backends[i]; seen holds the backends before it.
+func checkBackend(i int, b BackendConfig, seen map[string]BackendConfig) error {
+	if b.Name == "" || strings.ContainsAny(b.Name, "/ ") {
+		return fmt.Errorf("backends[%d].name: must be non-empty without '/' or spaces", i)
+	}
+	if _, dup := seen[b.Name]; dup {
+		return fmt.Errorf("backends[%d].name: duplicate backend %q", i, b.Name)
+	}
+	switch b.Type {
+	case BackendBuiltin, BackendAnthropic:
+	case BackendOpenAI:
+		if b.BaseURL == "" && b.BaseURLEnv == "" {
+			return fmt.Errorf("backends[%d].base_url: required for type openai", i)
+		}
+	default:
+		return fmt.Errorf("backends[%d].type: %q is not builtin, openai or anthropic", i, b.Type)
+	}
+	if b.Timeout < 0 {
+		return fmt.Errorf("backends[%d].timeout: must not be negative", i)
+	}
+	return nil
+}
+
+// validateModels checks every model against its backend, fills its
+// defaults and indexes the catalogue by model id.
+func (c *Catalogue) validateModels(backends map[string]BackendConfig) error {
 	c.models = map[string]*ModelConfig{}
 	for i := range c.Models {
 		m := &c.Models[i]
-		if m.Name == "" {
-			return fmt.Errorf("models[%d].name: required", i)
-		}
-		b, ok := backends[m.Backend]
-		if !ok {
-			return fmt.Errorf("models[%d].backend: unknown backend %q", i, m.Backend)
-		}
-		if len(m.Capabilities) == 0 {
-			m.Capabilities = []string{"chat"}
-		}
-		for _, cap := range m.Capabilities {
-			if cap != "chat" && cap != "embed" {
-				return fmt.Errorf("models[%d].capabilities: %q is not chat or embed", i, cap)
-			}
-		}
-		if b.Type == BackendAnthropic && m.Has("embed") {
-			return fmt.Errorf("models[%d].capabilities: anthropic backends have no embeddings", i)
-		}
-		if m.Upstream == "" {
-			m.Upstream = m.Name
-		}
-		if m.ContextWindowTokens <= 0 {
-			m.ContextWindowTokens = 8192
-		}
-		if m.MaxOutputTokens <= 0 && m.Has("chat") {
-			m.MaxOutputTokens = 1024
-		}
-		if m.PriceInputPer1K < 0 || m.PriceOutputPer1K < 0 {
-			return fmt.Errorf("models[%d]: prices must not be negative", i)
+		if err := checkModel(i, m, backends); err != nil {
+			return err
 		}
 		m.id = ""
 		m.id = m.ID()
@@ -279,53 +289,112 @@ func (c *Catalogue) validate() error {
 		}
 		c.models[m.ID()] = m
 	}
-	check := func(where, id string) error {
-		if _, ok := c.models[id]; !ok {
-			return fmt.Errorf("%s: unknown model %q (model ids are <backend>/<name>)", where, id)
-		}
-		return nil
+	return nil
+}
+
+// checkModel checks models[i] and fills its defaults: capability chat,
+// upstream name = name, an 8192-token context window and, for chat, 1024
+// output tokens.
+func checkModel(i int, m *ModelConfig, backends map[string]BackendConfig) error {
+	if m.Name == "" {
+		return fmt.Errorf("models[%d].name: required", i)
 	}
+	b, ok := backends[m.Backend]
+	if !ok {
+		return fmt.Errorf("models[%d].backend: unknown backend %q", i, m.Backend)
+	}
+	if len(m.Capabilities) == 0 {
+		m.Capabilities = []string{"chat"}
+	}
+	for _, cap := range m.Capabilities {
+		if cap != "chat" && cap != "embed" {
+			return fmt.Errorf("models[%d].capabilities: %q is not chat or embed", i, cap)
+		}
+	}
+	if b.Type == BackendAnthropic && m.Has("embed") {
+		return fmt.Errorf("models[%d].capabilities: anthropic backends have no embeddings", i)
+	}
+	if m.Upstream == "" {
+		m.Upstream = m.Name
+	}
+	if m.ContextWindowTokens <= 0 {
+		m.ContextWindowTokens = 8192
+	}
+	if m.MaxOutputTokens <= 0 && m.Has("chat") {
+		m.MaxOutputTokens = 1024
+	}
+	if m.PriceInputPer1K < 0 || m.PriceOutputPer1K < 0 {
+		return fmt.Errorf("models[%d]: prices must not be negative", i)
+	}
+	return nil
+}
+
+// checkModelRef fails when id, found at where, names no model of the
+// catalogue.
+func (c *Catalogue) checkModelRef(where, id string) error {
+	if _, ok := c.models[id]; !ok {
+		return fmt.Errorf("%s: unknown model %q (model ids are <backend>/<name>)", where, id)
+	}
+	return nil
+}
+
+// validateRoutes checks that models' fallbacks and tier chains name known
+// models (tiers in name order, so the error reported is always the same).
+func (c *Catalogue) validateRoutes() error {
 	for _, m := range c.Models {
 		for _, f := range m.Fallbacks {
-			if err := check("models."+m.ID()+".fallbacks", f); err != nil {
+			if err := c.checkModelRef("models."+m.ID()+".fallbacks", f); err != nil {
 				return err
 			}
 		}
 	}
-	for tier, chain := range c.Tiers {
-		for _, id := range chain {
-			if err := check("tiers."+tier, id); err != nil {
+	for _, tier := range slices.Sorted(maps.Keys(c.Tiers)) {
+		for _, id := range c.Tiers[tier] {
+			if err := c.checkModelRef("tiers."+tier, id); err != nil {
 				return err
 			}
 		}
 	}
-	for i, cn := range c.Canaries {
-		if err := check(fmt.Sprintf("canaries[%d].model", i), cn.Model); err != nil {
+	return nil
+}
+
+// validateCanaries checks every canary and names the unnamed ones
+// canary_<n>.
+func (c *Catalogue) validateCanaries() error {
+	for i := range c.Canaries {
+		cn := &c.Canaries[i]
+		if err := c.checkModelRef(fmt.Sprintf("canaries[%d].model", i), cn.Model); err != nil {
 			return err
 		}
-		if cn.Match == "" {
+		switch {
+		case cn.Match == "":
 			return fmt.Errorf("canaries[%d].match: required", i)
-		}
-		if cn.Percent < 0 || cn.Percent > 100 {
+		case cn.Percent < 0 || cn.Percent > 100:
 			return fmt.Errorf("canaries[%d].percent: must be within 0..100", i)
-		}
-		if cn.By != "" && cn.By != "tenant" && cn.By != "agent" {
+		case cn.By != "" && cn.By != "tenant" && cn.By != "agent":
 			return fmt.Errorf("canaries[%d].by: %q is not tenant or agent", i, cn.By)
 		}
 		if cn.Name == "" {
-			c.Canaries[i].Name = fmt.Sprintf("canary_%d", i+1)
+			cn.Name = fmt.Sprintf("canary_%d", i+1)
 		}
 	}
-	defaults := policy.DefaultPolicies()
+	return nil
+}
+
+// validatePolicies adds the built-in policies the catalogue does not
+// override, compiles every policy (in id order) and checks default_policy
+// (pol_default when unset).
+func (c *Catalogue) validatePolicies() error {
 	if c.Policies == nil {
 		c.Policies = map[string]*policy.Policy{}
 	}
-	for id, p := range defaults {
+	for id, p := range policy.DefaultPolicies() {
 		if _, ok := c.Policies[id]; !ok {
 			c.Policies[id] = p
 		}
 	}
-	for id, p := range c.Policies {
+	for _, id := range slices.Sorted(maps.Keys(c.Policies)) {
+		p := c.Policies[id]
 		if p == nil {
 			return fmt.Errorf("policies.%s: empty policy", id)
 		}

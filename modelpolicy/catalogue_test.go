@@ -19,24 +19,39 @@ func TestDefaultCatalogue(t *testing.T) {
 	require.Equal(t, []string{"builtin/embed-small"}, c.TierChain("embed"))
 }
 
+// Each bad catalogue fails with the message naming its field (the first
+// problem in file order).
 func TestCatalogueErrors(t *testing.T) {
 	t.Parallel()
-	for name, y := range map[string]string{
-		"no backends":     `models: []`,
-		"bad type":        "backends: [{name: x, type: grpc}]",
-		"no base url":     "backends: [{name: x, type: openai}]",
-		"unknown backend": "backends: [{name: b, type: builtin}]\nmodels: [{name: m, backend: nope}]",
-		"unknown field":   "backends: [{name: b, type: builtin, colour: red}]",
-		"bad tier model":  "backends: [{name: b, type: builtin}]\ntiers: {fast: [b/none]}",
-		"bad canary":      "backends: [{name: b, type: builtin}]\nmodels: [{name: m, backend: b}]\ncanaries: [{match: 'tier:fast', model: b/m, percent: 120}]",
-		"bad policy":      "backends: [{name: b, type: builtin}]\npolicies: {p: {input: {email: shred}}}",
-		"bad cel":         "backends: [{name: b, type: builtin}]\npolicies: {p: {rules: [{expression: 'request.'}]}}",
-		"bad default":     "backends: [{name: b, type: builtin}]\ndefault_policy: nope",
-		"anthropic embed": "backends: [{name: a, type: anthropic}]\nmodels: [{name: m, backend: a, capabilities: [embed]}]",
-		"dup model":       "backends: [{name: b, type: builtin}]\nmodels: [{name: m, backend: b}, {name: m, backend: b}]",
+	const b = "backends: [{name: b, type: builtin}]\n"
+	const bm = b + "models: [{name: m, backend: b}]\n"
+	for name, tc := range map[string]struct{ yaml, want string }{
+		"no backends":      {`models: []`, `backends: at least one backend is required`},
+		"bad type":         {"backends: [{name: x, type: grpc}]", `backends[0].type: "grpc" is not builtin, openai or anthropic`},
+		"no base url":      {"backends: [{name: x, type: openai}]", `backends[0].base_url: required for type openai`},
+		"bad name":         {"backends: [{name: 'a b', type: builtin}]", `backends[0].name: must be non-empty without '/' or spaces`},
+		"dup backend":      {"backends: [{name: b, type: builtin}, {name: b, type: grpc}]", `backends[1].name: duplicate backend "b"`},
+		"negative timeout": {"backends: [{name: b, type: builtin, timeout: -1s}]", `backends[0].timeout: must not be negative`},
+		"unknown backend":  {b + "models: [{name: m, backend: nope}]", `models[0].backend: unknown backend "nope"`},
+		"no model name":    {b + "models: [{backend: b}]", `models[0].name: required`},
+		"bad capability":   {b + "models: [{name: m, backend: b, capabilities: [vision]}]", `models[0].capabilities: "vision" is not chat or embed`},
+		"negative price":   {b + "models: [{name: m, backend: b, price_per_1k_input_usd: -1}]", `models[0]: prices must not be negative`},
+		"anthropic embed":  {"backends: [{name: a, type: anthropic}]\nmodels: [{name: m, backend: a, capabilities: [embed]}]", `models[0].capabilities: anthropic backends have no embeddings`},
+		"dup model":        {b + "models: [{name: m, backend: b}, {name: m, backend: b}]", `models[1]: duplicate model "b/m"`},
+		"unknown field":    {"backends: [{name: b, type: builtin, colour: red}]", "parse: yaml: unmarshal errors:\n  line 1: field colour not found in type modelpolicy.BackendConfig"},
+		"bad fallback":     {b + "models: [{name: m, backend: b, fallbacks: [b/x]}]", `models.b/m.fallbacks: unknown model "b/x" (model ids are <backend>/<name>)`},
+		"bad tier model":   {b + "tiers: {fast: [b/none]}", `tiers.fast: unknown model "b/none" (model ids are <backend>/<name>)`},
+		"canary model":     {bm + "canaries: [{model: b/zz, match: x}]", `canaries[0].model: unknown model "b/zz" (model ids are <backend>/<name>)`},
+		"canary match":     {bm + "canaries: [{model: b/m}]", `canaries[0].match: required`},
+		"bad canary":       {bm + "canaries: [{match: 'tier:fast', model: b/m, percent: 120}]", `canaries[0].percent: must be within 0..100`},
+		"canary by":        {bm + "canaries: [{model: b/m, match: x, by: user}]", `canaries[0].by: "user" is not tenant or agent`},
+		"empty policy":     {b + "policies: {p: }", `policies.p: empty policy`},
+		"bad policy":       {b + "policies: {p: {input: {email: shred}}}", `policies.p: policy p: input.email: unknown action "shred" (want allow, redact or block)`},
+		"bad cel":          {b + "policies: {p: {rules: [{expression: 'request.'}]}}", "policies.p: policy p: rule rule_1: ERROR: <input>:1:9: Syntax error: no viable alternative at input '.'\n | request.\n | ........^"},
+		"bad default":      {b + "default_policy: nope", `default_policy: unknown policy "nope"`},
 	} {
-		_, err := ParseCatalogue([]byte(y))
-		require.Error(t, err, name)
+		_, err := ParseCatalogue([]byte(tc.yaml))
+		require.EqualError(t, err, tc.want, name)
 	}
 	_, err := LoadCatalogue(filepath.Join(t.TempDir(), "missing.yaml"))
 	require.Error(t, err)

@@ -12,7 +12,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nexixai/agentos/internal/alert"
+	"github.com/nexixai/agentos/internal/apiclient"
 	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/supervisor"
 )
 
 // testAlertTimeout bounds the health probes plus the SMTP exchange.
@@ -117,7 +119,7 @@ func reportAlertStatus(s alert.Settings) AlertStatus {
 
 // testAlertStatus sends the test alert and returns the report status:
 // sent, not_configured or "failed: <error>".
-func testAlertStatus(ctx context.Context, n *Node) (AlertStatus, error) {
+func testAlertStatus(ctx context.Context, n *supervisor.Node) (AlertStatus, error) {
 	cfg, err := loadAlertConfig(alertSettings(n.Cfg))
 	if err != nil {
 		st := reportAlertStatus(alertSettings(n.Cfg))
@@ -137,7 +139,7 @@ func testAlertStatus(ctx context.Context, n *Node) (AlertStatus, error) {
 }
 
 // sendTestAlert mails the test alert of node n and says where it went.
-func sendTestAlert(ctx context.Context, n *Node, cfg alert.SMTPConfig) (string, error) {
+func sendTestAlert(ctx context.Context, n *supervisor.Node, cfg alert.SMTPConfig) (string, error) {
 	now := time.Now().UTC()
 	a := alert.Alert{
 		Subject: fmt.Sprintf("AgentOS test alert from %s at %s", n.Cfg.StackID, now.Format(time.RFC3339)),
@@ -152,7 +154,7 @@ func sendTestAlert(ctx context.Context, n *Node, cfg alert.SMTPConfig) (string, 
 }
 
 // testAlertBody lists the node, its URLs and each service's health.
-func testAlertBody(ctx context.Context, n *Node, now time.Time) string {
+func testAlertBody(ctx context.Context, n *supervisor.Node, now time.Time) string {
 	var b strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "This is a test alert sent by `agentos test-alert` at %s.\n", now.Format(time.RFC3339))
@@ -163,7 +165,7 @@ func testAlertBody(ctx context.Context, n *Node, now time.Time) string {
 	defer cancel()
 	for _, s := range n.Services {
 		state := "ok"
-		h, err := GetHealth(hctx, n.HTTP, s.URL, s.HealthPath)
+		h, err := apiclient.GetHealth(hctx, n.HTTP, s.URL, s.HealthPath)
 		switch {
 		case err != nil:
 			state = "DOWN: " + err.Error()
@@ -212,7 +214,7 @@ func printAlertVars(w io.Writer) {
 
 // nodeAlertStatus is the alert status a report of node n starts with
 // (n may be nil).
-func nodeAlertStatus(n *Node) AlertStatus {
+func nodeAlertStatus(n *supervisor.Node) AlertStatus {
 	if n == nil {
 		return reportAlertStatus(alert.Settings{})
 	}

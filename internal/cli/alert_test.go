@@ -18,6 +18,7 @@ import (
 	"github.com/nexixai/agentos/internal/alert"
 	"github.com/nexixai/agentos/internal/alert/alerttest"
 	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/supervisor"
 )
 
 // runTestAlert runs `agentos test-alert` with envFile contents and the
@@ -138,17 +139,17 @@ func alertEnvOf(t *testing.T, m map[string]string) alert.Settings {
 
 // alertNode is a node whose services are the given base URLs and whose
 // env file holds env.
-func alertNode(t *testing.T, env string, urls map[string]string) *Node {
+func alertNode(t *testing.T, env string, urls map[string]string) *supervisor.Node {
 	t.Helper()
 	dir := t.TempDir()
 	envFile := filepath.Join(dir, "agentos.env")
 	require.NoError(t, os.WriteFile(envFile, []byte(env), 0o600))
 	cfg, err := config.Load(func(string) (string, bool) { return "", false }, envFile)
 	require.NoError(t, err)
-	n := &Node{Cfg: cfg, EnvFile: envFile, HTTP: &http.Client{}}
+	n := &supervisor.Node{Cfg: cfg, EnvFile: envFile, HTTP: &http.Client{}}
 	n.Cfg.Home, n.Cfg.StackID, n.Cfg.Region, n.Cfg.Mode = dir, "stk_validate_alert", "local", "demo"
 	for _, name := range []string{"model-policy", "orchestrator"} {
-		n.Services = append(n.Services, Service{Name: name, URL: urls[name], HealthPath: "/v1/health"})
+		n.Services = append(n.Services, supervisor.Service{Name: name, URL: urls[name], HealthPath: "/v1/health"})
 	}
 	return n
 }
@@ -160,7 +161,7 @@ func TestValidateTestAlertCheck(t *testing.T) {
 	env := func(to string) string {
 		return "AGENTOS_ALERT_SMTP_ADDR=" + smtp.Addr + "\nAGENTOS_ALERT_FROM=agentos@example.com\nAGENTOS_ALERT_TO=" + to + "\n"
 	}
-	validate := func(n *Node, prev error) (*Report, error) {
+	validate := func(n *supervisor.Node, prev error) (*Report, error) {
 		var out bytes.Buffer
 		p := NewProgress(&out, false)
 		rep := newReport("validate", n, "local")

@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nexixai/agentos/internal/apiclient"
 	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/supervisor"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,11 +150,11 @@ func prompt(out io.Writer, in *bufio.Reader, q, def string) string {
 // bootstrapToken returns the bootstrap admin token: the configured one
 // (AGENTOS_BOOTSTRAP_ADMIN_TOKEN or its _FILE), or the one in the secrets
 // file, or a new one written there (created=true).
-func (n *Node) bootstrapToken() (tok string, created bool, err error) {
+func bootstrapToken(n *supervisor.Node) (tok string, created bool, err error) {
 	if n.Cfg.BootstrapAdminToken != "" {
 		return n.Cfg.BootstrapAdminToken, false, nil
 	}
-	p := n.bootstrapTokenFile()
+	p := n.BootstrapTokenFile()
 	if b, err := os.ReadFile(p); err == nil {
 		return strings.TrimSpace(string(b)), false, nil
 	}
@@ -167,36 +169,36 @@ func (n *Node) bootstrapToken() (tok string, created bool, err error) {
 	return tok, true, os.WriteFile(p, []byte(tok+"\n"), 0o600)
 }
 
-func runBootstrap(ctx context.Context, out io.Writer, n *Node, tenantID, name string, sample, restart bool) error {
+func runBootstrap(ctx context.Context, out io.Writer, n *supervisor.Node, tenantID, name string, sample, restart bool) error {
 	if n.Cfg.Mode != config.ModeProd {
 		fmt.Fprintf(out, "note: mode is %s; demo/dev nodes are already seeded (see %s). Continuing anyway.\n", n.Cfg.Mode, n.Cfg.CredentialsFile())
 	}
 	step := func(i int, s string) { fmt.Fprintf(out, "[%d/5] %s\n", i, s) }
 
 	step(1, "bootstrap admin token")
-	tok, created, err := n.bootstrapToken()
+	tok, created, err := bootstrapToken(n)
 	if err != nil {
 		return err
 	}
 	if len(tok) < 32 {
 		return &ExitError{Code: 2, Err: errors.New("the bootstrap admin token must be at least 32 characters")}
 	}
-	orch, ok := n.service("orchestrator")
+	orch, ok := n.Service("orchestrator")
 	if !ok {
 		return errors.New("this build has no orchestrator")
 	}
-	st := n.inspect(ctx, orch)
+	st := n.Inspect(ctx, orch)
 	switch {
 	case created && st.Healthy && restart:
-		fmt.Fprintf(out, "    new token in %s; restarting the orchestrator so it accepts it\n", n.bootstrapTokenFile())
-		if _, err := n.stop(orch.Name, 10*time.Second); err != nil {
+		fmt.Fprintf(out, "    new token in %s; restarting the orchestrator so it accepts it\n", n.BootstrapTokenFile())
+		if _, err := n.Stop(orch.Name, 10*time.Second); err != nil {
 			return err
 		}
-		pid, err := n.start(orch)
+		pid, err := n.Start(orch)
 		if err != nil {
 			return err
 		}
-		if err := n.waitHealthy(ctx, orch, pid, 60*time.Second); err != nil {
+		if err := n.WaitHealthy(ctx, orch, pid, 60*time.Second); err != nil {
 			return err
 		}
 	case !st.Healthy:
@@ -204,13 +206,13 @@ func runBootstrap(ctx context.Context, out io.Writer, n *Node, tenantID, name st
 	default:
 		fmt.Fprintln(out, "    using the existing bootstrap token")
 	}
-	admin := &Client{BaseURL: n.Cfg.OrchestratorURL, PolicyURL: n.Cfg.ModelPolicyURL, Token: tok, HTTP: n.HTTP}
+	admin := &apiclient.Client{BaseURL: n.Cfg.OrchestratorURL, PolicyURL: n.Cfg.ModelPolicyURL, Token: tok, HTTP: n.HTTP}
 	if _, err := admin.ListTenants(ctx); err != nil {
 		return fmt.Errorf("the orchestrator refuses the bootstrap token (%v); next: agentos redeploy --mode prod, then agentos bootstrap again", err)
 	}
 
 	step(2, "tenant "+tenantID)
-	if _, err := admin.GetTenant(ctx, tenantID); IsStatus(err, http.StatusNotFound) {
+	if _, err := admin.GetTenant(ctx, tenantID); errors.Is(err, errs.ErrNotFound) {
 		if _, err := admin.CreateTenant(ctx, map[string]any{"tenant_id": tenantID, "name": name}); err != nil {
 			return fmt.Errorf("create tenant: %w", err)
 		}
@@ -224,7 +226,7 @@ func runBootstrap(ctx context.Context, out io.Writer, n *Node, tenantID, name st
 	step(3, "admin tokens")
 	creds := &Credentials{TenantID: tenantID, CreatedAt: time.Now().UTC(),
 		PlatformAdmin: Credential{PrincipalID: auth.BootstrapPrincipalID, TokenID: "bootstrap", Token: tok}}
-	pa, err := admin.IssueToken(ctx, tenantID, TokenRequest{PrincipalID: auth.PlatformAdminPrincipalID,
+	pa, err := admin.IssueToken(ctx, tenantID, apiclient.TokenRequest{PrincipalID: auth.PlatformAdminPrincipalID,
 		Roles: []string{"platform_admin"}, Scopes: []string{"admin"}})
 	if err == nil {
 		creds.PlatformAdmin = Credential{PrincipalID: pa.PrincipalID, TokenID: pa.TokenID, Token: pa.Secret}
@@ -234,7 +236,7 @@ func runBootstrap(ctx context.Context, out io.Writer, n *Node, tenantID, name st
 	}
 	// Like the demo/dev seed: the tenant admin holds every scope; its role
 	// keeps it to its own tenant.
-	ta, err := admin.IssueToken(ctx, tenantID, TokenRequest{PrincipalID: "usr_" + tenantID + "_admin",
+	ta, err := admin.IssueToken(ctx, tenantID, apiclient.TokenRequest{PrincipalID: "usr_" + tenantID + "_admin",
 		Roles: []string{"tenant_admin"}, Scopes: auth.AllScopes})
 	if err != nil {
 		return fmt.Errorf("issue tenant admin token: %w", err)

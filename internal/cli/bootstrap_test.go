@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/supervisor"
 )
 
 func TestBootstrapProd(t *testing.T) {
@@ -28,7 +29,7 @@ func TestBootstrapProd(t *testing.T) {
 	require.NoError(t, os.WriteFile(secret, []byte("short\n"), 0o600))
 	cfg.OrchestratorURL, cfg.ModelPolicyURL = "http://127.0.0.1:1", mp.URL
 	require.NoError(t, cfg.Finish())
-	n, err := newNode(cfg, "", map[string]bool{"orchestrator": true, "model-policy": true})
+	n, err := supervisor.New(cfg, "", map[string]bool{"orchestrator": true, "model-policy": true})
 	require.NoError(t, err)
 	var out bytes.Buffer
 	err = runBootstrap(context.Background(), &out, n, "tnt_acme", "Acme", true, false)
@@ -64,7 +65,7 @@ func TestBootstrapProd(t *testing.T) {
 
 	// The child environment hands the bootstrap token file to the orchestrator.
 	found := false
-	for _, kv := range n.childEnv() {
+	for _, kv := range n.ChildEnv() {
 		if kv == "AGENTOS_BOOTSTRAP_ADMIN_TOKEN_FILE="+secret {
 			found = true
 		}

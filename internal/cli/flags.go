@@ -1,12 +1,16 @@
 package cli
 
 import (
+	"fmt"
+	"net/http"
 	"os"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/nexixai/agentos/internal/apiclient"
 	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/supervisor"
 )
 
 // configFlags binds the CONTRACT §1 configuration flags to a command and
@@ -95,4 +99,90 @@ func (cf *configFlags) resolve(mutate ...func(*config.Config)) (config.Config, e
 		m(&c)
 	}
 	return c, c.Finish()
+}
+
+// availableServices reports which `agentos serve <name>` subcommands exist in
+// this build, so that federation is started only when it has landed.
+func availableServices() map[string]bool {
+	out := map[string]bool{}
+	for _, c := range commands() {
+		if c.Name() != "serve" {
+			continue
+		}
+		for _, sc := range c.Commands() {
+			out[sc.Name()] = true
+		}
+	}
+	return out
+}
+
+// nodeFromFlags resolves the configuration and builds the node.
+func nodeFromFlags(cf *configFlags) (*supervisor.Node, error) {
+	cfg, err := cf.resolve()
+	if err != nil {
+		return nil, err
+	}
+	return supervisor.New(cfg, cf.envFile, availableServices())
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// authFlags are the credential flags of the day-two commands.
+type authFlags struct {
+	cf     *configFlags
+	token  string
+	tenant string
+}
+
+// bindAuthFlags adds the config flags plus --token and --tenant.
+func bindAuthFlags(cmd *cobra.Command) *authFlags {
+	a := &authFlags{cf: bindConfigFlags(cmd)}
+	cmd.Flags().StringVar(&a.token, "token", "", "API token or JWT (env AGENTOS_TOKEN; default from $AGENTOS_HOME/credentials.json)")
+	cmd.Flags().StringVar(&a.tenant, "tenant", "", "tenant to act on (X-Tenant-Id; default the credentials' tenant)")
+	return a
+}
+
+// Roles a day-two command acts as when it takes its token from credentials.json.
+const (
+	asPlatformAdmin = "platform_admin"
+	asTenantAdmin   = "tenant_admin"
+)
+
+// client builds an API client: an explicit --token/AGENTOS_TOKEN wins;
+// otherwise the credentials.json token for the role (a platform admin token
+// with X-Tenant-Id when --tenant names another tenant); otherwise, in
+// demo/dev, header-only auth with X-Tenant-Id.
+func (a *authFlags) client(role string) (*apiclient.Client, *supervisor.Node, error) {
+	n, err := nodeFromFlags(a.cf)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := &apiclient.Client{BaseURL: n.Cfg.OrchestratorURL, PolicyURL: n.Cfg.ModelPolicyURL, HTTP: &http.Client{}}
+	tok := firstNonEmpty(a.token, n.Cfg.Token)
+	if tok != "" {
+		c.Token, c.TenantID = tok, a.tenant
+		return c, n, nil
+	}
+	creds, err := loadCredentials(n.Cfg.CredentialsFile())
+	if err != nil {
+		if n.Cfg.DevMode() && role == asTenantAdmin {
+			c.TenantID = firstNonEmpty(a.tenant, n.Cfg.DefaultTenant)
+			return c, n, nil
+		}
+		return nil, nil, &ExitError{Code: 2, Err: fmt.Errorf("no credentials: pass --token (or AGENTOS_TOKEN), or run `agentos up` / `agentos bootstrap` to create %s (%v)", n.Cfg.CredentialsFile(), err)}
+	}
+	switch {
+	case role == asTenantAdmin && (a.tenant == "" || a.tenant == creds.TenantID) && creds.TenantAdmin.Token != "":
+		c.Token = creds.TenantAdmin.Token
+	default:
+		c.Token = creds.PlatformAdmin.Token
+		c.TenantID = a.tenant
+		if c.TenantID == "" && role == asTenantAdmin {
+			c.TenantID = creds.TenantID
+		}
+	}
+	return c, n, nil
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/nexixai/agentos/internal/supervisor"
 )
 
 func newLogsCmd() *cobra.Command {
@@ -55,14 +57,14 @@ func newLogsCmd() *cobra.Command {
 			return &ExitError{Code: 2, Err: fmt.Errorf("--node %q: want a or b", nodeName)}
 		}
 		name := args[0]
-		if _, ok := n.service(name); !ok {
+		if _, ok := n.Service(name); !ok {
 			var names []string
 			for _, s := range n.Services {
 				names = append(names, s.Name)
 			}
 			return &ExitError{Code: 2, Err: fmt.Errorf("unknown service %q (want one of %s)", name, strings.Join(names, ", "))}
 		}
-		return printLog(cmd.Context(), cmd.OutOrStdout(), n.logFile(name), tail, follow, 250*time.Millisecond)
+		return printLog(cmd.Context(), cmd.OutOrStdout(), n.LogFile(name), tail, follow, 250*time.Millisecond)
 	}
 	return cmd
 }
@@ -80,7 +82,7 @@ func printLog(ctx context.Context, out io.Writer, path string, tail int, follow 
 	}
 	defer f.Close()
 	if tail > 0 {
-		for _, l := range tailLines(path, tail) {
+		for _, l := range supervisor.TailLines(path, tail) {
 			fmt.Fprintln(out, l)
 		}
 		if _, err := f.Seek(0, io.SeekEnd); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nexixai/agentos/federation/peers"
+	"github.com/nexixai/agentos/internal/supervisor"
 )
 
 func newNukeCmd() *cobra.Command {
@@ -81,7 +82,7 @@ func stdinIsTerminal(r io.Reader) bool {
 // confirmHard asks on the terminal before nuke --hard deletes data. With
 // no terminal to ask on it refuses (usage error, exit 2); an answer other
 // than "yes" aborts (exit 1). Either way nothing is stopped or removed.
-func confirmHard(in io.Reader, prompt io.Writer, n *Node) error {
+func confirmHard(in io.Reader, prompt io.Writer, n *supervisor.Node) error {
 	what := fmt.Sprintf("delete ALL DATA of node %s under %s (runs, tenants, audit log, credentials, keys)", n.Cfg.StackID, n.Cfg.Home)
 	if n.B != nil {
 		what += fmt.Sprintf(" and node B's home %s", n.B.Cfg.Home)
@@ -102,9 +103,9 @@ func confirmHard(in io.Reader, prompt io.Writer, n *Node) error {
 
 // nuke stops the services of every node (node B first) and removes their
 // state. For node B, --hard removes its whole home ($AGENTOS_HOME/node-b).
-func nuke(a *Node, p *Progress, rep *Report, hard bool) error {
+func nuke(a *supervisor.Node, p *Progress, rep *Report, hard bool) error {
 	p.Phase("stop")
-	nodes := a.all()
+	nodes := a.All()
 	total := 0
 	for _, n := range nodes {
 		total += len(n.Services)
@@ -114,16 +115,16 @@ func nuke(a *Node, p *Progress, rep *Report, hard bool) error {
 		n := nodes[j]
 		for i := len(n.Services) - 1; i >= 0; i-- {
 			s := n.Services[i]
-			was, err := n.stop(s.Name, 15*time.Second)
+			was, err := n.Stop(s.Name, 15*time.Second)
 			if err != nil {
 				p.End(err, "")
-				return &checkError{check: "stop " + n.label(s.Name), service: s.Name, node: n, next: "agentos status", err: err}
+				return &checkError{check: "stop " + n.Label(s.Name), service: s.Name, node: n, next: "agentos status", err: err}
 			}
 			action := "not running"
 			if was {
 				action = "stopped"
 			}
-			rep.Services = append(rep.Services, ServiceReport{Name: s.Name, Node: n.Name, Address: s.Addr, URL: s.URL, Action: action, LogFile: n.logFile(s.Name)})
+			rep.Services = append(rep.Services, ServiceReport{Name: s.Name, Node: n.Name, Address: s.Addr, URL: s.URL, Action: action, LogFile: n.LogFile(s.Name)})
 			stopped++
 			p.Milestone("services stopped", stopped, total)
 		}
@@ -135,10 +136,10 @@ func nuke(a *Node, p *Progress, rep *Report, hard bool) error {
 		case n.Name == "b" && hard:
 			targets = append(targets, n.Cfg.Home)
 		case hard:
-			targets = append(targets, n.runDir(), n.logDir(), n.Cfg.DataDir, n.Cfg.CredentialsFile(),
+			targets = append(targets, n.RunDir(), n.LogDir(), n.Cfg.DataDir, n.Cfg.CredentialsFile(),
 				filepath.Join(n.Cfg.Home, "secrets"), filepath.Join(n.Cfg.Home, "keys"))
 		default:
-			targets = append(targets, n.runDir(), n.logDir())
+			targets = append(targets, n.RunDir(), n.LogDir())
 		}
 	}
 	for i, t := range targets {

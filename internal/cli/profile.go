@@ -15,6 +15,7 @@ import (
 	"github.com/nexixai/agentos/federation/pki"
 	"github.com/nexixai/agentos/internal/config"
 	"github.com/nexixai/agentos/internal/node"
+	"github.com/nexixai/agentos/internal/supervisor"
 )
 
 // Profiles of up, redeploy and validate.
@@ -199,12 +200,12 @@ func readNodeEnv(path string) (config.Config, error) {
 }
 
 // attachNodeB makes cfg node B of a, with the same services and binary.
-func attachNodeB(a *Node, cfg config.Config) error {
+func attachNodeB(a *supervisor.Node, cfg config.Config) error {
 	avail := map[string]bool{}
 	for _, s := range a.Services {
 		avail[s.Name] = true
 	}
-	b, err := newNode(cfg, nodeBEnvFile(a.Cfg.Home), avail)
+	b, err := supervisor.New(cfg, nodeBEnvFile(a.Cfg.Home), avail)
 	if err != nil {
 		return err
 	}
@@ -220,7 +221,7 @@ func attachNodeB(a *Node, cfg config.Config) error {
 
 // loadNodeB attaches node B when it exists (its node.env is there). It
 // reports whether it did.
-func loadNodeB(a *Node) (bool, error) {
+func loadNodeB(a *supervisor.Node) (bool, error) {
 	path := nodeBEnvFile(a.Cfg.Home)
 	cfg, err := readNodeEnv(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -233,7 +234,7 @@ func loadNodeB(a *Node) (bool, error) {
 }
 
 // nodeFromFlagsWithB is nodeFromFlags plus node B when it exists.
-func nodeFromFlagsWithB(cf *configFlags) (*Node, error) {
+func nodeFromFlagsWithB(cf *configFlags) (*supervisor.Node, error) {
 	n, err := nodeFromFlags(cf)
 	if err != nil {
 		return nil, err
@@ -244,26 +245,13 @@ func nodeFromFlagsWithB(cf *configFlags) (*Node, error) {
 	return n, nil
 }
 
-// dialHost replaces an unspecified listen host (0.0.0.0, ::, "") by
-// 127.0.0.1 so that the address can be dialled.
-func dialHost(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, port)
-}
-
 // peerURL is the https URL of a node's mTLS peer API.
-func peerURL(c config.Config) string { return "https://" + dialHost(c.FederationPeerAddr) }
+func peerURL(c config.Config) string { return "https://" + supervisor.DialHost(c.FederationPeerAddr) }
 
 // certHosts are the names a node certificate must carry for its peer
 // address: the defaults, plus the address's host when it is not loopback.
 func certHosts(peerAddr string) []string {
-	host, _, err := net.SplitHostPort(dialHost(peerAddr))
+	host, _, err := net.SplitHostPort(supervisor.DialHost(peerAddr))
 	if err != nil || host == "localhost" {
 		return nil
 	}
@@ -297,12 +285,12 @@ type FederationSetup struct {
 // created if missing) and an identity signing key, and lists each as the
 // other's peer. Existing valid certificates and keys are kept, so it is
 // idempotent; node B's certificate is reissued if it comes from another CA.
-func setupFederation(a *Node) (FederationSetup, error) {
+func setupFederation(a *supervisor.Node) (FederationSetup, error) {
 	b := a.B
 	fa, fb := federation.FilesIn(a.Cfg.Home), federation.FilesIn(b.Cfg.Home)
 	out := FederationSetup{CADir: fa.CADir, Keys: map[string]string{}, Peers: map[string]string{}}
 	for _, x := range []struct {
-		n *Node
+		n *supervisor.Node
 		f federation.Files
 	}{{a, fa}, {b, fb}} {
 		pub, err := federation.EnsureIdentity(x.f, x.n.Cfg.StackID, fa.CADir, certHosts(x.n.Cfg.FederationPeerAddr))
@@ -331,7 +319,7 @@ func setupFederation(a *Node) (FederationSetup, error) {
 			fa.Cert, fa.CA, fa.CADir, fa.Cert)
 	}
 	for _, x := range []struct {
-		self, other *Node
+		self, other *supervisor.Node
 		selfF       federation.Files
 		otherF      federation.Files
 	}{{a, b, fa, fb}, {b, a, fb, fa}} {
@@ -350,7 +338,7 @@ func setupFederation(a *Node) (FederationSetup, error) {
 
 // nodeFederationFiles returns where a node's federation service finds its
 // identity: the environment's overrides apply to node A only.
-func nodeFederationFiles(n *Node) federation.Files {
+func nodeFederationFiles(n *supervisor.Node) federation.Files {
 	if n.Name == "b" {
 		return federation.FilesIn(n.Cfg.Home)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/nexixai/agentos/federation/pki"
 	"github.com/nexixai/agentos/internal/config"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/supervisor"
 )
 
 func testConfig(t *testing.T, home string) config.Config {
@@ -155,10 +156,10 @@ func TestNodeEnvRoundTripAndOffset(t *testing.T) {
 
 func TestDialHostAndCertHosts(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, "127.0.0.1:50084", dialHost("0.0.0.0:50084"))
-	require.Equal(t, "127.0.0.1:50084", dialHost(":50084"))
-	require.Equal(t, "127.0.0.1:50084", dialHost("[::]:50084"))
-	require.Equal(t, "10.0.0.5:50084", dialHost("10.0.0.5:50084"))
+	require.Equal(t, "127.0.0.1:50084", supervisor.DialHost("0.0.0.0:50084"))
+	require.Equal(t, "127.0.0.1:50084", supervisor.DialHost(":50084"))
+	require.Equal(t, "127.0.0.1:50084", supervisor.DialHost("[::]:50084"))
+	require.Equal(t, "10.0.0.5:50084", supervisor.DialHost("10.0.0.5:50084"))
 	require.Nil(t, certHosts("127.0.0.1:50084"))
 	require.Nil(t, certHosts("0.0.0.0:50084"))
 	require.Nil(t, certHosts("localhost:50084"))
@@ -166,9 +167,9 @@ func TestDialHostAndCertHosts(t *testing.T) {
 }
 
 // twoNodes builds node A in a temp home with node B attached (no processes).
-func twoNodes(t *testing.T) *Node {
+func twoNodes(t *testing.T) *supervisor.Node {
 	t.Helper()
-	a, err := newNode(testConfig(t, t.TempDir()), "", map[string]bool{"orchestrator": true, "model-policy": true, "federation": true})
+	a, err := supervisor.New(testConfig(t, t.TempDir()), "", map[string]bool{"orchestrator": true, "model-policy": true, "federation": true})
 	require.NoError(t, err)
 	cb, err := nodeBConfig(a.Cfg, 10)
 	require.NoError(t, err)
@@ -270,7 +271,7 @@ func TestFederatedNodesStatusLogsNuke(t *testing.T) {
 	require.NoError(t, writeNodeEnv(nodeBEnvFile(a.Cfg.Home), cb, 0))
 	t.Cleanup(func() {
 		for _, s := range a.B.Services {
-			_, _ = a.B.stop(s.Name, 5*time.Second)
+			_, _ = a.B.Stop(s.Name, 5*time.Second)
 		}
 	})
 	ctx := context.Background()
@@ -281,7 +282,7 @@ func TestFederatedNodesStatusLogsNuke(t *testing.T) {
 	rep := newReport("up", a, profileFederated)
 	err = up(ctx, a, p, rep, upOptions{profile: profileFederated, bootTimeout: 30 * time.Second}, false, "")
 	require.ErrorContains(t, err, "federation is not available")
-	require.NoFileExists(t, a.pidFile("orchestrator"))
+	require.NoFileExists(t, a.PIDFile("orchestrator"))
 
 	// Boot both nodes (as up does after certs).
 	p = NewProgress(&out, false)
@@ -294,7 +295,7 @@ func TestFederatedNodesStatusLogsNuke(t *testing.T) {
 	require.Contains(t, out.String(), "b/orchestrator")
 
 	// Status: both nodes healthy; node B reloaded from node.env.
-	fresh, err := newNode(a.Cfg, "", map[string]bool{"orchestrator": true, "model-policy": true})
+	fresh, err := supervisor.New(a.Cfg, "", map[string]bool{"orchestrator": true, "model-policy": true})
 	require.NoError(t, err)
 	ok, err := loadNodeB(fresh)
 	require.NoError(t, err)
@@ -321,18 +322,18 @@ func TestFederatedNodesStatusLogsNuke(t *testing.T) {
 	require.ErrorContains(t, root.Execute(), "want a or b")
 
 	// nuke --hard stops both and removes node B's home.
-	pidB, _ := a.B.readPID("orchestrator")
-	pidA, _ := a.readPID("orchestrator")
+	pidB, _ := a.B.ReadPID("orchestrator")
+	pidA, _ := a.ReadPID("orchestrator")
 	out.Reset()
 	rep = newReport("nuke", a, profileFederated)
 	require.NoError(t, nuke(a, NewProgress(&out, false), rep, true))
-	require.False(t, processAlive(pidA))
-	require.False(t, processAlive(pidB))
+	require.False(t, supervisor.ProcessAlive(pidA))
+	require.False(t, supervisor.ProcessAlive(pidB))
 	require.NoDirExists(t, a.B.Cfg.Home)
 	require.Len(t, rep.Services, 4)
 	require.Contains(t, out.String(), "services stopped 4/4")
 	require.NotContains(t, out.String(), "FAIL")
-	again, err := newNode(a.Cfg, "", map[string]bool{"orchestrator": true, "model-policy": true})
+	again, err := supervisor.New(a.Cfg, "", map[string]bool{"orchestrator": true, "model-policy": true})
 	require.NoError(t, err)
 	ok, err = loadNodeB(again)
 	require.NoError(t, err)

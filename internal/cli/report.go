@@ -3,13 +3,15 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/nexixai/agentos/internal/supervisor"
 	"github.com/nexixai/agentos/internal/version"
 )
 
@@ -145,7 +147,7 @@ type ReportPaths struct {
 }
 
 // newReport starts a report for action.
-func newReport(action string, n *Node, profile string) *Report {
+func newReport(action string, n *supervisor.Node, profile string) *Report {
 	host, _ := os.Hostname()
 	r := &Report{
 		SchemaVersion: ReportSchemaVersion,
@@ -175,12 +177,12 @@ func newReport(action string, n *Node, profile string) *Report {
 			r.Endpoints[s.Name+"_health"] = s.URL + s.HealthPath
 			r.Endpoints[s.Name+"_metrics"] = s.URL + "/metrics"
 		}
-		if _, ok := n.service("federation"); ok {
+		if _, ok := n.Service("federation"); ok {
 			r.Ports["federation_peer"] = c.FederationPeerAddr
 		}
 		if b := n.B; b != nil {
 			r.Federation = &FederationReport{Peers: map[string]string{}, Checks: []CheckResult{}}
-			for _, x := range n.all() {
+			for _, x := range n.All() {
 				nr := NodeReport{Node: x.Name, StackID: x.Cfg.StackID, Region: x.Cfg.Region, Home: x.Cfg.Home,
 					PeerURL: peerURL(x.Cfg), Endpoints: map[string]string{}}
 				for _, s := range x.Services {
@@ -240,39 +242,59 @@ func (r *Report) write(dir string) error {
 	return os.WriteFile(r.Reports.Markdown, []byte(r.Markdown()), 0o644)
 }
 
-// Markdown renders the report for people.
+// Markdown renders the report for people: a header, then one section per
+// part of the report that has something to say.
 func (r *Report) Markdown() string {
 	var b strings.Builder
+	r.mdHeader(&b)
+	r.mdFailure(&b)
+	r.mdTables(&b)
+	mdChecks(&b, "Health", r.Health)
+	mdChecks(&b, "Smoke tests", r.Smoke)
+	r.mdFederation(&b)
+	r.mdSetup(&b)
+	return b.String()
+}
+
+func (r *Report) mdHeader(b *strings.Builder) {
 	status := "OK"
 	if !r.OK {
 		status = "FAILED"
 	}
-	fmt.Fprintf(&b, "# agentos %s: %s\n\n", r.Action, status)
-	fmt.Fprintf(&b, "- started: %s, took %s\n", r.StartedAt.Format(time.RFC3339), fmtDuration(time.Duration(r.DurationMs)*time.Millisecond))
-	fmt.Fprintf(&b, "- mode: %s, profile: %s, home: `%s`\n", r.Mode, r.Profile, r.Home)
-	fmt.Fprintf(&b, "- host: %s (%s/%s, %d CPUs, %s)\n", r.Host.Hostname, r.Host.OS, r.Host.Arch, r.Host.CPUs, r.Host.GoVersion)
-	fmt.Fprintf(&b, "- agentos %s (%s)\n\n", r.Versions.AgentOS, r.Versions.GitSHA)
+	fmt.Fprintf(b, "# agentos %s: %s\n\n", r.Action, status)
+	fmt.Fprintf(b, "- started: %s, took %s\n", r.StartedAt.Format(time.RFC3339), fmtDuration(time.Duration(r.DurationMs)*time.Millisecond))
+	fmt.Fprintf(b, "- mode: %s, profile: %s, home: `%s`\n", r.Mode, r.Profile, r.Home)
+	fmt.Fprintf(b, "- host: %s (%s/%s, %d CPUs, %s)\n", r.Host.Hostname, r.Host.OS, r.Host.Arch, r.Host.CPUs, r.Host.GoVersion)
+	fmt.Fprintf(b, "- agentos %s (%s)\n\n", r.Versions.AgentOS, r.Versions.GitSHA)
+}
 
-	if r.Failure != nil {
-		fmt.Fprintf(&b, "## Failure\n\n- check: **%s**\n- %s\n", r.Failure.Check, r.Failure.Message)
-		if r.Failure.Service != "" {
-			fmt.Fprintf(&b, "- service: %s\n", r.Failure.Service)
-		}
-		if r.Failure.Node != "" {
-			fmt.Fprintf(&b, "- node: %s (%s)\n", r.Failure.Node, r.Failure.StackID)
-		}
-		if r.Failure.LogFile != "" {
-			fmt.Fprintf(&b, "- log: `%s`\n", r.Failure.LogFile)
-		}
-		if len(r.Failure.LogLines) > 0 {
-			fmt.Fprintf(&b, "\n```\n%s\n```\n", strings.Join(r.Failure.LogLines, "\n"))
-		}
-		fmt.Fprintf(&b, "\nNext: `%s`\n\n", r.Failure.NextCommand)
+func (r *Report) mdFailure(b *strings.Builder) {
+	f := r.Failure
+	if f == nil {
+		return
 	}
+	fmt.Fprintf(b, "## Failure\n\n- check: **%s**\n- %s\n", f.Check, f.Message)
+	if f.Service != "" {
+		fmt.Fprintf(b, "- service: %s\n", f.Service)
+	}
+	if f.Node != "" {
+		fmt.Fprintf(b, "- node: %s (%s)\n", f.Node, f.StackID)
+	}
+	if f.LogFile != "" {
+		fmt.Fprintf(b, "- log: `%s`\n", f.LogFile)
+	}
+	if len(f.LogLines) > 0 {
+		fmt.Fprintf(b, "\n```\n%s\n```\n", strings.Join(f.LogLines, "\n"))
+	}
+	fmt.Fprintf(b, "\nNext: `%s`\n\n", f.NextCommand)
+}
+
+// mdTables writes the phases, services and endpoints.
+func (r *Report) mdTables(b *strings.Builder) {
 	if len(r.Phases) > 0 {
 		b.WriteString("## Phases\n\n| phase | status | time | detail |\n|---|---|---|---|\n")
 		for _, p := range r.Phases {
-			fmt.Fprintf(&b, "| %s | %s | %dms | %s |\n", mdCell(p.Name), p.Status, p.DurationMs, mdCell(p.Detail))
+			fmt.Fprintf(b, "| %s | %s | %dms | %s |\n", mdCell(p.Name), p.Status, p.DurationMs, mdCell(p.Detail))
 		}
 		b.WriteString("\n")
 	}
@@ -283,72 +305,74 @@ func (r *Report) Markdown() string {
 			if s.Node != "" {
 				name = s.Node + "/" + s.Name
 			}
-			fmt.Fprintf(&b, "| %s | %d | %s | %v | %s | %s | `%s` |\n", name, s.PID, s.Address, s.Healthy, s.Version, s.Action, s.LogFile)
+			fmt.Fprintf(b, "| %s | %d | %s | %v | %s | %s | `%s` |\n", name, s.PID, s.Address, s.Healthy, s.Version, s.Action, s.LogFile)
 		}
 		b.WriteString("\n")
 	}
 	if len(r.Endpoints) > 0 {
 		b.WriteString("## Endpoints\n\n")
-		keys := make([]string, 0, len(r.Endpoints))
-		for k := range r.Endpoints {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			fmt.Fprintf(&b, "- %s: %s\n", k, r.Endpoints[k])
+		for _, k := range slices.Sorted(maps.Keys(r.Endpoints)) {
+			fmt.Fprintf(b, "- %s: %s\n", k, r.Endpoints[k])
 		}
 		b.WriteString("\n")
 	}
-	checks := func(title string, cs []CheckResult) {
-		if len(cs) == 0 {
-			return
-		}
-		fmt.Fprintf(&b, "## %s\n\n| check | result | time | detail |\n|---|---|---|---|\n", title)
-		for _, c := range cs {
-			res := "pass"
-			detail := c.Detail
-			if !c.OK {
-				res = "FAIL"
-				detail = c.Error
-			}
-			fmt.Fprintf(&b, "| %s | %s | %dms | %s |\n", mdCell(c.Name), res, c.DurationMs, mdCell(detail))
-		}
-		b.WriteString("\n")
+}
+
+// mdChecks writes a table of checks under title (nothing when none ran).
+func mdChecks(b *strings.Builder, title string, cs []CheckResult) {
+	if len(cs) == 0 {
+		return
 	}
-	checks("Health", r.Health)
-	checks("Smoke tests", r.Smoke)
-	if f := r.Federation; f != nil {
-		b.WriteString("## Federation\n\n")
-		for _, nd := range f.Nodes {
-			fmt.Fprintf(&b, "- node %s: %s (region %s), home `%s`, peer API %s\n", nd.Node, nd.StackID, nd.Region, nd.Home, nd.PeerURL)
+	fmt.Fprintf(b, "## %s\n\n| check | result | time | detail |\n|---|---|---|---|\n", title)
+	for _, c := range cs {
+		res, detail := "pass", c.Detail
+		if !c.OK {
+			res, detail = "FAIL", c.Error
 		}
-		if f.CADir != "" {
-			fmt.Fprintf(&b, "- CA: `%s`\n", f.CADir)
-		}
-		b.WriteString("\n")
-		checks("Federation checks", f.Checks)
+		fmt.Fprintf(b, "| %s | %s | %dms | %s |\n", mdCell(c.Name), res, c.DurationMs, mdCell(detail))
 	}
+	b.WriteString("\n")
+}
+
+func (r *Report) mdFederation(b *strings.Builder) {
+	f := r.Federation
+	if f == nil {
+		return
+	}
+	b.WriteString("## Federation\n\n")
+	for _, nd := range f.Nodes {
+		fmt.Fprintf(b, "- node %s: %s (region %s), home `%s`, peer API %s\n", nd.Node, nd.StackID, nd.Region, nd.Home, nd.PeerURL)
+	}
+	if f.CADir != "" {
+		fmt.Fprintf(b, "- CA: `%s`\n", f.CADir)
+	}
+	b.WriteString("\n")
+	mdChecks(b, "Federation checks", f.Checks)
+}
+
+// mdSetup writes what the node was set up with and what to do next:
+// seeded objects, credentials, default quotas, alerts, remediation.
+func (r *Report) mdSetup(b *strings.Builder) {
 	if len(r.Seeded.Tenants)+len(r.Seeded.Agents) > 0 {
-		fmt.Fprintf(&b, "## Seeded\n\n- tenants: %s\n- principals: %s\n- agents: %s\n- tools: %s\n\n",
+		fmt.Fprintf(b, "## Seeded\n\n- tenants: %s\n- principals: %s\n- agents: %s\n- tools: %s\n\n",
 			strings.Join(r.Seeded.Tenants, ", "), strings.Join(r.Seeded.Principals, ", "),
 			strings.Join(r.Seeded.Agents, ", "), strings.Join(r.Seeded.Tools, ", "))
 	}
 	if r.Credentials.Path != "" {
-		fmt.Fprintf(&b, "## Credentials\n\n- file: `%s` (exists: %v, mode 0600)\n- rotate: `%s`\n\n", r.Credentials.Path, r.Credentials.Exists, r.Credentials.Rotate)
+		fmt.Fprintf(b, "## Credentials\n\n- file: `%s` (exists: %v, mode 0600)\n- rotate: `%s`\n\n", r.Credentials.Path, r.Credentials.Exists, r.Credentials.Rotate)
 	}
 	if len(r.Quotas) > 0 {
-		fmt.Fprintf(&b, "## Default quotas\n\n- run create QPS: %v\n- max concurrent runs: %v\n- model invoke QPS: %v\n- override: %v\n\n",
+		fmt.Fprintf(b, "## Default quotas\n\n- run create QPS: %v\n- max concurrent runs: %v\n- model invoke QPS: %v\n- override: %v\n\n",
 			r.Quotas["run_create_qps"], r.Quotas["max_concurrent_runs"], r.Quotas["invoke_qps"], r.Quotas["override"])
 	}
-	fmt.Fprintf(&b, "## Alerts\n\n- %s: %s\n\n", r.Alerts.Status, r.Alerts.Detail)
+	fmt.Fprintf(b, "## Alerts\n\n- %s: %s\n\n", r.Alerts.Status, r.Alerts.Detail)
 	if len(r.Remediation) > 0 {
 		b.WriteString("## Remediation\n\n")
 		for _, t := range r.Remediation {
-			fmt.Fprintf(&b, "- %s\n", t)
+			fmt.Fprintf(b, "- %s\n", t)
 		}
 		b.WriteString("\n")
 	}
-	return b.String()
 }
 
 func mdCell(s string) string {

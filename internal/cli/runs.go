@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nexixai/agentos/internal/apiclient"
 	"github.com/nexixai/agentos/internal/store"
 )
 
@@ -25,7 +26,7 @@ event stream, as ` + "`agentos run`" + ` shows it).`}
 }
 
 func newRunsListCmd() *cobra.Command {
-	var f RunFilter
+	var f apiclient.RunFilter
 	var asJSON bool
 	cmd := &cobra.Command{Use: "list", Short: "List runs, newest first", Args: cobra.NoArgs,
 		Example: `  agentos runs list
@@ -184,7 +185,7 @@ failed or was canceled.`}
 
 // followEvents streams a run's events to cmd's output until the terminal
 // event; a run that did not complete is exit 1.
-func followEvents(ctx context.Context, cmd *cobra.Command, c *Client, runID string, after int64, timeout time.Duration, asJSON bool) error {
+func followEvents(ctx context.Context, cmd *cobra.Command, c *apiclient.Client, runID string, after int64, timeout time.Duration, asJSON bool) error {
 	out := cmd.OutOrStdout()
 	enc := json.NewEncoder(out)
 	var last store.Event

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nexixai/agentos/federation/peers"
+	"github.com/nexixai/agentos/internal/supervisor"
 )
 
 // ServiceStatus is one row of `agentos status`.
@@ -121,10 +122,10 @@ func printNodeStatus(out io.Writer, st NodeStatus) {
 }
 
 // nodeStatus inspects every service of one node.
-func nodeStatus(ctx context.Context, n *Node) NodeStatus {
+func nodeStatus(ctx context.Context, n *supervisor.Node) NodeStatus {
 	ns := NodeStatus{Node: n.Name, StackID: n.Cfg.StackID, Home: n.Cfg.Home, Mode: n.Cfg.Mode, DataDir: n.Cfg.DataDir,
-		DataBytes: dirSize(n.Cfg.DataDir), Healthy: true}
-	if _, ok := n.service("federation"); ok {
+		DataBytes: supervisor.DirSize(n.Cfg.DataDir), Healthy: true}
+	if _, ok := n.Service("federation"); ok {
 		if ps, err := peers.Load(nodeFederationFiles(n).Peers); err == nil {
 			for _, p := range ps {
 				ns.Peers = append(ns.Peers, p.StackID)
@@ -132,9 +133,9 @@ func nodeStatus(ctx context.Context, n *Node) NodeStatus {
 		}
 	}
 	for _, s := range n.Services {
-		ps := n.inspect(ctx, s)
+		ps := n.Inspect(ctx, s)
 		ss := ServiceStatus{Name: s.Name, PID: ps.PID, Version: ps.Version, Address: s.Addr, URL: s.URL, Error: ps.Err}
-		if fi, err := os.Stat(n.logFile(s.Name)); err == nil {
+		if fi, err := os.Stat(n.LogFile(s.Name)); err == nil {
 			ss.LogBytes = fi.Size()
 		}
 		switch {

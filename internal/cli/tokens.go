@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/nexixai/agentos/internal/apiclient"
 )
 
 func newTokensCmd() *cobra.Command {
@@ -32,7 +34,7 @@ func newTokensCmd() *cobra.Command {
 			return err
 		}
 		c.TenantID = "" // the tenant is in the path
-		req := TokenRequest{PrincipalID: principal, Scopes: scopes, Roles: roles}
+		req := apiclient.TokenRequest{PrincipalID: principal, Scopes: scopes, Roles: roles}
 		if expiresIn > 0 {
 			t := time.Now().Add(expiresIn).UTC()
 			req.ExpiresAt = &t

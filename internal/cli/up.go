@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nexixai/agentos/internal/apiclient"
 	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/supervisor"
 	"io"
 	"io/fs"
 	"os"
@@ -97,7 +99,7 @@ func runUpCmd(cmd *cobra.Command, cf *configFlags, o upOptions, action string) e
 }
 
 // up runs the phases; the caller writes the report.
-func up(ctx context.Context, n *Node, p *Progress, rep *Report, o upOptions, restartAll bool, envFile string) error {
+func up(ctx context.Context, n *supervisor.Node, p *Progress, rep *Report, o upOptions, restartAll bool, envFile string) error {
 	p.Phase("preflight")
 	if err := preflight(ctx, n, p, o, envFile); err != nil {
 		p.End(err, "")
@@ -124,7 +126,7 @@ func up(ctx context.Context, n *Node, p *Progress, rep *Report, o upOptions, res
 		return err
 	}
 	p.Phase("seed")
-	for _, x := range n.all() {
+	for _, x := range n.All() {
 		r := rep
 		if x != n {
 			r = newReport(rep.Action, x, rep.Profile) // node B's seed details stay out of the report
@@ -135,7 +137,7 @@ func up(ctx context.Context, n *Node, p *Progress, rep *Report, o upOptions, res
 		}
 	}
 	p.Phase("wire")
-	for _, x := range n.all() {
+	for _, x := range n.All() {
 		if err := wire(ctx, x, p); err != nil {
 			p.End(err, "")
 			return err
@@ -158,7 +160,7 @@ func up(ctx context.Context, n *Node, p *Progress, rep *Report, o upOptions, res
 }
 
 // preflight checks the configuration, the home directory and the ports.
-func preflight(ctx context.Context, n *Node, p *Progress, o upOptions, envFile string) error {
+func preflight(ctx context.Context, n *supervisor.Node, p *Progress, o upOptions, envFile string) error {
 	switch o.profile {
 	case profileLocal:
 	case profileFederated:
@@ -180,8 +182,8 @@ func preflight(ctx context.Context, n *Node, p *Progress, o upOptions, envFile s
 		}
 	}
 	p.Status("config valid")
-	for _, x := range n.all() {
-		for _, d := range []string{x.Cfg.Home, x.Cfg.DataDir, x.runDir(), x.logDir(), x.reportDir()} {
+	for _, x := range n.All() {
+		for _, d := range []string{x.Cfg.Home, x.Cfg.DataDir, x.RunDir(), x.LogDir(), x.ReportDir()} {
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				return &checkError{check: "preflight home writable", node: x, next: "agentos up --home <writable dir>", err: err}
 			}
@@ -218,8 +220,8 @@ func preflight(ctx context.Context, n *Node, p *Progress, o upOptions, envFile s
 }
 
 // preflightFederated checks what the federated profile needs.
-func preflightFederated(n *Node) error {
-	if _, ok := n.service("federation"); !ok {
+func preflightFederated(n *supervisor.Node) error {
+	if _, ok := n.Service("federation"); !ok {
 		return &checkError{check: "preflight profile", next: "agentos up --profile local",
 			err: errors.New("federation is not available in this build: --profile federated needs `agentos serve federation`")}
 	}
@@ -236,19 +238,19 @@ func preflightFederated(n *Node) error {
 
 // preflightPorts checks that every address of every node is free or held
 // by one of our services.
-func preflightPorts(ctx context.Context, n *Node, p *Progress) error {
+func preflightPorts(ctx context.Context, n *supervisor.Node, p *Progress) error {
 	type port struct {
-		x    *Node
+		x    *supervisor.Node
 		svc  string
 		addr string
 		flag string
 		ours bool
 	}
 	var ports []port
-	for _, x := range n.all() {
+	for _, x := range n.All() {
 		for _, s := range x.Services {
-			st := x.inspect(ctx, s)
-			ours := st.Healthy || (st.Alive && x.ownsPID(st.PID))
+			st := x.Inspect(ctx, s)
+			ours := st.Healthy || (st.Alive && x.OwnsPID(st.PID))
 			ports = append(ports, port{x, s.Name, s.Addr, "--" + s.Name + "-addr", ours})
 			if s.Name == "federation" {
 				ports = append(ports, port{x, s.Name, x.Cfg.FederationPeerAddr, "--federation-peer-addr", ours})
@@ -264,19 +266,19 @@ func preflightPorts(ctx context.Context, n *Node, p *Progress) error {
 				}
 				told = true
 				p.Status(fmt.Sprintf("port %s: nothing listens, a closed connection still holds it (TIME_WAIT); waiting up to %s",
-					pt.addr, portWait))
+					pt.addr, supervisor.PortWait))
 			}
-			if err := waitPortFree(ctx, pt.addr, portWait, waiting); err != nil {
+			if err := supervisor.WaitPortFree(ctx, pt.addr, supervisor.PortWait, waiting); err != nil {
 				next := fmt.Sprintf("lsof -i :%s  (or: agentos up %s 127.0.0.1:<free port>)", portOf(pt.addr), pt.flag)
 				if pt.x.Name == "b" {
 					next = fmt.Sprintf("lsof -i :%s  (or: agentos up --profile federated --node-b-port-offset <N>)", portOf(pt.addr))
 				}
 				what := "is in use by another process"
-				if !listening(pt.addr) {
+				if !supervisor.Listening(pt.addr) {
 					what = "is held although nothing listens on it (see README, Troubleshooting: ports held with nothing listening)"
 				}
 				return &checkError{check: "preflight port " + pt.addr, service: pt.svc, node: pt.x, next: next,
-					err: fmt.Errorf("port %s for %s %s: %v", pt.addr, pt.x.label(pt.svc), what, err)}
+					err: fmt.Errorf("port %s for %s %s: %v", pt.addr, pt.x.Label(pt.svc), what, err)}
 			}
 		}
 		p.Milestone("ports available", i+1, len(ports))
@@ -292,8 +294,8 @@ func portOf(addr string) string {
 }
 
 // boot starts what is not running and waits until every service is healthy.
-func boot(ctx context.Context, a *Node, p *Progress, rep *Report, o upOptions, restartAll bool) error {
-	nodes := a.all()
+func boot(ctx context.Context, a *supervisor.Node, p *Progress, rep *Report, o upOptions, restartAll bool) error {
+	nodes := a.All()
 	total := 0
 	for _, n := range nodes {
 		total += len(n.Services)
@@ -303,9 +305,9 @@ func boot(ctx context.Context, a *Node, p *Progress, rep *Report, o upOptions, r
 			n := nodes[j]
 			for i := len(n.Services) - 1; i >= 0; i-- {
 				s := n.Services[i]
-				p.Status("stopping " + n.label(s.Name))
-				if _, err := n.stop(s.Name, 15*time.Second); err != nil {
-					return &checkError{check: "stop " + n.label(s.Name), service: s.Name, node: n, next: "agentos status", err: err}
+				p.Status("stopping " + n.Label(s.Name))
+				if _, err := n.Stop(s.Name, 15*time.Second); err != nil {
+					return &checkError{check: "stop " + n.Label(s.Name), service: s.Name, node: n, next: "agentos status", err: err}
 				}
 			}
 		}
@@ -320,10 +322,10 @@ func boot(ctx context.Context, a *Node, p *Progress, rep *Report, o upOptions, r
 }
 
 // bootNode starts one node's services; healthy counts across nodes.
-func bootNode(ctx context.Context, n *Node, p *Progress, rep *Report, o upOptions, restartAll bool, healthy *int, total int) error {
+func bootNode(ctx context.Context, n *supervisor.Node, p *Progress, rep *Report, o upOptions, restartAll bool, healthy *int, total int) error {
 	for _, s := range n.Services {
-		st := n.inspect(ctx, s)
-		sr := ServiceReport{Name: s.Name, Node: n.Name, PID: st.PID, Address: s.Addr, URL: s.URL, LogFile: n.logFile(s.Name)}
+		st := n.Inspect(ctx, s)
+		sr := ServiceReport{Name: s.Name, Node: n.Name, PID: st.PID, Address: s.Addr, URL: s.URL, LogFile: n.LogFile(s.Name)}
 		switch {
 		case st.Healthy && st.Alive:
 			sr.Action = "left running"
@@ -334,8 +336,8 @@ func bootNode(ctx context.Context, n *Node, p *Progress, rep *Report, o upOption
 			sr.Action = "started"
 			if st.Alive {
 				sr.Action = "restarted (was unhealthy)"
-				if _, err := n.stop(s.Name, 10*time.Second); err != nil {
-					return &checkError{check: "restart " + n.label(s.Name), service: s.Name, node: n, next: "agentos status", err: err}
+				if _, err := n.Stop(s.Name, 10*time.Second); err != nil {
+					return &checkError{check: "restart " + n.Label(s.Name), service: s.Name, node: n, next: "agentos status", err: err}
 				}
 			} else if st.PID != 0 {
 				sr.Action = "restarted (stale pid file)"
@@ -343,24 +345,24 @@ func bootNode(ctx context.Context, n *Node, p *Progress, rep *Report, o upOption
 			if restartAll {
 				sr.Action = "restarted"
 			}
-			p.Status(fmt.Sprintf("starting %s on %s", n.label(s.Name), s.Addr))
-			pid, err := n.start(s)
+			p.Status(fmt.Sprintf("starting %s on %s", n.Label(s.Name), s.Addr))
+			pid, err := n.Start(s)
 			if err != nil {
-				return &checkError{check: "boot " + n.label(s.Name), service: s.Name, node: n, next: "agentos logs " + s.Name + n.nodeFlag(), err: err}
+				return &checkError{check: "boot " + n.Label(s.Name), service: s.Name, node: n, next: "agentos logs " + s.Name + n.NodeFlag(), err: err}
 			}
 			sr.PID = pid
-			if err := n.waitHealthy(ctx, s, pid, o.bootTimeout); err != nil {
-				return &checkError{check: "boot " + n.label(s.Name), service: s.Name, node: n, next: "agentos logs " + s.Name + n.nodeFlag() + " --tail 100", err: err}
+			if err := n.WaitHealthy(ctx, s, pid, o.bootTimeout); err != nil {
+				return &checkError{check: "boot " + n.Label(s.Name), service: s.Name, node: n, next: "agentos logs " + s.Name + n.NodeFlag() + " --tail 100", err: err}
 			}
 		}
-		if h, err := GetHealth(ctx, n.HTTP, s.URL, s.HealthPath); err == nil {
+		if h, err := apiclient.GetHealth(ctx, n.HTTP, s.URL, s.HealthPath); err == nil {
 			sr.Healthy, sr.Version = true, h.Version
 			rep.Versions.Services[s.Name] = h.Version
 		}
 		rep.Services = append(rep.Services, sr)
 		*healthy++
 		p.Milestone("services healthy", *healthy, total)
-		p.Info("%-15s %-6s pid %-7d %s", n.label(s.Name), "up", sr.PID, sr.Action)
+		p.Info("%-15s %-6s pid %-7d %s", n.Label(s.Name), "up", sr.PID, sr.Action)
 	}
 	return nil
 }
@@ -369,7 +371,7 @@ func bootNode(ctx context.Context, n *Node, p *Progress, rep *Report, o upOption
 var seededAgents = []string{sampleAgentID, "my-agent", "agt_demo"}
 
 // seed checks what the orchestrator seeded at startup (demo/dev).
-func seed(ctx context.Context, n *Node, p *Progress, rep *Report) error {
+func seed(ctx context.Context, n *supervisor.Node, p *Progress, rep *Report) error {
 	if n.Cfg.Mode == config.ModeProd {
 		p.Status("prod: nothing seeded; create the first admin and tenant with `agentos bootstrap`")
 		return nil
@@ -383,32 +385,32 @@ func seed(ctx context.Context, n *Node, p *Progress, rep *Report) error {
 			break
 		}
 		if time.Now().After(deadline) {
-			return &checkError{node: n, check: "seed credentials" + n.on(), service: "orchestrator", next: "agentos logs orchestrator" + n.nodeFlag() + " --tail 100",
+			return &checkError{node: n, check: "seed credentials" + n.OnNode(), service: "orchestrator", next: "agentos logs orchestrator" + n.NodeFlag() + " --tail 100",
 				err: fmt.Errorf("%s was not written by the orchestrator: %v", credsPath, err)}
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	rep.Credentials.Exists = true
 	if st, err := os.Stat(credsPath); err == nil && st.Mode().Perm()&0o077 != 0 {
-		return &checkError{node: n, check: "seed credentials" + n.on(), service: "orchestrator", next: "chmod 600 " + credsPath,
+		return &checkError{node: n, check: "seed credentials" + n.OnNode(), service: "orchestrator", next: "chmod 600 " + credsPath,
 			err: fmt.Errorf("%s has mode %v, want 0600", credsPath, st.Mode().Perm())}
 	}
-	admin := &Client{BaseURL: n.Cfg.OrchestratorURL, Token: creds.PlatformAdmin.Token, HTTP: n.HTTP}
+	admin := &apiclient.Client{BaseURL: n.Cfg.OrchestratorURL, Token: creds.PlatformAdmin.Token, HTTP: n.HTTP}
 	tenantID := firstNonEmpty(creds.TenantID, n.Cfg.DefaultTenant)
 	total := 1 + len(seededAgents)
 	done := 0
 	if _, err := admin.GetTenant(ctx, tenantID); err != nil {
-		return &checkError{node: n, check: "seed tenant " + tenantID + n.on(), service: "orchestrator", next: "agentos logs orchestrator" + n.nodeFlag() + " --tail 100", err: err}
+		return &checkError{node: n, check: "seed tenant " + tenantID + n.OnNode(), service: "orchestrator", next: "agentos logs orchestrator" + n.NodeFlag() + " --tail 100", err: err}
 	}
 	done++
-	p.Milestone("seeded objects present"+n.on(), done, total)
+	p.Milestone("seeded objects present"+n.OnNode(), done, total)
 	admin.TenantID = tenantID
 	for _, a := range seededAgents {
 		if _, err := admin.GetAgent(ctx, a); err != nil {
-			return &checkError{node: n, check: "seed agent " + a + n.on(), service: "orchestrator", next: "agentos logs orchestrator" + n.nodeFlag() + " --tail 100", err: err}
+			return &checkError{node: n, check: "seed agent " + a + n.OnNode(), service: "orchestrator", next: "agentos logs orchestrator" + n.NodeFlag() + " --tail 100", err: err}
 		}
 		done++
-		p.Milestone("seeded objects present"+n.on(), done, total)
+		p.Milestone("seeded objects present"+n.OnNode(), done, total)
 	}
 	rep.Seeded = Seeded{
 		Tenants:    []string{tenantID},
@@ -421,7 +423,7 @@ func seed(ctx context.Context, n *Node, p *Progress, rep *Report) error {
 
 // wire checks that the services reach each other: every /readyz (the
 // orchestrator's includes model-policy) and model-policy's model catalogue.
-func wire(ctx context.Context, n *Node, p *Progress) error {
+func wire(ctx context.Context, n *supervisor.Node, p *Progress) error {
 	total := len(n.Services) + 1
 	done := 0
 	for _, s := range n.Services {
@@ -430,12 +432,12 @@ func wire(ctx context.Context, n *Node, p *Progress) error {
 			if dep := readyDependency(err); dep != "" {
 				svc = dep
 			}
-			return &checkError{node: n, check: "wire " + n.label(s.Name) + " /readyz", service: svc, next: "agentos logs " + svc + n.nodeFlag() + " --tail 100", err: err}
+			return &checkError{node: n, check: "wire " + n.Label(s.Name) + " /readyz", service: svc, next: "agentos logs " + svc + n.NodeFlag() + " --tail 100", err: err}
 		}
 		done++
-		p.Milestone("links ready"+n.on(), done, total)
+		p.Milestone("links ready"+n.OnNode(), done, total)
 	}
-	c := &Client{PolicyURL: n.Cfg.ModelPolicyURL, HTTP: n.HTTP}
+	c := &apiclient.Client{PolicyURL: n.Cfg.ModelPolicyURL, HTTP: n.HTTP}
 	if creds, err := loadCredentials(n.Cfg.CredentialsFile()); err == nil {
 		c.Token = creds.TenantAdmin.Token
 	} else if n.Cfg.DevMode() {
@@ -447,20 +449,20 @@ func wire(ctx context.Context, n *Node, p *Progress) error {
 	}
 	models, err := c.ListModels(ctx)
 	if err != nil {
-		return &checkError{node: n, check: "wire model catalogue" + n.on(), service: "model-policy", next: "agentos logs model-policy" + n.nodeFlag() + " --tail 100", err: err}
+		return &checkError{node: n, check: "wire model catalogue" + n.OnNode(), service: "model-policy", next: "agentos logs model-policy" + n.NodeFlag() + " --tail 100", err: err}
 	}
 	if len(models) == 0 {
-		return &checkError{node: n, check: "wire model catalogue" + n.on(), service: "model-policy", next: "check AGENTOS_MODEL_POLICY_CONFIG",
+		return &checkError{node: n, check: "wire model catalogue" + n.OnNode(), service: "model-policy", next: "check AGENTOS_MODEL_POLICY_CONFIG",
 			err: errors.New("model-policy lists no models for the default tenant")}
 	}
 	done++
-	p.Milestone("links ready"+n.on(), done, total)
+	p.Milestone("links ready"+n.OnNode(), done, total)
 	return nil
 }
 
 // finishReport records the outcome, prints the failure or the summary,
 // writes the report and converts err into an exit code.
-func finishReport(out io.Writer, n *Node, rep *Report, p *Progress, err error) error {
+func finishReport(out io.Writer, n *supervisor.Node, rep *Report, p *Progress, err error) error {
 	if err != nil {
 		var ce *checkError
 		if !errors.As(err, &ce) {
@@ -475,9 +477,9 @@ func finishReport(out io.Writer, n *Node, rep *Report, p *Progress, err error) e
 			f.Node, f.StackID = at.Name, at.Cfg.StackID
 		}
 		if ce.service != "" {
-			if _, ok := at.service(ce.service); ok {
-				f.LogFile = at.logFile(ce.service)
-				f.LogLines = tailLines(f.LogFile, 15)
+			if _, ok := at.Service(ce.service); ok {
+				f.LogFile = at.LogFile(ce.service)
+				f.LogLines = supervisor.TailLines(f.LogFile, 15)
 			}
 		}
 		if f.NextCommand == "" {
@@ -487,7 +489,7 @@ func finishReport(out io.Writer, n *Node, rep *Report, p *Progress, err error) e
 		rep.Remediation = append(rep.Remediation, remediationFor(f)...)
 	}
 	rep.finish(err == nil, p.Results())
-	werr := rep.write(n.reportDir())
+	werr := rep.write(n.ReportDir())
 	fmt.Fprintln(out)
 	if rep.Failure != nil {
 		f := rep.Failure
@@ -545,13 +547,13 @@ func remediationFor(f *Failure) []string {
 }
 
 // printSummary is the post-success summary of up and redeploy.
-func printSummary(out io.Writer, n *Node, rep *Report) {
+func printSummary(out io.Writer, n *supervisor.Node, rep *Report) {
 	c := n.Cfg
 	fmt.Fprintf(out, "AgentOS node %s is up (%s mode)\n\n", c.StackID, c.Mode)
 	fmt.Fprintln(out, "  Product API:     "+c.OrchestratorURL+"  (runs, agents, SSE events)")
 	fmt.Fprintln(out, "  Admin API:       "+c.OrchestratorURL+"/v1/admin/tenants")
 	fmt.Fprintln(out, "  Model policy:    "+c.ModelPolicyURL+"  (models, policy checks; OpenAI SDK base URL: "+c.ModelPolicyURL+"/openai/v1)")
-	if s, ok := n.service("federation"); ok {
+	if s, ok := n.Service("federation"); ok {
 		fmt.Fprintln(out, "  Federation:      "+s.URL)
 	}
 	var metrics []string
@@ -559,7 +561,7 @@ func printSummary(out io.Writer, n *Node, rep *Report) {
 		metrics = append(metrics, s.URL+"/metrics")
 	}
 	fmt.Fprintln(out, "  Observability:   "+strings.Join(metrics, " "))
-	fmt.Fprintf(out, "  Logs:            %s/<service>.log   (agentos logs <service> -f)\n", n.logDir())
+	fmt.Fprintf(out, "  Logs:            %s/<service>.log   (agentos logs <service> -f)\n", n.LogDir())
 	fmt.Fprintf(out, "  Credentials:     %s (0600)\n", c.CredentialsFile())
 	fmt.Fprintln(out, "                   rotate: agentos tokens issue --tenant <t> --principal <p>; agentos tokens revoke --tenant <t> <token_id>")
 	if c.DevMode() {
@@ -596,7 +598,7 @@ func printSummary(out io.Writer, n *Node, rep *Report) {
 		fmt.Fprintln(out, "    Product API:   "+b.Cfg.OrchestratorURL)
 		fmt.Fprintln(out, "    Model policy:  "+b.Cfg.ModelPolicyURL)
 		fmt.Fprintln(out, "    Federation:    "+b.Cfg.FederationURL+"  (peer API "+peerURL(b.Cfg)+")")
-		fmt.Fprintf(out, "    Logs:          agentos logs <service> --node b   (%s)\n", b.logDir())
+		fmt.Fprintf(out, "    Logs:          agentos logs <service> --node b   (%s)\n", b.LogDir())
 		fmt.Fprintf(out, "  Peers:           %s <-> %s over mTLS (%s, %s)\n", n.Cfg.StackID, b.Cfg.StackID, peerURL(n.Cfg), peerURL(b.Cfg))
 		fmt.Fprintf(out, "  Forward a run:   curl -H 'X-Tenant-Id: %s' -H 'Content-Type: application/json' %s/v1/federation/runs:forward \\\n", c.DefaultTenant, c.FederationURL)
 		fmt.Fprintf(out, "                     -d '{\"forward\":{\"target_selector\":{\"stack_id\":\"%s\"},\"run_request\":{\"agent_id\":\"%s\",\"input\":\"hello\"}}}'\n", b.Cfg.StackID, sampleAgentID)

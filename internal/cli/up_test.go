@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/nexixai/agentos/internal/supervisor"
 )
 
 // upOnce runs the up phases and writes the report like the command does.
-func upOnce(t *testing.T, n *Node, action string, restartAll bool) (*Report, string, error) {
+func upOnce(t *testing.T, n *supervisor.Node, action string, restartAll bool) (*Report, string, error) {
 	t.Helper()
 	var out bytes.Buffer
 	p := NewProgress(&out, false)
@@ -25,7 +27,7 @@ func upOnce(t *testing.T, n *Node, action string, restartAll bool) (*Report, str
 	return rep, out.String(), err
 }
 
-func validateOnce(t *testing.T, n *Node) (*Report, string, error) {
+func validateOnce(t *testing.T, n *supervisor.Node) (*Report, string, error) {
 	t.Helper()
 	var out bytes.Buffer
 	p := NewProgress(&out, false)
@@ -83,9 +85,9 @@ func TestUpValidateRedeployNukeAgainstFakeServices(t *testing.T) {
 	require.NotEqual(t, rep.Reports.JSON, rep2.Reports.JSON)
 
 	// model-policy killed: validate fails naming it; up restarts it.
-	mpPID, _ := n.readPID("model-policy")
+	mpPID, _ := n.ReadPID("model-policy")
 	require.NoError(t, syscall.Kill(mpPID, syscall.SIGKILL))
-	require.Eventually(t, func() bool { return !processAlive(mpPID) }, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return !supervisor.ProcessAlive(mpPID) }, 10*time.Second, 20*time.Millisecond)
 	vrep, out, err := validateOnce(t, n)
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "model-policy")
@@ -127,10 +129,10 @@ func TestUpValidateRedeployNukeAgainstFakeServices(t *testing.T) {
 	err = finishReport(&nout, n, nrep, p, nuke(n, p, nrep, true))
 	require.NoError(t, err, nout.String())
 	require.NoDirExists(t, n.Cfg.DataDir)
-	require.NoDirExists(t, n.runDir())
+	require.NoDirExists(t, n.RunDir())
 	require.NoFileExists(t, n.Cfg.CredentialsFile())
 	require.False(t, nodeStatus(context.Background(), n).Healthy)
-	entries, err := filepath.Glob(filepath.Join(n.reportDir(), "*.json"))
+	entries, err := filepath.Glob(filepath.Join(n.ReportDir(), "*.json"))
 	require.NoError(t, err)
 	kinds := map[string]bool{}
 	for _, e := range entries {
@@ -153,7 +155,7 @@ func TestPreflightRefusesBusyPortAndUnknownProfile(t *testing.T) {
 	require.Contains(t, out, "FAILED: preflight port "+n.Cfg.OrchestratorAddr)
 	require.Contains(t, out, "next: lsof -i :")
 	require.Equal(t, "orchestrator", rep.Failure.Service)
-	require.NoFileExists(t, n.pidFile("model-policy"), "nothing is started when preflight fails")
+	require.NoFileExists(t, n.PIDFile("model-policy"), "nothing is started when preflight fails")
 
 	var buf bytes.Buffer
 	err = preflight(context.Background(), n, NewProgress(&buf, false), upOptions{profile: "gpu-node"}, "")

@@ -32,14 +32,15 @@ var envAllowed = map[string]string{
 	"internal/cli/flags.go:resolve": "passes os.LookupEnv to config.Load",
 	"bench/runload/main.go:run":     "passes os.LookupEnv to config.Load to find the credentials file",
 	// Children inherit the environment; the child resolves it with Load.
-	"internal/cli/supervise.go:childEnv":                    "copies the environment into a spawned service's, reading no setting",
+	"internal/supervisor/supervisor.go:ChildEnv":            "copies the environment into a spawned service's, reading no setting",
 	"tests/testnode/testnode.go:StartService":               "passes the environment on to the service it starts",
 	"tests/testnode/testnode.go:Run":                        "passes the environment on to the agentos command it runs",
 	"tests/e2e/operator_helpers.go:opNewNode":               "copies the environment minus every AGENTOS_* variable into a child's",
 	"tests/interop/node_test.go:TestNodeSDKAgainstRealNode": "passes the environment on to the Node.js SDK process",
 	"bench/streamflood/main.go:run":                         "passes the environment on to the node it starts",
 	// The test binary impersonating a service resolves its settings like one.
-	"internal/cli/supervise_test.go:runFakeService": "passes os.LookupEnv to config.Load",
+	"internal/cli/fakes_test.go:runFakeService":             "passes os.LookupEnv to config.Load",
+	"internal/supervisor/supervisor_test.go:runFakeService": "passes os.LookupEnv to config.Load",
 	// Provider variables named by the operator in the model catalogue
 	// (api_key_env, base_url_env: OPENAI_API_KEY and the like), not
 	// AGENTOS_* settings.

@@ -1,7 +1,9 @@
 // Package httpx is the HTTP adapter shared by every AgentOS service: the
-// contract's error envelope and code→status table, correlation and request
-// ids, W3C traceparent continuation, body limits, strict JSON decoding,
-// panic recovery and JSON access logs.
+// contract's error envelope and code→status table (and, for clients,
+// DecodeError to rebuild an error from an answer), correlation and request
+// ids, W3C traceparent continuation, body size and time limits, JSON
+// decoding whose errors name the field, 405 with Allow, panic recovery and
+// JSON access logs.
 package httpx
 
 import (
@@ -234,9 +236,8 @@ func H(fn HandlerFunc) http.Handler {
 }
 
 // Decode reads r's JSON body into dst. Unknown fields are ignored (CONTRACT
-// §2); malformed JSON, wrong types and oversized bodies are invalid_request
-// errors naming the field or offset. An empty body is an error unless
-// allowEmpty.
+// §2); an empty body, malformed JSON, wrong types and oversized bodies are
+// invalid_request errors naming the field or offset.
 func Decode(r *http.Request, dst any) error {
 	body, err := ReadBody(r)
 	if err != nil {
@@ -246,7 +247,8 @@ func Decode(r *http.Request, dst any) error {
 }
 
 // ReadBody reads r's body; a body over the limit (see LimitBody) is an
-// invalid_request error that becomes 413.
+// invalid_request error that becomes 413, and one that does not arrive
+// within the body deadline (see BodyDeadline) one that becomes 408.
 func ReadBody(r *http.Request) ([]byte, error) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {

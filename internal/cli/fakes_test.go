@@ -13,15 +13,16 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/nexixai/agentos/internal/apiclient"
 	"github.com/nexixai/agentos/internal/config"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/supervisor"
 	"github.com/nexixai/agentos/tests/testnode"
 )
 
@@ -187,7 +188,7 @@ func (f *fakeOrchestrator) routes() *http.ServeMux {
 		writeJSON(w, 200, map[string]any{"status": "ok", "service": "agent-orchestrator", "version": "0.0.0-fake"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if _, err := GetHealth(r.Context(), &http.Client{Timeout: time.Second}, f.mpURL, "/v1/health"); err != nil {
+		if _, err := apiclient.GetHealth(r.Context(), &http.Client{Timeout: time.Second}, f.mpURL, "/v1/health"); err != nil {
 			writeErr(w, 503, "dependency_unavailable", "model-policy unreachable", map[string]any{"dependency": "model-policy"})
 			return
 		}
@@ -250,7 +251,7 @@ func (f *fakeOrchestrator) routes() *http.ServeMux {
 		writeJSON(w, 200, map[string]any{"agent": a})
 	}))
 	mux.HandleFunc("POST /v1/admin/tenants/{id}/tokens", f.admin(func(w http.ResponseWriter, r *http.Request, _ string) {
-		var req TokenRequest
+		var req apiclient.TokenRequest
 		_ = json.NewDecoder(r.Body).Decode(&req)
 		secret, id := "tk_"+randHexT(8), "tok_"+randHexT(4)
 		role := "tenant_user"
@@ -259,7 +260,7 @@ func (f *fakeOrchestrator) routes() *http.ServeMux {
 		}
 		f.tokens[secret] = [2]string{r.PathValue("id"), role}
 		f.ids[id] = secret
-		writeJSON(w, 201, map[string]any{"token": IssuedToken{TokenID: id, Secret: secret, PrincipalID: req.PrincipalID}})
+		writeJSON(w, 201, map[string]any{"token": apiclient.IssuedToken{TokenID: id, Secret: secret, PrincipalID: req.PrincipalID}})
 	}))
 	mux.HandleFunc("DELETE /v1/admin/tenants/{id}/tokens/{tok}", f.admin(func(w http.ResponseWriter, r *http.Request, _ string) {
 		delete(f.tokens, f.ids[r.PathValue("tok")])
@@ -399,7 +400,7 @@ func freeAddr(t *testing.T) string {
 }
 
 // newFakeNode is a node in a temp home whose services are this test binary.
-func newFakeNode(t *testing.T) *Node {
+func newFakeNode(t *testing.T) *supervisor.Node {
 	t.Helper()
 	home := t.TempDir()
 	cfg, err := config.Load(func(string) (string, bool) { return "", false }, filepath.Join(home, "none.env"))
@@ -408,7 +409,7 @@ func newFakeNode(t *testing.T) *Node {
 	cfg.OrchestratorAddr = freeAddr(t)
 	cfg.ModelPolicyAddr = freeAddr(t)
 	require.NoError(t, cfg.Finish())
-	n, err := newNode(cfg, "", map[string]bool{"orchestrator": true, "model-policy": true})
+	n, err := supervisor.New(cfg, "", map[string]bool{"orchestrator": true, "model-policy": true})
 	require.NoError(t, err)
 	exe, err := os.Executable()
 	require.NoError(t, err)
@@ -416,107 +417,37 @@ func newFakeNode(t *testing.T) *Node {
 	n.ExtraEnv = []string{fakeEnv + "=1"}
 	t.Cleanup(func() {
 		for _, s := range n.Services {
-			_, _ = n.stop(s.Name, 5*time.Second)
+			_, _ = n.Stop(s.Name, 5*time.Second)
 		}
 	})
 	return n
 }
 
-func TestSupervisorStartStopAndStalePID(t *testing.T) {
+// The supervisor's own tests are in internal/supervisor; this one checks
+// what status makes of a pid file whose process is gone.
+func TestStatusReportsStalePID(t *testing.T) {
 	t.Parallel()
 	n := newFakeNode(t)
 	ctx := context.Background()
-	s, _ := n.service("model-policy")
-
-	st := n.inspect(ctx, s)
-	require.False(t, st.Healthy)
-	require.Zero(t, st.PID)
-
-	pid, err := n.start(s)
+	s, _ := n.Service("model-policy")
+	pid, err := n.Start(s)
 	require.NoError(t, err)
-	require.NoError(t, n.waitHealthy(ctx, s, pid, 30*time.Second))
-	st = n.inspect(ctx, s)
-	require.True(t, st.Healthy)
-	require.True(t, st.Alive)
-	require.Equal(t, pid, st.PID)
-	require.Equal(t, "0.0.0-fake", st.Version)
-	require.Contains(t, strings.Join(tailLines(n.logFile("model-policy"), 5), "\n"), "fake model-policy listening")
-
-	was, err := n.stop("model-policy", 5*time.Second)
+	require.NoError(t, n.WaitHealthy(ctx, s, pid, 30*time.Second))
+	require.Equal(t, "healthy", nodeStatus(ctx, n).Services[0].State)
+	was, err := n.Stop("model-policy", 5*time.Second)
 	require.NoError(t, err)
 	require.True(t, was)
-	require.False(t, processAlive(pid))
-	require.NoFileExists(t, n.pidFile("model-policy"))
 
 	// A stale pid file (process gone) is reported as such and not signalled.
-	require.NoError(t, os.WriteFile(n.pidFile("model-policy"), []byte(fmt.Sprint(pid)), 0o644))
+	require.NoError(t, os.WriteFile(n.PIDFile("model-policy"), []byte(fmt.Sprint(pid)), 0o644))
 	ns := nodeStatus(ctx, n)
 	require.Equal(t, "stale-pid", ns.Services[0].State)
 	require.False(t, ns.Healthy)
-	was, err = n.stop("model-policy", time.Second)
+	was, err = n.Stop("model-policy", time.Second)
 	require.NoError(t, err)
 	require.False(t, was)
-}
-
-func TestChildEnvCarriesResolvedConfig(t *testing.T) {
-	t.Parallel()
-	n := newFakeNode(t)
-	env := map[string]string{}
-	for _, kv := range n.childEnv() {
-		k, v, _ := strings.Cut(kv, "=")
-		env[k] = v
-	}
-	require.Equal(t, n.Cfg.Home, env["AGENTOS_HOME"])
-	require.True(t, filepath.IsAbs(env["AGENTOS_HOME"]))
-	require.Equal(t, n.Cfg.OrchestratorAddr, env["AGENTOS_ORCHESTRATOR_ADDR"])
-	require.Equal(t, n.Cfg.ModelPolicyURL, env["AGENTOS_MODEL_POLICY_URL"])
-	require.Equal(t, "demo", env["AGENTOS_MODE"])
-	require.Equal(t, "1", env[fakeEnv])
-}
-
-func TestPortFree(t *testing.T) {
-	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	require.Error(t, portFree(l.Addr().String()))
-	require.NoError(t, portFree(freeAddr(t)))
 }
 
 func netListen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
 
 func readEnv(p string) (map[string]string, error) { return config.ReadEnvFile(p) }
-
-func TestWaitPortFree(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-
-	// A port something listens on fails at once.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	waited := 0
-	require.Error(t, waitPortFree(ctx, l.Addr().String(), time.Minute, func() { waited++ }))
-	require.Zero(t, waited)
-
-	// A port held by a socket that does not listen (as a TIME_WAIT
-	// connection holds one) is waited for until it is released.
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	require.NoError(t, err)
-	require.NoError(t, syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
-	sa, err := syscall.Getsockname(fd)
-	require.NoError(t, err)
-	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
-	require.Error(t, portFree(addr), "bound without listening still holds the port")
-	require.Error(t, waitPortFree(ctx, addr, 300*time.Millisecond, func() {}), "still held when the wait ends")
-	var released atomic.Bool
-	go func() {
-		time.Sleep(300 * time.Millisecond)
-		released.Store(true)
-		_ = syscall.Close(fd)
-	}()
-	waited = 0
-	require.NoError(t, waitPortFree(ctx, addr, time.Minute, func() { waited++ }))
-	require.True(t, released.Load())
-	require.Positive(t, waited)
-}

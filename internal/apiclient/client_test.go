@@ -1,4 +1,4 @@
-package cli
+package apiclient
 
 import (
 	"context"
@@ -7,9 +7,11 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
 )
 
@@ -86,12 +88,6 @@ agentos_x_total{a="b"} NaNx
 	require.Equal(t, 12.0, m["go_goroutines"])
 	require.Equal(t, 1.0, m["weird"])
 	require.NotContains(t, m, "agentos_x_total")
-
-	name, ok := increasedCounter(map[string]float64{"agentos_a_total": 1}, map[string]float64{"agentos_a_total": 2, "go_x": 9})
-	require.True(t, ok)
-	require.Equal(t, "agentos_a_total", name)
-	_, ok = increasedCounter(map[string]float64{"agentos_a_total": 2}, map[string]float64{"agentos_a_total": 2})
-	require.False(t, ok)
 }
 
 func FuzzParseMetrics(f *testing.F) {
@@ -102,77 +98,50 @@ func FuzzParseMetrics(f *testing.F) {
 	})
 }
 
-func TestAPIErrorDecoding(t *testing.T) {
+// A service's error answer comes back as the *errs.Error it encodes: the
+// envelope's code, message and details, or, for a body without one (a
+// proxy's 502), the code of the status; event streams and /metrics too.
+func TestErrorAnswersAreErrsErrors(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
-		case "/v1/runs/run_x":
-			writeErr(w, 404, "not_found", "run run_x not found", map[string]any{"run_id": "run_x"})
+		case "/v1/runs/run_x", "/v1/runs/run_x/events":
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(404)
+			_, _ = w.Write([]byte(`{"error":{"code":"not_found","message":"run run_x not found","retryable":false,"details":{"run_id":"run_x"}},"correlation_id":"corr_fake"}`))
+		case "/v1/agents":
+			w.Header().Set("Retry-After", "3")
+			w.WriteHeader(429)
+			_, _ = w.Write([]byte(`{"error":{"code":"rate_limited","message":"slow down","retryable":true,"details":{}}}`))
 		default:
 			w.WriteHeader(502)
 			_, _ = w.Write([]byte("bad gateway"))
 		}
 	}))
 	defer srv.Close()
-	c := &Client{BaseURL: srv.URL, Token: "t"}
-	_, err := c.GetRun(context.Background(), "run_x")
-	require.True(t, IsStatus(err, 404))
-	var ae *APIError
-	require.ErrorAs(t, err, &ae)
-	require.Equal(t, "not_found", ae.Code)
-	require.Equal(t, "corr_fake", ae.CorrelationID)
-	_, err = c.GetTenant(context.Background(), "tnt_x")
-	require.ErrorAs(t, err, &ae)
-	require.Equal(t, 502, ae.Status)
-	require.Equal(t, "bad gateway", ae.Message)
-}
-
-func TestClientAgainstFakeOrchestrator(t *testing.T) {
-	t.Parallel()
-	home := t.TempDir()
-	mp := httptest.NewServer(newFakeModelPolicy())
-	defer mp.Close()
-	f, err := newFakeOrchestrator(home, mp.URL, false)
-	require.NoError(t, err)
-	srv := httptest.NewServer(f)
-	defer srv.Close()
-	creds, err := loadCredentials(home + "/credentials.json")
-	require.NoError(t, err)
 	ctx := context.Background()
+	c := &Client{BaseURL: srv.URL, Token: "t"}
 
-	tenant := &Client{BaseURL: srv.URL, PolicyURL: mp.URL, Token: creds.TenantAdmin.Token}
-	run, err := tenant.CreateRun(ctx, sampleAgentID, "hello", nil)
-	require.NoError(t, err)
-	var types []string
-	require.NoError(t, tenant.StreamEvents(ctx, run.RunID, 0, func(ev store.Event) error { types = append(types, ev.Type); return nil }))
-	require.Equal(t, store.EventRunCompleted, types[len(types)-1])
-	evs, err := tenant.ListEvents(ctx, run.RunID)
-	require.NoError(t, err)
-	require.Len(t, evs, len(types))
-	pr, err := tenant.PolicyCheck(ctx, "req_1", "mail a@b.c")
-	require.NoError(t, err)
-	require.Equal(t, "redacted", pr.Decision)
-	models, err := tenant.ListModels(ctx)
-	require.NoError(t, err)
-	require.NotEmpty(t, models)
+	_, err := c.GetRun(ctx, "run_x")
+	require.ErrorIs(t, err, errs.ErrNotFound)
+	var e *errs.Error
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, "run run_x not found", e.Message)
+	require.Equal(t, "run_x", e.Details["run_id"])
 
-	// The tenant admin is not a platform admin.
-	_, err = tenant.ListTenants(ctx)
-	require.True(t, IsStatus(err, 403))
+	err = c.StreamEvents(ctx, "run_x", 0, func(store.Event) error { return nil })
+	require.ErrorIs(t, err, errs.ErrNotFound)
 
-	admin := &Client{BaseURL: srv.URL, Token: creds.PlatformAdmin.Token}
-	_, err = admin.CreateTenant(ctx, map[string]any{"tenant_id": "tnt_b", "name": "B"})
-	require.NoError(t, err)
-	tok, err := admin.IssueToken(ctx, "tnt_b", TokenRequest{PrincipalID: "usr_b"})
-	require.NoError(t, err)
-	other := &Client{BaseURL: srv.URL, Token: tok.Secret}
-	_, err = other.GetRun(ctx, run.RunID)
-	require.True(t, IsStatus(err, 404))
-	require.NoError(t, admin.RevokeToken(ctx, "tnt_b", tok.TokenID))
-	_, err = other.GetRun(ctx, run.RunID)
-	require.True(t, IsStatus(err, 401))
+	_, err = c.ListAgents(ctx)
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, errs.RateLimited, e.Code)
+	require.Equal(t, 3*time.Second, e.RetryAfter)
 
-	m, err := Metrics(ctx, nil, srv.URL)
-	require.NoError(t, err)
-	require.Equal(t, 1.0, m["agentos_runs_total"])
+	_, err = c.GetTenant(ctx, "tnt_x")
+	require.ErrorIs(t, err, errs.ErrUnavailable)
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, srv.URL+" answered HTTP 502", e.Message)
+
+	_, err = Metrics(ctx, nil, srv.URL)
+	require.ErrorIs(t, err, errs.ErrUnavailable)
 }

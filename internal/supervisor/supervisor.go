@@ -1,4 +1,7 @@
-package cli
+// Package supervisor starts, stops and watches the processes of a local
+// AgentOS node: one detached `agentos serve <name>` per service, its pid
+// file under run/ and its log under logs/, health polled over HTTP.
+package supervisor
 
 import (
 	"bufio"
@@ -18,6 +21,7 @@ import (
 	"time"
 
 	"github.com/nexixai/agentos/federation"
+	"github.com/nexixai/agentos/internal/apiclient"
 	"github.com/nexixai/agentos/internal/config"
 )
 
@@ -46,34 +50,34 @@ type Node struct {
 	B *Node
 }
 
-// all returns the node followed by node B when there is one.
-func (n *Node) all() []*Node {
+// All returns the node followed by node B when there is one.
+func (n *Node) All() []*Node {
 	if n.B != nil {
 		return []*Node{n, n.B}
 	}
 	return []*Node{n}
 }
 
-// label names a service of this node for people: "orchestrator" for a
+// Label names a service of this node for people: "orchestrator" for a
 // single node, "b/orchestrator" in the federated profile.
-func (n *Node) label(service string) string {
+func (n *Node) Label(service string) string {
 	if n.Name == "" {
 		return service
 	}
 	return n.Name + "/" + service
 }
 
-// on is " on node b" in the federated profile, "" for a single node.
-func (n *Node) on() string {
+// OnNode is " on node b" in the federated profile, "" for a single node.
+func (n *Node) OnNode() string {
 	if n.Name == "" {
 		return ""
 	}
 	return " on node " + n.Name
 }
 
-// nodeFlag is the `--node` argument that selects this node in commands
+// NodeFlag is the `--node` argument that selects this node in commands
 // such as logs ("" for node A).
-func (n *Node) nodeFlag() string {
+func (n *Node) NodeFlag() string {
 	if n.Name == "" || n.Name == "a" {
 		return ""
 	}
@@ -81,31 +85,19 @@ func (n *Node) nodeFlag() string {
 }
 
 // Paths under AGENTOS_HOME.
-func (n *Node) runDir() string          { return filepath.Join(n.Cfg.Home, "run") }
-func (n *Node) logDir() string          { return filepath.Join(n.Cfg.Home, "logs") }
-func (n *Node) reportDir() string       { return filepath.Join(n.Cfg.Home, "reports") }
-func (n *Node) pidFile(s string) string { return filepath.Join(n.runDir(), s+".pid") }
-func (n *Node) logFile(s string) string { return filepath.Join(n.logDir(), s+".log") }
+func (n *Node) RunDir() string          { return filepath.Join(n.Cfg.Home, "run") }
+func (n *Node) LogDir() string          { return filepath.Join(n.Cfg.Home, "logs") }
+func (n *Node) ReportDir() string       { return filepath.Join(n.Cfg.Home, "reports") }
+func (n *Node) PIDFile(s string) string { return filepath.Join(n.RunDir(), s+".pid") }
+func (n *Node) LogFile(s string) string { return filepath.Join(n.LogDir(), s+".log") }
 
-// availableServices reports which `agentos serve <name>` subcommands exist in
-// this build, so that federation is started only when it has landed.
-func availableServices() map[string]bool {
-	out := map[string]bool{}
-	for _, c := range commands() {
-		if c.Name() != "serve" {
-			continue
-		}
-		for _, sc := range c.Commands() {
-			out[sc.Name()] = true
-		}
-	}
-	return out
-}
-
-// newNode builds the node for cfg, with services in start order
-// (model-policy first: the orchestrator depends on it). Home and data dir
-// are made absolute so that children and reports agree whatever their cwd.
-func newNode(cfg config.Config, envFile string, avail map[string]bool) (*Node, error) {
+// New builds the node for cfg, with services in start order
+// (model-policy first: the orchestrator depends on it); avail names the
+// `agentos serve` subcommands this build has, and only those services are
+// supervised. Home and data dir are made absolute so that children and
+// reports agree whatever their cwd. envFile (may be "") is handed to the
+// children as --env-file.
+func New(cfg config.Config, envFile string, avail map[string]bool) (*Node, error) {
 	var err error
 	if cfg.Home, err = filepath.Abs(cfg.Home); err != nil {
 		return nil, err
@@ -139,17 +131,8 @@ func newNode(cfg config.Config, envFile string, avail map[string]bool) (*Node, e
 	return n, nil
 }
 
-// nodeFromFlags resolves the configuration and builds the node.
-func nodeFromFlags(cf *configFlags) (*Node, error) {
-	cfg, err := cf.resolve()
-	if err != nil {
-		return nil, err
-	}
-	return newNode(cfg, cf.envFile, availableServices())
-}
-
-// service returns the named service.
-func (n *Node) service(name string) (Service, bool) {
+// Service returns the named service.
+func (n *Node) Service(name string) (Service, bool) {
 	for _, s := range n.Services {
 		if s.Name == name {
 			return s, true
@@ -158,9 +141,9 @@ func (n *Node) service(name string) (Service, bool) {
 	return Service{}, false
 }
 
-// childEnv is the environment of a spawned service: the parent's, with the
+// ChildEnv is the environment of a spawned service: the parent's, with the
 // resolved configuration on top so that child and parent agree.
-func (n *Node) childEnv() []string {
+func (n *Node) ChildEnv() []string {
 	c := n.Cfg
 	set := map[string]string{
 		"AGENTOS_HOME":                  c.Home,
@@ -195,7 +178,7 @@ func (n *Node) childEnv() []string {
 	// Without a configured bootstrap token, the one `agentos bootstrap`
 	// keeps in the secrets file (the children would not find it).
 	if c.BootstrapAdminToken == "" {
-		if p := n.bootstrapTokenFile(); fileExists(p) {
+		if p := n.BootstrapTokenFile(); fileExists(p) {
 			set["AGENTOS_BOOTSTRAP_ADMIN_TOKEN_FILE"] = p
 		}
 	}
@@ -212,9 +195,9 @@ func (n *Node) childEnv() []string {
 	return append(env, n.ExtraEnv...)
 }
 
-// bootstrapTokenFile is where `agentos bootstrap` keeps the prod bootstrap
+// BootstrapTokenFile is where `agentos bootstrap` keeps the prod bootstrap
 // admin token.
-func (n *Node) bootstrapTokenFile() string {
+func (n *Node) BootstrapTokenFile() string {
 	return filepath.Join(n.Cfg.Home, "secrets", "bootstrap-admin.token")
 }
 
@@ -234,9 +217,9 @@ type ProcState struct {
 	Err     string    // last health error
 }
 
-// readPID returns the pid recorded for a service (0 if none or unreadable).
-func (n *Node) readPID(name string) (int, time.Time) {
-	p := n.pidFile(name)
+// ReadPID returns the pid recorded for a service (0 if none or unreadable).
+func (n *Node) ReadPID(name string) (int, time.Time) {
+	p := n.PIDFile(name)
 	b, err := os.ReadFile(p)
 	if err != nil {
 		return 0, time.Time{}
@@ -252,8 +235,8 @@ func (n *Node) readPID(name string) (int, time.Time) {
 	return pid, st.ModTime()
 }
 
-// processAlive reports whether pid is a live, non-zombie process.
-func processAlive(pid int) bool {
+// ProcessAlive reports whether pid is a live, non-zombie process.
+func ProcessAlive(pid int) bool {
 	if pid <= 0 {
 		return false
 	}
@@ -270,12 +253,12 @@ func processAlive(pid int) bool {
 	return true
 }
 
-// inspect returns the state of one service: pid, liveness and health.
-func (n *Node) inspect(ctx context.Context, s Service) ProcState {
+// Inspect returns the state of one service: pid, liveness and health.
+func (n *Node) Inspect(ctx context.Context, s Service) ProcState {
 	st := ProcState{Service: s}
-	st.PID, st.Started = n.readPID(s.Name)
-	st.Alive = processAlive(st.PID)
-	h, err := GetHealth(ctx, n.HTTP, s.URL, s.HealthPath)
+	st.PID, st.Started = n.ReadPID(s.Name)
+	st.Alive = ProcessAlive(st.PID)
+	h, err := apiclient.GetHealth(ctx, n.HTTP, s.URL, s.HealthPath)
 	if err != nil {
 		st.Err = err.Error()
 	} else {
@@ -284,8 +267,8 @@ func (n *Node) inspect(ctx context.Context, s Service) ProcState {
 	return st
 }
 
-// portFree reports whether addr can be bound now.
-func portFree(addr string) error {
+// PortFree reports whether addr can be bound now.
+func PortFree(addr string) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
@@ -293,21 +276,21 @@ func portFree(addr string) error {
 	return l.Close()
 }
 
-// portWait bounds how long preflight waits for a port that nothing listens
+// PortWait bounds how long preflight waits for a port that nothing listens
 // on to be released: a TCP TIME_WAIT lasts 60 s on Linux.
-const portWait = 65 * time.Second
+const PortWait = 65 * time.Second
 
-// waitPortFree returns nil once addr can be bound. A port can be held with
+// WaitPortFree returns nil once addr can be bound. A port can be held with
 // nothing listening on it: by a closed outgoing connection in TIME_WAIT
 // that had it as its ephemeral local port (Linux picks those from
 // 32768-60999 by default, which includes 50081-50094), for up to a minute.
 // That is waited out (calling waiting each round) for at most max; a port
 // something listens on fails at once.
-func waitPortFree(ctx context.Context, addr string, max time.Duration, waiting func()) error {
+func WaitPortFree(ctx context.Context, addr string, max time.Duration, waiting func()) error {
 	deadline := time.Now().Add(max)
 	for {
-		err := portFree(addr)
-		if err == nil || listening(addr) || !time.Now().Before(deadline) {
+		err := PortFree(addr)
+		if err == nil || Listening(addr) || !time.Now().Before(deadline) {
 			return err
 		}
 		waiting()
@@ -319,9 +302,9 @@ func waitPortFree(ctx context.Context, addr string, max time.Duration, waiting f
 	}
 }
 
-// listening reports whether something accepts connections on addr.
-func listening(addr string) bool {
-	c, err := net.DialTimeout("tcp", dialHost(addr), time.Second)
+// Listening reports whether something accepts connections on addr.
+func Listening(addr string) bool {
+	c, err := net.DialTimeout("tcp", DialHost(addr), time.Second)
 	if err != nil {
 		return false
 	}
@@ -329,15 +312,15 @@ func listening(addr string) bool {
 	return true
 }
 
-// start spawns `agentos serve <name>` detached (own session), with output
+// Start spawns `agentos serve <name>` detached (own session), with output
 // appended to logs/<name>.log and the pid written to run/<name>.pid.
-func (n *Node) start(s Service) (int, error) {
-	for _, d := range []string{n.runDir(), n.logDir(), n.Cfg.DataDir} {
+func (n *Node) Start(s Service) (int, error) {
+	for _, d := range []string{n.RunDir(), n.LogDir(), n.Cfg.DataDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return 0, err
 		}
 	}
-	logf, err := os.OpenFile(n.logFile(s.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(n.LogFile(s.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return 0, err
 	}
@@ -348,7 +331,7 @@ func (n *Node) start(s Service) (int, error) {
 		args = append(args, "--env-file", n.EnvFile)
 	}
 	cmd := exec.Command(n.Exe, args...)
-	cmd.Env = n.childEnv()
+	cmd.Env = n.ChildEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Stdin = nil
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -356,7 +339,7 @@ func (n *Node) start(s Service) (int, error) {
 		return 0, fmt.Errorf("start %s: %w", s.Name, err)
 	}
 	pid := cmd.Process.Pid
-	if err := os.WriteFile(n.pidFile(s.Name), []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(n.PIDFile(s.Name), []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
 		_ = cmd.Process.Kill()
 		return 0, err
 	}
@@ -366,21 +349,21 @@ func (n *Node) start(s Service) (int, error) {
 	return pid, nil
 }
 
-// waitHealthy polls the service's health until ok, the process dies, or
+// WaitHealthy polls the service's health until ok, the process dies, or
 // the timeout.
-func (n *Node) waitHealthy(ctx context.Context, s Service, pid int, timeout time.Duration) error {
+func (n *Node) WaitHealthy(ctx context.Context, s Service, pid int, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last error
 	for {
 		hctx, hcancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := GetHealth(hctx, n.HTTP, s.URL, s.HealthPath)
+		_, err := apiclient.GetHealth(hctx, n.HTTP, s.URL, s.HealthPath)
 		hcancel()
 		if err == nil {
 			return nil
 		}
 		last = err
-		if pid > 0 && !processAlive(pid) {
+		if pid > 0 && !ProcessAlive(pid) {
 			return fmt.Errorf("%s exited during startup (pid %d)", s.Name, pid)
 		}
 		select {
@@ -391,37 +374,37 @@ func (n *Node) waitHealthy(ctx context.Context, s Service, pid int, timeout time
 	}
 }
 
-// stop sends SIGTERM to the service's process group, waits, then SIGKILL;
+// Stop sends SIGTERM to the service's process group, waits, then SIGKILL;
 // it removes the pid file. Stopping a service that is not running is fine.
-func (n *Node) stop(name string, grace time.Duration) (bool, error) {
-	pid, _ := n.readPID(name)
-	defer os.Remove(n.pidFile(name))
-	if !processAlive(pid) {
+func (n *Node) Stop(name string, grace time.Duration) (bool, error) {
+	pid, _ := n.ReadPID(name)
+	defer os.Remove(n.PIDFile(name))
+	if !ProcessAlive(pid) {
 		return false, nil
 	}
-	if !n.ownsPID(pid) {
-		return false, fmt.Errorf("pid %d in %s is not an agentos process; not signalling it", pid, n.pidFile(name))
+	if !n.OwnsPID(pid) {
+		return false, fmt.Errorf("pid %d in %s is not an agentos process; not signalling it", pid, n.PIDFile(name))
 	}
 	_ = syscall.Kill(-pid, syscall.SIGTERM)
 	_ = syscall.Kill(pid, syscall.SIGTERM)
 	deadline := time.Now().Add(grace)
 	for time.Now().Before(deadline) {
-		if !processAlive(pid) {
+		if !ProcessAlive(pid) {
 			return true, nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	_ = syscall.Kill(pid, syscall.SIGKILL)
-	for i := 0; i < 40 && processAlive(pid); i++ {
+	for i := 0; i < 40 && ProcessAlive(pid); i++ {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return true, nil
 }
 
-// ownsPID guards against a recycled pid: on Linux the process's command
+// OwnsPID guards against a recycled pid: on Linux the process's command
 // line must mention "serve". Elsewhere it is trusted.
-func (n *Node) ownsPID(pid int) bool {
+func (n *Node) OwnsPID(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil {
 		return true
@@ -429,8 +412,8 @@ func (n *Node) ownsPID(pid int) bool {
 	return strings.Contains(string(b), "serve")
 }
 
-// tailLines returns the last n lines of a file (nil if unreadable).
-func tailLines(path string, n int) []string {
+// TailLines returns the last n lines of a file (nil if unreadable).
+func TailLines(path string, n int) []string {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil
@@ -452,8 +435,8 @@ func tailLines(path string, n int) []string {
 	return lines
 }
 
-// dirSize sums the sizes of regular files under dir.
-func dirSize(dir string) int64 {
+// DirSize sums the sizes of regular files under dir.
+func DirSize(dir string) int64 {
 	var total int64
 	_ = filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
 		if err == nil && info.Mode().IsRegular() {
@@ -478,4 +461,17 @@ func nodeTransport(cfg config.Config) http.RoundTripper {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	return t
+}
+
+// DialHost replaces an unspecified listen host (0.0.0.0, ::, "") by
+// 127.0.0.1 so that the address can be dialled.
+func DialHost(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }

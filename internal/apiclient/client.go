@@ -1,4 +1,9 @@
-package cli
+// Package apiclient is a small typed client for the AgentOS services' HTTP
+// APIs, used by the CLI. A service's error answer (any non-2xx status) is
+// returned as the *errs.Error it encodes (httpx.DecodeErrorFrom), so callers
+// test it with errors.Is(err, errs.ErrNotFound) and the like; a request that
+// gets no answer fails with the transport's error.
+package apiclient
 
 import (
 	"bufio"
@@ -14,28 +19,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/cobra"
-
+	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/events"
+	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/store"
 )
-
-// APIError is a non-2xx answer from an AgentOS service, decoded from the
-// contract's error envelope (CONTRACT §2).
-type APIError struct {
-	Status        int
-	Code          string
-	Message       string
-	Details       map[string]any
-	CorrelationID string
-}
-
-func (e *APIError) Error() string {
-	if e.Code == "" {
-		return fmt.Sprintf("HTTP %d", e.Status)
-	}
-	return fmt.Sprintf("HTTP %d %s: %s", e.Status, e.Code, e.Message)
-}
 
 // Client is a small typed client for the orchestrator's runs and admin APIs
 // and model-policy's policy check. Credentials: Token (bearer API token or
@@ -56,8 +44,9 @@ func (c *Client) http() *http.Client {
 	return http.DefaultClient
 }
 
-// do sends a JSON request to base+path and decodes a 2xx JSON answer into out.
-func (c *Client) do(ctx context.Context, method, base, path string, body, out any) error {
+// Do sends a JSON request to base+path and decodes a 2xx JSON answer into
+// out; any other answer is the *errs.Error it carries.
+func (c *Client) Do(ctx context.Context, method, base, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -85,7 +74,7 @@ func (c *Client) do(ctx context.Context, method, base, path string, body, out an
 		return err
 	}
 	if resp.StatusCode/100 != 2 {
-		return decodeAPIError(resp.StatusCode, data)
+		return answerError(base, resp, data)
 	}
 	if out == nil || len(data) == 0 {
 		return nil
@@ -105,33 +94,10 @@ func (c *Client) authorize(req *http.Request) {
 	}
 }
 
-// decodeAPIError turns a non-2xx body into an *APIError.
-func decodeAPIError(status int, data []byte) *APIError {
-	var env struct {
-		Error struct {
-			Code    string         `json:"code"`
-			Message string         `json:"message"`
-			Details map[string]any `json:"details"`
-		} `json:"error"`
-		CorrelationID string `json:"correlation_id"`
-	}
-	e := &APIError{Status: status}
-	if json.Unmarshal(data, &env) == nil {
-		e.Code, e.Message, e.Details, e.CorrelationID = env.Error.Code, env.Error.Message, env.Error.Details, env.CorrelationID
-	}
-	if e.Message == "" {
-		e.Message = strings.TrimSpace(string(data))
-		if len(e.Message) > 200 {
-			e.Message = e.Message[:200]
-		}
-	}
-	return e
-}
-
-// IsStatus reports whether err is an *APIError with the given HTTP status.
-func IsStatus(err error, status int) bool {
-	ae, ok := err.(*APIError)
-	return ok && ae.Status == status
+// answerError is the *errs.Error of a non-2xx answer from base: the
+// contract's envelope, or, without one, the code its status stands for.
+func answerError(base string, resp *http.Response, body []byte) *errs.Error {
+	return httpx.DecodeErrorFrom(strings.TrimRight(base, "/"), resp.StatusCode, resp.Header, body)
 }
 
 // Health is a service's /v1/health body.
@@ -145,7 +111,7 @@ type Health struct {
 func GetHealth(ctx context.Context, hc *http.Client, base, path string) (Health, error) {
 	var h Health
 	c := &Client{HTTP: hc}
-	err := c.do(ctx, http.MethodGet, base, path, nil, &h)
+	err := c.Do(ctx, http.MethodGet, base, path, nil, &h)
 	if err == nil && h.Status != "ok" {
 		err = fmt.Errorf("status %q", h.Status)
 	}
@@ -157,7 +123,7 @@ func (c *Client) ListTenants(ctx context.Context) ([]store.Tenant, error) {
 	var out struct {
 		Tenants []store.Tenant `json:"tenants"`
 	}
-	err := c.do(ctx, http.MethodGet, c.BaseURL, "/v1/admin/tenants", nil, &out)
+	err := c.Do(ctx, http.MethodGet, c.BaseURL, "/v1/admin/tenants", nil, &out)
 	return out.Tenants, err
 }
 
@@ -166,7 +132,7 @@ func (c *Client) GetTenant(ctx context.Context, id string) (store.Tenant, error)
 	var out struct {
 		Tenant store.Tenant `json:"tenant"`
 	}
-	err := c.do(ctx, http.MethodGet, c.BaseURL, "/v1/admin/tenants/"+url.PathEscape(id), nil, &out)
+	err := c.Do(ctx, http.MethodGet, c.BaseURL, "/v1/admin/tenants/"+url.PathEscape(id), nil, &out)
 	return out.Tenant, err
 }
 
@@ -176,7 +142,7 @@ func (c *Client) CreateTenant(ctx context.Context, create map[string]any) (store
 	var out struct {
 		Tenant store.Tenant `json:"tenant"`
 	}
-	err := c.do(ctx, http.MethodPost, c.BaseURL, "/v1/admin/tenants", map[string]any{"tenant_create": create}, &out)
+	err := c.Do(ctx, http.MethodPost, c.BaseURL, "/v1/admin/tenants", map[string]any{"tenant_create": create}, &out)
 	return out.Tenant, err
 }
 
@@ -185,7 +151,7 @@ func (c *Client) PatchTenant(ctx context.Context, id string, patch map[string]an
 	var out struct {
 		Tenant store.Tenant `json:"tenant"`
 	}
-	err := c.do(ctx, http.MethodPatch, c.BaseURL, "/v1/admin/tenants/"+url.PathEscape(id), patch, &out)
+	err := c.Do(ctx, http.MethodPatch, c.BaseURL, "/v1/admin/tenants/"+url.PathEscape(id), patch, &out)
 	return out.Tenant, err
 }
 
@@ -213,13 +179,13 @@ func (c *Client) IssueToken(ctx context.Context, tenantID string, req TokenReque
 	var out struct {
 		Token IssuedToken `json:"token"`
 	}
-	err := c.do(ctx, http.MethodPost, c.BaseURL, "/v1/admin/tenants/"+url.PathEscape(tenantID)+"/tokens", req, &out)
+	err := c.Do(ctx, http.MethodPost, c.BaseURL, "/v1/admin/tenants/"+url.PathEscape(tenantID)+"/tokens", req, &out)
 	return out.Token, err
 }
 
 // RevokeToken revokes a token.
 func (c *Client) RevokeToken(ctx context.Context, tenantID, tokenID string) error {
-	return c.do(ctx, http.MethodDelete, c.BaseURL,
+	return c.Do(ctx, http.MethodDelete, c.BaseURL,
 		"/v1/admin/tenants/"+url.PathEscape(tenantID)+"/tokens/"+url.PathEscape(tokenID), nil, nil)
 }
 
@@ -229,7 +195,7 @@ func (c *Client) PutAgent(ctx context.Context, agentID string, spec map[string]a
 	var out struct {
 		Agent store.Agent `json:"agent"`
 	}
-	err := c.do(ctx, http.MethodPut, c.BaseURL, "/v1/admin/agents/"+url.PathEscape(agentID), map[string]any{"agent": spec}, &out)
+	err := c.Do(ctx, http.MethodPut, c.BaseURL, "/v1/admin/agents/"+url.PathEscape(agentID), map[string]any{"agent": spec}, &out)
 	return out.Agent, err
 }
 
@@ -238,7 +204,7 @@ func (c *Client) ListAgents(ctx context.Context) ([]store.Agent, error) {
 	var out struct {
 		Agents []store.Agent `json:"agents"`
 	}
-	err := c.do(ctx, http.MethodGet, c.BaseURL, "/v1/agents", nil, &out)
+	err := c.Do(ctx, http.MethodGet, c.BaseURL, "/v1/agents", nil, &out)
 	return out.Agents, err
 }
 
@@ -247,7 +213,7 @@ func (c *Client) GetAgent(ctx context.Context, agentID string) (store.Agent, err
 	var out struct {
 		Agent store.Agent `json:"agent"`
 	}
-	err := c.do(ctx, http.MethodGet, c.BaseURL, "/v1/agents/"+url.PathEscape(agentID), nil, &out)
+	err := c.Do(ctx, http.MethodGet, c.BaseURL, "/v1/agents/"+url.PathEscape(agentID), nil, &out)
 	return out.Agent, err
 }
 
@@ -260,7 +226,7 @@ func (c *Client) CreateRun(ctx context.Context, agentID, text string, extra map[
 	var out struct {
 		Run store.Run `json:"run"`
 	}
-	err := c.do(ctx, http.MethodPost, c.BaseURL, "/v1/agents/"+url.PathEscape(agentID)+"/runs", body, &out)
+	err := c.Do(ctx, http.MethodPost, c.BaseURL, "/v1/agents/"+url.PathEscape(agentID)+"/runs", body, &out)
 	return out.Run, err
 }
 
@@ -269,7 +235,7 @@ func (c *Client) GetRun(ctx context.Context, runID string) (store.Run, error) {
 	var out struct {
 		Run store.Run `json:"run"`
 	}
-	err := c.do(ctx, http.MethodGet, c.BaseURL, "/v1/runs/"+url.PathEscape(runID), nil, &out)
+	err := c.Do(ctx, http.MethodGet, c.BaseURL, "/v1/runs/"+url.PathEscape(runID), nil, &out)
 	return out.Run, err
 }
 
@@ -299,7 +265,7 @@ func (c *Client) ListRuns(ctx context.Context, f RunFilter) ([]store.Run, string
 		Runs       []store.Run `json:"runs"`
 		NextCursor *string     `json:"next_cursor"`
 	}
-	err := c.do(ctx, http.MethodGet, c.BaseURL, path, nil, &out)
+	err := c.Do(ctx, http.MethodGet, c.BaseURL, path, nil, &out)
 	next := ""
 	if out.NextCursor != nil {
 		next = *out.NextCursor
@@ -316,7 +282,7 @@ func (c *Client) CancelRun(ctx context.Context, runID, reason string) (store.Run
 	var out struct {
 		Run store.Run `json:"run"`
 	}
-	err := c.do(ctx, http.MethodPost, c.BaseURL, "/v1/runs/"+url.PathEscape(runID)+":cancel", body, &out)
+	err := c.Do(ctx, http.MethodPost, c.BaseURL, "/v1/runs/"+url.PathEscape(runID)+":cancel", body, &out)
 	return out.Run, err
 }
 
@@ -325,18 +291,26 @@ func (c *Client) ListEvents(ctx context.Context, runID string) ([]store.Event, e
 	var out struct {
 		Events []store.Event `json:"events"`
 	}
-	err := c.do(ctx, http.MethodGet, c.BaseURL, "/v1/runs/"+url.PathEscape(runID)+"/events", nil, &out)
+	err := c.Do(ctx, http.MethodGet, c.BaseURL, "/v1/runs/"+url.PathEscape(runID)+"/events", nil, &out)
 	return out.Events, err
 }
 
 // StreamEvents follows a run's SSE stream, calling fn for each event until
 // the terminal event, the end of the stream, or an error from fn.
 func (c *Client) StreamEvents(ctx context.Context, runID string, afterSeq int64, fn func(store.Event) error) error {
-	u := strings.TrimRight(c.BaseURL, "/") + "/v1/runs/" + url.PathEscape(runID) + "/events"
+	path := "/v1/runs/" + url.PathEscape(runID) + "/events"
 	if afterSeq > 0 {
-		u += "?after_sequence=" + strconv.FormatInt(afterSeq, 10)
+		path += "?after_sequence=" + strconv.FormatInt(afterSeq, 10)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	return c.Follow(ctx, c.BaseURL, path, fn)
+}
+
+// Follow reads the event stream at base+path (text/event-stream), calling
+// fn for each event until the terminal event, the end of the stream, or an
+// error from fn. A run's own stream and a forwarded run's stream through
+// the federation client API are both read this way.
+func (c *Client) Follow(ctx context.Context, base, path string, fn func(store.Event) error) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+path, nil)
 	if err != nil {
 		return err
 	}
@@ -349,7 +323,7 @@ func (c *Client) StreamEvents(ctx context.Context, runID string, afterSeq int64,
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return decodeAPIError(resp.StatusCode, data)
+		return answerError(base, resp, data)
 	}
 	return ReadSSE(resp.Body, func(f SSEFrame) error {
 		if len(f.Data) == 0 {
@@ -370,7 +344,7 @@ func (c *Client) StreamEvents(ctx context.Context, runID string, afterSeq int64,
 }
 
 // errStreamDone stops ReadSSE after a terminal event.
-var errStreamDone = fmt.Errorf("stream done")
+var errStreamDone = errors.New("stream done")
 
 // DecodeEventData decodes an SSE data field: {"event":{envelope}} or a bare
 // envelope (events.DecodeData).
@@ -434,7 +408,7 @@ func (c *Client) PolicyCheck(ctx context.Context, requestID, text string) (Polic
 	var out struct {
 		PolicyResult PolicyResult `json:"policy_result"`
 	}
-	err := c.do(ctx, http.MethodPost, c.PolicyURL, "/v1/policy:check", body, &out)
+	err := c.Do(ctx, http.MethodPost, c.PolicyURL, "/v1/policy:check", body, &out)
 	return out.PolicyResult, err
 }
 
@@ -443,7 +417,7 @@ func (c *Client) ListModels(ctx context.Context) ([]map[string]any, error) {
 	var out struct {
 		Models []map[string]any `json:"models"`
 	}
-	err := c.do(ctx, http.MethodGet, c.PolicyURL, "/v1/models", nil, &out)
+	err := c.Do(ctx, http.MethodGet, c.PolicyURL, "/v1/models", nil, &out)
 	return out.Models, err
 }
 
@@ -463,7 +437,8 @@ func Metrics(ctx context.Context, hc *http.Client, base string) (map[string]floa
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /metrics: HTTP %d", resp.StatusCode)
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return nil, answerError(base, resp, data)
 	}
 	return ParseMetrics(resp.Body)
 }
@@ -503,61 +478,4 @@ func ParseMetrics(r io.Reader) (map[string]float64, error) {
 		out[name] += v
 	}
 	return out, sc.Err()
-}
-
-// authFlags are the credential flags of the day-two commands.
-type authFlags struct {
-	cf     *configFlags
-	token  string
-	tenant string
-}
-
-// bindAuthFlags adds the config flags plus --token and --tenant.
-func bindAuthFlags(cmd *cobra.Command) *authFlags {
-	a := &authFlags{cf: bindConfigFlags(cmd)}
-	cmd.Flags().StringVar(&a.token, "token", "", "API token or JWT (env AGENTOS_TOKEN; default from $AGENTOS_HOME/credentials.json)")
-	cmd.Flags().StringVar(&a.tenant, "tenant", "", "tenant to act on (X-Tenant-Id; default the credentials' tenant)")
-	return a
-}
-
-// Roles a day-two command acts as when it takes its token from credentials.json.
-const (
-	asPlatformAdmin = "platform_admin"
-	asTenantAdmin   = "tenant_admin"
-)
-
-// client builds an API client: an explicit --token/AGENTOS_TOKEN wins;
-// otherwise the credentials.json token for the role (a platform admin token
-// with X-Tenant-Id when --tenant names another tenant); otherwise, in
-// demo/dev, header-only auth with X-Tenant-Id.
-func (a *authFlags) client(role string) (*Client, *Node, error) {
-	n, err := nodeFromFlags(a.cf)
-	if err != nil {
-		return nil, nil, err
-	}
-	c := &Client{BaseURL: n.Cfg.OrchestratorURL, PolicyURL: n.Cfg.ModelPolicyURL, HTTP: &http.Client{}}
-	tok := firstNonEmpty(a.token, n.Cfg.Token)
-	if tok != "" {
-		c.Token, c.TenantID = tok, a.tenant
-		return c, n, nil
-	}
-	creds, err := loadCredentials(n.Cfg.CredentialsFile())
-	if err != nil {
-		if n.Cfg.DevMode() && role == asTenantAdmin {
-			c.TenantID = firstNonEmpty(a.tenant, n.Cfg.DefaultTenant)
-			return c, n, nil
-		}
-		return nil, nil, &ExitError{Code: 2, Err: fmt.Errorf("no credentials: pass --token (or AGENTOS_TOKEN), or run `agentos up` / `agentos bootstrap` to create %s (%v)", n.Cfg.CredentialsFile(), err)}
-	}
-	switch {
-	case role == asTenantAdmin && (a.tenant == "" || a.tenant == creds.TenantID) && creds.TenantAdmin.Token != "":
-		c.Token = creds.TenantAdmin.Token
-	default:
-		c.Token = creds.PlatformAdmin.Token
-		c.TenantID = a.tenant
-		if c.TenantID == "" && role == asTenantAdmin {
-			c.TenantID = creds.TenantID
-		}
-	}
-	return c, n, nil
 }
