@@ -256,6 +256,21 @@ func (g *Gateway) handleProxy(w http.ResponseWriter, r *http.Request) error {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
 	}
+	defer func() {
+		// The proxy aborts the client's connection (http.ErrAbortHandler)
+		// when a response cannot be copied to its end: the client left
+		// (nothing to say), or the upstream failed mid-response, typically
+		// a replica dying under a stream. The access log never sees such a
+		// request, so the second is logged here; the abort proceeds.
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler && r.Context().Err() == nil {
+				g.log.WarnContext(r.Context(), "upstream failed mid-response; client connection aborted",
+					"path", r.URL.Path, "pool", p.name, "request_id", httpx.RequestID(r.Context()),
+					"correlation_id", httpx.CorrelationID(r.Context()))
+			}
+			panic(v)
+		}
+	}()
 	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyRoute, rt)))
 	return nil
 }
