@@ -16,6 +16,7 @@ package gateway
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,12 +26,16 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/httpx"
+	"github.com/nexixai/agentos/internal/metrics"
 	"github.com/nexixai/agentos/internal/version"
 )
 
@@ -65,6 +70,9 @@ type Config struct {
 	Transport http.RoundTripper
 	// Logger is the access and health log; default slog.Default().
 	Logger *slog.Logger
+	// Registry, if set, gets the gateway's metrics and is served at
+	// /metrics.
+	Registry *prometheus.Registry
 }
 
 // Gateway is the reverse proxy. Start begins the health checks; Handler
@@ -76,6 +84,7 @@ type Gateway struct {
 	dedicated map[string]map[string]*pool
 	all       []*pool
 	checker   *checker
+	metrics   *gatewayMetrics
 	proxy     *httputil.ReverseProxy
 	handler   http.Handler
 
@@ -143,8 +152,23 @@ func New(cfg Config) (*Gateway, error) {
 	for _, p := range g.all {
 		ups = append(ups, p.ups...)
 	}
+	var reg prometheus.Registerer
+	if cfg.Registry != nil {
+		reg = cfg.Registry
+	}
+	g.metrics = newGatewayMetrics(reg)
+	for _, u := range ups {
+		g.metrics.healthy.WithLabelValues(u.pool, u.base.String()).Set(0)
+	}
 	g.checker = &checker{client: &http.Client{Transport: cfg.Transport}, interval: cfg.HealthInterval,
-		timeout: cfg.HealthTimeout, log: g.log, ups: ups}
+		timeout: cfg.HealthTimeout, log: g.log, ups: ups,
+		onChange: func(u *upstream, healthy bool) {
+			v := 0.0
+			if healthy {
+				v = 1
+			}
+			g.metrics.healthy.WithLabelValues(u.pool, u.base.String()).Set(v)
+		}}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:        g.rewrite,
 		Transport:      &poolTransport{base: cfg.Transport, checker: g.checker},
@@ -156,6 +180,9 @@ func New(cfg Config) (*Gateway, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", httpx.H(g.handleHealthz))
 	mux.Handle("GET /readyz", httpx.H(g.handleReadyz))
+	if cfg.Registry != nil {
+		mux.Handle("GET /metrics", metrics.Handler(cfg.Registry))
+	}
 	mux.Handle("/", httpx.H(g.handleProxy))
 	g.handler = httpx.Chain(httpx.Routed(mux), httpx.Standard(g.log, nil)...)
 	return g, nil
@@ -256,22 +283,28 @@ func (g *Gateway) handleProxy(w http.ResponseWriter, r *http.Request) error {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
 	}
+	rec := &httpx.StatusRecorder{ResponseWriter: w}
 	defer func() {
+		v := recover()
+		code := strconv.Itoa(cmp.Or(rec.Status, http.StatusOK))
 		// The proxy aborts the client's connection (http.ErrAbortHandler)
-		// when a response cannot be copied to its end: the client left
-		// (nothing to say), or the upstream failed mid-response, typically
-		// a replica dying under a stream. The access log never sees such a
-		// request, so the second is logged here; the abort proceeds.
-		if v := recover(); v != nil {
-			if v == http.ErrAbortHandler && r.Context().Err() == nil {
-				g.log.WarnContext(r.Context(), "upstream failed mid-response; client connection aborted",
-					"path", r.URL.Path, "pool", p.name, "request_id", httpx.RequestID(r.Context()),
-					"correlation_id", httpx.CorrelationID(r.Context()))
-			}
+		// when a response cannot be copied to its end: the client left (a
+		// stream's usual end: counted by its status), or the upstream
+		// failed mid-response, typically a replica dying under a stream.
+		// The access log never sees such a request, so the second is
+		// logged here; the abort proceeds.
+		if v == http.ErrAbortHandler && r.Context().Err() == nil {
+			code = "aborted"
+			g.log.WarnContext(r.Context(), "upstream failed mid-response; client connection aborted",
+				"path", r.URL.Path, "pool", p.name, "request_id", httpx.RequestID(r.Context()),
+				"correlation_id", httpx.CorrelationID(r.Context()))
+		}
+		g.metrics.requests.WithLabelValues(p.name, code).Inc()
+		if v != nil {
 			panic(v)
 		}
 	}()
-	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyRoute, rt)))
+	g.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), keyRoute, rt)))
 	return nil
 }
 

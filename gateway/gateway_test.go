@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nexixai/agentos/internal/events"
+	"github.com/nexixai/agentos/internal/metrics"
 )
 
 // fakeUpstream is a replica: /readyz answers 200 while ready is set, every
@@ -74,6 +75,9 @@ func setup(t *testing.T, cfg Config) testBundle {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = metrics.NewRegistry()
 	}
 	if cfg.HealthInterval == 0 {
 		cfg.HealthInterval = time.Hour // probes only at Start unless a test asks for more
@@ -256,6 +260,23 @@ func TestNoHealthyUpstreamIsDependencyUnavailable(t *testing.T) {
 	require.Equal(t, 503, a.status)
 	require.Equal(t, []any{"model-policy"}, a.body["error"].(map[string]any)["details"].(map[string]any)["failing"])
 	require.Equal(t, 200, do(t, "GET", b.srv.URL+"/healthz", nil, "").status)
+
+	text := scrape(t, b.srv.URL)
+	require.Contains(t, text, `agentos_gateway_requests_total{code="503",pool="model-policy"} 2`)
+	require.Contains(t, text, `agentos_gateway_upstream_healthy{pool="model-policy",upstream="`+mp.srv.URL+`"} 0`)
+	require.Contains(t, text, `agentos_gateway_upstream_healthy{pool="orchestrator",upstream="`+orch.srv.URL+`"} 1`)
+}
+
+// scrape returns the gateway's /metrics text.
+func scrape(t *testing.T, base string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	text, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(text)
 }
 
 // readyCounts returns healthy/total of a pool from the gateway's /readyz.
@@ -292,6 +313,9 @@ func TestHealthChecksTakeReplicasOutAndBack(t *testing.T) {
 	o1.ready.Store(false)
 	require.Eventually(t, func() bool { h, _ := readyCounts(t, b.srv.URL, Orchestrator); return h == 1 },
 		10*time.Second, 10*time.Millisecond)
+	text := scrape(t, b.srv.URL)
+	require.Contains(t, text, `agentos_gateway_upstream_healthy{pool="orchestrator",upstream="`+o1.srv.URL+`"} 0`)
+	require.Contains(t, text, `agentos_gateway_upstream_healthy{pool="orchestrator",upstream="`+o2.srv.URL+`"} 1`)
 	before := o1.hits.Load()
 	require.Equal(t, map[string]int{"o2": 10}, served(10))
 	require.Equal(t, before, o1.hits.Load())
@@ -448,6 +472,9 @@ func TestStreamSurvivesReplicaDeathByReconnect(t *testing.T) {
 		ids = append(ids, f.ID)
 	}
 	require.Equal(t, []string{"1", "2", "3", "4", "5", "6"}, ids, "every event once, in order, across two replicas")
+	text := scrape(t, b.srv.URL)
+	require.Contains(t, text, `agentos_gateway_requests_total{code="aborted",pool="orchestrator"} 1`, "the cut stream")
+	require.Contains(t, text, `agentos_gateway_requests_total{code="200",pool="orchestrator"} 1`, "the resumed stream")
 }
 
 func TestLeastOutstandingPick(t *testing.T) {

@@ -17,14 +17,15 @@ import (
 // upstream is one replica: its base URL, whether it is in the rotation,
 // and how many requests it is answering now (streams included).
 type upstream struct {
+	pool        string // its pool's name, for logs and metrics
 	base        *url.URL
 	healthy     atomic.Bool
 	outstanding atomic.Int64
 }
 
-func newUpstream(raw string) *upstream {
+func newUpstream(pool, raw string) *upstream {
 	u, _ := url.Parse(strings.TrimSuffix(raw, "/")) // validated by Upstreams.Validate
-	return &upstream{base: u}
+	return &upstream{pool: pool, base: u}
 }
 
 // pool is the replicas of one service (shared, or dedicated to tenants).
@@ -38,7 +39,7 @@ type pool struct {
 func newPool(name, service string, urls []string) *pool {
 	p := &pool{name: name, service: service}
 	for _, raw := range urls {
-		p.ups = append(p.ups, newUpstream(raw))
+		p.ups = append(p.ups, newUpstream(name, raw))
 	}
 	return p
 }
@@ -143,9 +144,9 @@ func (c *checker) record(u *upstream, ok bool, reason string) {
 		return // no change
 	}
 	if ok {
-		c.log.Info("upstream back in rotation", "upstream", u.base.String())
+		c.log.Info("upstream back in rotation", "pool", u.pool, "upstream", u.base.String())
 	} else {
-		c.log.Warn("upstream out of rotation", "upstream", u.base.String(), "reason", reason)
+		c.log.Warn("upstream out of rotation", "pool", u.pool, "upstream", u.base.String(), "reason", reason)
 	}
 	if c.onChange != nil {
 		c.onChange(u, ok)

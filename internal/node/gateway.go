@@ -8,6 +8,7 @@ import (
 	"github.com/nexixai/agentos/gateway"
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/metrics"
 )
 
 // RunGateway serves the gateway until ctx ends. Its upstreams come from
@@ -25,7 +26,8 @@ func RunGateway(ctx context.Context, cfg config.Config) error {
 			return fmt.Errorf("AGENTOS_GATEWAY_UPSTREAMS_FILE: %w", err)
 		}
 	}
-	gc := gateway.Config{Upstreams: ups, HealthInterval: cfg.GatewayHealthInterval, Logger: log}
+	gc := gateway.Config{Upstreams: ups, HealthInterval: cfg.GatewayHealthInterval, Logger: log,
+		Registry: metrics.NewRegistry()}
 	if len(ups.Dedicated) > 0 {
 		st, err := openStore(ctx, cfg)
 		if err != nil {
