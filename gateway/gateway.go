@@ -18,6 +18,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -65,8 +67,12 @@ type Config struct {
 	// headers (not its body: streams are unbounded); default 5m, longer
 	// than any non-streamed model call the upstreams allow.
 	ResponseHeaderTimeout time.Duration
+	// RootCAs verifies https upstreams (nil: the system roots). The node
+	// adds its federation CA, whose certificate federation serves in prod.
+	RootCAs *x509.CertPool
 	// Transport carries proxied requests and probes; default an
-	// http.Transport with the timeouts above and a 5s dial timeout.
+	// http.Transport with the timeouts above, a 5s dial timeout and
+	// RootCAs.
 	Transport http.RoundTripper
 	// Logger is the access and health log; default slog.Default().
 	Logger *slog.Logger
@@ -122,6 +128,7 @@ func New(cfg Config) (*Gateway, error) {
 			MaxIdleConns:          1024,
 			MaxIdleConnsPerHost:   256,
 			IdleConnTimeout:       90 * time.Second,
+			TLSClientConfig:       &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
 		}
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, shared: map[string]*pool{}, dedicated: map[string]map[string]*pool{}}

@@ -2,9 +2,12 @@ package node
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"net/http"
+	"os"
 
+	"github.com/nexixai/agentos/federation"
 	"github.com/nexixai/agentos/gateway"
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/config"
@@ -27,7 +30,7 @@ func RunGateway(ctx context.Context, cfg config.Config) error {
 		}
 	}
 	gc := gateway.Config{Upstreams: ups, HealthInterval: cfg.GatewayHealthInterval, Logger: log,
-		Registry: metrics.NewRegistry()}
+		Registry: metrics.NewRegistry(), RootCAs: gatewayRoots(cfg)}
 	if len(ups.Dedicated) > 0 {
 		st, err := openStore(ctx, cfg)
 		if err != nil {
@@ -74,4 +77,18 @@ func gatewayTenant(cfg config.Config, st authStore) (gateway.TenantFunc, error) 
 		}
 		return ac.TenantID
 	}, nil
+}
+
+// gatewayRoots are the system roots plus the node's federation CA, if
+// there is one: in prod the federation client API is served over TLS
+// with a certificate that CA issued.
+func gatewayRoots(cfg config.Config) *x509.CertPool {
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if pem, err := os.ReadFile(federation.FilesIn(cfg.Home).CA); err == nil {
+		pool.AppendCertsFromPEM(pem)
+	}
+	return pool
 }
