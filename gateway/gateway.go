@@ -422,7 +422,11 @@ func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		out := req.Clone(req.Context())
 		out.URL.Scheme, out.URL.Host, out.Host = u.base.Scheme, u.base.Host, ""
 		if len(rt.body) > 0 {
-			out.Body = io.NopCloser(bytes.NewReader(rt.body))
+			// GetBody also lets the transport resend on a fresh connection
+			// when a kept-alive one turns out closed before anything was
+			// written on it.
+			out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(rt.body)), nil }
+			out.Body, _ = out.GetBody()
 		}
 		u.outstanding.Add(1)
 		resp, err := t.base.RoundTrip(out)
