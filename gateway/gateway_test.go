@@ -501,3 +501,19 @@ func TestRequestBodyOverLimit(t *testing.T) {
 	require.Equal(t, "invalid_request", errorCode(a))
 	require.Zero(t, orch.hits.Load())
 }
+
+func FuzzParseUpstreams(f *testing.F) {
+	f.Add("orchestrator: [http://127.0.0.1:1]\nmodel-policy: [http://127.0.0.1:2]\n")
+	f.Add("orchestrator: [http://a:1]\nmodel-policy: [http://b:1]\ndedicated: [{name: x, tenants: [tnt_a], orchestrator: [https://c:1/]}]\n")
+	f.Add("dedicated: [{name: 1, tenants: {}}]")
+	f.Fuzz(func(t *testing.T, doc string) {
+		u, err := ParseUpstreams([]byte(doc))
+		if err != nil {
+			return
+		}
+		// Whatever parses builds a gateway.
+		_, err = New(Config{Upstreams: u, Tenant: func(*http.Request) string { return "" },
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		require.NoError(t, err)
+	})
+}
