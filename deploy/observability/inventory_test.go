@@ -39,7 +39,7 @@ type family struct {
 
 // sourceRoots are the directories (relative to the repository root) whose
 // Go code registers the services' metrics.
-var sourceRoots = []string{"agentorchestrator", "modelpolicy", "federation", "internal"}
+var sourceRoots = []string{"agentorchestrator", "modelpolicy", "federation", "gateway", "internal"}
 
 var ctorKinds = map[string]string{
 	"NewCounter": "counter", "NewCounterVec": "counter", "NewCounterFunc": "counter",
@@ -287,6 +287,7 @@ func TestInventoryCoversServices(t *testing.T) {
 		"agentos_runs_total", "agentos_run_duration_seconds_bucket", "agentos_queue_depth", "agentos_active_runs", // orchestrator
 		"agentos_model_requests_total", "agentos_model_backend_up", "agentos_policy_blocks_total", // model-policy
 		"agentos_federation_forwards_total", "agentos_federation_peer_rejections_total", // federation
+		"agentos_gateway_requests_total", "agentos_gateway_upstream_healthy", // gateway
 		"agentos_http_requests_total", "agentos_auth_failures_total", // shared
 	} {
 		require.Contains(t, inv, name)

@@ -23,6 +23,8 @@ func newServeCmd() *cobra.Command {
 			func(c *config.Config, addr string) { c.ModelPolicyAddr = addr }, node.RunModelPolicy, catalogueFlag),
 		serviceCmd("federation", "Run federation (client API and mTLS peer API)",
 			func(c *config.Config, addr string) { c.FederationAddr = addr }, node.RunFederation),
+		serviceCmd("gateway", "Run the gateway (one entry address in front of the services' replicas)",
+			func(c *config.Config, addr string) { c.GatewayAddr = addr }, node.RunGateway),
 	)
 	return serve
 }

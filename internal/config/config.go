@@ -90,6 +90,14 @@ type Config struct {
 	JWTPublicKeyFile   string // AGENTOS_JWT_PUBLIC_KEY_FILE: PEM public key (RSA, EC or Ed25519) verifying any kid
 	JWTHS256SecretFile string // AGENTOS_JWT_HS256_SECRET_FILE: HS256 shared secret, at least 32 bytes
 
+	// The gateway (`agentos serve gateway`, docs/operations.md "Gateway"):
+	// its listen address, the YAML file listing its upstream replicas
+	// (default: the node's orchestrator, model-policy and federation URLs,
+	// one replica each) and how often it probes each upstream's /readyz.
+	GatewayAddr           string        // AGENTOS_GATEWAY_ADDR, default 127.0.0.1:50080
+	GatewayUpstreamsFile  string        // AGENTOS_GATEWAY_UPSTREAMS_FILE, default none
+	GatewayHealthInterval time.Duration // AGENTOS_GATEWAY_HEALTH_INTERVAL, default 2s
+
 	// The federation client API's TLS certificate in prod; default the
 	// node's federation certificate (the peer API's).
 	FederationClientCertFile string // AGENTOS_FEDERATION_CLIENT_CERT_FILE
@@ -176,6 +184,7 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 		ModelPolicyAddr:     get("AGENTOS_MODEL_POLICY_ADDR", "127.0.0.1:50082"),
 		FederationAddr:      get("AGENTOS_FEDERATION_ADDR", "127.0.0.1:50083"),
 		FederationPeerAddr:  get("AGENTOS_FEDERATION_PEER_ADDR", "127.0.0.1:50084"),
+		GatewayAddr:         get("AGENTOS_GATEWAY_ADDR", "127.0.0.1:50080"),
 		OrchestratorURL:     get("AGENTOS_ORCHESTRATOR_URL", ""),
 		ModelPolicyURL:      get("AGENTOS_MODEL_POLICY_URL", ""),
 		FederationURL:       get("AGENTOS_FEDERATION_URL", ""),
@@ -196,6 +205,8 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 		JWTJWKSURL:         get("AGENTOS_JWT_JWKS_URL", ""),
 		JWTPublicKeyFile:   get("AGENTOS_JWT_PUBLIC_KEY_FILE", ""),
 		JWTHS256SecretFile: get("AGENTOS_JWT_HS256_SECRET_FILE", ""),
+
+		GatewayUpstreamsFile: get("AGENTOS_GATEWAY_UPSTREAMS_FILE", ""),
 
 		FederationClientCertFile: get("AGENTOS_FEDERATION_CLIENT_CERT_FILE", ""),
 		FederationClientKeyFile:  get("AGENTOS_FEDERATION_CLIENT_KEY_FILE", ""),
@@ -227,6 +238,7 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 	r.duration("AGENTOS_HTTP_READ_HEADER_TIMEOUT", "10s", &c.HTTPReadHeaderTimeout)
 	r.duration("AGENTOS_HTTP_BODY_TIMEOUT", "30s", &c.HTTPBodyTimeout)
 	r.duration("AGENTOS_HTTP_IDLE_TIMEOUT", "120s", &c.HTTPIdleTimeout)
+	r.duration("AGENTOS_GATEWAY_HEALTH_INTERVAL", "2s", &c.GatewayHealthInterval)
 	r.boolean("AGENTOS_PPROF", &c.Pprof)
 	r.boolean("AGENTOS_NO_SPINNER", &c.NoSpinner)
 	if v := get("AGENTOS_NODE_B_PORT_OFFSET", "0"); v != "" {
@@ -392,6 +404,9 @@ func (c *Config) Finish() error {
 	}
 	if c.HTTPIdleTimeout <= 0 {
 		c.HTTPIdleTimeout = 120 * time.Second
+	}
+	if c.GatewayHealthInterval <= 0 {
+		c.GatewayHealthInterval = 2 * time.Second
 	}
 	if c.HTTPMaxHeaderBytes <= 0 {
 		c.HTTPMaxHeaderBytes = 64 << 10

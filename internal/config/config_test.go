@@ -42,7 +42,25 @@ AGENTOS_REGION='eu'
 	require.Equal(t, 64<<10, c.HTTPMaxHeaderBytes)
 	require.Equal(t, time.Minute, c.AuditCheckpointInterval)
 	require.Equal(t, filepath.Join(dir, "data", "audit-checkpoints.jsonl"), c.AuditCheckpointFile)
+	require.Equal(t, "127.0.0.1:50080", c.GatewayAddr)
+	require.Empty(t, c.GatewayUpstreamsFile)
+	require.Equal(t, 2*time.Second, c.GatewayHealthInterval)
 	require.True(t, c.DevMode())
+}
+
+func TestGatewaySettings(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	envFile := filepath.Join(dir, ".agentos.env")
+	require.NoError(t, os.WriteFile(envFile, []byte("AGENTOS_GATEWAY_UPSTREAMS_FILE=/etc/agentos/upstreams.yaml\n"), 0o600))
+	c, err := Load(lookupFrom(map[string]string{"AGENTOS_GATEWAY_ADDR": "127.0.0.1:52880",
+		"AGENTOS_GATEWAY_HEALTH_INTERVAL": "250ms"}), envFile)
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:52880", c.GatewayAddr)
+	require.Equal(t, "/etc/agentos/upstreams.yaml", c.GatewayUpstreamsFile, "from .agentos.env")
+	require.Equal(t, 250*time.Millisecond, c.GatewayHealthInterval)
+	_, err = Load(lookupFrom(map[string]string{"AGENTOS_GATEWAY_HEALTH_INTERVAL": "often"}), envFile)
+	require.ErrorContains(t, err, "AGENTOS_GATEWAY_HEALTH_INTERVAL")
 }
 
 func TestServerLimitSettings(t *testing.T) {

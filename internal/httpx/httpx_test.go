@@ -194,7 +194,7 @@ func TestIDsAndTraceparent(t *testing.T) {
 	req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	resp, _ := serve(t, h, req)
 	require.Equal(t, "corr_keep_me", resp.Header.Get("X-Correlation-Id"))
-	require.True(t, strings.HasPrefix(resp.Header.Get("X-Request-Id"), "req_"))
+	require.True(t, strings.HasPrefix(resp.Header.Get("X-Request-Id"), "req_"), "none sent: a new one")
 	require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", seen.TraceID)
 	require.Equal(t, "00f067aa0ba902b7", seen.ParentID)
 	require.Equal(t, seen.Traceparent(), resp.Header.Get("traceparent"))
@@ -209,6 +209,21 @@ func TestIDsAndTraceparent(t *testing.T) {
 	resp, _ = serve(t, h, req)
 	require.True(t, strings.HasPrefix(resp.Header.Get("X-Correlation-Id"), "corr_"))
 	require.NotEqual(t, strings.Repeat("0", 32), seen.TraceID)
+
+	// A well-formed request id (a gateway's) is kept; a malformed one or
+	// one over 128 characters is replaced.
+	for id, kept := range map[string]bool{"req_from_gateway": true, "9f2c-41d0.a:b_c": true,
+		"has space": false, "req_" + strings.Repeat("x", 125): false} {
+		req = httptest.NewRequest("GET", "/", nil)
+		req.Header.Set("X-Request-Id", id)
+		resp, _ = serve(t, h, req)
+		if kept {
+			require.Equal(t, id, resp.Header.Get("X-Request-Id"))
+		} else {
+			require.True(t, strings.HasPrefix(resp.Header.Get("X-Request-Id"), "req_"), id)
+			require.NotEqual(t, id, resp.Header.Get("X-Request-Id"))
+		}
+	}
 }
 
 func FuzzParseTraceparent(f *testing.F) {

@@ -109,14 +109,19 @@ func WithCorrelationID(ctx context.Context, id string) context.Context {
 var safeIDRE = regexp.MustCompile(`^[A-Za-z0-9_.:\-]{1,128}$`)
 
 // IDs sets the correlation id (kept from X-Correlation-Id when well formed),
-// a new request id and the trace context, and echoes them as headers.
+// the request id (kept from X-Request-Id when well formed, so that one id
+// follows a request from the gateway to the service that answers it, else
+// new) and the trace context, and echoes them as headers.
 func IDs(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		corr := r.Header.Get("X-Correlation-Id")
 		if !safeIDRE.MatchString(corr) {
 			corr = ids.New("corr_")
 		}
-		reqID := ids.New("req_")
+		reqID := r.Header.Get("X-Request-Id")
+		if !safeIDRE.MatchString(reqID) {
+			reqID = ids.New("req_")
+		}
 		tr := ParseTraceparent(r.Header.Get("traceparent"))
 		ctx := context.WithValue(r.Context(), keyCorrelation, corr)
 		ctx = context.WithValue(ctx, keyRequestID, reqID)

@@ -158,7 +158,8 @@ func Start(t testing.TB, o Options) *Node {
 		o.Mode = "demo"
 	}
 	n := &Node{t: t, Bin: Binary(t), Home: t.TempDir(), procs: map[string]*exec.Cmd{}, waiters: map[string]chan struct{}{},
-		Addrs: map[string]string{"orchestrator": FreeAddr(t), "model-policy": FreeAddr(t), "federation": FreeAddr(t), "federation-peer": FreeAddr(t)}}
+		Addrs: map[string]string{"orchestrator": FreeAddr(t), "model-policy": FreeAddr(t), "federation": FreeAddr(t), "federation-peer": FreeAddr(t),
+			"gateway": FreeAddr(t)}}
 	n.Env = append([]string{
 		"AGENTOS_HOME=" + n.Home,
 		"AGENTOS_MODE=" + o.Mode,
@@ -166,6 +167,7 @@ func Start(t testing.TB, o Options) *Node {
 		"AGENTOS_MODEL_POLICY_ADDR=" + n.Addrs["model-policy"],
 		"AGENTOS_FEDERATION_ADDR=" + n.Addrs["federation"],
 		"AGENTOS_FEDERATION_PEER_ADDR=" + n.Addrs["federation-peer"],
+		"AGENTOS_GATEWAY_ADDR=" + n.Addrs["gateway"],
 		"AGENTOS_LOG_LEVEL=warn",
 	}, o.Env...)
 	t.Cleanup(n.StopAll)
@@ -181,6 +183,9 @@ func (n *Node) URL(service string) string { return "http://" + n.Addrs[service] 
 func healthPath(service string) string {
 	if service == "federation" {
 		return "/v1/federation/health"
+	}
+	if service == "gateway" {
+		return "/healthz" // its /v1/health is the orchestrator's
 	}
 	return "/v1/health"
 }
