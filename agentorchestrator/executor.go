@@ -22,9 +22,6 @@ const (
 	codeInterrupted = "interrupted"
 )
 
-// defaultToolTimeout applies when a tool declares none.
-const defaultToolTimeout = 30 * time.Second
-
 // modelStepOutput is what a completed model step records: enough to rebuild
 // the conversation when the run is resumed.
 type modelStepOutput struct {
