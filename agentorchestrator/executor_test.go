@@ -253,7 +253,8 @@ func TestTenantDisabledMidRunStopsIt(t *testing.T) {
 func TestNewTenantLimitHoldsFromItsFirstRun(t *testing.T) {
 	t.Parallel()
 	tool := newBlockingTool("tool.test.block", false)
-	b := setup(t, bundleOpts{extra: []tools.Tool{tool}})
+	leases := newLeaseLog()
+	b := setup(t, bundleOpts{extra: []tools.Tool{tool}, leases: leases})
 	ctx := context.Background()
 	// Let the scheduler read the limits before the tenant exists.
 	b.waitStatus("tnt_a", b.createRun("tnt_a", "agt_echo", map[string]any{"input": "warm up"}), store.RunCompleted)
@@ -269,7 +270,14 @@ func TestNewTenantLimitHoldsFromItsFirstRun(t *testing.T) {
 		ids = append(ids, b.createRun("tnt_new", "agt_block", map[string]any{"input": "hold"}))
 	}
 	<-tool.started
-	time.Sleep(300 * time.Millisecond) // time for a wrong second lease to show
+	// The lease call that started the first run is on record (the hook
+	// runs before the executor). Of the next two, the second began after
+	// all three runs were queued: both must have leased nothing more (a
+	// synchronisation point, not a sleep that hopes they ran).
+	rounds, _ := leases.snapshot("tnt_new")
+	leases.waitRounds(t, rounds+2)
+	_, leased := leases.snapshot("tnt_new")
+	require.Equal(t, 1, leased, "max_concurrent_runs=1 from the start")
 	running := 0
 	for _, id := range ids {
 		r, err := b.db.GetRun(ctx, "tnt_new", id)

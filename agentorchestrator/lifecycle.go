@@ -86,4 +86,3 @@ func (s *Server) cancelRun(ctx context.Context, ac auth.Context, runID, reason s
 }
 
 var errRunCanceled = errors.New("run canceled")
-

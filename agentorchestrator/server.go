@@ -113,9 +113,17 @@ type Server struct {
 
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc // run_id → cancel of its executor
-	wg      sync.WaitGroup
-	stop    context.CancelFunc
-	done    chan struct{}
+	wg      sync.WaitGroup                     // executors
+
+	// leased, when set (tests, before Start), is called by the scheduler
+	// with what each lease call returned, before their executors start: a
+	// test waits for a lease decision instead of sleeping.
+	leased func([]queue.Lease)
+
+	// lifeMu orders Start and Stop; stop is set while started.
+	lifeMu sync.Mutex
+	stop   context.CancelFunc
+	loops  sync.WaitGroup // the scheduler and the idempotency purge
 }
 
 // New builds the server. Call Start to run the scheduler and Handler to serve.
