@@ -141,7 +141,7 @@ type bundleOpts struct {
 	model     *scriptedModel
 	port      modelport.Port // overrides model when set
 	cached    bool           // serve tenants and agents through storecache, as the node does
-	noExec    bool           // do not start the scheduler (admission-only benchmarks)
+	noExec    bool           // do not start the scheduler (admission-only benchmarks, tests that start it)
 	tenantFn  func(*store.Tenant)
 	// modelProbe is Config.ModelProbe.
 	modelProbe func(context.Context) error

@@ -95,6 +95,10 @@ func (s *Server) purgeIdempotency(ctx context.Context) {
 	}
 }
 
+// schedule is the scheduler loop: lease as many runs as there are free
+// executors (none while the model-policy breaker is open), start an
+// executor for each, and wait for a wake-up (an admission, a finished run)
+// or the poll interval, until ctx ends.
 func (s *Server) schedule(ctx context.Context) {
 	var active atomic.Int64
 	var lastDepth, lastLease time.Time

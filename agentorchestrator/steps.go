@@ -395,7 +395,9 @@ func (x *execution) callTool(ctx context.Context, modelStepID string, index int,
 }
 
 // invokeTool applies the permission, rate-limit and dry-run rules and runs
-// the tool. An empty Status means the run was stopped meanwhile.
+// the tool through tools.InvokeTool (input schema, deadline, panic
+// recovery, output bound), retrying an idempotent tool's retryable
+// failures. An empty Status means the run was stopped meanwhile.
 func (x *execution) invokeTool(ctx context.Context, tool tools.Tool, found bool, toolID string, st store.Step, args json.RawMessage, timeout time.Duration) toolStepOutput {
 	s := x.s
 	fail := func(e *errs.Error) toolStepOutput {
@@ -457,8 +459,8 @@ func (x *execution) invokeTool(ctx context.Context, tool tools.Tool, found bool,
 	return res
 }
 
-// toolRetries caps the retries of one idempotent tool call: with the
-// backoff below they span roughly 5-10 s, enough to ride out a webhook's
+// toolRetries caps the retries of one idempotent tool call: with
+// backoff's delays (breaker.go) they span roughly 5-10 s, enough to ride out a webhook's
 // restart, while a webhook that is broken for good fails the call in
 // seconds rather than holding the run until its deadline.
 const toolRetries = 6
