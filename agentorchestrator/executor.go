@@ -22,9 +22,6 @@ const (
 	codeInterrupted = "interrupted"
 )
 
-// defaultToolTimeout applies when a tool declares none.
-const defaultToolTimeout = 30 * time.Second
-
 // modelStepOutput is what a completed model step records: enough to rebuild
 // the conversation when the run is resumed.
 type modelStepOutput struct {
@@ -78,7 +75,9 @@ type execution struct {
 }
 
 // execute drives a leased run until it is terminal (true: ack the entry)
-// or this executor must let go of it (false: shutdown or lost lease).
+// or this executor must let go of it (false: shutdown, lost lease, store
+// trouble or a disabled tenant; the entry stays and the run is leased
+// again later).
 func (s *Server) execute(ctx context.Context, l queue.Lease) bool {
 	run, err := s.cfg.Store.GetRun(ctx, l.TenantID, l.RunID)
 	if errors.Is(err, errs.ErrNotFound) {
@@ -154,9 +153,6 @@ func (x *execution) startRun() {
 	x.dirty = true
 }
 
-// loop is the agent loop: model call, tool calls, repeat, until a final
-// answer, max_steps, the deadline or cancellation. It returns whether the
-// run is terminal.
 // tenantActive refuses the next model or tool call of a run whose tenant
 // was disabled while it ran: a disabled tenant gets nothing more done
 // (CONTRACT §3). The tenant is read through the node's cache, so this
@@ -172,6 +168,9 @@ func (x *execution) tenantActive(ctx context.Context) error {
 		WithDetails(map[string]any{"tenant_status": t.Status})
 }
 
+// loop is the agent loop: model call, tool calls, repeat, until a final
+// answer, max_steps, the deadline or cancellation. It returns whether the
+// run is terminal.
 func (x *execution) loop(ctx context.Context) bool {
 	for {
 		if ctx.Err() != nil {

@@ -253,7 +253,8 @@ func TestTenantDisabledMidRunStopsIt(t *testing.T) {
 func TestNewTenantLimitHoldsFromItsFirstRun(t *testing.T) {
 	t.Parallel()
 	tool := newBlockingTool("tool.test.block", false)
-	b := setup(t, bundleOpts{extra: []tools.Tool{tool}})
+	leases := newLeaseLog()
+	b := setup(t, bundleOpts{extra: []tools.Tool{tool}, leases: leases})
 	ctx := context.Background()
 	// Let the scheduler read the limits before the tenant exists.
 	b.waitStatus("tnt_a", b.createRun("tnt_a", "agt_echo", map[string]any{"input": "warm up"}), store.RunCompleted)
@@ -269,7 +270,14 @@ func TestNewTenantLimitHoldsFromItsFirstRun(t *testing.T) {
 		ids = append(ids, b.createRun("tnt_new", "agt_block", map[string]any{"input": "hold"}))
 	}
 	<-tool.started
-	time.Sleep(300 * time.Millisecond) // time for a wrong second lease to show
+	// The lease call that started the first run is on record (the hook
+	// runs before the executor). Of the next two, the second began after
+	// all three runs were queued: both must have leased nothing more (a
+	// synchronisation point, not a sleep that hopes they ran).
+	rounds, _ := leases.snapshot("tnt_new")
+	leases.waitRounds(t, rounds+2)
+	_, leased := leases.snapshot("tnt_new")
+	require.Equal(t, 1, leased, "max_concurrent_runs=1 from the start")
 	running := 0
 	for _, id := range ids {
 		r, err := b.db.GetRun(ctx, "tnt_new", id)
@@ -284,4 +292,62 @@ func TestNewTenantLimitHoldsFromItsFirstRun(t *testing.T) {
 	for _, id := range ids {
 		b.waitStatus("tnt_new", id, store.RunCompleted)
 	}
+}
+
+// misbehavingTool panics, ignores its deadline, or answers too much: what
+// tools.InvokeTool guards every tool call against.
+type misbehavingTool struct {
+	id      string
+	timeout time.Duration
+	invoke  func(ctx context.Context) (json.RawMessage, error)
+}
+
+func (m misbehavingTool) Spec() tools.Spec {
+	return tools.Spec{ToolID: m.id, Name: m.id, Description: "misbehaves", InputSchema: json.RawMessage(`{"type":"object"}`),
+		DefaultTimeout: m.timeout}
+}
+
+func (m misbehavingTool) Invoke(ctx context.Context, _ tools.Call) (json.RawMessage, error) {
+	return m.invoke(ctx)
+}
+
+// A tool that panics, hangs past its timeout (ignoring its context) or
+// returns more than tools.MaxOutputBytes fails its call with the
+// contract's error in a real run; the run goes on (on_tool_error
+// continue) and the node keeps executing runs.
+func TestMisbehavingToolsEndInTheirErrors(t *testing.T) {
+	t.Parallel()
+	hang := make(chan struct{})
+	t.Cleanup(func() { close(hang) })
+	tl := []tools.Tool{
+		misbehavingTool{id: "tool.test.panic", invoke: func(context.Context) (json.RawMessage, error) { panic("tool bug") }},
+		misbehavingTool{id: "tool.test.hang", timeout: 20 * time.Millisecond, invoke: func(context.Context) (json.RawMessage, error) {
+			<-hang
+			return json.RawMessage(`{}`), nil
+		}},
+		misbehavingTool{id: "tool.test.huge", invoke: func(context.Context) (json.RawMessage, error) {
+			return json.Marshal(strings.Repeat("x", tools.MaxOutputBytes))
+		}},
+	}
+	b := setup(t, bundleOpts{extra: tl})
+	cases := []struct {
+		tool, status, code, message string
+	}{
+		{"tool.test.panic", "error", "internal_error", "tool tool.test.panic failed"},
+		{"tool.test.hang", "timeout", "timeout", "tool tool.test.hang did not finish within 20ms"},
+		{"tool.test.huge", "error", "internal_error", "more than the limit of 1048576"},
+	}
+	for _, c := range cases {
+		runID := b.createRun("tnt_a", "agt_"+c.tool, map[string]any{"input": "misbehave"})
+		b.waitStatus("tnt_a", runID, store.RunCompleted)
+		res := toolResults(t, b.streamEvents("tnt_a", runID))
+		require.Len(t, res, 1, c.tool)
+		require.Equal(t, c.status, res[0]["status"], c.tool)
+		require.Nil(t, res[0]["output"], c.tool)
+		e := res[0]["error"].(map[string]any)
+		require.Equal(t, c.code, e["code"], c.tool)
+		require.Contains(t, e["message"], c.message, c.tool)
+	}
+	// The panic took nothing down: the node still executes runs.
+	b.waitStatus("tnt_a", b.createRun("tnt_a", "agt_echo", map[string]any{"input": "still here"}), store.RunCompleted)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/events"
 	"github.com/nexixai/agentos/internal/modelport"
+	"github.com/nexixai/agentos/internal/queue"
 	queuesqlite "github.com/nexixai/agentos/internal/queue/sqlite"
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/store/sqlite"
@@ -140,12 +141,66 @@ type bundleOpts struct {
 	model     *scriptedModel
 	port      modelport.Port // overrides model when set
 	cached    bool           // serve tenants and agents through storecache, as the node does
-	noExec    bool           // do not start the scheduler (admission-only benchmarks)
+	noExec    bool           // do not start the scheduler (admission-only benchmarks, tests that start it)
 	tenantFn  func(*store.Tenant)
 	// modelProbe is Config.ModelProbe.
 	modelProbe func(context.Context) error
 	// fetchAllow is the node's AGENTOS_HTTP_FETCH_ALLOW (webhook tools too).
 	fetchAllow string
+	// wrapStore wraps the store the server uses.
+	wrapStore func(store.Store) store.Store
+	// leases, when set, records the scheduler's lease calls.
+	leases *leaseLog
+}
+
+// leaseLog records the scheduler's lease calls (Server.leased), so a test
+// can wait until the scheduler has decided what to lease, rather than sleep.
+type leaseLog struct {
+	mu       sync.Mutex
+	rounds   int
+	byTenant map[string]int
+	changed  chan struct{}
+}
+
+func newLeaseLog() *leaseLog {
+	return &leaseLog{byTenant: map[string]int{}, changed: make(chan struct{}, 1)}
+}
+
+func (l *leaseLog) record(leases []queue.Lease) {
+	l.mu.Lock()
+	l.rounds++
+	for _, ls := range leases {
+		l.byTenant[ls.TenantID]++
+	}
+	l.mu.Unlock()
+	select {
+	case l.changed <- struct{}{}:
+	default:
+	}
+}
+
+// snapshot returns how many lease calls were made and how many runs of
+// tenantID they leased.
+func (l *leaseLog) snapshot(tenantID string) (rounds, leased int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.rounds, l.byTenant[tenantID]
+}
+
+// waitRounds waits until at least n lease calls have been made.
+func (l *leaseLog) waitRounds(t testing.TB, n int) {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		if r, _ := l.snapshot(""); r >= n {
+			return
+		}
+		select {
+		case <-l.changed:
+		case <-timeout:
+			t.Fatalf("the scheduler made fewer than %d lease calls", n)
+		}
+	}
 }
 
 func setup(t testing.TB, o bundleOpts) *testBundle {
@@ -205,11 +260,17 @@ func setup(t testing.TB, o bundleOpts) *testBundle {
 	if o.cached {
 		st = storecache.New(db, 0)
 	}
+	if o.wrapStore != nil {
+		st = o.wrapStore(st)
+	}
 	srv, err := New(Config{Store: st, Queue: queuesqlite.New(db), Hub: events.NewHub(), Authenticate: authn.Middleware,
 		Audit: audit.New(db, nil), Limiter: tenancy.NewLimiter(), Model: port, Tools: reg,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Node: cfg, Executors: 4,
 		LeaseTTL: o.leaseTTL, PollInterval: 20 * time.Millisecond, Heartbeat: o.heartbeat, ModelProbe: o.modelProbe})
 	require.NoError(t, err)
+	if o.leases != nil {
+		srv.leased = o.leases.record
+	}
 	if !o.noExec {
 		require.NoError(t, srv.Start(ctx))
 	}

@@ -67,108 +67,163 @@ type normalizedRun struct {
 
 var priorities = map[string]int{"low": queue.PriorityLow, "normal": queue.PriorityNormal, "high": queue.PriorityHigh}
 
+// parseCreateRun validates a create-run body for agent and normalizes it;
+// it returns the body's idempotency_key too. Errors are invalid_request
+// naming the field.
 func parseCreateRun(body []byte, agent store.Agent) (normalizedRun, string, error) {
 	var req createRunRequest
 	if err := httpx.DecodeBytes(body, &req); err != nil {
 		return normalizedRun{}, "", err
 	}
 	var n normalizedRun
-	in := strings.TrimSpace(string(req.Input))
+	var err error
+	if n.Input, err = parseRunInput(req.Input); err != nil {
+		return normalizedRun{}, "", err
+	}
+	if n.Context, err = parseRunContext(req.Context); err != nil {
+		return normalizedRun{}, "", err
+	}
+	if n.Tooling, err = parseTooling(req.Tooling, agent); err != nil {
+		return normalizedRun{}, "", err
+	}
+	if n.RunOptions, err = parseRunOptions(req.RunOptions); err != nil {
+		return normalizedRun{}, "", err
+	}
+	return n, req.IdempotencyKey, nil
+}
+
+// parseRunInput accepts "input" as a string or as {"type":"text","text":...}
+// and requires non-blank text of at most maxInputBytes.
+func parseRunInput(raw json.RawMessage) (store.RunInput, error) {
+	text, err := runInputText(raw)
+	if err != nil {
+		return store.RunInput{}, err
+	}
+	if strings.TrimSpace(text) == "" {
+		return store.RunInput{}, errs.Field("input.text", "must not be empty")
+	}
+	if len(text) > maxInputBytes {
+		return store.RunInput{}, errs.Field("input.text", "must be at most %d bytes", maxInputBytes)
+	}
+	return store.RunInput{Type: "text", Text: text}, nil
+}
+
+// runInputText returns the text of either input shape.
+func runInputText(raw json.RawMessage) (string, error) {
+	in := strings.TrimSpace(string(raw))
 	switch {
 	case in == "" || in == "null":
-		return n, "", errs.Field("input", "is required")
+		return "", errs.Field("input", "is required")
 	case strings.HasPrefix(in, `"`):
 		var text string
-		if err := json.Unmarshal(req.Input, &text); err != nil {
-			return n, "", errs.Field("input", "must be a string or an object")
+		if err := json.Unmarshal(raw, &text); err != nil {
+			return "", errs.Field("input", "must be a string or an object")
 		}
-		n.Input = store.RunInput{Type: "text", Text: text}
+		return text, nil
 	case strings.HasPrefix(in, "{"):
 		var obj struct {
 			Type string  `json:"type"`
 			Text *string `json:"text"`
 		}
-		if err := json.Unmarshal(req.Input, &obj); err != nil {
-			return n, "", errs.Field("input.text", "must be a string")
+		if err := json.Unmarshal(raw, &obj); err != nil {
+			return "", errs.Field("input.text", "must be a string")
 		}
 		if obj.Type != "" && obj.Type != "text" {
-			return n, "", errs.Field("input.type", "must be \"text\", got %q", obj.Type)
+			return "", errs.Field("input.type", "must be \"text\", got %q", obj.Type)
 		}
 		if obj.Text == nil {
-			return n, "", errs.Field("input.text", "is required")
+			return "", errs.Field("input.text", "is required")
 		}
-		n.Input = store.RunInput{Type: "text", Text: *obj.Text}
+		return *obj.Text, nil
 	default:
-		return n, "", errs.Field("input", "must be a string or an object {\"type\":\"text\",\"text\":...}")
+		return "", errs.Field("input", "must be a string or an object {\"type\":\"text\",\"text\":...}")
 	}
-	if strings.TrimSpace(n.Input.Text) == "" {
-		return n, "", errs.Field("input.text", "must not be empty")
+}
+
+// parseRunContext accepts an absent or null context, or an object (kept
+// as sent, trimmed).
+func parseRunContext(raw json.RawMessage) (json.RawMessage, error) {
+	c := strings.TrimSpace(string(raw))
+	if c == "" || c == "null" {
+		return nil, nil
 	}
-	if len(n.Input.Text) > maxInputBytes {
-		return n, "", errs.Field("input.text", "must be at most %d bytes", maxInputBytes)
+	if !strings.HasPrefix(c, "{") {
+		return nil, errs.Field("context", "must be an object")
 	}
-	if c := strings.TrimSpace(string(req.Context)); c != "" && c != "null" {
-		if !strings.HasPrefix(c, "{") {
-			return n, "", errs.Field("context", "must be an object")
-		}
-		n.Context = json.RawMessage(c)
+	return json.RawMessage(c), nil
+}
+
+// parseTooling checks the run's tool allowlist (tool_allowlist, or its
+// alias tools, not both unless equal) against the agent's tools, and the
+// denymap for empty entries.
+func parseTooling(t *toolingRequest, agent store.Agent) (store.Tooling, error) {
+	if t == nil {
+		return store.Tooling{}, nil
 	}
-	if req.Tooling != nil {
-		allow := req.Tooling.ToolAllowlist
-		if len(allow) == 0 {
-			allow = req.Tooling.Tools
-		} else if len(req.Tooling.Tools) > 0 && !slices.Equal(allow, req.Tooling.Tools) {
-			return n, "", errs.Field("tooling.tools", "conflicts with tooling.tool_allowlist; send one of them")
-		}
-		for i, id := range allow {
-			if !slices.Contains(agent.Tools, id) {
-				return n, "", errs.Field(fmt.Sprintf("tooling.tool_allowlist[%d]", i), "%q is not a tool of agent %s", id, agent.AgentID)
-			}
-		}
-		for i, id := range req.Tooling.ToolDenymap {
-			if strings.TrimSpace(id) == "" {
-				return n, "", errs.Field(fmt.Sprintf("tooling.tool_denymap[%d]", i), "must not be empty")
-			}
-		}
-		n.Tooling = store.Tooling{ToolAllowlist: allow, ToolDenymap: req.Tooling.ToolDenymap}
+	allow := t.ToolAllowlist
+	if len(allow) == 0 {
+		allow = t.Tools
+	} else if len(t.Tools) > 0 && !slices.Equal(allow, t.Tools) {
+		return store.Tooling{}, errs.Field("tooling.tools", "conflicts with tooling.tool_allowlist; send one of them")
 	}
-	// max_steps and timeout_ms the request leaves out come from the agent
-	// after the request is fingerprinted (withAgentDefaults), so a retry is
-	// the same request even if the agent's defaults changed meanwhile.
-	n.RunOptions = store.RunOptions{Priority: "normal", StreamEvents: true}
-	if o := req.RunOptions; o != nil {
-		if o.Priority != "" {
-			if _, ok := priorities[o.Priority]; !ok {
-				return n, "", errs.Field("run_options.priority", "must be low, normal or high, got %q", o.Priority)
-			}
-			n.RunOptions.Priority = o.Priority
+	for i, id := range allow {
+		if !slices.Contains(agent.Tools, id) {
+			return store.Tooling{}, errs.Field(fmt.Sprintf("tooling.tool_allowlist[%d]", i), "%q is not a tool of agent %s", id, agent.AgentID)
 		}
-		if o.TimeoutMs != nil {
-			if *o.TimeoutMs < 1 || *o.TimeoutMs > maxRunTimeoutMs {
-				return n, "", errs.Field("run_options.timeout_ms", "must be between 1 and %d", maxRunTimeoutMs)
-			}
-			n.RunOptions.TimeoutMs = *o.TimeoutMs
-		}
-		if o.MaxSteps != nil {
-			if *o.MaxSteps < 1 || *o.MaxSteps > maxRunSteps {
-				return n, "", errs.Field("run_options.max_steps", "must be between 1 and %d", maxRunSteps)
-			}
-			n.RunOptions.MaxSteps = *o.MaxSteps
-		}
-		if o.StreamEvents != nil {
-			n.RunOptions.StreamEvents = *o.StreamEvents
-		}
-		if o.ModelTier != "" {
-			switch o.ModelTier {
-			case "fast", "balanced", "premium":
-			default:
-				return n, "", errs.Field("run_options.model_tier", "must be fast, balanced or premium, got %q", o.ModelTier)
-			}
-		}
-		n.RunOptions.DryRun = o.DryRun
-		n.RunOptions.ModelTier = o.ModelTier
 	}
-	return n, req.IdempotencyKey, nil
+	for i, id := range t.ToolDenymap {
+		if strings.TrimSpace(id) == "" {
+			return store.Tooling{}, errs.Field(fmt.Sprintf("tooling.tool_denymap[%d]", i), "must not be empty")
+		}
+	}
+	return store.Tooling{ToolAllowlist: allow, ToolDenymap: t.ToolDenymap}, nil
+}
+
+// parseRunOptions validates run_options. max_steps and timeout_ms the
+// request leaves out come from the agent after the request is
+// fingerprinted (withAgentDefaults), so a retry is the same request even
+// if the agent's defaults changed meanwhile.
+func parseRunOptions(o *runOptionsReq) (store.RunOptions, error) {
+	opts := store.RunOptions{Priority: "normal", StreamEvents: true}
+	if o == nil {
+		return opts, nil
+	}
+	if o.Priority != "" {
+		if _, ok := priorities[o.Priority]; !ok {
+			return store.RunOptions{}, errs.Field("run_options.priority", "must be low, normal or high, got %q", o.Priority)
+		}
+		opts.Priority = o.Priority
+	}
+	var err error
+	if opts.TimeoutMs, err = boundedOption(o.TimeoutMs, "run_options.timeout_ms", maxRunTimeoutMs); err != nil {
+		return store.RunOptions{}, err
+	}
+	if opts.MaxSteps, err = boundedOption(o.MaxSteps, "run_options.max_steps", maxRunSteps); err != nil {
+		return store.RunOptions{}, err
+	}
+	if o.StreamEvents != nil {
+		opts.StreamEvents = *o.StreamEvents
+	}
+	switch o.ModelTier {
+	case "", "fast", "balanced", "premium":
+	default:
+		return store.RunOptions{}, errs.Field("run_options.model_tier", "must be fast, balanced or premium, got %q", o.ModelTier)
+	}
+	opts.DryRun = o.DryRun
+	opts.ModelTier = o.ModelTier
+	return opts, nil
+}
+
+// boundedOption returns *v when it is within 1..limit, 0 (left to the
+// agent's default) when v is absent.
+func boundedOption(v *int, field string, limit int) (int, error) {
+	if v == nil {
+		return 0, nil
+	}
+	if *v < 1 || *v > limit {
+		return 0, errs.Field(field, "must be between 1 and %d", limit)
+	}
+	return *v, nil
 }
 
 // withAgentDefaults fills the run options the request left to the agent.

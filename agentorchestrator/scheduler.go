@@ -27,21 +27,39 @@ func (s *Server) Wake() {
 	}
 }
 
-// Start starts the scheduler; Stop ends it. Recovery after a crash needs no
-// scan: a run's queue entry is written with the run and removed only once
-// the run is terminal, so unfinished runs are leased again when their
-// leases expire.
+// Start starts the scheduler and the purge of expired idempotency keys;
+// Stop ends them. Recovery after a crash needs no scan: a run's queue
+// entry is written with the run and removed only once the run is
+// terminal, so unfinished runs are leased again when their leases expire.
+// Start on a started server is an error (one scheduler per server); after
+// Stop it may be started again.
 func (s *Server) Start(ctx context.Context) error {
+	s.lifeMu.Lock()
+	defer s.lifeMu.Unlock()
+	if s.stop != nil {
+		return errors.New("agentorchestrator: already started")
+	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = cancel
-	s.done = make(chan struct{})
-	go s.schedule(ctx)
+	s.loops.Add(2)
+	go func() {
+		defer s.loops.Done()
+		s.schedule(ctx)
+	}()
+	go func() {
+		defer s.loops.Done()
+		s.purgeIdempotency(ctx)
+	}()
 	return nil
 }
 
 // Stop stops leasing new runs and stops executors; their runs stay leased
-// until the lease expires and are then resumed by whoever leases them.
+// until the lease expires and are then resumed by whoever leases them. It
+// returns once the scheduler, every executor and the purge have returned,
+// so the store may be closed after it. Stop without Start does nothing.
 func (s *Server) Stop() {
+	s.lifeMu.Lock()
+	defer s.lifeMu.Unlock()
 	if s.stop == nil {
 		return
 	}
@@ -51,12 +69,37 @@ func (s *Server) Stop() {
 	}
 	s.mu.Unlock()
 	s.stop()
-	<-s.done
+	s.loops.Wait() // the scheduler adds no executor after this
 	s.wg.Wait()
+	s.stop = nil
 }
 
+// idempotencyPurgeInterval is how often expired idempotency keys are
+// deleted (they expire after a day; an hour's delay costs nothing).
+const idempotencyPurgeInterval = time.Hour
+
+// purgeIdempotency deletes expired idempotency keys now and then every
+// idempotencyPurgeInterval until ctx ends.
+func (s *Server) purgeIdempotency(ctx context.Context) {
+	t := time.NewTicker(idempotencyPurgeInterval)
+	defer t.Stop()
+	for {
+		if _, err := s.cfg.Store.PurgeIdempotency(ctx, s.cfg.Now()); err != nil && ctx.Err() == nil {
+			s.log.Warn("purge idempotency keys", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// schedule is the scheduler loop: lease as many runs as there are free
+// executors (none while the model-policy breaker is open), start an
+// executor for each, and wait for a wake-up (an admission, a finished run)
+// or the poll interval, until ctx ends.
 func (s *Server) schedule(ctx context.Context) {
-	defer close(s.done)
 	var active atomic.Int64
 	var lastDepth, lastLease time.Time
 	for {
@@ -66,6 +109,9 @@ func (s *Server) schedule(ctx context.Context) {
 			leases, err := s.leaseRuns(ctx, free)
 			if err != nil && ctx.Err() == nil {
 				s.log.Warn("lease runs", "err", err)
+			}
+			if s.leased != nil {
+				s.leased(leases)
 			}
 			for _, l := range leases {
 				active.Add(1)

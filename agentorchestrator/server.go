@@ -1,6 +1,7 @@
 // Package agentorchestrator is the Agent Orchestrator service: the runs API
 // (admission, get, list, cancel, events over SSE), the agents API, the admin
-// API, and the scheduler and executors that run the agent loop.
+// API (tenants, tokens, agents, tools, audit), and the scheduler and
+// executors that run the agent loop.
 package agentorchestrator
 
 import (
@@ -41,8 +42,9 @@ type Limiter interface {
 	AllowPerMinute(tenantID, name string, perMinute int) (bool, time.Duration)
 }
 
-// Config wires the orchestrator's dependencies. Fields without a default
-// are required.
+// Config wires the orchestrator's dependencies. Store, Queue,
+// Authenticate, Audit, Limiter, Model and Tools are required; the other
+// fields have defaults or may be left out.
 type Config struct {
 	Store store.Store
 	Queue queue.Queue
@@ -113,12 +115,21 @@ type Server struct {
 
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc // run_id → cancel of its executor
-	wg      sync.WaitGroup
-	stop    context.CancelFunc
-	done    chan struct{}
+	wg      sync.WaitGroup                     // executors
+
+	// leased, when set (tests, before Start), is called by the scheduler
+	// with what each lease call returned, before their executors start: a
+	// test waits for a lease decision instead of sleeping.
+	leased func([]queue.Lease)
+
+	// lifeMu orders Start and Stop; stop is set while started.
+	lifeMu sync.Mutex
+	stop   context.CancelFunc
+	loops  sync.WaitGroup // the scheduler and the idempotency purge
 }
 
-// New builds the server. Call Start to run the scheduler and Handler to serve.
+// New builds the server; it starts nothing. Start runs the scheduler (Stop
+// ends it) and Handler serves the API.
 func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil || cfg.Queue == nil || cfg.Authenticate == nil || cfg.Model == nil ||
 		cfg.Tools == nil || cfg.Limiter == nil || cfg.Audit == nil {

@@ -333,7 +333,7 @@ func (x *execution) callTool(ctx context.Context, modelStepID string, index int,
 	}
 	timeout := spec.DefaultTimeout
 	if timeout <= 0 {
-		timeout = defaultToolTimeout
+		timeout = tools.FallbackTimeout
 	}
 	var result toolStepOutput
 	step := x.toolStepFor(modelStepID, index)
@@ -395,7 +395,9 @@ func (x *execution) callTool(ctx context.Context, modelStepID string, index int,
 }
 
 // invokeTool applies the permission, rate-limit and dry-run rules and runs
-// the tool. An empty Status means the run was stopped meanwhile.
+// the tool through tools.InvokeTool (input schema, deadline, panic
+// recovery, output bound), retrying an idempotent tool's retryable
+// failures. An empty Status means the run was stopped meanwhile.
 func (x *execution) invokeTool(ctx context.Context, tool tools.Tool, found bool, toolID string, st store.Step, args json.RawMessage, timeout time.Duration) toolStepOutput {
 	s := x.s
 	fail := func(e *errs.Error) toolStepOutput {
@@ -418,13 +420,12 @@ func (x *execution) invokeTool(ctx context.Context, tool tools.Tool, found bool,
 	}
 	call := tools.Call{Auth: x.ac, TenantID: x.run.TenantID, AgentID: x.run.AgentID,
 		RunID: x.run.RunID, ToolCallID: st.ToolCallID, Input: args}
-	// Each attempt gets the tool's timeout; timedOut says the last one ran out.
+	// Each attempt gets the tool's timeout; timedOut says the last one ran
+	// out (a deadline while the run's own context is live is the call's).
 	var timedOut bool
 	attempt := func() (json.RawMessage, error) {
-		tctx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
-		out, err := safeInvoke(tctx, tool, call)
-		timedOut = errors.Is(tctx.Err(), context.DeadlineExceeded)
+		out, err := tools.InvokeTool(ctx, tool, call, timeout)
+		timedOut = errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil
 		return out, err
 	}
 	start := time.Now()
@@ -458,8 +459,8 @@ func (x *execution) invokeTool(ctx context.Context, tool tools.Tool, found bool,
 	return res
 }
 
-// toolRetries caps the retries of one idempotent tool call: with the
-// backoff below they span roughly 5-10 s, enough to ride out a webhook's
+// toolRetries caps the retries of one idempotent tool call: with
+// backoff's delays (breaker.go) they span roughly 5-10 s, enough to ride out a webhook's
 // restart, while a webhook that is broken for good fails the call in
 // seconds rather than holding the run until its deadline.
 const toolRetries = 6
@@ -478,16 +479,6 @@ func retryableToolFailure(spec tools.Spec, err error) bool {
 		return true
 	}
 	return false
-}
-
-// safeInvoke turns a panicking tool into an internal error.
-func safeInvoke(ctx context.Context, t tools.Tool, c tools.Call) (out json.RawMessage, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = errs.Wrap(errs.Internal, fmt.Errorf("panic: %v", v), "tool %s crashed", t.Spec().ToolID)
-		}
-	}()
-	return t.Invoke(ctx, c)
 }
 
 func errorBody(e *errs.Error) *store.ErrorBody {

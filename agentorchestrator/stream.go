@@ -1,6 +1,7 @@
 package agentorchestrator
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -84,6 +85,8 @@ func (s *Server) acquireStream(r *http.Request, tenantID string) (func(), error)
 
 // streamSSE replays stored events after `after`, then live ones from the
 // hub, with no gaps and no duplicates, and ends after the terminal event.
+// Once the response has started, errors end the stream: there is no
+// status left to report them with.
 func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, run store.Run, after int64) error {
 	ctx := r.Context()
 	rc := http.NewResponseController(w)
@@ -94,47 +97,10 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, run store.Run
 	sub := s.hub.Subscribe(run.TenantID, run.RunID)
 	defer sub.Close()
 
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Connection", "keep-alive")
-	h.Set("X-Accel-Buffering", "no")
-	// Each write gets events.WriteTimeout.
-	keepWriting := func() { _ = rc.SetWriteDeadline(time.Now().Add(events.WriteTimeout)) }
-	keepWriting()
-	w.WriteHeader(http.StatusOK)
-	_ = rc.Flush()
-
-	last := after
-	// catchUp writes stored events after last; it reports whether the
-	// terminal event was written.
-	catchUp := func() (bool, error) {
-		for {
-			evs, err := s.cfg.Store.ListEvents(ctx, store.ListEventsParams{TenantID: run.TenantID, RunID: run.RunID, AfterSequence: last, Limit: 500})
-			if err != nil {
-				return false, err
-			}
-			keepWriting()
-			for _, e := range evs {
-				if err := events.WriteSSE(w, e); err != nil {
-					return false, err
-				}
-				last = e.Sequence
-				if store.IsTerminalEvent(e.Type) {
-					return true, rc.Flush()
-				}
-			}
-			if err := rc.Flush(); err != nil {
-				return false, err
-			}
-			if len(evs) < 500 {
-				return false, nil
-			}
-		}
-	}
-	done, err := catchUp()
-	if err != nil || done {
-		return nil // the response has started; errors end the stream
+	st := &sseStream{s: s, w: w, rc: rc, sub: sub, run: run, last: after}
+	st.begin()
+	if done, err := st.catchUp(ctx); err != nil || done {
+		return nil
 	}
 	// The terminal event commits with the terminal status, so a run that
 	// was terminal when the request began has had its last event replayed
@@ -148,59 +114,134 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, run store.Run
 	poll := time.NewTicker(storePollInterval)
 	defer poll.Stop()
 	for {
+		var end bool
 		select {
 		case <-ctx.Done():
 			return nil
 		case e := <-sub.C:
-			// Events committed together arrive together: write all that are
-			// waiting, then flush once.
-			keepWriting()
-			terminal, gap := false, false
-			for more := true; more; {
-				switch {
-				case e.Sequence > last+1:
-					gap = true
-				case e.Sequence == last+1:
-					if err := events.WriteSSE(w, e); err != nil {
-						return nil
-					}
-					last = e.Sequence
-					terminal = store.IsTerminalEvent(e.Type)
-				}
-				if terminal || gap {
-					break
-				}
-				select {
-				case e = <-sub.C:
-				default:
-					more = false
-				}
-			}
-			if terminal {
-				_ = rc.Flush()
-				return nil
-			}
-			if sub.Lagged() || gap {
-				if done, err := catchUp(); err != nil || done {
-					return nil
-				}
-				continue
-			}
-			if err := rc.Flush(); err != nil {
-				return nil
-			}
+			end = st.live(ctx, e)
 		case <-poll.C:
-			if done, err := catchUp(); err != nil || done {
-				return nil
-			}
+			done, err := st.catchUp(ctx)
+			end = err != nil || done
 		case <-heartbeat.C:
-			keepWriting()
-			if _, err := w.Write([]byte(": ping\n\n")); err != nil {
-				return nil
-			}
-			if err := rc.Flush(); err != nil {
-				return nil
-			}
+			end = st.ping() != nil
+		}
+		if end {
+			return nil
 		}
 	}
+}
+
+// sseStream is one SSE response under way: last is the sequence of the
+// last event written.
+type sseStream struct {
+	s    *Server
+	w    http.ResponseWriter
+	rc   *http.ResponseController
+	sub  *events.Subscription
+	run  store.Run
+	last int64
+}
+
+// begin sends the 200 and the event-stream headers.
+func (st *sseStream) begin() {
+	h := st.w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	h.Set("X-Accel-Buffering", "no")
+	st.keepWriting()
+	st.w.WriteHeader(http.StatusOK)
+	_ = st.rc.Flush()
+}
+
+// keepWriting gives the next write events.WriteTimeout.
+func (st *sseStream) keepWriting() {
+	_ = st.rc.SetWriteDeadline(time.Now().Add(events.WriteTimeout))
+}
+
+// catchUpPage is how many stored events one catch-up read returns.
+const catchUpPage = 500
+
+// catchUp writes the stored events after last; it reports whether the
+// terminal event was written.
+func (st *sseStream) catchUp(ctx context.Context) (bool, error) {
+	for {
+		evs, err := st.s.cfg.Store.ListEvents(ctx, store.ListEventsParams{TenantID: st.run.TenantID, RunID: st.run.RunID,
+			AfterSequence: st.last, Limit: catchUpPage})
+		if err != nil {
+			return false, err
+		}
+		st.keepWriting()
+		for _, e := range evs {
+			if err := events.WriteSSE(st.w, e); err != nil {
+				return false, err
+			}
+			st.last = e.Sequence
+			if store.IsTerminalEvent(e.Type) {
+				return true, st.rc.Flush()
+			}
+		}
+		if err := st.rc.Flush(); err != nil {
+			return false, err
+		}
+		if len(evs) < catchUpPage {
+			return false, nil
+		}
+	}
+}
+
+// live writes e, received from the hub, with the events waiting behind
+// it, and reports whether the stream ends (terminal event written, or an
+// error). A gap in sequences, or a subscription that lagged and dropped
+// events, is filled from the store.
+func (st *sseStream) live(ctx context.Context, e store.Event) bool {
+	st.keepWriting()
+	terminal, gap, err := st.writeWaiting(e)
+	switch {
+	case err != nil:
+		return true
+	case terminal:
+		_ = st.rc.Flush()
+		return true
+	case st.sub.Lagged() || gap:
+		done, err := st.catchUp(ctx)
+		return err != nil || done
+	}
+	return st.rc.Flush() != nil
+}
+
+// writeWaiting writes e and then the events already waiting on the
+// subscription (events committed together arrive together: they are
+// flushed once), stopping at the terminal event or at a gap. Events at or
+// before last are duplicates of the replay and are skipped.
+func (st *sseStream) writeWaiting(e store.Event) (terminal, gap bool, err error) {
+	for {
+		switch {
+		case e.Sequence > st.last+1:
+			return false, true, nil
+		case e.Sequence == st.last+1:
+			if err := events.WriteSSE(st.w, e); err != nil {
+				return false, false, err
+			}
+			st.last = e.Sequence
+			if store.IsTerminalEvent(e.Type) {
+				return true, false, nil
+			}
+		}
+		select {
+		case e = <-st.sub.C:
+		default:
+			return false, false, nil
+		}
+	}
+}
+
+// ping writes a heartbeat comment.
+func (st *sseStream) ping() error {
+	st.keepWriting()
+	if _, err := st.w.Write([]byte(": ping\n\n")); err != nil {
+		return err
+	}
+	return st.rc.Flush()
 }

@@ -94,6 +94,8 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
+	// The scheduler and the idempotency purge; Stop waits for both (and
+	// the executors), and runs before the store closes.
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
@@ -109,27 +111,7 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 		}()
 		defer func() { <-done }()
 	}
-	go purgeIdempotency(ctx, st, log)
 	return serveHTTP(ctx, cfg, cfg.OrchestratorAddr, srv.Handler(), log)
-}
-
-type idempotencyPurger interface {
-	PurgeIdempotency(ctx context.Context, now time.Time) (int, error)
-}
-
-func purgeIdempotency(ctx context.Context, st idempotencyPurger, log interface{ Warn(string, ...any) }) {
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		if _, err := st.PurgeIdempotency(ctx, time.Now()); err != nil && ctx.Err() == nil {
-			log.Warn("purge idempotency keys", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // pingHealth checks a dependency's health endpoint.

@@ -15,6 +15,11 @@ import (
 // timeout.
 const FallbackTimeout = 30 * time.Second
 
+// MaxOutputBytes caps what one tool call may return (its JSON output); a
+// longer output is an error, so that one tool cannot bloat a run's steps,
+// events and the model's context.
+const MaxOutputBytes = 1 << 20
+
 // Invoke runs the tool toolID of reg for call, with a deadline of timeout
 // (when 0: the tool's Spec.DefaultTimeout, when that is 0: FallbackTimeout).
 // It validates call.Input against the tool's input schema first.
@@ -29,7 +34,9 @@ const FallbackTimeout = 30 * time.Second
 //     cancellation from a timeout with errors.Is(err, context.Canceled);
 //   - the tool panicked: internal_error;
 //   - any other error the tool returns keeps its code, or becomes
-//     internal_error when it carries none.
+//     internal_error when it carries none;
+//   - output that is not JSON, or longer than MaxOutputBytes:
+//     internal_error.
 //
 // Invoke returns as soon as the deadline passes or ctx is canceled, even if
 // the tool has not returned yet (the tool is expected to stop promptly).
@@ -38,7 +45,16 @@ func Invoke(ctx context.Context, reg *Registry, call Call, toolID string, timeou
 	if !ok {
 		return nil, errs.E(errs.NotFound, "tool_id: tool %q is not registered", toolID)
 	}
+	return InvokeTool(ctx, t, call, timeout)
+}
+
+// InvokeTool is Invoke for a tool already looked up (a tenant's webhook
+// tool is in no Registry). It is the one way a tool is called: every
+// caller gets the same validation, deadline, panic recovery and output
+// bound, and the same errors.
+func InvokeTool(ctx context.Context, t Tool, call Call, timeout time.Duration) (json.RawMessage, error) {
 	spec := t.Spec()
+	toolID := spec.ToolID
 	if timeout <= 0 {
 		timeout = spec.DefaultTimeout
 	}
@@ -81,6 +97,10 @@ func Invoke(ctx context.Context, reg *Registry, call Call, toolID string, timeou
 		}
 		if len(r.out) == 0 {
 			r.out = json.RawMessage("null")
+		}
+		if len(r.out) > MaxOutputBytes {
+			return nil, errs.E(errs.Internal, "tool %s returned %d bytes of output, more than the limit of %d", toolID, len(r.out), MaxOutputBytes).
+				WithDetails(map[string]any{"output_bytes": len(r.out), "limit": MaxOutputBytes})
 		}
 		if !json.Valid(r.out) {
 			return nil, errs.E(errs.Internal, "tool %s returned invalid JSON", toolID)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -163,6 +164,53 @@ func TestInvoke(t *testing.T) {
 		_, err = tools.Invoke(context.Background(), b.reg, call, "tool.badjson", 0)
 		require.Equal(t, errs.Internal, errs.CodeOf(err))
 	})
+
+	t.Run("output bound", func(t *testing.T) {
+		t.Parallel()
+		sized := func(n int) func(context.Context, tools.Call) (json.RawMessage, error) {
+			return func(context.Context, tools.Call) (json.RawMessage, error) {
+				out, err := json.Marshal(strings.Repeat("x", n-2)) // n bytes with the quotes
+				return out, err
+			}
+		}
+		b := setup(t, newFuncTool("tool.max", sized(tools.MaxOutputBytes)), newFuncTool("tool.big", sized(tools.MaxOutputBytes+1)))
+		out, err := tools.Invoke(context.Background(), b.reg, call, "tool.max", 0)
+		require.NoError(t, err)
+		require.Len(t, out, tools.MaxOutputBytes)
+		_, err = tools.Invoke(context.Background(), b.reg, call, "tool.big", 0)
+		e := errs.As(err)
+		require.Equal(t, errs.Internal, e.Code)
+		require.Contains(t, e.Message, "tool.big returned 1048577 bytes")
+		require.Equal(t, tools.MaxOutputBytes, e.Details["limit"])
+	})
+}
+
+// InvokeTool is the path for a tool in no registry (a tenant's webhook):
+// the same validation, deadline and recovery as Invoke.
+func TestInvokeTool(t *testing.T) {
+	t.Parallel()
+	call := tools.Call{TenantID: "tnt_a", Input: json.RawMessage(`{"n":1}`)}
+	out, err := tools.InvokeTool(context.Background(), newFuncTool("tool.ok", okFn), call, 0)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"ok":true}`, string(out))
+
+	bad := call
+	bad.Input = json.RawMessage(`{"n":"one"}`)
+	_, err = tools.InvokeTool(context.Background(), newFuncTool("tool.ok", okFn), bad, 0)
+	require.Equal(t, "n", errs.As(err).Details["field"])
+
+	_, err = tools.InvokeTool(context.Background(), newFuncTool("tool.slow", blockUntilDone), call, time.Millisecond)
+	require.Equal(t, errs.Timeout, errs.CodeOf(err))
+
+	_, err = tools.InvokeTool(context.Background(), newFuncTool("tool.panic", func(context.Context, tools.Call) (json.RawMessage, error) {
+		panic("boom")
+	}), call, 0)
+	require.Equal(t, errs.Internal, errs.CodeOf(err))
+
+	nothing := newFuncTool("tool.nothing", func(context.Context, tools.Call) (json.RawMessage, error) { return nil, nil })
+	out, err = tools.InvokeTool(context.Background(), nothing, call, 0)
+	require.NoError(t, err)
+	require.Equal(t, "null", string(out))
 }
 
 func TestContextError(t *testing.T) {

@@ -1,6 +1,8 @@
 // Package tools is the ToolPort: a registry of tools an agent may call, and
 // the builtin tools (tools/builtin). A tool describes itself to the model
-// (Spec) and is invoked with the caller's Auth Context and a deadline.
+// (Spec) and is invoked with the caller's Auth Context and a deadline,
+// always through Invoke or InvokeTool (schema check, deadline, panic
+// recovery, output bound).
 package tools
 
 import (
