@@ -16,6 +16,7 @@ import (
 	"github.com/nexixai/agentos/internal/ids"
 	"github.com/nexixai/agentos/internal/modelport"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/tenancy"
 	"github.com/nexixai/agentos/modelpolicy/policy"
 	"github.com/nexixai/agentos/modelpolicy/providers"
 	"github.com/nexixai/agentos/modelpolicy/router"
@@ -324,13 +325,13 @@ func (s *Server) invoke(ctx context.Context, c caller, inv *invocation) (res *re
 	}
 	if s.cfg.DefaultInvokeQPS > 0 {
 		burst := max(1, int(math.Ceil(s.cfg.DefaultInvokeQPS)))
-		if ok, wait := s.limiter.Allow(c.tenant.TenantID, "model_invoke", s.cfg.DefaultInvokeQPS, burst); !ok {
+		if ok, wait := s.limiter.Allow(c.tenant.TenantID, tenancy.LimitModelInvoke, s.cfg.DefaultInvokeQPS, burst); !ok {
 			return res, (&errs.Error{Code: errs.RateLimited, RetryAfter: wait, Message: "model invoke rate exceeded for tenant"}).
 				WithDetails(map[string]any{"quota": "invoke_qps", "limit": s.cfg.DefaultInvokeQPS})
 		}
 	}
 	if mq.MaxRequestsPerMinute > 0 {
-		if ok, wait := s.limiter.AllowPerMinute(c.tenant.TenantID, "model_requests", mq.MaxRequestsPerMinute); !ok {
+		if ok, wait := s.limiter.AllowPerMinute(c.tenant.TenantID, tenancy.LimitModelRequests, mq.MaxRequestsPerMinute); !ok {
 			return res, (&errs.Error{Code: errs.RateLimited, RetryAfter: wait, Message: "max_requests_per_minute exceeded"}).
 				WithDetails(map[string]any{"quota": "max_requests_per_minute", "limit": mq.MaxRequestsPerMinute})
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/metrics"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/tenancy"
 	"github.com/nexixai/agentos/modelpolicy/providers"
 	"github.com/nexixai/agentos/modelpolicy/router"
 )
@@ -60,7 +61,8 @@ type Config struct {
 	// Authenticate puts an auth.Context in the request context; required.
 	// The server parses no credentials itself.
 	Authenticate func(http.Handler) http.Handler
-	// Limiter defaults to an in-process LocalLimiter.
+	// Limiter defaults to a new tenancy.Limiter (buckets keyed by tenant;
+	// a changed quota adjusts its bucket without a refill).
 	Limiter RateLimiter
 	// Audit defaults to AuditLogRecorder over Store when it is a
 	// store.AuditLog; otherwise it is required.
@@ -150,7 +152,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.started = s.now()
 	if s.limiter == nil {
-		s.limiter = NewLocalLimiter()
+		s.limiter = tenancy.NewLimiter()
 	}
 	if s.audit == nil {
 		al, ok := cfg.Store.(store.AuditLog)
