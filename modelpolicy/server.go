@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -125,16 +124,19 @@ type Server struct {
 	health     map[string]error
 	healthedAt time.Time
 
-	tenants   TenantGetter
-	budgets   *budgets
-	writer    *recordWriter
-	stop      chan struct{}
-	bg        sync.WaitGroup
-	closeOnce sync.Once
-	closeErr  error
+	tenants TenantGetter
+	budgets *budgets
+	writer  *recordWriter
+
+	lifeMu  sync.Mutex    // guards the fields below: Start and Stop
+	stop    chan struct{} // closed by Stop; nil until Start
+	bgDone  chan struct{} // closed when the settle loop returns
+	stopped bool
+	stopErr error
 }
 
-// New validates cfg and builds the server.
+// New validates cfg and builds the server. It starts no goroutine: Start
+// starts the background work and Stop ends it.
 func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("modelpolicy: Config.Store is required")
@@ -208,22 +210,6 @@ func New(cfg Config) (*Server, error) {
 			s.metrics.auditErrors.Inc()
 		}
 	}, cfg.FlushDelay)
-	s.stop = make(chan struct{})
-	every := cmp.Or(cfg.SettleInterval, 5*time.Second)
-	s.bg.Add(1)
-	go func() {
-		defer s.bg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-s.stop:
-				return
-			case <-t.C:
-				s.budgets.retireAll()
-			}
-		}
-	}()
 	return s, nil
 }
 
@@ -238,6 +224,42 @@ func defaultBackendClient() *http.Client {
 	return &http.Client{Transport: tr}
 }
 
+// Start starts the background work: the flusher that writes queued usage
+// and audit records in batches, and the settlement of leased budget
+// allocations every SettleInterval. Until Start (and after Stop) the
+// handler still serves, writing each record synchronously. Starting a
+// started server does nothing; starting a stopped one is an error.
+func (s *Server) Start() error {
+	s.lifeMu.Lock()
+	defer s.lifeMu.Unlock()
+	if s.stopped {
+		return errors.New("modelpolicy: Start after Stop")
+	}
+	if s.stop != nil {
+		return nil
+	}
+	s.stop, s.bgDone = make(chan struct{}), make(chan struct{})
+	s.writer.start()
+	go s.settleLoop(s.stop, s.bgDone, cmp.Or(s.cfg.SettleInterval, 5*time.Second))
+	return nil
+}
+
+// settleLoop settles the leased budget allocations every interval until
+// stop is closed, then closes done.
+func (s *Server) settleLoop(stop <-chan struct{}, done chan<- struct{}, every time.Duration) {
+	defer close(done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			s.budgets.retireAll()
+		}
+	}
+}
+
 // Flush writes every queued usage and audit record and settles every
 // leased budget allocation back to the store (returning its unused part);
 // the server keeps serving. It waits for calls in flight on the settled
@@ -248,22 +270,29 @@ func (s *Server) Flush(ctx context.Context) error {
 	return errors.Join(berr, werr)
 }
 
-// Close stops the background work after a final flush: budget allocations
-// are settled and every queued usage and audit record is written (audit
-// is never lost on a clean shutdown). Call it after the HTTP server has
-// shut down (Serve does); it waits at most 10 s for calls still in
-// flight. Idempotent; records arriving after Close are written
-// synchronously.
-func (s *Server) Close() error {
-	s.closeOnce.Do(func() {
+// Stop ends the background work started by Start and waits for its
+// goroutines, after a final flush: budget allocations are settled and
+// every queued usage and audit record is written (audit is never lost on
+// a clean shutdown). Call it after the HTTP server has shut down; it waits
+// at most 10 s for calls still in flight. Idempotent (later calls return
+// the first one's error), and valid without Start; records arriving after
+// Stop are written synchronously.
+func (s *Server) Stop() error {
+	s.lifeMu.Lock()
+	defer s.lifeMu.Unlock()
+	if s.stopped {
+		return s.stopErr
+	}
+	s.stopped = true
+	if s.stop != nil {
 		close(s.stop)
-		s.bg.Wait()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.closeErr = s.budgets.flush(ctx)
-		s.writer.Close()
-	})
-	return s.closeErr
+		<-s.bgDone
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.stopErr = s.budgets.flush(ctx)
+	s.writer.Close()
+	return s.stopErr
 }
 
 // Handler returns the service's HTTP handler with the standard middleware.
@@ -291,39 +320,4 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+OpenAIBasePath+"/embeddings", authed(hf(s.handleEmbeddings)))
 	mux.Handle("/", httpx.NotFoundHandler(mux))
 	return chain(mux, s.log, s.httpm.Observe)
-}
-
-// Run serves the handler on addr until ctx is done, then shuts down
-// gracefully (in-flight calls get 10 s).
-func Run(ctx context.Context, cfg Config, addr string) error {
-	s, err := New(cfg)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	return s.Serve(ctx, ln)
-}
-
-// Serve serves on ln until ctx is done, then shuts down gracefully and
-// calls Close (flushing the ledger, audit and budgets).
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	// The node's default server limits (internal/node serveListener, which
-	// the agentos binary uses, takes them from the configuration).
-	srv := &http.Server{Handler: httpx.BodyDeadline(30 * time.Second)(s.Handler()), ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return errors.Join(err, s.Close())
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		err := srv.Shutdown(sctx)
-		<-errc
-		return errors.Join(err, s.Close())
-	}
 }
