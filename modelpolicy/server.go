@@ -1,10 +1,12 @@
 // Package modelpolicy is the Model Policy service: a governed model gateway
-// (CONTRACT §5, DESIGN §5). Every call passes, in order: tenant
-// entitlements (tiers, backends) → request limits (max_tokens_per_request,
-// requests per minute, invoke QPS) → token/cost budget reservation → input
-// policy (PII recognizers, allow/deny lists, tool permissions, CEL rules) →
-// router (tier chain, canaries, circuit breakers, fallback) → provider →
-// output policy → budget settlement, usage ledger, metrics and audit.
+// (CONTRACT §5, DESIGN §5). Every call passes, in order (Server.invoke):
+// tenant entitlements (tiers, backends) and the policy's model and backend
+// lists → request limits (max_tokens_per_request, invoke QPS, requests per
+// minute) and requirements → token/cost budget hold → input policy (tool
+// entitlements and permissions, PII recognizers, CEL rules) → router (tier
+// chain, canaries, circuit breakers, fallback) → provider → budget
+// settlement and usage ledger → output policy. Every call, served or not,
+// is counted in the metrics and audited once.
 package modelpolicy
 
 import (
@@ -83,7 +85,8 @@ type Config struct {
 	DefaultInvokeQPS float64
 	// Version is reported by /v1/health (default "0.0.0-dev").
 	Version string
-	// HTTPClient is used by provider adapters (default a plain client;
+	// HTTPClient is used by provider adapters (default a clone of
+	// http.DefaultTransport keeping more idle connections per backend;
 	// backend timeouts come from the catalogue).
 	HTTPClient *http.Client
 	// Now defaults to time.Now.
@@ -96,8 +99,9 @@ type Config struct {
 	// negative TTL reads the store on every call). A disabled tenant is
 	// refused within this time.
 	TenantTTL time.Duration
-	// SettleInterval is how often leased budget allocations are settled
-	// back to the store, returning their unused part (default 5 s).
+	// SettleInterval is how often, between Start and Stop, leased budget
+	// allocations are settled back to the store, returning their unused
+	// part (default 5 s).
 	SettleInterval time.Duration
 	// FlushDelay is how long the ledger/audit writer waits to fill a batch
 	// (default 10 ms).
