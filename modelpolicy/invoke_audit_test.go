@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -62,7 +63,7 @@ func TestInvokeAuditAndMetricsPerPath(t *testing.T) {
 		name      string
 		tenant    func(*store.Tenant)
 		mutate    func(*Config)
-		calls     func(b *bundle) // the calls, made as tenant tnt_p
+		calls     func(b *bundle, codes *[]int) // the calls, made as tenant tnt_p; their statuses
 		wantCodes []int
 	}
 	fail := func(code errs.Code, msg string) func(providers.ChatRequest) (providers.ChatResponse, error) {
@@ -73,45 +74,50 @@ func TestInvokeAuditAndMetricsPerPath(t *testing.T) {
 	provider := func(backend string, p providers.Provider) func(*Config) {
 		return func(c *Config) { c.Providers = map[string]providers.Provider{backend: p} }
 	}
-	var codes []int
-	invoke := func(b *bundle, body map[string]any) {
-		codes = append(codes, b.do("POST", "/v1/models:invoke", "tnt_p", body).status)
+	invoke := func(b *bundle, codes *[]int, body map[string]any) {
+		*codes = append(*codes, b.do("POST", "/v1/models:invoke", "tnt_p", body).status)
 	}
 	paths := []path{
-		{name: "served_redacted", calls: func(b *bundle) { invoke(b, chat("tnt_p", "tier:fast", "mail bob@example.com")) },
+		{name: "served_redacted", calls: func(b *bundle, codes *[]int) { invoke(b, codes, chat("tnt_p", "tier:fast", "mail bob@example.com")) },
 			wantCodes: []int{200}},
-		{name: "served_embed", calls: func(b *bundle) {
-			invoke(b, map[string]any{"auth": map[string]any{"tenant_id": "tnt_p"}, "request": map[string]any{"request_id": "req_emb",
+		{name: "served_embed", calls: func(b *bundle, codes *[]int) {
+			invoke(b, codes, map[string]any{"auth": map[string]any{"tenant_id": "tnt_p"}, "request": map[string]any{"request_id": "req_emb",
 				"operation": "embed", "model_ref": "tier:embed", "input": map[string]any{"texts": []string{"alpha beta", "gamma"}}}})
 		}, wantCodes: []int{200}},
-		{name: "unknown_model", calls: func(b *bundle) { invoke(b, chat("tnt_p", "builtin/nope", "x")) }, wantCodes: []int{404}},
+		{name: "unknown_model", calls: func(b *bundle, codes *[]int) { invoke(b, codes, chat("tnt_p", "builtin/nope", "x")) }, wantCodes: []int{404}},
 		{name: "tokens_per_request", tenant: func(tn *store.Tenant) { tn.Quotas.Models.MaxTokensPerRequest = 5 },
-			calls: func(b *bundle) { invoke(b, chat("tnt_p", "tier:fast", strings.Repeat("word ", 30))) }, wantCodes: []int{400}},
-		{name: "invoke_qps", mutate: func(c *Config) { c.DefaultInvokeQPS = 0.001 }, calls: func(b *bundle) {
-			invoke(b, chat("tnt_p", "tier:fast", "one"))
-			invoke(b, chat("tnt_p", "tier:fast", "two"))
+			calls: func(b *bundle, codes *[]int) {
+				invoke(b, codes, chat("tnt_p", "tier:fast", strings.Repeat("word ", 30)))
+			}, wantCodes: []int{400}},
+		{name: "invoke_qps", mutate: func(c *Config) { c.DefaultInvokeQPS = 0.001 }, calls: func(b *bundle, codes *[]int) {
+			invoke(b, codes, chat("tnt_p", "tier:fast", "one"))
+			invoke(b, codes, chat("tnt_p", "tier:fast", "two"))
 		}, wantCodes: []int{200, 429}},
-		{name: "requests_per_minute", tenant: func(tn *store.Tenant) { tn.Quotas.Models.MaxRequestsPerMinute = 1 }, calls: func(b *bundle) {
-			invoke(b, chat("tnt_p", "tier:fast", "one"))
-			invoke(b, chat("tnt_p", "tier:fast", "two"))
+		{name: "requests_per_minute", tenant: func(tn *store.Tenant) { tn.Quotas.Models.MaxRequestsPerMinute = 1 }, calls: func(b *bundle, codes *[]int) {
+			invoke(b, codes, chat("tnt_p", "tier:fast", "one"))
+			invoke(b, codes, chat("tnt_p", "tier:fast", "two"))
 		}, wantCodes: []int{200, 429}},
-		{name: "requirements", calls: func(b *bundle) {
+		{name: "requirements", calls: func(b *bundle, codes *[]int) {
 			body := chat("tnt_p", "tier:fast", "x")
 			body["request"].(map[string]any)["requirements"] = map[string]any{"min_context_tokens": 1 << 30}
-			invoke(b, body)
+			invoke(b, codes, body)
 		}, wantCodes: []int{400}},
 		{name: "budget_exceeded", tenant: func(tn *store.Tenant) { tn.Quotas.Models.TokenBudget = store.TokenBudget{Window: "day", MaxTokens: 3} },
-			calls: func(b *bundle) { invoke(b, chat("tnt_p", "tier:fast", "a longer prompt than three tokens")) }, wantCodes: []int{429}},
+			calls: func(b *bundle, codes *[]int) {
+				invoke(b, codes, chat("tnt_p", "tier:fast", "a longer prompt than three tokens"))
+			}, wantCodes: []int{429}},
 		{name: "input_blocked", tenant: func(tn *store.Tenant) { tn.DefaultPolicyID = "pol_strict" },
-			calls: func(b *bundle) { invoke(b, chat("tnt_p", "tier:fast", "ssn 123-45-6789, mail bob@example.com")) }, wantCodes: []int{403}},
+			calls: func(b *bundle, codes *[]int) {
+				invoke(b, codes, chat("tnt_p", "tier:fast", "ssn 123-45-6789, mail bob@example.com"))
+			}, wantCodes: []int{403}},
 		{name: "backend_refused", mutate: provider("builtin", scripted{builtin.New(0), fail(errs.InvalidRequest, "the backend refused the prompt")}),
-			calls: func(b *bundle) { invoke(b, chat("tnt_p", "tier:fast", "x")) }, wantCodes: []int{400}},
+			calls: func(b *bundle, codes *[]int) { invoke(b, codes, chat("tnt_p", "tier:fast", "x")) }, wantCodes: []int{400}},
 		{name: "fallback_after_charged_timeout", mutate: provider("alt", scripted{builtin.New(0), fail(errs.Timeout, "backend timed out")}),
-			calls: func(b *bundle) { invoke(b, chat("tnt_p", "tier:fallback", "hello there")) }, wantCodes: []int{200}},
+			calls: func(b *bundle, codes *[]int) { invoke(b, codes, chat("tnt_p", "tier:fallback", "hello there")) }, wantCodes: []int{200}},
 		{name: "all_backends_failed", mutate: provider("alt", scripted{builtin.New(0), fail(errs.DependencyUnavailable, "backend down")}),
-			calls: func(b *bundle) { invoke(b, chat("tnt_p", "alt/first", "hello")) }, wantCodes: []int{503}},
+			calls: func(b *bundle, codes *[]int) { invoke(b, codes, chat("tnt_p", "alt/first", "hello")) }, wantCodes: []int{503}},
 		{name: "stream_failed_charged", mutate: provider("builtin", streamThenFail{builtin.New(0)}),
-			tenant: func(tn *store.Tenant) { tn.DefaultPolicyID = "pol_permissive" }, calls: func(b *bundle) {
+			tenant: func(tn *store.Tenant) { tn.DefaultPolicyID = "pol_permissive" }, calls: func(b *bundle, codes *[]int) {
 				req, err := http.NewRequest("POST", b.url+"/v1/chat/completions", strings.NewReader(
 					`{"model":"tier:fast","stream":true,"messages":[{"role":"user","content":"tell me a story"}]}`))
 				require.NoError(t, err)
@@ -120,44 +126,55 @@ func TestInvokeAuditAndMetricsPerPath(t *testing.T) {
 				require.NoError(t, err)
 				_, _ = io.ReadAll(resp.Body) // to the end: the call, and its audit, are done
 				resp.Body.Close()
-				codes = append(codes, resp.StatusCode)
+				*codes = append(*codes, resp.StatusCode)
 			}, wantCodes: []int{200}},
 		{name: "output_blocked", tenant: func(tn *store.Tenant) { tn.DefaultPolicyID = "pol_strict" },
 			mutate: provider("builtin", scripted{builtin.New(0), func(providers.ChatRequest) (providers.ChatResponse, error) {
 				return providers.ChatResponse{Message: modelport.Message{Role: "assistant", Content: "it is 123-45-6789, mail bob@example.com"},
 					Usage: modelport.Usage{InputTokens: 4, OutputTokens: 9, TotalTokens: 13}}, nil
 			}}),
-			calls: func(b *bundle) { invoke(b, chat("tnt_p", "tier:fast", "what is my ssn?")) }, wantCodes: []int{403}},
+			calls: func(b *bundle, codes *[]int) { invoke(b, codes, chat("tnt_p", "tier:fast", "what is my ssn?")) }, wantCodes: []int{403}},
 	}
+	var mu sync.Mutex
 	got := map[string]any{}
-	for _, p := range paths {
-		b := setup(t, setupOpts{cat: cat, mutate: p.mutate})
-		tn := tenant("tnt_p")
-		if p.tenant != nil {
-			p.tenant(&tn)
+	t.Run("paths", func(t *testing.T) {
+		for _, p := range paths {
+			t.Run(p.name, func(t *testing.T) {
+				t.Parallel()
+				b := setup(t, setupOpts{cat: cat, mutate: p.mutate})
+				tn := tenant("tnt_p")
+				if p.tenant != nil {
+					p.tenant(&tn)
+				}
+				b.addTenant(tn)
+				var codes []int
+				p.calls(b, &codes)
+				require.Equal(t, p.wantCodes, codes)
+				b.flush()
+				aud, err := b.db.ListAudit(context.Background(), store.ListAuditParams{TenantID: "tnt_p"})
+				require.NoError(t, err)
+				var recs []map[string]any
+				for _, a := range aud {
+					if id, _ := a.Details["request_id"].(string); strings.HasPrefix(id, "req_01") {
+						a.Details["request_id"] = "req_<generated>" // the OpenAI surface makes one up
+					}
+					recs = append(recs, map[string]any{"action": a.Action, "target": a.Target, "outcome": a.Outcome, "details": a.Details})
+				}
+				usage, err := b.db.ListUsage(context.Background(), store.UsageFilter{TenantID: "tnt_p"})
+				require.NoError(t, err)
+				var ledger []string
+				for _, u := range usage {
+					ledger = append(ledger, fmt.Sprintf("%s %s in=%d out=%d cost=%g", u.Operation, u.ModelID, u.InputTokens, u.OutputTokens, u.CostUSD))
+				}
+				slices.Sort(ledger)
+				mu.Lock()
+				got[p.name] = map[string]any{"audit": recs, "ledger": ledger, "metrics": metricLines(t, b.srv)}
+				mu.Unlock()
+			})
 		}
-		b.addTenant(tn)
-		codes = nil
-		p.calls(b)
-		require.Equal(t, p.wantCodes, codes, p.name)
-		b.flush()
-		aud, err := b.db.ListAudit(context.Background(), store.ListAuditParams{TenantID: "tnt_p"})
-		require.NoError(t, err)
-		var recs []map[string]any
-		for _, a := range aud {
-			if id, _ := a.Details["request_id"].(string); strings.HasPrefix(id, "req_01") {
-				a.Details["request_id"] = "req_<generated>" // the OpenAI surface makes one up
-			}
-			recs = append(recs, map[string]any{"action": a.Action, "target": a.Target, "outcome": a.Outcome, "details": a.Details})
-		}
-		usage, err := b.db.ListUsage(context.Background(), store.UsageFilter{TenantID: "tnt_p"})
-		require.NoError(t, err)
-		var ledger []string
-		for _, u := range usage {
-			ledger = append(ledger, fmt.Sprintf("%s %s in=%d out=%d cost=%g", u.Operation, u.ModelID, u.InputTokens, u.OutputTokens, u.CostUSD))
-		}
-		slices.Sort(ledger)
-		got[p.name] = map[string]any{"audit": recs, "ledger": ledger, "metrics": metricLines(t, b.srv)}
+	})
+	if t.Failed() {
+		return
 	}
 	raw, err := json.MarshalIndent(got, "", "  ")
 	require.NoError(t, err)
