@@ -328,7 +328,9 @@ default_policy: pol_default
 	// Served as the node serves it (its server limits and drain).
 	sctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- node.ServeListener(sctx, config.Config{Mode: config.ModeDemo}, ln, srv.Handler(), logger) }()
+	go func() {
+		served <- node.ServeListener(sctx, config.Config{Mode: config.ModeDemo}, ln, srv.Handler(), logger)
+	}()
 	stop := func() {
 		cancel()
 		if err := <-served; err != nil {
