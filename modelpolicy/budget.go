@@ -26,8 +26,9 @@ import (
 //
 // An allocation is retired (and its chunks settled with SettleBudget to
 // the real usage, returning the unused part) when its window rolls over,
-// periodically (every settle interval) and on Flush/Close. A retired
-// allocation with calls still in flight is settled when the last ends.
+// periodically (every settle interval, while started) and on Flush and
+// Stop. A retired allocation with calls still in flight is settled when
+// the last ends.
 
 const (
 	chunkEstimateFactor = 10 // a chunk is at least this many times the call's estimate

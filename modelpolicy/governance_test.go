@@ -95,7 +95,7 @@ func TestBudgetConcurrentCallersCannotOvershoot(t *testing.T) {
 	require.EqualValues(t, budget, exceeded["limit"])
 	require.Equal(t, "tokens", exceeded["resource"])
 	require.NotNil(t, exceeded["used"])
-	require.NoError(t, b.srv.Close())
+	require.NoError(t, b.srv.Stop())
 	checkSettled(t, b.db, "tnt_b", budget, codes[200])
 }
 
@@ -109,6 +109,8 @@ func TestBudgetReplicasSharingAStoreCannotOvershoot(t *testing.T) {
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DefaultInvokeQPS: -1}
 		s, err := New(cfg)
 		require.NoError(t, err)
+		require.NoError(t, s.Start())
+		t.Cleanup(func() { _ = s.Stop() })
 		ts := httptest.NewServer(s.Handler())
 		t.Cleanup(ts.Close)
 		bs = append(bs, &bundle{t: t, db: db, srv: s, url: ts.URL})
@@ -121,7 +123,7 @@ func TestBudgetReplicasSharingAStoreCannotOvershoot(t *testing.T) {
 	require.Greater(t, codes[429], 0)
 	require.Equal(t, 60, codes[200]+codes[429], codes)
 	for _, b := range bs {
-		require.NoError(t, b.srv.Close())
+		require.NoError(t, b.srv.Stop())
 	}
 	checkSettled(t, db, "tnt_b", budget, codes[200])
 }
@@ -144,7 +146,7 @@ func TestBudgetSettledPeriodically(t *testing.T) {
 	for _, u := range recs {
 		total += u.InputTokens + u.OutputTokens
 	}
-	// Without Flush or Close, the leased chunk (20,000 tokens) is settled
+	// Without Flush or Stop, the leased chunk (20,000 tokens) is settled
 	// back to the real usage by the periodic settlement.
 	require.Eventually(t, func() bool {
 		used, err := b.db.BudgetUsage(context.Background(), "tnt_p", "hour", windowStart(time.Now(), "hour"))
@@ -178,6 +180,8 @@ func TestCallsDoNotWaitForLedgerOrAuditWrites(t *testing.T) {
 	s, err := New(Config{Store: slow, Authenticate: testAuth, Registry: prometheus.NewRegistry(),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	t.Cleanup(func() { _ = s.Stop() })
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
 	b := &bundle{t: t, db: db, srv: s, url: ts.URL}
@@ -201,9 +205,9 @@ func TestCallsDoNotWaitForLedgerOrAuditWrites(t *testing.T) {
 	}
 	require.Zero(t, slow.writes.Load(), "nothing could be written yet")
 
-	// Close writes everything once the store answers again.
+	// Stop writes everything once the store answers again.
 	close(slow.gate)
-	require.NoError(t, s.Close())
+	require.NoError(t, s.Stop())
 	recs, err := db.ListUsage(context.Background(), store.UsageFilter{TenantID: "tnt_a"})
 	require.NoError(t, err)
 	require.Len(t, recs, 3)
@@ -211,7 +215,7 @@ func TestCallsDoNotWaitForLedgerOrAuditWrites(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, aud, 3)
 	require.Equal(t, "model.chat_completions", aud[0].Action)
-	// A record arriving after Close is still written (synchronously).
+	// A record arriving after Stop is still written (synchronously).
 	s.writer.Audit(store.AuditRecord{AuditID: "aud_late", TenantID: "tnt_a", Action: "model.late", Time: time.Now().UTC()})
 	aud, err = db.ListAudit(context.Background(), store.ListAuditParams{TenantID: "tnt_a"})
 	require.NoError(t, err)
@@ -239,12 +243,14 @@ func TestLedgerWriteFailuresAreRetried(t *testing.T) {
 	s, err := New(Config{Store: fs, Authenticate: testAuth, Registry: prometheus.NewRegistry(),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	t.Cleanup(func() { _ = s.Stop() })
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
 	b := &bundle{t: t, db: db, srv: s, url: ts.URL}
 	b.addTenant(tenant("tnt_a"))
 	require.Equal(t, 200, b.do("POST", "/v1/models:invoke", "tnt_a", chatBody("tnt_a", "tier:fast", []map[string]any{user("x")}, nil)).status)
-	require.NoError(t, s.Close())
+	require.NoError(t, s.Stop())
 	recs, err := db.ListUsage(context.Background(), store.UsageFilter{TenantID: "tnt_a"})
 	require.NoError(t, err)
 	require.Len(t, recs, 1)
@@ -286,6 +292,7 @@ func TestWriterBatchesAndIsolatesABadRecord(t *testing.T) {
 				auditFailed.Add(1)
 			}
 		}, time.Hour) // only the full batch or Flush writes
+	w.start()
 	rec := func(id string) store.UsageRecord {
 		return store.UsageRecord{UsageID: id, TenantID: "tnt_a", PrincipalID: "usr_a", ModelID: "m", Backend: "builtin",
 			Operation: "chat", InputTokens: 1, OutputTokens: 1}

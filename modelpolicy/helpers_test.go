@@ -83,7 +83,8 @@ func setup(t *testing.T, o setupOpts) *bundle {
 	}
 	s, err := New(cfg)
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
+	require.NoError(t, s.Start())
+	t.Cleanup(func() { _ = s.Stop() })
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
 	return &bundle{t: t, db: db, srv: s, url: ts.URL}

@@ -16,6 +16,7 @@ import (
 	"github.com/nexixai/agentos/internal/ids"
 	"github.com/nexixai/agentos/internal/modelport"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/tenancy"
 	"github.com/nexixai/agentos/modelpolicy/policy"
 	"github.com/nexixai/agentos/modelpolicy/providers"
 	"github.com/nexixai/agentos/modelpolicy/router"
@@ -197,8 +198,9 @@ func (s *Server) applyCanaries(ref, tenantID, agentID string, ids []string) []st
 
 // meetsRequirements filters the chain by min_context_tokens, max_latency_ms
 // (observed average, else the catalogue's latency_ms) and max_cost_usd (at
-// the requested output size).
-func (s *Server) meetsRequirements(chain []*ModelConfig, q modelport.Requirements, inTokens int64, maxOut func(*ModelConfig) int64) ([]*ModelConfig, []string) {
+// the requested output size); none left is an invalid_request naming why
+// each was dropped.
+func (s *Server) meetsRequirements(chain []*ModelConfig, q modelport.Requirements, z callSize) ([]*ModelConfig, error) {
 	var out []*ModelConfig
 	var why []string
 	for _, m := range chain {
@@ -216,13 +218,17 @@ func (s *Server) meetsRequirements(chain []*ModelConfig, q modelport.Requirement
 				continue
 			}
 		}
-		if q.MaxCostUSD > 0 && price(m, inTokens, maxOut(m)) > q.MaxCostUSD {
+		if q.MaxCostUSD > 0 && price(m, z.inTokens, z.maxOut(m)) > q.MaxCostUSD {
 			why = append(why, m.ID()+": expected cost too high")
 			continue
 		}
 		out = append(out, m)
 	}
-	return out, why
+	if len(out) == 0 {
+		return nil, errs.Field("requirements", "no entitled model meets the requirements").
+			WithDetails(map[string]any{"field": "requirements", "reasons": why})
+	}
+	return out, nil
 }
 
 func windowStart(now time.Time, window string) time.Time {
@@ -236,77 +242,106 @@ func windowStart(now time.Time, window string) time.Time {
 	return time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
 }
 
-// invoke runs the governed pipeline.
+// invoke runs the governed pipeline on one call, in this order:
+// entitlements and policy lists (resolve), request limits and
+// requirements, the budget hold, input policy, routing and charging, output
+// policy. However it ends, the call is counted and audited once (audited).
 func (s *Server) invoke(ctx context.Context, c caller, inv *invocation) (res *result, err error) {
 	started := s.now()
 	res = &result{outcome: policy.NewOutcome()}
-	var chain []*ModelConfig
-	defer func() {
-		outcome := res.outcome.Decision()
-		details := map[string]any{"request_id": inv.requestID, "operation": inv.op, "policy_outcome": res.outcome.Wire(),
-			"agent_id": inv.agentID, "run_id": inv.runID}
-		if err != nil {
-			e := errs.As(err)
-			outcome = "error"
-			if e.Code == errs.PolicyBlocked {
-				outcome = policy.DecisionBlocked
-			}
-			details["error_code"] = string(e.Code)
-			details["error_message"] = e.Message
-			backend, model := "", ""
-			if res.model != nil {
-				backend, model = res.model.Backend, res.model.ID()
-			}
-			s.metrics.requests.WithLabelValues(inv.op, backend, model, string(e.Code)).Inc()
-		} else {
-			s.metrics.requests.WithLabelValues(inv.op, res.route.Backend, res.route.Model, "ok").Inc()
-		}
-		if res.model != nil {
-			details["route"] = res.route
-			details["usage"] = res.usage
-			details["cost_usd"] = res.costUSD
-		}
-		if len(res.failed) > 0 {
-			charged := make([]map[string]any, len(res.failed))
-			for i, f := range res.failed {
-				charged[i] = map[string]any{"model": f.model.ID(), "input_tokens": f.usage.InputTokens, "output_tokens": f.usage.OutputTokens}
-			}
-			details["charged_failed_attempts"] = charged
-		}
-		s.record(ctx, c, inv.action, cmpStr(inv.modelRef, "default"), outcome, details)
-	}()
+	defer func() { s.audited(ctx, c, inv, res, err) }()
 
-	// 1. Entitlements (and model/backend policy lists) while resolving.
-	chain, err = s.resolve(c, inv)
+	chain, err := s.resolve(c, inv)
 	if err != nil {
 		return res, err
 	}
+	size := sizeOf(inv, c.tenant.Quotas.Models)
+	if err := s.checkLimits(c, inv, size); err != nil {
+		return res, err
+	}
+	if chain, err = s.meetsRequirements(chain, inv.req, size); err != nil {
+		return res, err
+	}
+	hold, err := s.holdBudget(ctx, c, inv, chain, size)
+	if err != nil {
+		return res, err
+	}
+	defer s.budgets.release(hold, 0, 0) // released when nothing was served
+	if err := s.inputPolicy(c, inv, chain, size.inTokens, res.outcome); err != nil {
+		s.countPolicy(res.outcome, "input")
+		return res, err
+	}
+	if err := s.routeAndCharge(ctx, c, inv, chain, res, hold); err != nil {
+		s.countPolicy(res.outcome, "input")
+		return res, err
+	}
+	perr := s.outputPolicy(c, inv, res)
+	s.countPolicy(res.outcome, "output")
+	res.latency = s.now().Sub(started)
+	return res, perr
+}
 
-	// 2. Request limits.
-	var inTokens int64
+// callSize is what a call asks for before it is routed.
+type callSize struct {
+	inv        *invocation
+	inTokens   int64 // the input, estimated
+	perRequest int64 // the tenant's max_tokens_per_request (0: none)
+}
+
+func sizeOf(inv *invocation, mq store.ModelQuotas) callSize {
+	return callSize{inv: inv, inTokens: inputTokens(inv), perRequest: int64(mq.MaxTokensPerRequest)}
+}
+
+// maxOut is the output a chat asks of m: the model's limit, lowered to the
+// request's max output tokens, or, when the request names none, to what
+// max_tokens_per_request leaves after the input (at least 1).
+func (z callSize) maxOut(m *ModelConfig) int64 {
+	if z.inv.op != opChat {
+		return 0
+	}
+	asked := int64(z.inv.chat.MaxOutputTokens)
+	n := int64(m.MaxOutputTokens)
+	if asked > 0 && asked < n {
+		n = asked
+	}
+	if z.perRequest > 0 && asked == 0 {
+		n = max(1, min(n, z.perRequest-z.inTokens))
+	}
+	return n
+}
+
+// inputTokens estimates the tokens of the call's input as it stands.
+func inputTokens(inv *invocation) int64 {
 	if inv.op == opChat {
-		inTokens = providers.EstimateMessages(inv.chat.Messages, inv.chat.Tools)
-	} else {
-		for _, t := range inv.texts {
-			inTokens += providers.EstimateTokens(t)
-		}
+		return providers.EstimateMessages(inv.chat.Messages, inv.chat.Tools)
 	}
+	var n int64
+	for _, t := range inv.texts {
+		n += providers.EstimateTokens(t)
+	}
+	return n
+}
+
+// inputBound is the upper bound of the call's input tokens (the estimate
+// can be short).
+func inputBound(inv *invocation) int64 {
+	if inv.op == opChat {
+		return providers.BoundMessages(inv.chat.Messages, inv.chat.Tools)
+	}
+	var n int64
+	for _, t := range inv.texts {
+		n += providers.TokenBound(t)
+	}
+	return n
+}
+
+// checkLimits applies the request limits: the tenant's
+// max_tokens_per_request, the node's per-tenant invoke rate and the
+// tenant's max_requests_per_minute.
+func (s *Server) checkLimits(c caller, inv *invocation, z callSize) error {
 	mq := c.tenant.Quotas.Models
-	maxOut := func(m *ModelConfig) int64 {
-		if inv.op != opChat {
-			return 0
-		}
-		n := int64(m.MaxOutputTokens)
-		if inv.chat.MaxOutputTokens > 0 && int64(inv.chat.MaxOutputTokens) < n {
-			n = int64(inv.chat.MaxOutputTokens)
-		}
-		if mq.MaxTokensPerRequest > 0 && inv.chat.MaxOutputTokens == 0 {
-			n = max(1, min(n, int64(mq.MaxTokensPerRequest)-inTokens))
-		}
-		return n
-	}
 	if mq.MaxTokensPerRequest > 0 {
-		requested := inTokens + int64(inv.chat.MaxOutputTokens)
+		requested := z.inTokens + int64(inv.chat.MaxOutputTokens)
 		if requested > int64(mq.MaxTokensPerRequest) {
 			// invalid_request (400), not quota_exceeded (429): the same
 			// request can never pass, and the SDKs retry or raise a
@@ -316,88 +351,112 @@ func (s *Server) invoke(ctx context.Context, c caller, inv *invocation) (res *re
 			if inv.chat.MaxOutputTokens > 0 {
 				field = inv.maxTokensField
 			}
-			return res, errs.Field(field, "request needs about %d tokens; the tenant's max_tokens_per_request is %d",
+			return errs.Field(field, "request needs about %d tokens; the tenant's max_tokens_per_request is %d",
 				requested, mq.MaxTokensPerRequest).
 				WithDetails(map[string]any{"field": field, "quota": "max_tokens_per_request", "limit": mq.MaxTokensPerRequest,
-					"requested": requested, "input_tokens": inTokens, "max_output_tokens": inv.chat.MaxOutputTokens})
+					"requested": requested, "input_tokens": z.inTokens, "max_output_tokens": inv.chat.MaxOutputTokens})
 		}
 	}
 	if s.cfg.DefaultInvokeQPS > 0 {
 		burst := max(1, int(math.Ceil(s.cfg.DefaultInvokeQPS)))
-		if ok, wait := s.limiter.Allow(c.tenant.TenantID, "model_invoke", s.cfg.DefaultInvokeQPS, burst); !ok {
-			return res, (&errs.Error{Code: errs.RateLimited, RetryAfter: wait, Message: "model invoke rate exceeded for tenant"}).
+		if ok, wait := s.limiter.Allow(c.tenant.TenantID, tenancy.LimitModelInvoke, s.cfg.DefaultInvokeQPS, burst); !ok {
+			return (&errs.Error{Code: errs.RateLimited, RetryAfter: wait, Message: "model invoke rate exceeded for tenant"}).
 				WithDetails(map[string]any{"quota": "invoke_qps", "limit": s.cfg.DefaultInvokeQPS})
 		}
 	}
 	if mq.MaxRequestsPerMinute > 0 {
-		if ok, wait := s.limiter.AllowPerMinute(c.tenant.TenantID, "model_requests", mq.MaxRequestsPerMinute); !ok {
-			return res, (&errs.Error{Code: errs.RateLimited, RetryAfter: wait, Message: "max_requests_per_minute exceeded"}).
+		if ok, wait := s.limiter.AllowPerMinute(c.tenant.TenantID, tenancy.LimitModelRequests, mq.MaxRequestsPerMinute); !ok {
+			return (&errs.Error{Code: errs.RateLimited, RetryAfter: wait, Message: "max_requests_per_minute exceeded"}).
 				WithDetails(map[string]any{"quota": "max_requests_per_minute", "limit": mq.MaxRequestsPerMinute})
 		}
 	}
-	var why []string
-	chain, why = s.meetsRequirements(chain, inv.req, inTokens, maxOut)
-	if len(chain) == 0 {
-		return res, errs.Field("requirements", "no entitled model meets the requirements").
-			WithDetails(map[string]any{"field": "requirements", "reasons": why})
-	}
+	return nil
+}
 
-	// 3. Budget reservation: enough for the most expensive candidate, held
-	// against the tenant's in-memory allocation (see budget.go).
-	var hold *budgetHold
-	tb := mq.TokenBudget
-	if tb.MaxTokens > 0 || tb.MaxCostUSD > 0 {
-		window := cmpStr(tb.Window, "day")
-		// The input is reserved at its upper bound (the estimate can be
-		// short), so concurrent calls cannot settle above their holds.
-		var inBound int64
-		if inv.op == opChat {
-			inBound = providers.BoundMessages(inv.chat.Messages, inv.chat.Tools)
-		} else {
-			for _, t := range inv.texts {
-				inBound += providers.TokenBound(t)
-			}
-		}
-		var tokens int64
-		var cost float64
-		for _, m := range chain {
-			tokens = max(tokens, inBound+maxOut(m))
-			cost = max(cost, price(m, inBound, maxOut(m)))
-		}
-		h, herr := s.budgets.acquire(ctx, c.tenant.TenantID, tb, window, windowStart(s.now(), window), tokens, cost)
-		if herr != nil {
-			return res, herr
-		}
-		hold = h
+// holdBudget holds the call's worst case against the tenant's in-memory
+// budget allocation for the window (see budget.go): the most expensive
+// candidate, with the input at its upper bound so that concurrent calls
+// cannot settle above their holds. Without a token budget it holds
+// nothing (nil, which release ignores).
+func (s *Server) holdBudget(ctx context.Context, c caller, inv *invocation, chain []*ModelConfig, z callSize) (*budgetHold, error) {
+	tb := c.tenant.Quotas.Models.TokenBudget
+	if tb.MaxTokens <= 0 && tb.MaxCostUSD <= 0 {
+		return nil, nil
 	}
-	settle := func(tokens int64, cost float64) { s.budgets.release(hold, tokens, cost) }
-	defer settle(0, 0) // released when nothing was served
-
-	// 4. Input policy.
-	if err := s.inputPolicy(c, inv, chain, inTokens, res.outcome); err != nil {
-		s.countPolicy(res.outcome, "input")
-		return res, err
+	window := cmpStr(tb.Window, "day")
+	inBound := inputBound(inv)
+	var tokens int64
+	var cost float64
+	for _, m := range chain {
+		tokens = max(tokens, inBound+z.maxOut(m))
+		cost = max(cost, price(m, inBound, z.maxOut(m)))
 	}
+	return s.budgets.acquire(ctx, c.tenant.TenantID, tb, window, windowStart(s.now(), window), tokens, cost)
+}
 
-	// 5. Route. Failed attempts the backend had started on are charged
-	// (budget and ledger) whether or not a later one succeeds.
+// routeAndCharge routes the call and charges what it used. Failed attempts
+// the backend had started on are charged (ledger and budget) whether or
+// not a later one succeeds; a served call settles the hold with its real
+// usage.
+func (s *Server) routeAndCharge(ctx context.Context, c caller, inv *invocation, chain []*ModelConfig, res *result, hold *budgetHold) error {
 	rerr := s.route(ctx, c, inv, chain, res)
 	failedTokens, failedCost := s.chargeFailed(ctx, c, inv, res)
 	if rerr != nil {
-		settle(failedTokens, failedCost)
-		s.countPolicy(res.outcome, "input")
-		return res, rerr
+		s.budgets.release(hold, failedTokens, failedCost)
+		return rerr
 	}
 	res.costUSD = price(res.model, res.usage.InputTokens, res.usage.OutputTokens)
-	settle(res.usage.TotalTokens+failedTokens, res.costUSD+failedCost)
+	s.budgets.release(hold, res.usage.TotalTokens+failedTokens, res.costUSD+failedCost)
 	s.ledger(ctx, c, inv, res.model, res.usage, res.costUSD)
 	s.metrics.routes.WithLabelValues(res.model.Backend, boolStr(res.route.FallbackUsed)).Inc()
+	return nil
+}
 
-	// 6. Output policy.
-	perr := s.outputPolicy(c, inv, res)
-	s.countPolicy(res.outcome, "output")
-	res.latency = s.now().Sub(started)
-	return res, perr
+// audited counts the call in agentos_model_requests_total (by its error
+// code, or ok) and queues its audit record, whose outcome is the policy
+// decision, or "error" ("blocked" for a policy block).
+func (s *Server) audited(ctx context.Context, c caller, inv *invocation, res *result, err error) {
+	outcome, code := res.outcome.Decision(), "ok"
+	backend, model := res.route.Backend, res.route.Model
+	if err != nil {
+		code, outcome = string(errs.CodeOf(err)), "error"
+		if code == string(errs.PolicyBlocked) {
+			outcome = policy.DecisionBlocked
+		}
+		// A backend that refused the call picked its model but no route.
+		backend, model = "", ""
+		if res.model != nil {
+			backend, model = res.model.Backend, res.model.ID()
+		}
+	}
+	s.metrics.requests.WithLabelValues(inv.op, backend, model, code).Inc()
+	s.record(ctx, c, inv.action, cmpStr(inv.modelRef, "default"), outcome, callDetails(inv, res, err))
+}
+
+// callDetails are the audit details of a call: its identity and policy
+// outcome; the error; the route, usage and cost once a model was picked;
+// and the failed attempts that were charged.
+func callDetails(inv *invocation, res *result, err error) map[string]any {
+	details := map[string]any{"request_id": inv.requestID, "operation": inv.op, "policy_outcome": res.outcome.Wire(),
+		"agent_id": inv.agentID, "run_id": inv.runID}
+	if err != nil {
+		e := errs.As(err)
+		details["error_code"] = string(e.Code)
+		details["error_message"] = e.Message
+	}
+	if res.model != nil {
+		details["route"] = res.route
+		details["usage"] = res.usage
+		details["cost_usd"] = res.costUSD
+	}
+	if len(res.failed) > 0 {
+		charged := make([]map[string]any, len(res.failed))
+		for i, f := range res.failed {
+			charged[i] = map[string]any{"model": f.model.ID(), "input_tokens": f.usage.InputTokens, "output_tokens": f.usage.OutputTokens}
+		}
+		details["charged_failed_attempts"] = charged
+	}
+	return details
 }
 
 // ledger records one call's usage: the usage ledger and the metrics.
@@ -594,14 +653,7 @@ func (s *Server) route(ctx context.Context, c caller, inv *invocation, chain []*
 	skipped := false
 	emitted := false
 	live := inv.onDelta != nil && !c.policy.RedactsOrBlocks(policy.StageOutput) && !hasOutputRules(c.policy)
-	var inTokens int64 // what each attempt sends, estimated
-	if inv.op == opChat {
-		inTokens = providers.EstimateMessages(inv.chat.Messages, inv.chat.Tools)
-	} else {
-		for _, t := range inv.texts {
-			inTokens += providers.EstimateTokens(t)
-		}
-	}
+	inTokens := inputTokens(inv) // what each attempt sends (after input policy), estimated
 	for i, m := range chain {
 		if !s.breakers.Allow(m.Backend) {
 			skipped = true

@@ -1,10 +1,12 @@
 // Package modelpolicy is the Model Policy service: a governed model gateway
-// (CONTRACT §5, DESIGN §5). Every call passes, in order: tenant
-// entitlements (tiers, backends) → request limits (max_tokens_per_request,
-// requests per minute, invoke QPS) → token/cost budget reservation → input
-// policy (PII recognizers, allow/deny lists, tool permissions, CEL rules) →
-// router (tier chain, canaries, circuit breakers, fallback) → provider →
-// output policy → budget settlement, usage ledger, metrics and audit.
+// (CONTRACT §5, DESIGN §5). Every call passes, in order (Server.invoke):
+// tenant entitlements (tiers, backends) and the policy's model and backend
+// lists → request limits (max_tokens_per_request, invoke QPS, requests per
+// minute) and requirements → token/cost budget hold → input policy (tool
+// entitlements and permissions, PII recognizers, CEL rules) → router (tier
+// chain, canaries, circuit breakers, fallback) → provider → budget
+// settlement and usage ledger → output policy. Every call, served or not,
+// is counted in the metrics and audited once.
 package modelpolicy
 
 import (
@@ -12,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/metrics"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/tenancy"
 	"github.com/nexixai/agentos/modelpolicy/providers"
 	"github.com/nexixai/agentos/modelpolicy/router"
 )
@@ -60,7 +62,8 @@ type Config struct {
 	// Authenticate puts an auth.Context in the request context; required.
 	// The server parses no credentials itself.
 	Authenticate func(http.Handler) http.Handler
-	// Limiter defaults to an in-process LocalLimiter.
+	// Limiter defaults to a new tenancy.Limiter (buckets keyed by tenant;
+	// a changed quota adjusts its bucket without a refill).
 	Limiter RateLimiter
 	// Audit defaults to AuditLogRecorder over Store when it is a
 	// store.AuditLog; otherwise it is required.
@@ -82,7 +85,8 @@ type Config struct {
 	DefaultInvokeQPS float64
 	// Version is reported by /v1/health (default "0.0.0-dev").
 	Version string
-	// HTTPClient is used by provider adapters (default a plain client;
+	// HTTPClient is used by provider adapters (default a clone of
+	// http.DefaultTransport keeping more idle connections per backend;
 	// backend timeouts come from the catalogue).
 	HTTPClient *http.Client
 	// Now defaults to time.Now.
@@ -95,8 +99,9 @@ type Config struct {
 	// negative TTL reads the store on every call). A disabled tenant is
 	// refused within this time.
 	TenantTTL time.Duration
-	// SettleInterval is how often leased budget allocations are settled
-	// back to the store, returning their unused part (default 5 s).
+	// SettleInterval is how often, between Start and Stop, leased budget
+	// allocations are settled back to the store, returning their unused
+	// part (default 5 s).
 	SettleInterval time.Duration
 	// FlushDelay is how long the ledger/audit writer waits to fill a batch
 	// (default 10 ms).
@@ -123,16 +128,19 @@ type Server struct {
 	health     map[string]error
 	healthedAt time.Time
 
-	tenants   TenantGetter
-	budgets   *budgets
-	writer    *recordWriter
-	stop      chan struct{}
-	bg        sync.WaitGroup
-	closeOnce sync.Once
-	closeErr  error
+	tenants TenantGetter
+	budgets *budgets
+	writer  *recordWriter
+
+	lifeMu  sync.Mutex    // guards the fields below: Start and Stop
+	stop    chan struct{} // closed by Stop; nil until Start
+	bgDone  chan struct{} // closed when the settle loop returns
+	stopped bool
+	stopErr error
 }
 
-// New validates cfg and builds the server.
+// New validates cfg and builds the server. It starts no goroutine: Start
+// starts the background work and Stop ends it.
 func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("modelpolicy: Config.Store is required")
@@ -150,7 +158,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.started = s.now()
 	if s.limiter == nil {
-		s.limiter = NewLocalLimiter()
+		s.limiter = tenancy.NewLimiter()
 	}
 	if s.audit == nil {
 		al, ok := cfg.Store.(store.AuditLog)
@@ -206,22 +214,6 @@ func New(cfg Config) (*Server, error) {
 			s.metrics.auditErrors.Inc()
 		}
 	}, cfg.FlushDelay)
-	s.stop = make(chan struct{})
-	every := cmp.Or(cfg.SettleInterval, 5*time.Second)
-	s.bg.Add(1)
-	go func() {
-		defer s.bg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-s.stop:
-				return
-			case <-t.C:
-				s.budgets.retireAll()
-			}
-		}
-	}()
 	return s, nil
 }
 
@@ -236,6 +228,42 @@ func defaultBackendClient() *http.Client {
 	return &http.Client{Transport: tr}
 }
 
+// Start starts the background work: the flusher that writes queued usage
+// and audit records in batches, and the settlement of leased budget
+// allocations every SettleInterval. Until Start (and after Stop) the
+// handler still serves, writing each record synchronously. Starting a
+// started server does nothing; starting a stopped one is an error.
+func (s *Server) Start() error {
+	s.lifeMu.Lock()
+	defer s.lifeMu.Unlock()
+	if s.stopped {
+		return errors.New("modelpolicy: Start after Stop")
+	}
+	if s.stop != nil {
+		return nil
+	}
+	s.stop, s.bgDone = make(chan struct{}), make(chan struct{})
+	s.writer.start()
+	go s.settleLoop(s.stop, s.bgDone, cmp.Or(s.cfg.SettleInterval, 5*time.Second))
+	return nil
+}
+
+// settleLoop settles the leased budget allocations every interval until
+// stop is closed, then closes done.
+func (s *Server) settleLoop(stop <-chan struct{}, done chan<- struct{}, every time.Duration) {
+	defer close(done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			s.budgets.retireAll()
+		}
+	}
+}
+
 // Flush writes every queued usage and audit record and settles every
 // leased budget allocation back to the store (returning its unused part);
 // the server keeps serving. It waits for calls in flight on the settled
@@ -246,22 +274,29 @@ func (s *Server) Flush(ctx context.Context) error {
 	return errors.Join(berr, werr)
 }
 
-// Close stops the background work after a final flush: budget allocations
-// are settled and every queued usage and audit record is written (audit
-// is never lost on a clean shutdown). Call it after the HTTP server has
-// shut down (Serve does); it waits at most 10 s for calls still in
-// flight. Idempotent; records arriving after Close are written
-// synchronously.
-func (s *Server) Close() error {
-	s.closeOnce.Do(func() {
+// Stop ends the background work started by Start and waits for its
+// goroutines, after a final flush: budget allocations are settled and
+// every queued usage and audit record is written (audit is never lost on
+// a clean shutdown). Call it after the HTTP server has shut down; it waits
+// at most 10 s for calls still in flight. Idempotent (later calls return
+// the first one's error), and valid without Start; records arriving after
+// Stop are written synchronously.
+func (s *Server) Stop() error {
+	s.lifeMu.Lock()
+	defer s.lifeMu.Unlock()
+	if s.stopped {
+		return s.stopErr
+	}
+	s.stopped = true
+	if s.stop != nil {
 		close(s.stop)
-		s.bg.Wait()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.closeErr = s.budgets.flush(ctx)
-		s.writer.Close()
-	})
-	return s.closeErr
+		<-s.bgDone
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.stopErr = s.budgets.flush(ctx)
+	s.writer.Close()
+	return s.stopErr
 }
 
 // Handler returns the service's HTTP handler with the standard middleware.
@@ -289,39 +324,4 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+OpenAIBasePath+"/embeddings", authed(hf(s.handleEmbeddings)))
 	mux.Handle("/", httpx.NotFoundHandler(mux))
 	return chain(mux, s.log, s.httpm.Observe)
-}
-
-// Run serves the handler on addr until ctx is done, then shuts down
-// gracefully (in-flight calls get 10 s).
-func Run(ctx context.Context, cfg Config, addr string) error {
-	s, err := New(cfg)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	return s.Serve(ctx, ln)
-}
-
-// Serve serves on ln until ctx is done, then shuts down gracefully and
-// calls Close (flushing the ledger, audit and budgets).
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	// The node's default server limits (internal/node serveListener, which
-	// the agentos binary uses, takes them from the configuration).
-	srv := &http.Server{Handler: httpx.BodyDeadline(30 * time.Second)(s.Handler()), ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return errors.Join(err, s.Close())
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		err := srv.Shutdown(sctx)
-		<-errc
-		return errors.Join(err, s.Close())
-	}
 }

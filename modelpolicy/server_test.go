@@ -284,6 +284,36 @@ func TestRequestLimits(t *testing.T) {
 	}
 }
 
+// TestRequestLimitQuotaChangeNoRefill raises a tenant's
+// max_requests_per_minute once it is used up: the raised quota applies to
+// the bucket's refill, not as a fresh bucket, so the next call is still
+// refused (a rebuilt bucket would hand out the whole new quota at once).
+func TestRequestLimitQuotaChangeNoRefill(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{mutate: func(c *Config) { c.TenantTTL = -1 }}) // every call reads the tenant
+	tn := tenant("tnt_rpm", func(t *store.Tenant) { t.Quotas.Models.MaxRequestsPerMinute = 2 })
+	b.addTenant(tn)
+	call := func() reply {
+		return b.do("POST", "/v1/models:invoke", "tnt_rpm", chatBody("tnt_rpm", "tier:fast", []map[string]any{user("x")}, nil))
+	}
+	for range 2 {
+		r := call()
+		require.Equal(t, 200, r.status, string(r.raw))
+	}
+	require.Equal(t, 429, call().status)
+
+	ctx := context.Background()
+	got, err := b.db.GetTenant(ctx, "tnt_rpm")
+	require.NoError(t, err)
+	prev := got.UpdatedAt
+	got.Quotas.Models.MaxRequestsPerMinute = 600
+	got.UpdatedAt = prev.Add(time.Millisecond)
+	require.NoError(t, b.db.UpdateTenant(ctx, got, prev))
+	r := call()
+	require.Equal(t, 429, r.status, "a raised quota refilled the bucket: %s", r.raw)
+	require.EqualValues(t, 600, dig(r.body, "error", "details", "limit"), "the new quota is in force")
+}
+
 func TestInvokeQPS(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{mutate: func(c *Config) { c.DefaultInvokeQPS = 0.001 }})

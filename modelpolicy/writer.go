@@ -23,7 +23,8 @@ import (
 // records are written one by one (so one bad record cannot lose the
 // others) and what still fails is logged and counted. Flush waits for
 // everything queued so far; Close flushes everything and stops the
-// flusher.
+// flusher. The flusher runs from start to Close; before start and after
+// Close records are written synchronously, so none is lost.
 
 const (
 	writerBuffer   = 8192
@@ -46,27 +47,40 @@ type recordWriter struct {
 	onFail   func(audit bool)
 	maxDelay time.Duration
 
-	mu     sync.RWMutex // senders hold it shared; close takes it exclusively
-	closed bool
-	ch     chan writeItem
-	done   chan struct{}
+	mu      sync.RWMutex // senders hold it shared; start and Close take it exclusively
+	running bool         // the flusher drains ch
+	started bool
+	closed  bool
+	ch      chan writeItem
+	done    chan struct{} // closed when the flusher returns
 }
 
 func newRecordWriter(usage func(context.Context, ...store.UsageRecord) error, audit AuditRecorder, log *slog.Logger, onFail func(audit bool), maxDelay time.Duration) *recordWriter {
 	if maxDelay <= 0 {
 		maxDelay = writerMaxDelay
 	}
-	w := &recordWriter{usage: usage, audit: audit, log: log, onFail: onFail, maxDelay: maxDelay,
+	return &recordWriter{usage: usage, audit: audit, log: log, onFail: onFail, maxDelay: maxDelay,
 		ch: make(chan writeItem, writerBuffer), done: make(chan struct{})}
-	go w.run()
-	return w
 }
 
-// put queues it, blocking while the buffer is full. After close the
-// record is written synchronously so nothing is lost.
+// start starts the flusher; Close stops it and waits for it. Starting a
+// started or closed writer does nothing.
+func (w *recordWriter) start() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started || w.closed {
+		return
+	}
+	w.started, w.running = true, true
+	go w.run()
+}
+
+// put queues it, blocking while the buffer is full. While no flusher runs
+// (before start, after Close) the record is written synchronously so
+// nothing is lost.
 func (w *recordWriter) put(it writeItem) {
 	w.mu.RLock()
-	if w.closed {
+	if !w.running {
 		w.mu.RUnlock()
 		if it.barrier != nil {
 			close(it.barrier)
@@ -97,15 +111,20 @@ func (w *recordWriter) Flush(ctx context.Context) error {
 	}
 }
 
-// Close writes everything queued and stops the flusher. Idempotent.
+// Close writes everything queued and stops the flusher, waiting for it.
+// Idempotent.
 func (w *recordWriter) Close() {
 	w.mu.Lock()
-	if !w.closed {
-		w.closed = true
+	w.closed = true
+	if w.running {
+		w.running = false
 		close(w.ch)
 	}
+	started := w.started
 	w.mu.Unlock()
-	<-w.done
+	if started {
+		<-w.done
+	}
 }
 
 func (w *recordWriter) run() {
@@ -179,7 +198,7 @@ func (w *recordWriter) writeBatch(batch []writeItem) {
 	}
 }
 
-// write writes one record (a write after Close).
+// write writes one record (while no flusher runs).
 func (w *recordWriter) write(it writeItem) {
 	switch {
 	case it.usage != nil:

@@ -49,6 +49,8 @@ import (
 
 	"github.com/nexixai/agentos/internal/audit"
 	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/node"
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/store/sqlite"
 	"github.com/nexixai/agentos/modelpolicy"
@@ -319,14 +321,23 @@ default_policy: pol_default
 		_ = db.Close()
 		return "", nil, err
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = hs.Serve(ln) }()
+	if err := srv.Start(); err != nil {
+		_ = db.Close()
+		return "", nil, err
+	}
+	// Served as the node serves it (its server limits and drain).
+	sctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		served <- node.ServeListener(sctx, config.Config{Mode: config.ModeDemo}, ln, srv.Handler(), logger)
+	}()
 	stop := func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = hs.Shutdown(sctx)
-		if err := srv.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "gateway: close:", err)
+		cancel()
+		if err := <-served; err != nil {
+			fmt.Fprintln(os.Stderr, "gateway: serve:", err)
+		}
+		if err := srv.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "gateway: stop:", err)
 		}
 		u, err := db.BudgetUsage(context.Background(), tenantID, "day", time.Now().UTC().Truncate(24*time.Hour))
 		if err == nil {

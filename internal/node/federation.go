@@ -131,10 +131,10 @@ func RunFederation(ctx context.Context, cfg config.Config) error {
 	defer cancel()
 	errc := make(chan error, 2)
 	go func() {
-		errc <- serveListener(ctx, cfg, tls.NewListener(peerLn, nt.ServerConfig()), srv.PeerHandler(), log.With("api", "peer"))
+		errc <- ServeListener(ctx, cfg, tls.NewListener(peerLn, nt.ServerConfig()), srv.PeerHandler(), log.With("api", "peer"))
 	}()
 	go func() {
-		errc <- serveListener(ctx, cfg, clientLn, srv.ClientHandler(), log.With("api", "client"))
+		errc <- ServeListener(ctx, cfg, clientLn, srv.ClientHandler(), log.With("api", "client"))
 	}()
 	first := <-errc
 	cancel()

@@ -55,8 +55,11 @@ func RunModelPolicy(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
+	if err := srv.Start(); err != nil {
+		return err
+	}
 	err = serveHTTP(ctx, cfg, cfg.ModelPolicyAddr, srv.Handler(), log)
 	// Settle leased budget and write queued usage and audit records before
 	// the store and the audit sink close.
-	return errors.Join(err, srv.Close())
+	return errors.Join(err, srv.Stop())
 }

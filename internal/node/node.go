@@ -173,18 +173,19 @@ func serveHTTP(ctx context.Context, cfg config.Config, addr string, h http.Handl
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another process using the port? try `lsof -i :%s`)", addr, err, portOf(addr))
 	}
-	return serveListener(ctx, cfg, ln, h, log)
+	return ServeListener(ctx, cfg, ln, h, log)
 }
 
-// serveListener serves h on ln with the server limits of cfg, the same on
+// ServeListener serves h on ln with the server limits of cfg, the same on
 // every listener of the node (pprof shares its service's listener): the
 // headers must arrive within HTTPReadHeaderTimeout and be at most
 // HTTPMaxHeaderBytes, a body within HTTPBodyTimeout (httpx.BodyDeadline,
 // which streamed responses outlive), and an idle keep-alive connection is
 // closed after HTTPIdleTimeout. There is deliberately no ReadTimeout or
 // WriteTimeout: they would cut SSE and streamed chat completions, whose
-// writes are bounded one by one (events.WriteTimeout).
-func serveListener(ctx context.Context, cfg config.Config, ln net.Listener, h http.Handler, log *slog.Logger) error {
+// writes are bounded one by one (events.WriteTimeout). Tests and harnesses
+// that serve a service in process use it too, so they get the same limits.
+func ServeListener(ctx context.Context, cfg config.Config, ln net.Listener, h http.Handler, log *slog.Logger) error {
 	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBase()
 	if err := cfg.Finish(); err != nil { // fills zero limits with the defaults

@@ -14,6 +14,7 @@ const (
 	LimitRunCreate     = "runs.create"
 	LimitToolCalls     = "tools.calls"
 	LimitModelRequests = "models.requests"
+	LimitModelInvoke   = "models.invoke"
 )
 
 // DefaultIdleTTL is how long an unused limiter entry is kept.

@@ -112,6 +112,41 @@ func TestLimiterLimitChangesTakeEffect(t *testing.T) {
 	require.False(t, ok)
 }
 
+// TestLimiterQuotaChangeNoRefill: changing a quota keeps the tokens
+// already spent; only the refill rate and the cap change.
+func TestLimiterQuotaChangeNoRefill(t *testing.T) {
+	t.Parallel()
+	l, c := newTestLimiter()
+	for range 2 {
+		ok, _ := l.AllowPerMinute("tnt_a", LimitModelRequests, 2)
+		require.True(t, ok)
+	}
+	// Raised from 2 to 600 a minute: the bucket is empty, so the next call
+	// waits for one token at the new rate (100 ms), not for nothing.
+	ok, retry := l.AllowPerMinute("tnt_a", LimitModelRequests, 600)
+	require.False(t, ok, "a raised quota handed out a free refill")
+	require.Equal(t, 100*time.Millisecond, retry)
+	c.advance(100 * time.Millisecond)
+	ok, _ = l.AllowPerMinute("tnt_a", LimitModelRequests, 600)
+	require.True(t, ok)
+	ok, _ = l.AllowPerMinute("tnt_a", LimitModelRequests, 600)
+	require.False(t, ok)
+
+	// Lowered from a full bucket of 10 to 3: at most 3 pass.
+	for range 10 {
+		l.Allow("tnt_b", "x", 1, 10)
+	}
+	c.advance(time.Minute)
+	granted := 0
+	for range 10 {
+		if ok, _ := l.Allow("tnt_b", "x", 1, 3); ok {
+			granted++
+		}
+	}
+	require.Equal(t, 3, granted)
+	require.Equal(t, 2, l.Len(), "a quota change keeps one bucket per key")
+}
+
 func TestLimiterEvictsIdle(t *testing.T) {
 	t.Parallel()
 	l, c := newTestLimiter()

@@ -21,6 +21,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/node"
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/store/sqlite"
 	"github.com/nexixai/agentos/modelpolicy"
@@ -67,15 +69,22 @@ func startModelPolicy(t *testing.T) (string, *sqlite.DB) {
 
 	authn, err := auth.New(auth.Config{Mode: auth.ModeDemo, Tenants: db, Tokens: db, BootstrapToken: mpBootstrap})
 	require.NoError(t, err)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv, err := modelpolicy.New(modelpolicy.Config{Store: db, Authenticate: authn.Middleware, Catalogue: cat,
-		Registry: prometheus.NewRegistry(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), NodeID: "stk_conformance", Version: "1.0.0"})
+		Registry: prometheus.NewRegistry(), Logger: log, NodeID: "stk_conformance", Version: "1.0.0"})
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	sctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(sctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
+	require.NoError(t, srv.Start())
+	// The node's listener path: its server limits and graceful drain.
+	go func() { done <- node.ServeListener(sctx, config.Config{Mode: config.ModeDemo}, ln, srv.Handler(), log) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+		require.NoError(t, srv.Stop())
+	})
 	return "http://" + ln.Addr().String(), db
 }
 

@@ -22,6 +22,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/node"
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/store/sqlite"
 	"github.com/nexixai/agentos/modelpolicy"
@@ -54,15 +56,22 @@ func startGateway(t *testing.T) *gateway {
 	tenants := modelpolicy.NewTenantCache(db, time.Second)
 	authn, err := auth.New(auth.Config{Mode: auth.ModeProd, Tenants: tenants, Tokens: db})
 	require.NoError(t, err)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv, err := modelpolicy.New(modelpolicy.Config{Store: db, Tenants: tenants, Authenticate: authn.Middleware,
-		Registry: prometheus.NewRegistry(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), NodeID: "stk_interop"})
+		Registry: prometheus.NewRegistry(), Logger: log, NodeID: "stk_interop"})
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	sctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(sctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
+	require.NoError(t, srv.Start())
+	// The node's listener path: its server limits and graceful drain.
+	go func() { done <- node.ServeListener(sctx, config.Config{Mode: config.ModeProd}, ln, srv.Handler(), log) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+		require.NoError(t, srv.Stop())
+	})
 	return &gateway{baseURL: "http://" + ln.Addr().String() + "/v1", db: db, srv: srv}
 }
 
