@@ -348,19 +348,6 @@ func (db *DB) ListSteps(ctx context.Context, tenantID, runID string) ([]store.St
 	return out, mapErr(err, "steps")
 }
 
-// ListUnfinishedRuns returns queued and running runs of every tenant, oldest
-// first. It is the recovery scan at startup, the one run query not led by a
-// tenant.
-func (db *DB) ListUnfinishedRuns(ctx context.Context) ([]store.Run, error) {
-	rows, err := db.pool.Query(ctx, `SELECT `+runCols+` FROM runs WHERE status IN ('queued', 'running')
-		ORDER BY created_at, tenant_id, run_id`)
-	if err != nil {
-		return nil, mapErr(err, "runs")
-	}
-	out, err := collectRuns(rows)
-	return out, mapErr(err, "runs")
-}
-
 // PurgeIdempotency deletes idempotency keys that expired at or before now.
 func (db *DB) PurgeIdempotency(ctx context.Context, now time.Time) (int, error) {
 	tag, err := db.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE expires_at <= $1`, storeutil.UTC(now))

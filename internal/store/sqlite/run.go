@@ -285,27 +285,6 @@ func (db *DB) ListSteps(ctx context.Context, tenantID, runID string) ([]store.St
 	return out, mapErr(rows.Err(), "steps")
 }
 
-// ListUnfinishedRuns returns queued and running runs of every tenant, oldest
-// first. It is the recovery scan at startup, the one run query not led by a
-// tenant.
-func (db *DB) ListUnfinishedRuns(ctx context.Context) ([]store.Run, error) {
-	rows, err := db.query(ctx, `SELECT `+runCols+` FROM runs WHERE status IN ('queued', 'running')
-		ORDER BY coalesce(created_at, 0), tenant_id, run_id`)
-	if err != nil {
-		return nil, mapErr(err, "runs")
-	}
-	defer rows.Close()
-	var out []store.Run
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			return nil, mapErr(err, "runs")
-		}
-		out = append(out, r)
-	}
-	return out, mapErr(rows.Err(), "runs")
-}
-
 // PurgeIdempotency deletes idempotency keys that expired at or before now.
 func (db *DB) PurgeIdempotency(ctx context.Context, now time.Time) (int, error) {
 	var n int64

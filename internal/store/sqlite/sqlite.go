@@ -127,8 +127,8 @@ func Open(ctx context.Context, path string) (*DB, error) {
 
 // OpenURL opens the database a store URL names: sqlite:///abs/path,
 // sqlite://relative/path, sqlite::memory:, file:/abs/path, file:relative/path
-// or file::memory:. Any other scheme (postgres:// included, not built yet) is
-// an invalid_request error naming store_url.
+// or file::memory:. Any other scheme is an invalid_request error naming
+// store_url (a postgres:// URL is for store/postgres: see postgres.IsURL).
 func OpenURL(ctx context.Context, url string) (*DB, error) {
 	path, err := ParseURL(url)
 	if err != nil {
