@@ -72,45 +72,24 @@ func (q *Queue) Lease(ctx context.Context, p queue.LeaseParams) ([]queue.Lease, 
 		if err != nil || len(order) == 0 {
 			return err
 		}
-		limits := map[string]int{}
+		limits := p.Limits(order)
 		active := map[string]int{}
-		if p.TenantLimit != nil {
-			var limited []string
-			for _, t := range order {
-				if lim := p.TenantLimit(t); lim > 0 {
-					limits[t] = lim
-					limited = append(limited, t)
-				} else if lim < 0 {
-					limits[t] = lim // paused
-				}
-			}
-			if len(limited) > 0 {
-				if active, err = lockAndCount(ctx, tx, limited, now); err != nil {
-					return err
-				}
+		var limited []string
+		for _, t := range order {
+			if limits[t] > 0 {
+				limited = append(limited, t)
 			}
 		}
-		for len(order) > 0 && len(out) < p.Max {
-			next := order[:0:0]
-			for _, tenant := range order {
-				if len(out) >= p.Max {
-					break
-				}
-				if lim := limits[tenant]; lim < 0 || lim > 0 && active[tenant] >= lim {
-					continue
-				}
-				l, ok, err := leaseOne(ctx, tx, tenant, p.Owner, now, expires)
-				if err != nil {
-					return err
-				}
-				if !ok {
-					continue
-				}
-				active[tenant]++
-				out = append(out, l)
-				next = append(next, tenant)
+		if len(limited) > 0 {
+			if active, err = lockAndCount(ctx, tx, limited, now); err != nil {
+				return err
 			}
-			order = next
+		}
+		out, err = queue.LeaseRounds(order, p.Max, limits, active, func(tenant string) (queue.Lease, bool, error) {
+			return leaseOne(ctx, tx, tenant, p.Owner, now, expires)
+		})
+		if err != nil {
+			return err
 		}
 		return markServed(ctx, tx, out)
 	})

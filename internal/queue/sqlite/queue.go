@@ -59,64 +59,59 @@ func (q *Queue) Lease(ctx context.Context, p queue.LeaseParams) ([]queue.Lease, 
 		if err != nil || len(order) == 0 {
 			return err
 		}
+		limits := p.Limits(order)
 		active := map[string]int{}
-		limits := map[string]int{}
-		if p.TenantLimit != nil {
+		if len(limits) > 0 {
 			if active, err = activeLeases(ctx, tx, nowUs); err != nil {
 				return err
-			}
-			for _, t := range order {
-				limits[t] = p.TenantLimit(t)
 			}
 		}
 		var counter int64
 		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(last_served), 0) FROM queue_tenants`).Scan(&counter); err != nil {
 			return err
 		}
-		for len(order) > 0 && len(out) < p.Max {
-			next := order[:0:0]
-			for _, tenant := range order {
-				if len(out) >= p.Max {
-					break
-				}
-				if lim := limits[tenant]; lim < 0 || lim > 0 && active[tenant] >= lim {
-					continue
-				}
-				var runID string
-				var attempts int
-				err := tx.QueryRowContext(ctx, `SELECT run_id, attempts FROM queue_entries
-					WHERE tenant_id = ? AND `+leasable+` ORDER BY priority DESC, enqueued_at, run_id LIMIT 1`,
-					tenant, nowUs).Scan(&runID, &attempts)
-				if err == sql.ErrNoRows {
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				l := queue.Lease{TenantID: tenant, RunID: runID, Owner: p.Owner, Token: ids.New("lse_"),
-					ExpiresAt: expires, Attempt: attempts + 1}
-				if _, err := tx.ExecContext(ctx, `UPDATE queue_entries SET lease_owner = ?, lease_token = ?,
-					lease_expires_at = ?, attempts = ? WHERE tenant_id = ? AND run_id = ?`,
-					l.Owner, l.Token, l.ExpiresAt.UnixMicro(), l.Attempt, tenant, runID); err != nil {
-					return err
-				}
+		out, err = queue.LeaseRounds(order, p.Max, limits, active, func(tenant string) (queue.Lease, bool, error) {
+			l, ok, err := leaseOne(ctx, tx, tenant, p.Owner, nowUs, expires, counter+1)
+			if ok {
 				counter++
-				if _, err := tx.ExecContext(ctx, `INSERT INTO queue_tenants (tenant_id, last_served) VALUES (?, ?)
-					ON CONFLICT (tenant_id) DO UPDATE SET last_served = excluded.last_served`, tenant, counter); err != nil {
-					return err
-				}
-				active[tenant]++
-				out = append(out, l)
-				next = append(next, tenant)
 			}
-			order = next
-		}
-		return nil
+			return l, ok, err
+		})
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// leaseOne leases the tenant's best leasable entry and records served as
+// the tenant's last_served. ok is false when the tenant has none.
+func leaseOne(ctx context.Context, tx *storesqlite.Tx, tenant, owner string, nowUs int64, expires time.Time,
+	served int64) (queue.Lease, bool, error) {
+	var runID string
+	var attempts int
+	err := tx.QueryRowContext(ctx, `SELECT run_id, attempts FROM queue_entries
+		WHERE tenant_id = ? AND `+leasable+` ORDER BY priority DESC, enqueued_at, run_id LIMIT 1`,
+		tenant, nowUs).Scan(&runID, &attempts)
+	if err == sql.ErrNoRows {
+		return queue.Lease{}, false, nil
+	}
+	if err != nil {
+		return queue.Lease{}, false, err
+	}
+	l := queue.Lease{TenantID: tenant, RunID: runID, Owner: owner, Token: ids.New("lse_"),
+		ExpiresAt: expires, Attempt: attempts + 1}
+	if _, err := tx.ExecContext(ctx, `UPDATE queue_entries SET lease_owner = ?, lease_token = ?,
+		lease_expires_at = ?, attempts = ? WHERE tenant_id = ? AND run_id = ?`,
+		l.Owner, l.Token, l.ExpiresAt.UnixMicro(), l.Attempt, tenant, runID); err != nil {
+		return queue.Lease{}, false, err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO queue_tenants (tenant_id, last_served) VALUES (?, ?)
+		ON CONFLICT (tenant_id) DO UPDATE SET last_served = excluded.last_served`, tenant, served); err != nil {
+		return queue.Lease{}, false, err
+	}
+	return l, true, nil
 }
 
 // tenantOrder lists tenants with leasable entries, least recently served

@@ -7,12 +7,12 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 // PutAgent creates the agent or replaces it (created_at is kept on replace).
 func (db *DB) PutAgent(ctx context.Context, a store.Agent) error {
-	tools, defaults, err := storeutil.EncodeAgent(a)
+	tools, defaults, err := sqlstore.EncodeAgent(a)
 	if err != nil {
 		return err
 	}
@@ -38,7 +38,7 @@ func scanAgent(row pgx.Row) (store.Agent, error) {
 		return a, err
 	}
 	a.CreatedAt, a.UpdatedAt = fromTS(created), fromTS(updated)
-	return a, storeutil.DecodeAgent(&a, tools, defaults)
+	return a, sqlstore.DecodeAgent(&a, tools, defaults)
 }
 
 // GetAgent returns ErrNotFound if absent or in another tenant.

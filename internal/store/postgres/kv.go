@@ -7,7 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 // lockKVUsage locks the tenant's kv_usage row (creating it at 0 bytes) and
@@ -44,7 +44,7 @@ func (db *DB) KVPut(ctx context.Context, tenantID, namespace, key string, value 
 			return mapErr(err, "key "+key)
 		}
 		if maxBytes > 0 && used-old+size > maxBytes {
-			return storeutil.KVQuotaExceeded(maxBytes, used, size-old)
+			return sqlstore.KVQuotaExceeded(maxBytes, used, size-old)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO kv (tenant_id, namespace, kv_key, value, size) VALUES ($1,$2,$3,$4,$5)
 			ON CONFLICT (tenant_id, namespace, kv_key) DO UPDATE SET value = excluded.value, size = excluded.size`,

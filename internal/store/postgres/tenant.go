@@ -9,7 +9,7 @@ import (
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 // CreateTenant inserts t. ErrConflict if the id exists.
@@ -27,7 +27,7 @@ func (db *DB) CreateTenant(ctx context.Context, t store.Tenant) error {
 }
 
 func tenantArgs(t store.Tenant) ([]any, error) {
-	c, err := storeutil.EncodeTenant(t)
+	c, err := sqlstore.EncodeTenant(t)
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +46,7 @@ func scanTenant(row pgx.Row) (store.Tenant, error) {
 		return t, err
 	}
 	t.CreatedAt, t.UpdatedAt = fromTS(created), fromTS(updated)
-	return t, storeutil.DecodeTenant(&t, ent, quo, meta)
+	return t, sqlstore.DecodeTenant(&t, ent, quo, meta)
 }
 
 // GetTenant returns ErrNotFound for an unknown id.
@@ -76,7 +76,7 @@ func (db *DB) UpdateTenant(ctx context.Context, t store.Tenant, ifUpdatedAt time
 	}
 	var cond any // NULL: unconditional
 	if !ifUpdatedAt.IsZero() {
-		cond = storeutil.UTC(ifUpdatedAt)
+		cond = sqlstore.UTC(ifUpdatedAt)
 	}
 	tag, err := db.pool.Exec(ctx, `UPDATE tenants SET name = $1, status = $2, plan_tier = $3, updated_at = $4,
 		default_policy_id = $5, entitlements = $6, quotas = $7, metadata = $8 WHERE tenant_id = $9
@@ -85,7 +85,7 @@ func (db *DB) UpdateTenant(ctx context.Context, t store.Tenant, ifUpdatedAt time
 	if err == nil && tag.RowsAffected() == 0 && cond != nil {
 		var one int
 		if db.pool.QueryRow(ctx, `SELECT 1 FROM tenants WHERE tenant_id = $1`, t.TenantID).Scan(&one) == nil {
-			return storeutil.TenantChanged(t.TenantID)
+			return sqlstore.TenantChanged(t.TenantID)
 		}
 	}
 	return mustAffect(tag, err, "tenant "+t.TenantID)

@@ -7,7 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 // lockBudgetWindow locks the (tenant, window, start) row, creating it if
@@ -26,7 +26,7 @@ func lockBudgetWindow(ctx context.Context, tx pgx.Tx, tenantID, window string, s
 // with details limit, used, requested, window and resource ("tokens" or
 // "cost_usd").
 func (db *DB) ReserveBudget(ctx context.Context, p store.ReserveParams) (store.Reservation, error) {
-	res, err := storeutil.NewReservation(p)
+	res, err := sqlstore.NewReservation(p)
 	if err != nil {
 		return store.Reservation{}, err
 	}
@@ -38,7 +38,7 @@ func (db *DB) ReserveBudget(ctx context.Context, p store.ReserveParams) (store.R
 		if err != nil {
 			return err
 		}
-		if err := storeutil.CheckBudget(p, used); err != nil {
+		if err := sqlstore.CheckBudget(p, used); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO budget_reservations (tenant_id, reservation_id, budget_window,
@@ -58,7 +58,7 @@ type querier interface {
 }
 
 func budgetUsed(ctx context.Context, q querier, tenantID, window string, start time.Time) (store.BudgetUsage, error) {
-	u := store.BudgetUsage{Window: window, WindowStart: storeutil.UTC(start)}
+	u := store.BudgetUsage{Window: window, WindowStart: sqlstore.UTC(start)}
 	err := q.QueryRow(ctx, `SELECT coalesce(sum(tokens), 0)::bigint, coalesce(sum(cost_usd), 0) FROM budget_reservations
 		WHERE tenant_id = $1 AND budget_window = $2 AND window_start = $3`, tenantID, window, u.WindowStart).
 		Scan(&u.UsedTokens, &u.UsedCostUSD)
@@ -96,7 +96,7 @@ func (db *DB) BudgetUsage(ctx context.Context, tenantID, window string, windowSt
 // RecordUsage appends records to the usage ledger in one transaction;
 // UsageID (ids.New("usg_")) and Time (now) are filled when empty.
 func (db *DB) RecordUsage(ctx context.Context, us ...store.UsageRecord) error {
-	us, err := storeutil.PrepareUsages(us, db.now)
+	us, err := sqlstore.PrepareUsages(us, db.now)
 	if err != nil {
 		return err
 	}
@@ -109,7 +109,7 @@ func (db *DB) RecordUsage(ctx context.Context, us ...store.UsageRecord) error {
 			b.Queue(`INSERT INTO usage_records (tenant_id, usage_id, principal_id, agent_id, run_id,
 				model_id, backend, operation, input_tokens, output_tokens, cost_usd, time, actor_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)`,
 				u.TenantID, u.UsageID, u.PrincipalID, u.AgentID, u.RunID, u.ModelID, u.Backend, u.Operation,
-				u.InputTokens, u.OutputTokens, u.CostUSD, storeutil.UTC(u.Time), u.ActorID)
+				u.InputTokens, u.OutputTokens, u.CostUSD, sqlstore.UTC(u.Time), u.ActorID)
 		}
 		return mapErr(tx.SendBatch(ctx, b).Close(), "usage record")
 	})
@@ -134,10 +134,10 @@ func (db *DB) ListUsage(ctx context.Context, f store.UsageFilter) ([]store.Usage
 		}
 	}
 	if !f.Since.IsZero() {
-		q += ` AND time >= ` + arg(storeutil.UTC(f.Since))
+		q += ` AND time >= ` + arg(sqlstore.UTC(f.Since))
 	}
 	if !f.Until.IsZero() {
-		q += ` AND time < ` + arg(storeutil.UTC(f.Until))
+		q += ` AND time < ` + arg(sqlstore.UTC(f.Until))
 	}
 	q += ` ORDER BY time, usage_id`
 	rows, err := db.pool.Query(ctx, q, args...)

@@ -5,12 +5,12 @@ import (
 	"database/sql"
 
 	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 // PutAgent creates the agent or replaces it (created_at is kept on replace).
 func (db *DB) PutAgent(ctx context.Context, a store.Agent) error {
-	tools, defaults, err := storeutil.EncodeAgent(a)
+	tools, defaults, err := sqlstore.EncodeAgent(a)
 	if err != nil {
 		return err
 	}
@@ -38,7 +38,7 @@ func scanAgent(row interface{ Scan(...any) error }) (store.Agent, error) {
 		return a, err
 	}
 	a.CreatedAt, a.UpdatedAt = fromMicros(created), fromMicros(updated)
-	return a, storeutil.DecodeAgent(&a, nullBytes(tools), nullBytes(defaults))
+	return a, sqlstore.DecodeAgent(&a, nullBytes(tools), nullBytes(defaults))
 }
 
 // GetAgent returns ErrNotFound if absent or in another tenant.

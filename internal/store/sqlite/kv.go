@@ -4,7 +4,7 @@ import (
 	"context"
 
 	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 // KVPut stores value under (tenant, namespace, key). A tenant's usage is the
@@ -28,7 +28,7 @@ func (db *DB) KVPut(ctx context.Context, tenantID, namespace, key string, value 
 				return err
 			}
 			if used-old+size > maxBytes {
-				return storeutil.KVQuotaExceeded(maxBytes, used, size-old)
+				return sqlstore.KVQuotaExceeded(maxBytes, used, size-old)
 			}
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO kv (tenant_id, namespace, kv_key, value, size) VALUES (?,?,?,?,?)

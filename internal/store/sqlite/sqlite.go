@@ -31,7 +31,7 @@ import (
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 var _ store.Store = (*DB)(nil)
@@ -503,7 +503,7 @@ func (db *DB) Close() error {
 	return err
 }
 
-func (db *DB) now() time.Time { return storeutil.UTC(db.Now()) }
+func (db *DB) now() time.Time { return sqlstore.UTC(db.Now()) }
 
 // migrate applies the embedded migrations not yet recorded in
 // schema_migrations, each in its own write transaction.
@@ -514,7 +514,7 @@ func (db *DB) migrate(ctx context.Context) error {
 		applied_at INTEGER NOT NULL)`); err != nil {
 		return mapErr(err, "schema_migrations")
 	}
-	migs, err := storeutil.Migrations(migrationFS, "migrations")
+	migs, err := sqlstore.Migrations(migrationFS, "migrations")
 	if err != nil {
 		return err
 	}
@@ -553,22 +553,11 @@ func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
 // mapErr turns a driver error into an errs error; it is the only place that
 // knows SQLite's error codes. what names the object for messages.
 func mapErr(err error, what string) error {
-	if err == nil {
-		return nil
-	}
-	var e *errs.Error
-	if errors.As(err, &e) {
-		return err
-	}
-	if errors.Is(err, sql.ErrNoRows) {
-		return errs.E(errs.NotFound, "%s not found", what)
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return errs.Wrap(errs.Timeout, err, "store operation timed out")
-	}
-	if errors.Is(err, context.Canceled) {
-		return errs.Wrap(errs.Timeout, err, "store operation canceled")
-	}
+	return sqlstore.MapError(err, what, sql.ErrNoRows, mapSQLiteErr)
+}
+
+// mapSQLiteErr maps SQLite's result codes.
+func mapSQLiteErr(err error, what string) error {
 	var se *sqlite.Error
 	if errors.As(err, &se) {
 		switch se.Code() {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 // nullBytes is a nullable text column as bytes: nil for NULL.
@@ -35,7 +35,7 @@ func (db *DB) CreateTenant(ctx context.Context, t store.Tenant) error {
 }
 
 func tenantArgs(t store.Tenant) ([]any, error) {
-	c, err := storeutil.EncodeTenant(t)
+	c, err := sqlstore.EncodeTenant(t)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +54,7 @@ func scanTenant(row interface{ Scan(...any) error }) (store.Tenant, error) {
 		return t, err
 	}
 	t.CreatedAt, t.UpdatedAt = fromMicros(created), fromMicros(updated)
-	return t, storeutil.DecodeTenant(&t, nullBytes(ent), nullBytes(quo), nullBytes(meta))
+	return t, sqlstore.DecodeTenant(&t, nullBytes(ent), nullBytes(quo), nullBytes(meta))
 }
 
 // GetTenant returns ErrNotFound for an unknown id.
@@ -102,7 +102,7 @@ func (db *DB) UpdateTenant(ctx context.Context, t store.Tenant, ifUpdatedAt time
 		if n, err := res.RowsAffected(); err == nil && n == 0 && !ifUpdatedAt.IsZero() {
 			var one int
 			if tx.QueryRowContext(ctx, `SELECT 1 FROM tenants WHERE tenant_id = ?`, t.TenantID).Scan(&one) == nil {
-				return storeutil.TenantChanged(t.TenantID)
+				return sqlstore.TenantChanged(t.TenantID)
 			}
 		}
 		return mustAffect(res, "tenant "+t.TenantID)

@@ -1,12 +1,14 @@
-// Package storeutil holds the pure helpers the SQL store adapters
-// (internal/store/sqlite and internal/store/postgres) share, so that both
-// encode the same JSON columns, fill the same defaults and return the same
-// errors: JSON column codecs, run admission defaults, event sequencing, the
-// run-change compare-and-set checks, budget and KV quota errors, audit
-// chaining, replicated-event codecs and the embedded migration list. It
-// knows no SQL dialect and no driver; time columns and error mapping stay in
-// each adapter.
-package storeutil
+// Package sqlstore is the dialect-free half of the SQL store adapters
+// (internal/store/sqlite and internal/store/postgres): what both do the same
+// way, written once, so that they encode the same JSON columns, fill the same
+// defaults, apply the same checks and return the same errors. It holds the
+// JSON column codecs, run admission defaults, event sequencing, the
+// run-change and admission logic over a transaction of statements (Tx), audit
+// preparation and chaining, budget and KV quota errors, replicated-event
+// codecs, the errors every driver shares (MapError) and the embedded
+// migration list. It knows no SQL dialect and no driver: the SQL, time
+// columns and each driver's own error codes stay in the adapters.
+package sqlstore
 
 import (
 	"bytes"
@@ -265,32 +267,6 @@ func DecodeRun(r *store.Run, input, tooling, runOptions, summary, output, errBod
 	return nil
 }
 
-// RunChangeColumns are the JSON columns a run change rewrites.
-type RunChangeColumns struct {
-	Summary       string
-	Output, Error any
-}
-
-// PrepareRunChange validates c and encodes the JSON columns of c.Run; it
-// returns nil columns when the change carries no run.
-func PrepareRunChange(c store.RunChange) (*RunChangeColumns, error) {
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	if c.Run == nil {
-		return nil, nil
-	}
-	summary, err := ToJSON("summary", c.Run.Summary)
-	if err != nil {
-		return nil, err
-	}
-	output, errBody, err := EncodeRunResult(*c.Run)
-	if err != nil {
-		return nil, err
-	}
-	return &RunChangeColumns{Summary: summary, Output: output, Error: errBody}, nil
-}
-
 // Page cuts a list fetched with limit+1 rows to limit and returns the
 // cursor of the next page (the last run id kept), "" when there is none.
 func Page(runs []store.Run, limit int) ([]store.Run, string) {
@@ -311,6 +287,8 @@ type NewRun struct {
 	Now time.Time
 	// Audit is p.Audit prepared (PrepareAudit), nil when there is none.
 	Audit *AuditRow
+	// Columns are the run's JSON columns, encoded before any transaction.
+	Columns RunColumns
 }
 
 // PrepareRun validates p and fills CreateRun's defaults: RunID
@@ -338,6 +316,10 @@ func PrepareRun(p store.CreateRunParams, now func() time.Time) (NewRun, error) {
 		r.Context = nil
 	}
 	n.Run = r
+	var err error
+	if n.Columns, err = EncodeRun(r); err != nil {
+		return NewRun{}, err
+	}
 	ev := p.FirstEvent
 	ev.TenantID, ev.AgentID, ev.RunID, ev.Sequence = r.TenantID, r.AgentID, r.RunID, 1
 	if ev.Type == "" {

@@ -1,0 +1,213 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/store"
+)
+
+// Tx is one write transaction of an adapter, as the shared logic below needs
+// it: each method is a statement (or two) in the adapter's SQL dialect, and
+// returns errors already mapped (errs codes). The logic around the
+// statements, the same for every dialect, lives here once.
+type Tx interface {
+	// LockRun reads what a run change checks and builds on, and holds the
+	// run against concurrent changes until the transaction ends.
+	// ErrNotFound if the run is absent or in another tenant.
+	LockRun(ctx context.Context, tenantID, runID string) (RunState, error)
+	// UpdateRun writes u to the run (only Status, CompletedAt, Output and
+	// Error when u.StatusOnly).
+	UpdateRun(ctx context.Context, tenantID, runID string, u RunUpdate) error
+	// PutStep inserts the step or replaces it by StepID.
+	PutStep(ctx context.Context, s store.Step) error
+	// InsertEvent appends one event with its sequence already set.
+	InsertEvent(ctx context.Context, e store.Event) error
+	// SetLastSequence records the run's last event sequence, for dialects
+	// that keep it in the run row rather than reading it from the events.
+	SetLastSequence(ctx context.Context, tenantID, runID string, seq int64) error
+	// InsertRun inserts a new run row with its encoded JSON columns.
+	InsertRun(ctx context.Context, r store.Run, c RunColumns) error
+	// Enqueue adds the run's queue entry (CreateRun, for a queued run).
+	Enqueue(ctx context.Context, tenantID, runID string, priority int, at time.Time) error
+	// AppendAudit chains prepared records after the chain's last record
+	// (ChainAll) and inserts them; it must be the last statement of a
+	// transaction that locks anything.
+	AppendAudit(ctx context.Context, rows []AuditRow) ([]store.AuditRecord, error)
+}
+
+// Begin runs fn in one write transaction of an adapter and commits it when
+// fn returns nil. An adapter may run fn more than once (a retried
+// transaction), so fn sets its results afresh on every call.
+type Begin func(ctx context.Context, fn func(Tx) error) error
+
+// RunState is a run as a change finds it.
+type RunState struct {
+	Status       string
+	AgentID      string
+	Attempt      int
+	LastSequence int64 // 0 before the first event
+}
+
+// RunUpdate is the run columns a RunChange writes, by name: all of them, or
+// with StatusOnly only Status, CompletedAt, Output and Error.
+type RunUpdate struct {
+	StatusOnly bool
+	Status     string
+	// StartedAt and CompletedAt are UTC with microsecond precision; nil is NULL.
+	StartedAt, CompletedAt *time.Time
+	// Summary is JSON text; Output and Error are JSON text or nil (NULL).
+	Summary       string
+	Output, Error any
+	Attempt       int
+}
+
+// PrepareRunChange validates c and returns the run columns it writes, nil
+// when the change carries no run.
+func PrepareRunChange(c store.RunChange) (*RunUpdate, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if c.Run == nil {
+		return nil, nil
+	}
+	summary, err := ToJSON("summary", c.Run.Summary)
+	if err != nil {
+		return nil, err
+	}
+	output, errBody, err := EncodeRunResult(*c.Run)
+	if err != nil {
+		return nil, err
+	}
+	return &RunUpdate{StatusOnly: c.StatusOnly, Status: string(c.Run.Status), StartedAt: UTCPtr(c.Run.StartedAt),
+		CompletedAt: UTCPtr(c.Run.CompletedAt), Summary: summary, Output: output, Error: errBody,
+		Attempt: c.Run.Attempt}, nil
+}
+
+// ApplyRunChange commits c in one transaction of begin: it locks the run,
+// checks the attempt fence and the status compare-and-set, writes the run
+// columns, upserts the steps and appends the events with gapless sequences
+// after the last one. It returns the appended events (empty, not nil, when
+// there are none).
+func ApplyRunChange(ctx context.Context, begin Begin, c store.RunChange, now time.Time) ([]store.Event, error) {
+	u, err := PrepareRunChange(c)
+	if err != nil {
+		return nil, err
+	}
+	var out []store.Event
+	err = begin(ctx, func(tx Tx) error {
+		out = nil
+		st, err := tx.LockRun(ctx, c.TenantID, c.RunID)
+		if err != nil {
+			return err
+		}
+		if err := CheckRunChange(c, st.Status, st.Attempt); err != nil {
+			return err
+		}
+		if u != nil {
+			if err := tx.UpdateRun(ctx, c.TenantID, c.RunID, *u); err != nil {
+				return err
+			}
+		}
+		for _, s := range c.Steps {
+			s.TenantID, s.RunID = c.TenantID, c.RunID
+			s.StartedAt, s.CompletedAt = UTC(s.StartedAt), UTCPtr(s.CompletedAt)
+			if err := tx.PutStep(ctx, s); err != nil {
+				return err
+			}
+		}
+		evs := SequenceEvents(c, st.AgentID, st.LastSequence, now)
+		for _, e := range evs {
+			if err := tx.InsertEvent(ctx, e); err != nil {
+				return err
+			}
+		}
+		if len(evs) > 0 {
+			if err := tx.SetLastSequence(ctx, c.TenantID, c.RunID, evs[len(evs)-1].Sequence); err != nil {
+				return err
+			}
+		}
+		out = evs
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Admit writes a new run inside tx, once its idempotency key (if any) is
+// claimed: the run row, its first event, its queue entry when it is queued
+// and its audit record, last.
+func Admit(ctx context.Context, tx Tx, nr NewRun, priority int) (store.CreateRunResult, error) {
+	if err := tx.InsertRun(ctx, nr.Run, nr.Columns); err != nil {
+		return store.CreateRunResult{}, err
+	}
+	if err := tx.InsertEvent(ctx, nr.FirstEvent); err != nil {
+		return store.CreateRunResult{}, err
+	}
+	if nr.Run.Status == store.RunQueued {
+		if err := tx.Enqueue(ctx, nr.Run.TenantID, nr.Run.RunID, priority, nr.Now); err != nil {
+			return store.CreateRunResult{}, err
+		}
+	}
+	if nr.Audit != nil {
+		if _, err := tx.AppendAudit(ctx, []AuditRow{*nr.Audit}); err != nil {
+			return store.CreateRunResult{}, err
+		}
+	}
+	return store.CreateRunResult{Run: nr.Run}, nil
+}
+
+// AppendAudits prepares rs (PrepareAudits, outside the transaction: a
+// single-writer adapter must not spend its write lock encoding) and appends
+// them, in order, in one transaction of begin.
+func AppendAudits(ctx context.Context, begin Begin, rs []store.AuditRecord, now func() time.Time) ([]store.AuditRecord, error) {
+	rows, err := PrepareAudits(rs, now)
+	if err != nil || len(rows) == 0 {
+		return nil, err
+	}
+	var out []store.AuditRecord
+	err = begin(ctx, func(tx Tx) error {
+		var err error
+		out, err = tx.AppendAudit(ctx, rows)
+		return err
+	})
+	return out, err
+}
+
+// AppendAudit is AppendAudits of one record.
+func AppendAudit(ctx context.Context, begin Begin, r store.AuditRecord, now func() time.Time) (store.AuditRecord, error) {
+	out, err := AppendAudits(ctx, begin, []store.AuditRecord{r}, now)
+	if err != nil {
+		return store.AuditRecord{}, err
+	}
+	return out[0], nil
+}
+
+// MapError turns err into an errs error. It maps what every driver shares
+// (nil, an error already mapped, noRows, the driver's "no rows" sentinel,
+// and the context's deadline and cancellation) and hands anything else to
+// native, the adapter's mapping of its driver's own errors. what names the
+// object for messages.
+func MapError(err error, what string, noRows error, native func(err error, what string) error) error {
+	if err == nil {
+		return nil
+	}
+	var e *errs.Error
+	if errors.As(err, &e) {
+		return err
+	}
+	if errors.Is(err, noRows) {
+		return errs.E(errs.NotFound, "%s not found", what)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return errs.Wrap(errs.Timeout, err, "store operation timed out")
+	}
+	if errors.Is(err, context.Canceled) {
+		return errs.Wrap(errs.Timeout, err, "store operation canceled")
+	}
+	return native(err, what)
+}
