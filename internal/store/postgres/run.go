@@ -41,17 +41,14 @@ func (db *DB) CreateRun(ctx context.Context, p store.CreateRunParams) (store.Cre
 	}
 	var res store.CreateRunResult
 	err = db.Tx(ctx, func(tx pgx.Tx) error {
-		res = store.CreateRunResult{}
-		if p.IdempotencyKey != "" {
-			replay, err := claimKey(ctx, tx, nr.Run, p, nr.Now, nr.TTL)
-			if err != nil || replay != nil {
-				if replay != nil {
-					res = store.CreateRunResult{Run: *replay, Replayed: true}
-				}
-				return err
-			}
+		replay, err := claimKey(ctx, tx, nr.Run, p, nr.Now, nr.TTL)
+		switch {
+		case err != nil:
+			return err
+		case replay != nil:
+			res = store.CreateRunResult{Run: *replay, Replayed: true}
+			return nil
 		}
-		var err error
 		res, err = sqlstore.Admit(ctx, stmts{tx}, nr, p.Priority)
 		return err
 	})
@@ -89,10 +86,13 @@ func (db *DB) replayOnly(ctx context.Context, r store.Run, p store.CreateRunPara
 	return store.CreateRunResult{Run: orig, Replayed: true}, nil
 }
 
-// claimKey claims p.IdempotencyKey for run r. It returns (nil, nil) when r
-// may be created, the original run when the request is a replay, or a
-// conflict when the key was used with another fingerprint.
+// claimKey claims p.IdempotencyKey, if any, for run r. It returns (nil,
+// nil) when r may be created, the original run when the request is a
+// replay, or a conflict when the key was used with another fingerprint.
 func claimKey(ctx context.Context, tx pgx.Tx, r store.Run, p store.CreateRunParams, now time.Time, ttl time.Duration) (*store.Run, error) {
+	if p.IdempotencyKey == "" {
+		return nil, nil
+	}
 	key := []any{r.TenantID, r.PrincipalID, r.AgentID, p.IdempotencyKey}
 	for range maxClaimAttempts {
 		tag, err := tx.Exec(ctx, `INSERT INTO idempotency_keys (tenant_id, principal_id, agent_id, idem_key,

@@ -10,46 +10,31 @@ import (
 	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
-// lockBudgetWindow locks the (tenant, window, start) row, creating it if
+// ReserveBudget reserves part of a window's budget (sqlstore.ReserveBudget).
+// The window's budget_windows row is locked while it sums and inserts, so
+// concurrent reservers on any replica never overshoot.
+func (db *DB) ReserveBudget(ctx context.Context, p store.ReserveParams) (store.Reservation, error) {
+	return sqlstore.ReserveBudget(ctx, db.begin, p)
+}
+
+// LockBudgetWindow locks the (tenant, window, start) row, creating it if
 // needed. Every reservation and settlement of the window takes it first.
-func lockBudgetWindow(ctx context.Context, tx pgx.Tx, tenantID, window string, start time.Time) error {
-	_, err := tx.Exec(ctx, `INSERT INTO budget_windows (tenant_id, budget_window, window_start) VALUES ($1,$2,$3)
+func (s stmts) LockBudgetWindow(ctx context.Context, tenantID, window string, start time.Time) error {
+	_, err := s.tx.Exec(ctx, `INSERT INTO budget_windows (tenant_id, budget_window, window_start) VALUES ($1,$2,$3)
 		ON CONFLICT (tenant_id, budget_window, window_start) DO UPDATE SET window_start = excluded.window_start`,
 		tenantID, window, start)
 	return mapErr(err, "budget window")
 }
 
-// ReserveBudget checks settled+reserved usage of the window plus the request
-// against the limits and records the reservation, atomically: the window's
-// budget_windows row is locked while it sums and inserts, so concurrent
-// reservers on any replica never overshoot. Over a limit: quota_exceeded
-// with details limit, used, requested, window and resource ("tokens" or
-// "cost_usd").
-func (db *DB) ReserveBudget(ctx context.Context, p store.ReserveParams) (store.Reservation, error) {
-	res, err := sqlstore.NewReservation(p)
-	if err != nil {
-		return store.Reservation{}, err
-	}
-	err = db.Tx(ctx, func(tx pgx.Tx) error {
-		if err := lockBudgetWindow(ctx, tx, p.TenantID, p.Window, res.WindowStart); err != nil {
-			return err
-		}
-		used, err := budgetUsed(ctx, tx, p.TenantID, p.Window, res.WindowStart)
-		if err != nil {
-			return err
-		}
-		if err := sqlstore.CheckBudget(p, used); err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO budget_reservations (tenant_id, reservation_id, budget_window,
-			window_start, tokens, cost_usd, settled) VALUES ($1,$2,$3,$4,$5,$6,false)`,
-			res.TenantID, res.ReservationID, res.Window, res.WindowStart, res.Tokens, res.CostUSD)
-		return mapErr(err, "reservation")
-	})
-	if err != nil {
-		return store.Reservation{}, err
-	}
-	return res, nil
+func (s stmts) BudgetUsed(ctx context.Context, tenantID, window string, start time.Time) (store.BudgetUsage, error) {
+	return budgetUsed(ctx, s.tx, tenantID, window, start)
+}
+
+func (s stmts) InsertReservation(ctx context.Context, r store.Reservation) error {
+	_, err := s.tx.Exec(ctx, `INSERT INTO budget_reservations (tenant_id, reservation_id, budget_window,
+		window_start, tokens, cost_usd, settled) VALUES ($1,$2,$3,$4,$5,$6,false)`,
+		r.TenantID, r.ReservationID, r.Window, r.WindowStart, r.Tokens, r.CostUSD)
+	return mapErr(err, "reservation")
 }
 
 // querier is a pool or a transaction.
@@ -79,7 +64,7 @@ func (db *DB) SettleBudget(ctx context.Context, r store.Reservation, tokens int6
 		if err != nil {
 			return mapErr(err, "reservation "+r.ReservationID)
 		}
-		if err := lockBudgetWindow(ctx, tx, r.TenantID, window, start); err != nil {
+		if err := (stmts{tx}).LockBudgetWindow(ctx, r.TenantID, window, start); err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, `UPDATE budget_reservations SET tokens = $1, cost_usd = $2, settled = true

@@ -9,32 +9,25 @@ import (
 	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
-// ReserveBudget checks settled+reserved usage of the window plus the request
-// against the limits and records the reservation, atomically (under the
-// write lock). Over a limit: quota_exceeded with details limit, used,
-// requested, window and resource ("tokens" or "cost_usd").
+// ReserveBudget reserves part of a window's budget (sqlstore.ReserveBudget)
+// under the write lock.
 func (db *DB) ReserveBudget(ctx context.Context, p store.ReserveParams) (store.Reservation, error) {
-	res, err := sqlstore.NewReservation(p)
-	if err != nil {
-		return store.Reservation{}, err
-	}
-	err = db.WriteTx(ctx, func(tx *Tx) error {
-		used, err := budgetUsed(ctx, tx, p.TenantID, p.Window, res.WindowStart)
-		if err != nil {
-			return err
-		}
-		if err := sqlstore.CheckBudget(p, used); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO budget_reservations (tenant_id, reservation_id, budget_window,
-			window_start, tokens, cost_usd, settled) VALUES (?,?,?,?,?,?,0)`,
-			res.TenantID, res.ReservationID, res.Window, res.WindowStart.UnixMicro(), res.Tokens, res.CostUSD)
-		return mapErr(err, "reservation")
-	})
-	if err != nil {
-		return store.Reservation{}, err
-	}
-	return res, nil
+	return sqlstore.ReserveBudget(ctx, db.begin, p)
+}
+
+// LockBudgetWindow takes no lock of its own: the write lock every write
+// transaction holds serializes reservations.
+func (s stmts) LockBudgetWindow(context.Context, string, string, time.Time) error { return nil }
+
+func (s stmts) BudgetUsed(ctx context.Context, tenantID, window string, start time.Time) (store.BudgetUsage, error) {
+	return budgetUsed(ctx, s.tx, tenantID, window, start)
+}
+
+func (s stmts) InsertReservation(ctx context.Context, r store.Reservation) error {
+	_, err := s.tx.ExecContext(ctx, `INSERT INTO budget_reservations (tenant_id, reservation_id, budget_window,
+		window_start, tokens, cost_usd, settled) VALUES (?,?,?,?,?,?,0)`,
+		r.TenantID, r.ReservationID, r.Window, r.WindowStart.UnixMicro(), r.Tokens, r.CostUSD)
+	return mapErr(err, "reservation")
 }
 
 // queryRower is *sql.DB or *Tx.

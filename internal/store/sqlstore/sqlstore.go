@@ -132,9 +132,13 @@ type TenantColumns struct {
 	Entitlements, Quotas, Metadata string
 }
 
-// EncodeTenant encodes t's JSON columns.
+// EncodeTenant validates t (store.ValidateTenantRecord) and encodes its
+// JSON columns.
 func EncodeTenant(t store.Tenant) (TenantColumns, error) {
 	var c TenantColumns
+	if err := store.ValidateTenantRecord(t); err != nil {
+		return c, err
+	}
 	var err error
 	if c.Entitlements, err = ToJSON("entitlements", t.Entitlements); err != nil {
 		return c, err
@@ -461,6 +465,30 @@ func PrepareUsages(us []store.UsageRecord, now func() time.Time) ([]store.UsageR
 // race with another update.
 func TenantChanged(tenantID string) error {
 	return errs.E(errs.Conflict, "tenant %s was changed meanwhile; read it again", tenantID)
+}
+
+// PrepareKVPut validates a KVPut and returns the value to store (nil is
+// stored as empty) and the size it counts toward the tenant's quota.
+func PrepareKVPut(tenantID, namespace, key string, value []byte) ([]byte, int64, error) {
+	if err := store.ValidateKVPut(tenantID, key); err != nil {
+		return nil, 0, err
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	return value, store.KVEntrySize(namespace, key, value), nil
+}
+
+// KVValue is KVGet's answer to a read of v (err already mapped): a value
+// stored empty reads back empty, not nil.
+func KVValue(v []byte, err error) ([]byte, error) {
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v, nil
 }
 
 // KVQuotaExceeded is the error for a put that would take the tenant's KV

@@ -36,6 +36,14 @@ type Tx interface {
 	// (ChainAll) and inserts them; it must be the last statement of a
 	// transaction that locks anything.
 	AppendAudit(ctx context.Context, rows []AuditRow) ([]store.AuditRecord, error)
+
+	// LockBudgetWindow holds the tenant's budget window against concurrent
+	// reservations until the transaction ends.
+	LockBudgetWindow(ctx context.Context, tenantID, window string, start time.Time) error
+	// BudgetUsed sums the window's settled and reserved amounts.
+	BudgetUsed(ctx context.Context, tenantID, window string, start time.Time) (store.BudgetUsage, error)
+	// InsertReservation records a granted reservation, unsettled.
+	InsertReservation(ctx context.Context, r store.Reservation) error
 }
 
 // Begin runs fn in one write transaction of an adapter and commits it when
@@ -159,6 +167,35 @@ func Admit(ctx context.Context, tx Tx, nr NewRun, priority int) (store.CreateRun
 		}
 	}
 	return store.CreateRunResult{Run: nr.Run}, nil
+}
+
+// ReserveBudget checks the window's settled and reserved usage plus the
+// request against p's limits and records the reservation, in one
+// transaction of begin that holds the window's lock throughout, so
+// concurrent reservers never overshoot. Over a limit: CheckBudget's
+// quota_exceeded.
+func ReserveBudget(ctx context.Context, begin Begin, p store.ReserveParams) (store.Reservation, error) {
+	res, err := NewReservation(p)
+	if err != nil {
+		return store.Reservation{}, err
+	}
+	err = begin(ctx, func(tx Tx) error {
+		if err := tx.LockBudgetWindow(ctx, res.TenantID, res.Window, res.WindowStart); err != nil {
+			return err
+		}
+		used, err := tx.BudgetUsed(ctx, res.TenantID, res.Window, res.WindowStart)
+		if err != nil {
+			return err
+		}
+		if err := CheckBudget(p, used); err != nil {
+			return err
+		}
+		return tx.InsertReservation(ctx, res)
+	})
+	if err != nil {
+		return store.Reservation{}, err
+	}
+	return res, nil
 }
 
 // AppendAudits prepares rs (PrepareAudits, outside the transaction: a
