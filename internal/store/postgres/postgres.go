@@ -55,6 +55,8 @@ const maxTxAttempts = 4
 // DB is the PostgreSQL store. Create it with Open.
 type DB struct {
 	pool *pgxpool.Pool
+	// Writes are the methods written once for both SQL adapters.
+	sqlstore.Writes
 
 	// Now is the clock (default time.Now). Tests may replace it before use.
 	Now func() time.Time
@@ -82,6 +84,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		return nil, errs.Field("store_url", "invalid PostgreSQL configuration: %v", err)
 	}
 	db := &DB{pool: pool, Now: time.Now}
+	db.Writes = sqlstore.NewWrites(db.begin, db.now)
 	if err := db.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err

@@ -10,13 +10,6 @@ import (
 	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
-// ReserveBudget reserves part of a window's budget (sqlstore.ReserveBudget).
-// The window's budget_windows row is locked while it sums and inserts, so
-// concurrent reservers on any replica never overshoot.
-func (db *DB) ReserveBudget(ctx context.Context, p store.ReserveParams) (store.Reservation, error) {
-	return sqlstore.ReserveBudget(ctx, db.begin, p)
-}
-
 // LockBudgetWindow locks the (tenant, window, start) row, creating it if
 // needed. Every reservation and settlement of the window takes it first.
 func (s stmts) LockBudgetWindow(ctx context.Context, tenantID, window string, start time.Time) error {

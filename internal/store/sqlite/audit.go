@@ -8,21 +8,6 @@ import (
 	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
-// AppendAudit appends r to the global chain: Seq = last+1, PrevHash = the
-// last record's Hash ("" for the first), then the record's canonical bytes
-// (store.CanonicalAudit) are stored in the record column and Hash is their
-// SHA-256. AuditID (ids.New("aud_")) and Time (now) are filled when empty;
-// Time is kept UTC with microsecond precision.
-func (db *DB) AppendAudit(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error) {
-	return sqlstore.AppendAudit(ctx, db.begin, r, db.now)
-}
-
-// AppendAudits appends rs in order in one write transaction (see
-// AppendAudit); the records are encoded before, not in the single writer.
-func (db *DB) AppendAudits(ctx context.Context, rs []store.AuditRecord) ([]store.AuditRecord, error) {
-	return sqlstore.AppendAudits(ctx, db.begin, rs, db.now)
-}
-
 // ListAudit lists records in Seq order; TenantID "" lists every tenant.
 func (db *DB) ListAudit(ctx context.Context, p store.ListAuditParams) ([]store.AuditRecord, error) {
 	limit := sqlstore.Limit(p.Limit, sqlstore.DefaultAuditLimit, sqlstore.MaxAuditLimit)

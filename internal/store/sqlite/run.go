@@ -161,12 +161,6 @@ func (db *DB) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run
 	return out, next, nil
 }
 
-// ApplyRunChange commits c atomically (sqlstore.ApplyRunChange) under the
-// write lock; events get gapless sequences after the run's highest.
-func (db *DB) ApplyRunChange(ctx context.Context, c store.RunChange) ([]store.Event, error) {
-	return sqlstore.ApplyRunChange(ctx, db.begin, c, db.now())
-}
-
 // ListSteps returns a run's steps ordered by Index (then step id).
 func (db *DB) ListSteps(ctx context.Context, tenantID, runID string) ([]store.Step, error) {
 	rows, err := db.query(ctx, `SELECT tenant_id, run_id, step_id, idx, kind, name, status, tool_call_id,

@@ -57,6 +57,9 @@ type DB struct {
 	closeMu    sync.RWMutex
 	closed     bool
 
+	// Writes are the methods written once for both SQL adapters.
+	sqlstore.Writes
+
 	// Now is the clock (default time.Now). Tests may replace it before use.
 	Now func() time.Time
 }
@@ -72,6 +75,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		return nil, errs.Field("store_url", "database path %q must not contain '?' or '#'", path)
 	}
 	db := &DB{path: path, Now: time.Now}
+	db.Writes = sqlstore.NewWrites(db.begin, db.now)
 	if path == ":memory:" {
 		w, err := sql.Open("sqlite", ":memory:?_pragma=foreign_keys(1)&_txlock=immediate")
 		if err != nil {

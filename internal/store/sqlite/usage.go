@@ -9,12 +9,6 @@ import (
 	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
-// ReserveBudget reserves part of a window's budget (sqlstore.ReserveBudget)
-// under the write lock.
-func (db *DB) ReserveBudget(ctx context.Context, p store.ReserveParams) (store.Reservation, error) {
-	return sqlstore.ReserveBudget(ctx, db.begin, p)
-}
-
 // LockBudgetWindow takes no lock of its own: the write lock every write
 // transaction holds serializes reservations.
 func (s stmts) LockBudgetWindow(context.Context, string, string, time.Time) error { return nil }

@@ -51,6 +51,85 @@ type Tx interface {
 // transaction), so fn sets its results afresh on every call.
 type Begin func(ctx context.Context, fn func(Tx) error) error
 
+// Writes are the store.Store methods written once for both adapters, over
+// an adapter's transactions: an adapter embeds them (NewWrites) and so
+// implements ApplyRunChange, AppendAudit, AppendAudits and ReserveBudget.
+type Writes struct {
+	begin Begin
+	now   func() time.Time
+}
+
+// NewWrites returns the shared methods over begin's transactions, with now
+// the adapter's clock (UTC, microseconds).
+func NewWrites(begin Begin, now func() time.Time) Writes { return Writes{begin: begin, now: now} }
+
+// ApplyRunChange commits c atomically: the run is locked, the attempt
+// fence and the status compare-and-set are checked, the run columns
+// written, the steps upserted and the events appended with gapless
+// sequences. It returns the appended events.
+func (w Writes) ApplyRunChange(ctx context.Context, c store.RunChange) ([]store.Event, error) {
+	return applyRunChange(ctx, w.begin, c, w.now())
+}
+
+// AppendAudit appends r to the global chain: Seq = last+1, PrevHash = the
+// last record's Hash ("" for the first), then the record's canonical bytes
+// (store.CanonicalAudit) are stored in the record column and Hash is their
+// SHA-256. AuditID (ids.New("aud_")) and Time (now) are filled when empty;
+// Time is kept UTC with microsecond precision.
+func (w Writes) AppendAudit(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error) {
+	out, err := w.AppendAudits(ctx, []store.AuditRecord{r})
+	if err != nil {
+		return store.AuditRecord{}, err
+	}
+	return out[0], nil
+}
+
+// AppendAudits appends rs in order in one transaction (see AppendAudit).
+// The records are prepared before it begins: a single-writer adapter must
+// not spend its write lock encoding.
+func (w Writes) AppendAudits(ctx context.Context, rs []store.AuditRecord) ([]store.AuditRecord, error) {
+	rows, err := PrepareAudits(rs, w.now)
+	if err != nil || len(rows) == 0 {
+		return nil, err
+	}
+	var out []store.AuditRecord
+	err = w.begin(ctx, func(tx Tx) error {
+		var err error
+		out, err = tx.AppendAudit(ctx, rows)
+		return err
+	})
+	return out, err
+}
+
+// ReserveBudget checks the window's settled and reserved usage plus the
+// request against p's limits and records the reservation, in one
+// transaction that holds the window's lock throughout, so concurrent
+// reservers never overshoot. Over a limit: quota_exceeded with details
+// limit, used, requested, window and resource ("tokens" or "cost_usd").
+func (w Writes) ReserveBudget(ctx context.Context, p store.ReserveParams) (store.Reservation, error) {
+	res, err := NewReservation(p)
+	if err != nil {
+		return store.Reservation{}, err
+	}
+	err = w.begin(ctx, func(tx Tx) error {
+		if err := tx.LockBudgetWindow(ctx, res.TenantID, res.Window, res.WindowStart); err != nil {
+			return err
+		}
+		used, err := tx.BudgetUsed(ctx, res.TenantID, res.Window, res.WindowStart)
+		if err != nil {
+			return err
+		}
+		if err := CheckBudget(p, used); err != nil {
+			return err
+		}
+		return tx.InsertReservation(ctx, res)
+	})
+	if err != nil {
+		return store.Reservation{}, err
+	}
+	return res, nil
+}
+
 // RunState is a run as a change finds it.
 type RunState struct {
 	Status       string
@@ -94,12 +173,12 @@ func PrepareRunChange(c store.RunChange) (*RunUpdate, error) {
 		Attempt: c.Run.Attempt}, nil
 }
 
-// ApplyRunChange commits c in one transaction of begin: it locks the run,
+// applyRunChange commits c in one transaction of begin: it locks the run,
 // checks the attempt fence and the status compare-and-set, writes the run
 // columns, upserts the steps and appends the events with gapless sequences
 // after the last one. It returns the appended events (empty, not nil, when
 // there are none).
-func ApplyRunChange(ctx context.Context, begin Begin, c store.RunChange, now time.Time) ([]store.Event, error) {
+func applyRunChange(ctx context.Context, begin Begin, c store.RunChange, now time.Time) ([]store.Event, error) {
 	u, err := PrepareRunChange(c)
 	if err != nil {
 		return nil, err
@@ -167,61 +246,6 @@ func Admit(ctx context.Context, tx Tx, nr NewRun, priority int) (store.CreateRun
 		}
 	}
 	return store.CreateRunResult{Run: nr.Run}, nil
-}
-
-// ReserveBudget checks the window's settled and reserved usage plus the
-// request against p's limits and records the reservation, in one
-// transaction of begin that holds the window's lock throughout, so
-// concurrent reservers never overshoot. Over a limit: CheckBudget's
-// quota_exceeded.
-func ReserveBudget(ctx context.Context, begin Begin, p store.ReserveParams) (store.Reservation, error) {
-	res, err := NewReservation(p)
-	if err != nil {
-		return store.Reservation{}, err
-	}
-	err = begin(ctx, func(tx Tx) error {
-		if err := tx.LockBudgetWindow(ctx, res.TenantID, res.Window, res.WindowStart); err != nil {
-			return err
-		}
-		used, err := tx.BudgetUsed(ctx, res.TenantID, res.Window, res.WindowStart)
-		if err != nil {
-			return err
-		}
-		if err := CheckBudget(p, used); err != nil {
-			return err
-		}
-		return tx.InsertReservation(ctx, res)
-	})
-	if err != nil {
-		return store.Reservation{}, err
-	}
-	return res, nil
-}
-
-// AppendAudits prepares rs (PrepareAudits, outside the transaction: a
-// single-writer adapter must not spend its write lock encoding) and appends
-// them, in order, in one transaction of begin.
-func AppendAudits(ctx context.Context, begin Begin, rs []store.AuditRecord, now func() time.Time) ([]store.AuditRecord, error) {
-	rows, err := PrepareAudits(rs, now)
-	if err != nil || len(rows) == 0 {
-		return nil, err
-	}
-	var out []store.AuditRecord
-	err = begin(ctx, func(tx Tx) error {
-		var err error
-		out, err = tx.AppendAudit(ctx, rows)
-		return err
-	})
-	return out, err
-}
-
-// AppendAudit is AppendAudits of one record.
-func AppendAudit(ctx context.Context, begin Begin, r store.AuditRecord, now func() time.Time) (store.AuditRecord, error) {
-	out, err := AppendAudits(ctx, begin, []store.AuditRecord{r}, now)
-	if err != nil {
-		return store.AuditRecord{}, err
-	}
-	return out[0], nil
 }
 
 // MapError turns err into an errs error. It maps what every driver shares
