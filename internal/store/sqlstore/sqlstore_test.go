@@ -1,8 +1,10 @@
 package sqlstore_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"testing"
 	"testing/fstest"
@@ -177,6 +179,16 @@ func TestPrepareRunChangeAndPage(t *testing.T) {
 	require.NoError(t, err)
 	require.Nil(t, cols.Output)
 	require.JSONEq(t, `{"code":"timeout","message":"","retryable":false}`, cols.Error.(string))
+	require.Equal(t, "failed", cols.Status)
+	require.False(t, cols.StatusOnly)
+	done := time.Date(2025, 1, 2, 3, 4, 5, 6789, time.FixedZone("y", -7200))
+	cols, err = sqlstore.PrepareRunChange(store.RunChange{TenantID: "t", RunID: "r", StatusOnly: true,
+		Run: &store.Run{Status: store.RunCanceled, CompletedAt: &done, Attempt: 2}})
+	require.NoError(t, err)
+	require.True(t, cols.StatusOnly)
+	require.Equal(t, 2, cols.Attempt)
+	require.Equal(t, sqlstore.UTC(done), *cols.CompletedAt, "times are stored UTC, microseconds")
+	require.Nil(t, cols.StartedAt)
 	_, err = sqlstore.PrepareRunChange(store.RunChange{TenantID: "t"})
 	require.Equal(t, "run_id", errs.As(err).Details["field"])
 
@@ -187,4 +199,22 @@ func TestPrepareRunChangeAndPage(t *testing.T) {
 	page, next = sqlstore.Page(runs, 3)
 	require.Len(t, page, 3)
 	require.Empty(t, next)
+}
+
+// MapError maps what every driver shares and leaves the rest to the
+// adapter's own mapping.
+func TestMapError(t *testing.T) {
+	t.Parallel()
+	noRows := errors.New("no rows")
+	native := func(err error, what string) error { return errs.Wrap(errs.Conflict, err, "native %s", what) }
+	mapErr := func(err error) error { return sqlstore.MapError(err, "thing", noRows, native) }
+	require.NoError(t, mapErr(nil))
+	mapped := errs.E(errs.QuotaExceeded, "over")
+	require.Same(t, mapped, mapErr(mapped), "an errs error passes unchanged")
+	require.Equal(t, errs.NotFound, errs.CodeOf(mapErr(fmt.Errorf("scan: %w", noRows))))
+	require.Equal(t, "thing not found", errs.As(mapErr(noRows)).Message)
+	require.Equal(t, errs.Timeout, errs.CodeOf(mapErr(context.DeadlineExceeded)))
+	err := mapErr(errors.New("driver says no"))
+	require.Equal(t, errs.Conflict, errs.CodeOf(err))
+	require.Equal(t, "native thing", errs.As(err).Message)
 }
