@@ -46,11 +46,7 @@ func (s stmts) UpdateRun(ctx context.Context, tenantID, runID string, u sqlstore
 
 func (s stmts) PutStep(ctx context.Context, st store.Step) error {
 	_, err := s.tx.Exec(ctx, `INSERT INTO steps (tenant_id, run_id, step_id, idx, kind, name, status,
-		tool_call_id, input, output, started_at, completed_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)
-		ON CONFLICT (tenant_id, run_id, step_id) DO UPDATE SET idx = excluded.idx, kind = excluded.kind,
-		name = excluded.name, status = excluded.status, tool_call_id = excluded.tool_call_id,
-		input = excluded.input, output = excluded.output, started_at = excluded.started_at,
-		completed_at = excluded.completed_at`,
+		tool_call_id, input, output, started_at, completed_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) `+sqlstore.StepUpsert,
 		st.TenantID, st.RunID, st.StepID, st.Index, st.Kind, st.Name, st.Status, st.ToolCallID,
 		sqlstore.RawOrNull(st.Input), sqlstore.RawOrNull(st.Output), ts(st.StartedAt), tsPtr(st.CompletedAt))
 	return mapErr(err, "step "+st.StepID)

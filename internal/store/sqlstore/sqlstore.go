@@ -163,16 +163,24 @@ func DecodeTenant(t *store.Tenant, entitlements, quotas, metadata []byte) error 
 
 // EncodeToken validates tok and encodes its JSON columns.
 func EncodeToken(tok store.Token) (scopes, roles string, err error) {
-	if err := tok.Validate(); err != nil {
+	return encodeTwo(tok.Validate(), "scopes", tok.Scopes, "roles", tok.Roles)
+}
+
+// encodeTwo encodes a record's two JSON columns once it is valid (invalid
+// is its validation's error).
+func encodeTwo(invalid error, field1 string, v1 any, field2 string, v2 any) (string, string, error) {
+	if invalid != nil {
+		return "", "", invalid
+	}
+	col1, err := ToJSON(field1, v1)
+	if err != nil {
 		return "", "", err
 	}
-	if scopes, err = ToJSON("scopes", tok.Scopes); err != nil {
+	col2, err := ToJSON(field2, v2)
+	if err != nil {
 		return "", "", err
 	}
-	if roles, err = ToJSON("roles", tok.Roles); err != nil {
-		return "", "", err
-	}
-	return scopes, roles, nil
+	return col1, col2, nil
 }
 
 // DecodeToken decodes a token's JSON columns into t.
@@ -185,16 +193,7 @@ func DecodeToken(t *store.Token, scopes, roles []byte) error {
 
 // EncodeAgent validates a and encodes its JSON columns.
 func EncodeAgent(a store.Agent) (tools, defaults string, err error) {
-	if err := a.Validate(); err != nil {
-		return "", "", err
-	}
-	if tools, err = ToJSON("tools", a.Tools); err != nil {
-		return "", "", err
-	}
-	if defaults, err = ToJSON("defaults", a.Defaults); err != nil {
-		return "", "", err
-	}
-	return tools, defaults, nil
+	return encodeTwo(a.Validate(), "tools", a.Tools, "defaults", a.Defaults)
 }
 
 // DecodeAgent decodes an agent's JSON columns into a.
