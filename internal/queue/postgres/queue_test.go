@@ -17,16 +17,6 @@ import (
 	"github.com/nexixai/agentos/internal/store/postgres/pgtest"
 )
 
-// fakeClock is a settable clock safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-
-func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
 // openURL opens a store on url, closed at cleanup.
 func openURL(t *testing.T, url string) *postgres.DB {
 	t.Helper()
@@ -39,7 +29,7 @@ func openURL(t *testing.T, url string) *postgres.DB {
 func openDB(t *testing.T) *postgres.DB { return openURL(t, pgtest.URL(t)) }
 
 func newHarness(t *testing.T) queuetest.Harness {
-	clock := &fakeClock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := queuetest.NewClock()
 	db := openDB(t)
 	q := queuepostgres.New(db)
 	q.Now = clock.Now

@@ -32,6 +32,22 @@ type Harness struct {
 	Advance func(d time.Duration)
 }
 
+// Clock is a settable clock safe for concurrent use: an adapter's test sets
+// the queue's clock to Now and the Harness's Advance to Advance.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a clock stopped at a fixed time.
+func NewClock() *Clock { return &Clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
 // ttl is the lease TTL the suite uses; Advance(2*ttl) expires a lease.
 const ttl = 30 * time.Second
 

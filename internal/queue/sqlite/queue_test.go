@@ -3,9 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"path/filepath"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -13,16 +11,6 @@ import (
 	queuesqlite "github.com/nexixai/agentos/internal/queue/sqlite"
 	"github.com/nexixai/agentos/internal/store/sqlite"
 )
-
-// fakeClock is a settable clock safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-
-func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 func openDB(t *testing.T) *sqlite.DB {
 	t.Helper()
@@ -33,7 +21,7 @@ func openDB(t *testing.T) *sqlite.DB {
 }
 
 func newHarness(t *testing.T) queuetest.Harness {
-	clock := &fakeClock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := queuetest.NewClock()
 	db := openDB(t)
 	q := queuesqlite.New(db)
 	q.Now = clock.Now
