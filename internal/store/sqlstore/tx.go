@@ -46,12 +46,6 @@ type Tx interface {
 	InsertReservation(ctx context.Context, r store.Reservation) error
 }
 
-// StepUpsert is the conflict clause of both dialects' step insert, SQL
-// that PostgreSQL and SQLite read alike: a step is replaced by its StepID.
-const StepUpsert = `ON CONFLICT (tenant_id, run_id, step_id) DO UPDATE SET idx = excluded.idx, kind = excluded.kind,
-	name = excluded.name, status = excluded.status, tool_call_id = excluded.tool_call_id, input = excluded.input,
-	output = excluded.output, started_at = excluded.started_at, completed_at = excluded.completed_at`
-
 // Begin runs fn in one write transaction of an adapter and commits it when
 // fn returns nil. An adapter may run fn more than once (a retried
 // transaction), so fn sets its results afresh on every call.
