@@ -2,10 +2,8 @@ package sqlstore
 
 import (
 	"context"
-	"errors"
 	"time"
 
-	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
 )
 
@@ -246,29 +244,4 @@ func Admit(ctx context.Context, tx Tx, nr NewRun, priority int) (store.CreateRun
 		}
 	}
 	return store.CreateRunResult{Run: nr.Run}, nil
-}
-
-// MapError turns err into an errs error. It maps what every driver shares
-// (nil, an error already mapped, noRows, the driver's "no rows" sentinel,
-// and the context's deadline and cancellation) and hands anything else to
-// native, the adapter's mapping of its driver's own errors. what names the
-// object for messages.
-func MapError(err error, what string, noRows error, native func(err error, what string) error) error {
-	if err == nil {
-		return nil
-	}
-	var e *errs.Error
-	if errors.As(err, &e) {
-		return err
-	}
-	if errors.Is(err, noRows) {
-		return errs.E(errs.NotFound, "%s not found", what)
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return errs.Wrap(errs.Timeout, err, "store operation timed out")
-	}
-	if errors.Is(err, context.Canceled) {
-		return errs.Wrap(errs.Timeout, err, "store operation canceled")
-	}
-	return native(err, what)
 }
