@@ -91,22 +91,31 @@ func TestResumeReusesCompletedToolResult(t *testing.T) {
 
 func TestResumeAfterFailedModelStepFailsTheRun(t *testing.T) {
 	t.Parallel()
-	b := setup(t, bundleOpts{})
+	// The node before the crash: its executor leased the run, started it and
+	// recorded a failed model step, then died before writing run.failed.
+	b0 := setup(t, bundleOpts{noExec: true})
 	ctx := t.Context()
-	// A run whose model step failed, recorded just before a crash that
-	// prevented run.failed from being written.
-	res, err := b.db.CreateRun(ctx, store.CreateRunParams{Run: store.Run{TenantID: "tnt_a", AgentID: "agt_echo",
-		PrincipalID: "usr_x", Status: store.RunRunning, Attempt: 1, Input: store.RunInput{Type: "text", Text: "x"},
-		RunOptions: store.RunOptions{MaxSteps: 4, TimeoutMs: 60000, Priority: "normal"}}})
+	res, err := b0.db.CreateRun(ctx, store.CreateRunParams{Run: store.Run{TenantID: "tnt_a", AgentID: "agt_echo",
+		PrincipalID: "usr_x", Input: store.RunInput{Type: "text", Text: "x"},
+		RunOptions: store.RunOptions{MaxSteps: 4, TimeoutMs: 60000, Priority: "normal"}}, Priority: queue.PriorityNormal})
 	require.NoError(t, err)
 	runID := res.Run.RunID
-	_, err = b.db.ApplyRunChange(ctx, store.RunChange{TenantID: "tnt_a", RunID: runID, Steps: []store.Step{{
-		StepID: "stp_failed", Index: 0, Kind: store.StepModel, Name: "tier:fast", Status: store.StepFailed,
-		Output:    json.RawMessage(`{"status":"error","error":{"code":"policy_blocked","message":"blocked by policy","retryable":false}}`),
-		StartedAt: time.Now()}}})
+	ls, err := b0.srv.cfg.Queue.Lease(ctx, queue.LeaseParams{Owner: "crashed", Max: 1, TTL: time.Millisecond})
 	require.NoError(t, err)
-	require.NoError(t, b.srv.cfg.Queue.Enqueue(ctx, queue.EnqueueParams{TenantID: "tnt_a", RunID: runID, Priority: 1}))
-	b.srv.Wake()
+	require.Len(t, ls, 1)
+	now := time.Now()
+	_, err = b0.db.ApplyRunChange(ctx, store.RunChange{TenantID: "tnt_a", RunID: runID,
+		FromStatuses: []store.RunStatus{store.RunQueued},
+		Run:          &store.Run{Status: store.RunRunning, StartedAt: &now, Attempt: ls[0].Attempt},
+		Steps: []store.Step{{
+			StepID: "stp_failed", Index: 0, Kind: store.StepModel, Name: "tier:fast", Status: store.StepFailed,
+			Output:    json.RawMessage(`{"status":"error","error":{"code":"policy_blocked","message":"blocked by policy","retryable":false}}`),
+			StartedAt: now}}})
+	require.NoError(t, err)
+	b0.close()
+
+	// The restarted node leases the run again once the dead lease expires.
+	b := setup(t, bundleOpts{dbPath: b0.dbPath})
 	run := b.waitStatus("tnt_a", runID, store.RunFailed)
 	require.Equal(t, "policy_blocked", run.Error.Code, "the recorded failure is not mistaken for a final answer")
 	require.Zero(t, b.model.calls.Load(), "the failed model call is not made again")

@@ -7,113 +7,60 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/ids"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/sqlite"
 )
 
-// memStore is an in-memory Store for tests.
-type memStore struct {
-	mu       sync.Mutex
-	tenants  map[string]store.Tenant
-	forwards map[string]store.Forward
-	jtis     map[string]time.Time
-	ingested map[string]store.IngestedEvent
-	order    []string
-}
-
-func newMemStore(tenants ...store.Tenant) *memStore {
-	m := &memStore{tenants: map[string]store.Tenant{}, forwards: map[string]store.Forward{},
-		jtis: map[string]time.Time{}, ingested: map[string]store.IngestedEvent{}}
-	for _, t := range tenants {
-		m.tenants[t.TenantID] = t
+// newNodeStore is a node's real store (SQLite in a temporary directory,
+// the adapter the node runs by default) holding tenants: the federation
+// tests run against the store the conformance suite holds to the port, not
+// a fake of it.
+func newNodeStore(t *testing.T, tenants ...store.Tenant) *sqlite.DB {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "agentos.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, db.Close()) })
+	for _, tn := range tenants {
+		require.NoError(t, db.CreateTenant(context.Background(), tn))
 	}
-	return m
+	return db
 }
 
-func (m *memStore) GetTenant(_ context.Context, id string) (store.Tenant, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	t, ok := m.tenants[id]
-	if !ok {
-		return t, errs.E(errs.NotFound, "tenant not found")
+// updateTenant applies change to a stored tenant.
+func updateTenant(t *testing.T, db *sqlite.DB, id string, change func(*store.Tenant)) {
+	t.Helper()
+	tn, err := db.GetTenant(context.Background(), id)
+	require.NoError(t, err)
+	change(&tn)
+	require.NoError(t, db.UpdateTenant(context.Background(), tn, tn.UpdatedAt))
+}
+
+// ingestedIDs lists the event ids stored for a run of a tenant, ingested
+// from source ("" any source).
+func ingestedIDs(t *testing.T, db *sqlite.DB, tenantID, runID, source string) []string {
+	t.Helper()
+	evs, err := db.ListIngestedEvents(context.Background(), tenantID, runID, source)
+	require.NoError(t, err)
+	ids := []string{}
+	for _, e := range evs {
+		ids = append(ids, e.EventID)
 	}
-	return t, nil
-}
-
-func (m *memStore) setStatus(id, status string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	t := m.tenants[id]
-	t.Status = status
-	m.tenants[id] = t
-}
-
-func (m *memStore) Ping(context.Context) error { return nil }
-
-func (m *memStore) PutForward(_ context.Context, f store.Forward) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	k := f.TenantID + "/" + f.RunID
-	if _, ok := m.forwards[k]; ok {
-		return errs.E(errs.Conflict, "exists")
-	}
-	m.forwards[k] = f
-	return nil
-}
-
-func (m *memStore) GetForward(_ context.Context, tenantID, runID string) (store.Forward, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	f, ok := m.forwards[tenantID+"/"+runID]
-	if !ok {
-		return f, errs.E(errs.NotFound, "not found")
-	}
-	return f, nil
-}
-
-func (m *memStore) UseJTI(_ context.Context, jti string, exp time.Time) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.jtis[jti]; ok {
-		return false, nil
-	}
-	m.jtis[jti] = exp
-	return true, nil
-}
-
-func (m *memStore) IngestEvent(_ context.Context, e store.IngestedEvent) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.ingested[e.Event.EventID]; ok {
-		return false, nil
-	}
-	m.ingested[e.Event.EventID] = e
-	m.order = append(m.order, e.Event.EventID)
-	return true, nil
-}
-
-func (m *memStore) ListIngestedEvents(_ context.Context, tenantID, runID, source string) ([]store.Event, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []store.Event
-	for _, id := range m.order {
-		in := m.ingested[id]
-		if in.Event.TenantID == tenantID && in.Event.RunID == runID && (source == "" || in.SourceStack == source) {
-			out = append(out, in.Event)
-		}
-	}
-	slices.SortFunc(out, func(a, b store.Event) int { return int(a.Sequence - b.Sequence) })
-	return out, nil
+	return ids
 }
 
 // memAudit records audit records.
@@ -272,7 +219,7 @@ func (o *fakeOrchestrator) stream(w http.ResponseWriter, r *http.Request) error 
 
 // headerAuth is a test Authenticator: X-Tenant-Id (+ X-Principal-Id,
 // X-Scopes, X-Roles) names the caller; the tenant must exist and be active.
-func headerAuth(st *memStore) func(http.Handler) http.Handler {
+func headerAuth(st Store) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return httpx.H(func(w http.ResponseWriter, r *http.Request) error {
 			tid := r.Header.Get("X-Tenant-Id")

@@ -24,12 +24,13 @@ import (
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/events"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/sqlite"
 )
 
 type testNode struct {
 	id     string
 	server *Server
-	store  *memStore
+	store  *sqlite.DB
 	audit  *memAudit
 	orch   *fakeOrchestrator
 	client *httptest.Server // client API
@@ -71,10 +72,10 @@ func setup(t *testing.T) testBundle {
 		return n
 	}
 	a, b := mk("stk_a"), mk("stk_b")
-	a.store = newMemStore(tenant("tnt_x", store.TenantActive), tenant("tnt_y", store.TenantActive), tenant("tnt_gone", store.TenantActive))
-	b.store = newMemStore(tenant("tnt_x", store.TenantActive), tenant("tnt_y", store.TenantActive),
+	a.store = newNodeStore(t, tenant("tnt_x", store.TenantActive), tenant("tnt_y", store.TenantActive),
+		tenant("tnt_gone", store.TenantActive), tenant("tnt_off", store.TenantActive)) // tnt_off: active on A, disabled on B
+	b.store = newNodeStore(t, tenant("tnt_x", store.TenantActive), tenant("tnt_y", store.TenantActive),
 		tenant("tnt_off", store.TenantDisabled))
-	a.store.tenants["tnt_off"] = tenant("tnt_off", store.TenantActive) // active on A, disabled on B
 
 	entry := func(n *testNode) peers.Peer {
 		return peers.Peer{StackID: n.id, FederationURL: "https://" + n.peer.Listener.Addr().String(), Region: "local",
@@ -396,7 +397,7 @@ func TestPeerAPIRejects(t *testing.T) {
 	require.Contains(t, string(body), `"reason":"reserved_principal"`)
 
 	// B disables tnt_x: a later forward is refused
-	b.b.store.setStatus("tnt_x", store.TenantDisabled)
+	updateTenant(t, b.b.store, "tnt_x", func(tn *store.Tenant) { tn.Status = store.TenantDisabled })
 	resp, body = call(t, b.a, "POST", "/v1/federation/runs:forward", "tnt_x", forwardBody("tnt_x"))
 	require.Equal(t, http.StatusForbidden, resp.StatusCode, string(body))
 	require.Equal(t, 1, b.b.orch.runCount())
@@ -486,8 +487,8 @@ func TestIngest(t *testing.T) {
 		{Index: 3, EventID: "evt_1", Reason: "duplicate"},
 		{Index: 4, Reason: "invalid: event_id is required"},
 	}, out.Rejections)
-	_, ok := b.a.store.ingested["evt_3"]
-	require.False(t, ok, "another tenant's event is never stored")
+	require.Empty(t, ingestedIDs(t, b.a.store, "tnt_y", "run_r1", ""), "another tenant's event is never stored")
+	require.Equal(t, []string{"evt_1", "evt_2"}, ingestedIDs(t, b.a.store, "tnt_x", "run_r1", "stk_external"))
 
 	// stored for replay, tenant-scoped
 	resp, raw = call(t, b.a, "GET", "/v1/federation/runs/run_r1/events", "tnt_x", nil)
@@ -534,7 +535,7 @@ func TestIngest(t *testing.T) {
 	require.NoError(t, json.Unmarshal(raw, &out))
 	require.Equal(t, 1, out.Accepted)
 	require.Equal(t, 1, out.Rejected)
-	require.Equal(t, "stk_a", b.b.store.ingested["evt_9"].SourceStack)
+	require.Equal(t, []string{"evt_9"}, ingestedIDs(t, b.b.store, "tnt_x", "run_r2", "stk_a"))
 	tok, _ = b.a.signer.Sign(identity.Claims{Audience: "stk_b", TenantID: "tnt_x", Subject: "svc_repl",
 		Scopes: []string{"events:ingest"}}, time.Minute)
 	resp, _ = peerCall(t, b, true, "POST", "/v1/federation/events:ingest", tok, map[string]any{
@@ -682,9 +683,7 @@ func TestProxyStreamCaps(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.b.orch.hold.Store(true)
-	x := b.a.store.tenants["tnt_x"]
-	x.Quotas.Runs.MaxConcurrentStreams = 2
-	b.a.store.tenants["tnt_x"] = x
+	updateTenant(t, b.a.store, "tnt_x", func(tn *store.Tenant) { tn.Quotas.Runs.MaxConcurrentStreams = 2 })
 	b.a.server.streams = events.NewGate(3)
 	fx, fy := forward(t, b, "tnt_x"), forward(t, b, "tnt_y")
 

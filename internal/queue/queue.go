@@ -2,9 +2,12 @@
 // here until an executor leases them. Leases expire unless renewed, so a run
 // whose executor died is leased again and resumed.
 //
-// Adapters: queue/sqlite (embedded, a table in the node's SQLite store whose
-// entries store.CreateRun inserts in the admission transaction), NATS
-// JetStream later. queue/queuetest is the conformance suite every adapter runs.
+// Runs enter the queue only through store.CreateRun, in the transaction that
+// admits them: a queued run is never missing from the queue, and a queue
+// entry never names a run that was not created. So the port has no Enqueue.
+//
+// Adapters: queue/sqlite and queue/postgres, each on the queue_entries table
+// of its store. queue/queuetest is the conformance suite every adapter runs.
 package queue
 
 import (
@@ -18,13 +21,6 @@ const (
 	PriorityNormal = 1
 	PriorityHigh   = 2
 )
-
-// EnqueueParams adds a run to the queue.
-type EnqueueParams struct {
-	TenantID string
-	RunID    string
-	Priority int
-}
 
 // LeaseParams asks for up to Max runs.
 type LeaseParams struct {
@@ -58,8 +54,6 @@ type Depth struct {
 
 // Queue is the run queue port.
 type Queue interface {
-	// Enqueue adds a run (idempotent: a run already queued is left as is).
-	Enqueue(ctx context.Context, p EnqueueParams) error
 	// Lease takes up to p.Max runs, fairly across tenants: each round gives
 	// at most one run to each tenant that has work and is under its limit,
 	// tenants served least recently first; within a tenant, higher priority

@@ -2,17 +2,6 @@ package queue
 
 import "github.com/nexixai/agentos/internal/errs"
 
-// Validate checks an enqueue request; every adapter calls it first.
-func (p EnqueueParams) Validate() error {
-	switch {
-	case p.TenantID == "":
-		return errs.Field("tenant_id", "is required")
-	case p.RunID == "":
-		return errs.Field("run_id", "is required")
-	}
-	return nil
-}
-
 // Validate checks a lease request; every adapter calls it first.
 func (p LeaseParams) Validate() error {
 	switch {

@@ -1,6 +1,6 @@
 // Package store defines AgentOS's domain types and the storage ports every
-// backend implements (SQLite in store/sqlite, PostgreSQL later). The ports
-// carry no backend types. Every method is tenant-scoped: reading an object
+// backend implements (SQLite in store/sqlite, PostgreSQL in store/postgres).
+// The ports carry no backend types. Every method is tenant-scoped: reading an object
 // with the wrong tenant finds nothing (errs.ErrNotFound), exactly as if the
 // object did not exist.
 //
@@ -155,9 +155,6 @@ type RunStore interface {
 	ApplyRunChange(ctx context.Context, c RunChange) ([]Event, error)
 	// ListSteps returns a run's steps ordered by Index.
 	ListSteps(ctx context.Context, tenantID, runID string) ([]Step, error)
-	// ListUnfinishedRuns returns runs (any tenant) in queued or running
-	// state, for recovery at startup.
-	ListUnfinishedRuns(ctx context.Context) ([]Run, error)
 	// PurgeIdempotency deletes idempotency keys that expired before now.
 	PurgeIdempotency(ctx context.Context, now time.Time) (int, error)
 }

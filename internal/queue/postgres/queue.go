@@ -1,4 +1,4 @@
-// Package queuepostgres is the queue.Queue adapter for PostgreSQL: the run
+// Package postgres is the queue.Queue adapter for PostgreSQL: the run
 // queue is the queue_entries table of the shared store (internal/store/
 // postgres), so store.CreateRun enqueues a run in the same transaction that
 // admits it, and every replica leases from the same table.
@@ -15,7 +15,7 @@
 // the lowest value (least recently served, never served first) first, one
 // entry per tenant per round; within a tenant, higher priority then older
 // first.
-package queuepostgres
+package postgres
 
 import (
 	"context"
@@ -29,7 +29,7 @@ import (
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/ids"
 	"github.com/nexixai/agentos/internal/queue"
-	"github.com/nexixai/agentos/internal/store/postgres"
+	storepostgres "github.com/nexixai/agentos/internal/store/postgres"
 )
 
 var _ queue.Queue = (*Queue)(nil)
@@ -40,7 +40,7 @@ const tenantLockKey = 0x61677175 // "agqu"
 
 // Queue is the PostgreSQL run queue.
 type Queue struct {
-	db *postgres.DB
+	db *storepostgres.DB
 
 	// Now is the clock deciding lease expiry (default time.Now). Tests set
 	// it to a fake clock before use. Replicas sharing a queue need clocks
@@ -49,21 +49,11 @@ type Queue struct {
 }
 
 // New returns the queue stored in db's queue_entries table.
-func New(db *postgres.DB) *Queue {
+func New(db *storepostgres.DB) *Queue {
 	return &Queue{db: db, Now: time.Now}
 }
 
 func (q *Queue) now() time.Time { return q.Now().UTC().Truncate(time.Microsecond) }
-
-// Enqueue adds a run; a run already in the queue (queued or leased) is left as is.
-func (q *Queue) Enqueue(ctx context.Context, p queue.EnqueueParams) error {
-	if err := p.Validate(); err != nil {
-		return err
-	}
-	_, err := q.db.Pool().Exec(ctx, `INSERT INTO queue_entries (tenant_id, run_id, priority, enqueued_at)
-		VALUES ($1,$2,$3,$4) ON CONFLICT (tenant_id, run_id) DO NOTHING`, p.TenantID, p.RunID, p.Priority, q.now())
-	return postgres.MapError(err, "queue entry")
-}
 
 // Lease takes up to p.Max entries, in rounds: each round gives at most one
 // entry to each tenant that has leasable work and is under its limit,
@@ -82,45 +72,24 @@ func (q *Queue) Lease(ctx context.Context, p queue.LeaseParams) ([]queue.Lease, 
 		if err != nil || len(order) == 0 {
 			return err
 		}
-		limits := map[string]int{}
+		limits := p.Limits(order)
 		active := map[string]int{}
-		if p.TenantLimit != nil {
-			var limited []string
-			for _, t := range order {
-				if lim := p.TenantLimit(t); lim > 0 {
-					limits[t] = lim
-					limited = append(limited, t)
-				} else if lim < 0 {
-					limits[t] = lim // paused
-				}
-			}
-			if len(limited) > 0 {
-				if active, err = lockAndCount(ctx, tx, limited, now); err != nil {
-					return err
-				}
+		var limited []string
+		for _, t := range order {
+			if limits[t] > 0 {
+				limited = append(limited, t)
 			}
 		}
-		for len(order) > 0 && len(out) < p.Max {
-			next := order[:0:0]
-			for _, tenant := range order {
-				if len(out) >= p.Max {
-					break
-				}
-				if lim := limits[tenant]; lim < 0 || lim > 0 && active[tenant] >= lim {
-					continue
-				}
-				l, ok, err := leaseOne(ctx, tx, tenant, p.Owner, now, expires)
-				if err != nil {
-					return err
-				}
-				if !ok {
-					continue
-				}
-				active[tenant]++
-				out = append(out, l)
-				next = append(next, tenant)
+		if len(limited) > 0 {
+			if active, err = lockAndCount(ctx, tx, limited, now); err != nil {
+				return err
 			}
-			order = next
+		}
+		out, err = queue.LeaseRounds(order, p.Max, limits, active, func(tenant string) (queue.Lease, bool, error) {
+			return leaseOne(ctx, tx, tenant, p.Owner, now, expires)
+		})
+		if err != nil {
+			return err
 		}
 		return markServed(ctx, tx, out)
 	})
@@ -251,7 +220,7 @@ func (q *Queue) Ack(ctx context.Context, l queue.Lease) error {
 
 func lostIfNone(tag pgconn.CommandTag, err error, l queue.Lease) error {
 	if err != nil {
-		return postgres.MapError(err, "queue entry")
+		return storepostgres.MapError(err, "queue entry")
 	}
 	if tag.RowsAffected() == 0 {
 		return errs.E(errs.Conflict, "lease on run %s was lost", l.RunID).
@@ -269,7 +238,7 @@ func (q *Queue) Depth(ctx context.Context) (queue.Depth, error) {
 		count(*) FILTER (WHERE lease_expires_at > $1)
 		FROM queue_entries GROUP BY tenant_id`, q.now())
 	if err != nil {
-		return d, postgres.MapError(err, "queue")
+		return d, storepostgres.MapError(err, "queue")
 	}
 	var t string
 	var queued, leased int
@@ -282,5 +251,5 @@ func (q *Queue) Depth(ctx context.Context) (queue.Depth, error) {
 		}
 		return nil
 	})
-	return d, postgres.MapError(err, "queue")
+	return d, storepostgres.MapError(err, "queue")
 }

@@ -1,4 +1,4 @@
-package queuepostgres_test
+package postgres_test
 
 import (
 	"context"
@@ -17,16 +17,6 @@ import (
 	"github.com/nexixai/agentos/internal/store/postgres/pgtest"
 )
 
-// fakeClock is a settable clock safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-
-func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
 // openURL opens a store on url, closed at cleanup.
 func openURL(t *testing.T, url string) *postgres.DB {
 	t.Helper()
@@ -39,10 +29,11 @@ func openURL(t *testing.T, url string) *postgres.DB {
 func openDB(t *testing.T) *postgres.DB { return openURL(t, pgtest.URL(t)) }
 
 func newHarness(t *testing.T) queuetest.Harness {
-	clock := &fakeClock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
-	q := queuepostgres.New(openDB(t))
+	clock := queuetest.NewClock()
+	db := openDB(t)
+	q := queuepostgres.New(db)
 	q.Now = clock.Now
-	return queuetest.Harness{Queue: q, Advance: clock.Advance}
+	return queuetest.Harness{Queue: q, Runs: db, Advance: clock.Advance}
 }
 
 func TestConformance(t *testing.T) {
@@ -57,42 +48,9 @@ func TestConformanceRealClock(t *testing.T) {
 	t.Parallel()
 	pgtest.BaseURL(t)
 	queuetest.Run(t, func(t *testing.T) queuetest.Harness {
-		return queuetest.Harness{Queue: queuepostgres.New(openDB(t))}
+		db := openDB(t)
+		return queuetest.Harness{Queue: queuepostgres.New(db), Runs: db}
 	})
-}
-
-// CreateRun's admission transaction enqueues the run; the queue leases it.
-func TestCreateRunEnqueues(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	db := openDB(t)
-	q := queuepostgres.New(db)
-	mk := func(id string, prio int, status store.RunStatus) {
-		_, err := db.CreateRun(ctx, store.CreateRunParams{
-			Run:      store.Run{TenantID: "ten_a", AgentID: "agt_1", RunID: id, Status: status},
-			Priority: prio,
-		})
-		require.NoError(t, err)
-	}
-	mk("run_1", queue.PriorityLow, "")
-	mk("run_2", queue.PriorityHigh, "")
-	mk("run_3", queue.PriorityHigh, store.RunRunning) // not queued: no entry
-	d, err := q.Depth(ctx)
-	require.NoError(t, err)
-	require.Equal(t, map[string]int{"ten_a": 2}, d.Queued)
-
-	ls, err := q.Lease(ctx, queue.LeaseParams{Owner: "w", Max: 3, TTL: time.Minute})
-	require.NoError(t, err)
-	require.Len(t, ls, 2)
-	require.Equal(t, "run_2", ls[0].RunID)
-	require.Equal(t, "run_1", ls[1].RunID)
-	for _, l := range ls {
-		require.NoError(t, q.Ack(ctx, l))
-	}
-	d, err = q.Depth(ctx)
-	require.NoError(t, err)
-	require.Empty(t, d.Queued)
-	require.Empty(t, d.Leased)
 }
 
 // Replicas (separate pools on one schema) leasing concurrently with a
@@ -101,11 +59,15 @@ func TestReplicasRespectTenantLimit(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	url := pgtest.URL(t)
-	replicas := []*queuepostgres.Queue{queuepostgres.New(openURL(t, url)), queuepostgres.New(openURL(t, url)),
+	db := openURL(t, url)
+	replicas := []*queuepostgres.Queue{queuepostgres.New(db), queuepostgres.New(openURL(t, url)),
 		queuepostgres.New(openURL(t, url))}
 	for i := range 30 {
-		require.NoError(t, replicas[0].Enqueue(ctx, queue.EnqueueParams{TenantID: "ten_a", RunID: fmt.Sprintf("run_a%02d", i)}))
-		require.NoError(t, replicas[0].Enqueue(ctx, queue.EnqueueParams{TenantID: "ten_b", RunID: fmt.Sprintf("run_b%02d", i)}))
+		for _, tenant := range []string{"ten_a", "ten_b"} {
+			_, err := db.CreateRun(ctx, store.CreateRunParams{Run: store.Run{TenantID: tenant, AgentID: "agt_1",
+				RunID: fmt.Sprintf("run_%s%02d", tenant[4:], i)}})
+			require.NoError(t, err)
+		}
 	}
 	const limitA = 4
 	limits := func(tenant string) int {

@@ -1,5 +1,6 @@
 // Package queuetest is the conformance suite of the queue port: every
-// adapter (SQLite, NATS JetStream, fakes) runs Run from its own test.
+// adapter (SQLite, PostgreSQL, fakes) runs Run from its own test. Runs enter
+// the queue as in production, through the store's CreateRun.
 package queuetest
 
 import (
@@ -14,11 +15,16 @@ import (
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/queue"
+	"github.com/nexixai/agentos/internal/store"
 )
 
-// Harness is one fresh, empty queue and control over its clock.
+// Harness is one fresh, empty queue, the store whose CreateRun admits runs
+// into it, and control over the queue's clock.
 type Harness struct {
 	Queue queue.Queue
+	// Runs admits runs into Queue (CreateRun enqueues a queued run in its
+	// admission transaction).
+	Runs store.RunStore
 	// Advance moves the queue's clock forward by d, so that leases whose
 	// TTL is at most d have expired afterwards. An adapter with a fake
 	// clock just adds d; one bound to real time may sleep. nil skips the
@@ -26,13 +32,29 @@ type Harness struct {
 	Advance func(d time.Duration)
 }
 
+// Clock is a settable clock safe for concurrent use: an adapter's test sets
+// the queue's clock to Now and the Harness's Advance to Advance.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a clock stopped at a fixed time.
+func NewClock() *Clock { return &Clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
 // ttl is the lease TTL the suite uses; Advance(2*ttl) expires a lease.
 const ttl = 30 * time.Second
 
 // Run exercises an adapter. newQueue is called once per subtest (from
 // parallel subtests) and must return an empty queue.
 func Run(t *testing.T, newQueue func(t *testing.T) Harness) {
-	t.Run("EnqueueIsIdempotent", func(t *testing.T) { t.Parallel(); testEnqueueIdempotent(t, newQueue(t)) })
+	t.Run("AdmittedOnce", func(t *testing.T) { t.Parallel(); testAdmittedOnce(t, newQueue(t)) })
 	t.Run("LeaseRenewAck", func(t *testing.T) { t.Parallel(); testLeaseRenewAck(t, newQueue(t)) })
 	t.Run("LostLease", func(t *testing.T) { t.Parallel(); testLostLease(t, newQueue(t)) })
 	t.Run("ExpiredLeaseIsLeasedAgain", func(t *testing.T) { t.Parallel(); testExpiry(t, newQueue(t)) })
@@ -55,9 +77,17 @@ func needsClock(t *testing.T, h Harness) {
 	}
 }
 
-func enqueue(t *testing.T, q queue.Queue, tenant, run string, prio int) {
+// admit creates a queued run through the store, which enqueues it.
+func admit(t *testing.T, h Harness, p store.CreateRunParams) store.CreateRunResult {
 	t.Helper()
-	require.NoError(t, q.Enqueue(context.Background(), queue.EnqueueParams{TenantID: tenant, RunID: run, Priority: prio}))
+	res, err := h.Runs.CreateRun(context.Background(), p)
+	require.NoError(t, err)
+	return res
+}
+
+func enqueue(t *testing.T, h Harness, tenant, run string, prio int) {
+	t.Helper()
+	admit(t, h, store.CreateRunParams{Run: store.Run{TenantID: tenant, AgentID: "agt_1", RunID: run}, Priority: prio})
 }
 
 func lease(t *testing.T, q queue.Queue, owner string, max int) []queue.Lease {
@@ -74,30 +104,39 @@ func requireConflict(t *testing.T, err error) {
 	require.Truef(t, errors.Is(err, errs.ErrConflict), "want conflict, got %v", err)
 }
 
-func testEnqueueIdempotent(t *testing.T, h Harness) {
+// testAdmittedOnce: a run is in the queue once, however often its
+// admission is replayed, and only while it is queued.
+func testAdmittedOnce(t *testing.T, h Harness) {
 	ctx := context.Background()
 	q := h.Queue
-	enqueue(t, q, "ten_a", "run_1", queue.PriorityNormal)
-	enqueue(t, q, "ten_a", "run_1", queue.PriorityHigh)
+	p := store.CreateRunParams{Run: store.Run{TenantID: "ten_a", AgentID: "agt_1"}, IdempotencyKey: "k1",
+		Fingerprint: "f1", Priority: queue.PriorityNormal}
+	first := admit(t, h, p)
+	require.False(t, first.Replayed)
+	require.True(t, admit(t, h, p).Replayed)
+	// A run admitted in another state (as a resumed or imported run) is not queued.
+	admit(t, h, store.CreateRunParams{Run: store.Run{TenantID: "ten_a", AgentID: "agt_1", RunID: "run_done",
+		Status: store.RunCompleted}})
 	d, err := q.Depth(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 1, d.Queued["ten_a"])
+	require.Equal(t, map[string]int{"ten_a": 1}, d.Queued)
 
 	ls := lease(t, q, "w1", 10)
 	require.Len(t, ls, 1)
-	enqueue(t, q, "ten_a", "run_1", queue.PriorityNormal) // already leased: left as is
+	require.Equal(t, first.Run.RunID, ls[0].RunID)
+	require.True(t, admit(t, h, p).Replayed) // while leased: left as is
 	require.Empty(t, lease(t, q, "w2", 10))
 	d, err = q.Depth(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 0, d.Queued["ten_a"])
-	require.Equal(t, 1, d.Leased["ten_a"])
+	require.Empty(t, d.Queued)
+	require.Equal(t, map[string]int{"ten_a": 1}, d.Leased)
 	require.NoError(t, q.Ack(ctx, ls[0]))
 }
 
 func testLeaseRenewAck(t *testing.T, h Harness) {
 	ctx := context.Background()
 	q := h.Queue
-	enqueue(t, q, "ten_a", "run_1", queue.PriorityNormal)
+	enqueue(t, h, "ten_a", "run_1", queue.PriorityNormal)
 	ls := lease(t, q, "w1", 5)
 	require.Len(t, ls, 1)
 	l := ls[0]
@@ -131,7 +170,7 @@ func testLeaseRenewAck(t *testing.T, h Harness) {
 	require.Zero(t, d.Queued["ten_a"]+d.Leased["ten_a"])
 
 	// A forged token is not the lease.
-	enqueue(t, q, "ten_a", "run_2", queue.PriorityNormal)
+	enqueue(t, h, "ten_a", "run_2", queue.PriorityNormal)
 	l2 := lease(t, q, "w1", 1)[0]
 	forged := l2
 	forged.Token = "lse_forged"
@@ -145,7 +184,7 @@ func testLostLease(t *testing.T, h Harness) {
 	needsClock(t, h)
 	ctx := context.Background()
 	q := h.Queue
-	enqueue(t, q, "ten_a", "run_1", queue.PriorityNormal)
+	enqueue(t, h, "ten_a", "run_1", queue.PriorityNormal)
 	old := lease(t, q, "w1", 1)[0]
 	h.Advance(2 * ttl)
 	ls := lease(t, q, "w2", 1)
@@ -168,7 +207,7 @@ func testExpiry(t *testing.T, h Harness) {
 	needsClock(t, h)
 	ctx := context.Background()
 	q := h.Queue
-	enqueue(t, q, "ten_a", "run_1", queue.PriorityNormal)
+	enqueue(t, h, "ten_a", "run_1", queue.PriorityNormal)
 	for attempt := 1; attempt <= 3; attempt++ {
 		ls := lease(t, q, fmt.Sprintf("w%d", attempt), 3)
 		require.Len(t, ls, 1)
@@ -186,7 +225,7 @@ func testRenewKeeps(t *testing.T, h Harness) {
 	needsClock(t, h)
 	ctx := context.Background()
 	q := h.Queue
-	enqueue(t, q, "ten_a", "run_1", queue.PriorityNormal)
+	enqueue(t, h, "ten_a", "run_1", queue.PriorityNormal)
 	l := lease(t, q, "w1", 1)[0]
 	for range 4 {
 		h.Advance(ttl * 2 / 3)
@@ -202,8 +241,8 @@ func testTenantLimit(t *testing.T, h Harness) {
 	ctx := context.Background()
 	q := h.Queue
 	for i := range 5 {
-		enqueue(t, q, "ten_a", fmt.Sprintf("run_a%d", i), queue.PriorityNormal)
-		enqueue(t, q, "ten_b", fmt.Sprintf("run_b%d", i), queue.PriorityNormal)
+		enqueue(t, h, "ten_a", fmt.Sprintf("run_a%d", i), queue.PriorityNormal)
+		enqueue(t, h, "ten_b", fmt.Sprintf("run_b%d", i), queue.PriorityNormal)
 	}
 	limits := func(tenant string) int {
 		if tenant == "ten_a" {
@@ -249,10 +288,10 @@ func testTenantLimit(t *testing.T, h Harness) {
 func testFairnessMax2(t *testing.T, h Harness) {
 	q := h.Queue
 	for i := range 1000 {
-		enqueue(t, q, "ten_a", fmt.Sprintf("run_a%04d", i), queue.PriorityNormal)
+		enqueue(t, h, "ten_a", fmt.Sprintf("run_a%04d", i), queue.PriorityNormal)
 	}
 	require.Len(t, lease(t, q, "w", 2), 2)
-	enqueue(t, q, "ten_b", "run_b", queue.PriorityNormal)
+	enqueue(t, h, "ten_b", "run_b", queue.PriorityNormal)
 	ls := lease(t, q, "w", 2)
 	require.Len(t, ls, 2)
 	require.Contains(t, []string{ls[0].RunID, ls[1].RunID}, "run_b")
@@ -263,9 +302,9 @@ func testFairnessMax2(t *testing.T, h Harness) {
 func testFairnessMax1(t *testing.T, h Harness) {
 	q := h.Queue
 	for i := range 1000 {
-		enqueue(t, q, "ten_a", fmt.Sprintf("run_a%04d", i), queue.PriorityHigh)
+		enqueue(t, h, "ten_a", fmt.Sprintf("run_a%04d", i), queue.PriorityHigh)
 	}
-	enqueue(t, q, "ten_b", "run_b", queue.PriorityLow)
+	enqueue(t, h, "ten_b", "run_b", queue.PriorityLow)
 	var got []string
 	for range 2 {
 		ls := lease(t, q, "w", 1)
@@ -281,7 +320,7 @@ func testRoundRobin(t *testing.T, h Harness) {
 	tenants := []string{"ten_a", "ten_b", "ten_c"}
 	for _, ten := range tenants {
 		for i := range 4 {
-			enqueue(t, q, ten, fmt.Sprintf("run_%s_%d", ten, i), queue.PriorityNormal)
+			enqueue(t, h, ten, fmt.Sprintf("run_%s_%d", ten, i), queue.PriorityNormal)
 		}
 	}
 	var order []string
@@ -304,11 +343,11 @@ func testRoundRobin(t *testing.T, h Harness) {
 
 func testPriority(t *testing.T, h Harness) {
 	q := h.Queue
-	enqueue(t, q, "ten_a", "run_low", queue.PriorityLow)
-	enqueue(t, q, "ten_a", "run_normal1", queue.PriorityNormal)
-	enqueue(t, q, "ten_a", "run_high1", queue.PriorityHigh)
-	enqueue(t, q, "ten_a", "run_normal2", queue.PriorityNormal)
-	enqueue(t, q, "ten_a", "run_high2", queue.PriorityHigh)
+	enqueue(t, h, "ten_a", "run_low", queue.PriorityLow)
+	enqueue(t, h, "ten_a", "run_normal1", queue.PriorityNormal)
+	enqueue(t, h, "ten_a", "run_high1", queue.PriorityHigh)
+	enqueue(t, h, "ten_a", "run_normal2", queue.PriorityNormal)
+	enqueue(t, h, "ten_a", "run_high2", queue.PriorityHigh)
 	var got []string
 	for range 5 {
 		ls := lease(t, q, "w", 1)
@@ -320,7 +359,7 @@ func testPriority(t *testing.T, h Harness) {
 	// In one call, rounds repeat until Max: the only tenant gets all three,
 	// still in priority order.
 	for i := range 3 {
-		enqueue(t, q, "ten_b", fmt.Sprintf("run_b%d", i), i) // b0 low, b1 normal, b2 high
+		enqueue(t, h, "ten_b", fmt.Sprintf("run_b%d", i), i) // b0 low, b1 normal, b2 high
 	}
 	ls := lease(t, q, "w", 3)
 	require.Len(t, ls, 3)
@@ -332,7 +371,7 @@ func testConcurrentLeasers(t *testing.T, h Harness) {
 	q := h.Queue
 	const total = 60
 	for i := range total {
-		enqueue(t, q, fmt.Sprintf("ten_%d", i%5), fmt.Sprintf("run_%02d", i), i%3)
+		enqueue(t, h, fmt.Sprintf("ten_%d", i%5), fmt.Sprintf("run_%02d", i), i%3)
 	}
 	var mu sync.Mutex
 	seen := map[string]int{}
@@ -373,9 +412,9 @@ func testDepth(t *testing.T, h Harness) {
 	require.Empty(t, d.Queued)
 	require.Empty(t, d.Leased)
 	for i := range 3 {
-		enqueue(t, q, "ten_a", fmt.Sprintf("run_a%d", i), queue.PriorityNormal)
+		enqueue(t, h, "ten_a", fmt.Sprintf("run_a%d", i), queue.PriorityNormal)
 	}
-	enqueue(t, q, "ten_b", "run_b0", queue.PriorityNormal)
+	enqueue(t, h, "ten_b", "run_b0", queue.PriorityNormal)
 	ls := lease(t, q, "w", 1)
 	require.Len(t, ls, 1)
 	leased := ls[0].TenantID
@@ -414,9 +453,7 @@ func testInvalid(t *testing.T, h Harness) {
 		t.Helper()
 		require.Truef(t, errors.Is(err, errs.ErrInvalid), "want invalid_request, got %v", err)
 	}
-	isInvalid(q.Enqueue(ctx, queue.EnqueueParams{RunID: "run_1"}))
-	isInvalid(q.Enqueue(ctx, queue.EnqueueParams{TenantID: "ten_a"}))
-	enqueue(t, q, "ten_a", "run_1", queue.PriorityNormal)
+	enqueue(t, h, "ten_a", "run_1", queue.PriorityNormal)
 	_, err := q.Lease(ctx, queue.LeaseParams{Max: 1, TTL: ttl})
 	isInvalid(err)
 	_, err = q.Lease(ctx, queue.LeaseParams{Owner: "w", Max: 0, TTL: ttl})
@@ -432,8 +469,8 @@ func testInvalid(t *testing.T, h Harness) {
 func testPausedTenant(t *testing.T, h Harness) {
 	ctx := context.Background()
 	q := h.Queue
-	enqueue(t, q, "ten_a", "run_a1", queue.PriorityNormal)
-	enqueue(t, q, "ten_b", "run_b1", queue.PriorityNormal)
+	enqueue(t, h, "ten_a", "run_a1", queue.PriorityNormal)
+	enqueue(t, h, "ten_b", "run_b1", queue.PriorityNormal)
 	paused := func(tenant string) int {
 		if tenant == "ten_a" {
 			return -1

@@ -1,4 +1,4 @@
-// Package queuesqlite is the embedded queue.Queue adapter: the run queue is
+// Package sqlite is the embedded queue.Queue adapter: the run queue is
 // the queue_entries table of the node's SQLite store (internal/store/sqlite),
 // so store.CreateRun enqueues a run in the same transaction that admits it.
 //
@@ -7,7 +7,7 @@
 // Fairness: queue_tenants records, per tenant, a counter value of the last
 // lease it got; Lease serves tenants with the lowest value (least recently
 // served) first, one entry per tenant per round.
-package queuesqlite
+package sqlite
 
 import (
 	"context"
@@ -17,14 +17,14 @@ import (
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/ids"
 	"github.com/nexixai/agentos/internal/queue"
-	"github.com/nexixai/agentos/internal/store/sqlite"
+	storesqlite "github.com/nexixai/agentos/internal/store/sqlite"
 )
 
 var _ queue.Queue = (*Queue)(nil)
 
 // Queue is the SQLite run queue.
 type Queue struct {
-	db *sqlite.DB
+	db *storesqlite.DB
 
 	// Now is the clock deciding lease expiry (default time.Now). Tests set
 	// it to a fake clock before use.
@@ -32,24 +32,11 @@ type Queue struct {
 }
 
 // New returns the queue stored in db's queue_entries table.
-func New(db *sqlite.DB) *Queue {
+func New(db *storesqlite.DB) *Queue {
 	return &Queue{db: db, Now: time.Now}
 }
 
 func (q *Queue) now() time.Time { return q.Now().UTC().Truncate(time.Microsecond) }
-
-// Enqueue adds a run; a run already in the queue (queued or leased) is left as is.
-func (q *Queue) Enqueue(ctx context.Context, p queue.EnqueueParams) error {
-	if err := p.Validate(); err != nil {
-		return err
-	}
-	now := q.now()
-	return q.db.WriteTx(ctx, func(tx *sqlite.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO queue_entries (tenant_id, run_id, priority, enqueued_at)
-			VALUES (?,?,?,?) ON CONFLICT (tenant_id, run_id) DO NOTHING`, p.TenantID, p.RunID, p.Priority, now.UnixMicro())
-		return err
-	})
-}
 
 // leasable is the condition on queue_entries for "not held by an unexpired lease".
 const leasable = `(lease_expires_at IS NULL OR lease_expires_at <= ?)`
@@ -66,65 +53,31 @@ func (q *Queue) Lease(ctx context.Context, p queue.LeaseParams) ([]queue.Lease, 
 	nowUs := now.UnixMicro()
 	expires := now.Add(p.TTL).Truncate(time.Microsecond)
 	var out []queue.Lease
-	err := q.db.WriteTx(ctx, func(tx *sqlite.Tx) error {
+	err := q.db.WriteTx(ctx, func(tx *storesqlite.Tx) error {
 		out = nil
 		order, err := tenantOrder(ctx, tx, nowUs)
 		if err != nil || len(order) == 0 {
 			return err
 		}
+		limits := p.Limits(order)
 		active := map[string]int{}
-		limits := map[string]int{}
-		if p.TenantLimit != nil {
+		if len(limits) > 0 {
 			if active, err = activeLeases(ctx, tx, nowUs); err != nil {
 				return err
-			}
-			for _, t := range order {
-				limits[t] = p.TenantLimit(t)
 			}
 		}
 		var counter int64
 		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(last_served), 0) FROM queue_tenants`).Scan(&counter); err != nil {
 			return err
 		}
-		for len(order) > 0 && len(out) < p.Max {
-			next := order[:0:0]
-			for _, tenant := range order {
-				if len(out) >= p.Max {
-					break
-				}
-				if lim := limits[tenant]; lim < 0 || lim > 0 && active[tenant] >= lim {
-					continue
-				}
-				var runID string
-				var attempts int
-				err := tx.QueryRowContext(ctx, `SELECT run_id, attempts FROM queue_entries
-					WHERE tenant_id = ? AND `+leasable+` ORDER BY priority DESC, enqueued_at, run_id LIMIT 1`,
-					tenant, nowUs).Scan(&runID, &attempts)
-				if err == sql.ErrNoRows {
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				l := queue.Lease{TenantID: tenant, RunID: runID, Owner: p.Owner, Token: ids.New("lse_"),
-					ExpiresAt: expires, Attempt: attempts + 1}
-				if _, err := tx.ExecContext(ctx, `UPDATE queue_entries SET lease_owner = ?, lease_token = ?,
-					lease_expires_at = ?, attempts = ? WHERE tenant_id = ? AND run_id = ?`,
-					l.Owner, l.Token, l.ExpiresAt.UnixMicro(), l.Attempt, tenant, runID); err != nil {
-					return err
-				}
+		out, err = queue.LeaseRounds(order, p.Max, limits, active, func(tenant string) (queue.Lease, bool, error) {
+			l, ok, err := leaseOne(ctx, tx, tenant, p.Owner, nowUs, expires, counter+1)
+			if ok {
 				counter++
-				if _, err := tx.ExecContext(ctx, `INSERT INTO queue_tenants (tenant_id, last_served) VALUES (?, ?)
-					ON CONFLICT (tenant_id) DO UPDATE SET last_served = excluded.last_served`, tenant, counter); err != nil {
-					return err
-				}
-				active[tenant]++
-				out = append(out, l)
-				next = append(next, tenant)
 			}
-			order = next
-		}
-		return nil
+			return l, ok, err
+		})
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -132,12 +85,41 @@ func (q *Queue) Lease(ctx context.Context, p queue.LeaseParams) ([]queue.Lease, 
 	return out, nil
 }
 
+// leaseOne leases the tenant's best leasable entry and records served as
+// the tenant's last_served. ok is false when the tenant has none.
+func leaseOne(ctx context.Context, tx *storesqlite.Tx, tenant, owner string, nowUs int64, expires time.Time,
+	served int64) (queue.Lease, bool, error) {
+	var runID string
+	var attempts int
+	err := tx.QueryRowContext(ctx, `SELECT run_id, attempts FROM queue_entries
+		WHERE tenant_id = ? AND `+leasable+` ORDER BY priority DESC, enqueued_at, run_id LIMIT 1`,
+		tenant, nowUs).Scan(&runID, &attempts)
+	if err == sql.ErrNoRows {
+		return queue.Lease{}, false, nil
+	}
+	if err != nil {
+		return queue.Lease{}, false, err
+	}
+	l := queue.Lease{TenantID: tenant, RunID: runID, Owner: owner, Token: ids.New("lse_"),
+		ExpiresAt: expires, Attempt: attempts + 1}
+	if _, err := tx.ExecContext(ctx, `UPDATE queue_entries SET lease_owner = ?, lease_token = ?,
+		lease_expires_at = ?, attempts = ? WHERE tenant_id = ? AND run_id = ?`,
+		l.Owner, l.Token, l.ExpiresAt.UnixMicro(), l.Attempt, tenant, runID); err != nil {
+		return queue.Lease{}, false, err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO queue_tenants (tenant_id, last_served) VALUES (?, ?)
+		ON CONFLICT (tenant_id) DO UPDATE SET last_served = excluded.last_served`, tenant, served); err != nil {
+		return queue.Lease{}, false, err
+	}
+	return l, true, nil
+}
+
 // tenantOrder lists tenants with leasable entries, least recently served
 // first (never served first of all), then by their next entry's age. It
 // never scans the whole queue: distinct tenants are found by a loose index
 // scan (one index seek per tenant), and each tenant's next leasable entry by
 // its ordered index.
-func tenantOrder(ctx context.Context, tx *sqlite.Tx, nowUs int64) ([]string, error) {
+func tenantOrder(ctx context.Context, tx *storesqlite.Tx, nowUs int64) ([]string, error) {
 	rows, err := tx.QueryContext(ctx, `WITH RECURSIVE t(id) AS (
 			SELECT min(tenant_id) FROM queue_entries
 			UNION ALL
@@ -166,7 +148,7 @@ func tenantOrder(ctx context.Context, tx *sqlite.Tx, nowUs int64) ([]string, err
 }
 
 // activeLeases counts unexpired leases per tenant.
-func activeLeases(ctx context.Context, tx *sqlite.Tx, nowUs int64) (map[string]int, error) {
+func activeLeases(ctx context.Context, tx *storesqlite.Tx, nowUs int64) (map[string]int, error) {
 	// INDEXED BY: left to itself the planner walks the whole queue in
 	// tenant order for the GROUP BY; leased entries are few.
 	rows, err := tx.QueryContext(ctx, `SELECT tenant_id, count(*) FROM queue_entries INDEXED BY queue_entries_lease
@@ -195,7 +177,7 @@ func (q *Queue) Renew(ctx context.Context, l queue.Lease, ttl time.Duration) (qu
 		return queue.Lease{}, errs.Field("ttl", "must be positive")
 	}
 	expires := q.now().Add(ttl).Truncate(time.Microsecond)
-	err := q.db.WriteTx(ctx, func(tx *sqlite.Tx) error {
+	err := q.db.WriteTx(ctx, func(tx *storesqlite.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE queue_entries SET lease_expires_at = ?
 			WHERE tenant_id = ? AND run_id = ? AND lease_token = ?`, expires.UnixMicro(), l.TenantID, l.RunID, l.Token)
 		if err != nil {
@@ -212,7 +194,7 @@ func (q *Queue) Renew(ctx context.Context, l queue.Lease, ttl time.Duration) (qu
 
 // Ack removes the entry of a finished run. ErrConflict if the lease was lost.
 func (q *Queue) Ack(ctx context.Context, l queue.Lease) error {
-	return q.db.WriteTx(ctx, func(tx *sqlite.Tx) error {
+	return q.db.WriteTx(ctx, func(tx *storesqlite.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM queue_entries WHERE tenant_id = ? AND run_id = ? AND lease_token = ?`,
 			l.TenantID, l.RunID, l.Token)
 		if err != nil {
@@ -247,14 +229,14 @@ func (q *Queue) Depth(ctx context.Context) (queue.Depth, error) {
 		sum(CASE WHEN lease_expires_at > ? THEN 1 ELSE 0 END)
 		FROM queue_entries GROUP BY tenant_id`, nowUs, nowUs)
 	if err != nil {
-		return d, sqlite.MapError(err, "queue")
+		return d, storesqlite.MapError(err, "queue")
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var t string
 		var queued, leased int
 		if err := rows.Scan(&t, &queued, &leased); err != nil {
-			return d, sqlite.MapError(err, "queue")
+			return d, storesqlite.MapError(err, "queue")
 		}
 		if queued > 0 {
 			d.Queued[t] = queued
@@ -263,5 +245,5 @@ func (q *Queue) Depth(ctx context.Context) (queue.Depth, error) {
 			d.Leased[t] = leased
 		}
 	}
-	return d, sqlite.MapError(rows.Err(), "queue")
+	return d, storesqlite.MapError(rows.Err(), "queue")
 }

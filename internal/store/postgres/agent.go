@@ -7,21 +7,17 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 // PutAgent creates the agent or replaces it (created_at is kept on replace).
 func (db *DB) PutAgent(ctx context.Context, a store.Agent) error {
-	tools, defaults, err := storeutil.EncodeAgent(a)
+	tools, defaults, err := sqlstore.EncodeAgent(a)
 	if err != nil {
 		return err
 	}
 	_, err = db.pool.Exec(ctx, `INSERT INTO agents (tenant_id, agent_id, name, description, version, status,
-		model_ref, instructions, tools, defaults, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)
-		ON CONFLICT (tenant_id, agent_id) DO UPDATE SET name = excluded.name, description = excluded.description,
-		version = excluded.version, status = excluded.status, model_ref = excluded.model_ref,
-		instructions = excluded.instructions, tools = excluded.tools, defaults = excluded.defaults,
-		updated_at = excluded.updated_at`,
+		model_ref, instructions, tools, defaults, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) `+sqlstore.AgentUpsert,
 		a.TenantID, a.AgentID, a.Name, a.Description, a.Version, a.Status, a.ModelRef, a.Instructions,
 		tools, defaults, ts(a.CreatedAt), ts(a.UpdatedAt))
 	return mapErr(err, "agent "+a.AgentID)
@@ -38,7 +34,7 @@ func scanAgent(row pgx.Row) (store.Agent, error) {
 		return a, err
 	}
 	a.CreatedAt, a.UpdatedAt = fromTS(created), fromTS(updated)
-	return a, storeutil.DecodeAgent(&a, tools, defaults)
+	return a, sqlstore.DecodeAgent(&a, tools, defaults)
 }
 
 // GetAgent returns ErrNotFound if absent or in another tenant.

@@ -7,7 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 // PutForward records a forwarded run. ErrConflict if (tenant, run) exists.
@@ -48,7 +48,7 @@ func (db *DB) UseJTI(ctx context.Context, jti string, expiresAt time.Time) (bool
 			return err
 		}
 		tag, err := tx.Exec(ctx, `INSERT INTO used_jtis (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING`,
-			jti, storeutil.UTC(expiresAt))
+			jti, sqlstore.UTC(expiresAt))
 		fresh = err == nil && tag.RowsAffected() == 1
 		return err
 	})
@@ -58,7 +58,7 @@ func (db *DB) UseJTI(ctx context.Context, jti string, expiresAt time.Time) (bool
 // IngestEvent stores a replicated event; false (and nothing stored) if its
 // event_id was ingested before for the tenant.
 func (db *DB) IngestEvent(ctx context.Context, e store.IngestedEvent) (bool, error) {
-	in, err := storeutil.EncodeIngested(e, db.now)
+	in, err := sqlstore.EncodeIngested(e, db.now)
 	if err != nil {
 		return false, err
 	}
@@ -85,7 +85,7 @@ func (db *DB) ListIngestedEvents(ctx context.Context, tenantID, runID, source st
 		if err := row.Scan(&b); err != nil {
 			return store.Event{}, err
 		}
-		return storeutil.DecodeIngested(b)
+		return sqlstore.DecodeIngested(b)
 	})
 	return out, mapErr(err, "ingested events")
 }

@@ -6,8 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 // lockKVUsage locks the tenant's kv_usage row (creating it at 0 bytes) and
@@ -25,13 +24,10 @@ func lockKVUsage(ctx context.Context, tx pgx.Tx, tenantID string) (int64, error)
 // after the put would exceed it, nothing is written and a quota_exceeded
 // error with details limit/used/requested is returned.
 func (db *DB) KVPut(ctx context.Context, tenantID, namespace, key string, value []byte, maxBytes int64) error {
-	if err := store.ValidateKVPut(tenantID, key); err != nil {
+	value, size, err := sqlstore.PrepareKVPut(tenantID, namespace, key, value)
+	if err != nil {
 		return err
 	}
-	if value == nil {
-		value = []byte{}
-	}
-	size := store.KVEntrySize(namespace, key, value)
 	return db.Tx(ctx, func(tx pgx.Tx) error {
 		used, err := lockKVUsage(ctx, tx, tenantID)
 		if err != nil {
@@ -44,7 +40,7 @@ func (db *DB) KVPut(ctx context.Context, tenantID, namespace, key string, value 
 			return mapErr(err, "key "+key)
 		}
 		if maxBytes > 0 && used-old+size > maxBytes {
-			return storeutil.KVQuotaExceeded(maxBytes, used, size-old)
+			return sqlstore.KVQuotaExceeded(maxBytes, used, size-old)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO kv (tenant_id, namespace, kv_key, value, size) VALUES ($1,$2,$3,$4,$5)
 			ON CONFLICT (tenant_id, namespace, kv_key) DO UPDATE SET value = excluded.value, size = excluded.size`,
@@ -61,13 +57,7 @@ func (db *DB) KVGet(ctx context.Context, tenantID, namespace, key string) ([]byt
 	var v []byte
 	err := db.pool.QueryRow(ctx, `SELECT value FROM kv WHERE tenant_id = $1 AND namespace = $2 AND kv_key = $3`,
 		tenantID, namespace, key).Scan(&v)
-	if err != nil {
-		return nil, mapErr(err, "key "+key)
-	}
-	if v == nil {
-		v = []byte{}
-	}
-	return v, nil
+	return sqlstore.KVValue(v, mapErr(err, "key "+key))
 }
 
 // KVDelete removes a key; deleting a missing key is not an error.

@@ -37,7 +37,7 @@ import (
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 var _ store.Store = (*DB)(nil)
@@ -55,6 +55,8 @@ const maxTxAttempts = 4
 // DB is the PostgreSQL store. Create it with Open.
 type DB struct {
 	pool *pgxpool.Pool
+	// Writes are the methods written once for both SQL adapters.
+	sqlstore.Writes
 
 	// Now is the clock (default time.Now). Tests may replace it before use.
 	Now func() time.Time
@@ -82,6 +84,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		return nil, errs.Field("store_url", "invalid PostgreSQL configuration: %v", err)
 	}
 	db := &DB{pool: pool, Now: time.Now}
+	db.Writes = sqlstore.NewWrites(db.begin, db.now)
 	if err := db.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -152,7 +155,7 @@ func (db *DB) Close() error {
 	return nil
 }
 
-func (db *DB) now() time.Time { return storeutil.UTC(db.Now()) }
+func (db *DB) now() time.Time { return sqlstore.UTC(db.Now()) }
 
 // migrationLockKey is the first half of the advisory lock key taken while
 // migrating; the second is a hash of the schema migrated, so processes
@@ -164,7 +167,7 @@ const migrationLockKey = 0x61676f73 // "agos"
 // advisory lock on one connection: a second process migrating the same
 // schema at the same time waits, then finds nothing left to do.
 func (db *DB) migrate(ctx context.Context) error {
-	migs, err := storeutil.Migrations(migrationFS, "migrations")
+	migs, err := sqlstore.Migrations(migrationFS, "migrations")
 	if err != nil {
 		return err
 	}
@@ -238,22 +241,11 @@ func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
 func MapError(err error, what string) error { return mapErr(err, what) }
 
 func mapErr(err error, what string) error {
-	if err == nil {
-		return nil
-	}
-	var e *errs.Error
-	if errors.As(err, &e) {
-		return err
-	}
-	if errors.Is(err, pgx.ErrNoRows) {
-		return errs.E(errs.NotFound, "%s not found", what)
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return errs.Wrap(errs.Timeout, err, "store operation timed out")
-	}
-	if errors.Is(err, context.Canceled) {
-		return errs.Wrap(errs.Timeout, err, "store operation canceled")
-	}
+	return sqlstore.MapError(err, what, pgx.ErrNoRows, mapPgErr)
+}
+
+// mapPgErr maps PostgreSQL's error codes and pgx's connection errors.
+func mapPgErr(err error, what string) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch {
@@ -288,7 +280,7 @@ func ts(t time.Time) any {
 	if t.IsZero() {
 		return nil
 	}
-	return storeutil.UTC(t)
+	return sqlstore.UTC(t)
 }
 
 func tsPtr(t *time.Time) any {

@@ -9,11 +9,11 @@ import (
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 // DefaultIdempotencyTTL is used when CreateRunParams.IdempotencyTTL is 0.
-const DefaultIdempotencyTTL = storeutil.DefaultIdempotencyTTL
+const DefaultIdempotencyTTL = sqlstore.DefaultIdempotencyTTL
 
 // maxClaimAttempts bounds CreateRun's loop claiming an idempotency key whose
 // row disappears (purged) between the conflicting insert and the read back.
@@ -32,52 +32,25 @@ const maxClaimAttempts = 5
 // type run.created with EventID/Time filled; FirstEvent's tenant, agent and
 // run ids are taken from the run. The returned run is what GetRun returns.
 func (db *DB) CreateRun(ctx context.Context, p store.CreateRunParams) (store.CreateRunResult, error) {
-	nr, err := storeutil.PrepareRun(p, db.now)
+	nr, err := sqlstore.PrepareRun(p, db.now)
 	if err != nil {
 		return store.CreateRunResult{}, err
 	}
-	r, ev, ttl, now := nr.Run, nr.FirstEvent, nr.TTL, nr.Now
-	args, err := runArgs(r)
-	if err != nil {
-		return store.CreateRunResult{}, err
-	}
-
 	if p.ReplayOnly {
-		return db.replayOnly(ctx, r, p, now)
+		return db.replayOnly(ctx, nr.Run, p, nr.Now)
 	}
 	var res store.CreateRunResult
 	err = db.Tx(ctx, func(tx pgx.Tx) error {
-		res = store.CreateRunResult{}
-		if p.IdempotencyKey != "" {
-			replay, err := claimKey(ctx, tx, r, p, now, ttl)
-			if err != nil || replay != nil {
-				if replay != nil {
-					res = store.CreateRunResult{Run: *replay, Replayed: true}
-				}
-				return err
-			}
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO runs (`+runCols+`, last_sequence)
-			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,1)`, args...); err != nil {
-			return mapErr(err, "run "+r.RunID)
-		}
-		if err := insertEvent(ctx, tx, ev); err != nil {
+		replay, err := claimKey(ctx, tx, nr.Run, p, nr.Now, nr.TTL)
+		switch {
+		case err != nil:
 			return err
+		case replay != nil:
+			res = store.CreateRunResult{Run: *replay, Replayed: true}
+			return nil
 		}
-		if r.Status == store.RunQueued {
-			if _, err := tx.Exec(ctx, `INSERT INTO queue_entries (tenant_id, run_id, priority, enqueued_at)
-				VALUES ($1,$2,$3,$4) ON CONFLICT (tenant_id, run_id) DO NOTHING`,
-				r.TenantID, r.RunID, p.Priority, now); err != nil {
-				return mapErr(err, "queue entry")
-			}
-		}
-		if nr.Audit != nil {
-			if _, err := db.appendAuditTx(ctx, tx, []storeutil.AuditRow{*nr.Audit}); err != nil {
-				return err
-			}
-		}
-		res = store.CreateRunResult{Run: r}
-		return nil
+		res, err = sqlstore.Admit(ctx, stmts{tx}, nr, p.Priority)
+		return err
 	})
 	if err != nil {
 		return store.CreateRunResult{}, err
@@ -104,7 +77,7 @@ func (db *DB) replayOnly(ctx context.Context, r store.Run, p store.CreateRunPara
 		return store.CreateRunResult{}, mapErr(err, "idempotency key")
 	}
 	if fp != p.Fingerprint {
-		return store.CreateRunResult{}, storeutil.IdempotencyConflict(p.IdempotencyKey, runID)
+		return store.CreateRunResult{}, sqlstore.IdempotencyConflict(p.IdempotencyKey, runID)
 	}
 	orig, err := db.GetRun(ctx, r.TenantID, runID)
 	if err != nil {
@@ -113,10 +86,13 @@ func (db *DB) replayOnly(ctx context.Context, r store.Run, p store.CreateRunPara
 	return store.CreateRunResult{Run: orig, Replayed: true}, nil
 }
 
-// claimKey claims p.IdempotencyKey for run r. It returns (nil, nil) when r
-// may be created, the original run when the request is a replay, or a
-// conflict when the key was used with another fingerprint.
+// claimKey claims p.IdempotencyKey, if any, for run r. It returns (nil,
+// nil) when r may be created, the original run when the request is a
+// replay, or a conflict when the key was used with another fingerprint.
 func claimKey(ctx context.Context, tx pgx.Tx, r store.Run, p store.CreateRunParams, now time.Time, ttl time.Duration) (*store.Run, error) {
+	if p.IdempotencyKey == "" {
+		return nil, nil
+	}
 	key := []any{r.TenantID, r.PrincipalID, r.AgentID, p.IdempotencyKey}
 	for range maxClaimAttempts {
 		tag, err := tx.Exec(ctx, `INSERT INTO idempotency_keys (tenant_id, principal_id, agent_id, idem_key,
@@ -147,7 +123,7 @@ func claimKey(ctx context.Context, tx pgx.Tx, r store.Run, p store.CreateRunPara
 			return nil, mapErr(err, "idempotency key")
 		}
 		if fp != p.Fingerprint {
-			return nil, storeutil.IdempotencyConflict(p.IdempotencyKey, runID)
+			return nil, sqlstore.IdempotencyConflict(p.IdempotencyKey, runID)
 		}
 		orig, err := scanRun(tx.QueryRow(ctx, `SELECT `+runCols+` FROM runs WHERE tenant_id = $1 AND run_id = $2`,
 			r.TenantID, runID))
@@ -162,16 +138,6 @@ func claimKey(ctx context.Context, tx pgx.Tx, r store.Run, p store.CreateRunPara
 const runCols = `tenant_id, run_id, agent_id, principal_id, status, created_at, started_at, completed_at, input, context,
 	tooling, run_options, summary, output, error, events_url, correlation_id, traceparent, idempotency_key, attempt`
 
-func runArgs(r store.Run) ([]any, error) {
-	c, err := storeutil.EncodeRun(r)
-	if err != nil {
-		return nil, err
-	}
-	return []any{r.TenantID, r.RunID, r.AgentID, r.PrincipalID, string(r.Status), storeutil.UTC(r.CreatedAt),
-		tsPtr(r.StartedAt), tsPtr(r.CompletedAt), c.Input, storeutil.RawOrNull(r.Context), c.Tooling, c.RunOptions,
-		c.Summary, c.Output, c.Error, r.EventsURL, r.CorrelationID, r.Traceparent, r.IdempotencyKey, r.Attempt}, nil
-}
-
 func scanRun(row pgx.Row) (store.Run, error) {
 	var r store.Run
 	var status string
@@ -185,8 +151,8 @@ func scanRun(row pgx.Row) (store.Run, error) {
 	}
 	r.Status = store.RunStatus(status)
 	r.CreatedAt, r.StartedAt, r.CompletedAt = created.UTC(), fromTSPtr(started), fromTSPtr(completed)
-	r.Context = storeutil.RawFrom(rctx)
-	return r, storeutil.DecodeRun(&r, input, tooling, opts, summary, output, errBody)
+	r.Context = sqlstore.RawFrom(rctx)
+	return r, sqlstore.DecodeRun(&r, input, tooling, opts, summary, output, errBody)
 }
 
 func collectRuns(rows pgx.Rows) ([]store.Run, error) {
@@ -207,7 +173,7 @@ func (db *DB) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run
 	if err := p.Validate(); err != nil {
 		return nil, "", err
 	}
-	limit := storeutil.Limit(p.Limit, storeutil.DefaultRunLimit, storeutil.MaxRunLimit)
+	limit := sqlstore.Limit(p.Limit, sqlstore.DefaultRunLimit, sqlstore.MaxRunLimit)
 	q := `SELECT ` + runCols + ` FROM runs WHERE tenant_id = $1`
 	args := []any{p.TenantID}
 	arg := func(v any) string {
@@ -241,88 +207,8 @@ func (db *DB) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run
 	if err != nil {
 		return nil, "", mapErr(err, "runs")
 	}
-	out, next := storeutil.Page(out, limit)
+	out, next := sqlstore.Page(out, limit)
 	return out, next, nil
-}
-
-// ApplyRunChange commits c atomically: it locks the run row (FOR UPDATE),
-// checks the attempt fence and the status compare-and-set, replaces run
-// fields (only status, completed_at, output and error when StatusOnly),
-// upserts steps and appends events with gapless sequences from
-// runs.last_sequence.
-func (db *DB) ApplyRunChange(ctx context.Context, c store.RunChange) ([]store.Event, error) {
-	cols, err := storeutil.PrepareRunChange(c)
-	if err != nil {
-		return nil, err
-	}
-	var runArgs []any
-	if cols != nil {
-		runArgs = []any{string(c.Run.Status), tsPtr(c.Run.StartedAt), tsPtr(c.Run.CompletedAt),
-			cols.Summary, cols.Output, cols.Error, c.Run.Attempt, c.TenantID, c.RunID}
-	}
-	now := db.now()
-	var out []store.Event
-	err = db.Tx(ctx, func(tx pgx.Tx) error {
-		out = nil
-		var status, agentID string
-		var last int64
-		var attempt int
-		err := tx.QueryRow(ctx, `SELECT status, agent_id, attempt, last_sequence FROM runs
-			WHERE tenant_id = $1 AND run_id = $2 FOR UPDATE`, c.TenantID, c.RunID).Scan(&status, &agentID, &attempt, &last)
-		if err != nil {
-			return mapErr(err, "run "+c.RunID)
-		}
-		if err := storeutil.CheckRunChange(c, status, attempt); err != nil {
-			return err
-		}
-		switch {
-		case runArgs != nil && c.StatusOnly:
-			if _, err := tx.Exec(ctx, `UPDATE runs SET status = $1, completed_at = $2, output = $3, error = $4
-				WHERE tenant_id = $5 AND run_id = $6`, runArgs[0], runArgs[2], runArgs[4], runArgs[5], c.TenantID, c.RunID); err != nil {
-				return mapErr(err, "run "+c.RunID)
-			}
-		case runArgs != nil:
-			if _, err := tx.Exec(ctx, `UPDATE runs SET status = $1, started_at = $2, completed_at = $3, summary = $4,
-				output = $5, error = $6, attempt = $7 WHERE tenant_id = $8 AND run_id = $9`, runArgs...); err != nil {
-				return mapErr(err, "run "+c.RunID)
-			}
-		}
-		for _, s := range c.Steps {
-			if _, err := tx.Exec(ctx, `INSERT INTO steps (tenant_id, run_id, step_id, idx, kind, name, status,
-				tool_call_id, input, output, started_at, completed_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)
-				ON CONFLICT (tenant_id, run_id, step_id) DO UPDATE SET idx = excluded.idx, kind = excluded.kind,
-				name = excluded.name, status = excluded.status, tool_call_id = excluded.tool_call_id,
-				input = excluded.input, output = excluded.output, started_at = excluded.started_at,
-				completed_at = excluded.completed_at`,
-				c.TenantID, c.RunID, s.StepID, s.Index, s.Kind, s.Name, s.Status, s.ToolCallID, storeutil.RawOrNull(s.Input),
-				storeutil.RawOrNull(s.Output), ts(s.StartedAt), tsPtr(s.CompletedAt)); err != nil {
-				return mapErr(err, "step "+s.StepID)
-			}
-		}
-		if len(c.Events) == 0 {
-			return nil
-		}
-		evs := storeutil.SequenceEvents(c, agentID, last, now)
-		for _, e := range evs {
-			if err := insertEvent(ctx, tx, e); err != nil {
-				return err
-			}
-		}
-		last = evs[len(evs)-1].Sequence
-		if _, err := tx.Exec(ctx, `UPDATE runs SET last_sequence = $1 WHERE tenant_id = $2 AND run_id = $3`,
-			last, c.TenantID, c.RunID); err != nil {
-			return mapErr(err, "run "+c.RunID)
-		}
-		out = evs
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if out == nil {
-		out = []store.Event{}
-	}
-	return out, nil
 }
 
 // ListSteps returns a run's steps ordered by Index (then step id).
@@ -341,41 +227,20 @@ func (db *DB) ListSteps(ctx context.Context, tenantID, runID string) ([]store.St
 			&input, &output, &started, &completed); err != nil {
 			return s, err
 		}
-		s.Input, s.Output = storeutil.RawFrom(input), storeutil.RawFrom(output)
+		s.Input, s.Output = sqlstore.RawFrom(input), sqlstore.RawFrom(output)
 		s.StartedAt, s.CompletedAt = fromTS(started), fromTSPtr(completed)
 		return s, nil
 	})
 	return out, mapErr(err, "steps")
 }
 
-// ListUnfinishedRuns returns queued and running runs of every tenant, oldest
-// first. It is the recovery scan at startup, the one run query not led by a
-// tenant.
-func (db *DB) ListUnfinishedRuns(ctx context.Context) ([]store.Run, error) {
-	rows, err := db.pool.Query(ctx, `SELECT `+runCols+` FROM runs WHERE status IN ('queued', 'running')
-		ORDER BY created_at, tenant_id, run_id`)
-	if err != nil {
-		return nil, mapErr(err, "runs")
-	}
-	out, err := collectRuns(rows)
-	return out, mapErr(err, "runs")
-}
-
 // PurgeIdempotency deletes idempotency keys that expired at or before now.
 func (db *DB) PurgeIdempotency(ctx context.Context, now time.Time) (int, error) {
-	tag, err := db.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE expires_at <= $1`, storeutil.UTC(now))
+	tag, err := db.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE expires_at <= $1`, sqlstore.UTC(now))
 	if err != nil {
 		return 0, mapErr(err, "idempotency keys")
 	}
 	return int(tag.RowsAffected()), nil
-}
-
-func insertEvent(ctx context.Context, tx pgx.Tx, e store.Event) error {
-	_, err := tx.Exec(ctx, `INSERT INTO events (tenant_id, run_id, sequence, event_id, time, type, agent_id,
-		step_id, traceparent, span_id, payload) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`,
-		e.TenantID, e.RunID, e.Sequence, e.EventID, ts(e.Time), e.Type, e.AgentID, e.StepID,
-		e.Trace.Traceparent, e.Trace.SpanID, storeutil.RawOrNull(e.Payload))
-	return mapErr(err, "event")
 }
 
 // ListEvents returns events with sequence > AfterSequence in order.
@@ -386,7 +251,7 @@ func (db *DB) ListEvents(ctx context.Context, p store.ListEventsParams) ([]store
 		p.TenantID, p.RunID).Scan(&one); err != nil {
 		return nil, mapErr(err, "run "+p.RunID)
 	}
-	limit := storeutil.Limit(p.Limit, storeutil.DefaultEventLimit, storeutil.MaxEventLimit)
+	limit := sqlstore.Limit(p.Limit, sqlstore.DefaultEventLimit, sqlstore.MaxEventLimit)
 	rows, err := db.pool.Query(ctx, `SELECT tenant_id, run_id, sequence, event_id, time, type, agent_id, step_id,
 		traceparent, span_id, payload FROM events WHERE tenant_id = $1 AND run_id = $2 AND sequence > $3
 		ORDER BY sequence LIMIT $4`, p.TenantID, p.RunID, p.AfterSequence, limit)
@@ -402,7 +267,7 @@ func (db *DB) ListEvents(ctx context.Context, p store.ListEventsParams) ([]store
 			return e, err
 		}
 		e.Time = fromTS(t)
-		e.Payload = storeutil.RawFrom(payload)
+		e.Payload = sqlstore.RawFrom(payload)
 		return e, nil
 	})
 	return out, mapErr(err, "events")

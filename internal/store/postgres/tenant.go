@@ -9,30 +9,20 @@ import (
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 // CreateTenant inserts t. ErrConflict if the id exists.
 func (db *DB) CreateTenant(ctx context.Context, t store.Tenant) error {
-	if err := store.ValidateTenantRecord(t); err != nil {
-		return err
-	}
-	args, err := tenantArgs(t)
+	c, err := sqlstore.EncodeTenant(t)
 	if err != nil {
 		return err
 	}
 	_, err = db.pool.Exec(ctx, `INSERT INTO tenants (tenant_id, name, status, plan_tier, created_at, updated_at,
-		default_policy_id, entitlements, quotas, metadata) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)`, args...)
+		default_policy_id, entitlements, quotas, metadata) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)`,
+		t.TenantID, t.Name, t.Status, t.PlanTier, ts(t.CreatedAt), ts(t.UpdatedAt), t.DefaultPolicyID,
+		c.Entitlements, c.Quotas, c.Metadata)
 	return mapErr(err, "tenant "+t.TenantID)
-}
-
-func tenantArgs(t store.Tenant) ([]any, error) {
-	c, err := storeutil.EncodeTenant(t)
-	if err != nil {
-		return nil, err
-	}
-	return []any{t.TenantID, t.Name, t.Status, t.PlanTier, ts(t.CreatedAt), ts(t.UpdatedAt),
-		t.DefaultPolicyID, c.Entitlements, c.Quotas, c.Metadata}, nil
 }
 
 const tenantCols = `tenant_id, name, status, plan_tier, created_at, updated_at, default_policy_id, entitlements, quotas, metadata`
@@ -46,7 +36,7 @@ func scanTenant(row pgx.Row) (store.Tenant, error) {
 		return t, err
 	}
 	t.CreatedAt, t.UpdatedAt = fromTS(created), fromTS(updated)
-	return t, storeutil.DecodeTenant(&t, ent, quo, meta)
+	return t, sqlstore.DecodeTenant(&t, ent, quo, meta)
 }
 
 // GetTenant returns ErrNotFound for an unknown id.
@@ -67,25 +57,23 @@ func (db *DB) ListTenants(ctx context.Context) ([]store.Tenant, error) {
 
 // UpdateTenant replaces everything but tenant_id and created_at.
 func (db *DB) UpdateTenant(ctx context.Context, t store.Tenant, ifUpdatedAt time.Time) error {
-	if err := store.ValidateTenantRecord(t); err != nil {
-		return err
-	}
-	args, err := tenantArgs(t)
+	c, err := sqlstore.EncodeTenant(t)
 	if err != nil {
 		return err
 	}
 	var cond any // NULL: unconditional
 	if !ifUpdatedAt.IsZero() {
-		cond = storeutil.UTC(ifUpdatedAt)
+		cond = sqlstore.UTC(ifUpdatedAt)
 	}
-	tag, err := db.pool.Exec(ctx, `UPDATE tenants SET name = $1, status = $2, plan_tier = $3, updated_at = $4,
-		default_policy_id = $5, entitlements = $6, quotas = $7, metadata = $8 WHERE tenant_id = $9
+	tag, err := db.pool.Exec(ctx, `UPDATE tenants SET name = $2, status = $3, plan_tier = $4, updated_at = $5,
+		default_policy_id = $6, entitlements = $7, quotas = $8, metadata = $9 WHERE tenant_id = $1
 		AND ($10::timestamptz IS NULL OR updated_at = $10)`,
-		args[1], args[2], args[3], args[5], args[6], args[7], args[8], args[9], t.TenantID, cond)
+		t.TenantID, t.Name, t.Status, t.PlanTier, ts(t.UpdatedAt), t.DefaultPolicyID, c.Entitlements, c.Quotas,
+		c.Metadata, cond)
 	if err == nil && tag.RowsAffected() == 0 && cond != nil {
 		var one int
 		if db.pool.QueryRow(ctx, `SELECT 1 FROM tenants WHERE tenant_id = $1`, t.TenantID).Scan(&one) == nil {
-			return storeutil.TenantChanged(t.TenantID)
+			return sqlstore.TenantChanged(t.TenantID)
 		}
 	}
 	return mustAffect(tag, err, "tenant "+t.TenantID)

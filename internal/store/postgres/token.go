@@ -7,12 +7,12 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 // CreateToken inserts tok. ErrConflict if the id or hash exists.
 func (db *DB) CreateToken(ctx context.Context, tok store.Token) error {
-	scopes, roles, err := storeutil.EncodeToken(tok)
+	scopes, roles, err := sqlstore.EncodeToken(tok)
 	if err != nil {
 		return err
 	}
@@ -34,7 +34,7 @@ func scanToken(row pgx.Row) (store.Token, error) {
 		return t, err
 	}
 	t.CreatedAt, t.ExpiresAt, t.RevokedAt = fromTS(created), fromTSPtr(expires), fromTSPtr(revoked)
-	return t, storeutil.DecodeToken(&t, scopes, roles)
+	return t, sqlstore.DecodeToken(&t, scopes, roles)
 }
 
 // TokenBySecretHash finds a token in any tenant: it is how a request's
@@ -47,7 +47,7 @@ func (db *DB) TokenBySecretHash(ctx context.Context, hash string) (store.Token, 
 // RevokeToken sets RevokedAt. ErrNotFound if the token is not in tenantID.
 func (db *DB) RevokeToken(ctx context.Context, tenantID, tokenID string, at time.Time) error {
 	tag, err := db.pool.Exec(ctx, `UPDATE tokens SET revoked_at = $1 WHERE tenant_id = $2 AND token_id = $3`,
-		storeutil.UTC(at), tenantID, tokenID)
+		sqlstore.UTC(at), tenantID, tokenID)
 	return mustAffect(tag, err, "token "+tokenID)
 }
 

@@ -7,15 +7,13 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 // PutTool creates the tool or replaces it (created_at is kept on replace).
 func (db *DB) PutTool(ctx context.Context, d store.ToolDef) error {
 	_, err := db.pool.Exec(ctx, `INSERT INTO tools (tenant_id, tool_id, name, description, input_schema, kind,
-		url, secret, idempotent, timeout_ms, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)
-		ON CONFLICT (tenant_id, tool_id) DO UPDATE SET name = excluded.name, description = excluded.description,
-		input_schema = excluded.input_schema, kind = excluded.kind, url = excluded.url, secret = excluded.secret,
-		idempotent = excluded.idempotent, timeout_ms = excluded.timeout_ms, updated_at = excluded.updated_at`,
+		url, secret, idempotent, timeout_ms, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) `+sqlstore.ToolUpsert,
 		d.TenantID, d.ToolID, d.Name, d.Description, string(d.InputSchema), d.Kind, d.URL, d.Secret,
 		d.Idempotent, d.TimeoutMs, ts(d.CreatedAt), ts(d.UpdatedAt))
 	return mapErr(err, "tool "+d.ToolID)

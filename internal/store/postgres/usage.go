@@ -7,49 +7,27 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
-// lockBudgetWindow locks the (tenant, window, start) row, creating it if
+// LockBudgetWindow locks the (tenant, window, start) row, creating it if
 // needed. Every reservation and settlement of the window takes it first.
-func lockBudgetWindow(ctx context.Context, tx pgx.Tx, tenantID, window string, start time.Time) error {
-	_, err := tx.Exec(ctx, `INSERT INTO budget_windows (tenant_id, budget_window, window_start) VALUES ($1,$2,$3)
+func (s stmts) LockBudgetWindow(ctx context.Context, tenantID, window string, start time.Time) error {
+	_, err := s.tx.Exec(ctx, `INSERT INTO budget_windows (tenant_id, budget_window, window_start) VALUES ($1,$2,$3)
 		ON CONFLICT (tenant_id, budget_window, window_start) DO UPDATE SET window_start = excluded.window_start`,
 		tenantID, window, start)
 	return mapErr(err, "budget window")
 }
 
-// ReserveBudget checks settled+reserved usage of the window plus the request
-// against the limits and records the reservation, atomically: the window's
-// budget_windows row is locked while it sums and inserts, so concurrent
-// reservers on any replica never overshoot. Over a limit: quota_exceeded
-// with details limit, used, requested, window and resource ("tokens" or
-// "cost_usd").
-func (db *DB) ReserveBudget(ctx context.Context, p store.ReserveParams) (store.Reservation, error) {
-	res, err := storeutil.NewReservation(p)
-	if err != nil {
-		return store.Reservation{}, err
-	}
-	err = db.Tx(ctx, func(tx pgx.Tx) error {
-		if err := lockBudgetWindow(ctx, tx, p.TenantID, p.Window, res.WindowStart); err != nil {
-			return err
-		}
-		used, err := budgetUsed(ctx, tx, p.TenantID, p.Window, res.WindowStart)
-		if err != nil {
-			return err
-		}
-		if err := storeutil.CheckBudget(p, used); err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO budget_reservations (tenant_id, reservation_id, budget_window,
-			window_start, tokens, cost_usd, settled) VALUES ($1,$2,$3,$4,$5,$6,false)`,
-			res.TenantID, res.ReservationID, res.Window, res.WindowStart, res.Tokens, res.CostUSD)
-		return mapErr(err, "reservation")
-	})
-	if err != nil {
-		return store.Reservation{}, err
-	}
-	return res, nil
+func (s stmts) BudgetUsed(ctx context.Context, tenantID, window string, start time.Time) (store.BudgetUsage, error) {
+	return budgetUsed(ctx, s.tx, tenantID, window, start)
+}
+
+func (s stmts) InsertReservation(ctx context.Context, r store.Reservation) error {
+	_, err := s.tx.Exec(ctx, `INSERT INTO budget_reservations (tenant_id, reservation_id, budget_window,
+		window_start, tokens, cost_usd, settled) VALUES ($1,$2,$3,$4,$5,$6,false)`,
+		r.TenantID, r.ReservationID, r.Window, r.WindowStart, r.Tokens, r.CostUSD)
+	return mapErr(err, "reservation")
 }
 
 // querier is a pool or a transaction.
@@ -58,7 +36,7 @@ type querier interface {
 }
 
 func budgetUsed(ctx context.Context, q querier, tenantID, window string, start time.Time) (store.BudgetUsage, error) {
-	u := store.BudgetUsage{Window: window, WindowStart: storeutil.UTC(start)}
+	u := store.BudgetUsage{Window: window, WindowStart: sqlstore.UTC(start)}
 	err := q.QueryRow(ctx, `SELECT coalesce(sum(tokens), 0)::bigint, coalesce(sum(cost_usd), 0) FROM budget_reservations
 		WHERE tenant_id = $1 AND budget_window = $2 AND window_start = $3`, tenantID, window, u.WindowStart).
 		Scan(&u.UsedTokens, &u.UsedCostUSD)
@@ -79,7 +57,7 @@ func (db *DB) SettleBudget(ctx context.Context, r store.Reservation, tokens int6
 		if err != nil {
 			return mapErr(err, "reservation "+r.ReservationID)
 		}
-		if err := lockBudgetWindow(ctx, tx, r.TenantID, window, start); err != nil {
+		if err := (stmts{tx}).LockBudgetWindow(ctx, r.TenantID, window, start); err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, `UPDATE budget_reservations SET tokens = $1, cost_usd = $2, settled = true
@@ -96,7 +74,7 @@ func (db *DB) BudgetUsage(ctx context.Context, tenantID, window string, windowSt
 // RecordUsage appends records to the usage ledger in one transaction;
 // UsageID (ids.New("usg_")) and Time (now) are filled when empty.
 func (db *DB) RecordUsage(ctx context.Context, us ...store.UsageRecord) error {
-	us, err := storeutil.PrepareUsages(us, db.now)
+	us, err := sqlstore.PrepareUsages(us, db.now)
 	if err != nil {
 		return err
 	}
@@ -109,7 +87,7 @@ func (db *DB) RecordUsage(ctx context.Context, us ...store.UsageRecord) error {
 			b.Queue(`INSERT INTO usage_records (tenant_id, usage_id, principal_id, agent_id, run_id,
 				model_id, backend, operation, input_tokens, output_tokens, cost_usd, time, actor_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)`,
 				u.TenantID, u.UsageID, u.PrincipalID, u.AgentID, u.RunID, u.ModelID, u.Backend, u.Operation,
-				u.InputTokens, u.OutputTokens, u.CostUSD, storeutil.UTC(u.Time), u.ActorID)
+				u.InputTokens, u.OutputTokens, u.CostUSD, sqlstore.UTC(u.Time), u.ActorID)
 		}
 		return mapErr(tx.SendBatch(ctx, b).Close(), "usage record")
 	})
@@ -134,10 +112,10 @@ func (db *DB) ListUsage(ctx context.Context, f store.UsageFilter) ([]store.Usage
 		}
 	}
 	if !f.Since.IsZero() {
-		q += ` AND time >= ` + arg(storeutil.UTC(f.Since))
+		q += ` AND time >= ` + arg(sqlstore.UTC(f.Since))
 	}
 	if !f.Until.IsZero() {
-		q += ` AND time < ` + arg(storeutil.UTC(f.Until))
+		q += ` AND time < ` + arg(sqlstore.UTC(f.Until))
 	}
 	q += ` ORDER BY time, usage_id`
 	rows, err := db.pool.Query(ctx, q, args...)

@@ -5,22 +5,18 @@ import (
 	"database/sql"
 
 	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 // PutAgent creates the agent or replaces it (created_at is kept on replace).
 func (db *DB) PutAgent(ctx context.Context, a store.Agent) error {
-	tools, defaults, err := storeutil.EncodeAgent(a)
+	tools, defaults, err := sqlstore.EncodeAgent(a)
 	if err != nil {
 		return err
 	}
 	return db.WriteTx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO agents (tenant_id, agent_id, name, description, version, status,
-			model_ref, instructions, tools, defaults, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
-			ON CONFLICT (tenant_id, agent_id) DO UPDATE SET name = excluded.name, description = excluded.description,
-			version = excluded.version, status = excluded.status, model_ref = excluded.model_ref,
-			instructions = excluded.instructions, tools = excluded.tools, defaults = excluded.defaults,
-			updated_at = excluded.updated_at`,
+			model_ref, instructions, tools, defaults, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) `+sqlstore.AgentUpsert,
 			a.TenantID, a.AgentID, a.Name, a.Description, a.Version, a.Status, a.ModelRef, a.Instructions,
 			tools, defaults, micros(a.CreatedAt), micros(a.UpdatedAt))
 		return mapErr(err, "agent "+a.AgentID)
@@ -38,7 +34,7 @@ func scanAgent(row interface{ Scan(...any) error }) (store.Agent, error) {
 		return a, err
 	}
 	a.CreatedAt, a.UpdatedAt = fromMicros(created), fromMicros(updated)
-	return a, storeutil.DecodeAgent(&a, nullBytes(tools), nullBytes(defaults))
+	return a, sqlstore.DecodeAgent(&a, nullBytes(tools), nullBytes(defaults))
 }
 
 // GetAgent returns ErrNotFound if absent or in another tenant.

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 // PutForward records a forwarded run. ErrConflict if (tenant, run) exists.
@@ -17,7 +17,7 @@ func (db *DB) PutForward(ctx context.Context, f store.Forward) error {
 	return db.WriteTx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO forwards (tenant_id, run_id, peer_stack_id, principal_id,
 			remote_events_url, created_at) VALUES (?,?,?,?,?,?)`,
-			f.TenantID, f.RunID, f.PeerStackID, f.PrincipalID, f.RemoteEventsURL, micros(storeutil.UTC(f.CreatedAt)))
+			f.TenantID, f.RunID, f.PeerStackID, f.PrincipalID, f.RemoteEventsURL, micros(sqlstore.UTC(f.CreatedAt)))
 		return mapErr(err, "forward of run "+f.RunID)
 	})
 }
@@ -49,7 +49,7 @@ func (db *DB) UseJTI(ctx context.Context, jti string, expiresAt time.Time) (bool
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO used_jtis (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING`,
-			jti, storeutil.UTC(expiresAt).UnixMicro())
+			jti, sqlstore.UTC(expiresAt).UnixMicro())
 		if err != nil {
 			return err
 		}
@@ -63,7 +63,7 @@ func (db *DB) UseJTI(ctx context.Context, jti string, expiresAt time.Time) (bool
 // IngestEvent stores a replicated event; false (and nothing stored) if its
 // event_id was ingested before for the tenant.
 func (db *DB) IngestEvent(ctx context.Context, e store.IngestedEvent) (bool, error) {
-	in, err := storeutil.EncodeIngested(e, db.now)
+	in, err := sqlstore.EncodeIngested(e, db.now)
 	if err != nil {
 		return false, err
 	}
@@ -98,7 +98,7 @@ func (db *DB) ListIngestedEvents(ctx context.Context, tenantID, runID, source st
 		if err := rows.Scan(&s); err != nil {
 			return nil, mapErr(err, "ingested events")
 		}
-		e, err := storeutil.DecodeIngested([]byte(s))
+		e, err := sqlstore.DecodeIngested([]byte(s))
 		if err != nil {
 			return nil, err
 		}

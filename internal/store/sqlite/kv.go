@@ -3,8 +3,7 @@ package sqlite
 import (
 	"context"
 
-	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 // KVPut stores value under (tenant, namespace, key). A tenant's usage is the
@@ -12,13 +11,10 @@ import (
 // after the put would exceed it, nothing is written and a quota_exceeded
 // error with details limit/used/requested is returned.
 func (db *DB) KVPut(ctx context.Context, tenantID, namespace, key string, value []byte, maxBytes int64) error {
-	if err := store.ValidateKVPut(tenantID, key); err != nil {
+	value, size, err := sqlstore.PrepareKVPut(tenantID, namespace, key, value)
+	if err != nil {
 		return err
 	}
-	if value == nil {
-		value = []byte{}
-	}
-	size := store.KVEntrySize(namespace, key, value)
 	return db.WriteTx(ctx, func(tx *Tx) error {
 		if maxBytes > 0 {
 			var used, old int64
@@ -28,7 +24,7 @@ func (db *DB) KVPut(ctx context.Context, tenantID, namespace, key string, value 
 				return err
 			}
 			if used-old+size > maxBytes {
-				return storeutil.KVQuotaExceeded(maxBytes, used, size-old)
+				return sqlstore.KVQuotaExceeded(maxBytes, used, size-old)
 			}
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO kv (tenant_id, namespace, kv_key, value, size) VALUES (?,?,?,?,?)
@@ -43,13 +39,7 @@ func (db *DB) KVGet(ctx context.Context, tenantID, namespace, key string) ([]byt
 	var v []byte
 	err := db.queryRow(ctx, `SELECT value FROM kv WHERE tenant_id = ? AND namespace = ? AND kv_key = ?`,
 		tenantID, namespace, key).Scan(&v)
-	if err != nil {
-		return nil, mapErr(err, "key "+key)
-	}
-	if v == nil {
-		v = []byte{}
-	}
-	return v, nil
+	return sqlstore.KVValue(v, mapErr(err, "key "+key))
 }
 
 // KVDelete removes a key; deleting a missing key is not an error.

@@ -7,11 +7,11 @@ import (
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 // DefaultIdempotencyTTL is used when CreateRunParams.IdempotencyTTL is 0.
-const DefaultIdempotencyTTL = storeutil.DefaultIdempotencyTTL
+const DefaultIdempotencyTTL = sqlstore.DefaultIdempotencyTTL
 
 // CreateRun admits a run in one transaction: idempotency lookup/insert, run
 // row, first event (sequence 1), a queue_entries row (only when the run is
@@ -22,16 +22,11 @@ const DefaultIdempotencyTTL = storeutil.DefaultIdempotencyTTL
 // run ids are taken from the run. Times are stored UTC with microsecond
 // precision; the returned run is what GetRun returns.
 func (db *DB) CreateRun(ctx context.Context, p store.CreateRunParams) (store.CreateRunResult, error) {
-	nr, err := storeutil.PrepareRun(p, db.now)
+	nr, err := sqlstore.PrepareRun(p, db.now)
 	if err != nil {
 		return store.CreateRunResult{}, err
 	}
-	r, ev, ttl, now := nr.Run, nr.FirstEvent, nr.TTL, nr.Now
-	args, err := runArgs(r)
-	if err != nil {
-		return store.CreateRunResult{}, err
-	}
-
+	r, ttl, now := nr.Run, nr.TTL, nr.Now
 	var res store.CreateRunResult
 	err = db.WriteTx(ctx, func(tx *Tx) error {
 		if p.IdempotencyKey != "" {
@@ -50,7 +45,7 @@ func (db *DB) CreateRun(ctx context.Context, p store.CreateRunParams) (store.Cre
 				return err
 			case live:
 				if fp != p.Fingerprint {
-					return storeutil.IdempotencyConflict(p.IdempotencyKey, runID)
+					return sqlstore.IdempotencyConflict(p.IdempotencyKey, runID)
 				}
 				orig, err := scanRun(tx.QueryRowContext(ctx, `SELECT `+runCols+` FROM runs WHERE tenant_id = ? AND run_id = ?`,
 					r.TenantID, runID))
@@ -76,26 +71,9 @@ func (db *DB) CreateRun(ctx context.Context, p store.CreateRunParams) (store.Cre
 		if p.ReplayOnly {
 			return errs.E(errs.NotFound, "replay-only create without an idempotency key")
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO runs (`+runCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, args...); err != nil {
-			return mapErr(err, "run "+r.RunID)
-		}
-		if err := insertEvent(ctx, tx, ev); err != nil {
-			return err
-		}
-		if r.Status == store.RunQueued {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO queue_entries (tenant_id, run_id, priority, enqueued_at)
-				VALUES (?,?,?,?) ON CONFLICT (tenant_id, run_id) DO NOTHING`,
-				r.TenantID, r.RunID, p.Priority, now.UnixMicro()); err != nil {
-				return mapErr(err, "queue entry")
-			}
-		}
-		if nr.Audit != nil {
-			if _, err := db.appendAuditTx(ctx, tx, []storeutil.AuditRow{*nr.Audit}); err != nil {
-				return err
-			}
-		}
-		res = store.CreateRunResult{Run: r}
-		return nil
+		var err error
+		res, err = sqlstore.Admit(ctx, stmts{tx}, nr, p.Priority)
+		return err
 	})
 	if err != nil {
 		return store.CreateRunResult{}, err
@@ -105,17 +83,6 @@ func (db *DB) CreateRun(ctx context.Context, p store.CreateRunParams) (store.Cre
 
 const runCols = `tenant_id, run_id, agent_id, principal_id, status, created_at, started_at, completed_at, input, context,
 	tooling, run_options, summary, output, error, events_url, correlation_id, traceparent, idempotency_key, attempt`
-
-func runArgs(r store.Run) ([]any, error) {
-	c, err := storeutil.EncodeRun(r)
-	if err != nil {
-		return nil, err
-	}
-	return []any{r.TenantID, r.RunID, r.AgentID, r.PrincipalID, string(r.Status), micros(r.CreatedAt),
-		microsPtr(r.StartedAt), microsPtr(r.CompletedAt), c.Input, storeutil.RawOrNull(r.Context), c.Tooling,
-		c.RunOptions, c.Summary, c.Output, c.Error, r.EventsURL, r.CorrelationID, r.Traceparent, r.IdempotencyKey,
-		r.Attempt}, nil
-}
 
 func scanRun(row interface{ Scan(...any) error }) (store.Run, error) {
 	var r store.Run
@@ -129,8 +96,8 @@ func scanRun(row interface{ Scan(...any) error }) (store.Run, error) {
 	}
 	r.Status = store.RunStatus(status)
 	r.CreatedAt, r.StartedAt, r.CompletedAt = fromMicros(created), fromMicrosPtr(started), fromMicrosPtr(completed)
-	r.Context = storeutil.RawFrom(nullBytes(rctx))
-	return r, storeutil.DecodeRun(&r, nullBytes(input), nullBytes(tooling), nullBytes(opts), nullBytes(summary),
+	r.Context = sqlstore.RawFrom(nullBytes(rctx))
+	return r, sqlstore.DecodeRun(&r, nullBytes(input), nullBytes(tooling), nullBytes(opts), nullBytes(summary),
 		nullBytes(output), nullBytes(errBody))
 }
 
@@ -148,7 +115,7 @@ func (db *DB) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run
 	if err := p.Validate(); err != nil {
 		return nil, "", err
 	}
-	limit := storeutil.Limit(p.Limit, storeutil.DefaultRunLimit, storeutil.MaxRunLimit)
+	limit := sqlstore.Limit(p.Limit, sqlstore.DefaultRunLimit, sqlstore.MaxRunLimit)
 	q := `SELECT ` + runCols + ` FROM runs WHERE tenant_id = ?`
 	args := []any{p.TenantID}
 	if p.AgentID != "" {
@@ -190,74 +157,8 @@ func (db *DB) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run
 	if err := rows.Err(); err != nil {
 		return nil, "", mapErr(err, "runs")
 	}
-	out, next := storeutil.Page(out, limit)
+	out, next := sqlstore.Page(out, limit)
 	return out, next, nil
-}
-
-// ApplyRunChange commits c atomically: status compare-and-set, run fields,
-// step upserts and events with gapless sequences (max+1 under the write lock).
-func (db *DB) ApplyRunChange(ctx context.Context, c store.RunChange) ([]store.Event, error) {
-	cols, err := storeutil.PrepareRunChange(c)
-	if err != nil {
-		return nil, err
-	}
-	var runArgs []any
-	if cols != nil {
-		runArgs = []any{string(c.Run.Status), microsPtr(storeutil.UTCPtr(c.Run.StartedAt)), microsPtr(storeutil.UTCPtr(c.Run.CompletedAt)),
-			cols.Summary, cols.Output, cols.Error, c.Run.Attempt, c.TenantID, c.RunID}
-	}
-	now := db.now()
-	var out []store.Event
-	err = db.WriteTx(ctx, func(tx *Tx) error {
-		var status, agentID string
-		var last int64
-		var attempt int
-		err := tx.QueryRowContext(ctx, `SELECT status, agent_id, attempt,
-			(SELECT coalesce(max(sequence), 0) FROM events WHERE tenant_id = runs.tenant_id AND run_id = runs.run_id)
-			FROM runs WHERE tenant_id = ? AND run_id = ?`, c.TenantID, c.RunID).Scan(&status, &agentID, &attempt, &last)
-		if err != nil {
-			return mapErr(err, "run "+c.RunID)
-		}
-		if err := storeutil.CheckRunChange(c, status, attempt); err != nil {
-			return err
-		}
-		switch {
-		case runArgs != nil && c.StatusOnly:
-			if _, err := tx.ExecContext(ctx, `UPDATE runs SET status = ?, completed_at = ?, output = ?, error = ?
-				WHERE tenant_id = ? AND run_id = ?`, runArgs[0], runArgs[2], runArgs[4], runArgs[5], c.TenantID, c.RunID); err != nil {
-				return mapErr(err, "run "+c.RunID)
-			}
-		case runArgs != nil:
-			if _, err := tx.ExecContext(ctx, `UPDATE runs SET status = ?, started_at = ?, completed_at = ?, summary = ?,
-				output = ?, error = ?, attempt = ? WHERE tenant_id = ? AND run_id = ?`, runArgs...); err != nil {
-				return mapErr(err, "run "+c.RunID)
-			}
-		}
-		for _, s := range c.Steps {
-			s.TenantID, s.RunID = c.TenantID, c.RunID
-			if _, err := tx.ExecContext(ctx, `INSERT INTO steps (tenant_id, run_id, step_id, idx, kind, name, status,
-				tool_call_id, input, output, started_at, completed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
-				ON CONFLICT (tenant_id, run_id, step_id) DO UPDATE SET idx = excluded.idx, kind = excluded.kind,
-				name = excluded.name, status = excluded.status, tool_call_id = excluded.tool_call_id,
-				input = excluded.input, output = excluded.output, started_at = excluded.started_at,
-				completed_at = excluded.completed_at`,
-				s.TenantID, s.RunID, s.StepID, s.Index, s.Kind, s.Name, s.Status, s.ToolCallID, storeutil.RawOrNull(s.Input),
-				storeutil.RawOrNull(s.Output), micros(storeutil.UTC(s.StartedAt)), microsPtr(storeutil.UTCPtr(s.CompletedAt))); err != nil {
-				return mapErr(err, "step "+s.StepID)
-			}
-		}
-		out = storeutil.SequenceEvents(c, agentID, last, now)
-		for _, e := range out {
-			if err := insertEvent(ctx, tx, e); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // ListSteps returns a run's steps ordered by Index (then step id).
@@ -278,39 +179,18 @@ func (db *DB) ListSteps(ctx context.Context, tenantID, runID string) ([]store.St
 			&input, &output, &started, &completed); err != nil {
 			return nil, mapErr(err, "steps")
 		}
-		s.Input, s.Output = storeutil.RawFrom(nullBytes(input)), storeutil.RawFrom(nullBytes(output))
+		s.Input, s.Output = sqlstore.RawFrom(nullBytes(input)), sqlstore.RawFrom(nullBytes(output))
 		s.StartedAt, s.CompletedAt = fromMicros(started), fromMicrosPtr(completed)
 		out = append(out, s)
 	}
 	return out, mapErr(rows.Err(), "steps")
 }
 
-// ListUnfinishedRuns returns queued and running runs of every tenant, oldest
-// first. It is the recovery scan at startup, the one run query not led by a
-// tenant.
-func (db *DB) ListUnfinishedRuns(ctx context.Context) ([]store.Run, error) {
-	rows, err := db.query(ctx, `SELECT `+runCols+` FROM runs WHERE status IN ('queued', 'running')
-		ORDER BY coalesce(created_at, 0), tenant_id, run_id`)
-	if err != nil {
-		return nil, mapErr(err, "runs")
-	}
-	defer rows.Close()
-	var out []store.Run
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			return nil, mapErr(err, "runs")
-		}
-		out = append(out, r)
-	}
-	return out, mapErr(rows.Err(), "runs")
-}
-
 // PurgeIdempotency deletes idempotency keys that expired at or before now.
 func (db *DB) PurgeIdempotency(ctx context.Context, now time.Time) (int, error) {
 	var n int64
 	err := db.WriteTx(ctx, func(tx *Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE expires_at <= ?`, storeutil.UTC(now).UnixMicro())
+		res, err := tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE expires_at <= ?`, sqlstore.UTC(now).UnixMicro())
 		if err != nil {
 			return err
 		}
@@ -318,18 +198,6 @@ func (db *DB) PurgeIdempotency(ctx context.Context, now time.Time) (int, error) 
 		return err
 	})
 	return int(n), err
-}
-
-func insertEvent(ctx context.Context, tx *Tx, e store.Event) error {
-	var stepID any
-	if e.StepID != nil {
-		stepID = *e.StepID
-	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO events (tenant_id, run_id, sequence, event_id, time, type, agent_id,
-		step_id, traceparent, span_id, payload) VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
-		e.TenantID, e.RunID, e.Sequence, e.EventID, micros(e.Time), e.Type, e.AgentID, stepID,
-		e.Trace.Traceparent, e.Trace.SpanID, storeutil.RawOrNull(e.Payload))
-	return mapErr(err, "event")
 }
 
 // ListEvents returns events with sequence > AfterSequence in order.
@@ -340,7 +208,7 @@ func (db *DB) ListEvents(ctx context.Context, p store.ListEventsParams) ([]store
 		p.TenantID, p.RunID).Scan(&one); err != nil {
 		return nil, mapErr(err, "run "+p.RunID)
 	}
-	limit := storeutil.Limit(p.Limit, storeutil.DefaultEventLimit, storeutil.MaxEventLimit)
+	limit := sqlstore.Limit(p.Limit, sqlstore.DefaultEventLimit, sqlstore.MaxEventLimit)
 	rows, err := db.query(ctx, `SELECT tenant_id, run_id, sequence, event_id, time, type, agent_id, step_id,
 		traceparent, span_id, payload FROM events WHERE tenant_id = ? AND run_id = ? AND sequence > ?
 		ORDER BY sequence LIMIT ?`, p.TenantID, p.RunID, p.AfterSequence, limit)
@@ -362,7 +230,7 @@ func (db *DB) ListEvents(ctx context.Context, p store.ListEventsParams) ([]store
 			s := stepID.String
 			e.StepID = &s
 		}
-		e.Payload = storeutil.RawFrom(nullBytes(payload))
+		e.Payload = sqlstore.RawFrom(nullBytes(payload))
 		out = append(out, e)
 	}
 	return out, mapErr(rows.Err(), "events")

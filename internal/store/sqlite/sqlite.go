@@ -31,7 +31,7 @@ import (
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 var _ store.Store = (*DB)(nil)
@@ -57,6 +57,9 @@ type DB struct {
 	closeMu    sync.RWMutex
 	closed     bool
 
+	// Writes are the methods written once for both SQL adapters.
+	sqlstore.Writes
+
 	// Now is the clock (default time.Now). Tests may replace it before use.
 	Now func() time.Time
 }
@@ -72,6 +75,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		return nil, errs.Field("store_url", "database path %q must not contain '?' or '#'", path)
 	}
 	db := &DB{path: path, Now: time.Now}
+	db.Writes = sqlstore.NewWrites(db.begin, db.now)
 	if path == ":memory:" {
 		w, err := sql.Open("sqlite", ":memory:?_pragma=foreign_keys(1)&_txlock=immediate")
 		if err != nil {
@@ -127,8 +131,8 @@ func Open(ctx context.Context, path string) (*DB, error) {
 
 // OpenURL opens the database a store URL names: sqlite:///abs/path,
 // sqlite://relative/path, sqlite::memory:, file:/abs/path, file:relative/path
-// or file::memory:. Any other scheme (postgres:// included, not built yet) is
-// an invalid_request error naming store_url.
+// or file::memory:. Any other scheme is an invalid_request error naming
+// store_url (a postgres:// URL is for store/postgres: see postgres.IsURL).
 func OpenURL(ctx context.Context, url string) (*DB, error) {
 	path, err := ParseURL(url)
 	if err != nil {
@@ -503,7 +507,7 @@ func (db *DB) Close() error {
 	return err
 }
 
-func (db *DB) now() time.Time { return storeutil.UTC(db.Now()) }
+func (db *DB) now() time.Time { return sqlstore.UTC(db.Now()) }
 
 // migrate applies the embedded migrations not yet recorded in
 // schema_migrations, each in its own write transaction.
@@ -514,7 +518,7 @@ func (db *DB) migrate(ctx context.Context) error {
 		applied_at INTEGER NOT NULL)`); err != nil {
 		return mapErr(err, "schema_migrations")
 	}
-	migs, err := storeutil.Migrations(migrationFS, "migrations")
+	migs, err := sqlstore.Migrations(migrationFS, "migrations")
 	if err != nil {
 		return err
 	}
@@ -553,22 +557,11 @@ func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
 // mapErr turns a driver error into an errs error; it is the only place that
 // knows SQLite's error codes. what names the object for messages.
 func mapErr(err error, what string) error {
-	if err == nil {
-		return nil
-	}
-	var e *errs.Error
-	if errors.As(err, &e) {
-		return err
-	}
-	if errors.Is(err, sql.ErrNoRows) {
-		return errs.E(errs.NotFound, "%s not found", what)
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return errs.Wrap(errs.Timeout, err, "store operation timed out")
-	}
-	if errors.Is(err, context.Canceled) {
-		return errs.Wrap(errs.Timeout, err, "store operation canceled")
-	}
+	return sqlstore.MapError(err, what, sql.ErrNoRows, mapSQLiteErr)
+}
+
+// mapSQLiteErr maps SQLite's result codes.
+func mapSQLiteErr(err error, what string) error {
 	var se *sqlite.Error
 	if errors.As(err, &se) {
 		switch se.Code() {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 // nullBytes is a nullable text column as bytes: nil for NULL.
@@ -20,27 +20,17 @@ func nullBytes(s sql.NullString) []byte {
 
 // CreateTenant inserts t. ErrConflict if the id exists.
 func (db *DB) CreateTenant(ctx context.Context, t store.Tenant) error {
-	if err := store.ValidateTenantRecord(t); err != nil {
-		return err
-	}
-	args, err := tenantArgs(t)
+	c, err := sqlstore.EncodeTenant(t)
 	if err != nil {
 		return err
 	}
 	return db.WriteTx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO tenants (tenant_id, name, status, plan_tier, created_at, updated_at,
-			default_policy_id, entitlements, quotas, metadata) VALUES (?,?,?,?,?,?,?,?,?,?)`, args...)
+			default_policy_id, entitlements, quotas, metadata) VALUES (?,?,?,?,?,?,?,?,?,?)`,
+			t.TenantID, t.Name, t.Status, t.PlanTier, micros(t.CreatedAt), micros(t.UpdatedAt), t.DefaultPolicyID,
+			c.Entitlements, c.Quotas, c.Metadata)
 		return mapErr(err, "tenant "+t.TenantID)
 	})
-}
-
-func tenantArgs(t store.Tenant) ([]any, error) {
-	c, err := storeutil.EncodeTenant(t)
-	if err != nil {
-		return nil, err
-	}
-	return []any{t.TenantID, t.Name, t.Status, t.PlanTier, micros(t.CreatedAt), micros(t.UpdatedAt),
-		t.DefaultPolicyID, c.Entitlements, c.Quotas, c.Metadata}, nil
 }
 
 const tenantCols = `tenant_id, name, status, plan_tier, created_at, updated_at, default_policy_id, entitlements, quotas, metadata`
@@ -54,7 +44,7 @@ func scanTenant(row interface{ Scan(...any) error }) (store.Tenant, error) {
 		return t, err
 	}
 	t.CreatedAt, t.UpdatedAt = fromMicros(created), fromMicros(updated)
-	return t, storeutil.DecodeTenant(&t, nullBytes(ent), nullBytes(quo), nullBytes(meta))
+	return t, sqlstore.DecodeTenant(&t, nullBytes(ent), nullBytes(quo), nullBytes(meta))
 }
 
 // GetTenant returns ErrNotFound for an unknown id.
@@ -83,10 +73,7 @@ func (db *DB) ListTenants(ctx context.Context) ([]store.Tenant, error) {
 
 // UpdateTenant replaces everything but tenant_id and created_at.
 func (db *DB) UpdateTenant(ctx context.Context, t store.Tenant, ifUpdatedAt time.Time) error {
-	if err := store.ValidateTenantRecord(t); err != nil {
-		return err
-	}
-	args, err := tenantArgs(t)
+	c, err := sqlstore.EncodeTenant(t)
 	if err != nil {
 		return err
 	}
@@ -94,15 +81,15 @@ func (db *DB) UpdateTenant(ctx context.Context, t store.Tenant, ifUpdatedAt time
 		res, err := tx.ExecContext(ctx, `UPDATE tenants SET name = ?, status = ?, plan_tier = ?, updated_at = ?,
 			default_policy_id = ?, entitlements = ?, quotas = ?, metadata = ? WHERE tenant_id = ?
 			AND (? = 1 OR updated_at = ?)`,
-			args[1], args[2], args[3], args[5], args[6], args[7], args[8], args[9], t.TenantID,
-			ifUpdatedAt.IsZero(), micros(ifUpdatedAt))
+			t.Name, t.Status, t.PlanTier, micros(t.UpdatedAt), t.DefaultPolicyID, c.Entitlements, c.Quotas, c.Metadata,
+			t.TenantID, ifUpdatedAt.IsZero(), micros(ifUpdatedAt))
 		if err != nil {
 			return mapErr(err, "tenant "+t.TenantID)
 		}
 		if n, err := res.RowsAffected(); err == nil && n == 0 && !ifUpdatedAt.IsZero() {
 			var one int
 			if tx.QueryRowContext(ctx, `SELECT 1 FROM tenants WHERE tenant_id = ?`, t.TenantID).Scan(&one) == nil {
-				return storeutil.TenantChanged(t.TenantID)
+				return sqlstore.TenantChanged(t.TenantID)
 			}
 		}
 		return mustAffect(res, "tenant "+t.TenantID)

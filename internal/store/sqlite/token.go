@@ -6,12 +6,12 @@ import (
 	"time"
 
 	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 // CreateToken inserts tok. ErrConflict if the id or hash exists.
 func (db *DB) CreateToken(ctx context.Context, tok store.Token) error {
-	scopes, roles, err := storeutil.EncodeToken(tok)
+	scopes, roles, err := sqlstore.EncodeToken(tok)
 	if err != nil {
 		return err
 	}
@@ -35,7 +35,7 @@ func scanToken(row interface{ Scan(...any) error }) (store.Token, error) {
 		return t, err
 	}
 	t.CreatedAt, t.ExpiresAt, t.RevokedAt = fromMicros(created), fromMicrosPtr(expires), fromMicrosPtr(revoked)
-	return t, storeutil.DecodeToken(&t, nullBytes(scopes), nullBytes(roles))
+	return t, sqlstore.DecodeToken(&t, nullBytes(scopes), nullBytes(roles))
 }
 
 // TokenBySecretHash finds a token in any tenant: it is how a request's
@@ -49,7 +49,7 @@ func (db *DB) TokenBySecretHash(ctx context.Context, hash string) (store.Token, 
 func (db *DB) RevokeToken(ctx context.Context, tenantID, tokenID string, at time.Time) error {
 	return db.WriteTx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE tokens SET revoked_at = ? WHERE tenant_id = ? AND token_id = ?`,
-			storeutil.UTC(at).UnixMicro(), tenantID, tokenID)
+			sqlstore.UTC(at).UnixMicro(), tenantID, tokenID)
 		if err != nil {
 			return mapErr(err, "token "+tokenID)
 		}

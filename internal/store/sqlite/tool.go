@@ -5,16 +5,14 @@ import (
 	"database/sql"
 
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
 // PutTool creates the tool or replaces it (created_at is kept on replace).
 func (db *DB) PutTool(ctx context.Context, d store.ToolDef) error {
 	return db.WriteTx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO tools (tenant_id, tool_id, name, description, input_schema, kind,
-			url, secret, idempotent, timeout_ms, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
-			ON CONFLICT (tenant_id, tool_id) DO UPDATE SET name = excluded.name, description = excluded.description,
-			input_schema = excluded.input_schema, kind = excluded.kind, url = excluded.url, secret = excluded.secret,
-			idempotent = excluded.idempotent, timeout_ms = excluded.timeout_ms, updated_at = excluded.updated_at`,
+			url, secret, idempotent, timeout_ms, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) `+sqlstore.ToolUpsert,
 			d.TenantID, d.ToolID, d.Name, d.Description, string(d.InputSchema), d.Kind, d.URL, d.Secret,
 			d.Idempotent, d.TimeoutMs, micros(d.CreatedAt), micros(d.UpdatedAt))
 		return mapErr(err, "tool "+d.ToolID)

@@ -6,35 +6,22 @@ import (
 	"time"
 
 	"github.com/nexixai/agentos/internal/store"
-	"github.com/nexixai/agentos/internal/store/storeutil"
+	"github.com/nexixai/agentos/internal/store/sqlstore"
 )
 
-// ReserveBudget checks settled+reserved usage of the window plus the request
-// against the limits and records the reservation, atomically (under the
-// write lock). Over a limit: quota_exceeded with details limit, used,
-// requested, window and resource ("tokens" or "cost_usd").
-func (db *DB) ReserveBudget(ctx context.Context, p store.ReserveParams) (store.Reservation, error) {
-	res, err := storeutil.NewReservation(p)
-	if err != nil {
-		return store.Reservation{}, err
-	}
-	err = db.WriteTx(ctx, func(tx *Tx) error {
-		used, err := budgetUsed(ctx, tx, p.TenantID, p.Window, res.WindowStart)
-		if err != nil {
-			return err
-		}
-		if err := storeutil.CheckBudget(p, used); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO budget_reservations (tenant_id, reservation_id, budget_window,
-			window_start, tokens, cost_usd, settled) VALUES (?,?,?,?,?,?,0)`,
-			res.TenantID, res.ReservationID, res.Window, res.WindowStart.UnixMicro(), res.Tokens, res.CostUSD)
-		return mapErr(err, "reservation")
-	})
-	if err != nil {
-		return store.Reservation{}, err
-	}
-	return res, nil
+// LockBudgetWindow takes no lock of its own: the write lock every write
+// transaction holds serializes reservations.
+func (s stmts) LockBudgetWindow(context.Context, string, string, time.Time) error { return nil }
+
+func (s stmts) BudgetUsed(ctx context.Context, tenantID, window string, start time.Time) (store.BudgetUsage, error) {
+	return budgetUsed(ctx, s.tx, tenantID, window, start)
+}
+
+func (s stmts) InsertReservation(ctx context.Context, r store.Reservation) error {
+	_, err := s.tx.ExecContext(ctx, `INSERT INTO budget_reservations (tenant_id, reservation_id, budget_window,
+		window_start, tokens, cost_usd, settled) VALUES (?,?,?,?,?,?,0)`,
+		r.TenantID, r.ReservationID, r.Window, r.WindowStart.UnixMicro(), r.Tokens, r.CostUSD)
+	return mapErr(err, "reservation")
 }
 
 // queryRower is *sql.DB or *Tx.
@@ -43,7 +30,7 @@ type queryRower interface {
 }
 
 func budgetUsed(ctx context.Context, q queryRower, tenantID, window string, start time.Time) (store.BudgetUsage, error) {
-	u := store.BudgetUsage{Window: window, WindowStart: storeutil.UTC(start)}
+	u := store.BudgetUsage{Window: window, WindowStart: sqlstore.UTC(start)}
 	err := q.QueryRowContext(ctx, `SELECT coalesce(sum(tokens), 0), coalesce(sum(cost_usd), 0) FROM budget_reservations
 		WHERE tenant_id = ? AND budget_window = ? AND window_start = ?`, tenantID, window, u.WindowStart.UnixMicro()).
 		Scan(&u.UsedTokens, &u.UsedCostUSD)
@@ -74,7 +61,7 @@ func (db *DB) BudgetUsage(ctx context.Context, tenantID, window string, windowSt
 // RecordUsage appends records to the usage ledger in one transaction;
 // UsageID (ids.New("usg_")) and Time (now) are filled when empty.
 func (db *DB) RecordUsage(ctx context.Context, us ...store.UsageRecord) error {
-	us, err := storeutil.PrepareUsages(us, db.now)
+	us, err := sqlstore.PrepareUsages(us, db.now)
 	if err != nil || len(us) == 0 {
 		return err
 	}
@@ -83,7 +70,7 @@ func (db *DB) RecordUsage(ctx context.Context, us ...store.UsageRecord) error {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO usage_records (tenant_id, usage_id, principal_id, agent_id, run_id,
 				model_id, backend, operation, input_tokens, output_tokens, cost_usd, time, actor_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 				u.TenantID, u.UsageID, u.PrincipalID, u.AgentID, u.RunID, u.ModelID, u.Backend, u.Operation,
-				u.InputTokens, u.OutputTokens, u.CostUSD, storeutil.UTC(u.Time).UnixMicro(), u.ActorID); err != nil {
+				u.InputTokens, u.OutputTokens, u.CostUSD, sqlstore.UTC(u.Time).UnixMicro(), u.ActorID); err != nil {
 				return mapErr(err, "usage record "+u.UsageID)
 			}
 		}
@@ -108,11 +95,11 @@ func (db *DB) ListUsage(ctx context.Context, f store.UsageFilter) ([]store.Usage
 	}
 	if !f.Since.IsZero() {
 		q += ` AND time >= ?`
-		args = append(args, storeutil.UTC(f.Since).UnixMicro())
+		args = append(args, sqlstore.UTC(f.Since).UnixMicro())
 	}
 	if !f.Until.IsZero() {
 		q += ` AND time < ?`
-		args = append(args, storeutil.UTC(f.Until).UnixMicro())
+		args = append(args, sqlstore.UTC(f.Until).UnixMicro())
 	}
 	q += ` ORDER BY time, usage_id`
 	rows, err := db.query(ctx, q, args...)

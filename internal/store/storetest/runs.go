@@ -166,26 +166,6 @@ func testRuns(t *testing.T, newStore func(t *testing.T) store.Store) {
 		require.Len(t, runs, 7)
 	})
 
-	t.Run("ListUnfinishedRuns", func(t *testing.T) {
-		t.Parallel()
-		s := newStore(t)
-		q := createRun(t, s, newRun("ten_a", "agt_1", at(0)))
-		running := createRun(t, s, newRun("ten_b", "agt_1", at(time.Second)))
-		done := createRun(t, s, newRun("ten_b", "agt_1", at(2*time.Second)))
-		_, err := s.ApplyRunChange(ctx, store.RunChange{TenantID: "ten_b", RunID: running.RunID,
-			Run: &store.Run{Status: store.RunRunning, StartedAt: ptr(at(time.Minute)), Attempt: 1}})
-		require.NoError(t, err)
-		_, err = s.ApplyRunChange(ctx, store.RunChange{TenantID: "ten_b", RunID: done.RunID,
-			Run: &store.Run{Status: store.RunCompleted, CompletedAt: ptr(at(time.Minute))}})
-		require.NoError(t, err)
-		runs, err := s.ListUnfinishedRuns(ctx)
-		require.NoError(t, err)
-		ids := map[string]store.RunStatus{}
-		for _, r := range runs {
-			ids[r.RunID] = r.Status
-		}
-		require.Equal(t, map[string]store.RunStatus{q.RunID: store.RunQueued, running.RunID: store.RunRunning}, ids)
-	})
 }
 
 func testRunChanges(t *testing.T, newStore func(t *testing.T) store.Store) {

@@ -1,12 +1,14 @@
-// Package storeutil holds the pure helpers the SQL store adapters
-// (internal/store/sqlite and internal/store/postgres) share, so that both
-// encode the same JSON columns, fill the same defaults and return the same
-// errors: JSON column codecs, run admission defaults, event sequencing, the
-// run-change compare-and-set checks, budget and KV quota errors, audit
-// chaining, replicated-event codecs and the embedded migration list. It
-// knows no SQL dialect and no driver; time columns and error mapping stay in
-// each adapter.
-package storeutil
+// Package sqlstore is the dialect-free half of the SQL store adapters
+// (internal/store/sqlite and internal/store/postgres): what both do the same
+// way, written once, so that they encode the same JSON columns, fill the same
+// defaults, apply the same checks and return the same errors. It holds the
+// JSON column codecs, run admission defaults, event sequencing, the
+// run-change and admission logic over a transaction of statements (Tx), audit
+// preparation and chaining, budget and KV quota errors, replicated-event
+// codecs, the errors every driver shares (MapError) and the embedded
+// migration list. It knows no SQL dialect and no driver: the SQL, time
+// columns and each driver's own error codes stay in the adapters.
+package sqlstore
 
 import (
 	"bytes"
@@ -130,9 +132,13 @@ type TenantColumns struct {
 	Entitlements, Quotas, Metadata string
 }
 
-// EncodeTenant encodes t's JSON columns.
+// EncodeTenant validates t (store.ValidateTenantRecord) and encodes its
+// JSON columns.
 func EncodeTenant(t store.Tenant) (TenantColumns, error) {
 	var c TenantColumns
+	if err := store.ValidateTenantRecord(t); err != nil {
+		return c, err
+	}
 	var err error
 	if c.Entitlements, err = ToJSON("entitlements", t.Entitlements); err != nil {
 		return c, err
@@ -157,16 +163,24 @@ func DecodeTenant(t *store.Tenant, entitlements, quotas, metadata []byte) error 
 
 // EncodeToken validates tok and encodes its JSON columns.
 func EncodeToken(tok store.Token) (scopes, roles string, err error) {
-	if err := tok.Validate(); err != nil {
+	return encodeTwo(tok.Validate(), "scopes", tok.Scopes, "roles", tok.Roles)
+}
+
+// encodeTwo encodes a record's two JSON columns once it is valid (invalid
+// is its validation's error).
+func encodeTwo(invalid error, field1 string, v1 any, field2 string, v2 any) (string, string, error) {
+	if invalid != nil {
+		return "", "", invalid
+	}
+	col1, err := ToJSON(field1, v1)
+	if err != nil {
 		return "", "", err
 	}
-	if scopes, err = ToJSON("scopes", tok.Scopes); err != nil {
+	col2, err := ToJSON(field2, v2)
+	if err != nil {
 		return "", "", err
 	}
-	if roles, err = ToJSON("roles", tok.Roles); err != nil {
-		return "", "", err
-	}
-	return scopes, roles, nil
+	return col1, col2, nil
 }
 
 // DecodeToken decodes a token's JSON columns into t.
@@ -179,16 +193,7 @@ func DecodeToken(t *store.Token, scopes, roles []byte) error {
 
 // EncodeAgent validates a and encodes its JSON columns.
 func EncodeAgent(a store.Agent) (tools, defaults string, err error) {
-	if err := a.Validate(); err != nil {
-		return "", "", err
-	}
-	if tools, err = ToJSON("tools", a.Tools); err != nil {
-		return "", "", err
-	}
-	if defaults, err = ToJSON("defaults", a.Defaults); err != nil {
-		return "", "", err
-	}
-	return tools, defaults, nil
+	return encodeTwo(a.Validate(), "tools", a.Tools, "defaults", a.Defaults)
 }
 
 // DecodeAgent decodes an agent's JSON columns into a.
@@ -265,32 +270,6 @@ func DecodeRun(r *store.Run, input, tooling, runOptions, summary, output, errBod
 	return nil
 }
 
-// RunChangeColumns are the JSON columns a run change rewrites.
-type RunChangeColumns struct {
-	Summary       string
-	Output, Error any
-}
-
-// PrepareRunChange validates c and encodes the JSON columns of c.Run; it
-// returns nil columns when the change carries no run.
-func PrepareRunChange(c store.RunChange) (*RunChangeColumns, error) {
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	if c.Run == nil {
-		return nil, nil
-	}
-	summary, err := ToJSON("summary", c.Run.Summary)
-	if err != nil {
-		return nil, err
-	}
-	output, errBody, err := EncodeRunResult(*c.Run)
-	if err != nil {
-		return nil, err
-	}
-	return &RunChangeColumns{Summary: summary, Output: output, Error: errBody}, nil
-}
-
 // Page cuts a list fetched with limit+1 rows to limit and returns the
 // cursor of the next page (the last run id kept), "" when there is none.
 func Page(runs []store.Run, limit int) ([]store.Run, string) {
@@ -311,6 +290,8 @@ type NewRun struct {
 	Now time.Time
 	// Audit is p.Audit prepared (PrepareAudit), nil when there is none.
 	Audit *AuditRow
+	// Columns are the run's JSON columns, encoded before any transaction.
+	Columns RunColumns
 }
 
 // PrepareRun validates p and fills CreateRun's defaults: RunID
@@ -338,6 +319,10 @@ func PrepareRun(p store.CreateRunParams, now func() time.Time) (NewRun, error) {
 		r.Context = nil
 	}
 	n.Run = r
+	var err error
+	if n.Columns, err = EncodeRun(r); err != nil {
+		return NewRun{}, err
+	}
 	ev := p.FirstEvent
 	ev.TenantID, ev.AgentID, ev.RunID, ev.Sequence = r.TenantID, r.AgentID, r.RunID, 1
 	if ev.Type == "" {
@@ -479,6 +464,30 @@ func PrepareUsages(us []store.UsageRecord, now func() time.Time) ([]store.UsageR
 // race with another update.
 func TenantChanged(tenantID string) error {
 	return errs.E(errs.Conflict, "tenant %s was changed meanwhile; read it again", tenantID)
+}
+
+// PrepareKVPut validates a KVPut and returns the value to store (nil is
+// stored as empty) and the size it counts toward the tenant's quota.
+func PrepareKVPut(tenantID, namespace, key string, value []byte) ([]byte, int64, error) {
+	if err := store.ValidateKVPut(tenantID, key); err != nil {
+		return nil, 0, err
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	return value, store.KVEntrySize(namespace, key, value), nil
+}
+
+// KVValue is KVGet's answer to a read of v (err already mapped): a value
+// stored empty reads back empty, not nil.
+func KVValue(v []byte, err error) ([]byte, error) {
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v, nil
 }
 
 // KVQuotaExceeded is the error for a put that would take the tenant's KV

@@ -1,0 +1,33 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+
+	"github.com/nexixai/agentos/internal/errs"
+)
+
+// MapError turns err into an errs error. It maps what every driver shares
+// (nil, an error already mapped, noRows, the driver's "no rows" sentinel,
+// and the context's deadline and cancellation) and hands anything else to
+// native, the adapter's mapping of its driver's own errors. what names the
+// object for messages.
+func MapError(err error, what string, noRows error, native func(err error, what string) error) error {
+	if err == nil {
+		return nil
+	}
+	var e *errs.Error
+	if errors.As(err, &e) {
+		return err
+	}
+	if errors.Is(err, noRows) {
+		return errs.E(errs.NotFound, "%s not found", what)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return errs.Wrap(errs.Timeout, err, "store operation timed out")
+	}
+	if errors.Is(err, context.Canceled) {
+		return errs.Wrap(errs.Timeout, err, "store operation canceled")
+	}
+	return native(err, what)
+}
