@@ -3,7 +3,6 @@ package tools
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"runtime/debug"
 	"time"
@@ -24,7 +23,7 @@ const FallbackTimeout = 30 * time.Second
 //   - input not matching the schema: invalid_request naming the field;
 //   - the deadline passed (this timeout or ctx's): timeout, wrapping
 //     context.DeadlineExceeded;
-//   - ctx canceled: conflict ("tool call canceled"), wrapping
+//   - ctx canceled: canceled (errs.FromContext), wrapping
 //     context.Canceled (and the cancel cause, if any), so callers tell a
 //     cancellation from a timeout with errors.Is(err, context.Canceled);
 //   - the tool panicked: internal_error;
@@ -92,9 +91,10 @@ func Invoke(ctx context.Context, reg *Registry, call Call, toolID string, timeou
 }
 
 // ContextError turns the error of a done ctx into the *errs.Error a tool
-// returns: timeout wrapping context.DeadlineExceeded when the deadline
-// passed, conflict wrapping context.Canceled (and the cancel cause, if any)
-// when ctx was canceled. It returns nil when ctx is not done.
+// returns (errs.FromContext): timeout wrapping context.DeadlineExceeded
+// when the deadline passed, canceled wrapping context.Canceled (and the
+// cancel cause, if any) when ctx was canceled. It returns nil when ctx is
+// not done.
 func ContextError(ctx context.Context, toolID string) error {
 	err := ctx.Err()
 	if err == nil {
@@ -104,8 +104,5 @@ func ContextError(ctx context.Context, toolID string) error {
 	if cause != nil && cause != err {
 		err = fmt.Errorf("%w: %w", err, cause)
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return errs.Wrap(errs.Timeout, err, "tool %s timed out", toolID)
-	}
-	return errs.Wrap(errs.Conflict, err, "tool call canceled")
+	return errs.FromContext(err, "tool "+toolID)
 }

@@ -248,11 +248,8 @@ func mapErr(err error, what string) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return errs.E(errs.NotFound, "%s not found", what)
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return errs.Wrap(errs.Timeout, err, "store operation timed out")
-	}
-	if errors.Is(err, context.Canceled) {
-		return errs.Wrap(errs.Timeout, err, "store operation canceled")
+	if e := errs.FromContext(err, "store operation"); e != nil {
+		return e
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
