@@ -325,10 +325,16 @@ func (d *Directory) Do(ctx context.Context, stackID, method, path string, body i
 }
 
 // unreachable maps a failed exchange with a peer (outbound.Error): the
-// caller's deadline or leaving as such, anything else, a peer that did
-// not answer in time included, dependency_unavailable.
+// caller's leaving is canceled; anything else, a peer that did not answer
+// in time included, dependency_unavailable. A deadline counts as the peer
+// not answering too: the directory bounds its own calls (Describe, 10 s),
+// and target selection skips a peer that is dependency_unavailable.
 func unreachable(ctx context.Context, stackID string, err error) error {
-	return outbound.Error(ctx, "peer "+stackID, err).WithDetails(map[string]any{"peer_stack_id": stackID})
+	e := outbound.Error(ctx, "peer "+stackID, err)
+	if e.Code == errs.Timeout {
+		e = errs.Wrap(errs.DependencyUnavailable, e.Err, "peer %s did not answer in time", stackID)
+	}
+	return e.WithDetails(map[string]any{"peer_stack_id": stackID})
 }
 
 // Target is a selected peer.

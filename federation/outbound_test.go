@@ -113,3 +113,20 @@ func TestStatusClassOfCanceled(t *testing.T) {
 	require.Equal(t, "4xx", statusClass(404))
 	require.Equal(t, "5xx", statusClass(503))
 }
+
+// A peer call cut by a deadline is the peer not answering
+// (dependency_unavailable, so target selection skips it); one whose caller
+// left is canceled.
+func TestUnreachableMapping(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), -time.Second)
+	defer cancel()
+	err := unreachable(ctx, "stk_b", context.DeadlineExceeded)
+	require.Equal(t, errs.DependencyUnavailable, errs.CodeOf(err), "err: %v", err)
+	require.Equal(t, "stk_b", errs.As(err).Details["peer_stack_id"])
+
+	ctx, cancel = context.WithCancel(context.Background())
+	cancel()
+	err = unreachable(ctx, "stk_b", context.Canceled)
+	require.Equal(t, errs.Canceled, errs.CodeOf(err), "err: %v", err)
+}
