@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nexixai/agentos/internal/events"
+	"github.com/nexixai/agentos/internal/outbound"
 	"github.com/nexixai/agentos/internal/store"
 )
 
@@ -54,8 +55,13 @@ func (c *Client) http() *http.Client {
 	if c.HTTP != nil {
 		return c.HTTP
 	}
-	return http.DefaultClient
+	return defaultHTTP
 }
+
+// defaultHTTP is a Client's when it has none: outbound's bounds for calls
+// that may wait on a model (a non-streamed chat answers when complete),
+// through HTTPS_PROXY as http.DefaultClient went.
+var defaultHTTP = outbound.ModelClient(outbound.ModelDefaults())
 
 // do sends a JSON request to base+path and decodes a 2xx JSON answer into out.
 func (c *Client) do(ctx context.Context, method, base, path string, body, out any) error {
@@ -456,7 +462,7 @@ func Metrics(ctx context.Context, hc *http.Client, base string) (map[string]floa
 		return nil, err
 	}
 	if hc == nil {
-		hc = http.DefaultClient
+		hc = defaultHTTP
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -536,7 +542,7 @@ func (a *authFlags) client(role string) (*Client, *Node, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	c := &Client{BaseURL: n.Cfg.OrchestratorURL, PolicyURL: n.Cfg.ModelPolicyURL, HTTP: &http.Client{}}
+	c := &Client{BaseURL: n.Cfg.OrchestratorURL, PolicyURL: n.Cfg.ModelPolicyURL, HTTP: outbound.ModelClient(outbound.ForModels(n.Cfg))}
 	tok := firstNonEmpty(a.token, os.Getenv("AGENTOS_TOKEN"))
 	if tok != "" {
 		c.Token, c.TenantID = tok, a.tenant

@@ -18,6 +18,7 @@ import (
 	"github.com/nexixai/agentos/federation/pki"
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/outbound"
 	"github.com/nexixai/agentos/internal/store"
 )
 
@@ -234,7 +235,7 @@ func (v *validator) clients() (tenant, admin *Client, creds *Credentials, err er
 		}
 		return nil, nil, nil, &checkError{check: "credentials", next: next, err: err}
 	}
-	base := Client{BaseURL: v.n.Cfg.OrchestratorURL, PolicyURL: v.n.Cfg.ModelPolicyURL, HTTP: &http.Client{}}
+	base := Client{BaseURL: v.n.Cfg.OrchestratorURL, PolicyURL: v.n.Cfg.ModelPolicyURL, HTTP: outbound.ModelClient(outbound.ForModels(v.n.Cfg))}
 	t, a := base, base
 	t.Token = creds.TenantAdmin.Token
 	a.Token = creds.PlatformAdmin.Token
@@ -663,7 +664,8 @@ func probePeer(ctx context.Context, from, to *Node) (string, error) {
 		return "", &checkError{check: from.Name + "→" + to.Name + " peer info over mTLS", service: "federation", node: from,
 			next: "agentos up --profile federated", err: fmt.Errorf("node %s certificate: %w", from.Name, err)}
 	}
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: nt.ClientConfig(nil, "")}}
+	hc := outbound.Client(outbound.FromConfig(from.Cfg), nt.ClientConfig(nil, ""))
+	hc.Timeout = 10 * time.Second
 	defer hc.CloseIdleConnections()
 	c := &Client{HTTP: hc}
 	base := peerURL(to.Cfg)

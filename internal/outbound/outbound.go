@@ -66,9 +66,10 @@ func ModelDefaults() Timeouts {
 	return Timeouts{ResponseHeader: DefaultModelResponseHeaderTimeout}
 }
 
-// ModelClient is Client for calls to model backends: t (ModelDefaults or
-// ForModels) and the proxy of HTTPS_PROXY / HTTP_PROXY / NO_PROXY, since
-// backends are often reached through one. It keeps more idle connections
+// ModelClient is Client for calls to model backends (and the CLI's calls
+// to a node, which may wait on a model): t (ModelDefaults or ForModels)
+// and the proxy of HTTPS_PROXY / HTTP_PROXY / NO_PROXY, since backends
+// and remote nodes are often reached through one. It keeps more idle connections
 // per host (256) than Transport: a busy gateway calls few hosts, a lot.
 func ModelClient(t Timeouts) *http.Client {
 	tr := Transport(t, nil)
