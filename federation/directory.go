@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"reflect"
@@ -22,19 +21,22 @@ import (
 	"github.com/nexixai/agentos/federation/pki"
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/httpx"
+	"github.com/nexixai/agentos/internal/outbound"
 )
 
 // DefaultCapabilityTTL is how long a peer's info and capabilities are cached.
 const DefaultCapabilityTTL = time.Minute
 
-// Connection bounds for calls to peers. A peer that is down fails within
+// Connection bounds for calls to peers (outbound's defaults, which
+// AGENTOS_OUTBOUND_* override). A peer that is down fails within
 // PeerDialTimeout (connection refused fails at once), and one that accepts
 // connections but does not answer the TLS handshake within
 // PeerTLSHandshakeTimeout: either way the forward fails with 503
-// dependency_unavailable in under 5 s.
+// dependency_unavailable in under 5 s. One that completes the handshake
+// but never answers fails the same way after the response-header bound.
 const (
-	PeerDialTimeout         = 3 * time.Second
-	PeerTLSHandshakeTimeout = 4 * time.Second
+	PeerDialTimeout         = outbound.DefaultDialTimeout
+	PeerTLSHandshakeTimeout = outbound.DefaultTLSHandshakeTimeout
 )
 
 // Directory knows this node's peers: their keys, an mTLS client for each,
@@ -43,13 +45,12 @@ const (
 // (so `agentos peers add` takes effect without a restart). It is safe for
 // concurrent use.
 type Directory struct {
-	self      string
-	tls       *pki.NodeTLS
-	path      string
-	ttl       time.Duration
-	dial      time.Duration
-	handshake time.Duration
-	now       func() time.Time
+	self     string
+	tls      *pki.NodeTLS
+	path     string
+	ttl      time.Duration
+	timeouts outbound.Timeouts
+	now      func() time.Time
 
 	mu      sync.Mutex
 	modTime time.Time
@@ -80,11 +81,11 @@ type DirectoryConfig struct {
 	// CapabilityTTL is how long fetched capabilities are trusted; default
 	// DefaultCapabilityTTL.
 	CapabilityTTL time.Duration
-	// DialTimeout bounds connecting to a peer; default PeerDialTimeout.
-	DialTimeout time.Duration
-	// TLSHandshakeTimeout bounds the TLS handshake with a peer; default
-	// PeerTLSHandshakeTimeout.
-	TLSHandshakeTimeout time.Duration
+	// Timeouts bound connecting, the TLS handshake and the wait for a
+	// response's headers (outbound.FromConfig; zero fields take
+	// outbound's defaults). Event streams from peers are not bound by them
+	// past their headers.
+	Timeouts outbound.Timeouts
 }
 
 // NewDirectory builds a Directory and loads its peers.
@@ -93,15 +94,9 @@ func NewDirectory(cfg DirectoryConfig) (*Directory, error) {
 		return nil, errors.New("federation: DirectoryConfig.TLS is required")
 	}
 	d := &Directory{self: cfg.Self, tls: cfg.TLS, path: cfg.PeersFile, ttl: cfg.CapabilityTTL, now: time.Now,
-		dial: cfg.DialTimeout, handshake: cfg.TLSHandshakeTimeout, peers: map[string]*peerState{}}
+		timeouts: cfg.Timeouts, peers: map[string]*peerState{}}
 	if d.ttl <= 0 {
 		d.ttl = DefaultCapabilityTTL
-	}
-	if d.dial <= 0 {
-		d.dial = PeerDialTimeout
-	}
-	if d.handshake <= 0 {
-		d.handshake = PeerTLSHandshakeTimeout
 	}
 	if d.path == "" {
 		return d, d.set(cfg.Peers)
@@ -168,11 +163,7 @@ func (d *Directory) clientFor(p peers.Peer) (*http.Client, error) {
 		}
 		return nil
 	}
-	dialer := &net.Dialer{Timeout: d.dial, KeepAlive: 30 * time.Second}
-	tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 16,
-		DialContext: dialer.DialContext, IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: d.handshake,
-		ResponseHeaderTimeout: 60 * time.Second}
-	return &http.Client{Transport: tr}, nil
+	return outbound.Client(d.timeouts, cfg), nil
 }
 
 // reloadLocked re-reads the peers file when it changed (or force).
@@ -300,7 +291,7 @@ func (d *Directory) getJSON(ctx context.Context, st *peerState, path string, dst
 	req.Header.Set("Accept", "application/json")
 	resp, err := st.client.Do(req)
 	if err != nil {
-		return unreachable(st.peer.StackID, err)
+		return unreachable(ctx, st.peer.StackID, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -328,14 +319,22 @@ func (d *Directory) Do(ctx context.Context, stackID, method, path string, body i
 	}
 	resp, err := st.client.Do(req)
 	if err != nil {
-		return nil, unreachable(stackID, err)
+		return nil, unreachable(ctx, stackID, err)
 	}
 	return resp, nil
 }
 
-func unreachable(stackID string, err error) error {
-	return errs.Wrap(errs.DependencyUnavailable, err, "peer %s is unreachable", stackID).
-		WithDetails(map[string]any{"peer_stack_id": stackID})
+// unreachable maps a failed exchange with a peer (outbound.Error): the
+// caller's leaving is canceled; anything else, a peer that did not answer
+// in time included, dependency_unavailable. A deadline counts as the peer
+// not answering too: the directory bounds its own calls (Describe, 10 s),
+// and target selection skips a peer that is dependency_unavailable.
+func unreachable(ctx context.Context, stackID string, err error) error {
+	e := outbound.Error(ctx, "peer "+stackID, err)
+	if e.Code == errs.Timeout {
+		e = errs.Wrap(errs.DependencyUnavailable, e.Err, "peer %s did not answer in time", stackID)
+	}
+	return e.WithDetails(map[string]any{"peer_stack_id": stackID})
 }
 
 // Target is a selected peer.

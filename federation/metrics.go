@@ -4,6 +4,8 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nexixai/agentos/internal/httpx"
 )
 
 // metricsSet holds the service's Prometheus metrics.
@@ -20,7 +22,7 @@ type metricsSet struct {
 func newMetrics(reg *prometheus.Registry) *metricsSet {
 	m := &metricsSet{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "agentos_federation_http_requests_total", Help: "HTTP requests by API, route and status class.",
+			Name: "agentos_federation_http_requests_total", Help: "HTTP requests by API, route and status class (2xx..5xx, canceled: the caller hung up).",
 		}, []string{"api", "route", "status"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "agentos_federation_http_request_duration_seconds", Help: "HTTP request latency.",
@@ -47,7 +49,15 @@ func newMetrics(reg *prometheus.Registry) *metricsSet {
 	return m
 }
 
-func statusClass(status int) string { return strconv.Itoa(status/100) + "xx" }
+// statusClass is the status label: "2xx".."5xx", and "canceled" for 499
+// (the caller hung up: httpx.StatusClientClosedRequest), counted apart
+// from the 4xx a caller got wrong and never as a 5xx.
+func statusClass(status int) string {
+	if status == httpx.StatusClientClosedRequest {
+		return "canceled"
+	}
+	return strconv.Itoa(status/100) + "xx"
+}
 
 // reasonLabel bounds the label values of peerRejections.
 func reasonLabel(r string) string {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/outbound"
 	"github.com/nexixai/agentos/internal/store"
 )
 
@@ -32,8 +33,9 @@ type Orchestrator struct {
 	BaseURL string
 	// Minter signs the per-call credential.
 	Minter TokenMinter
-	// HTTP is the client; default http.DefaultClient (streams must not
-	// have a client timeout).
+	// HTTP is the client; default outbound.Client with outbound's default
+	// bounds (internal/node passes one built from the node's
+	// configuration). Streams must not have an overall client timeout.
 	HTTP *http.Client
 }
 
@@ -43,11 +45,15 @@ type CallMeta struct {
 	CorrelationID string
 }
 
+// defaultOrchestratorClient is shared by Orchestrators without HTTP, so
+// they share its idle connections.
+var defaultOrchestratorClient = outbound.Client(outbound.Timeouts{}, nil)
+
 func (o *Orchestrator) client() *http.Client {
 	if o.HTTP != nil {
 		return o.HTTP
 	}
-	return http.DefaultClient
+	return defaultOrchestratorClient
 }
 
 func (o *Orchestrator) request(ctx context.Context, ac auth.Context, method, path string, body []byte, meta CallMeta) (*http.Request, error) {
@@ -79,10 +85,7 @@ func (o *Orchestrator) request(ctx context.Context, ac auth.Context, method, pat
 func (o *Orchestrator) do(req *http.Request) (*http.Response, error) {
 	resp, err := o.client().Do(req)
 	if err != nil {
-		if req.Context().Err() != nil {
-			return nil, errs.Wrap(errs.Timeout, err, "agent orchestrator did not answer in time")
-		}
-		return nil, errs.Wrap(errs.DependencyUnavailable, err, "agent orchestrator is unreachable")
+		return nil, outbound.Error(req.Context(), "agent orchestrator", err)
 	}
 	return resp, nil
 }

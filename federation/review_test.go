@@ -19,6 +19,7 @@ import (
 	"github.com/nexixai/agentos/federation/pki"
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/outbound"
 	"github.com/nexixai/agentos/internal/store"
 )
 
@@ -263,7 +264,7 @@ func TestForwardToUnresponsivePeer(t *testing.T) {
 			held = append(held, c) // never answered
 		}
 	}()
-	dir, err := NewDirectory(DirectoryConfig{Self: "stk_a", TLS: b.a.tls, TLSHandshakeTimeout: 200 * time.Millisecond,
+	dir, err := NewDirectory(DirectoryConfig{Self: "stk_a", TLS: b.a.tls, Timeouts: outbound.Timeouts{TLSHandshake: 200 * time.Millisecond},
 		Peers: []peers.Peer{peerEntry("stk_hung", "https://"+ln.Addr().String(), b.b.signer.PublicKey())}})
 	require.NoError(t, err)
 	_, _, err = dir.Describe(t.Context(), "stk_hung")

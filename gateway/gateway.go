@@ -38,6 +38,7 @@ import (
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/metrics"
+	"github.com/nexixai/agentos/internal/outbound"
 	"github.com/nexixai/agentos/internal/version"
 )
 
@@ -63,16 +64,16 @@ type Config struct {
 	HealthInterval time.Duration
 	// HealthTimeout bounds one probe; default 3s.
 	HealthTimeout time.Duration
-	// ResponseHeaderTimeout bounds the wait for an upstream's response
-	// headers (not its body: streams are unbounded); default 5m, longer
-	// than any non-streamed model call the upstreams allow.
-	ResponseHeaderTimeout time.Duration
+	// Timeouts bound connecting to an upstream and the wait for its
+	// response headers (not its body: streams are unbounded); a zero
+	// ResponseHeader is 5m, longer than any non-streamed model call the
+	// upstreams allow (the node passes outbound.ForModels).
+	Timeouts outbound.Timeouts
 	// RootCAs verifies https upstreams (nil: the system roots). The node
 	// adds its federation CA, whose certificate federation serves in prod.
 	RootCAs *x509.CertPool
-	// Transport carries proxied requests and probes; default an
-	// http.Transport with the timeouts above, a 5s dial timeout and
-	// RootCAs.
+	// Transport carries proxied requests and probes; default
+	// outbound.Transport with Timeouts and RootCAs.
 	Transport http.RoundTripper
 	// Logger is the access and health log; default slog.Default().
 	Logger *slog.Logger
@@ -114,22 +115,16 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.HealthTimeout <= 0 {
 		cfg.HealthTimeout = 3 * time.Second
 	}
-	if cfg.ResponseHeaderTimeout <= 0 {
-		cfg.ResponseHeaderTimeout = 5 * time.Minute
+	if cfg.Timeouts.ResponseHeader <= 0 {
+		cfg.Timeouts.ResponseHeader = outbound.DefaultModelResponseHeaderTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Transport == nil {
-		cfg.Transport = &http.Transport{
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout:   10 * time.Second,
-			ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
-			MaxIdleConns:          1024,
-			MaxIdleConnsPerHost:   256,
-			IdleConnTimeout:       90 * time.Second,
-			TLSClientConfig:       &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
-		}
+		tr := outbound.Transport(cfg.Timeouts, &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12})
+		tr.MaxIdleConnsPerHost = 256 // few upstreams, many requests each
+		cfg.Transport = tr
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, shared: map[string]*pool{}, dedicated: map[string]map[string]*pool{}}
 	u := cfg.Upstreams

@@ -720,10 +720,11 @@ func (s *Server) route(ctx context.Context, c caller, inv *invocation, chain []*
 		}
 		if ctx.Err() != nil {
 			s.breakers.Release(m.Backend)
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return errs.Wrap(errs.Timeout, err, "model call exceeded the request deadline")
-			}
-			return errs.Wrap(errs.Timeout, err, "request canceled by the caller")
+			// The request's deadline (timeout) or its caller leaving
+			// (canceled), not the backend's fault; err stays the cause.
+			e := errs.FromContext(ctx.Err(), "model call")
+			e.Err = err
+			return e
 		}
 		e := errs.As(err)
 		if !e.Code.Retryable() {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/metrics"
+	"github.com/nexixai/agentos/internal/outbound"
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/tenancy"
 	"github.com/nexixai/agentos/modelpolicy/providers"
@@ -85,9 +86,9 @@ type Config struct {
 	DefaultInvokeQPS float64
 	// Version is reported by /v1/health (default "0.0.0-dev").
 	Version string
-	// HTTPClient is used by provider adapters (default a clone of
-	// http.DefaultTransport keeping more idle connections per backend;
-	// backend timeouts come from the catalogue).
+	// HTTPClient is used by provider adapters (default
+	// outbound.ModelClient with its defaults; the whole call is bounded by
+	// the catalogue's backend timeout).
 	HTTPClient *http.Client
 	// Now defaults to time.Now.
 	Now func() time.Time
@@ -217,15 +218,11 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// defaultBackendClient keeps enough idle connections per backend for a
-// busy gateway (http.DefaultTransport keeps 2, so concurrent calls would
-// open and close a connection each).
+// defaultBackendClient is the model backends' client when Config has
+// none: the outbound bounds for calls waiting on a model, with their
+// defaults (internal/node passes one built from the node's configuration).
 func defaultBackendClient() *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConns = 1024
-	tr.MaxIdleConnsPerHost = 256
-	tr.IdleConnTimeout = 90 * time.Second
-	return &http.Client{Transport: tr}
+	return outbound.ModelClient(outbound.ModelDefaults())
 }
 
 // Start starts the background work: the flusher that writes queued usage

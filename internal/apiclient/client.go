@@ -22,6 +22,7 @@ import (
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/events"
 	"github.com/nexixai/agentos/internal/httpx"
+	"github.com/nexixai/agentos/internal/outbound"
 	"github.com/nexixai/agentos/internal/store"
 )
 
@@ -41,8 +42,13 @@ func (c *Client) http() *http.Client {
 	if c.HTTP != nil {
 		return c.HTTP
 	}
-	return http.DefaultClient
+	return defaultHTTP
 }
+
+// defaultHTTP is a Client's when it has none: outbound's bounds for calls
+// that may wait on a model (a non-streamed chat answers when complete),
+// through HTTPS_PROXY as http.DefaultClient went.
+var defaultHTTP = outbound.ModelClient(outbound.ModelDefaults())
 
 // Do sends a JSON request to base+path and decodes a 2xx JSON answer into
 // out; any other answer is the *errs.Error it carries.
@@ -429,7 +435,7 @@ func Metrics(ctx context.Context, hc *http.Client, base string) (map[string]floa
 		return nil, err
 	}
 	if hc == nil {
-		hc = http.DefaultClient
+		hc = defaultHTTP
 	}
 	resp, err := hc.Do(req)
 	if err != nil {

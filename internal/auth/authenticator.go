@@ -12,6 +12,7 @@ import (
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/httpx"
+	"github.com/nexixai/agentos/internal/outbound"
 	"github.com/nexixai/agentos/internal/store"
 )
 
@@ -71,7 +72,8 @@ type Config struct {
 	BootstrapToken string
 	// Now is the clock; default time.Now.
 	Now func() time.Time
-	// HTTPClient fetches JWKS documents; default a client with a 5 s timeout.
+	// HTTPClient fetches JWKS documents; default NewJWKSClient with
+	// outbound's default bounds.
 	HTTPClient *http.Client
 	// OnFailure, if set, is told the error code of every failed
 	// authentication done by Middleware (for the auth-failure metric).
@@ -103,7 +105,7 @@ func New(cfg Config) (*Authenticator, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+		cfg.HTTPClient = NewJWKSClient(outbound.Timeouts{})
 	}
 	a := &Authenticator{cfg: cfg, issuers: map[string]*issuerState{}}
 	for i, iss := range cfg.Issuers {
@@ -449,4 +451,18 @@ func (a *Authenticator) verifiedHit(cred string, ac *Context) bool {
 		*ac = c
 	}
 	return ok
+}
+
+// JWKSFetchTimeout bounds a whole JWKS fetch: a small document, never
+// streamed, so an overall client timeout is right here.
+const JWKSFetchTimeout = 5 * time.Second
+
+// NewJWKSClient is the client fetching issuers' JWKS documents: outbound's
+// bounds t, JWKSFetchTimeout overall, and the proxy of HTTPS_PROXY /
+// NO_PROXY (identity providers are often reached through one).
+func NewJWKSClient(t outbound.Timeouts) *http.Client {
+	c := outbound.Client(t, nil)
+	c.Transport.(*http.Transport).Proxy = http.ProxyFromEnvironment
+	c.Timeout = JWKSFetchTimeout
+	return c
 }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/nexixai/agentos/internal/apiclient"
 	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/outbound"
 	"github.com/nexixai/agentos/internal/supervisor"
 )
 
@@ -160,7 +160,7 @@ func (a *authFlags) client(role string) (*apiclient.Client, *supervisor.Node, er
 	if err != nil {
 		return nil, nil, err
 	}
-	c := &apiclient.Client{BaseURL: n.Cfg.OrchestratorURL, PolicyURL: n.Cfg.ModelPolicyURL, HTTP: &http.Client{}}
+	c := &apiclient.Client{BaseURL: n.Cfg.OrchestratorURL, PolicyURL: n.Cfg.ModelPolicyURL, HTTP: outbound.ModelClient(outbound.ForModels(n.Cfg))}
 	tok := firstNonEmpty(a.token, n.Cfg.Token)
 	if tok != "" {
 		c.Token, c.TenantID = tok, a.tenant

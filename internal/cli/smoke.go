@@ -6,13 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
 	"github.com/nexixai/agentos/internal/apiclient"
 	"github.com/nexixai/agentos/internal/config"
 	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/outbound"
 	"github.com/nexixai/agentos/internal/store"
 )
 
@@ -27,7 +27,7 @@ func (v *validator) clients() (tenant, admin *apiclient.Client, creds *Credentia
 		}
 		return nil, nil, nil, &checkError{check: "credentials", next: next, err: err}
 	}
-	base := apiclient.Client{BaseURL: v.n.Cfg.OrchestratorURL, PolicyURL: v.n.Cfg.ModelPolicyURL, HTTP: &http.Client{}}
+	base := apiclient.Client{BaseURL: v.n.Cfg.OrchestratorURL, PolicyURL: v.n.Cfg.ModelPolicyURL, HTTP: outbound.ModelClient(outbound.ForModels(v.n.Cfg))}
 	t, a := base, base
 	t.Token = creds.TenantAdmin.Token
 	a.Token = creds.PlatformAdmin.Token

@@ -12,6 +12,7 @@ import (
 	"github.com/nexixai/agentos/federation/peers"
 	"github.com/nexixai/agentos/federation/pki"
 	"github.com/nexixai/agentos/internal/apiclient"
+	"github.com/nexixai/agentos/internal/outbound"
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/supervisor"
 )
@@ -109,7 +110,8 @@ func probePeer(ctx context.Context, from, to *supervisor.Node) (string, error) {
 		return "", &checkError{check: from.Name + "→" + to.Name + " peer info over mTLS", service: "federation", node: from,
 			next: "agentos up --profile federated", err: fmt.Errorf("node %s certificate: %w", from.Name, err)}
 	}
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: nt.ClientConfig(nil, "")}}
+	hc := outbound.Client(outbound.FromConfig(from.Cfg), nt.ClientConfig(nil, ""))
+	hc.Timeout = 10 * time.Second
 	defer hc.CloseIdleConnections()
 	c := &apiclient.Client{HTTP: hc}
 	base := peerURL(to.Cfg)

@@ -74,6 +74,15 @@ type Config struct {
 	HTTPIdleTimeout       time.Duration // AGENTOS_HTTP_IDLE_TIMEOUT, default 120s: an idle keep-alive connection is closed after it
 	HTTPMaxHeaderBytes    int           // AGENTOS_HTTP_MAX_HEADER_BYTES, default 65536: larger request headers get 431
 
+	// Bounds of every outbound HTTP call (internal/outbound): to this
+	// node's other services, federation peers, model backends, JWKS. None
+	// bounds a response body, so streams last as long as their caller.
+	OutboundDialTimeout                time.Duration // AGENTOS_OUTBOUND_DIAL_TIMEOUT, default 3s: connecting
+	OutboundTLSHandshakeTimeout        time.Duration // AGENTOS_OUTBOUND_TLS_HANDSHAKE_TIMEOUT, default 4s: the TLS handshake
+	OutboundResponseHeaderTimeout      time.Duration // AGENTOS_OUTBOUND_RESPONSE_HEADER_TIMEOUT, default 30s: request sent → response headers
+	OutboundModelResponseHeaderTimeout time.Duration // AGENTOS_OUTBOUND_MODEL_RESPONSE_HEADER_TIMEOUT, default 5m: the same for calls waiting on a model (a non-streamed completion's headers come with its end)
+	OutboundIdleConnTimeout            time.Duration // AGENTOS_OUTBOUND_IDLE_CONN_TIMEOUT, default 90s: an idle keep-alive connection is closed after it
+
 	// Signed audit checkpoints (docs/operations.md, "Audit log"): the file
 	// they are appended to, best kept where the database's administrators
 	// cannot write, and how often the orchestrator writes one.
@@ -239,6 +248,11 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 	r.duration("AGENTOS_HTTP_BODY_TIMEOUT", "30s", &c.HTTPBodyTimeout)
 	r.duration("AGENTOS_HTTP_IDLE_TIMEOUT", "120s", &c.HTTPIdleTimeout)
 	r.duration("AGENTOS_GATEWAY_HEALTH_INTERVAL", "2s", &c.GatewayHealthInterval)
+	r.duration("AGENTOS_OUTBOUND_DIAL_TIMEOUT", "3s", &c.OutboundDialTimeout)
+	r.duration("AGENTOS_OUTBOUND_TLS_HANDSHAKE_TIMEOUT", "4s", &c.OutboundTLSHandshakeTimeout)
+	r.duration("AGENTOS_OUTBOUND_RESPONSE_HEADER_TIMEOUT", "30s", &c.OutboundResponseHeaderTimeout)
+	r.duration("AGENTOS_OUTBOUND_MODEL_RESPONSE_HEADER_TIMEOUT", "5m", &c.OutboundModelResponseHeaderTimeout)
+	r.duration("AGENTOS_OUTBOUND_IDLE_CONN_TIMEOUT", "90s", &c.OutboundIdleConnTimeout)
 	r.boolean("AGENTOS_PPROF", &c.Pprof)
 	r.boolean("AGENTOS_NO_SPINNER", &c.NoSpinner)
 	if v := get("AGENTOS_NODE_B_PORT_OFFSET", "0"); v != "" {
@@ -410,6 +424,16 @@ func (c *Config) Finish() error {
 	}
 	if c.HTTPMaxHeaderBytes <= 0 {
 		c.HTTPMaxHeaderBytes = 64 << 10
+	}
+	for _, d := range []struct {
+		dst *time.Duration
+		def time.Duration
+	}{{&c.OutboundDialTimeout, 3 * time.Second}, {&c.OutboundTLSHandshakeTimeout, 4 * time.Second},
+		{&c.OutboundResponseHeaderTimeout, 30 * time.Second}, {&c.OutboundModelResponseHeaderTimeout, 5 * time.Minute},
+		{&c.OutboundIdleConnTimeout, 90 * time.Second}} {
+		if *d.dst <= 0 {
+			*d.dst = d.def
+		}
 	}
 	switch c.Mode {
 	case ModeDemo, ModeDev, ModeProd:

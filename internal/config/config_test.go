@@ -78,6 +78,25 @@ func TestServerLimitSettings(t *testing.T) {
 	require.ErrorContains(t, err, "AGENTOS_MAX_STREAMS")
 }
 
+func TestOutboundTimeoutSettings(t *testing.T) {
+	t.Parallel()
+	none := filepath.Join(t.TempDir(), "none")
+	c, err := Load(lookupFrom(map[string]string{"AGENTOS_OUTBOUND_RESPONSE_HEADER_TIMEOUT": "250ms"}), none)
+	require.NoError(t, err)
+	require.Equal(t, 250*time.Millisecond, c.OutboundResponseHeaderTimeout)
+	require.Equal(t, 3*time.Second, c.OutboundDialTimeout)
+	require.Equal(t, 4*time.Second, c.OutboundTLSHandshakeTimeout)
+	require.Equal(t, 5*time.Minute, c.OutboundModelResponseHeaderTimeout)
+	require.Equal(t, 90*time.Second, c.OutboundIdleConnTimeout)
+	_, err = Load(lookupFrom(map[string]string{"AGENTOS_OUTBOUND_DIAL_TIMEOUT": "soon"}), none)
+	require.ErrorContains(t, err, "AGENTOS_OUTBOUND_DIAL_TIMEOUT")
+
+	zero := Config{Mode: ModeDev} // built in code: Finish gives the documented defaults
+	require.NoError(t, zero.Finish())
+	require.Equal(t, 30*time.Second, zero.OutboundResponseHeaderTimeout)
+	require.Equal(t, 5*time.Minute, zero.OutboundModelResponseHeaderTimeout)
+}
+
 func TestAuditCheckpointSettings(t *testing.T) {
 	t.Parallel()
 	none := filepath.Join(t.TempDir(), "none")

@@ -4,6 +4,7 @@
 package errs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -31,6 +32,12 @@ const (
 	// MethodNotAllowed: the path exists but not for this method (405 with
 	// an Allow header). Not retryable: the same request fails the same way.
 	MethodNotAllowed Code = "method_not_allowed"
+	// Canceled: the caller gave up (hung up, or canceled the context)
+	// before the work finished. Not in CONTRACT §2 (docs/design.md says
+	// why): it is neither a timeout of ours nor a server error, so it is
+	// answered 499 as nginx does, never counted as a 5xx, and not
+	// retryable (nobody is waiting for the answer).
+	Canceled Code = "canceled"
 )
 
 // Retryable reports whether the contract marks the code retryable.
@@ -108,12 +115,36 @@ func CodeOf(err error) Code {
 	return Internal
 }
 
-// As returns err as an *Error, turning anything else into an internal error
-// whose message hides the cause.
+// As returns err as an *Error: a context error becomes what FromContext
+// makes of it, anything else an internal error whose message hides the
+// cause.
 func As(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
 	}
+	if e := FromContext(err, "operation"); e != nil {
+		return e
+	}
 	return &Error{Code: Internal, Message: "internal error", Err: err}
+}
+
+// FromContext is the one mapping of context errors: an err that is (or
+// wraps) context.DeadlineExceeded is a timeout ("<what> timed out"), one
+// that is context.Canceled is canceled ("<what> canceled"); both wrap err.
+// It returns nil for any other error, so callers write
+//
+//	if e := errs.FromContext(err, "store operation"); e != nil { return e }
+//
+// A deadline wins when err says both.
+func FromContext(err error, what string) *Error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.DeadlineExceeded):
+		return Wrap(Timeout, err, "%s timed out", what)
+	case errors.Is(err, context.Canceled):
+		return Wrap(Canceled, err, "%s canceled", what)
+	}
+	return nil
 }

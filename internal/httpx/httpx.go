@@ -7,6 +7,7 @@
 package httpx
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,7 +39,14 @@ var statusByCode = map[errs.Code]int{
 	errs.Timeout:               http.StatusGatewayTimeout,
 	errs.Internal:              http.StatusInternalServerError,
 	errs.MethodNotAllowed:      http.StatusMethodNotAllowed,
+	errs.Canceled:              StatusClientClosedRequest,
 }
+
+// StatusClientClosedRequest is nginx's 499 "client closed request": the
+// status of a request whose caller hung up before it was answered. It is
+// rarely seen by anyone (the caller is gone); it exists so that access
+// logs and metrics count such requests apart, not as 5xx.
+const StatusClientClosedRequest = 499
 
 // openAITypeByCode maps our codes to the error "type" vocabulary of the
 // OpenAI API, so code written against the official SDKs (err.type) works
@@ -57,6 +65,7 @@ var openAITypeByCode = map[errs.Code]string{
 	errs.Overloaded:            "server_error",
 	errs.Timeout:               "server_error",
 	errs.Internal:              "server_error",
+	errs.Canceled:              "invalid_request_error",
 }
 
 // OpenAIType returns the OpenAI error type for a code.
@@ -92,6 +101,8 @@ func CodeFromStatus(status int) errs.Code {
 		return errs.RateLimited
 	case http.StatusGatewayTimeout:
 		return errs.Timeout
+	case StatusClientClosedRequest:
+		return errs.Canceled
 	case http.StatusServiceUnavailable, http.StatusBadGateway:
 		return errs.DependencyUnavailable
 	}
@@ -175,9 +186,17 @@ func BodyOf(err error) ErrorBody {
 }
 
 // WriteError writes err as the contract's error envelope. Internal errors
-// are logged in full; the caller sees only "internal error".
+// are logged in full; the caller sees only "internal error". An error
+// that stems from a cancellation while the caller has hung up (the
+// request's context is canceled only then) is answered canceled, 499,
+// whatever code a layer on the way gave it: the failure is the caller's
+// leaving, not ours.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	e := errs.As(err)
+	if e.Code != errs.Canceled && r.Context().Err() != nil && errors.Is(err, context.Canceled) {
+		e = errs.Wrap(errs.Canceled, err, "request canceled by the caller")
+		err = e
+	}
 	status := StatusOf(e.Code)
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/httpx"
+	"github.com/nexixai/agentos/internal/outbound"
 )
 
 // HTTPClient is the Port over model-policy's canonical HTTP API
@@ -27,11 +27,12 @@ var _ Port = (*HTTPClient)(nil)
 // NewHTTPClient returns a client of the model-policy service at baseURL
 // (e.g. http://127.0.0.1:50082). authorize, if non-nil, adds the
 // credentials of each request (for example a service token or the demo
-// X-Tenant-Id header); httpClient defaults to a client without timeout, the
-// caller's context bounding every call.
+// X-Tenant-Id header); httpClient defaults to outbound's client for calls
+// waiting on a model (no overall timeout: the caller's context bounds
+// every call).
 func NewHTTPClient(baseURL string, authorize func(req *http.Request, ac auth.Context) error, httpClient *http.Client) *HTTPClient {
 	if httpClient == nil {
-		httpClient = &http.Client{}
+		httpClient = outbound.Client(outbound.ModelDefaults(), nil)
 	}
 	return &HTTPClient{base: strings.TrimRight(baseURL, "/"), authorize: authorize, hc: httpClient}
 }
@@ -152,15 +153,9 @@ func (c *HTTPClient) do(ctx context.Context, ac auth.Context, method, path strin
 	return nil
 }
 
-// transportError maps a failed exchange: the context's deadline is a
-// timeout, its cancellation is returned as context.Canceled, and anything
-// else (refused, reset, DNS) is dependency_unavailable.
+// transportError maps a failed exchange (outbound.Error): the context's
+// deadline is timeout, its cancellation canceled, anything else (refused,
+// reset, DNS, a transport bound) dependency_unavailable.
 func transportError(ctx context.Context, err error) error {
-	switch {
-	case errors.Is(ctx.Err(), context.Canceled):
-		return ctx.Err()
-	case errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
-		return errs.Wrap(errs.Timeout, err, "model-policy did not answer in time")
-	}
-	return errs.Wrap(errs.DependencyUnavailable, err, "model-policy is unreachable")
+	return outbound.Error(ctx, "model-policy", err)
 }

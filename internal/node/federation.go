@@ -13,6 +13,7 @@ import (
 	"github.com/nexixai/agentos/internal/audit"
 	"github.com/nexixai/agentos/internal/config"
 	"github.com/nexixai/agentos/internal/metrics"
+	"github.com/nexixai/agentos/internal/outbound"
 )
 
 // FederationFiles returns where the federation service reads its identity:
@@ -75,7 +76,8 @@ func RunFederation(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
-	dir, err := federation.NewDirectory(federation.DirectoryConfig{Self: cfg.StackID, TLS: nt, PeersFile: files.Peers})
+	dir, err := federation.NewDirectory(federation.DirectoryConfig{Self: cfg.StackID, TLS: nt, PeersFile: files.Peers,
+		Timeouts: outbound.FromConfig(cfg)})
 	if err != nil {
 		return fmt.Errorf("peers file %s: %w", files.Peers, err)
 	}
@@ -94,7 +96,8 @@ func RunFederation(ctx context.Context, cfg config.Config) error {
 		StackID: cfg.StackID, Region: cfg.Region, Environment: cfg.Environment,
 		OrchestratorURL: cfg.OrchestratorURL, ModelPolicyURL: cfg.ModelPolicyURL,
 		Signer: signer, Directory: dir, Store: st, Audit: audit.New(st, sink),
-		Orchestrator: &federation.Orchestrator{BaseURL: cfg.OrchestratorURL, Minter: nodeKey},
+		Orchestrator: &federation.Orchestrator{BaseURL: cfg.OrchestratorURL, Minter: nodeKey,
+			HTTP: outbound.Client(outbound.FromConfig(cfg), nil)},
 		Authenticate: authn.Middleware, Logger: log, Registry: registry,
 		MaxConcurrentRuns: cfg.QuotaConcurrentRuns, ToolHosting: true,
 		MaxEventStreams: maxStreams, TenantStreams: cfg.QuotaMaxStreams,

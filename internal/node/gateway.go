@@ -12,6 +12,7 @@ import (
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/config"
 	"github.com/nexixai/agentos/internal/metrics"
+	"github.com/nexixai/agentos/internal/outbound"
 )
 
 // RunGateway serves the gateway until ctx ends. Its upstreams come from
@@ -30,7 +31,7 @@ func RunGateway(ctx context.Context, cfg config.Config) error {
 		}
 	}
 	gc := gateway.Config{Upstreams: ups, HealthInterval: cfg.GatewayHealthInterval, Logger: log,
-		Registry: metrics.NewRegistry(), RootCAs: gatewayRoots(cfg)}
+		Registry: metrics.NewRegistry(), RootCAs: gatewayRoots(cfg), Timeouts: outbound.ForModels(cfg)}
 	if len(ups.Dedicated) > 0 {
 		st, err := openStore(ctx, cfg)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/nexixai/agentos/internal/audit"
 	"github.com/nexixai/agentos/internal/config"
 	"github.com/nexixai/agentos/internal/metrics"
+	"github.com/nexixai/agentos/internal/outbound"
 	"github.com/nexixai/agentos/internal/tenancy"
 	"github.com/nexixai/agentos/internal/version"
 	"github.com/nexixai/agentos/modelpolicy"
@@ -48,6 +49,7 @@ func RunModelPolicy(ctx context.Context, cfg config.Config) error {
 		Store: st, Authenticate: authn.Middleware, Limiter: tenancy.NewLimiter(), Audit: audit.New(st, sink),
 		Catalogue: cat, Registry: registry, Logger: log, NodeID: cfg.StackID,
 		DefaultInvokeQPS: cfg.QuotaInvokeQPS, Version: version.Version,
+		HTTPClient: outbound.ModelClient(outbound.ForModels(cfg)),
 		// st already serves tenants through storecache; a second cache in
 		// model-policy would only add staleness.
 		TenantTTL: -1,

@@ -18,6 +18,7 @@ import (
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/config"
 	"github.com/nexixai/agentos/internal/httpx"
+	"github.com/nexixai/agentos/internal/outbound"
 	"github.com/nexixai/agentos/internal/queue"
 	queuepostgres "github.com/nexixai/agentos/internal/queue/postgres"
 	queuesqlite "github.com/nexixai/agentos/internal/queue/sqlite"
@@ -108,7 +109,8 @@ func newAuthenticator(cfg config.Config, st authStore, signer *auth.NodeSigner, 
 	}
 	issuers = append(issuers, signer.IssuerFor(service))
 	return auth.New(auth.Config{Mode: cfg.Mode, Tenants: st, Tokens: st,
-		Issuers: issuers, BootstrapToken: cfg.BootstrapAdminToken, OnFailure: onFailure})
+		Issuers: issuers, BootstrapToken: cfg.BootstrapAdminToken, OnFailure: onFailure,
+		HTTPClient: auth.NewJWKSClient(outbound.FromConfig(cfg))})
 }
 
 // jwtIssuers returns the JWT issuers the operator configured (CONTRACT §3):

@@ -13,6 +13,7 @@ import (
 	"github.com/nexixai/agentos/internal/events"
 	"github.com/nexixai/agentos/internal/metrics"
 	"github.com/nexixai/agentos/internal/modelport"
+	"github.com/nexixai/agentos/internal/outbound"
 	"github.com/nexixai/agentos/internal/tenancy"
 	"github.com/nexixai/agentos/internal/tools"
 	"github.com/nexixai/agentos/internal/tools/builtin"
@@ -75,7 +76,10 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 		r.Header.Set("Authorization", "Bearer "+tok)
 		return nil
 	}
-	model := modelport.NewHTTPClient(cfg.ModelPolicyURL, mint, &http.Client{Timeout: 5 * time.Minute})
+	// No overall client timeout: the run's context bounds each call, and
+	// the outbound bounds (ForModels) a model-policy that stops answering.
+	model := modelport.NewHTTPClient(cfg.ModelPolicyURL, mint, outbound.Client(outbound.ForModels(cfg), nil))
+	health := outbound.Client(outbound.FromConfig(cfg), nil)
 
 	registry := metrics.NewRegistry()
 	authn, err := newAuthenticator(cfg, st, signer, agentorchestrator.ServiceName, metrics.NewAuthFailures(registry, agentorchestrator.ServiceName))
@@ -87,9 +91,9 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 		Limiter: tenancy.NewLimiter(), Model: model, Tools: reg, Registry: registry, Logger: log, Node: cfg,
 		Executors: cfg.Executors,
 		ReadyChecks: map[string]func(context.Context) error{
-			"model-policy": func(ctx context.Context) error { return pingHealth(ctx, cfg.ModelPolicyURL+"/v1/health") },
+			"model-policy": func(ctx context.Context) error { return pingHealth(ctx, health, cfg.ModelPolicyURL+"/v1/health") },
 		},
-		ModelProbe: func(ctx context.Context) error { return pingHealth(ctx, cfg.ModelPolicyURL+"/v1/health") },
+		ModelProbe: func(ctx context.Context) error { return pingHealth(ctx, health, cfg.ModelPolicyURL+"/v1/health") },
 	})
 	if err != nil {
 		return err
@@ -115,12 +119,12 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 }
 
 // pingHealth checks a dependency's health endpoint.
-func pingHealth(ctx context.Context, url string) error {
+func pingHealth(ctx context.Context, hc *http.Client, url string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("unreachable: %w", err)
 	}

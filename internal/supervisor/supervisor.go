@@ -23,6 +23,7 @@ import (
 	"github.com/nexixai/agentos/federation"
 	"github.com/nexixai/agentos/internal/apiclient"
 	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/outbound"
 )
 
 // Service is one supervised AgentOS process of a node.
@@ -458,8 +459,8 @@ func nodeTransport(cfg config.Config) http.RoundTripper {
 	if pem, err := os.ReadFile(federation.FilesIn(cfg.Home).CA); err == nil {
 		pool.AppendCertsFromPEM(pem)
 	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	t := outbound.Transport(outbound.FromConfig(cfg), &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	t.Proxy = http.ProxyFromEnvironment // as http.DefaultTransport did (loopback is never proxied)
 	return t
 }
 

@@ -3,7 +3,6 @@ package tools
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"runtime/debug"
 	"time"
@@ -29,7 +28,7 @@ const MaxOutputBytes = 1 << 20
 //   - input not matching the schema: invalid_request naming the field;
 //   - the deadline passed (this timeout or ctx's): timeout, wrapping
 //     context.DeadlineExceeded;
-//   - ctx canceled: conflict ("tool call canceled"), wrapping
+//   - ctx canceled: canceled (errs.FromContext), wrapping
 //     context.Canceled (and the cancel cause, if any), so callers tell a
 //     cancellation from a timeout with errors.Is(err, context.Canceled);
 //   - the tool panicked: internal_error;
@@ -112,9 +111,10 @@ func InvokeTool(ctx context.Context, t Tool, call Call, timeout time.Duration) (
 }
 
 // ContextError turns the error of a done ctx into the *errs.Error a tool
-// returns: timeout wrapping context.DeadlineExceeded when the deadline
-// passed, conflict wrapping context.Canceled (and the cancel cause, if any)
-// when ctx was canceled. It returns nil when ctx is not done.
+// returns (errs.FromContext): timeout wrapping context.DeadlineExceeded
+// when the deadline passed, canceled wrapping context.Canceled (and the
+// cancel cause, if any) when ctx was canceled. It returns nil when ctx is
+// not done.
 func ContextError(ctx context.Context, toolID string) error {
 	err := ctx.Err()
 	if err == nil {
@@ -124,8 +124,5 @@ func ContextError(ctx context.Context, toolID string) error {
 	if cause != nil && cause != err {
 		err = fmt.Errorf("%w: %w", err, cause)
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return errs.Wrap(errs.Timeout, err, "tool %s timed out", toolID)
-	}
-	return errs.Wrap(errs.Conflict, err, "tool call canceled")
+	return errs.FromContext(err, "tool "+toolID)
 }

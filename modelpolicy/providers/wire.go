@@ -5,16 +5,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/httpx"
+	"github.com/nexixai/agentos/internal/outbound"
 )
 
 // SetTraceparent sets the W3C traceparent header of an outgoing backend
@@ -53,24 +52,12 @@ func StatusError(backend string, status int, msg string) *errs.Error {
 	return (&errs.Error{Code: code, Message: fmt.Sprintf("backend %s answered %d: %s", backend, status, truncate(msg, 300))}).WithDetails(details)
 }
 
-// TransportError maps a failed HTTP exchange: the caller's deadline is a
-// timeout, the caller's cancellation is returned as is (context.Canceled),
-// anything else (refused, reset, DNS) is dependency_unavailable.
+// TransportError maps a failed HTTP exchange (outbound.Error): the
+// caller's deadline is timeout, the caller's leaving canceled (both wrap
+// the context's error), anything else (refused, reset, DNS, a transport
+// bound such as the response-header timeout) dependency_unavailable.
 func TransportError(ctx context.Context, backend string, err error) error {
-	if ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled) {
-		return ctx.Err()
-	}
-	if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
-		return (&errs.Error{Code: errs.Timeout, Message: "backend " + backend + " did not answer in time", Err: err}).
-			WithDetails(map[string]any{"backend": backend})
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return (&errs.Error{Code: errs.Timeout, Message: "backend " + backend + " did not answer in time", Err: err}).
-			WithDetails(map[string]any{"backend": backend})
-	}
-	return (&errs.Error{Code: errs.DependencyUnavailable, Message: "backend " + backend + " is unreachable", Err: err}).
-		WithDetails(map[string]any{"backend": backend})
+	return outbound.Error(ctx, "backend "+backend, err).WithDetails(map[string]any{"backend": backend})
 }
 
 // BadResponse is the error for a backend answer that cannot be understood.

@@ -1,7 +1,6 @@
 package sqlstore
 
 import (
-	"context"
 	"errors"
 
 	"github.com/nexixai/agentos/internal/errs"
@@ -9,7 +8,7 @@ import (
 
 // MapError turns err into an errs error. It maps what every driver shares
 // (nil, an error already mapped, noRows, the driver's "no rows" sentinel,
-// and the context's deadline and cancellation) and hands anything else to
+// and the context's deadline and cancellation, mapped once by errs.FromContext) and hands anything else to
 // native, the adapter's mapping of its driver's own errors. what names the
 // object for messages.
 func MapError(err error, what string, noRows error, native func(err error, what string) error) error {
@@ -23,11 +22,8 @@ func MapError(err error, what string, noRows error, native func(err error, what 
 	if errors.Is(err, noRows) {
 		return errs.E(errs.NotFound, "%s not found", what)
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return errs.Wrap(errs.Timeout, err, "store operation timed out")
-	}
-	if errors.Is(err, context.Canceled) {
-		return errs.Wrap(errs.Timeout, err, "store operation canceled")
+	if e := errs.FromContext(err, "store operation"); e != nil {
+		return e
 	}
 	return native(err, what)
 }

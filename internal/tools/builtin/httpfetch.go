@@ -16,6 +16,7 @@ import (
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/httpx"
+	"github.com/nexixai/agentos/internal/outbound"
 	"github.com/nexixai/agentos/internal/tools"
 )
 
@@ -117,23 +118,22 @@ func HTTPFetch(cfg HTTPFetchConfig) tools.Tool {
 // redirect, the addresses and names HTTPFetch refuses, unless cfg.Allow
 // permits them; a refusal is a forbidden *errs.Error naming the address.
 // It follows at most cfg.MaxRedirects redirects, to http and https only,
-// and uses no proxy. cfg.Timeout bounds TLS handshakes; callers bound whole
-// requests with their context. Other tools that call URLs a tenant chose
+// and uses no proxy. cfg.Timeout bounds connecting, TLS handshakes and
+// the wait for response headers; callers bound whole requests with their
+// context. Other tools that call URLs a tenant chose
 // (webhook tools) use it so that one allowlist, AGENTOS_HTTP_FETCH_ALLOW,
 // governs them all.
 func GuardedClient(cfg HTTPFetchConfig) *http.Client {
 	cfg = cfg.withDefaults()
-	g := &guard{allow: cfg.Allow, resolver: cfg.Resolver}
-	tr := &http.Transport{
-		Proxy:                  nil, // a proxy would connect on our behalf, past the guard
-		DialContext:            g.dialContext,
-		ForceAttemptHTTP2:      true,
-		MaxIdleConns:           16,
-		IdleConnTimeout:        30 * time.Second,
-		TLSHandshakeTimeout:    cfg.Timeout,
-		MaxResponseHeaderBytes: 64 << 10,
-		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12},
-	}
+	// outbound's transport (no proxy: a proxy would connect on our behalf,
+	// past the guard), dialing through the guard; every phase is bounded
+	// by the fetch's own timeout, as the whole fetch is.
+	g := &guard{allow: cfg.Allow, resolver: cfg.Resolver, dialer: net.Dialer{Timeout: cfg.Timeout}}
+	tr := outbound.Transport(outbound.Timeouts{Dial: cfg.Timeout, TLSHandshake: cfg.Timeout,
+		ResponseHeader: cfg.Timeout, IdleConn: 30 * time.Second}, &tls.Config{MinVersion: tls.VersionTLS12})
+	tr.DialContext = g.dialContext
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 16, 2
+	tr.MaxResponseHeaderBytes = 64 << 10
 	maxRedirects := cfg.MaxRedirects
 	return &http.Client{
 		Transport: tr,

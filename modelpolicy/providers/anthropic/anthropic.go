@@ -16,6 +16,7 @@ import (
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/modelport"
+	"github.com/nexixai/agentos/internal/outbound"
 	"github.com/nexixai/agentos/modelpolicy/providers"
 )
 
@@ -24,10 +25,11 @@ const APIVersion = "2023-06-01"
 
 // Config configures an Anthropic backend.
 type Config struct {
-	Name       string
-	BaseURL    string // default https://api.anthropic.com
-	APIKey     string
-	Headers    map[string]string
+	Name    string
+	BaseURL string // default https://api.anthropic.com
+	APIKey  string
+	Headers map[string]string
+	// HTTPClient defaults to outbound.ModelClient(outbound.ModelDefaults()).
 	HTTPClient *http.Client
 	// DefaultMaxTokens is sent when the request sets none (the API requires
 	// max_tokens; default 1024).
@@ -49,7 +51,7 @@ func New(cfg Config) *Provider {
 		cfg.Name = "anthropic"
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{}
+		cfg.HTTPClient = outbound.ModelClient(outbound.ModelDefaults())
 	}
 	if cfg.DefaultMaxTokens <= 0 {
 		cfg.DefaultMaxTokens = 1024

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/modelport"
+	"github.com/nexixai/agentos/internal/outbound"
 	"github.com/nexixai/agentos/modelpolicy/providers"
 )
 
@@ -34,7 +35,9 @@ type Config struct {
 	// NoStreamUsage stops sending stream_options.include_usage (for servers
 	// that reject it); usage is then estimated.
 	NoStreamUsage bool
-	// HTTPClient defaults to a client without timeout (the caller's context bounds calls).
+	// HTTPClient defaults to outbound.ModelClient(outbound.ModelDefaults()):
+	// connect, TLS and response-header bounds, no overall timeout (the
+	// caller's context bounds calls, streams included).
 	HTTPClient *http.Client
 }
 
@@ -53,7 +56,7 @@ func New(cfg Config) *Provider {
 		cfg.MaxTokensField = "max_tokens"
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{}
+		cfg.HTTPClient = outbound.ModelClient(outbound.ModelDefaults())
 	}
 	return &Provider{cfg: cfg}
 }
