@@ -593,3 +593,14 @@ func TestSchemaValidatorRefuses(t *testing.T) {
 	require.Error(t, err, "%s", out)
 	require.Contains(t, out, "spec/template/spec must have required property containers")
 }
+
+// TestChartLint: helm's own linter, strict (warnings fail), on both
+// values files.
+func TestChartLint(t *testing.T) {
+	for _, values := range []string{"testdata/prod.yaml", "testdata/everything.yaml"} {
+		cmd := exec.Command(helm(t), "lint", "--strict", chartWithoutNATS(t), "-f", values)
+		out, err := cmd.CombinedOutput()
+		require.NoErrorf(t, err, "helm lint --strict -f %s:\n%s", values, out)
+		require.Containsf(t, string(out), "0 chart(s) failed", "helm lint -f %s:\n%s", values, out)
+	}
+}
