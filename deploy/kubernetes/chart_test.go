@@ -519,6 +519,11 @@ func TestChartRefusesIncompleteValues(t *testing.T) {
 		{"no secrets at all", []string{"--set", "federation.identitySecret=x"}, "secrets.create.storeURL"},
 		{"no node key", []string{"--set", "federation.identitySecret=x", "--set", "secrets.create.storeURL=postgres://db/agentos"}, "secrets.create.nodeKey"},
 		{"prod federation without identity", []string{"--set", "secrets.existingSecret=s"}, "federation.identitySecret is required in prod"},
+		// values.schema.json: a misspelt key or an unknown mode is refused
+		// instead of silently ignored.
+		{"misspelt key", []string{"-f", "testdata/prod.yaml", "--set", "modelpolicy.catalogue=x"}, "additional properties 'modelpolicy' not allowed"},
+		{"misspelt service key", []string{"-f", "testdata/prod.yaml", "--set", "gateway.ingresFrom[0].ipBlock.cidr=10.0.0.0/8"}, "additional properties 'ingresFrom' not allowed"},
+		{"unknown mode", []string{"-f", "testdata/prod.yaml", "--set", "mode=production"}, "/mode"},
 		{"short bootstrap token", []string{"-f", "testdata/prod.yaml", "--set", "secrets.existingSecret=", "--set", "secrets.create.storeURL=postgres://db/a",
 			"--set", "secrets.create.nodeKey=k", "--set", "secrets.create.bootstrapAdminToken=short"}, "at least 32 characters"},
 	} {
