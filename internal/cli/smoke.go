@@ -54,6 +54,9 @@ func (v *validator) smoke(ctx context.Context) error {
 		{name: "header auth for mode", service: "orchestrator", fn: s.headerAuth},
 		{name: "cross-tenant isolation", service: "orchestrator", fn: s.isolation},
 	}
+	if isCluster(v.n) {
+		checks = append(checks, s.clusterChecks()...)
+	}
 	if err := v.runChecks(ctx, "smoke tests passed", checks, &v.rep.Smoke); err != nil {
 		return err
 	}

@@ -134,11 +134,15 @@ func nodeStatus(ctx context.Context, n *supervisor.Node) NodeStatus {
 	}
 	for _, s := range n.Services {
 		ps := n.Inspect(ctx, s)
-		ss := ServiceStatus{Name: s.Name, PID: ps.PID, Version: ps.Version, Address: s.Addr, URL: s.URL, Error: ps.Err}
+		ss := ServiceStatus{Name: s.Name, PID: ps.PID, Version: ps.Version, Address: s.Addr, URL: s.DisplayURL(), Error: ps.Err}
 		if fi, err := os.Stat(n.LogFile(s.Name)); err == nil {
 			ss.LogBytes = fi.Size()
 		}
 		switch {
+		case s.External && ps.Healthy:
+			ss.State = "healthy (external)"
+		case s.External:
+			ss.State = "unreachable (external)"
 		case ps.Healthy && ps.Alive:
 			ss.State = "healthy"
 		case ps.Healthy:

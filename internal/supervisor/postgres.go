@@ -160,8 +160,9 @@ func (postgresProc) prepare(n *Node, s Service) error {
 	return nil
 }
 
-// ownedDir makes dir (0700) belong to cred's user and checks that user
-// can reach it (a private parent directory would stop it).
+// ownedDir makes dir (0700) belong to cred's user, lets that user search
+// its parent (the home), and checks it can reach dir (a private directory
+// above the home would stop it).
 func ownedDir(dir string, cred *syscall.Credential) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -171,6 +172,13 @@ func ownedDir(dir string, cred *syscall.Credential) error {
 	}
 	if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
 		return err
+	}
+	// The home is often private (0700): let the server's user through it
+	// (search only, o+x; what it holds keeps its own modes).
+	if st, err := os.Stat(filepath.Dir(dir)); err == nil && st.Mode().Perm()&0o001 == 0 {
+		if err := os.Chmod(filepath.Dir(dir), st.Mode().Perm()|0o001); err != nil {
+			return err
+		}
 	}
 	probe := exec.Command("test", "-w", dir)
 	probe.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
