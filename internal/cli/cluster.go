@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -214,18 +215,22 @@ func clusterUpstreams(n *supervisor.Node) gateway.Upstreams {
 	return u
 }
 
-// writeUpstreams writes the gateway's upstreams file for n's replicas.
-func writeUpstreams(n *supervisor.Node) error {
+// writeUpstreams writes the gateway's upstreams file for n's replicas
+// and reports whether it changed (the gateway reads it at start only).
+func writeUpstreams(n *supervisor.Node) (bool, error) {
 	u := clusterUpstreams(n)
 	if err := u.Validate(); err != nil {
-		return err
+		return false, err
 	}
 	b, err := yaml.Marshal(u)
 	if err != nil {
-		return err
+		return false, err
 	}
-	head := "# Written by `agentos up --profile cluster` from its replicas; up rewrites it.\n"
-	return os.WriteFile(upstreamsFile(n.Cfg.Home), append([]byte(head), b...), 0o644)
+	b = append([]byte("# Written by `agentos up --profile cluster` from its replicas; up rewrites it.\n"), b...)
+	if old, err := os.ReadFile(upstreamsFile(n.Cfg.Home)); err == nil && bytes.Equal(old, b) {
+		return false, nil
+	}
+	return true, os.WriteFile(upstreamsFile(n.Cfg.Home), b, 0o644)
 }
 
 // loadCluster makes n the cluster profile when cluster.json exists under

@@ -29,19 +29,30 @@ func setupCluster(n *supervisor.Node, o *upOptions) error {
 	return applyCluster(n, clusterSpec{replicas: o.replicas, postgresURL: n.Cfg.PostgresURL})
 }
 
-// preflightCluster records the profile (cluster.json) and writes the
-// gateway's upstreams file. Replicas left running beyond a smaller
-// --replicas are stopped by boot, as they are no longer listed.
+// preflightCluster stops the replicas a smaller --replicas drops, records
+// the profile (cluster.json) and writes the gateway's upstreams file; when
+// the list changed (another --replicas, other ports) it stops the gateway,
+// which reads the file at start only, for boot to start it again.
 func preflightCluster(n *supervisor.Node, o upOptions) error {
 	if o.replicas < 1 {
 		return &checkError{check: "preflight profile", next: "agentos up --profile cluster --replicas 2", err: validReplicas(o.replicas)}
+	}
+	if err := stopSurplus(n, o.replicas); err != nil {
+		return &checkError{check: "preflight surplus replicas", next: "agentos status", err: err}
 	}
 	st := clusterState{Replicas: o.replicas, ExternalPostgres: n.Cfg.PostgresURL != ""}
 	if err := writeClusterState(n.Cfg.Home, st); err != nil {
 		return &checkError{check: "preflight cluster settings", next: "agentos up --home <writable dir>", err: err}
 	}
-	if err := writeUpstreams(n); err != nil {
+	changed, err := writeUpstreams(n)
+	if err != nil {
 		return &checkError{check: "preflight gateway upstreams", next: "agentos up --profile cluster --replicas 2", err: err}
+	}
+	if changed {
+		// A running gateway still has the old list: boot starts it again.
+		if _, err := n.Stop("gateway", 15*time.Second); err != nil {
+			return &checkError{check: "preflight gateway upstreams", service: "gateway", next: "agentos status", err: err}
+		}
 	}
 	return nil
 }
@@ -143,4 +154,21 @@ func printClusterAddresses(out io.Writer, n *supervisor.Node) {
 	fmt.Fprintf(out, "  Upstreams:       %s\n", upstreamsFile(n.Cfg.Home))
 	fmt.Fprintln(out, "  The addresses below are the first replicas'.")
 	fmt.Fprintln(out)
+}
+
+// stopSurplus stops the replicas numbered above keep that the last up
+// started (cluster.json's count), before the gateway's list shrinks.
+func stopSurplus(n *supervisor.Node, keep int) error {
+	st, ok, err := readClusterState(n.Cfg.Home)
+	if err != nil || !ok {
+		return err
+	}
+	for k := st.Replicas; k > keep; k-- {
+		for _, kind := range []string{"orchestrator", "model-policy"} {
+			if _, err := n.Stop(replicaName(kind, k), 15*time.Second); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
