@@ -188,3 +188,13 @@ func TestPortFlag(t *testing.T) {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+func TestDefaultProfile(t *testing.T) {
+	t.Parallel()
+	home := t.TempDir()
+	require.Equal(t, profileLocal, defaultProfile("", home))
+	require.Equal(t, profileFederated, defaultProfile(profileFederated, home))
+	require.NoError(t, writeClusterState(home, clusterState{Replicas: 2}))
+	require.Equal(t, profileCluster, defaultProfile("", home), "after up --profile cluster, plain up and validate mean it")
+	require.Equal(t, profileLocal, defaultProfile(profileLocal, home))
+}

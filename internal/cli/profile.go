@@ -70,6 +70,19 @@ func resolveProfile(flag, home string) (string, error) {
 	return "", fmt.Errorf("profile %q is not supported by this build (want local, federated or cluster)", flag)
 }
 
+// defaultProfile is up's and validate's --profile: as given, else cluster
+// when the last up made one under home, else local (federated is asked
+// for by name).
+func defaultProfile(flag, home string) string {
+	switch {
+	case flag != "":
+		return flag
+	case fileExists(clusterStateFile(home)):
+		return profileCluster
+	}
+	return profileLocal
+}
+
 // portOffset returns --node-b-port-offset, else node A's
 // AGENTOS_NODE_B_PORT_OFFSET (a.NodeBPortOffset), else the offset recorded
 // in node B's node.env by the last up, else DefaultNodeBPortOffset.

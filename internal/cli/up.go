@@ -73,7 +73,7 @@ created on one replica from another and cancels one through the gateway.`,
 		Args: cobra.NoArgs,
 	}
 	cf := bindConfigFlags(cmd)
-	bindUpFlags(cmd, &o, profileLocal, "local, federated (two nodes on this machine), or cluster (replicas on PostgreSQL behind the gateway)")
+	bindUpFlags(cmd, &o, "", "local, federated (two nodes on this machine), or cluster (replicas on PostgreSQL behind the gateway); default: cluster when the last up made one, else local")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		return runUpCmd(cmd, cf, o, "up")
 	}
@@ -86,6 +86,9 @@ func runUpCmd(cmd *cobra.Command, cf *configFlags, o upOptions, action string) e
 	n, err := nodeFromFlags(cf)
 	if err != nil {
 		return &ExitError{Code: 2, Err: fmt.Errorf("preflight: config invalid: %w", err)}
+	}
+	if action == "up" {
+		o.profile = defaultProfile(o.profile, n.Cfg.Home)
 	}
 	if o.profile, err = resolveProfile(o.profile, n.Cfg.Home); err != nil {
 		return &ExitError{Code: 2, Err: fmt.Errorf("preflight: %w", err)}

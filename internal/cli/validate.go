@@ -71,14 +71,7 @@ last through the gateway, reading its state back from the first.`,
 		if err != nil {
 			return err
 		}
-		if profile == "" {
-			// The cluster is the default once up made one; federated is
-			// asked for by name, as before.
-			profile = profileLocal
-			if fileExists(clusterStateFile(n.Cfg.Home)) {
-				profile = profileCluster
-			}
-		}
+		profile = defaultProfile(profile, n.Cfg.Home)
 		if profile, err = resolveProfile(profile, n.Cfg.Home); err != nil {
 			return &ExitError{Code: 2, Err: err}
 		}
