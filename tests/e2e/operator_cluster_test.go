@@ -63,6 +63,13 @@ func TestOperatorClusterProfile(t *testing.T) {
 		require.NotEmpty(t, p.URL, name)
 	}
 
+	require.Contains(t, procs[0].URL, ":xxxxx@", "status hides the PostgreSQL password")
+	for _, name := range []string{"orchestrator-2", "postgres", "gateway"} {
+		out, code = n.run("logs", name, "--tail", "5")
+		require.Equal(t, 0, code, "logs %s: %s", name, out)
+		require.NotEmpty(t, strings.TrimSpace(out), name)
+	}
+
 	// The profile's PostgreSQL is durable, unlike the test script's.
 	pgPort, _ := strconv.Atoi(gw[strings.LastIndexByte(gw, ':')+1:])
 	conn, err := pgx.Connect(context.Background(), fmt.Sprintf("postgres://agentos:%s@127.0.0.1:%d/agentos?sslmode=disable",
