@@ -143,3 +143,27 @@ func waitTerminal(ctx context.Context, c *apiclient.Client, runID string) (store
 		}
 	}
 }
+
+// sumMetrics is base's metrics, or in the cluster profile the sum over
+// every replica of kind: a run created on one replica may execute on
+// another (they share the queue).
+func sumMetrics(ctx context.Context, n *supervisor.Node, kind, base string) (map[string]float64, error) {
+	urls := []string{base}
+	if isCluster(n) {
+		urls = nil
+		for _, s := range servicesOf(n, kind) {
+			urls = append(urls, s.URL)
+		}
+	}
+	sum := map[string]float64{}
+	for _, u := range urls {
+		m, err := apiclient.Metrics(ctx, n.HTTP, u)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range m {
+			sum[k] += v
+		}
+	}
+	return sum, nil
+}
