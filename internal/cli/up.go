@@ -363,41 +363,9 @@ func boot(ctx context.Context, a *supervisor.Node, p *Progress, rep *Report, o u
 // bootNode starts one node's services; healthy counts across nodes.
 func bootNode(ctx context.Context, n *supervisor.Node, p *Progress, rep *Report, o upOptions, restartAll bool, healthy *int, total int) error {
 	for _, s := range n.Services {
-		st := n.Inspect(ctx, s)
-		sr := ServiceReport{Name: s.Name, Node: n.Name, PID: st.PID, Address: s.Addr, URL: s.DisplayURL(), LogFile: n.LogFile(s.Name)}
-		switch {
-		case s.External && !st.Healthy:
-			return &checkError{check: "boot " + s.Name, service: s.Name, node: n, next: "check AGENTOS_POSTGRES_URL",
-				err: fmt.Errorf("external %s at %s: %s", s.Name, s.DisplayURL(), st.Err)}
-		case s.External:
-			sr.Action, sr.PID = "external", 0
-		case st.Healthy && st.Alive:
-			sr.Action = "left running"
-		case st.Healthy:
-			sr.Action = "left running (not started by agentos up: no live pid file)"
-			sr.PID = 0
-		default:
-			sr.Action = "started"
-			if st.Alive {
-				sr.Action = "restarted (was unhealthy)"
-				if _, err := n.Stop(s.Name, 10*time.Second); err != nil {
-					return &checkError{check: "restart " + n.Label(s.Name), service: s.Name, node: n, next: "agentos status", err: err}
-				}
-			} else if st.PID != 0 {
-				sr.Action = "restarted (stale pid file)"
-			}
-			if restartAll {
-				sr.Action = "restarted"
-			}
-			p.Status(fmt.Sprintf("starting %s on %s", n.Label(s.Name), s.Addr))
-			pid, err := n.Start(s)
-			if err != nil {
-				return &checkError{check: "boot " + n.Label(s.Name), service: s.Name, node: n, next: "agentos logs " + s.Name + n.NodeFlag(), err: err}
-			}
-			sr.PID = pid
-			if err := n.WaitHealthy(ctx, s, pid, o.bootTimeout); err != nil {
-				return &checkError{check: "boot " + n.Label(s.Name), service: s.Name, node: n, next: "agentos logs " + s.Name + n.NodeFlag() + " --tail 100", err: err}
-			}
+		sr, err := bootService(ctx, n, p, s, o, restartAll)
+		if err != nil {
+			return err
 		}
 		if err := afterHealthy(ctx, s); err != nil {
 			return &checkError{check: "boot " + s.Name, service: s.Name, node: n, next: "agentos logs " + s.Name + " --tail 100", err: err}
@@ -412,6 +380,55 @@ func bootNode(ctx context.Context, n *supervisor.Node, p *Progress, rep *Report,
 		p.Info("%-15s %-6s pid %-7d %s", n.Label(s.Name), "up", sr.PID, sr.Action)
 	}
 	return nil
+}
+
+// bootService leaves a healthy service running (an external one is only
+// checked) and starts or restarts any other, waiting until it is healthy.
+func bootService(ctx context.Context, n *supervisor.Node, p *Progress, s supervisor.Service, o upOptions, restartAll bool) (ServiceReport, error) {
+	st := n.Inspect(ctx, s)
+	sr := ServiceReport{Name: s.Name, Node: n.Name, PID: st.PID, Address: s.Addr, URL: s.DisplayURL(), LogFile: n.LogFile(s.Name)}
+	switch {
+	case s.External && !st.Healthy:
+		return sr, &checkError{check: "boot " + s.Name, service: s.Name, node: n, next: "check AGENTOS_POSTGRES_URL",
+			err: fmt.Errorf("external %s at %s: %s", s.Name, s.DisplayURL(), st.Err)}
+	case s.External:
+		sr.Action, sr.PID = "external", 0
+	case st.Healthy && st.Alive:
+		sr.Action = "left running"
+	case st.Healthy:
+		sr.Action = "left running (not started by agentos up: no live pid file)"
+		sr.PID = 0
+	default:
+		return startService(ctx, n, p, s, st, sr, o, restartAll)
+	}
+	return sr, nil
+}
+
+// startService starts a service that is not healthy (stopping its
+// process first if it is alive) and waits until it is.
+func startService(ctx context.Context, n *supervisor.Node, p *Progress, s supervisor.Service, st supervisor.ProcState, sr ServiceReport, o upOptions, restartAll bool) (ServiceReport, error) {
+	sr.Action = "started"
+	if st.Alive {
+		sr.Action = "restarted (was unhealthy)"
+		if _, err := n.Stop(s.Name, 10*time.Second); err != nil {
+			return sr, &checkError{check: "restart " + n.Label(s.Name), service: s.Name, node: n, next: "agentos status", err: err}
+		}
+	} else if st.PID != 0 {
+		sr.Action = "restarted (stale pid file)"
+	}
+	if restartAll {
+		sr.Action = "restarted"
+	}
+	p.Status(fmt.Sprintf("starting %s on %s", n.Label(s.Name), s.Addr))
+	pid, err := n.Start(s)
+	if err != nil {
+		return sr, &checkError{check: "boot " + n.Label(s.Name), service: s.Name, node: n, next: "agentos logs " + s.Name + n.NodeFlag(), err: err}
+	}
+	sr.PID = pid
+	if err := n.WaitHealthy(ctx, s, pid, o.bootTimeout); err != nil {
+		return sr, &checkError{check: "boot " + n.Label(s.Name), service: s.Name, node: n, next: "agentos logs " + s.Name + n.NodeFlag() + " --tail 100", err: err}
+	}
+	return sr, nil
 }
 
 // seededAgents are the agents demo/dev seeding creates (CONTRACT §7).
