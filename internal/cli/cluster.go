@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -70,6 +71,9 @@ func readClusterState(home string) (st clusterState, ok bool, err error) {
 func writeClusterState(home string, st clusterState) error {
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(home, 0o755); err != nil {
 		return err
 	}
 	return os.WriteFile(clusterStateFile(home), append(b, '\n'), 0o644)
@@ -168,10 +172,14 @@ func replicas(n *supervisor.Node, kind string, count int, env func(k int) []stri
 }
 
 // postgresService is the managed server on the gateway's port plus
-// PostgresPortOffset, or the external one at url.
-func postgresService(n *supervisor.Node, url string) (supervisor.Service, error) {
-	if url != "" {
-		return supervisor.Service{Name: "postgres", Kind: supervisor.KindPostgres, URL: url, External: true}, nil
+// PostgresPortOffset, or the external one at raw (AGENTOS_POSTGRES_URL).
+func postgresService(n *supervisor.Node, raw string) (supervisor.Service, error) {
+	if raw != "" {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+			return supervisor.Service{}, fmt.Errorf("AGENTOS_POSTGRES_URL %q: want postgres://user:password@host:port/database", supervisor.Service{URL: raw}.DisplayURL())
+		}
+		return supervisor.Service{Name: "postgres", Kind: supervisor.KindPostgres, Addr: u.Host, URL: raw, External: true}, nil
 	}
 	addr, err := shiftPort(n.Cfg.GatewayAddr, PostgresPortOffset)
 	if err != nil {

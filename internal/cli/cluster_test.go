@@ -79,6 +79,15 @@ func TestApplyClusterExternalPostgres(t *testing.T) {
 	require.NotContains(t, pg.DisplayURL(), "secret")
 	require.False(t, fileExists(supervisor.PostgresPasswordFile(n.Cfg.Home)), "no managed server, no password")
 	require.Equal(t, []string{"postgres", "model-policy", "orchestrator", "federation", "gateway"}, serviceNames(n.Services))
+	require.Equal(t, "db.internal:5432", pg.Addr)
+
+	for _, bad := range []string{"mysql://u:secret@h:1/db", "postgres:///db", "::"} {
+		n, err := supervisor.New(testConfig(t, t.TempDir()), "", availableServices())
+		require.NoError(t, err)
+		err = applyCluster(n, clusterSpec{replicas: 1, postgresURL: bad})
+		require.ErrorContains(t, err, "AGENTOS_POSTGRES_URL", bad)
+		require.NotContains(t, err.Error(), "secret")
+	}
 }
 
 func TestApplyClusterRejectsBadReplicas(t *testing.T) {
@@ -122,6 +131,7 @@ func TestClusterStateAndProfile(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, profileLocal, p)
 
+	require.NoError(t, writeClusterState(filepath.Join(home, "new"), clusterState{Replicas: 1}), "a home not made yet (external PostgreSQL: nothing else made it)")
 	require.NoError(t, writeClusterState(home, clusterState{Replicas: 3}))
 	st, ok, err := readClusterState(home)
 	require.NoError(t, err)
