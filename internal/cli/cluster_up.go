@@ -128,6 +128,11 @@ func restartOne(ctx context.Context, n *supervisor.Node, p *Progress, rep *Repor
 	if err := n.WaitHealthy(ctx, s, pid, o.bootTimeout); err != nil {
 		return fail(err)
 	}
+	// Ready, as the gateway's probe wants it, before the next goes out:
+	// the gateway may not have probed it yet.
+	if err := waitReady(ctx, n, s, o.bootTimeout); err != nil {
+		return fail(err)
+	}
 	if err := waitGatewayAll(ctx, n, o.bootTimeout); err != nil {
 		return fail(err)
 	}
@@ -171,4 +176,23 @@ func stopSurplus(n *supervisor.Node, keep int) error {
 		}
 	}
 	return nil
+}
+
+// waitReady polls a service's /readyz until it answers 200.
+func waitReady(ctx context.Context, n *supervisor.Node, s supervisor.Service, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := getReady(ctx, n.HTTP, s.URL)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready after %s: %w", s.Name, timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
