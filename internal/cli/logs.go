@@ -22,10 +22,13 @@ func newLogsCmd() *cobra.Command {
 		Use:   "logs <service>",
 		Short: "Print a service's log (orchestrator, model-policy, federation)",
 		Long: `logs prints the last lines of a service's log under $AGENTOS_HOME/logs; with
---node b, node B's of the federated profile ($AGENTOS_HOME/node-b/logs).`,
+--node b, node B's of the federated profile ($AGENTOS_HOME/node-b/logs). In
+the cluster profile every process has its log: orchestrator, orchestrator-2,
+..., model-policy, model-policy-2, ..., federation, gateway and postgres.`,
 		Example: `  agentos logs orchestrator
   agentos logs model-policy -f
-  agentos logs federation --node b --tail 20`,
+  agentos logs federation --node b --tail 20
+  agentos logs orchestrator-2 --tail 50   # cluster profile`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return fmt.Errorf("name one service: orchestrator, model-policy or federation (e.g. agentos logs orchestrator)")
@@ -40,6 +43,9 @@ func newLogsCmd() *cobra.Command {
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		n, err := nodeFromFlags(cf)
 		if err != nil {
+			return err
+		}
+		if _, err := loadCluster(n); err != nil {
 			return err
 		}
 		switch nodeName {

@@ -33,7 +33,12 @@ removes nothing. --yes-really is accepted as another name for --yes.
 
 When node B of the federated profile exists it is stopped too, and --hard
 removes its whole home ($AGENTOS_HOME/node-b) and its entry in node A's
-peers file.`,
+peers file.
+
+In the cluster profile it stops the gateway, every replica, federation and
+the profile's own PostgreSQL (an AGENTOS_POSTGRES_URL server is left
+alone); --hard also removes the PostgreSQL cluster ($AGENTOS_HOME/postgres),
+cluster.json and gateway-upstreams.yaml.`,
 		Example: `  agentos nuke                 # stop the node, keep its data
   agentos nuke --hard          # stop and delete everything (asks first)
   agentos nuke --hard --yes    # the same, from a script`,
@@ -56,6 +61,9 @@ peers file.`,
 		out := cmd.OutOrStdout()
 		p := NewProgress(out, isTerminal(os.Stdout) && !n.Cfg.NoSpinner)
 		profile := profileLocal
+		if isCluster(n) {
+			profile = profileCluster
+		}
 		if n.B != nil {
 			profile = profileFederated
 			fmt.Fprintf(out, "agentos nuke: node %s in %s and node %s in %s\n", n.Cfg.StackID, n.Cfg.Home, n.B.Cfg.StackID, n.B.Cfg.Home)
@@ -138,6 +146,9 @@ func nuke(a *supervisor.Node, p *Progress, rep *Report, hard bool) error {
 		case hard:
 			targets = append(targets, n.RunDir(), n.LogDir(), n.Cfg.DataDir, n.Cfg.CredentialsFile(),
 				filepath.Join(n.Cfg.Home, "secrets"), filepath.Join(n.Cfg.Home, "keys"))
+			if isCluster(n) {
+				targets = append(targets, supervisor.PostgresDir(n.Cfg.Home), clusterStateFile(n.Cfg.Home), upstreamsFile(n.Cfg.Home))
+			}
 		default:
 			targets = append(targets, n.RunDir(), n.LogDir())
 		}

@@ -51,19 +51,36 @@ func nodeBHome(aHome string) string { return filepath.Join(aHome, nodeBDirName) 
 // node B exists.
 func nodeBEnvFile(aHome string) string { return filepath.Join(nodeBHome(aHome), nodeBEnvName) }
 
-// resolveProfile turns the --profile flag into local or federated: "" (or
-// "auto") picks federated when node B exists under home.
+// resolveProfile turns the --profile flag into local, federated or
+// cluster: "" (or "auto") picks cluster when cluster.json exists under
+// home, federated when node B does.
 func resolveProfile(flag, home string) (string, error) {
 	switch flag {
-	case profileLocal, profileFederated:
+	case profileLocal, profileFederated, profileCluster:
 		return flag, nil
 	case "", "auto":
+		if fileExists(clusterStateFile(home)) {
+			return profileCluster, nil
+		}
 		if fileExists(nodeBEnvFile(home)) {
 			return profileFederated, nil
 		}
 		return profileLocal, nil
 	}
-	return "", fmt.Errorf("profile %q is not supported by this build (want local or federated)", flag)
+	return "", fmt.Errorf("profile %q is not supported by this build (want local, federated or cluster)", flag)
+}
+
+// defaultProfile is up's and validate's --profile: as given, else cluster
+// when the last up made one under home, else local (federated is asked
+// for by name).
+func defaultProfile(flag, home string) string {
+	switch {
+	case flag != "":
+		return flag
+	case fileExists(clusterStateFile(home)):
+		return profileCluster
+	}
+	return profileLocal
 }
 
 // portOffset returns --node-b-port-offset, else node A's
@@ -233,11 +250,15 @@ func loadNodeB(a *supervisor.Node) (bool, error) {
 	return true, attachNodeB(a, cfg)
 }
 
-// nodeFromFlagsWithB is nodeFromFlags plus node B when it exists.
+// nodeFromFlagsWithB is nodeFromFlags plus what the last up made beyond
+// the local profile: the cluster's processes, or node B.
 func nodeFromFlagsWithB(cf *configFlags) (*supervisor.Node, error) {
 	n, err := nodeFromFlags(cf)
 	if err != nil {
 		return nil, err
+	}
+	if ok, err := loadCluster(n); ok || err != nil {
+		return n, err
 	}
 	if _, err := loadNodeB(n); err != nil {
 		return nil, err

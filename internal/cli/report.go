@@ -172,8 +172,11 @@ func newReport(action string, n *supervisor.Node, profile string) *Report {
 		c := n.Cfg
 		r.Mode, r.Home = c.Mode, c.Home
 		for _, s := range n.Services {
+			r.Endpoints[s.Name] = s.DisplayURL()
+			if s.HealthPath == "" {
+				continue // PostgreSQL: no HTTP endpoints
+			}
 			r.Ports[s.Name] = s.Addr
-			r.Endpoints[s.Name] = s.URL
 			r.Endpoints[s.Name+"_health"] = s.URL + s.HealthPath
 			r.Endpoints[s.Name+"_metrics"] = s.URL + "/metrics"
 		}

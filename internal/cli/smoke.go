@@ -54,6 +54,9 @@ func (v *validator) smoke(ctx context.Context) error {
 		{name: "header auth for mode", service: "orchestrator", fn: s.headerAuth},
 		{name: "cross-tenant isolation", service: "orchestrator", fn: s.isolation},
 	}
+	if isCluster(v.n) {
+		checks = append(checks, s.clusterChecks()...)
+	}
 	if err := v.runChecks(ctx, "smoke tests passed", checks, &v.rep.Smoke); err != nil {
 		return err
 	}
@@ -91,10 +94,10 @@ func (s *smokeTests) defaultTenant(ctx context.Context) (string, error) {
 func (s *smokeTests) metricsBaseline(ctx context.Context) (string, error) {
 	n := s.v.n
 	var err error
-	if s.before, err = apiclient.Metrics(ctx, n.HTTP, n.Cfg.OrchestratorURL); err != nil {
+	if s.before, err = sumMetrics(ctx, n, "orchestrator", n.Cfg.OrchestratorURL); err != nil {
 		return "", err
 	}
-	if s.beforeMP, err = apiclient.Metrics(ctx, n.HTTP, n.Cfg.ModelPolicyURL); err != nil {
+	if s.beforeMP, err = sumMetrics(ctx, n, "model-policy", n.Cfg.ModelPolicyURL); err != nil {
 		return "", &checkError{check: "metrics baseline", service: "model-policy", err: err}
 	}
 	return fmt.Sprintf("agentos_runs_total=%v", s.before["agentos_runs_total"]), nil
@@ -197,14 +200,14 @@ func (s *smokeTests) policyCheck(ctx context.Context) (string, error) {
 
 func (s *smokeTests) metricsChanged(ctx context.Context) (string, error) {
 	n := s.v.n
-	after, err := apiclient.Metrics(ctx, n.HTTP, n.Cfg.OrchestratorURL)
+	after, err := sumMetrics(ctx, n, "orchestrator", n.Cfg.OrchestratorURL)
 	if err != nil {
 		return "", err
 	}
 	if after["agentos_runs_total"] <= s.before["agentos_runs_total"] {
 		return "", fmt.Errorf("agentos_runs_total did not increase (%v -> %v)", s.before["agentos_runs_total"], after["agentos_runs_total"])
 	}
-	afterMP, err := apiclient.Metrics(ctx, n.HTTP, n.Cfg.ModelPolicyURL)
+	afterMP, err := sumMetrics(ctx, n, "model-policy", n.Cfg.ModelPolicyURL)
 	if err != nil {
 		return "", &checkError{check: "metrics counters changed", service: "model-policy", err: err}
 	}

@@ -53,8 +53,9 @@ func newStatusCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Show each service: pid, health, version, address, uptime, sizes",
 		Long: `status shows every service of the node; when node B of the federated profile
-exists (` + "`agentos up --profile federated`" + `) it lists both nodes. It exits 1 if
-any service is not healthy.`,
+exists (` + "`agentos up --profile federated`" + `) it lists both nodes; in the cluster
+profile every process: postgres, each model-policy and orchestrator replica,
+federation and the gateway. It exits 1 if any service is not healthy.`,
 		Args: cobra.NoArgs,
 	}
 	cf := bindConfigFlags(cmd)
@@ -134,11 +135,15 @@ func nodeStatus(ctx context.Context, n *supervisor.Node) NodeStatus {
 	}
 	for _, s := range n.Services {
 		ps := n.Inspect(ctx, s)
-		ss := ServiceStatus{Name: s.Name, PID: ps.PID, Version: ps.Version, Address: s.Addr, URL: s.URL, Error: ps.Err}
+		ss := ServiceStatus{Name: s.Name, PID: ps.PID, Version: ps.Version, Address: s.Addr, URL: s.DisplayURL(), Error: ps.Err}
 		if fi, err := os.Stat(n.LogFile(s.Name)); err == nil {
 			ss.LogBytes = fi.Size()
 		}
 		switch {
+		case s.External && ps.Healthy:
+			ss.State = "healthy (external)"
+		case s.External:
+			ss.State = "unreachable (external)"
 		case ps.Healthy && ps.Alive:
 			ss.State = "healthy"
 		case ps.Healthy:

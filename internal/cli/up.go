@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +29,9 @@ type upOptions struct {
 	// nodeBPortOffset is added to node A's ports for node B (federated
 	// profile); 0 means AGENTOS_NODE_B_PORT_OFFSET, the last up's, or 10.
 	nodeBPortOffset int
+	// replicas is the cluster profile's number of orchestrator and
+	// model-policy replicas; 0 means the last up's, else DefaultReplicas.
+	replicas int
 }
 
 // bindUpFlags binds the flags of up and redeploy; profileDefault is the
@@ -38,6 +42,8 @@ func bindUpFlags(cmd *cobra.Command, o *upOptions, profileDefault, profileUsage 
 	cmd.Flags().BoolVar(&o.skipValidate, "skip-validate", false, "skip the smoke tests of the validate phase")
 	cmd.Flags().IntVar(&o.nodeBPortOffset, "node-b-port-offset", 0,
 		"federated profile: node B's ports are node A's plus this (env "+nodeBOffsetEnv+"; default: the last up's, else 10)")
+	cmd.Flags().IntVar(&o.replicas, "replicas", 0,
+		"cluster profile: orchestrator and model-policy replicas each (default: the last up's, else "+strconv.Itoa(DefaultReplicas)+")")
 }
 
 func newUpCmd() *cobra.Command {
@@ -55,11 +61,19 @@ dead ones (stale pid files) are restarted.
 and node B (stack_id stk_local_node_b, home $AGENTOS_HOME/node-b) on node A's
 ports plus --node-b-port-offset (10), both seeded, with node certificates
 from one federation CA and each listed as the other's peer (phase certs);
-validate then also forwards a run from A to B and streams it back.`,
+validate then also forwards a run from A to B and streams it back.
+
+--profile cluster runs the control plane scaled out on this machine:
+PostgreSQL (initdb under $AGENTOS_HOME/postgres, on the gateway's port + 5;
+or AGENTOS_POSTGRES_URL's server), --replicas N (2) model-policy and
+orchestrator replicas on it (replica k on the first's port + (k-1)*100),
+federation once, and the gateway in front (AGENTOS_GATEWAY_ADDR, its
+upstreams file written from the replicas). validate then also streams a run
+created on one replica from another and cancels one through the gateway.`,
 		Args: cobra.NoArgs,
 	}
 	cf := bindConfigFlags(cmd)
-	bindUpFlags(cmd, &o, profileLocal, "local, or federated (two nodes on this machine)")
+	bindUpFlags(cmd, &o, "", "local, federated (two nodes on this machine), or cluster (replicas on PostgreSQL behind the gateway); default: cluster when the last up made one, else local")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		return runUpCmd(cmd, cf, o, "up")
 	}
@@ -73,8 +87,16 @@ func runUpCmd(cmd *cobra.Command, cf *configFlags, o upOptions, action string) e
 	if err != nil {
 		return &ExitError{Code: 2, Err: fmt.Errorf("preflight: config invalid: %w", err)}
 	}
+	if action == "up" {
+		o.profile = defaultProfile(o.profile, n.Cfg.Home)
+	}
 	if o.profile, err = resolveProfile(o.profile, n.Cfg.Home); err != nil {
 		return &ExitError{Code: 2, Err: fmt.Errorf("preflight: %w", err)}
+	}
+	if o.profile == profileCluster {
+		if err := setupCluster(n, &o); err != nil {
+			return &ExitError{Code: 2, Err: fmt.Errorf("preflight: %w", err)}
+		}
 	}
 	if o.profile == profileFederated {
 		if o.nodeBPortOffset, err = portOffset(o.nodeBPortOffset, n.Cfg); err != nil {
@@ -93,6 +115,10 @@ func runUpCmd(cmd *cobra.Command, cf *configFlags, o upOptions, action string) e
 	fmt.Fprintf(out, "agentos %s: %s node %s (mode %s) in %s\n", action, o.profile, n.Cfg.StackID, n.Cfg.Mode, n.Cfg.Home)
 	if n.B != nil {
 		fmt.Fprintf(out, "  and node %s in %s (ports +%d)\n", n.B.Cfg.StackID, n.B.Cfg.Home, o.nodeBPortOffset)
+	}
+	if isCluster(n) {
+		fmt.Fprintf(out, "  %d orchestrator and %d model-policy replicas on PostgreSQL, behind the gateway %s\n",
+			o.replicas, o.replicas, n.Cfg.GatewayAddr)
 	}
 	err = up(cmd.Context(), n, p, rep, o, action == "redeploy", cf.envFile)
 	return finishReport(out, n, rep, p, err)
@@ -121,9 +147,15 @@ func up(ctx context.Context, n *supervisor.Node, p *Progress, rep *Report, o upO
 			fs.CADir, n.Cfg.StackID, n.B.Cfg.StackID))
 	}
 	p.Phase("boot")
-	if err := boot(ctx, n, p, rep, o, restartAll); err != nil {
+	if err := boot(ctx, n, p, rep, o, restartAll && !isCluster(n)); err != nil {
 		p.End(err, "")
 		return err
+	}
+	if isCluster(n) {
+		if err := bootCluster(ctx, n, p, rep, o, restartAll); err != nil {
+			p.End(err, "")
+			return err
+		}
 	}
 	p.Phase("seed")
 	for _, x := range n.All() {
@@ -163,13 +195,17 @@ func up(ctx context.Context, n *supervisor.Node, p *Progress, rep *Report, o upO
 func preflight(ctx context.Context, n *supervisor.Node, p *Progress, o upOptions, envFile string) error {
 	switch o.profile {
 	case profileLocal:
+	case profileCluster:
+		if err := preflightCluster(n, o); err != nil {
+			return err
+		}
 	case profileFederated:
 		if err := preflightFederated(n); err != nil {
 			return err
 		}
 	default:
 		return &checkError{check: "preflight profile", next: "agentos up --profile local",
-			err: fmt.Errorf("profile %q is not supported by this build (want local or federated)", o.profile)}
+			err: fmt.Errorf("profile %q is not supported by this build (want local, federated or cluster)", o.profile)}
 	}
 	if n.Cfg.Mode == config.ModeProd {
 		if v := n.Cfg.BootstrapAdminToken; v != "" && len(v) < 32 {
@@ -249,9 +285,12 @@ func preflightPorts(ctx context.Context, n *supervisor.Node, p *Progress) error 
 	var ports []port
 	for _, x := range n.All() {
 		for _, s := range x.Services {
+			if s.External {
+				continue
+			}
 			st := x.Inspect(ctx, s)
 			ours := st.Healthy || (st.Alive && x.OwnsPID(st.PID))
-			ports = append(ports, port{x, s.Name, s.Addr, "--" + s.Name + "-addr", ours})
+			ports = append(ports, port{x, s.Name, s.Addr, portFlag(s), ours})
 			if s.Name == "federation" {
 				ports = append(ports, port{x, s.Name, x.Cfg.FederationPeerAddr, "--federation-peer-addr", ours})
 			}
@@ -324,40 +363,16 @@ func boot(ctx context.Context, a *supervisor.Node, p *Progress, rep *Report, o u
 // bootNode starts one node's services; healthy counts across nodes.
 func bootNode(ctx context.Context, n *supervisor.Node, p *Progress, rep *Report, o upOptions, restartAll bool, healthy *int, total int) error {
 	for _, s := range n.Services {
-		st := n.Inspect(ctx, s)
-		sr := ServiceReport{Name: s.Name, Node: n.Name, PID: st.PID, Address: s.Addr, URL: s.URL, LogFile: n.LogFile(s.Name)}
-		switch {
-		case st.Healthy && st.Alive:
-			sr.Action = "left running"
-		case st.Healthy:
-			sr.Action = "left running (not started by agentos up: no live pid file)"
-			sr.PID = 0
-		default:
-			sr.Action = "started"
-			if st.Alive {
-				sr.Action = "restarted (was unhealthy)"
-				if _, err := n.Stop(s.Name, 10*time.Second); err != nil {
-					return &checkError{check: "restart " + n.Label(s.Name), service: s.Name, node: n, next: "agentos status", err: err}
-				}
-			} else if st.PID != 0 {
-				sr.Action = "restarted (stale pid file)"
-			}
-			if restartAll {
-				sr.Action = "restarted"
-			}
-			p.Status(fmt.Sprintf("starting %s on %s", n.Label(s.Name), s.Addr))
-			pid, err := n.Start(s)
-			if err != nil {
-				return &checkError{check: "boot " + n.Label(s.Name), service: s.Name, node: n, next: "agentos logs " + s.Name + n.NodeFlag(), err: err}
-			}
-			sr.PID = pid
-			if err := n.WaitHealthy(ctx, s, pid, o.bootTimeout); err != nil {
-				return &checkError{check: "boot " + n.Label(s.Name), service: s.Name, node: n, next: "agentos logs " + s.Name + n.NodeFlag() + " --tail 100", err: err}
-			}
+		sr, err := bootService(ctx, n, p, s, o, restartAll)
+		if err != nil {
+			return err
 		}
-		if h, err := apiclient.GetHealth(ctx, n.HTTP, s.URL, s.HealthPath); err == nil {
-			sr.Healthy, sr.Version = true, h.Version
-			rep.Versions.Services[s.Name] = h.Version
+		if err := afterHealthy(ctx, s); err != nil {
+			return &checkError{check: "boot " + s.Name, service: s.Name, node: n, next: "agentos logs " + s.Name + " --tail 100", err: err}
+		}
+		if st := n.Inspect(ctx, s); st.Healthy {
+			sr.Healthy, sr.Version = true, st.Version
+			rep.Versions.Services[s.Name] = st.Version
 		}
 		rep.Services = append(rep.Services, sr)
 		*healthy++
@@ -365,6 +380,55 @@ func bootNode(ctx context.Context, n *supervisor.Node, p *Progress, rep *Report,
 		p.Info("%-15s %-6s pid %-7d %s", n.Label(s.Name), "up", sr.PID, sr.Action)
 	}
 	return nil
+}
+
+// bootService leaves a healthy service running (an external one is only
+// checked) and starts or restarts any other, waiting until it is healthy.
+func bootService(ctx context.Context, n *supervisor.Node, p *Progress, s supervisor.Service, o upOptions, restartAll bool) (ServiceReport, error) {
+	st := n.Inspect(ctx, s)
+	sr := ServiceReport{Name: s.Name, Node: n.Name, PID: st.PID, Address: s.Addr, URL: s.DisplayURL(), LogFile: n.LogFile(s.Name)}
+	switch {
+	case s.External && !st.Healthy:
+		return sr, &checkError{check: "boot " + s.Name, service: s.Name, node: n, next: "check AGENTOS_POSTGRES_URL",
+			err: fmt.Errorf("external %s at %s: %s", s.Name, s.DisplayURL(), st.Err)}
+	case s.External:
+		sr.Action, sr.PID = "external", 0
+	case st.Healthy && st.Alive:
+		sr.Action = "left running"
+	case st.Healthy:
+		sr.Action = "left running (not started by agentos up: no live pid file)"
+		sr.PID = 0
+	default:
+		return startService(ctx, n, p, s, st, sr, o, restartAll)
+	}
+	return sr, nil
+}
+
+// startService starts a service that is not healthy (stopping its
+// process first if it is alive) and waits until it is.
+func startService(ctx context.Context, n *supervisor.Node, p *Progress, s supervisor.Service, st supervisor.ProcState, sr ServiceReport, o upOptions, restartAll bool) (ServiceReport, error) {
+	sr.Action = "started"
+	if st.Alive {
+		sr.Action = "restarted (was unhealthy)"
+		if _, err := n.Stop(s.Name, 10*time.Second); err != nil {
+			return sr, &checkError{check: "restart " + n.Label(s.Name), service: s.Name, node: n, next: "agentos status", err: err}
+		}
+	} else if st.PID != 0 {
+		sr.Action = "restarted (stale pid file)"
+	}
+	if restartAll {
+		sr.Action = "restarted"
+	}
+	p.Status(fmt.Sprintf("starting %s on %s", n.Label(s.Name), s.Addr))
+	pid, err := n.Start(s)
+	if err != nil {
+		return sr, &checkError{check: "boot " + n.Label(s.Name), service: s.Name, node: n, next: "agentos logs " + s.Name + n.NodeFlag(), err: err}
+	}
+	sr.PID = pid
+	if err := n.WaitHealthy(ctx, s, pid, o.bootTimeout); err != nil {
+		return sr, &checkError{check: "boot " + n.Label(s.Name), service: s.Name, node: n, next: "agentos logs " + s.Name + n.NodeFlag() + " --tail 100", err: err}
+	}
+	return sr, nil
 }
 
 // seededAgents are the agents demo/dev seeding creates (CONTRACT §7).
@@ -427,6 +491,10 @@ func wire(ctx context.Context, n *supervisor.Node, p *Progress) error {
 	total := len(n.Services) + 1
 	done := 0
 	for _, s := range n.Services {
+		if s.HealthPath == "" {
+			total-- // PostgreSQL: boot checked it; the services' /readyz include it
+			continue
+		}
 		if err := getReady(ctx, n.HTTP, s.URL); err != nil {
 			svc := s.Name
 			if dep := readyDependency(err); dep != "" {
@@ -550,6 +618,9 @@ func remediationFor(f *Failure) []string {
 func printSummary(out io.Writer, n *supervisor.Node, rep *Report) {
 	c := n.Cfg
 	fmt.Fprintf(out, "AgentOS node %s is up (%s mode)\n\n", c.StackID, c.Mode)
+	if isCluster(n) {
+		printClusterAddresses(out, n)
+	}
 	fmt.Fprintln(out, "  Product API:     "+c.OrchestratorURL+"  (runs, agents, SSE events)")
 	fmt.Fprintln(out, "  Admin API:       "+c.OrchestratorURL+"/v1/admin/tenants")
 	fmt.Fprintln(out, "  Model policy:    "+c.ModelPolicyURL+"  (models, policy checks; OpenAI SDK base URL: "+c.ModelPolicyURL+"/openai/v1)")
@@ -558,7 +629,9 @@ func printSummary(out io.Writer, n *supervisor.Node, rep *Report) {
 	}
 	var metrics []string
 	for _, s := range n.Services {
-		metrics = append(metrics, s.URL+"/metrics")
+		if s.HealthPath != "" { // PostgreSQL has no /metrics
+			metrics = append(metrics, s.URL+"/metrics")
+		}
 	}
 	fmt.Fprintln(out, "  Observability:   "+strings.Join(metrics, " "))
 	fmt.Fprintf(out, "  Logs:            %s/<service>.log   (agentos logs <service> -f)\n", n.LogDir())
@@ -621,6 +694,7 @@ func writeEnvFileIfMissing(path string, c config.Config) error {
 	kv("AGENTOS_MODEL_POLICY_ADDR", c.ModelPolicyAddr)
 	kv("AGENTOS_FEDERATION_ADDR", c.FederationAddr)
 	kv("AGENTOS_FEDERATION_PEER_ADDR", c.FederationPeerAddr)
+	kv("AGENTOS_GATEWAY_ADDR", c.GatewayAddr)
 	kv("AGENTOS_STACK_ID", c.StackID)
 	kv("AGENTOS_REGION", c.Region)
 	b.WriteString("# AGENTOS_HOME=./.agentos\n")

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -54,19 +55,30 @@ check reads the probe's run with your tenant's admin token (want 404).
 --profile federated also checks node B's services (made by
 ` + "`agentos up --profile federated`" + `), both peers files, each node's mTLS peer
 API with the other's certificate, then forwards a run from A to B and streams
-its events back through A (gapless sequence 1..N, terminal event last).`,
+its events back through A (gapless sequence 1..N, terminal event last).
+
+--profile cluster (the default after ` + "`agentos up --profile cluster`" + `) checks every
+process (PostgreSQL by a connection), then also streams a run created on the
+first orchestrator replica from the last, and cancels a run created on the
+last through the gateway, reading its state back from the first.`,
 		Args: cobra.NoArgs,
 	}
 	cf := bindConfigFlags(cmd)
-	cmd.Flags().StringVar(&profile, "profile", profileLocal, "local, or federated (node A and node B of `agentos up --profile federated`)")
+	cmd.Flags().StringVar(&profile, "profile", "", "local, federated (node A and node B of `agentos up --profile federated`) or cluster (default: cluster when `agentos up --profile cluster` made one, else local)")
 	testAlert := cmd.Flags().Bool("test-alert", false, "also send a test alert e-mail through AGENTOS_ALERT_* (see agentos test-alert)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		n, err := nodeFromFlags(cf)
 		if err != nil {
 			return err
 		}
+		profile = defaultProfile(profile, n.Cfg.Home)
 		if profile, err = resolveProfile(profile, n.Cfg.Home); err != nil {
 			return &ExitError{Code: 2, Err: err}
+		}
+		if profile == profileCluster {
+			if ok, err := loadCluster(n); err != nil || !ok {
+				return &ExitError{Code: 2, Err: cmp.Or(err, fmt.Errorf("no cluster under %s: run `agentos up --profile cluster` first", n.Cfg.Home))}
+			}
 		}
 		if profile == profileFederated {
 			ok, err := loadNodeB(n)
@@ -139,14 +151,17 @@ func (v *validator) health(ctx context.Context) error {
 	}
 	for _, n := range v.n.All() {
 		for _, s := range n.Services {
-			for _, path := range []string{s.HealthPath, "/readyz"} {
+			for _, path := range healthPaths(s) {
 				start := time.Now()
 				name := n.Label(s.Name) + " " + path
 				var err error
 				var h apiclient.Health
-				if path == "/readyz" {
+				switch path {
+				case "/readyz":
 					err = getReady(ctx, n.HTTP, s.URL)
-				} else {
+				case pgConnect:
+					h.Version, err = inspectHealth(ctx, n, s)
+				default:
 					h, err = apiclient.GetHealth(ctx, n.HTTP, s.URL, path)
 					if err == nil {
 						v.rep.Versions.Services[s.Name] = h.Version
@@ -182,12 +197,37 @@ func (v *validator) health(ctx context.Context) error {
 	return nil
 }
 
-// profileFlag is " --profile federated" when a has node B.
+// profileFlag is " --profile federated" when a has node B,
+// " --profile cluster" for the cluster profile.
 func profileFlag(a *supervisor.Node) string {
-	if a.B != nil {
+	switch {
+	case a.B != nil:
 		return " --profile federated"
+	case isCluster(a):
+		return " --profile cluster"
 	}
 	return ""
+}
+
+// pgConnect names the health check of a process without an HTTP health
+// endpoint (PostgreSQL): a connection and a query.
+const pgConnect = "connect"
+
+// healthPaths are the checks of one process.
+func healthPaths(s supervisor.Service) []string {
+	if s.HealthPath == "" {
+		return []string{pgConnect}
+	}
+	return []string{s.HealthPath, "/readyz"}
+}
+
+// inspectHealth is the supervisor's health check of s, as an error.
+func inspectHealth(ctx context.Context, n *supervisor.Node, s supervisor.Service) (string, error) {
+	st := n.Inspect(ctx, s)
+	if !st.Healthy {
+		return "", errors.New(st.Err)
+	}
+	return st.Version, nil
 }
 
 // getReady calls /readyz; a 503 names the failing dependency.

@@ -106,6 +106,10 @@ type Config struct {
 	GatewayAddr           string        // AGENTOS_GATEWAY_ADDR, default 127.0.0.1:50080
 	GatewayUpstreamsFile  string        // AGENTOS_GATEWAY_UPSTREAMS_FILE, default none
 	GatewayHealthInterval time.Duration // AGENTOS_GATEWAY_HEALTH_INTERVAL, default 2s
+	// PostgresURL is the PostgreSQL server `agentos up --profile cluster`
+	// puts the replicas' store in; empty: the profile runs its own under
+	// $AGENTOS_HOME/postgres. It may carry a password.
+	PostgresURL string `json:"-"` // AGENTOS_POSTGRES_URL, default none
 
 	// The federation client API's TLS certificate in prod; default the
 	// node's federation certificate (the peer API's).
@@ -216,6 +220,7 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 		JWTHS256SecretFile: get("AGENTOS_JWT_HS256_SECRET_FILE", ""),
 
 		GatewayUpstreamsFile: get("AGENTOS_GATEWAY_UPSTREAMS_FILE", ""),
+		PostgresURL:          get("AGENTOS_POSTGRES_URL", ""),
 
 		FederationClientCertFile: get("AGENTOS_FEDERATION_CLIENT_CERT_FILE", ""),
 		FederationClientKeyFile:  get("AGENTOS_FEDERATION_CLIENT_KEY_FILE", ""),

@@ -21,18 +21,40 @@ import (
 	"time"
 
 	"github.com/nexixai/agentos/federation"
-	"github.com/nexixai/agentos/internal/apiclient"
 	"github.com/nexixai/agentos/internal/config"
 	"github.com/nexixai/agentos/internal/outbound"
 )
 
-// Service is one supervised AgentOS process of a node.
+// Service is one supervised process of a node.
 type Service struct {
-	Name       string // orchestrator, model-policy, federation
+	// Name names the process (pid file, log, status): orchestrator,
+	// model-policy, federation, or in the cluster profile also
+	// orchestrator-2, ..., gateway and postgres.
+	Name string
+	// Kind is what runs: an `agentos serve` subcommand, or KindPostgres;
+	// "" means Name.
+	Kind       string
 	Addr       string // listen address
-	URL        string // base URL
-	HealthPath string // /v1/health or /v1/federation/health
+	URL        string // base URL (a postgres:// URL for KindPostgres)
+	HealthPath string // /v1/health, /v1/federation/health, /healthz; "" for postgres
+	// Env is added to this process's environment after the node's (a
+	// replica's own address, its model-policy URL).
+	Env []string
+	// External marks a process this node only checks, never starts or
+	// stops (a PostgreSQL server given with AGENTOS_POSTGRES_URL).
+	External bool
 }
+
+// KindOf is the service's Kind, defaulting to its Name.
+func (s Service) KindOf() string {
+	if s.Kind != "" {
+		return s.Kind
+	}
+	return s.Name
+}
+
+// DisplayURL is the URL without its password, for people and reports.
+func (s Service) DisplayURL() string { return redactURL(s.URL) }
 
 // Node is the on-disk layout and services of one local node.
 type Node struct {
@@ -259,11 +281,11 @@ func (n *Node) Inspect(ctx context.Context, s Service) ProcState {
 	st := ProcState{Service: s}
 	st.PID, st.Started = n.ReadPID(s.Name)
 	st.Alive = ProcessAlive(st.PID)
-	h, err := apiclient.GetHealth(ctx, n.HTTP, s.URL, s.HealthPath)
+	v, err := procFor(s).health(ctx, n, s)
 	if err != nil {
 		st.Err = err.Error()
 	} else {
-		st.Healthy, st.Version = true, h.Version
+		st.Healthy, st.Version = true, v
 	}
 	return st
 }
@@ -313,13 +335,25 @@ func Listening(addr string) bool {
 	return true
 }
 
-// Start spawns `agentos serve <name>` detached (own session), with output
-// appended to logs/<name>.log and the pid written to run/<name>.pid.
+// Start spawns the service detached (own session): `agentos serve <kind>`,
+// or the server binary of its kind, with output appended to
+// logs/<name>.log and the pid written to run/<name>.pid.
 func (n *Node) Start(s Service) (int, error) {
+	if s.External {
+		return 0, fmt.Errorf("%s is external (%s): not started by agentos", s.Name, s.DisplayURL())
+	}
 	for _, d := range []string{n.RunDir(), n.LogDir(), n.Cfg.DataDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return 0, err
 		}
+	}
+	pr := procFor(s)
+	if err := pr.prepare(n, s); err != nil {
+		return 0, fmt.Errorf("prepare %s: %w", s.Name, err)
+	}
+	cmd, err := pr.command(n, s)
+	if err != nil {
+		return 0, err
 	}
 	logf, err := os.OpenFile(n.LogFile(s.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -327,15 +361,12 @@ func (n *Node) Start(s Service) (int, error) {
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "---- agentos up: starting %s at %s ----\n", s.Name, time.Now().UTC().Format(time.RFC3339))
-	args := []string{"serve", s.Name}
-	if n.EnvFile != "" {
-		args = append(args, "--env-file", n.EnvFile)
-	}
-	cmd := exec.Command(n.Exe, args...)
-	cmd.Env = n.ChildEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Stdin = nil
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setsid = true
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("start %s: %w", s.Name, err)
 	}
@@ -350,6 +381,18 @@ func (n *Node) Start(s Service) (int, error) {
 	return pid, nil
 }
 
+// serveCommand is `agentos serve <kind>` with the node's environment plus
+// the service's own.
+func (n *Node) serveCommand(s Service) *exec.Cmd {
+	args := []string{"serve", s.KindOf()}
+	if n.EnvFile != "" {
+		args = append(args, "--env-file", n.EnvFile)
+	}
+	cmd := exec.Command(n.Exe, args...)
+	cmd.Env = append(n.ChildEnv(), s.Env...)
+	return cmd
+}
+
 // WaitHealthy polls the service's health until ok, the process dies, or
 // the timeout.
 func (n *Node) WaitHealthy(ctx context.Context, s Service, pid int, timeout time.Duration) error {
@@ -358,7 +401,7 @@ func (n *Node) WaitHealthy(ctx context.Context, s Service, pid int, timeout time
 	var last error
 	for {
 		hctx, hcancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := apiclient.GetHealth(hctx, n.HTTP, s.URL, s.HealthPath)
+		_, err := procFor(s).health(hctx, n, s)
 		hcancel()
 		if err == nil {
 			return nil
@@ -375,19 +418,28 @@ func (n *Node) WaitHealthy(ctx context.Context, s Service, pid int, timeout time
 	}
 }
 
-// Stop sends SIGTERM to the service's process group, waits, then SIGKILL;
-// it removes the pid file. Stopping a service that is not running is fine.
+// Stop asks the named service's process to stop (SIGTERM to its process
+// group; a PostgreSQL server gets SIGINT, its fast shutdown), waits up to
+// grace, then SIGKILLs the group; it removes the pid file. Stopping a
+// service that is not running is fine; an external one is left alone.
 func (n *Node) Stop(name string, grace time.Duration) (bool, error) {
+	s, ok := n.Service(name)
+	if !ok {
+		s = Service{Name: name}
+	}
+	if s.External {
+		return false, nil
+	}
 	pid, _ := n.ReadPID(name)
 	defer os.Remove(n.PIDFile(name))
 	if !ProcessAlive(pid) {
 		return false, nil
 	}
-	if !n.OwnsPID(pid) {
-		return false, fmt.Errorf("pid %d in %s is not an agentos process; not signalling it", pid, n.PIDFile(name))
+	pr := procFor(s)
+	if !ownsPID(pid, pr) {
+		return false, fmt.Errorf("pid %d in %s is not a %s process; not signalling it", pid, n.PIDFile(name), s.KindOf())
 	}
-	_ = syscall.Kill(-pid, syscall.SIGTERM)
-	_ = syscall.Kill(pid, syscall.SIGTERM)
+	pr.signal(pid)
 	deadline := time.Now().Add(grace)
 	for time.Now().Before(deadline) {
 		if !ProcessAlive(pid) {
@@ -405,12 +457,15 @@ func (n *Node) Stop(name string, grace time.Duration) (bool, error) {
 
 // OwnsPID guards against a recycled pid: on Linux the process's command
 // line must mention "serve". Elsewhere it is trusted.
-func (n *Node) OwnsPID(pid int) bool {
+func (n *Node) OwnsPID(pid int) bool { return ownsPID(pid, agentosProc{}) }
+
+// ownsPID checks pid's command line with pr (trusted where /proc is not).
+func ownsPID(pid int, pr proc) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil {
 		return true
 	}
-	return strings.Contains(string(b), "serve")
+	return pr.owns(string(b))
 }
 
 // TailLines returns the last n lines of a file (nil if unreadable).
