@@ -1,0 +1,99 @@
+package bus
+
+import "sync"
+
+// Sink is the bounded buffer behind a Subscription, shared by the
+// adapters so that both drop a lagging reader the same way: Offer never
+// blocks; when the buffer is full the sink closes as lagged.
+type Sink[T any] struct {
+	ch      chan T
+	mu      sync.Mutex
+	closed  bool
+	lagged  bool
+	onClose func() // called once, outside mu
+}
+
+// NewSink returns a sink holding up to n values; onClose (may be nil)
+// runs once when the reader closes it, for the adapter to unsubscribe.
+// (A sink that Offer closes as lagged does not call it: Offer's caller
+// may hold the adapter's lock, and removes the sink itself.)
+func NewSink[T any](n int, onClose func()) *Sink[T] {
+	return &Sink[T]{ch: make(chan T, n), onClose: onClose}
+}
+
+// C implements Subscription.
+func (s *Sink[T]) C() <-chan T { return s.ch }
+
+// Lagged implements Subscription.
+func (s *Sink[T]) Lagged() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lagged
+}
+
+// Offer delivers v without blocking. It reports false if the sink is
+// closed, or was full and is now closed as lagged.
+func (s *Sink[T]) Offer(v T) bool {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return false
+	}
+	select {
+	case s.ch <- v:
+		s.mu.Unlock()
+		return true
+	default:
+	}
+	s.closed, s.lagged = true, true
+	close(s.ch)
+	s.mu.Unlock()
+	return false
+}
+
+// Close implements Subscription.
+func (s *Sink[T]) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	close(s.ch)
+	s.mu.Unlock()
+	if s.onClose != nil {
+		s.onClose()
+	}
+}
+
+var _ Subscription[int] = (*Sink[int])(nil)
+
+// Dedupe remembers the last n ids it saw: the in-process dedupe window
+// (JetStream's is a time window on the stream instead).
+type Dedupe struct {
+	mu   sync.Mutex
+	seen map[string]struct{}
+	ring []string
+	next int
+}
+
+// NewDedupe remembers up to n ids.
+func NewDedupe(n int) *Dedupe {
+	return &Dedupe{seen: make(map[string]struct{}, n), ring: make([]string, n)}
+}
+
+// First reports whether id is new, and remembers it.
+func (d *Dedupe) First(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.seen[id]; ok {
+		return false
+	}
+	if old := d.ring[d.next]; old != "" {
+		delete(d.seen, old)
+	}
+	d.ring[d.next] = id
+	d.next = (d.next + 1) % len(d.ring)
+	d.seen[id] = struct{}{}
+	return true
+}
