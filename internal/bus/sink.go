@@ -1,16 +1,21 @@
 package bus
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // Sink is the bounded buffer behind a Subscription, shared by the
 // adapters so that both drop a lagging reader the same way: Offer never
 // blocks; when the buffer is full the sink closes as lagged.
 type Sink[T any] struct {
 	ch      chan T
+	quit    chan struct{} // closed first by Close, to end a blocked Send
+	once    sync.Once
 	mu      sync.Mutex
 	closed  bool
-	lagged  bool
-	onClose func() // called once, outside mu
+	lagged  atomic.Bool // read without mu: a blocked Send holds it
+	onClose func()      // called once, outside mu
 }
 
 // NewSink returns a sink holding up to n values; onClose (may be nil)
@@ -18,18 +23,14 @@ type Sink[T any] struct {
 // (A sink that Offer closes as lagged does not call it: Offer's caller
 // may hold the adapter's lock, and removes the sink itself.)
 func NewSink[T any](n int, onClose func()) *Sink[T] {
-	return &Sink[T]{ch: make(chan T, n), onClose: onClose}
+	return &Sink[T]{ch: make(chan T, n), quit: make(chan struct{}), onClose: onClose}
 }
 
 // C implements Subscription.
 func (s *Sink[T]) C() <-chan T { return s.ch }
 
 // Lagged implements Subscription.
-func (s *Sink[T]) Lagged() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lagged
-}
+func (s *Sink[T]) Lagged() bool { return s.lagged.Load() }
 
 // Offer delivers v without blocking. It reports false if the sink is
 // closed, or was full and is now closed as lagged.
@@ -45,14 +46,33 @@ func (s *Sink[T]) Offer(v T) bool {
 		return true
 	default:
 	}
-	s.closed, s.lagged = true, true
+	s.closed = true
+	s.lagged.Store(true)
 	close(s.ch)
 	s.mu.Unlock()
 	return false
 }
 
+// Send delivers v, waiting for the reader: for replaying history, which
+// waits in the store (or the stream) at no one's expense. It reports
+// false if the sink is closed meanwhile.
+func (s *Sink[T]) Send(v T) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	select {
+	case s.ch <- v:
+		return true
+	case <-s.quit:
+		return false
+	}
+}
+
 // Close implements Subscription.
 func (s *Sink[T]) Close() {
+	s.once.Do(func() { close(s.quit) })
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
