@@ -19,8 +19,10 @@ type Config struct {
 	// History replays resumed subscriptions (the node's store). Without
 	// it, Subscribe with Resume fails with errs.InvalidRequest.
 	History bus.History
-	// DedupeIDs is how many recent event and task ids are remembered to
-	// drop duplicates (default 65536, a few MB).
+	// DedupeIDs is how many recent event ids (of events that had
+	// subscribers) and task ids are remembered to drop duplicates
+	// (default 4096: in one process a retry follows its failure at once,
+	// and a small window stays in cache).
 	DedupeIDs int
 }
 
@@ -48,7 +50,7 @@ var _ bus.Bus = (*Bus)(nil)
 // New returns an empty bus.
 func New(cfg Config) *Bus {
 	if cfg.DedupeIDs <= 0 {
-		cfg.DedupeIDs = 1 << 16
+		cfg.DedupeIDs = 1 << 12
 	}
 	return &Bus{
 		cfg: cfg, events: bus.NewDedupe(cfg.DedupeIDs), tasks: bus.NewDedupe(cfg.DedupeIDs),
@@ -76,15 +78,19 @@ func (b *Bus) Publish(_ context.Context, evs ...store.Event) error {
 		return errClosed
 	}
 	for _, e := range evs {
-		if !b.events.First(e.EventID) {
+		runSubs, tenantSubs := b.runs[runKey{e.TenantID, e.RunID}], b.tenants[e.TenantID]
+		// Only an event someone saw needs remembering: a subscriber that
+		// missed the first publish sees the second one once. This keeps
+		// publishing to runs nobody watches as cheap as the hub.
+		if len(runSubs)+len(tenantSubs) == 0 || !b.events.First(e.EventID) {
 			continue
 		}
-		for s := range b.runs[runKey{e.TenantID, e.RunID}] {
+		for s := range runSubs {
 			if !s.Offer(e) {
 				lagged = append(lagged, lag{e, s, false})
 			}
 		}
-		for s := range b.tenants[e.TenantID] {
+		for s := range tenantSubs {
 			if !s.Offer(e) {
 				lagged = append(lagged, lag{e, s, true})
 			}
