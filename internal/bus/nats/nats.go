@@ -281,6 +281,12 @@ func (b *Bus) Publish(ctx context.Context, evs ...store.Event) error {
 	return nil
 }
 
+// consumerInactive is how long the server keeps a subscription's consumer
+// after its client stopped pulling (died, or a reader blocked that long).
+// An ordered consumer whose consumer was reaped makes a new one where it
+// was, so a short threshold costs nothing but a reset.
+const consumerInactive = 30 * time.Second
+
 // eventSub is one subscription: an ordered consumer pumped into a sink.
 type eventSub struct {
 	*bus.Sink[store.Event]
@@ -299,7 +305,9 @@ func (b *Bus) Subscribe(ctx context.Context, p bus.SubscribeParams) (bus.Subscri
 	if p.RunID != "" {
 		subject = b.eventSubject(p.TenantID, p.RunID)
 	}
-	oc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverNewPolicy}
+	oc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverNewPolicy,
+		// Close deletes the consumer; this reaps those of a client that died.
+		InactiveThreshold: consumerInactive}
 	// History ends at the run's last stored event: what comes before it
 	// is replayed at the reader's pace, what comes after is live and a
 	// reader too slow for it is dropped.
@@ -325,7 +333,20 @@ func (b *Bus) Subscribe(ctx context.Context, p bus.SubscribeParams) (bus.Subscri
 		return nil, interpret(err, "subscribe")
 	}
 	s := &eventSub{it: it}
-	s.Sink = bus.NewSink[store.Event](bus.SubscriberBuffer, func() { it.Stop(); b.untrack(s) })
+	stop := func() {
+		it.Stop()
+		b.untrack(s)
+		// Stop leaves the consumer on the server; every SSE stream that
+		// ends would otherwise hold one until consumerInactive.
+		if info := cons.CachedInfo(); info != nil {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = b.js.DeleteConsumer(ctx, info.Stream, info.Name)
+			}()
+		}
+	}
+	s.Sink = bus.NewSink[store.Event](bus.SubscriberBuffer, stop)
 	if !b.track(s, s.Close) {
 		it.Stop()
 		return nil, errClosed
@@ -352,8 +373,7 @@ func (b *Bus) Subscribe(ctx context.Context, p bus.SubscribeParams) (bus.Subscri
 				continue
 			}
 			if !s.Offer(e) {
-				it.Stop()
-				b.untrack(s)
+				stop()
 				return
 			}
 		}

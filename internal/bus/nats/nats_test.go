@@ -65,16 +65,16 @@ func event(run string, seq int64) store.Event {
 }
 
 // publishUntilAcked retries one event until the bus acknowledges it, as a
-// replica would through a failover.
-func publishUntilAcked(t *testing.T, b bus.Bus, e store.Event) {
+// replica would through a failover. It returns how many attempts failed.
+func publishUntilAcked(t *testing.T, b bus.Bus, e store.Event) int {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
-	for {
+	for failed := 0; ; failed++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := b.Publish(ctx, e)
 		cancel()
 		if err == nil {
-			return
+			return failed
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("event %d never acknowledged: %v", e.Sequence, err)
@@ -133,14 +133,17 @@ func TestClusterLosesOneServer(t *testing.T) {
 	}
 
 	const n, killAt = 300, 100
+	killed, failed := -1, 0
 	for seq := int64(1); seq <= n; seq++ {
 		if seq == killAt {
-			leader := streamLeader(t, pub, cfg)
+			leader := streamLeader(t, cfg)
 			t.Logf("stopping %s, the events stream's leader", leader)
-			cl.Kill(int(leader[1] - '1'))
+			killed = int(leader[1] - '1')
+			cl.Kill(killed)
 		}
-		publishUntilAcked(t, pub, event("run_1", seq))
+		failed += publishUntilAcked(t, pub, event("run_1", seq))
 	}
+	t.Logf("%d publish attempts failed during the failover and were retried", failed)
 
 	// Every acknowledged event is there once, in order.
 	require.Equal(t, seqs(1, n), readAll(t, cfg, "run_1", n))
@@ -174,19 +177,45 @@ func TestClusterLosesOneServer(t *testing.T) {
 		seen[d.Task().ID] = true
 		require.NoError(t, d.Ack(ctx))
 	}
+
+	// The stopped server comes back and catches up: with another server
+	// stopped now, the events are still all there.
+	cl.Restart(killed)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		info := streamInfo(t, cfg)
+		current := info.Cluster.Leader != ""
+		for _, r := range info.Cluster.Replicas {
+			current = current && r.Current && r.Lag == 0
+		}
+		if current && len(info.Cluster.Replicas) == 2 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the restarted server never caught up")
+	}
+	other := (killed + 1) % 3
+	t.Logf("restarted n%d; stopping n%d", killed+1, other+1)
+	cl.Kill(other)
+	require.Equal(t, seqs(1, n), readAll(t, cfg, "run_1", n))
+}
+
+func streamInfo(t *testing.T, cfg natsbus.Config) *jetstream.StreamInfo {
+	t.Helper()
+	js, err := jetstream.New(dialRaw(t, cfg.URL))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, "AGENTOS_EVENTS")
+	require.NoError(t, err)
+	info, err := s.Info(ctx)
+	require.NoError(t, err)
+	require.NotNil(t, info.Cluster)
+	return info
 }
 
 // streamLeader names the server leading the events stream ("n1".."n3").
-func streamLeader(t *testing.T, _ *natsbus.Bus, cfg natsbus.Config) string {
+func streamLeader(t *testing.T, cfg natsbus.Config) string {
 	t.Helper()
-	nc := dialRaw(t, cfg.URL)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	s, err := js.Stream(context.Background(), "AGENTOS_EVENTS")
-	require.NoError(t, err)
-	info, err := s.Info(context.Background())
-	require.NoError(t, err)
-	require.NotNil(t, info.Cluster)
+	info := streamInfo(t, cfg)
 	require.Len(t, info.Cluster.Replicas, 2, "three replicas")
 	require.True(t, strings.HasPrefix(info.Cluster.Leader, "n"))
 	return info.Cluster.Leader
@@ -234,4 +263,42 @@ func dialRaw(t *testing.T, url string) *natsio.Conn {
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// TestSubscriptionsLeaveNoConsumers: a closed or dropped subscription's
+// consumer is deleted on the server, not left for the inactivity reaper.
+func TestSubscriptionsLeaveNoConsumers(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	cfg := natsbus.Config{URL: srv.URL(), Namespace: "reap"}
+	b := dial(t, cfg)
+	ctx := context.Background()
+	var subs []bus.Subscription[store.Event]
+	for i := range 5 {
+		s, err := b.Subscribe(ctx, bus.SubscribeParams{TenantID: "ten_a", RunID: fmt.Sprintf("run_%d", i), Resume: i%2 == 0})
+		require.NoError(t, err)
+		subs = append(subs, s)
+	}
+	deaf := subs[0] // never read: dropped as lagged
+	for seq := int64(1); seq <= 3*bus.SubscriberBuffer; seq++ {
+		require.NoError(t, b.Publish(ctx, event("run_0", seq)))
+	}
+	for range deaf.C() {
+	}
+	require.True(t, deaf.Lagged())
+	for _, s := range subs[1:] {
+		s.Close()
+	}
+	js, err := jetstream.New(dialRaw(t, cfg.URL))
+	require.NoError(t, err)
+	stream, err := js.Stream(ctx, "REAP_EVENTS")
+	require.NoError(t, err)
+	var consumers int
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		info, err := stream.Info(ctx)
+		require.NoError(t, err)
+		if consumers = info.State.Consumers; consumers == 0 {
+			break
+		}
+	}
+	require.Zero(t, consumers, "consumers left on the server")
 }
