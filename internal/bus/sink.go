@@ -53,6 +53,22 @@ func (s *Sink[T]) Offer(v T) bool {
 	return false
 }
 
+// Drop closes the sink as lagged although it was not full: the adapter
+// lost its feed (e.g. its server died and the consumer could not be made
+// again), and the reader must resume from what it handled. Like Offer,
+// it does not call onClose.
+func (s *Sink[T]) Drop() {
+	s.once.Do(func() { close(s.quit) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	s.lagged.Store(true)
+	close(s.ch)
+}
+
 // Send delivers v, waiting for the reader: for replaying history, which
 // waits in the store (or the stream) at no one's expense. It reports
 // false if the sink is closed meanwhile.

@@ -354,8 +354,15 @@ func (b *Bus) Subscribe(ctx context.Context, p bus.SubscribeParams) (bus.Subscri
 	go func() {
 		for {
 			m, err := it.Next()
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return // stopped by Close or the bus closing
+			}
 			if err != nil {
-				// Stopped by Close (or the bus closing): nothing to tell.
+				// The ordered consumer gave up making its consumer again
+				// (a failover longer than its retries): the reader resumes
+				// from the last sequence it handled, on a new consumer.
+				s.Drop()
+				stop()
 				return
 			}
 			var e store.Event

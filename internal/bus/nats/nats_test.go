@@ -181,6 +181,7 @@ func TestClusterLosesOneServer(t *testing.T) {
 	// The stopped server comes back and catches up: with another server
 	// stopped now, the events are still all there.
 	cl.Restart(killed)
+	cl.WaitReady()
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		info := streamInfo(t, cfg)
 		current := info.Cluster.Leader != ""
@@ -195,6 +196,7 @@ func TestClusterLosesOneServer(t *testing.T) {
 	other := (killed + 1) % 3
 	t.Logf("restarted n%d; stopping n%d", killed+1, other+1)
 	cl.Kill(other)
+	cl.WaitReady()
 	require.Equal(t, seqs(1, n), readAll(t, cfg, "run_1", n))
 }
 

@@ -84,7 +84,7 @@ func Start(t testing.TB, o Options) *Cluster {
 	for i := range c.servers {
 		c.Restart(i)
 	}
-	c.waitReady()
+	c.WaitReady()
 	return c
 }
 
@@ -143,11 +143,13 @@ func (c *Cluster) Restart(i int) {
 	c.servers[i] = s
 }
 
-// waitReady waits for JetStream: in a cluster until a meta leader is
-// elected and every server knows it.
-func (c *Cluster) waitReady() {
+// WaitReady waits for JetStream on every running server: in a cluster
+// until a meta leader is elected and every server is current with it
+// (after Start, and after a Kill or Restart before depending on the
+// cluster's metadata, e.g. creating streams).
+func (c *Cluster) WaitReady() {
 	c.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		ready := true
 		for _, s := range c.servers {
