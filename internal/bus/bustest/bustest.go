@@ -43,6 +43,7 @@ func Run(t *testing.T, newBus func(t *testing.T) Harness) {
 	t.Run("NoCrossTenantDelivery", func(t *testing.T) { t.Parallel(); testNoCrossTenant(t, newBus(t)) })
 	t.Run("SlowSubscriberIsDroppedAndResumes", func(t *testing.T) { t.Parallel(); testBackpressure(t, newBus(t)) })
 	t.Run("Resume", func(t *testing.T) { t.Parallel(); testResume(t, newBus(t)) })
+	t.Run("ResumedSubscriberNeverStallsPublishers", func(t *testing.T) { t.Parallel(); testResumeDeaf(t, newBus(t)) })
 	t.Run("Signals", func(t *testing.T) { t.Parallel(); testSignals(t, newBus(t)) })
 	t.Run("WorkAckAndDedupe", func(t *testing.T) { t.Parallel(); testWorkAck(t, newBus(t)) })
 	t.Run("WorkRedeliveryAfterConsumerDies", func(t *testing.T) { t.Parallel(); testWorkRedelivery(t, newBus(t)) })
@@ -389,6 +390,29 @@ func testResume(t *testing.T, h Harness) {
 	check(end, 11)
 	check(all, 1)
 	check(live, 11) // without Resume: only what came after Subscribe
+}
+
+func testResumeDeaf(t *testing.T, h Harness) {
+	for seq := int64(1); seq <= 50; seq++ {
+		publish(t, h.Bus, ev("ten_a", "run_1", seq))
+	}
+	// Replaying history waits for its reader; live events do not.
+	deaf := subscribe(t, h.Bus, bus.SubscribeParams{TenantID: "ten_a", RunID: "run_1", Resume: true})
+	first := recv(t, deaf)
+	require.Equal(t, int64(1), first.Sequence)
+	for seq := int64(51); seq <= 50+10*bus.SubscriberBuffer; seq++ {
+		publish(t, h.Bus, ev("ten_a", "run_1", seq))
+	}
+	// The publishers are done; a fresh reader gets everything, and closing
+	// the deaf one returns.
+	r := subscribe(t, h.Bus, bus.SubscribeParams{TenantID: "ten_a", RunID: "run_1", Resume: true, After: 50})
+	n := 10 * bus.SubscriberBuffer
+	var got []int64
+	for len(got) < n {
+		got = append(got, recv(t, r).Sequence)
+	}
+	require.Equal(t, span(51, int64(50+n)), got)
+	deaf.Close()
 }
 
 func recvSignal(t *testing.T, s bus.Subscription[bus.Signal]) bus.Signal {

@@ -178,7 +178,12 @@ func Dial(ctx context.Context, cfg Config) (*Bus, error) {
 	for _, sc := range []jetstream.StreamConfig{events, work} {
 		var s jetstream.Stream
 		for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-			s, err = js.CreateOrUpdateStream(ctx, sc)
+			// Each attempt gets its own timeout: while a cluster elects a
+			// meta leader a request can go unanswered, and the next one,
+			// maybe to another server, may be answered.
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			s, err = js.CreateOrUpdateStream(actx, sc)
+			cancel()
 			if err == nil {
 				break
 			}
@@ -328,7 +333,11 @@ func (b *Bus) Subscribe(ctx context.Context, p bus.SubscribeParams) (bus.Subscri
 		return nil, interpret(err, "subscribe")
 	}
 	// A small pull buffer: a subscription's memory is its sink plus this.
-	it, err := cons.Messages(jetstream.PullMaxMessages(bus.SubscriberBuffer))
+	// Heartbeats every 2 s (the ordered default is 5 s): a subscription
+	// whose consumer's server died notices in about 4 s and makes a new
+	// consumer where it was, so live SSE resumes quickly after a failover.
+	it, err := cons.Messages(jetstream.PullMaxMessages(bus.SubscriberBuffer),
+		jetstream.PullExpiry(10*time.Second), jetstream.PullHeartbeat(2*time.Second))
 	if err != nil {
 		return nil, interpret(err, "subscribe")
 	}
