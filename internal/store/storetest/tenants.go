@@ -28,6 +28,18 @@ func testTenants(t *testing.T, newStore func(t *testing.T) store.Store) {
 		require.Equal(t, []store.Tenant{a, b}, list)
 	})
 
+	// A store call whose caller has gone is canceled, not a (retryable)
+	// timeout: the one mapping of errs.FromContext, in every adapter.
+	t.Run("CanceledContextIsCanceled", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		canceled, cancel := context.WithCancel(ctx)
+		cancel()
+		_, err := s.GetTenant(canceled, "ten_x")
+		require.Equal(t, errs.Canceled, errs.CodeOf(err), "err: %v", err)
+		require.ErrorIs(t, err, context.Canceled)
+	})
+
 	t.Run("DuplicateIsConflict", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)
