@@ -263,7 +263,7 @@ func setup(t testing.TB, o bundleOpts) *testBundle {
 	if o.wrapStore != nil {
 		st = o.wrapStore(st)
 	}
-	srv, err := New(Config{Store: st, Queue: queuesqlite.New(db), Hub: events.NewHub(), Authenticate: authn.Middleware,
+	srv, err := New(Config{Store: st, Queue: queuesqlite.New(db), Authenticate: authn.Middleware,
 		Audit: audit.New(db, nil), Limiter: tenancy.NewLimiter(), Model: port, Tools: reg,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Node: cfg, Executors: 4,
 		LeaseTTL: o.leaseTTL, PollInterval: 20 * time.Millisecond, Heartbeat: o.heartbeat, ModelProbe: o.modelProbe})
