@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +15,8 @@ import (
 
 	"github.com/nexixai/agentos/internal/audit"
 	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/bus"
+	"github.com/nexixai/agentos/internal/bus/inproc"
 	natsbus "github.com/nexixai/agentos/internal/bus/nats"
 	"github.com/nexixai/agentos/internal/bus/nats/natstest"
 	"github.com/nexixai/agentos/internal/config"
@@ -39,7 +42,8 @@ type replica struct {
 // the NATS server at natsURL. Its polls are an hour long, so that what it
 // learns from other replicas within a test came over the bus: the store
 // poll of its SSE streams, its scheduler's poll and its executors' cancel
-// check. execute false leaves its scheduler (and signal loop) stopped: an
+// check. natsURL "" gives it an in-process bus of its own and the default
+// store poll (2 s), as replicas had before the bus. execute false leaves its scheduler (and signal loop) stopped: an
 // API-only replica, so that runs execute on the other.
 func newReplica(t testing.TB, name, pgURL, natsURL string, execute bool, extra ...tools.Tool) *replica {
 	t.Helper()
@@ -47,8 +51,15 @@ func newReplica(t testing.TB, name, pgURL, natsURL string, execute bool, extra .
 	db, err := postgres.Open(ctx, pgURL)
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
-	b, err := natsbus.Dial(ctx, natsbus.Config{URL: natsURL, Name: name})
-	require.NoError(t, err)
+	// Without NATS each replica has its own in-process bus: streams learn
+	// of other replicas' events by the store poll alone (its default).
+	var b bus.Bus = inproc.New(inproc.Config{History: db})
+	storePoll := time.Duration(0)
+	if natsURL != "" {
+		nb, err := natsbus.Dial(ctx, natsbus.Config{URL: natsURL, Name: name})
+		require.NoError(t, err)
+		b, storePoll = nb, time.Hour
+	}
 	t.Cleanup(func() { _ = b.Close() })
 
 	cfg, err := config.Load(func(string) (string, bool) { return "", false }, filepath.Join(t.TempDir(), "none.env"))
@@ -62,7 +73,7 @@ func newReplica(t testing.TB, name, pgURL, natsURL string, execute bool, extra .
 	}
 	authn, err := auth.New(auth.Config{Mode: config.ModeDemo, Tenants: db, Tokens: db})
 	require.NoError(t, err)
-	srv, err := New(Config{Store: db, Queue: queuepg.New(db), Bus: b, StorePoll: time.Hour, Authenticate: authn.Middleware,
+	srv, err := New(Config{Store: db, Queue: queuepg.New(db), Bus: b, StorePoll: storePoll, Authenticate: authn.Middleware,
 		Audit: audit.New(db, nil), Limiter: tenancy.NewLimiter(), Model: &scriptedModel{}, Tools: reg,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)).With("replica", name), Node: cfg, Executors: 4,
 		PollInterval: time.Hour})
@@ -190,4 +201,108 @@ func TestReplicasShareLiveStateOverTheBus(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, store.RunCanceled, run.Status)
 	})
+}
+
+// droppingBus is the in-process bus whose first live (not resumed) event
+// subscription comes back already dropped, as when a subscriber lagged or
+// its NATS server died: the stream must resume from the bus.
+type droppingBus struct {
+	*inproc.Bus
+	dropped atomic.Bool
+	resumes atomic.Int64
+}
+
+func (d *droppingBus) Subscribe(ctx context.Context, p bus.SubscribeParams) (bus.Subscription[store.Event], error) {
+	if p.Resume {
+		d.resumes.Add(1)
+	} else if d.dropped.CompareAndSwap(false, true) {
+		s := bus.NewSink[store.Event](1, nil)
+		s.Drop()
+		return s, nil
+	}
+	return d.Bus.Subscribe(ctx, p)
+}
+
+// An SSE stream whose subscription is dropped resumes after the last event
+// it wrote, from the bus (the store poll is an hour long): every later
+// event arrives once, in order, and the stream ends at the terminal event.
+func TestStreamResumesADroppedSubscription(t *testing.T) {
+	t.Parallel()
+	tool := newBlockingTool("tool.test.block", false)
+	var db *droppingBus
+	b := setup(t, bundleOpts{extra: []tools.Tool{tool}, storePoll: time.Hour, bus: func(st store.Store) bus.Bus {
+		db = &droppingBus{Bus: inproc.New(inproc.Config{History: st})}
+		return db
+	}})
+	runID := b.createRun("tnt_a", "agt_tool.test.block", map[string]any{"input": "resume me"})
+	<-tool.started
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resp := (&replica{srv: b.srv, http: b.http}).openStream(ctx, t, runID)
+	tool.release <- struct{}{}
+	requireOneTerminal(t, readStream(t, resp), store.EventRunCompleted)
+	require.True(t, db.dropped.Load())
+	require.EqualValues(t, 1, db.resumes.Load(), "the stream resumed once")
+}
+
+// BenchmarkCrossReplicaEvent measures how long an event committed by an
+// executor on replica 1 takes to reach an SSE stream open on replica 2,
+// two replicas on one PostgreSQL store: over NATS ("bus"), and with an
+// in-process bus each, by the stream's store poll ("store-poll", the
+// fallback and the behaviour before the bus). One op: a run blocked in a
+// tool is released and its next event (the tool step) is read on replica 2.
+//
+//	eval "$(scripts/pg-test-cluster.sh start)"
+//	go test -run '^$' -bench CrossReplicaEvent ./agentorchestrator/
+func BenchmarkCrossReplicaEvent(b *testing.B) {
+	for _, mode := range []string{"bus", "store-poll"} {
+		b.Run(mode, func(b *testing.B) {
+			pgURL := pgtest.URL(b)
+			natsURL := ""
+			if mode == "bus" {
+				natsURL = natstest.Start(b, natstest.Options{}).URL()
+			}
+			tool := newBlockingTool("tool.test.block", false)
+			r1 := newReplica(b, "replica-1", pgURL, natsURL, true, tool)
+			r2 := newReplica(b, "replica-2", pgURL, natsURL, false, tool)
+			seedReplicas(b, r1.db, tool)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				runID := r1.bundle(b).createRun("tnt_a", "agt_tool.test.block", map[string]any{"input": "bench"})
+				<-tool.started
+				stored, err := r1.db.ListEvents(ctx, store.ListEventsParams{TenantID: "tnt_a", RunID: runID, Limit: 1000})
+				require.NoError(b, err)
+				seqs := make(chan int64, 64)
+				resp := r2.openStream(ctx, b, runID)
+				go func() {
+					defer close(seqs)
+					defer resp.Body.Close()
+					_ = events.ReadSSE(resp.Body, func(f events.Frame) error {
+						e, err := events.DecodeFrame(f)
+						if err == nil {
+							seqs <- e.Sequence
+						}
+						return err
+					})
+				}()
+				for seq := range seqs {
+					if seq == stored[len(stored)-1].Sequence {
+						break // caught up: the stream is live
+					}
+				}
+				b.StartTimer()
+				tool.release <- struct{}{}
+				next, ok := <-seqs
+				b.StopTimer()
+				require.True(b, ok, "the stream ended before the next event")
+				require.Greater(b, next, stored[len(stored)-1].Sequence)
+				for range seqs {
+				}
+				b.StartTimer()
+			}
+		})
+	}
 }
