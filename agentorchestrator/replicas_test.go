@@ -98,6 +98,7 @@ func seedReplicas(t testing.TB, db store.Store, extra ...tools.Tool) {
 	ctx := context.Background()
 	cfg, err := config.Load(func(string) (string, bool) { return "", false }, filepath.Join(t.TempDir(), "none.env"))
 	require.NoError(t, err)
+	cfg.QuotaRunCreateQPS = 1000 // the benchmark creates runs back to back
 	require.NoError(t, db.CreateTenant(ctx, tenancy.NewTenant("tnt_a", "tnt_a", cfg)))
 	agents := map[string]string{"agt_echo": "tool.echo"}
 	for _, tl := range extra {
