@@ -87,9 +87,10 @@ func (s *Server) handleSignals(ctx context.Context, sub bus.Subscription[bus.Sig
 }
 
 // Start starts the scheduler, the bus signal loop and the purge of
-// expired idempotency keys; Stop ends them. Recovery after a crash needs no scan: a run's queue
-// entry is written with the run and removed only once the run is
-// terminal, so unfinished runs are leased again when their leases expire.
+// expired idempotency keys; Stop ends them. Recovery after a crash needs
+// no scan: a run's queue entry is written with the run and removed only
+// once the run is terminal, so unfinished runs are leased again when
+// their leases expire.
 // Start on a started server is an error (one scheduler per server); after
 // Stop it may be started again.
 func (s *Server) Start(ctx context.Context) error {

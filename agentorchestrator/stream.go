@@ -121,9 +121,7 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, run store.Run
 			return nil
 		case e, ok := <-st.sub.C():
 			if !ok {
-				// Dropped as lagged (or the bus lost its feed): resume after
-				// the last event written, from the bus's history.
-				st.subscribe(ctx, true)
+				st.resume(ctx)
 				continue
 			}
 			end = st.live(ctx, e)
@@ -151,6 +149,8 @@ type sseStream struct {
 	sub  bus.Subscription[store.Event]
 	run  store.Run
 	last int64
+	// resumed is when the subscription was last resumed.
+	resumed time.Time
 }
 
 // subscribe (re)subscribes to the run's events on the bus, with resume
@@ -169,6 +169,26 @@ func (st *sseStream) subscribe(ctx context.Context, resume bool) {
 		sub = silent{}
 	}
 	st.sub = sub
+}
+
+// resubscribeGap is the least time between two resumes of a stream's
+// subscription; one that ends sooner again waits for the next store poll
+// (which subscribes again), so a bus or store that fails every resume at
+// once is not retried in a loop.
+const resubscribeGap = time.Second
+
+// resume follows a subscription that ended: dropped as lagged, or its bus
+// lost its feed. It subscribes again with resume after the last event
+// written (from the bus's history), or leaves the stream to its store
+// polls if the last resume was just now or the bus closed.
+func (st *sseStream) resume(ctx context.Context) {
+	if st.sub.Lagged() && time.Since(st.resumed) >= resubscribeGap {
+		st.resumed = time.Now()
+		st.subscribe(ctx, true)
+		return
+	}
+	st.sub.Close()
+	st.sub = silent{}
 }
 
 // silent is a subscription that delivers nothing: the store polls carry
@@ -229,8 +249,8 @@ func (st *sseStream) catchUp(ctx context.Context) (bool, error) {
 
 // live writes e, received from the bus, with the events waiting behind
 // it, and reports whether the stream ends (terminal event written, or an
-// error). A gap in sequences, or a subscription that lagged and dropped
-// events, is filled from the store.
+// error). A gap in sequences is filled from the store (a subscription
+// that lagged is resumed by the stream loop).
 func (st *sseStream) live(ctx context.Context, e store.Event) bool {
 	st.keepWriting()
 	terminal, gap, err := st.writeWaiting(e)
