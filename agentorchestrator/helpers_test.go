@@ -18,6 +18,7 @@ import (
 
 	"github.com/nexixai/agentos/internal/audit"
 	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/bus"
 	"github.com/nexixai/agentos/internal/config"
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/events"
@@ -151,6 +152,9 @@ type bundleOpts struct {
 	wrapStore func(store.Store) store.Store
 	// leases, when set, records the scheduler's lease calls.
 	leases *leaseLog
+	// bus and storePoll are Config.Bus and Config.StorePoll.
+	bus       func(store.Store) bus.Bus
+	storePoll time.Duration
 }
 
 // leaseLog records the scheduler's lease calls (Server.leased), so a test
@@ -263,7 +267,11 @@ func setup(t testing.TB, o bundleOpts) *testBundle {
 	if o.wrapStore != nil {
 		st = o.wrapStore(st)
 	}
-	srv, err := New(Config{Store: st, Queue: queuesqlite.New(db), Hub: events.NewHub(), Authenticate: authn.Middleware,
+	var eventBus bus.Bus
+	if o.bus != nil {
+		eventBus = o.bus(st)
+	}
+	srv, err := New(Config{Store: st, Queue: queuesqlite.New(db), Bus: eventBus, StorePoll: o.storePoll, Authenticate: authn.Middleware,
 		Audit: audit.New(db, nil), Limiter: tenancy.NewLimiter(), Model: port, Tools: reg,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Node: cfg, Executors: 4,
 		LeaseTTL: o.leaseTTL, PollInterval: 20 * time.Millisecond, Heartbeat: o.heartbeat, ModelProbe: o.modelProbe})

@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/bus"
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/ids"
@@ -39,8 +41,40 @@ func (s *Server) commit(ctx context.Context, c store.RunChange) ([]store.Event, 
 	if err != nil {
 		return nil, err
 	}
-	s.hub.Publish(evs...)
+	s.publish(ctx, evs...)
 	return evs, nil
+}
+
+// publishTimeout bounds one publish of committed events: the store has
+// them already, so a bus that does not answer costs streams latency (they
+// find the events at their next store poll), never the run its progress.
+const publishTimeout = 5 * time.Second
+
+// publish hands committed events to the bus. A failure is logged and
+// otherwise ignored: the events are in the store, where streams read them
+// on a gap or at their next poll.
+func (s *Server) publish(ctx context.Context, evs ...store.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	// A canceled run's last events are still published.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	defer cancel()
+	if err := s.bus.Publish(ctx, evs...); err != nil {
+		s.metrics.busErrors.WithLabelValues("publish").Inc()
+		s.log.Warn("publish run events on the bus", "run_id", evs[0].RunID, "err", err)
+	}
+}
+
+// signal sends sig to every replica (this one included), best effort: a
+// lost signal costs latency only (see bus.Signals).
+func (s *Server) signal(ctx context.Context, sig bus.Signal) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	defer cancel()
+	if err := s.bus.Signal(ctx, sig); err != nil {
+		s.metrics.busErrors.WithLabelValues("signal").Inc()
+		s.log.Warn("send a signal on the bus", "kind", sig.Kind, "run_id", sig.RunID, "err", err)
+	}
 }
 
 // cancelRun moves a queued or running run to canceled with its event, then
@@ -74,11 +108,11 @@ func (s *Server) cancelRun(ctx context.Context, ac auth.Context, runID, reason s
 		s.metrics.runDuration.WithLabelValues(string(store.RunCanceled)).Observe(now.Sub(run.CreatedAt).Seconds())
 		_, _ = s.cfg.Audit.Record(ctx, store.AuditRecord{TenantID: run.TenantID, PrincipalID: ac.Principal.PrincipalID,
 			Action: "run.cancel", Target: "run/" + run.RunID, Outcome: "canceled", Details: map[string]any{"reason": reason}})
-		s.mu.Lock()
-		stop := s.running[run.RunID]
-		s.mu.Unlock()
-		if stop != nil {
-			stop(errRunCanceled)
+		// The run executes here (stop it now) or on another replica, or
+		// is queued: every replica's signal loop stops it if it runs
+		// there (its executor's store check would, within a second).
+		if !s.stopRun(run.RunID) {
+			s.signal(ctx, bus.Signal{Kind: bus.SignalCancel, TenantID: run.TenantID, RunID: run.RunID, Reason: reason})
 		}
 		return run, nil
 	}
@@ -86,3 +120,15 @@ func (s *Server) cancelRun(ctx context.Context, ac auth.Context, runID, reason s
 }
 
 var errRunCanceled = errors.New("run canceled")
+
+// stopRun stops the executor of runID if it runs in this process (its
+// canceled status is committed) and reports whether it did.
+func (s *Server) stopRun(runID string) bool {
+	s.mu.Lock()
+	stop := s.running[runID]
+	s.mu.Unlock()
+	if stop != nil {
+		stop(errRunCanceled)
+	}
+	return stop != nil
+}

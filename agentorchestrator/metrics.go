@@ -24,6 +24,7 @@ type orchMetrics struct {
 	streamsOpen    prometheus.Gauge
 	streamsRefused *prometheus.CounterVec
 	retries        *prometheus.CounterVec // by kind (model, tool)
+	busErrors      *prometheus.CounterVec // by op (publish, signal, subscribe)
 	circuitOpen    prometheus.Gauge
 	tenants        tenantLabels
 }
@@ -59,10 +60,12 @@ func newOrchMetrics(reg prometheus.Registerer) *orchMetrics {
 			Name: "agentos_event_streams_refused_total", Help: "Run event streams refused at a cap, by code (rate_limited: the tenant's; overloaded: the node's)."}, []string{"code"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "agentos_dependency_retries_total", Help: "Retries of a run's model or tool call after a retryable failure, by kind (model, tool)."}, []string{"kind"}),
+		busErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentos_bus_errors_total", Help: "Failed bus operations, by op (publish: committed events, which streams then read from the store; signal: a cancel or wake-up; subscribe)."}, []string{"op"}),
 		circuitOpen: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "agentos_model_policy_circuit_open", Help: "1 while the model-policy circuit breaker is open (no runs are leased), else 0."}),
 	}
-	reg.MustRegister(m.retries, m.circuitOpen)
+	reg.MustRegister(m.retries, m.circuitOpen, m.busErrors)
 	reg.MustRegister(m.runsCreated, m.runsTotal, m.runDuration, m.stepDuration, m.toolCalls,
 		m.toolDuration, m.modelCalls, m.queueDepth, m.activeRuns, m.resumed, m.streamsOpen, m.streamsRefused)
 	return m

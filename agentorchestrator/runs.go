@@ -340,8 +340,8 @@ func (s *Server) handleCreateRun(w http.ResponseWriter, r *http.Request) error {
 		return s.replay(w, r, res.Run)
 	}
 	s.metrics.runsCreated.WithLabelValues(s.metrics.tenants.label(ac.TenantID)).Inc()
-	s.hub.Publish(first)
-	s.Wake()
+	s.publish(ctx, first)
+	s.wakeAll(ctx, ac.TenantID)
 	w.Header().Set("Location", "/v1/runs/"+runID)
 	httpx.JSON(w, r, http.StatusCreated, map[string]any{"run": res.Run})
 	return nil

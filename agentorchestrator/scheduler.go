@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nexixai/agentos/internal/bus"
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/queue"
 	"github.com/nexixai/agentos/internal/store"
@@ -27,10 +28,69 @@ func (s *Server) Wake() {
 	}
 }
 
-// Start starts the scheduler and the purge of expired idempotency keys;
-// Stop ends them. Recovery after a crash needs no scan: a run's queue
-// entry is written with the run and removed only once the run is
-// terminal, so unfinished runs are leased again when their leases expire.
+// wakeAll wakes this scheduler and, through the bus, every replica's: a
+// queued run starts on whichever has a free executor first.
+func (s *Server) wakeAll(ctx context.Context, tenantID string) {
+	s.Wake()
+	// Reason names the sender, which skips its own echo: it woke already.
+	s.signal(ctx, bus.Signal{Kind: bus.SignalWake, TenantID: tenantID, Reason: s.owner})
+}
+
+// signalRetry is how long the signal loop waits before subscribing again
+// after the bus refused.
+const signalRetry = time.Second
+
+// listenSignals is the signal loop: a cancel stops the run's executor if
+// it runs here, a wake-up wakes the scheduler. A subscription dropped as
+// lagged is made again, with a wake-up in case one was lost (a lost
+// cancel is caught by the executor's store check).
+func (s *Server) listenSignals(ctx context.Context) {
+	for ctx.Err() == nil {
+		sub, err := s.bus.SubscribeSignals(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.metrics.busErrors.WithLabelValues("subscribe").Inc()
+				s.log.Warn("subscribe to bus signals", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(signalRetry):
+			}
+			continue
+		}
+		s.handleSignals(ctx, sub)
+		sub.Close()
+		s.Wake()
+	}
+}
+
+// handleSignals acts on sub's signals until it closes or ctx ends.
+func (s *Server) handleSignals(ctx context.Context, sub bus.Subscription[bus.Signal]) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sig, ok := <-sub.C():
+			if !ok {
+				return
+			}
+			switch sig.Kind {
+			case bus.SignalCancel:
+				s.stopRun(sig.RunID)
+			case bus.SignalWake:
+				if sig.Reason != s.owner {
+					s.Wake()
+				}
+			}
+		}
+	}
+}
+
+// Start starts the scheduler, the bus signal loop and the purge of
+// expired idempotency keys; Stop ends them. Recovery after a crash needs
+// no scan: a run's queue entry is written with the run and removed only
+// once the run is terminal, so unfinished runs are leased again when
+// their leases expire.
 // Start on a started server is an error (one scheduler per server); after
 // Stop it may be started again.
 func (s *Server) Start(ctx context.Context) error {
@@ -41,10 +101,14 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = cancel
-	s.loops.Add(2)
+	s.loops.Add(3)
 	go func() {
 		defer s.loops.Done()
 		s.schedule(ctx)
+	}()
+	go func() {
+		defer s.loops.Done()
+		s.listenSignals(ctx)
 	}()
 	go func() {
 		defer s.loops.Done()
@@ -118,7 +182,14 @@ func (s *Server) schedule(ctx context.Context) {
 				s.wg.Add(1)
 				go func() {
 					defer s.wg.Done()
-					defer s.Wake()
+					defer func() {
+						if ctx.Err() != nil {
+							return // shutting down: the run is resumed after its lease expires
+						}
+						// A free executor here, and perhaps a tenant below its
+						// max_concurrent_runs everywhere.
+						s.wakeAll(ctx, l.TenantID)
+					}()
 					defer active.Add(-1)
 					s.runLease(ctx, l)
 				}()
@@ -247,7 +318,7 @@ func (s *Server) runLease(parent context.Context, l queue.Lease) {
 		defer t.Stop()
 		// A cancel made through another replica reaches this executor
 		// through the store (one made here stops it at once).
-		check := time.NewTicker(cancelCheckInterval)
+		check := time.NewTicker(s.cancelCheck)
 		defer check.Stop()
 		for {
 			select {

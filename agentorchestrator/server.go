@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/bus"
+	"github.com/nexixai/agentos/internal/bus/inproc"
 	"github.com/nexixai/agentos/internal/config"
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/events"
@@ -48,8 +50,17 @@ type Limiter interface {
 type Config struct {
 	Store store.Store
 	Queue queue.Queue
-	// Hub fans committed events out to SSE streams; default a new hub.
-	Hub *events.Hub
+	// Bus carries committed events to SSE streams and cancel and wake
+	// signals between replicas (internal/bus); default the in-process bus
+	// with the store as its history. The caller closes a bus it passes,
+	// after Stop.
+	Bus bus.Bus
+	// StorePoll is how often an open SSE stream re-reads the store, the
+	// fallback for events the bus did not bring (default 2s: with the
+	// in-process bus, events committed by another process arrive only so;
+	// with NATS every replica's events come over the bus and the node
+	// sets a longer interval).
+	StorePoll time.Duration
 	// Streams bounds concurrent SSE streams (node-wide cap; per tenant
 	// its max_concurrent_streams, else Node.QuotaMaxStreams); default a
 	// gate without a node-wide cap.
@@ -94,7 +105,7 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	hub     *events.Hub
+	bus     bus.Bus
 	metrics *orchMetrics
 	http    *metrics.HTTP
 	handler http.Handler
@@ -121,6 +132,9 @@ type Server struct {
 	// with what each lease call returned, before their executors start: a
 	// test waits for a lease decision instead of sleeping.
 	leased func([]queue.Lease)
+	// cancelCheck is how often an executor looks in the store for a
+	// cancel (cancelCheckInterval; tests lengthen it to prove the bus).
+	cancelCheck time.Duration
 
 	// lifeMu orders Start and Stop; stop is set while started.
 	lifeMu sync.Mutex
@@ -135,8 +149,11 @@ func New(cfg Config) (*Server, error) {
 		cfg.Tools == nil || cfg.Limiter == nil || cfg.Audit == nil {
 		return nil, errors.New("agentorchestrator: Store, Queue, Authenticate, Model, Tools, Limiter and Audit are required")
 	}
-	if cfg.Hub == nil {
-		cfg.Hub = events.NewHub()
+	if cfg.Bus == nil {
+		cfg.Bus = inproc.New(inproc.Config{History: cfg.Store})
+	}
+	if cfg.StorePoll <= 0 {
+		cfg.StorePoll = defaultStorePoll
 	}
 	if cfg.Streams == nil {
 		cfg.Streams = events.NewGate(0)
@@ -172,12 +189,14 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		log:     cfg.Logger.With("service", ServiceName),
-		hub:     cfg.Hub,
+		bus:     cfg.Bus,
 		metrics: newOrchMetrics(cfg.Registry),
 		http:    metrics.NewHTTP(cfg.Registry, ServiceName),
 		owner:   newOwnerID(),
 		wake:    make(chan struct{}, 1),
 		running: map[string]context.CancelCauseFunc{},
+
+		cancelCheck: cancelCheckInterval,
 	}
 	s.breaker = newBreaker(cfg.Now, func(open bool, reason string) {
 		if open {

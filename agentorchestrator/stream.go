@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/bus"
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/events"
 	"github.com/nexixai/agentos/internal/httpx"
@@ -13,9 +14,10 @@ import (
 	"github.com/nexixai/agentos/internal/tenancy"
 )
 
-// storePollInterval bounds how long an SSE stream can miss an event that
-// was committed by another process (whose hub we do not hear).
-const storePollInterval = 2 * time.Second
+// defaultStorePoll is Config.StorePoll's default: how long an SSE stream
+// can miss an event that no bus brought (committed by another process
+// on the in-process bus, or whose publish failed).
+const defaultStorePoll = 2 * time.Second
 
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	ac, err := requireTenant(r.Context(), auth.ScopeRunsRead)
@@ -84,7 +86,7 @@ func (s *Server) acquireStream(r *http.Request, tenantID string) (func(), error)
 }
 
 // streamSSE replays stored events after `after`, then live ones from the
-// hub, with no gaps and no duplicates, and ends after the terminal event.
+// bus, with no gaps and no duplicates, and ends after the terminal event.
 // Once the response has started, errors end the stream: there is no
 // status left to report them with.
 func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, run store.Run, after int64) error {
@@ -94,10 +96,9 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, run store.Run
 	// has none of its own: each write is bounded instead.
 	_ = rc.SetReadDeadline(time.Time{})
 	// Subscribe before replaying so nothing committed in between is missed.
-	sub := s.hub.Subscribe(run.TenantID, run.RunID)
-	defer sub.Close()
-
-	st := &sseStream{s: s, w: w, rc: rc, sub: sub, run: run, last: after}
+	st := &sseStream{s: s, w: w, rc: rc, run: run, last: after}
+	st.subscribe(ctx, false)
+	defer func() { st.sub.Close() }()
 	st.begin()
 	if done, err := st.catchUp(ctx); err != nil || done {
 		return nil
@@ -111,16 +112,23 @@ func (s *Server) streamSSE(w http.ResponseWriter, r *http.Request, run store.Run
 
 	heartbeat := time.NewTicker(s.cfg.Heartbeat)
 	defer heartbeat.Stop()
-	poll := time.NewTicker(storePollInterval)
+	poll := time.NewTicker(s.cfg.StorePoll)
 	defer poll.Stop()
 	for {
 		var end bool
 		select {
 		case <-ctx.Done():
 			return nil
-		case e := <-sub.C:
+		case e, ok := <-st.sub.C():
+			if !ok {
+				st.resume(ctx)
+				continue
+			}
 			end = st.live(ctx, e)
 		case <-poll.C:
+			if _, ok := st.sub.(silent); ok {
+				st.subscribe(ctx, true) // the bus may be back
+			}
 			done, err := st.catchUp(ctx)
 			end = err != nil || done
 		case <-heartbeat.C:
@@ -138,10 +146,58 @@ type sseStream struct {
 	s    *Server
 	w    http.ResponseWriter
 	rc   *http.ResponseController
-	sub  *events.Subscription
+	sub  bus.Subscription[store.Event]
 	run  store.Run
 	last int64
+	// resumed is when the subscription was last resumed.
+	resumed time.Time
 }
+
+// subscribe (re)subscribes to the run's events on the bus, with resume
+// after the last event written. If the bus refuses, the stream goes on
+// with its store polls alone (a subscription that never delivers).
+func (st *sseStream) subscribe(ctx context.Context, resume bool) {
+	if st.sub != nil {
+		st.sub.Close()
+	}
+	sub, err := st.s.bus.Subscribe(ctx, bus.SubscribeParams{TenantID: st.run.TenantID, RunID: st.run.RunID, Resume: resume, After: st.last})
+	if err != nil {
+		if ctx.Err() == nil {
+			st.s.metrics.busErrors.WithLabelValues("subscribe").Inc()
+			st.s.log.Warn("subscribe to run events on the bus", "run_id", st.run.RunID, "err", err)
+		}
+		sub = silent{}
+	}
+	st.sub = sub
+}
+
+// resubscribeGap is the least time between two resumes of a stream's
+// subscription; one that ends sooner again waits for the next store poll
+// (which subscribes again), so a bus or store that fails every resume at
+// once is not retried in a loop.
+const resubscribeGap = time.Second
+
+// resume follows a subscription that ended: dropped as lagged, or its bus
+// lost its feed. It subscribes again with resume after the last event
+// written (from the bus's history), or leaves the stream to its store
+// polls if the last resume was just now or the bus closed.
+func (st *sseStream) resume(ctx context.Context) {
+	if st.sub.Lagged() && time.Since(st.resumed) >= resubscribeGap {
+		st.resumed = time.Now()
+		st.subscribe(ctx, true)
+		return
+	}
+	st.sub.Close()
+	st.sub = silent{}
+}
+
+// silent is a subscription that delivers nothing: the store polls carry
+// the stream.
+type silent struct{}
+
+func (silent) C() <-chan store.Event { return nil }
+func (silent) Lagged() bool          { return false }
+func (silent) Close()                {}
 
 // begin sends the 200 and the event-stream headers.
 func (st *sseStream) begin() {
@@ -191,10 +247,10 @@ func (st *sseStream) catchUp(ctx context.Context) (bool, error) {
 	}
 }
 
-// live writes e, received from the hub, with the events waiting behind
+// live writes e, received from the bus, with the events waiting behind
 // it, and reports whether the stream ends (terminal event written, or an
-// error). A gap in sequences, or a subscription that lagged and dropped
-// events, is filled from the store.
+// error). A gap in sequences is filled from the store (a subscription
+// that lagged is resumed by the stream loop).
 func (st *sseStream) live(ctx context.Context, e store.Event) bool {
 	st.keepWriting()
 	terminal, gap, err := st.writeWaiting(e)
@@ -204,7 +260,7 @@ func (st *sseStream) live(ctx context.Context, e store.Event) bool {
 	case terminal:
 		_ = st.rc.Flush()
 		return true
-	case st.sub.Lagged() || gap:
+	case gap:
 		done, err := st.catchUp(ctx)
 		return err != nil || done
 	}
@@ -229,8 +285,13 @@ func (st *sseStream) writeWaiting(e store.Event) (terminal, gap bool, err error)
 				return true, false, nil
 			}
 		}
+		var ok bool
 		select {
-		case e = <-st.sub.C:
+		case e, ok = <-st.sub.C():
+			if !ok {
+				// Closed (lagged): the stream loop resumes it.
+				return false, false, nil
+			}
 		default:
 			return false, false, nil
 		}

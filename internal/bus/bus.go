@@ -28,20 +28,18 @@
 //     a time; a consumer that dies or does not Ack within AckWait loses it
 //     to another consumer (Attempt counts deliveries).
 //
-// # How the orchestrator uses it (wiring is the next change)
+// # How the orchestrator uses it
 //
-//   - events: Server.commit publishes the events ApplyRunChange returned
-//     (today s.hub.Publish); streamSSE subscribes by run before replaying
-//     from the store (today s.hub.Subscribe), writes from C, and on a gap
-//     or a closed, lagged subscription re-reads the store from its
-//     Last-Event-ID and subscribes again (Resume, After). With NATS the
-//     run may execute on another replica: its events still arrive here,
-//     and the 2 s store poll becomes a fallback only.
+//   - events: Server.commit publishes the events ApplyRunChange returned;
+//     streamSSE subscribes by run before replaying from the store, writes
+//     from C, fills a gap from the store, and on a closed, lagged
+//     subscription subscribes again (Resume, After = its last sequence).
+//     With NATS the run may execute on another replica: its events still
+//     arrive here, and the store poll becomes a fallback only (10 s).
 //   - cancel: cancelRun commits the canceled status, then publishes
-//     Signal{Kind: SignalCancel}; every replica's signal loop looks the run
-//     up in its s.running map and stops the executor (today that works
-//     only on the replica that took the request; elsewhere the executor
-//     finds the status in its 1 s store check).
+//     Signal{Kind: SignalCancel} (unless it stopped the executor itself);
+//     every replica's signal loop looks the run up in its s.running map
+//     and stops the executor (the executor's 1 s store check remains).
 //   - wake-ups: run admission and a finishing executor publish
 //     Signal{Kind: SignalWake}; every replica's signal loop calls
 //     Server.Wake, so a queued run starts as soon as any replica has a

@@ -11,6 +11,7 @@ package config
 import (
 	"bufio"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -110,6 +111,14 @@ type Config struct {
 	// puts the replicas' store in; empty: the profile runs its own under
 	// $AGENTOS_HOME/postgres. It may carry a password.
 	PostgresURL string `json:"-"` // AGENTOS_POSTGRES_URL, default none
+
+	// The control plane's bus (internal/bus): run events, cancel and wake
+	// signals between orchestrator replicas. Empty: the in-process bus,
+	// right for one orchestrator process; nats://host:port[,...]: NATS
+	// JetStream, which replicas need to share live state. BusReplicas is
+	// the JetStream streams' replication factor (3 on a 3-server cluster).
+	BusURL      string `json:"-"` // AGENTOS_BUS_URL, default none (in-process); may carry credentials
+	BusReplicas int    // AGENTOS_BUS_REPLICAS, default 1
 
 	// The federation client API's TLS certificate in prod; default the
 	// node's federation certificate (the peer API's).
@@ -221,6 +230,7 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 
 		GatewayUpstreamsFile: get("AGENTOS_GATEWAY_UPSTREAMS_FILE", ""),
 		PostgresURL:          get("AGENTOS_POSTGRES_URL", ""),
+		BusURL:               get("AGENTOS_BUS_URL", ""),
 
 		FederationClientCertFile: get("AGENTOS_FEDERATION_CLIENT_CERT_FILE", ""),
 		FederationClientKeyFile:  get("AGENTOS_FEDERATION_CLIENT_KEY_FILE", ""),
@@ -248,6 +258,16 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 	r.integer("AGENTOS_IDEMPOTENCY_TTL_HOURS", "24", &c.IdempotencyTTLHours)
 	r.integer("AGENTOS_QUOTA_MAX_STREAMS", "100", &c.QuotaMaxStreams)
 	r.integer("AGENTOS_MAX_STREAMS", "0", &c.MaxStreams)
+	if v := get("AGENTOS_BUS_REPLICAS", "1"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 5 {
+			r.fail("AGENTOS_BUS_REPLICAS=%q: want 1 to 5 (how many NATS servers keep each stream)", v)
+		}
+		c.BusReplicas = n
+	}
+	if c.BusURL != "" && !validBusURL(c.BusURL) {
+		r.fail("AGENTOS_BUS_URL: want nats://host:port, several separated by commas, or empty for the in-process bus")
+	}
 	r.integer("AGENTOS_HTTP_MAX_HEADER_BYTES", "65536", &c.HTTPMaxHeaderBytes)
 	r.duration("AGENTOS_HTTP_READ_HEADER_TIMEOUT", "10s", &c.HTTPReadHeaderTimeout)
 	r.duration("AGENTOS_HTTP_BODY_TIMEOUT", "30s", &c.HTTPBodyTimeout)
@@ -491,4 +511,16 @@ func ReadEnvFile(path string) (map[string]string, error) {
 		vals[strings.TrimSpace(k)] = v
 	}
 	return vals, sc.Err()
+}
+
+// validBusURL reports whether v is one or more comma-separated
+// nats://host:port URLs (tls:// too: the NATS client speaks it).
+func validBusURL(v string) bool {
+	for _, part := range strings.Split(v, ",") {
+		u, err := url.Parse(strings.TrimSpace(part))
+		if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
+			return false
+		}
+	}
+	return true
 }

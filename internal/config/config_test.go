@@ -97,6 +97,29 @@ func TestOutboundTimeoutSettings(t *testing.T) {
 	require.Equal(t, 5*time.Minute, zero.OutboundModelResponseHeaderTimeout)
 }
 
+func TestBusSettings(t *testing.T) {
+	t.Parallel()
+	none := filepath.Join(t.TempDir(), "none.env")
+	c, err := Load(lookupFrom(nil), none)
+	require.NoError(t, err)
+	require.Empty(t, c.BusURL, "default: the in-process bus")
+	require.Equal(t, 1, c.BusReplicas)
+	c, err = Load(lookupFrom(map[string]string{"AGENTOS_BUS_URL": "nats://127.0.0.1:4222,nats://127.0.0.1:4223", "AGENTOS_BUS_REPLICAS": "3"}), none)
+	require.NoError(t, err)
+	require.Equal(t, "nats://127.0.0.1:4222,nats://127.0.0.1:4223", c.BusURL)
+	require.Equal(t, 3, c.BusReplicas)
+	for k, v := range map[string]string{"AGENTOS_BUS_URL": "redis://127.0.0.1:6379", "AGENTOS_BUS_REPLICAS": "0"} {
+		_, err = Load(lookupFrom(map[string]string{k: v}), none)
+		require.ErrorContains(t, err, k, v)
+	}
+	for _, v := range []string{"6", "three"} {
+		_, err = Load(lookupFrom(map[string]string{"AGENTOS_BUS_REPLICAS": v}), none)
+		require.ErrorContains(t, err, "AGENTOS_BUS_REPLICAS", v)
+	}
+	_, err = Load(lookupFrom(map[string]string{"AGENTOS_BUS_URL": "nats://ok:4222,127.0.0.1:4223"}), none)
+	require.ErrorContains(t, err, "AGENTOS_BUS_URL", "every URL of the list is checked")
+}
+
 func TestAuditCheckpointSettings(t *testing.T) {
 	t.Parallel()
 	none := filepath.Join(t.TempDir(), "none")

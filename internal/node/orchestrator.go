@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/nexixai/agentos/agentorchestrator"
 	"github.com/nexixai/agentos/internal/audit"
 	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/bus"
+	"github.com/nexixai/agentos/internal/bus/inproc"
+	natsbus "github.com/nexixai/agentos/internal/bus/nats"
 	"github.com/nexixai/agentos/internal/config"
 	"github.com/nexixai/agentos/internal/events"
 	"github.com/nexixai/agentos/internal/metrics"
@@ -81,6 +85,14 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 	model := modelport.NewHTTPClient(cfg.ModelPolicyURL, mint, outbound.Client(outbound.ForModels(cfg), nil))
 	health := outbound.Client(outbound.FromConfig(cfg), nil)
 
+	b, storePoll, err := openBus(ctx, cfg, st)
+	if err != nil {
+		return err
+	}
+	// Closed after srv.Stop (deferred below, so run first): the
+	// executors publish until they return.
+	defer b.Close()
+
 	registry := metrics.NewRegistry()
 	authn, err := newAuthenticator(cfg, st, signer, agentorchestrator.ServiceName, metrics.NewAuthFailures(registry, agentorchestrator.ServiceName))
 	if err != nil {
@@ -89,7 +101,7 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 	srv, err := agentorchestrator.New(agentorchestrator.Config{
 		Store: st, Queue: st.Queue, Authenticate: authn.Middleware, Audit: auditor, Streams: streams,
 		Limiter: tenancy.NewLimiter(), Model: model, Tools: reg, Registry: registry, Logger: log, Node: cfg,
-		Executors: cfg.Executors,
+		Executors: cfg.Executors, Bus: b, StorePoll: storePoll,
 		ReadyChecks: map[string]func(context.Context) error{
 			"model-policy": func(ctx context.Context) error { return pingHealth(ctx, health, cfg.ModelPolicyURL+"/v1/health") },
 		},
@@ -116,6 +128,33 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 		defer func() { <-done }()
 	}
 	return serveHTTP(ctx, cfg, cfg.OrchestratorAddr, srv.Handler(), log)
+}
+
+// natsStorePoll is how often an SSE stream re-reads the store when the
+// bus is NATS: every replica's events arrive over the bus, so the poll
+// only catches a failed publish (counted in agentos_bus_errors_total).
+const natsStorePoll = 10 * time.Second
+
+// busDialTimeout bounds connecting to NATS and making its streams.
+const busDialTimeout = 30 * time.Second
+
+// openBus returns the orchestrator's bus (cfg.BusURL: empty for the
+// in-process bus, with the store as its history; else NATS JetStream)
+// and the SSE store poll interval that goes with it.
+func openBus(ctx context.Context, cfg config.Config, st bus.History) (bus.Bus, time.Duration, error) {
+	if cfg.BusURL == "" {
+		return inproc.New(inproc.Config{History: st}), 0, nil // 0: the orchestrator's default poll
+	}
+	ctx, cancel := context.WithTimeout(ctx, busDialTimeout)
+	defer cancel()
+	host, _ := os.Hostname()
+	b, err := natsbus.Dial(ctx, natsbus.Config{URL: cfg.BusURL, Replicas: cfg.BusReplicas,
+		Name: fmt.Sprintf("%s %s pid %d", agentorchestrator.ServiceName, host, os.Getpid())})
+	if err != nil {
+		// The URL may carry credentials: name the setting, not the value.
+		return nil, 0, fmt.Errorf("AGENTOS_BUS_URL: %w", err)
+	}
+	return b, natsStorePoll, nil
 }
 
 // pingHealth checks a dependency's health endpoint.

@@ -1,0 +1,309 @@
+package agentorchestrator
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/nexixai/agentos/internal/audit"
+	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/bus"
+	"github.com/nexixai/agentos/internal/bus/inproc"
+	natsbus "github.com/nexixai/agentos/internal/bus/nats"
+	"github.com/nexixai/agentos/internal/bus/nats/natstest"
+	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/events"
+	queuepg "github.com/nexixai/agentos/internal/queue/postgres"
+	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/postgres"
+	"github.com/nexixai/agentos/internal/store/postgres/pgtest"
+	"github.com/nexixai/agentos/internal/tenancy"
+	"github.com/nexixai/agentos/internal/tools"
+	"github.com/nexixai/agentos/internal/tools/builtin"
+)
+
+// replica is one orchestrator process of a replicated control plane: its
+// own store connections, bus connection and HTTP server.
+type replica struct {
+	db   *postgres.DB
+	srv  *Server
+	http *httptest.Server
+}
+
+// newReplica starts an orchestrator on the PostgreSQL schema at pgURL and
+// the NATS server at natsURL. Its polls are an hour long, so that what it
+// learns from other replicas within a test came over the bus: the store
+// poll of its SSE streams, its scheduler's poll and its executors' cancel
+// check. natsURL "" gives it an in-process bus of its own and the default
+// store poll (2 s), as replicas had before the bus. execute false leaves its scheduler (and signal loop) stopped: an
+// API-only replica, so that runs execute on the other.
+func newReplica(t testing.TB, name, pgURL, natsURL string, execute bool, extra ...tools.Tool) *replica {
+	t.Helper()
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, pgURL)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	// Without NATS each replica has its own in-process bus: streams learn
+	// of other replicas' events by the store poll alone (its default).
+	var b bus.Bus = inproc.New(inproc.Config{History: db})
+	storePoll := time.Duration(0)
+	if natsURL != "" {
+		nb, err := natsbus.Dial(ctx, natsbus.Config{URL: natsURL, Name: name})
+		require.NoError(t, err)
+		b, storePoll = nb, time.Hour
+	}
+	t.Cleanup(func() { _ = b.Close() })
+
+	cfg, err := config.Load(func(string) (string, bool) { return "", false }, filepath.Join(t.TempDir(), "none.env"))
+	require.NoError(t, err)
+	cfg.Home = t.TempDir()
+	require.NoError(t, cfg.Finish())
+	reg := tools.NewRegistry()
+	require.NoError(t, builtin.Register(reg, builtin.Deps{KV: db}))
+	for _, tl := range extra {
+		require.NoError(t, reg.Register(tl))
+	}
+	authn, err := auth.New(auth.Config{Mode: config.ModeDemo, Tenants: db, Tokens: db})
+	require.NoError(t, err)
+	srv, err := New(Config{Store: db, Queue: queuepg.New(db), Bus: b, StorePoll: storePoll, Authenticate: authn.Middleware,
+		Audit: audit.New(db, nil), Limiter: tenancy.NewLimiter(), Model: &scriptedModel{}, Tools: reg,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)).With("replica", name), Node: cfg, Executors: 4,
+		PollInterval: time.Hour})
+	require.NoError(t, err)
+	srv.cancelCheck = time.Hour
+	if execute {
+		require.NoError(t, srv.Start(ctx))
+	}
+	r := &replica{db: db, srv: srv, http: httptest.NewServer(srv.Handler())}
+	t.Cleanup(func() {
+		r.http.CloseClientConnections()
+		r.http.Close()
+		srv.Stop()
+	})
+	return r
+}
+
+// seedReplicas creates the tenant and its agents: agt_echo and one agent
+// per extra tool.
+func seedReplicas(t testing.TB, db store.Store, extra ...tools.Tool) {
+	t.Helper()
+	ctx := context.Background()
+	cfg, err := config.Load(func(string) (string, bool) { return "", false }, filepath.Join(t.TempDir(), "none.env"))
+	require.NoError(t, err)
+	cfg.QuotaRunCreateQPS = 1000 // the benchmark creates runs back to back
+	require.NoError(t, db.CreateTenant(ctx, tenancy.NewTenant("tnt_a", "tnt_a", cfg)))
+	agents := map[string]string{"agt_echo": "tool.echo"}
+	for _, tl := range extra {
+		agents["agt_"+tl.Spec().ToolID] = tl.Spec().ToolID
+	}
+	for id, tool := range agents {
+		require.NoError(t, db.PutAgent(ctx, store.Agent{AgentID: id, TenantID: "tnt_a", Name: id, Version: 1,
+			Status: store.AgentActive, ModelRef: "tier:fast", Instructions: "echo", Tools: []string{tool},
+			Defaults: store.AgentDefaults{MaxSteps: 4, TimeoutMs: 60000}, CreatedAt: time.Now(), UpdatedAt: time.Now()}))
+	}
+}
+
+// bundle gives the replica the test helpers of setup's bundles.
+func (r *replica) bundle(t testing.TB) *testBundle {
+	return &testBundle{t: t, srv: r.srv, http: r.http}
+}
+
+// openStream opens a run's SSE stream. The orchestrator subscribes to the
+// bus before it sends the headers, so once this returns every event
+// committed later reaches the stream.
+func (r *replica) openStream(ctx context.Context, t testing.TB, runID string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, "GET", r.http.URL+"/v1/runs/"+runID+"/events", nil)
+	require.NoError(t, err)
+	req.Header.Set("X-Tenant-Id", "tnt_a")
+	resp, err := r.http.Client().Do(req)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	return resp
+}
+
+func readStream(t testing.TB, resp *http.Response) []store.Event {
+	t.Helper()
+	defer resp.Body.Close()
+	var evs []store.Event
+	require.NoError(t, events.ReadSSE(resp.Body, func(f events.Frame) error {
+		e, err := events.DecodeFrame(f)
+		require.NoError(t, err)
+		evs = append(evs, e)
+		return nil
+	}))
+	return evs
+}
+
+// requireOneTerminal checks a whole stream: sequences 1..N without gap or
+// duplicate, and one terminal event, of type last, at the end.
+func requireOneTerminal(t *testing.T, evs []store.Event, last string) {
+	t.Helper()
+	require.NotEmpty(t, evs)
+	requireGapless(t, evs, 1)
+	for _, e := range evs[:len(evs)-1] {
+		require.False(t, store.IsTerminalEvent(e.Type), "one terminal event, last: %v", eventTypes(evs))
+	}
+	require.Equal(t, last, evs[len(evs)-1].Type, eventTypes(evs))
+}
+
+// Two orchestrator replicas on one PostgreSQL store and one NATS server:
+// replica 1 executes runs, replica 2 only serves the API. With every poll
+// an hour long, a run admitted on replica 2 starts on replica 1 (wake
+// signal), its events stream live from replica 2 (events on the bus), and
+// a cancel through replica 2 stops replica 1's executor (cancel signal).
+func TestReplicasShareLiveStateOverTheBus(t *testing.T) {
+	pgURL := pgtest.URL(t)
+	nats := natstest.Start(t, natstest.Options{})
+	tool := newBlockingTool("tool.test.block", false)
+	r1 := newReplica(t, "replica-1", pgURL, nats.URL(), true, tool)
+	r2 := newReplica(t, "replica-2", pgURL, nats.URL(), false, tool)
+	seedReplicas(t, r1.db, tool)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	t.Run("admission on replica 2 wakes replica 1", func(t *testing.T) {
+		runID := r2.bundle(t).createRun("tnt_a", "agt_echo", map[string]any{"input": "wake up"})
+		requireOneTerminal(t, readStream(t, r2.openStream(ctx, t, runID)), store.EventRunCompleted)
+		run, err := r1.db.GetRun(ctx, "tnt_a", runID)
+		require.NoError(t, err)
+		require.Equal(t, store.RunCompleted, run.Status)
+	})
+
+	t.Run("events of a run on replica 1 stream live from replica 2", func(t *testing.T) {
+		runID := r1.bundle(t).createRun("tnt_a", "agt_tool.test.block", map[string]any{"input": "stream me elsewhere"})
+		<-tool.started
+		resp := r2.openStream(ctx, t, runID)
+		tool.release <- struct{}{}
+		requireOneTerminal(t, readStream(t, resp), store.EventRunCompleted)
+	})
+
+	t.Run("cancel through replica 2 stops the executor on replica 1", func(t *testing.T) {
+		runID := r1.bundle(t).createRun("tnt_a", "agt_tool.test.block", map[string]any{"input": "cancel me elsewhere"})
+		<-tool.started
+		resp := r2.openStream(ctx, t, runID)
+		out, body := r2.bundle(t).do("POST", "/v1/runs/"+runID+":cancel", "tnt_a", `{"reason":"from replica 2"}`)
+		require.Equal(t, http.StatusOK, out.StatusCode, body)
+		require.Eventually(t, func() bool { return tool.ctxErr.Load() != nil }, 30*time.Second, 10*time.Millisecond,
+			"the in-flight tool call on replica 1 is canceled")
+		require.ErrorIs(t, *tool.ctxErr.Load(), context.Canceled)
+		requireOneTerminal(t, readStream(t, resp), store.EventRunCanceled)
+		// The executor stopped without writing over the cancel: the run
+		// reads canceled from either replica.
+		run, err := r1.db.GetRun(ctx, "tnt_a", runID)
+		require.NoError(t, err)
+		require.Equal(t, store.RunCanceled, run.Status)
+	})
+}
+
+// droppingBus is the in-process bus whose first live (not resumed) event
+// subscription comes back already dropped, as when a subscriber lagged or
+// its NATS server died: the stream must resume from the bus.
+type droppingBus struct {
+	*inproc.Bus
+	dropped atomic.Bool
+	resumes atomic.Int64
+}
+
+func (d *droppingBus) Subscribe(ctx context.Context, p bus.SubscribeParams) (bus.Subscription[store.Event], error) {
+	if p.Resume {
+		d.resumes.Add(1)
+	} else if d.dropped.CompareAndSwap(false, true) {
+		s := bus.NewSink[store.Event](1, nil)
+		s.Drop()
+		return s, nil
+	}
+	return d.Bus.Subscribe(ctx, p)
+}
+
+// An SSE stream whose subscription is dropped resumes after the last event
+// it wrote, from the bus (the store poll is an hour long): every later
+// event arrives once, in order, and the stream ends at the terminal event.
+func TestStreamResumesADroppedSubscription(t *testing.T) {
+	t.Parallel()
+	tool := newBlockingTool("tool.test.block", false)
+	var db *droppingBus
+	b := setup(t, bundleOpts{extra: []tools.Tool{tool}, storePoll: time.Hour, bus: func(st store.Store) bus.Bus {
+		db = &droppingBus{Bus: inproc.New(inproc.Config{History: st})}
+		return db
+	}})
+	runID := b.createRun("tnt_a", "agt_tool.test.block", map[string]any{"input": "resume me"})
+	<-tool.started
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resp := (&replica{srv: b.srv, http: b.http}).openStream(ctx, t, runID)
+	tool.release <- struct{}{}
+	requireOneTerminal(t, readStream(t, resp), store.EventRunCompleted)
+	require.True(t, db.dropped.Load())
+	require.EqualValues(t, 1, db.resumes.Load(), "the stream resumed once")
+}
+
+// BenchmarkCrossReplicaEvent measures how long an event committed by an
+// executor on replica 1 takes to reach an SSE stream open on replica 2,
+// two replicas on one PostgreSQL store: over NATS ("bus"), and with an
+// in-process bus each, by the stream's store poll ("store-poll", the
+// fallback and the behaviour before the bus). One op: a run blocked in a
+// tool is released and its next event (the tool step) is read on replica 2.
+//
+//	eval "$(scripts/pg-test-cluster.sh start)"
+//	go test -run '^$' -bench CrossReplicaEvent ./agentorchestrator/
+func BenchmarkCrossReplicaEvent(b *testing.B) {
+	for _, mode := range []string{"bus", "store-poll"} {
+		b.Run(mode, func(b *testing.B) {
+			pgURL := pgtest.URL(b)
+			natsURL := ""
+			if mode == "bus" {
+				natsURL = natstest.Start(b, natstest.Options{}).URL()
+			}
+			tool := newBlockingTool("tool.test.block", false)
+			r1 := newReplica(b, "replica-1", pgURL, natsURL, true, tool)
+			r2 := newReplica(b, "replica-2", pgURL, natsURL, false, tool)
+			seedReplicas(b, r1.db, tool)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				runID := r1.bundle(b).createRun("tnt_a", "agt_tool.test.block", map[string]any{"input": "bench"})
+				<-tool.started
+				stored, err := r1.db.ListEvents(ctx, store.ListEventsParams{TenantID: "tnt_a", RunID: runID, Limit: 1000})
+				require.NoError(b, err)
+				seqs := make(chan int64, 64)
+				resp := r2.openStream(ctx, b, runID)
+				go func() {
+					defer close(seqs)
+					defer resp.Body.Close()
+					_ = events.ReadSSE(resp.Body, func(f events.Frame) error {
+						e, err := events.DecodeFrame(f)
+						if err == nil {
+							seqs <- e.Sequence
+						}
+						return err
+					})
+				}()
+				for seq := range seqs {
+					if seq == stored[len(stored)-1].Sequence {
+						break // caught up: the stream is live
+					}
+				}
+				b.StartTimer()
+				tool.release <- struct{}{}
+				next, ok := <-seqs
+				b.StopTimer()
+				require.True(b, ok, "the stream ended before the next event")
+				require.Greater(b, next, stored[len(stored)-1].Sequence)
+				for range seqs {
+				}
+				b.StartTimer()
+			}
+		})
+	}
+}
