@@ -95,3 +95,16 @@ func TestTakeTokenRejectsBadLimits(t *testing.T) {
 	require.NoError(t, db.Pool().QueryRow(ctx, `SELECT count(*) FROM rate_buckets`).Scan(&n))
 	require.Zero(t, n)
 }
+
+// The cost of a shared limit: one statement round trip per limited request.
+func BenchmarkSharedLimiterAllow(b *testing.B) {
+	db, err := postgres.Open(context.Background(), pgtest.URL(b))
+	require.NoError(b, err)
+	b.Cleanup(func() { require.NoError(b, db.Close()) })
+	l := tenancy.NewSharedLimiter(db, nil)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			l.Allow("ten_bench", tenancy.LimitRunCreate, 1e9, 1_000_000_000)
+		}
+	})
+}
