@@ -9,7 +9,6 @@ import (
 	"github.com/nexixai/agentos/internal/config"
 	"github.com/nexixai/agentos/internal/metrics"
 	"github.com/nexixai/agentos/internal/outbound"
-	"github.com/nexixai/agentos/internal/tenancy"
 	"github.com/nexixai/agentos/internal/version"
 	"github.com/nexixai/agentos/modelpolicy"
 )
@@ -46,7 +45,7 @@ func RunModelPolicy(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	srv, err := modelpolicy.New(modelpolicy.Config{
-		Store: st, Authenticate: authn.Middleware, Limiter: tenancy.NewLimiter(), Audit: audit.New(st, sink),
+		Store: st, Authenticate: authn.Middleware, Limiter: newLimiter(st, log), Audit: audit.New(st, sink),
 		Catalogue: cat, Registry: registry, Logger: log, NodeID: cfg.StackID,
 		DefaultInvokeQPS: cfg.QuotaInvokeQPS, Version: version.Version,
 		HTTPClient: outbound.ModelClient(outbound.ForModels(cfg)),

@@ -26,6 +26,7 @@ import (
 	"github.com/nexixai/agentos/internal/store/postgres"
 	"github.com/nexixai/agentos/internal/store/sqlite"
 	"github.com/nexixai/agentos/internal/store/storecache"
+	"github.com/nexixai/agentos/internal/tenancy"
 )
 
 // newLogger returns the JSON logger of a service.
@@ -46,6 +47,19 @@ func newLogger(cfg config.Config, service string) *slog.Logger {
 type Backend struct {
 	store.Store
 	Queue queue.Queue
+	// Buckets holds rate-limit token buckets shared by every replica on
+	// the store (PostgreSQL); nil for SQLite, which is one process.
+	Buckets tenancy.TokenBuckets
+}
+
+// newLimiter is the rate limiter of a service on b: one shared by every
+// replica when the store is PostgreSQL (exact across replicas), else the
+// in-process one.
+func newLimiter(b *Backend, log *slog.Logger) tenancy.RateLimiter {
+	if b.Buckets != nil {
+		return tenancy.NewSharedLimiter(b.Buckets, log)
+	}
+	return tenancy.NewLimiter()
 }
 
 // OpenBackend opens the store and queue cfg.StoreURL names: sqlite:// (the
@@ -56,7 +70,7 @@ func OpenBackend(ctx context.Context, cfg config.Config) (*Backend, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open store %s: %w", redactURL(cfg.StoreURL), err)
 		}
-		return &Backend{Store: storecache.New(db, 0), Queue: queuepostgres.New(db)}, nil
+		return &Backend{Store: storecache.New(db, 0), Queue: queuepostgres.New(db), Buckets: db}, nil
 	}
 	db, err := sqlite.OpenURL(ctx, cfg.StoreURL)
 	if err != nil {
