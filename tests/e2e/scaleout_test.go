@@ -114,7 +114,7 @@ func TestScaleOutReplicas(t *testing.T) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
 	results := make([]scaleResult, runs)
-	var created atomic.Int64
+	var finished atomic.Int64 // runs followed to their end
 	killOnce := make(chan struct{})
 	var killedActive int
 	start := time.Now()
@@ -126,7 +126,7 @@ func TestScaleOutReplicas(t *testing.T) {
 			defer wg.Done()
 			for i := range work {
 				results[i] = scaleRun(t, client, replicas, i, live, other)
-				if created.Add(1) == int64(runs/2) {
+				if finished.Add(1) == int64(runs/2) {
 					close(killOnce)
 				}
 			}
@@ -142,7 +142,8 @@ func TestScaleOutReplicas(t *testing.T) {
 			}
 		}
 	}()
-	// Mid-load, kill the replica executing the most runs.
+	// Mid-load (half the runs followed to their end, the rest in flight),
+	// kill the replica executing the most runs.
 	<-killOnce
 	victim, most := 0, -1
 	for i, r := range replicas {
