@@ -87,7 +87,12 @@ type Config struct {
 	// Signed audit checkpoints (docs/operations.md, "Audit log"): the file
 	// they are appended to, best kept where the database's administrators
 	// cannot write, and how often the orchestrator writes one.
-	AuditCheckpointFile     string        // AGENTOS_AUDIT_CHECKPOINT_FILE, default $DATA_DIR/audit-checkpoints.jsonl
+	AuditCheckpointFile string // AGENTOS_AUDIT_CHECKPOINT_FILE, default $DATA_DIR/audit-checkpoints.jsonl
+	// RunLeaseTTL is how long an orchestrator replica holds a run without
+	// renewing its lease (renewed every third of it): a replica killed
+	// mid-run loses its runs to another replica after at most this long.
+	RunLeaseTTL time.Duration // AGENTOS_RUN_LEASE_TTL, default 10s, at least 1s
+
 	AuditCheckpointInterval time.Duration // AGENTOS_AUDIT_CHECKPOINT_INTERVAL (Go duration), default 1m; 0 disables the periodic writer
 
 	// Trusted JWT issuers (CONTRACT §3): a YAML file listing issuers, and/or
@@ -273,6 +278,10 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 	r.duration("AGENTOS_HTTP_BODY_TIMEOUT", "30s", &c.HTTPBodyTimeout)
 	r.duration("AGENTOS_HTTP_IDLE_TIMEOUT", "120s", &c.HTTPIdleTimeout)
 	r.duration("AGENTOS_GATEWAY_HEALTH_INTERVAL", "2s", &c.GatewayHealthInterval)
+	r.duration("AGENTOS_RUN_LEASE_TTL", "10s", &c.RunLeaseTTL)
+	if c.RunLeaseTTL > 0 && c.RunLeaseTTL < time.Second {
+		r.fail("AGENTOS_RUN_LEASE_TTL=%q: want at least 1s (the lease is renewed every third of it)", c.RunLeaseTTL)
+	}
 	r.duration("AGENTOS_OUTBOUND_DIAL_TIMEOUT", "3s", &c.OutboundDialTimeout)
 	r.duration("AGENTOS_OUTBOUND_TLS_HANDSHAKE_TIMEOUT", "4s", &c.OutboundTLSHandshakeTimeout)
 	r.duration("AGENTOS_OUTBOUND_RESPONSE_HEADER_TIMEOUT", "30s", &c.OutboundResponseHeaderTimeout)

@@ -63,6 +63,21 @@ func TestGatewaySettings(t *testing.T) {
 	require.ErrorContains(t, err, "AGENTOS_GATEWAY_HEALTH_INTERVAL")
 }
 
+func TestRunLeaseTTLSetting(t *testing.T) {
+	t.Parallel()
+	none := filepath.Join(t.TempDir(), "none")
+	c, err := Load(lookupFrom(nil), none)
+	require.NoError(t, err)
+	require.Equal(t, 10*time.Second, c.RunLeaseTTL)
+	c, err = Load(lookupFrom(map[string]string{"AGENTOS_RUN_LEASE_TTL": "3s"}), none)
+	require.NoError(t, err)
+	require.Equal(t, 3*time.Second, c.RunLeaseTTL)
+	for _, bad := range []string{"500ms", "0s", "soon"} {
+		_, err = Load(lookupFrom(map[string]string{"AGENTOS_RUN_LEASE_TTL": bad}), none)
+		require.ErrorContains(t, err, "AGENTOS_RUN_LEASE_TTL", bad)
+	}
+}
+
 func TestServerLimitSettings(t *testing.T) {
 	t.Parallel()
 	none := filepath.Join(t.TempDir(), "none")

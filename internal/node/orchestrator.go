@@ -101,7 +101,7 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 	srv, err := agentorchestrator.New(agentorchestrator.Config{
 		Store: st, Queue: st.Queue, Authenticate: authn.Middleware, Audit: auditor, Streams: streams,
 		Limiter: newLimiter(st, log), Model: model, Tools: reg, Registry: registry, Logger: log, Node: cfg,
-		Executors: cfg.Executors, Bus: b, StorePoll: storePoll,
+		Executors: cfg.Executors, Bus: b, StorePoll: storePoll, LeaseTTL: cfg.RunLeaseTTL,
 		ReadyChecks: map[string]func(context.Context) error{
 			"model-policy": func(ctx context.Context) error { return pingHealth(ctx, health, cfg.ModelPolicyURL+"/v1/health") },
 		},
