@@ -22,10 +22,12 @@ import (
 
 // TestOperatorClusterProfile is issue 11's operator bullet: `agentos up
 // --profile cluster --replicas 2` in a temp home (PostgreSQL from the
-// machine's binaries, two orchestrator and two model-policy replicas,
-// federation, the gateway), a run through the gateway, status --json
-// listing every process, redeploy (rolling) while requests flow through
-// the gateway with none failing, and nuke leaving no process behind.
+// machine's binaries, a NATS server with JetStream for the bus, two
+// orchestrator and two model-policy replicas on them, federation, the
+// gateway), validate's cross-replica stream over the bus, a run through
+// the gateway, status --json listing every process, redeploy (rolling)
+// while requests flow through the gateway with none failing and NATS and
+// PostgreSQL left up, and nuke leaving no process behind.
 func TestOperatorClusterProfile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes; skipped with -short")
@@ -53,7 +55,7 @@ func TestOperatorClusterProfile(t *testing.T) {
 	require.Equal(t, "completed", opWaitRunStatus(t, base, runID))
 
 	procs := opClusterStatus(t, n)
-	want := []string{"postgres", "model-policy", "model-policy-2", "orchestrator", "orchestrator-2", "federation", "gateway"}
+	want := []string{"postgres", "nats", "model-policy", "model-policy-2", "orchestrator", "orchestrator-2", "federation", "gateway"}
 	require.Len(t, procs, len(want))
 	for i, name := range want {
 		p := procs[i]
@@ -64,7 +66,15 @@ func TestOperatorClusterProfile(t *testing.T) {
 	}
 
 	require.Contains(t, procs[0].URL, ":xxxxx@", "status hides the PostgreSQL password")
-	for _, name := range []string{"orchestrator-2", "postgres", "gateway"} {
+	gwPort, _ := strconv.Atoi(gw[strings.LastIndexByte(gw, ':')+1:])
+	natsAddr := fmt.Sprintf("127.0.0.1:%d", gwPort+6)
+	require.Equal(t, "nats://"+natsAddr, procs[1].URL)
+	// Both orchestrator replicas are on the bus: the server has their
+	// connections (its monitor's /connz).
+	require.GreaterOrEqual(t, opNATSConnections(t, fmt.Sprintf("127.0.0.1:%d", gwPort+7)), 2)
+	_, err = os.Stat(filepath.Join(n.home(), "nats", "nats", "jetstream"))
+	require.NoError(t, err, "the JetStream store is under the home")
+	for _, name := range []string{"orchestrator-2", "postgres", "nats", "gateway"} {
 		out, code = n.run("logs", name, "--tail", "5")
 		require.Equal(t, 0, code, "logs %s: %s", name, out)
 		require.NotEmpty(t, strings.TrimSpace(out), name)
@@ -105,7 +115,7 @@ func TestOperatorClusterProfile(t *testing.T) {
 	for i, p := range after {
 		require.Equal(t, "healthy", p.State, p.Name)
 		switch p.Name {
-		case "postgres", "gateway":
+		case "postgres", "nats", "gateway":
 			require.Equal(t, procs[i].PID, p.PID, "%s stays up during redeploy", p.Name)
 		default:
 			require.NotEqual(t, procs[i].PID, p.PID, "%s is restarted", p.Name)
@@ -120,22 +130,47 @@ func TestOperatorClusterProfile(t *testing.T) {
 		require.Eventually(t, func() bool { return !opAlive(p.PID) }, 20*time.Second, 100*time.Millisecond, "%s (pid %d) still runs after nuke", p.Name, p.PID)
 	}
 	require.Empty(t, opProcsMentioning(filepath.Join(n.home(), "postgres")), "no PostgreSQL process of the home after nuke")
+	c, err := net.DialTimeout("tcp", natsAddr, time.Second)
+	if err == nil {
+		_ = c.Close()
+	}
+	require.Error(t, err, "no NATS server on %s after nuke", natsAddr)
+}
+
+// opNATSConnections is the client connection count on a NATS server's
+// HTTP monitor.
+func opNATSConnections(t *testing.T, monitor string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + monitor + "/connz")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var c struct {
+		NumConnections int `json:"num_connections"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&c))
+	return c.NumConnections
 }
 
 // opClusterGatewayAddr is a free gateway address whose +5 (the managed
-// PostgreSQL's port) is free too.
+// PostgreSQL's port), +6 and +7 (the NATS server's client and monitor
+// ports) are free too.
 func opClusterGatewayAddr(t *testing.T) string {
 	t.Helper()
+next:
 	for i := 0; i < 50; i++ {
 		addr := opFreeAddr(t)
 		host, port, _ := net.SplitHostPort(addr)
 		p, _ := strconv.Atoi(port)
-		if l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p+5))); err == nil {
+		for off := 5; off <= 7; off++ {
+			l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p+off)))
+			if err != nil {
+				continue next
+			}
 			_ = l.Close()
-			return addr
 		}
+		return addr
 	}
-	t.Fatal("no free gateway port with a free port + 5")
+	t.Fatal("no free gateway port with free ports + 5 to + 7")
 	return ""
 }
 
