@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -35,7 +36,31 @@ func (natsProc) health(ctx context.Context, n *Node, s Service) (string, error) 
 	if s.External {
 		return externalNATSHealth(ctx, s)
 	}
-	return "", natsHealthz(ctx, n, s, "/healthz?js-enabled-only=true")
+	if err := natsHealthz(ctx, n, s, "/healthz?js-enabled-only=true"); err != nil {
+		return "", err
+	}
+	return natsVersion(ctx, n, s), nil
+}
+
+// natsVersion is the server's version from its monitor's /varz ("" when
+// it does not say).
+func natsVersion(ctx context.Context, n *Node, s Service) string {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+DialHost(s.Monitor)+"/varz", nil)
+	if err != nil {
+		return ""
+	}
+	resp, err := n.HTTP.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Version string `json:"version"`
+	}
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v)
+	return v.Version
 }
 
 // natsHealthz GETs a path of the server's HTTP monitor; nil on 200.

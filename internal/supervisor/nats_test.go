@@ -41,6 +41,7 @@ func TestManagedNATSLifecycle(t *testing.T) {
 	st := n.Inspect(ctx, s)
 	require.True(t, st.Healthy, st.Err)
 	require.True(t, st.Alive)
+	require.Regexp(t, `^2\.\d+\.\d+`, st.Version, "the server's version from its monitor")
 	// A client reaches JetStream on it (the check status uses for an
 	// external server).
 	v, err := externalNATSHealth(ctx, s)
