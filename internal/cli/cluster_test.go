@@ -265,3 +265,22 @@ func TestDefaultProfile(t *testing.T) {
 	require.Equal(t, profileCluster, defaultProfile("", home), "after up --profile cluster, plain up and validate mean it")
 	require.Equal(t, profileLocal, defaultProfile(profileLocal, home))
 }
+
+// TestClusterStateNATSServers: a cluster.json from before NATS means one
+// server; a count other than 1 or 3 is refused with the flag named.
+func TestClusterStateNATSServers(t *testing.T) {
+	t.Parallel()
+	home := t.TempDir()
+	require.NoError(t, os.WriteFile(clusterStateFile(home), []byte(`{"replicas":2,"external_postgres":false}`), 0o644))
+	st, ok, err := readClusterState(home)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, 1, st.NATSServers)
+	require.NoError(t, writeClusterState(home, clusterState{Replicas: 2, NATSServers: 3}))
+	st, _, err = readClusterState(home)
+	require.NoError(t, err)
+	require.Equal(t, 3, st.NATSServers)
+	require.NoError(t, os.WriteFile(clusterStateFile(home), []byte(`{"replicas":2,"nats_servers":2}`), 0o644))
+	_, _, err = readClusterState(home)
+	require.ErrorContains(t, err, "--nats-servers 2: want 1 or 3")
+}
