@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -306,4 +307,44 @@ func BenchmarkCrossReplicaEvent(b *testing.B) {
 			}
 		})
 	}
+}
+
+// publishLog is the in-process bus recording what is published and the
+// errors the bus returns.
+type publishLog struct {
+	*inproc.Bus
+	mu   sync.Mutex
+	evs  []store.Event
+	errs []error
+}
+
+func (p *publishLog) Publish(ctx context.Context, evs ...store.Event) error {
+	err := p.Bus.Publish(ctx, evs...)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.evs = append(p.evs, evs...)
+	if err != nil {
+		p.errs = append(p.errs, err)
+	}
+	return err
+}
+
+// run.created goes on the bus numbered as the store wrote it (sequence
+// 1): unnumbered, the bus refused it, and a stream on another replica saw
+// it only at its store poll.
+func TestRunCreatedIsPublishedAsSequenceOne(t *testing.T) {
+	t.Parallel()
+	var pl *publishLog
+	b := setup(t, bundleOpts{bus: func(st store.Store) bus.Bus {
+		pl = &publishLog{Bus: inproc.New(inproc.Config{History: st})}
+		return pl
+	}})
+	runID := b.createRun("tnt_a", "agt_echo", map[string]any{"input": "numbered"})
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	require.Empty(t, pl.errs)
+	require.NotEmpty(t, pl.evs)
+	require.Equal(t, runID, pl.evs[0].RunID)
+	require.Equal(t, store.EventRunCreated, pl.evs[0].Type)
+	require.Equal(t, int64(1), pl.evs[0].Sequence)
 }

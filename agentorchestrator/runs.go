@@ -340,6 +340,10 @@ func (s *Server) handleCreateRun(w http.ResponseWriter, r *http.Request) error {
 		return s.replay(w, r, res.Run)
 	}
 	s.metrics.runsCreated.WithLabelValues(s.metrics.tenants.label(ac.TenantID)).Inc()
+	// The store wrote it as the run's first event, sequence 1 (CreateRun
+	// does not hand it back); unnumbered, the bus refuses it and streams
+	// on other replicas miss run.created until their store poll.
+	first.Sequence = 1
 	s.publish(ctx, first)
 	s.wakeAll(ctx, ac.TenantID)
 	w.Header().Set("Location", "/v1/runs/"+runID)

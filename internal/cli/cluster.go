@@ -37,6 +37,13 @@ const (
 	// PostgresPortOffset puts the managed PostgreSQL on the gateway's port
 	// plus this (127.0.0.1:50085 by default).
 	PostgresPortOffset = 5
+	// NATSPortOffset puts NATS server k's client port on the gateway's
+	// port plus this plus (k-1)*ReplicaPortStep (50086, 50186, 50286);
+	// its HTTP monitor is on the next port and its route listener (a
+	// cluster's) on the one after (50087, 50088).
+	NATSPortOffset = 6
+	// DefaultNATSServers is --nats-servers' default.
+	DefaultNATSServers = 1
 	clusterStateName   = "cluster.json"
 )
 
@@ -49,6 +56,12 @@ type clusterState struct {
 	// the profile neither starts nor stops (the URL is not recorded: it
 	// may carry a password).
 	ExternalPostgres bool `json:"external_postgres"`
+	// NATSServers is how many NATS servers the profile runs (1 or 3; 0 in
+	// a file from before NATS: 1).
+	NATSServers int `json:"nats_servers,omitempty"`
+	// ExternalNATS: the bus is AGENTOS_BUS_URL's NATS, neither started
+	// nor stopped (the URL is not recorded: it may carry credentials).
+	ExternalNATS bool `json:"external_nats,omitempty"`
 }
 
 func clusterStateFile(home string) string { return filepath.Join(home, clusterStateName) }
@@ -65,7 +78,20 @@ func readClusterState(home string) (st clusterState, ok bool, err error) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return st, false, fmt.Errorf("%s: %w", clusterStateFile(home), err)
 	}
-	return st, true, validReplicas(st.Replicas)
+	if st.NATSServers == 0 {
+		st.NATSServers = DefaultNATSServers
+	}
+	if err := validReplicas(st.Replicas); err != nil {
+		return st, true, err
+	}
+	return st, true, validNATSServers(st.NATSServers)
+}
+
+func validNATSServers(n int) error {
+	if n != 1 && n != 3 {
+		return fmt.Errorf("--nats-servers %d: want 1 or 3", n)
+	}
+	return nil
 }
 
 func writeClusterState(home string, st clusterState) error {
@@ -99,12 +125,14 @@ func replicaName(kind string, k int) string {
 type clusterSpec struct {
 	replicas    int
 	postgresURL string // AGENTOS_POSTGRES_URL; "" runs the managed server
+	natsServers int    // 1 or 3 managed NATS servers (0: 1)
+	busURL      string // AGENTOS_BUS_URL; "" runs the managed NATS server(s)
 }
 
 // applyCluster turns a node into the cluster profile's process list, in
-// start order: the store, the bus (NATS goes here: one more entry), the
+// start order: the store, the bus (1 or 3 NATS servers), the
 // model-policy and orchestrator replicas, federation, the gateway. Every
-// process gets the PostgreSQL store URL.
+// process gets the PostgreSQL store URL and the bus URL.
 func applyCluster(n *supervisor.Node, spec clusterSpec) error {
 	if err := validReplicas(spec.replicas); err != nil {
 		return err
@@ -118,6 +146,11 @@ func applyCluster(n *supervisor.Node, spec clusterSpec) error {
 	}
 	n.Cfg.StoreURL = pg.URL
 	procs := []supervisor.Service{pg}
+	ns, err := natsServices(n, spec)
+	if err != nil {
+		return err
+	}
+	procs = append(procs, ns...)
 	mps, err := replicas(n, "model-policy", spec.replicas, nil)
 	if err != nil {
 		return err
@@ -193,6 +226,67 @@ func postgresService(n *supervisor.Node, raw string) (supervisor.Service, error)
 		URL: supervisor.PostgresURL(addr, pw)}, nil
 }
 
+// natsServices is the managed NATS server(s), or the external one at
+// spec.busURL (AGENTOS_BUS_URL), and points n's bus at them: with three
+// servers a cluster (each routes to the others) whose streams keep three
+// replicas.
+func natsServices(n *supervisor.Node, spec clusterSpec) ([]supervisor.Service, error) {
+	if spec.busURL != "" {
+		// config.Load has checked its form (nats://host:port[,...]).
+		n.Cfg.BusURL = spec.busURL
+		if n.Cfg.BusReplicas < 1 {
+			n.Cfg.BusReplicas = 1
+		}
+		return []supervisor.Service{{Name: "nats", Kind: supervisor.KindNATS, Addr: busHosts(spec.busURL), URL: spec.busURL, External: true}}, nil
+	}
+	count := spec.natsServers
+	if count == 0 {
+		count = DefaultNATSServers
+	}
+	if err := validNATSServers(count); err != nil {
+		return nil, err
+	}
+	type ports struct{ client, monitor, route string }
+	var ps []ports
+	var routes, urls []string
+	for k := 1; k <= count; k++ {
+		var p ports
+		for i, dst := range []*string{&p.client, &p.monitor, &p.route} {
+			a, err := shiftPort(n.Cfg.GatewayAddr, NATSPortOffset+i+(k-1)*ReplicaPortStep)
+			if err != nil {
+				return nil, fmt.Errorf("nats server %d address: %w", k, err)
+			}
+			*dst = a
+		}
+		ps = append(ps, p)
+		routes = append(routes, "nats://"+supervisor.DialHost(p.route))
+		urls = append(urls, "nats://"+supervisor.DialHost(p.client))
+	}
+	var out []supervisor.Service
+	for k, p := range ps {
+		name := replicaName("nats", k+1)
+		args := []string{"--name", name, "--addr", p.client, "--monitor-addr", p.monitor}
+		if count > 1 {
+			args = append(args, "--cluster-addr", p.route, "--routes", strings.Join(routes, ","))
+		}
+		out = append(out, supervisor.Service{Name: name, Kind: supervisor.KindNATS, Addr: p.client,
+			URL: urls[k], Monitor: p.monitor, Args: args})
+	}
+	n.Cfg.BusURL, n.Cfg.BusReplicas = strings.Join(urls, ","), count
+	return out, nil
+}
+
+// busHosts is the host:port list of a bus URL (for status).
+func busHosts(raw string) string {
+	var hosts []string
+	for _, part := range strings.Split(raw, ",") {
+		if u, err := url.Parse(strings.TrimSpace(part)); err == nil {
+			hosts = append(hosts, u.Host)
+		}
+	}
+	return strings.Join(hosts, ",")
+}
+
 // gatewayService is `agentos serve gateway` on AGENTOS_GATEWAY_ADDR in
 // front of the replicas listed in $AGENTOS_HOME/gateway-upstreams.yaml.
 func gatewayService(n *supervisor.Node) (supervisor.Service, error) {
@@ -248,9 +342,13 @@ func loadCluster(n *supervisor.Node) (bool, error) {
 	if err != nil || !ok {
 		return false, err
 	}
-	spec := clusterSpec{replicas: st.Replicas, postgresURL: n.Cfg.PostgresURL}
+	spec := clusterSpec{replicas: st.Replicas, postgresURL: n.Cfg.PostgresURL,
+		natsServers: st.NATSServers, busURL: n.Cfg.BusURL}
 	if st.ExternalPostgres && spec.postgresURL == "" {
 		return false, fmt.Errorf("%s says the store is an external PostgreSQL: set AGENTOS_POSTGRES_URL", clusterStateFile(n.Cfg.Home))
+	}
+	if st.ExternalNATS && spec.busURL == "" {
+		return false, fmt.Errorf("%s says the bus is an external NATS: set AGENTOS_BUS_URL", clusterStateFile(n.Cfg.Home))
 	}
 	return true, applyCluster(n, spec)
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -32,9 +33,9 @@ func TestApplyClusterProcessList(t *testing.T) {
 		names = append(names, s.Name)
 		addrs = append(addrs, s.Addr)
 	}
-	require.Equal(t, []string{"postgres", "model-policy", "model-policy-2", "model-policy-3",
+	require.Equal(t, []string{"postgres", "nats", "model-policy", "model-policy-2", "model-policy-3",
 		"orchestrator", "orchestrator-2", "orchestrator-3", "federation", "gateway"}, names)
-	require.Equal(t, []string{"127.0.0.1:50085", "127.0.0.1:50082", "127.0.0.1:50182", "127.0.0.1:50282",
+	require.Equal(t, []string{"127.0.0.1:50085", "127.0.0.1:50086", "127.0.0.1:50082", "127.0.0.1:50182", "127.0.0.1:50282",
 		"127.0.0.1:50081", "127.0.0.1:50181", "127.0.0.1:50281", "127.0.0.1:50083", "127.0.0.1:50080"}, addrs)
 
 	// Every process is on the managed PostgreSQL, whose password is the
@@ -61,6 +62,62 @@ func TestApplyClusterProcessList(t *testing.T) {
 		"model-policy-3", "orchestrator-3", "federation"}, serviceNames(rollingOrder(n)))
 }
 
+// TestApplyClusterNATS: one NATS server by default (fsync always, no
+// routes), three as a routed cluster with streams of three replicas;
+// every replica gets the bus URL through the node's environment.
+func TestApplyClusterNATS(t *testing.T) {
+	t.Parallel()
+	n := testCluster(t, 2, "")
+	nats, _ := n.Service("nats")
+	require.Equal(t, supervisor.KindNATS, nats.KindOf())
+	require.False(t, nats.External)
+	require.Equal(t, "127.0.0.1:50087", nats.Monitor)
+	require.Equal(t, []string{"--name", "nats", "--addr", "127.0.0.1:50086", "--monitor-addr", "127.0.0.1:50087"}, nats.Args)
+	require.Equal(t, "nats://127.0.0.1:50086", n.Cfg.BusURL)
+	require.Equal(t, 1, n.Cfg.BusReplicas)
+	require.Contains(t, n.ChildEnv(), "AGENTOS_BUS_URL=nats://127.0.0.1:50086")
+	require.Contains(t, n.ChildEnv(), "AGENTOS_BUS_REPLICAS=1")
+
+	n3, err := supervisor.New(testConfig(t, t.TempDir()), "", availableServices())
+	require.NoError(t, err)
+	require.NoError(t, applyCluster(n3, clusterSpec{replicas: 2, natsServers: 3}))
+	require.Equal(t, []string{"postgres", "nats", "nats-2", "nats-3", "model-policy", "model-policy-2",
+		"orchestrator", "orchestrator-2", "federation", "gateway"}, serviceNames(n3.Services))
+	routes := "nats://127.0.0.1:50088,nats://127.0.0.1:50188,nats://127.0.0.1:50288"
+	nats2, _ := n3.Service("nats-2")
+	require.Equal(t, []string{"--name", "nats-2", "--addr", "127.0.0.1:50186", "--monitor-addr", "127.0.0.1:50187",
+		"--cluster-addr", "127.0.0.1:50188", "--routes", routes}, nats2.Args)
+	require.Equal(t, "nats://127.0.0.1:50086,nats://127.0.0.1:50186,nats://127.0.0.1:50286", n3.Cfg.BusURL)
+	require.Equal(t, 3, n3.Cfg.BusReplicas)
+	// Redeploy restarts the replicas only: NATS stays up like PostgreSQL.
+	require.NotContains(t, serviceNames(rollingOrder(n3)), "nats")
+
+	err = applyCluster(n3, clusterSpec{replicas: 2, natsServers: 2})
+	require.ErrorContains(t, err, "--nats-servers 2: want 1 or 3")
+}
+
+// TestApplyClusterExternalNATS: AGENTOS_BUS_URL's NATS is only checked,
+// never started or stopped, and the replicas use it as given.
+func TestApplyClusterExternalNATS(t *testing.T) {
+	t.Parallel()
+	c := testConfig(t, t.TempDir())
+	c.BusURL, c.BusReplicas = "nats://nats-a.internal:4222,nats://nats-b.internal:4222", 3
+	n, err := supervisor.New(c, "", availableServices())
+	require.NoError(t, err)
+	require.NoError(t, applyCluster(n, clusterSpec{replicas: 2, natsServers: 3, busURL: c.BusURL}))
+	ns := servicesOf(n, supervisor.KindNATS)
+	require.Len(t, ns, 1)
+	require.True(t, ns[0].External)
+	require.Equal(t, "nats-a.internal:4222,nats-b.internal:4222", ns[0].Addr)
+	require.Equal(t, c.BusURL, n.Cfg.BusURL)
+	require.Equal(t, 3, n.Cfg.BusReplicas)
+	stopped, err := n.Stop("nats", time.Second)
+	require.NoError(t, err)
+	require.False(t, stopped)
+	_, err = n.Start(ns[0])
+	require.ErrorContains(t, err, "external")
+}
+
 func serviceNames(ss []supervisor.Service) []string {
 	var out []string
 	for _, s := range ss {
@@ -78,7 +135,7 @@ func TestApplyClusterExternalPostgres(t *testing.T) {
 	require.Equal(t, url, n.Cfg.StoreURL)
 	require.NotContains(t, pg.DisplayURL(), "secret")
 	require.False(t, fileExists(supervisor.PostgresPasswordFile(n.Cfg.Home)), "no managed server, no password")
-	require.Equal(t, []string{"postgres", "model-policy", "orchestrator", "federation", "gateway"}, serviceNames(n.Services))
+	require.Equal(t, []string{"postgres", "nats", "model-policy", "orchestrator", "federation", "gateway"}, serviceNames(n.Services))
 	require.Equal(t, "db.internal:5432", pg.Addr)
 
 	for _, bad := range []string{"mysql://u:secret@h:1/db", "postgres:///db", "::"} {
@@ -207,4 +264,23 @@ func TestDefaultProfile(t *testing.T) {
 	require.NoError(t, writeClusterState(home, clusterState{Replicas: 2}))
 	require.Equal(t, profileCluster, defaultProfile("", home), "after up --profile cluster, plain up and validate mean it")
 	require.Equal(t, profileLocal, defaultProfile(profileLocal, home))
+}
+
+// TestClusterStateNATSServers: a cluster.json from before NATS means one
+// server; a count other than 1 or 3 is refused with the flag named.
+func TestClusterStateNATSServers(t *testing.T) {
+	t.Parallel()
+	home := t.TempDir()
+	require.NoError(t, os.WriteFile(clusterStateFile(home), []byte(`{"replicas":2,"external_postgres":false}`), 0o644))
+	st, ok, err := readClusterState(home)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, 1, st.NATSServers)
+	require.NoError(t, writeClusterState(home, clusterState{Replicas: 2, NATSServers: 3}))
+	st, _, err = readClusterState(home)
+	require.NoError(t, err)
+	require.Equal(t, 3, st.NATSServers)
+	require.NoError(t, os.WriteFile(clusterStateFile(home), []byte(`{"replicas":2,"nats_servers":2}`), 0o644))
+	_, _, err = readClusterState(home)
+	require.ErrorContains(t, err, "--nats-servers 2: want 1 or 3")
 }

@@ -23,10 +23,21 @@ func setupCluster(n *supervisor.Node, o *upOptions) error {
 	default:
 		o.replicas = DefaultReplicas
 	}
+	switch {
+	case o.natsServers != 0:
+	case ok:
+		o.natsServers = st.NATSServers
+	default:
+		o.natsServers = DefaultNATSServers
+	}
 	if n.Cfg.PostgresURL == "" && ok && st.ExternalPostgres {
 		return fmt.Errorf("%s says the store is an external PostgreSQL: set AGENTOS_POSTGRES_URL (or remove the file to run the profile's own)", clusterStateFile(n.Cfg.Home))
 	}
-	return applyCluster(n, clusterSpec{replicas: o.replicas, postgresURL: n.Cfg.PostgresURL})
+	if n.Cfg.BusURL == "" && ok && st.ExternalNATS {
+		return fmt.Errorf("%s says the bus is an external NATS: set AGENTOS_BUS_URL (or remove the file to run the profile's own)", clusterStateFile(n.Cfg.Home))
+	}
+	return applyCluster(n, clusterSpec{replicas: o.replicas, postgresURL: n.Cfg.PostgresURL,
+		natsServers: o.natsServers, busURL: n.Cfg.BusURL})
 }
 
 // preflightCluster stops the replicas a smaller --replicas drops, records
@@ -37,10 +48,11 @@ func preflightCluster(n *supervisor.Node, o upOptions) error {
 	if o.replicas < 1 {
 		return &checkError{check: "preflight profile", next: "agentos up --profile cluster --replicas 2", err: validReplicas(o.replicas)}
 	}
-	if err := stopSurplus(n, o.replicas); err != nil {
+	if err := stopSurplus(n, o.replicas, o.natsServers); err != nil {
 		return &checkError{check: "preflight surplus replicas", next: "agentos status", err: err}
 	}
-	st := clusterState{Replicas: o.replicas, ExternalPostgres: n.Cfg.PostgresURL != ""}
+	st := clusterState{Replicas: o.replicas, ExternalPostgres: n.Cfg.PostgresURL != "",
+		NATSServers: o.natsServers, ExternalNATS: servicesOf(n, supervisor.KindNATS)[0].External}
 	if err := writeClusterState(n.Cfg.Home, st); err != nil {
 		return &checkError{check: "preflight cluster settings", next: "agentos up --home <writable dir>", err: err}
 	}
@@ -60,6 +72,8 @@ func preflightCluster(n *supervisor.Node, o upOptions) error {
 // portFlag names the setting that moves a process's port.
 func portFlag(s supervisor.Service) string {
 	switch {
+	case s.KindOf() == supervisor.KindNATS:
+		return "AGENTOS_GATEWAY_ADDR= (nats server k is on its port + 6 + (k-1)*100) or AGENTOS_BUS_URL="
 	case s.Name == s.KindOf() && s.Name != "postgres" && s.Name != "gateway":
 		return "--" + s.Name + "-addr"
 	case s.Name == "gateway":
@@ -71,12 +85,23 @@ func portFlag(s supervisor.Service) string {
 }
 
 // afterHealthy finishes a process that just became healthy: the managed
-// PostgreSQL gets the agentos database.
-func afterHealthy(ctx context.Context, s supervisor.Service) error {
-	if s.KindOf() != supervisor.KindPostgres || s.External {
+// PostgreSQL gets the agentos database; after the last managed NATS
+// server, JetStream must be ready on every one (in a cluster: a meta
+// leader elected) before the replicas create their streams.
+func afterHealthy(ctx context.Context, n *supervisor.Node, s supervisor.Service, timeout time.Duration) error {
+	if s.External {
 		return nil
 	}
-	return supervisor.EnsureDatabase(ctx, s)
+	switch s.KindOf() {
+	case supervisor.KindPostgres:
+		return supervisor.EnsureDatabase(ctx, s)
+	case supervisor.KindNATS:
+		ns := servicesOf(n, supervisor.KindNATS)
+		if ns[len(ns)-1].Name == s.Name {
+			return supervisor.WaitNATSReady(ctx, n, ns, timeout)
+		}
+	}
+	return nil
 }
 
 // bootCluster waits for the gateway to have every replica in rotation;
@@ -99,7 +124,8 @@ func bootCluster(ctx context.Context, n *supervisor.Node, p *Progress, rep *Repo
 
 // rollingOrder is what redeploy restarts, one at a time: orchestrator k
 // after model-policy k (the orchestrator calls its own number), then
-// federation. PostgreSQL and the gateway, the entry address, stay up.
+// federation. PostgreSQL, NATS and the gateway, the entry address, stay
+// up.
 func rollingOrder(n *supervisor.Node) []supervisor.Service {
 	mps, orchs := servicesOf(n, "model-policy"), servicesOf(n, "orchestrator")
 	var out []supervisor.Service
@@ -161,12 +187,23 @@ func printClusterAddresses(out io.Writer, n *supervisor.Node) {
 	fmt.Fprintln(out)
 }
 
-// stopSurplus stops the replicas numbered above keep that the last up
-// started (cluster.json's count), before the gateway's list shrinks.
-func stopSurplus(n *supervisor.Node, keep int) error {
+// stopSurplus stops the replicas numbered above keep, and the NATS
+// servers above keepNATS, that the last up started (cluster.json's
+// counts), before the gateway's list shrinks.
+func stopSurplus(n *supervisor.Node, keep, keepNATS int) error {
 	st, ok, err := readClusterState(n.Cfg.Home)
 	if err != nil || !ok {
 		return err
+	}
+	// Another NATS topology (1 <-> 3 servers, or an external bus): the
+	// running servers' routes are wrong, so all go, for boot to start the
+	// new ones.
+	if st.NATSServers != keepNATS || st.ExternalNATS != servicesOf(n, supervisor.KindNATS)[0].External {
+		for k := st.NATSServers; k >= 1; k-- {
+			if _, err := n.Stop(replicaName("nats", k), 15*time.Second); err != nil {
+				return err
+			}
+		}
 	}
 	for k := st.Replicas; k > keep; k-- {
 		for _, kind := range []string{"orchestrator", "model-policy"} {

@@ -24,7 +24,8 @@ func newLogsCmd() *cobra.Command {
 		Long: `logs prints the last lines of a service's log under $AGENTOS_HOME/logs; with
 --node b, node B's of the federated profile ($AGENTOS_HOME/node-b/logs). In
 the cluster profile every process has its log: orchestrator, orchestrator-2,
-..., model-policy, model-policy-2, ..., federation, gateway and postgres.`,
+..., model-policy, model-policy-2, ..., federation, gateway, postgres and nats
+(nats-2, nats-3 with --nats-servers 3).`,
 		Example: `  agentos logs orchestrator
   agentos logs model-policy -f
   agentos logs federation --node b --tail 20

@@ -36,9 +36,10 @@ removes its whole home ($AGENTOS_HOME/node-b) and its entry in node A's
 peers file.
 
 In the cluster profile it stops the gateway, every replica, federation and
-the profile's own PostgreSQL (an AGENTOS_POSTGRES_URL server is left
-alone); --hard also removes the PostgreSQL cluster ($AGENTOS_HOME/postgres),
-cluster.json and gateway-upstreams.yaml.`,
+the profile's own NATS servers and PostgreSQL (an AGENTOS_BUS_URL or
+AGENTOS_POSTGRES_URL server is left alone); --hard also removes the
+PostgreSQL cluster ($AGENTOS_HOME/postgres), the NATS stores
+($AGENTOS_HOME/nats), cluster.json and gateway-upstreams.yaml.`,
 		Example: `  agentos nuke                 # stop the node, keep its data
   agentos nuke --hard          # stop and delete everything (asks first)
   agentos nuke --hard --yes    # the same, from a script`,
@@ -147,7 +148,7 @@ func nuke(a *supervisor.Node, p *Progress, rep *Report, hard bool) error {
 			targets = append(targets, n.RunDir(), n.LogDir(), n.Cfg.DataDir, n.Cfg.CredentialsFile(),
 				filepath.Join(n.Cfg.Home, "secrets"), filepath.Join(n.Cfg.Home, "keys"))
 			if isCluster(n) {
-				targets = append(targets, supervisor.PostgresDir(n.Cfg.Home), clusterStateFile(n.Cfg.Home), upstreamsFile(n.Cfg.Home))
+				targets = append(targets, supervisor.PostgresDir(n.Cfg.Home), supervisor.NATSDir(n.Cfg.Home), clusterStateFile(n.Cfg.Home), upstreamsFile(n.Cfg.Home))
 			}
 		default:
 			targets = append(targets, n.RunDir(), n.LogDir())

@@ -15,7 +15,7 @@ When node B of the federated profile exists, both nodes are redeployed
 
 In the cluster profile redeploy is rolling: model-policy k then
 orchestrator k for each replica k, then federation, one process at a time,
-each back in the gateway's rotation before the next; PostgreSQL and the
+each back in the gateway's rotation before the next; PostgreSQL, NATS and the
 gateway stay up, so requests through the gateway keep being served.`,
 		Args: cobra.NoArgs,
 	}

@@ -2,12 +2,15 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
 	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/natsd"
 	"github.com/nexixai/agentos/internal/node"
 )
 
@@ -25,6 +28,7 @@ func newServeCmd() *cobra.Command {
 			func(c *config.Config, addr string) { c.FederationAddr = addr }, node.RunFederation),
 		serviceCmd("gateway", "Run the gateway (one entry address in front of the services' replicas)",
 			func(c *config.Config, addr string) { c.GatewayAddr = addr }, node.RunGateway),
+		natsCmd(),
 	)
 	return serve
 }
@@ -77,4 +81,36 @@ func tuneGC() {
 func catalogueFlag(cf *configFlags) {
 	cf.addString("config", "model catalogue YAML (env AGENTOS_MODEL_POLICY_CONFIG; default: built-in offline catalogue)",
 		func(c *config.Config, v string) { c.ModelPolicyConfig = v })
+}
+
+// natsCmd is `agentos serve nats`: an embedded NATS server with JetStream,
+// the cluster profile's bus. Its settings are flags, per server, as the
+// supervisor passes them; the store defaults to $AGENTOS_HOME/nats/<name>.
+func natsCmd() *cobra.Command {
+	var o natsd.Options
+	cmd := &cobra.Command{
+		Use:   "nats",
+		Short: "Run a NATS server with JetStream (the cluster profile's bus)",
+		Args:  cobra.NoArgs,
+	}
+	cf := bindConfigFlags(cmd)
+	f := cmd.Flags()
+	f.StringVar(&o.Name, "name", "nats", "server name (unique in a cluster); names the default store directory")
+	f.StringVar(&o.Addr, "addr", "127.0.0.1:50086", "client listen address")
+	f.StringVar(&o.MonitorAddr, "monitor-addr", "127.0.0.1:50087", "HTTP monitor listen address (/healthz)")
+	f.StringVar(&o.ClusterAddr, "cluster-addr", "", "route listen address of a cluster member (empty: a single server, which fsyncs every message)")
+	f.StringSliceVar(&o.Routes, "routes", nil, "cluster members' route URLs, nats://host:port (comma-separated)")
+	f.StringVar(&o.StoreDir, "store-dir", "", "JetStream file store (default $AGENTOS_HOME/nats/<name>)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := cf.resolve()
+		if err != nil {
+			return err
+		}
+		if o.StoreDir == "" {
+			o.StoreDir = filepath.Join(cfg.Home, "nats", o.Name)
+		}
+		logf := func(format string, args ...any) { fmt.Fprintf(cmd.ErrOrStderr(), format+"\n", args...) }
+		return natsd.Run(cmd.Context(), o, logf)
+	}
+	return cmd
 }

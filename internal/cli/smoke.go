@@ -200,9 +200,23 @@ func (s *smokeTests) policyCheck(ctx context.Context) (string, error) {
 
 func (s *smokeTests) metricsChanged(ctx context.Context) (string, error) {
 	n := s.v.n
-	after, err := sumMetrics(ctx, n, "orchestrator", n.Cfg.OrchestratorURL)
-	if err != nil {
-		return "", err
+	// The executor counts a run after its terminal event is committed and
+	// published: a stream over the bus can see the event first, so the
+	// counter may lag the stream by a moment.
+	var after map[string]float64
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		var err error
+		if after, err = sumMetrics(ctx, n, "orchestrator", n.Cfg.OrchestratorURL); err != nil {
+			return "", err
+		}
+		if after["agentos_runs_total"] > s.before["agentos_runs_total"] || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	if after["agentos_runs_total"] <= s.before["agentos_runs_total"] {
 		return "", fmt.Errorf("agentos_runs_total did not increase (%v -> %v)", s.before["agentos_runs_total"], after["agentos_runs_total"])

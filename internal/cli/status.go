@@ -54,7 +54,7 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show each service: pid, health, version, address, uptime, sizes",
 		Long: `status shows every service of the node; when node B of the federated profile
 exists (` + "`agentos up --profile federated`" + `) it lists both nodes; in the cluster
-profile every process: postgres, each model-policy and orchestrator replica,
+profile every process: postgres, nats (each NATS server), each model-policy and orchestrator replica,
 federation and the gateway. It exits 1 if any service is not healthy.`,
 		Args: cobra.NoArgs,
 	}

@@ -32,6 +32,9 @@ type upOptions struct {
 	// replicas is the cluster profile's number of orchestrator and
 	// model-policy replicas; 0 means the last up's, else DefaultReplicas.
 	replicas int
+	// natsServers is the cluster profile's number of NATS servers (1 or
+	// 3); 0 means the last up's, else DefaultNATSServers.
+	natsServers int
 }
 
 // bindUpFlags binds the flags of up and redeploy; profileDefault is the
@@ -44,6 +47,8 @@ func bindUpFlags(cmd *cobra.Command, o *upOptions, profileDefault, profileUsage 
 		"federated profile: node B's ports are node A's plus this (env "+nodeBOffsetEnv+"; default: the last up's, else 10)")
 	cmd.Flags().IntVar(&o.replicas, "replicas", 0,
 		"cluster profile: orchestrator and model-policy replicas each (default: the last up's, else "+strconv.Itoa(DefaultReplicas)+")")
+	cmd.Flags().IntVar(&o.natsServers, "nats-servers", 0,
+		"cluster profile: NATS servers for the bus, 1 or 3 (a cluster; streams keep 3 replicas) (default: the last up's, else 1; none with AGENTOS_BUS_URL)")
 }
 
 func newUpCmd() *cobra.Command {
@@ -65,8 +70,11 @@ validate then also forwards a run from A to B and streams it back.
 
 --profile cluster runs the control plane scaled out on this machine:
 PostgreSQL (initdb under $AGENTOS_HOME/postgres, on the gateway's port + 5;
-or AGENTOS_POSTGRES_URL's server), --replicas N (2) model-policy and
-orchestrator replicas on it (replica k on the first's port + (k-1)*100),
+or AGENTOS_POSTGRES_URL's server), the bus: --nats-servers 1 or 3 NATS
+servers with JetStream (` + "`agentos serve nats`" + `, stores under
+$AGENTOS_HOME/nats, client port the gateway's + 6; a 3-server cluster's
+streams keep 3 replicas; or AGENTOS_BUS_URL's NATS, never started or
+stopped), --replicas N (2) model-policy and orchestrator replicas on them (replica k on the first's port + (k-1)*100),
 federation once, and the gateway in front (AGENTOS_GATEWAY_ADDR, its
 upstreams file written from the replicas). validate then also streams a run
 created on one replica from another and cancels one through the gateway.`,
@@ -367,7 +375,7 @@ func bootNode(ctx context.Context, n *supervisor.Node, p *Progress, rep *Report,
 		if err != nil {
 			return err
 		}
-		if err := afterHealthy(ctx, s); err != nil {
+		if err := afterHealthy(ctx, n, s, o.bootTimeout); err != nil {
 			return &checkError{check: "boot " + s.Name, service: s.Name, node: n, next: "agentos logs " + s.Name + " --tail 100", err: err}
 		}
 		if st := n.Inspect(ctx, s); st.Healthy {
@@ -389,7 +397,11 @@ func bootService(ctx context.Context, n *supervisor.Node, p *Progress, s supervi
 	sr := ServiceReport{Name: s.Name, Node: n.Name, PID: st.PID, Address: s.Addr, URL: s.DisplayURL(), LogFile: n.LogFile(s.Name)}
 	switch {
 	case s.External && !st.Healthy:
-		return sr, &checkError{check: "boot " + s.Name, service: s.Name, node: n, next: "check AGENTOS_POSTGRES_URL",
+		next := "check AGENTOS_POSTGRES_URL"
+		if s.KindOf() == supervisor.KindNATS {
+			next = "check AGENTOS_BUS_URL"
+		}
+		return sr, &checkError{check: "boot " + s.Name, service: s.Name, node: n, next: next,
 			err: fmt.Errorf("external %s at %s: %s", s.Name, s.DisplayURL(), st.Err)}
 	case s.External:
 		sr.Action, sr.PID = "external", 0

@@ -28,8 +28,11 @@ type proc interface {
 
 // procFor is the proc of a service's kind.
 func procFor(s Service) proc {
-	if s.KindOf() == KindPostgres {
+	switch s.KindOf() {
+	case KindPostgres:
 		return postgresProc{}
+	case KindNATS:
+		return natsProc{}
 	}
 	return agentosProc{}
 }

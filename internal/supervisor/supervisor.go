@@ -41,8 +41,14 @@ type Service struct {
 	// replica's own address, its model-policy URL).
 	Env []string
 	// External marks a process this node only checks, never starts or
-	// stops (a PostgreSQL server given with AGENTOS_POSTGRES_URL).
+	// stops (a PostgreSQL server given with AGENTOS_POSTGRES_URL, a NATS
+	// server given with AGENTOS_BUS_URL).
 	External bool
+	// Args are added to `agentos serve <kind>`'s flags (a NATS server's
+	// name, ports and routes).
+	Args []string
+	// Monitor is a NATS server's HTTP monitor address (its health).
+	Monitor string
 }
 
 // KindOf is the service's Kind, defaulting to its Name.
@@ -191,6 +197,10 @@ func (n *Node) ChildEnv() []string {
 		"AGENTOS_EXECUTORS":             strconv.Itoa(c.Executors),
 		"AGENTOS_IDEMPOTENCY_TTL_HOURS": strconv.Itoa(c.IdempotencyTTLHours),
 		"AGENTOS_LOG_LEVEL":             c.LogLevel,
+	}
+	if c.BusURL != "" {
+		set["AGENTOS_BUS_URL"] = c.BusURL
+		set["AGENTOS_BUS_REPLICAS"] = strconv.Itoa(c.BusReplicas)
 	}
 	if c.HTTPFetchAllow != "" {
 		set["AGENTOS_HTTP_FETCH_ALLOW"] = c.HTTPFetchAllow
@@ -388,7 +398,7 @@ func (n *Node) serveCommand(s Service) *exec.Cmd {
 	if n.EnvFile != "" {
 		args = append(args, "--env-file", n.EnvFile)
 	}
-	cmd := exec.Command(n.Exe, args...)
+	cmd := exec.Command(n.Exe, append(args, s.Args...)...)
 	cmd.Env = append(n.ChildEnv(), s.Env...)
 	return cmd
 }
