@@ -100,6 +100,13 @@ func TestScaleOutReplicas(t *testing.T) {
 	first.Env = append(first.Env, "AGENTOS_GATEWAY_UPSTREAMS_FILE="+upstreams, "AGENTOS_GATEWAY_HEALTH_INTERVAL=200ms")
 	first.StartService("gateway")
 	gw := first.URL("gateway")
+	// Rate limits are exact across replicas on PostgreSQL: the default 120
+	// tool calls a minute, shared by the three replicas, would refuse most
+	// of the load's tool calls and the held run's.
+	code, out := runsJSON(t, "PATCH", first.URL("orchestrator")+"/v1/admin/tenants/tnt_demo",
+		map[string]string{"Authorization": "Bearer " + first.Credentials().PlatformAdmin.Token},
+		map[string]any{"quotas": map[string]any{"tools": map[string]any{"tool_calls_per_minute": 100000}}})
+	require.Equal(t, 200, code, out)
 	user := map[string]string{"X-Tenant-Id": "tnt_demo"}
 
 	var dead atomic.Int32 // 1 + index of the killed replica, 0 while all live
@@ -222,7 +229,7 @@ func TestScaleOutReplicas(t *testing.T) {
 		p, _ := pools["orchestrator"].(map[string]any)
 		return p["healthy"] == 2.0 && p["total"] == 3.0
 	}, 30*time.Second, 50*time.Millisecond)
-	code, out := runsJSON(t, "POST", gw+"/v1/agents/agt_sample_echo_v1/runs", user, map[string]any{"input": "through the gateway"})
+	code, out = runsJSON(t, "POST", gw+"/v1/agents/agt_sample_echo_v1/runs", user, map[string]any{"input": "through the gateway"})
 	require.Equal(t, 201, code, out)
 	require.NoError(t, checkStream(gatewayStream(t, gw, "tnt_demo", out["run"].(map[string]any)["run_id"].(string))))
 
@@ -248,7 +255,8 @@ func TestScaleOutReplicas(t *testing.T) {
 	select {
 	case <-entered: // the run is inside the tool call
 	case <-time.After(60 * time.Second):
-		t.Fatalf("the held run never reached its tool")
+		_, got := runsJSON(t, "GET", replicas[alive[0]]+"/v1/runs/"+held, user, nil)
+		t.Fatalf("the held run never reached its tool: %v", got)
 	}
 	// The load is over: the held run is the only one executing anywhere.
 	executor, active := -1, 0
