@@ -72,6 +72,13 @@ type Bus interface {
 	Close() error
 }
 
+// Pinger is what a bus adapter with a broker offers /readyz: Ping reports
+// whether the broker answers now (dependency_unavailable when it does
+// not). An adapter without a broker (inproc) has nothing to check.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
 // Events carries committed run events.
 type Events interface {
 	// Publish hands committed events to subscribers, in order. Every event
