@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/nexixai/agentos/internal/errs"
@@ -174,4 +175,45 @@ func TestUnreachableServer(t *testing.T) {
 	require.Error(t, err)
 	code := errs.CodeOf(err)
 	require.Containsf(t, []errs.Code{errs.DependencyUnavailable, errs.Timeout}, code, "got %v", err)
+}
+
+// TestBoundsSurfaceAsDependencyUnavailable: a statement longer than the
+// statement timeout, and a transaction that finds every pooled connection
+// busy past the connect timeout, fail with dependency_unavailable (503,
+// retryable) instead of holding the caller; the pool serves again after.
+func TestBoundsSurfaceAsDependencyUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := postgres.OpenWith(ctx, pgtest.URL(t), postgres.Options{MaxConns: 1,
+		StatementTimeout: 200 * time.Millisecond, ConnectTimeout: 300 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+
+	err = db.Tx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `SELECT pg_sleep(5)`)
+		return err
+	})
+	require.Equal(t, errs.DependencyUnavailable, errs.CodeOf(err), "%v", err)
+	require.Contains(t, errs.As(err).Message, "statement timeout")
+	require.True(t, errs.CodeOf(err).Retryable())
+
+	// The session setting, not a server default: what the pool set.
+	var setting string
+	require.NoError(t, db.Pool().QueryRow(ctx, `SHOW statement_timeout`).Scan(&setting))
+	require.Equal(t, "200ms", setting)
+
+	// The pool's only connection is held: the next transaction gives up
+	// after the connect timeout.
+	held, err := db.Pool().Acquire(ctx)
+	require.NoError(t, err)
+	err = db.Tx(ctx, func(tx pgx.Tx) error { return nil })
+	require.Equal(t, errs.DependencyUnavailable, errs.CodeOf(err), "%v", err)
+	require.Contains(t, errs.As(err).Message, "no store connection")
+	held.Release()
+
+	require.NoError(t, db.Tx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `SELECT pg_sleep(0.01)`)
+		return err
+	}))
+	require.NoError(t, db.Ping(ctx))
 }
