@@ -110,7 +110,7 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 		Limiter: newLimiter(st, log), Model: model, Tools: reg, Registry: registry, Logger: log, Node: cfg,
 		Executors: cfg.Executors, Bus: b, StorePoll: storePoll, LeaseTTL: cfg.RunLeaseTTL,
 		ReadyChecks: ready,
-		ModelProbe: func(ctx context.Context) error { return pingHealth(ctx, health, cfg.ModelPolicyURL+"/v1/health") },
+		ModelProbe:  func(ctx context.Context) error { return pingHealth(ctx, health, cfg.ModelPolicyURL+"/v1/health") },
 	})
 	if err != nil {
 		return err
