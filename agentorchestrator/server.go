@@ -115,6 +115,7 @@ type Server struct {
 	// leased, /readyz answers 503 naming model-policy.
 	breaker *breaker
 	wake    chan struct{}
+	pub     *publisher // the bus writer, off the commit path
 
 	// tenantPatchMu serializes this process's tenant PATCHes (rare), so
 	// their optimistic updates only race other processes'.
@@ -198,6 +199,7 @@ func New(cfg Config) (*Server, error) {
 
 		cancelCheck: cancelCheckInterval,
 	}
+	s.pub = &publisher{s: s}
 	s.breaker = newBreaker(cfg.Now, func(open bool, reason string) {
 		if open {
 			s.metrics.circuitOpen.Set(1)
