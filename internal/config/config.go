@@ -91,7 +91,7 @@ type Config struct {
 	// RunLeaseTTL is how long an orchestrator replica holds a run without
 	// renewing its lease (renewed every third of it): a replica killed
 	// mid-run loses its runs to another replica after at most this long.
-	RunLeaseTTL time.Duration // AGENTOS_RUN_LEASE_TTL, default 10s, at least 1s
+	RunLeaseTTL time.Duration // AGENTOS_RUN_LEASE_TTL, default 6s (renewed every 2s), at least 1s
 
 	AuditCheckpointInterval time.Duration // AGENTOS_AUDIT_CHECKPOINT_INTERVAL (Go duration), default 1m; 0 disables the periodic writer
 
@@ -294,7 +294,7 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 	}
 	r.duration("AGENTOS_POSTGRES_STATEMENT_TIMEOUT", "10s", &c.PostgresStatementTimeout)
 	r.duration("AGENTOS_POSTGRES_CONNECT_TIMEOUT", "5s", &c.PostgresConnectTimeout)
-	r.duration("AGENTOS_RUN_LEASE_TTL", "10s", &c.RunLeaseTTL)
+	r.duration("AGENTOS_RUN_LEASE_TTL", "6s", &c.RunLeaseTTL)
 	if c.RunLeaseTTL > 0 && c.RunLeaseTTL < time.Second {
 		r.fail("AGENTOS_RUN_LEASE_TTL=%q: want at least 1s (the lease is renewed every third of it)", c.RunLeaseTTL)
 	}
