@@ -112,7 +112,9 @@ func (n *natsServer) Start() {
 	}
 	cmd := exec.Command(n.bin, "serve", "nats", "--addr", n.addr, "--monitor-addr", n.monitor,
 		"--store-dir", filepath.Join(n.dir, "store"))
-	cmd.Env = append(os.Environ(), "AGENTOS_HOME="+n.dir)
+	// Its own home and nothing else: no setting of the test's environment.
+	cmd.Env = []string{"AGENTOS_HOME=" + n.dir}
+	cmd.Dir = n.dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
