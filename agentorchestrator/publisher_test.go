@@ -130,6 +130,10 @@ func TestCommitsDoNotWaitForAHungBus(t *testing.T) {
 		evs, err := r.db.ListEvents(context.Background(), store.ListEventsParams{TenantID: "tnt_a", RunID: runID, Limit: 100})
 		require.NoError(t, err)
 		require.Equal(t, store.EventRunCompleted, evs[len(evs)-1].Type)
+		// Its stream opens and replays it from the store.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		requireOneTerminal(t, readStream(t, r.openStream(ctx, t, runID)), store.EventRunCompleted)
+		cancel()
 	}
 	// The publishes did reach a bus that did not answer: they were given
 	// up (not merely fast), and counted.

@@ -91,7 +91,8 @@ type Events interface {
 	Publish(ctx context.Context, evs ...store.Event) error
 	// Subscribe receives the events of one run (p.RunID set) or of all of a
 	// tenant's runs, published after Subscribe returned (and with Resume,
-	// the run's events after p.After first).
+	// the run's events after p.After first). ctx bounds making the
+	// subscription only: it lives until Close.
 	Subscribe(ctx context.Context, p SubscribeParams) (Subscription[store.Event], error)
 }
 
