@@ -58,7 +58,9 @@ type Options struct {
 	// Migrations run without it.
 	StatementTimeout time.Duration
 	// ConnectTimeout bounds a connection attempt and a transaction's
-	// wait for a free pooled connection (default 5s).
+	// wait for a free pooled connection (default 5s). Added to
+	// StatementTimeout it is every statement's client-side bound (see
+	// BoundedPool).
 	ConnectTimeout time.Duration
 }
 
@@ -81,7 +83,7 @@ const maxTxAttempts = 4
 
 // DB is the PostgreSQL store. Create it with Open.
 type DB struct {
-	pool *pgxpool.Pool
+	pool *BoundedPool
 	opts Options
 	// Writes are the methods written once for both SQL adapters.
 	sqlstore.Writes
@@ -125,7 +127,7 @@ func OpenWith(ctx context.Context, url string, o Options) (*DB, error) {
 	if err != nil {
 		return nil, errs.Field("store_url", "invalid PostgreSQL configuration: %v", err)
 	}
-	db := &DB{pool: pool, opts: o, Now: time.Now}
+	db := &DB{pool: &BoundedPool{Pool: pool, bound: o.StatementTimeout + o.ConnectTimeout}, opts: o, Now: time.Now}
 	db.Writes = sqlstore.NewWrites(db.begin, db.now)
 	if err := db.migrate(ctx); err != nil {
 		pool.Close()
@@ -157,8 +159,9 @@ func redact(url string) string {
 	return scheme + "://" + user + ":xxxxx" + rest[at:]
 }
 
-// Pool is the connection pool, for the queue adapter and for tests.
-func (db *DB) Pool() *pgxpool.Pool { return db.pool }
+// Pool is the connection pool (its statements bounded, see BoundedPool),
+// for the queue adapter and for tests.
+func (db *DB) Pool() *BoundedPool { return db.pool }
 
 // Tx runs fn in one READ COMMITTED transaction and commits it when fn
 // returns nil. A transaction that fails with a serialization failure or a
@@ -172,7 +175,13 @@ func (db *DB) Tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 		if err != nil {
 			return err
 		}
-		err = pgx.BeginFunc(ctx, conn, fn)
+		// Each statement of fn is bounded (boundedTx); BEGIN and COMMIT
+		// share a looser bound on the whole transaction.
+		bound := db.pool.bound
+		tctx, cancel := context.WithTimeout(ctx, 3*bound)
+		err = pgx.BeginFunc(tctx, conn, func(tx pgx.Tx) error { return fn(boundedTx{Tx: tx, bound: bound}) })
+		err = outOfBound(ctx, tctx, 3*bound, err)
+		cancel()
 		conn.Release()
 		if err != nil && attempt < maxTxAttempts && retryable(err) {
 			continue

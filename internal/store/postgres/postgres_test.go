@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -216,4 +217,50 @@ func TestBoundsSurfaceAsDependencyUnavailable(t *testing.T) {
 		return err
 	}))
 	require.NoError(t, db.Ping(ctx))
+}
+
+// TestFrozenServerIsDependencyUnavailable: the server process serving the
+// pool's only connection is stopped (SIGSTOP), so it can enforce no
+// statement timeout and answers nothing; the client-side bound
+// (statement timeout + connect timeout) ends the statement, inside a
+// transaction and outside, with dependency_unavailable. Once the process
+// runs again the pool serves on a fresh connection.
+func TestFrozenServerIsDependencyUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := postgres.OpenWith(ctx, pgtest.URL(t), postgres.Options{MaxConns: 1,
+		StatementTimeout: 300 * time.Millisecond, ConnectTimeout: 300 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	var pid int
+	require.NoError(t, db.Pool().QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid))
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Skipf("cannot stop the server's backend process %d (not its owner or root): %v", pid, err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume)
+
+	err = db.Tx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `SELECT 1`)
+		return err
+	})
+	require.Equal(t, errs.DependencyUnavailable, errs.CodeOf(err), "%v", err)
+	var one int
+	err = db.Pool().QueryRow(ctx, `SELECT 1`).Scan(&one)
+	require.Equal(t, errs.DependencyUnavailable, errs.CodeOf(err), "%v", err)
+	_, err = db.GetRun(ctx, "tnt_frozen", "run_frozen")
+	require.Equal(t, errs.DependencyUnavailable, errs.CodeOf(err), "%v", err)
+
+	resume()
+	require.Eventually(t, func() bool {
+		return db.Pool().QueryRow(ctx, `SELECT 1`).Scan(&one) == nil
+	}, 30*time.Second, 50*time.Millisecond)
+	_, err = db.GetRun(ctx, "tnt_frozen", "run_frozen")
+	require.Equal(t, errs.NotFound, errs.CodeOf(err), "%v", err)
 }
