@@ -496,7 +496,8 @@ func (b *Bus) Ping(ctx context.Context) error {
 		return errs.E(errs.DependencyUnavailable, "nats connection is %s", strings.ToLower(st.String()))
 	}
 	if _, err := b.js.AccountInfo(ctx); err != nil {
-		return interpret(err, "jetstream")
+		// Not answering within the probe's deadline is unavailability too.
+		return errs.Wrap(errs.DependencyUnavailable, err, "jetstream does not answer")
 	}
 	return nil
 }
