@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"time"
 
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/bus"
@@ -45,35 +44,28 @@ func (s *Server) commit(ctx context.Context, c store.RunChange) ([]store.Event, 
 	return evs, nil
 }
 
-// publishTimeout bounds one publish of committed events: the store has
-// them already, so a bus that does not answer costs streams latency (they
-// find the events at their next store poll), never the run its progress.
-const publishTimeout = 5 * time.Second
-
-// publish hands committed events to the bus. A failure is logged and
-// otherwise ignored: the events are in the store, where streams read them
-// on a gap or at their next poll.
-func (s *Server) publish(ctx context.Context, evs ...store.Event) {
+// publish hands committed events to the bus without waiting (see
+// publisher): a failure or a full window is counted and otherwise
+// ignored, the events are in the store, where streams read them on a gap
+// or at their next poll.
+func (s *Server) publish(_ context.Context, evs ...store.Event) {
 	if len(evs) == 0 {
 		return
 	}
-	// A canceled run's last events are still published.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
-	defer cancel()
-	if err := s.bus.Publish(ctx, evs...); err != nil {
-		s.metrics.busErrors.WithLabelValues("publish").Inc()
-		s.log.Warn("publish run events on the bus", "run_id", evs[0].RunID, "err", err)
+	if !s.pub.enqueue(evs[0].RunID, pubItem{evs: evs}) {
+		s.metrics.busErrors.WithLabelValues("publish_dropped").Inc()
 	}
 }
 
-// signal sends sig to every replica (this one included), best effort: a
-// lost signal costs latency only (see bus.Signals).
-func (s *Server) signal(ctx context.Context, sig bus.Signal) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
-	defer cancel()
-	if err := s.bus.Signal(ctx, sig); err != nil {
-		s.metrics.busErrors.WithLabelValues("signal").Inc()
-		s.log.Warn("send a signal on the bus", "kind", sig.Kind, "run_id", sig.RunID, "err", err)
+// signal sends sig to every replica (this one included), best effort and
+// without waiting: a lost signal costs latency only (see bus.Signals).
+func (s *Server) signal(_ context.Context, sig bus.Signal) {
+	key := sig.RunID
+	if key == "" {
+		key = sig.TenantID
+	}
+	if !s.pub.enqueue(key, pubItem{sig: &sig}) {
+		s.metrics.busErrors.WithLabelValues("signal_dropped").Inc()
 	}
 }
 

@@ -61,7 +61,7 @@ func newOrchMetrics(reg prometheus.Registerer) *orchMetrics {
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "agentos_dependency_retries_total", Help: "Retries of a run's model or tool call after a retryable failure, by kind (model, tool)."}, []string{"kind"}),
 		busErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "agentos_bus_errors_total", Help: "Failed bus operations, by op (publish: committed events, which streams then read from the store; signal: a cancel or wake-up; subscribe)."}, []string{"op"}),
+			Name: "agentos_bus_errors_total", Help: "Failed bus operations, by op (publish: committed events, which streams then read from the store; signal: a cancel or wake-up; subscribe; publish_dropped, signal_dropped: given up unsent because the bus was not keeping up)."}, []string{"op"}),
 		circuitOpen: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "agentos_model_policy_circuit_open", Help: "1 while the model-policy circuit breaker is open (no runs are leased), else 0."}),
 	}

@@ -135,6 +135,9 @@ func (s *Server) Stop() {
 	s.stop()
 	s.loops.Wait() // the scheduler adds no executor after this
 	s.wg.Wait()
+	// The executors' last events go out before the bus closes (bounded:
+	// a bus that hangs keeps them, the store has them).
+	s.pub.wait(publishTimeout)
 	s.stop = nil
 }
 

@@ -83,7 +83,8 @@ type Config struct {
 	Node config.Config
 	// Executors is how many runs this process executes at once (default 128).
 	Executors int
-	// LeaseTTL is how long a run lease lasts without renewal (default 10s).
+	// LeaseTTL is how long a run lease lasts without renewal (default 6s,
+	// config.Config.RunLeaseTTL's; renewed every third of it).
 	LeaseTTL time.Duration
 	// PollInterval is how often the scheduler looks for work when not
 	// woken by an admission (default 250ms).
@@ -115,6 +116,7 @@ type Server struct {
 	// leased, /readyz answers 503 naming model-policy.
 	breaker *breaker
 	wake    chan struct{}
+	pub     *publisher // the bus writer, off the commit path
 
 	// tenantPatchMu serializes this process's tenant PATCHes (rare), so
 	// their optimistic updates only race other processes'.
@@ -168,7 +170,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Executors = 128
 	}
 	if cfg.LeaseTTL <= 0 {
-		cfg.LeaseTTL = 10 * time.Second
+		cfg.LeaseTTL = 6 * time.Second
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 250 * time.Millisecond
@@ -198,6 +200,7 @@ func New(cfg Config) (*Server, error) {
 
 		cancelCheck: cancelCheckInterval,
 	}
+	s.pub = &publisher{s: s}
 	s.breaker = newBreaker(cfg.Now, func(open bool, reason string) {
 		if open {
 			s.metrics.circuitOpen.Set(1)

@@ -160,7 +160,11 @@ func (st *sseStream) subscribe(ctx context.Context, resume bool) {
 	if st.sub != nil {
 		st.sub.Close()
 	}
-	sub, err := st.s.bus.Subscribe(ctx, bus.SubscribeParams{TenantID: st.run.TenantID, RunID: st.run.RunID, Resume: resume, After: st.last})
+	// Bounded: a bus that hangs leaves the stream to its store polls
+	// instead of holding it (the subscription itself outlives sctx).
+	sctx, cancel := context.WithTimeout(ctx, subscribeTimeout)
+	defer cancel()
+	sub, err := st.s.bus.Subscribe(sctx, bus.SubscribeParams{TenantID: st.run.TenantID, RunID: st.run.RunID, Resume: resume, After: st.last})
 	if err != nil {
 		if ctx.Err() == nil {
 			st.s.metrics.busErrors.WithLabelValues("subscribe").Inc()
@@ -170,6 +174,9 @@ func (st *sseStream) subscribe(ctx context.Context, resume bool) {
 	}
 	st.sub = sub
 }
+
+// subscribeTimeout bounds making a stream's bus subscription.
+const subscribeTimeout = 2 * time.Second
 
 // resubscribeGap is the least time between two resumes of a stream's
 // subscription; one that ends sooner again waits for the next store poll

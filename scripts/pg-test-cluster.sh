@@ -12,6 +12,10 @@
 #       on stdout. Everything else goes to stderr.
 #   scripts/pg-test-cluster.sh stop "$AGENTOS_TEST_POSTGRES_DIR"
 #       stop the server and delete dir.
+#   scripts/pg-test-cluster.sh halt <dir>    (pg_ctl stop -m fast)
+#   scripts/pg-test-cluster.sh resume <dir>  (pg_ctl start, same port)
+#       stop the server and start it again with its data and port, for
+#       the fault tests (a PostgreSQL restart under load).
 #
 # The cluster trusts every local connection (it listens on loopback only) and
 # runs with fsync off: it is for tests, its data is thrown away. initdb
@@ -26,6 +30,8 @@ usage() {
   cat >&2 <<'EOF'
 usage: pg-test-cluster.sh start [dir]   start a cluster, print export lines
        pg-test-cluster.sh stop <dir>    stop it and remove dir
+       pg-test-cluster.sh halt <dir>    stop its server (fast), keep dir
+       pg-test-cluster.sh resume <dir>  start its server again, same port
 EOF
   exit 2
 }
@@ -96,14 +102,15 @@ start() {
   runas "$bin/initdb" -D "$dir/data" -U agentos -A trust -E UTF8 --no-locale -N >"$dir/initdb.log" 2>&1 ||
     { cat "$dir/initdb.log" >&2; die "initdb failed"; }
 
-  local port="" try
+  local port="" try opts
   for try in 1 2 3 4 5 6 7 8 9 10; do
     port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
     if port_busy "$port"; then
       continue
     fi
-    if runas "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-      -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400 -c shared_buffers=64MB" >&2; then
+    opts="-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400 -c shared_buffers=64MB"
+    if runas "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start -o "$opts" >&2; then
+      echo "$opts" >"$dir/server.opts"
       break
     fi
     log "start on port $port failed (attempt $try):"
@@ -133,8 +140,32 @@ stop() {
   log "stopped and removed $dir"
 }
 
+# ours checks that dir is a cluster this script made.
+ours() {
+  [ -n "${1:-}" ] || usage
+  [ -e "$1/.agentos-pg-test-cluster" ] || die "$1 was not made by pg-test-cluster.sh; refusing to touch it"
+}
+
+halt() {
+  ours "${1:-}"
+  local bin
+  bin=$(bindir)
+  pick_owner
+  runas "$bin/pg_ctl" -D "$1/data" -m fast -w -t 60 stop >&2
+}
+
+resume() {
+  ours "${1:-}"
+  local bin
+  bin=$(bindir)
+  pick_owner
+  runas "$bin/pg_ctl" -D "$1/data" -l "$1/server.log" -w -t 60 start -o "$(cat "$1/server.opts")" >&2
+}
+
 case "${1:-}" in
 start) shift; start "$@" ;;
 stop) shift; stop "$@" ;;
+halt) shift; halt "$@" ;;
+resume) shift; resume "$@" ;;
 *) usage ;;
 esac

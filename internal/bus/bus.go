@@ -72,6 +72,13 @@ type Bus interface {
 	Close() error
 }
 
+// Pinger is what a bus adapter with a broker offers /readyz: Ping reports
+// whether the broker answers now (dependency_unavailable when it does
+// not). An adapter without a broker (inproc) has nothing to check.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
 // Events carries committed run events.
 type Events interface {
 	// Publish hands committed events to subscribers, in order. Every event
@@ -84,7 +91,8 @@ type Events interface {
 	Publish(ctx context.Context, evs ...store.Event) error
 	// Subscribe receives the events of one run (p.RunID set) or of all of a
 	// tenant's runs, published after Subscribe returned (and with Resume,
-	// the run's events after p.After first).
+	// the run's events after p.After first). ctx bounds making the
+	// subscription only: it lives until Close.
 	Subscribe(ctx context.Context, p SubscribeParams) (Subscription[store.Event], error)
 }
 

@@ -91,7 +91,7 @@ type Config struct {
 	// RunLeaseTTL is how long an orchestrator replica holds a run without
 	// renewing its lease (renewed every third of it): a replica killed
 	// mid-run loses its runs to another replica after at most this long.
-	RunLeaseTTL time.Duration // AGENTOS_RUN_LEASE_TTL, default 10s, at least 1s
+	RunLeaseTTL time.Duration // AGENTOS_RUN_LEASE_TTL, default 6s (renewed every 2s), at least 1s
 
 	AuditCheckpointInterval time.Duration // AGENTOS_AUDIT_CHECKPOINT_INTERVAL (Go duration), default 1m; 0 disables the periodic writer
 
@@ -116,6 +116,16 @@ type Config struct {
 	// puts the replicas' store in; empty: the profile runs its own under
 	// $AGENTOS_HOME/postgres. It may carry a password.
 	PostgresURL string `json:"-"` // AGENTOS_POSTGRES_URL, default none
+	// The PostgreSQL store's bounds (a postgres:// AGENTOS_STORE_URL), so
+	// that a database that hangs or is gone fails requests with
+	// dependency_unavailable instead of holding them: the connection
+	// pool's size (a URL's pool_max_conns wins), the server-side
+	// statement_timeout of every statement but migrations, and how long
+	// a connection attempt, or a wait for a free pooled connection, may
+	// take.
+	PostgresMaxConns         int           // AGENTOS_POSTGRES_MAX_CONNS, default 16
+	PostgresStatementTimeout time.Duration // AGENTOS_POSTGRES_STATEMENT_TIMEOUT, default 10s
+	PostgresConnectTimeout   time.Duration // AGENTOS_POSTGRES_CONNECT_TIMEOUT, default 5s
 
 	// The control plane's bus (internal/bus): run events, cancel and wake
 	// signals between orchestrator replicas. Empty: the in-process bus,
@@ -278,7 +288,13 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 	r.duration("AGENTOS_HTTP_BODY_TIMEOUT", "30s", &c.HTTPBodyTimeout)
 	r.duration("AGENTOS_HTTP_IDLE_TIMEOUT", "120s", &c.HTTPIdleTimeout)
 	r.duration("AGENTOS_GATEWAY_HEALTH_INTERVAL", "2s", &c.GatewayHealthInterval)
-	r.duration("AGENTOS_RUN_LEASE_TTL", "10s", &c.RunLeaseTTL)
+	r.integer("AGENTOS_POSTGRES_MAX_CONNS", "16", &c.PostgresMaxConns)
+	if c.PostgresMaxConns < 1 {
+		r.fail("AGENTOS_POSTGRES_MAX_CONNS=%d: want at least 1", c.PostgresMaxConns)
+	}
+	r.duration("AGENTOS_POSTGRES_STATEMENT_TIMEOUT", "10s", &c.PostgresStatementTimeout)
+	r.duration("AGENTOS_POSTGRES_CONNECT_TIMEOUT", "5s", &c.PostgresConnectTimeout)
+	r.duration("AGENTOS_RUN_LEASE_TTL", "6s", &c.RunLeaseTTL)
 	if c.RunLeaseTTL > 0 && c.RunLeaseTTL < time.Second {
 		r.fail("AGENTOS_RUN_LEASE_TTL=%q: want at least 1s (the lease is renewed every third of it)", c.RunLeaseTTL)
 	}
@@ -443,6 +459,9 @@ func (c *Config) Finish() error {
 	if c.Executors == 0 {
 		c.Executors = 128
 	}
+	if c.PostgresMaxConns <= 0 {
+		c.PostgresMaxConns = 16
+	}
 	// Zero values (a Config built in code) get the documented defaults.
 	if c.HTTPReadHeaderTimeout <= 0 {
 		c.HTTPReadHeaderTimeout = 10 * time.Second
@@ -464,7 +483,8 @@ func (c *Config) Finish() error {
 		def time.Duration
 	}{{&c.OutboundDialTimeout, 3 * time.Second}, {&c.OutboundTLSHandshakeTimeout, 4 * time.Second},
 		{&c.OutboundResponseHeaderTimeout, 30 * time.Second}, {&c.OutboundModelResponseHeaderTimeout, 5 * time.Minute},
-		{&c.OutboundIdleConnTimeout, 90 * time.Second}} {
+		{&c.OutboundIdleConnTimeout, 90 * time.Second},
+		{&c.PostgresStatementTimeout, 10 * time.Second}, {&c.PostgresConnectTimeout, 5 * time.Second}} {
 		if *d.dst <= 0 {
 			*d.dst = d.def
 		}

@@ -68,7 +68,7 @@ func TestRunLeaseTTLSetting(t *testing.T) {
 	none := filepath.Join(t.TempDir(), "none")
 	c, err := Load(lookupFrom(nil), none)
 	require.NoError(t, err)
-	require.Equal(t, 10*time.Second, c.RunLeaseTTL)
+	require.Equal(t, 6*time.Second, c.RunLeaseTTL)
 	c, err = Load(lookupFrom(map[string]string{"AGENTOS_RUN_LEASE_TTL": "3s"}), none)
 	require.NoError(t, err)
 	require.Equal(t, 3*time.Second, c.RunLeaseTTL)

@@ -66,7 +66,8 @@ func newLimiter(b *Backend, log *slog.Logger) tenancy.RateLimiter {
 // embedded default) or postgres:// (shared by replicas).
 func OpenBackend(ctx context.Context, cfg config.Config) (*Backend, error) {
 	if postgres.IsURL(cfg.StoreURL) {
-		db, err := postgres.Open(ctx, cfg.StoreURL)
+		db, err := postgres.OpenWith(ctx, cfg.StoreURL, postgres.Options{MaxConns: cfg.PostgresMaxConns,
+			StatementTimeout: cfg.PostgresStatementTimeout, ConnectTimeout: cfg.PostgresConnectTimeout})
 		if err != nil {
 			return nil, fmt.Errorf("open store %s: %w", redactURL(cfg.StoreURL), err)
 		}

@@ -98,14 +98,19 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
+	ready := map[string]func(context.Context) error{
+		"model-policy": func(ctx context.Context) error { return pingHealth(ctx, health, cfg.ModelPolicyURL+"/v1/health") },
+	}
+	if p, ok := b.(bus.Pinger); ok {
+		// NATS: not ready while disconnected (nats.go reconnects by itself).
+		ready["bus"] = p.Ping
+	}
 	srv, err := agentorchestrator.New(agentorchestrator.Config{
 		Store: st, Queue: st.Queue, Authenticate: authn.Middleware, Audit: auditor, Streams: streams,
 		Limiter: newLimiter(st, log), Model: model, Tools: reg, Registry: registry, Logger: log, Node: cfg,
 		Executors: cfg.Executors, Bus: b, StorePoll: storePoll, LeaseTTL: cfg.RunLeaseTTL,
-		ReadyChecks: map[string]func(context.Context) error{
-			"model-policy": func(ctx context.Context) error { return pingHealth(ctx, health, cfg.ModelPolicyURL+"/v1/health") },
-		},
-		ModelProbe: func(ctx context.Context) error { return pingHealth(ctx, health, cfg.ModelPolicyURL+"/v1/health") },
+		ReadyChecks: ready,
+		ModelProbe:  func(ctx context.Context) error { return pingHealth(ctx, health, cfg.ModelPolicyURL+"/v1/health") },
 	})
 	if err != nil {
 		return err

@@ -51,6 +51,7 @@ func Run(t *testing.T, newBus func(t *testing.T) Harness) {
 	t.Run("WorkOneConsumerPerTask", func(t *testing.T) { t.Parallel(); testWorkShared(t, newBus(t)) })
 	t.Run("InvalidParams", func(t *testing.T) { t.Parallel(); testInvalid(t, newBus(t)) })
 	t.Run("CloseEndsSubscriptions", func(t *testing.T) { t.Parallel(); testClose(t, newBus(t)) })
+	t.Run("SubscriptionOutlivesItsContext", func(t *testing.T) { t.Parallel(); testOutlivesContext(t, newBus(t)) })
 }
 
 // ev is event seq of a run, with a fresh event_id.
@@ -695,4 +696,25 @@ func testClose(t *testing.T, h Harness) {
 		t.Fatal("Next did not return after Close")
 	}
 	require.Error(t, b.Publish(ctx, ev("ten_a", "run_1", 1)))
+}
+
+// testOutlivesContext: Subscribe's ctx bounds making the subscription
+// only (callers bound it with a short timeout); the subscription, plain or
+// resumed, delivers after that ctx has ended, until Close.
+func testOutlivesContext(t *testing.T, h Harness) {
+	ctx := context.Background()
+	require.NoError(t, h.Bus.Publish(ctx, ev("ten_a", "run_ctx", 1)))
+	for _, c := range []struct {
+		seq    int64
+		resume bool
+	}{{2, false}, {3, true}} {
+		seq, resume := c.seq, c.resume
+		sctx, cancel := context.WithCancel(ctx)
+		s, err := h.Bus.Subscribe(sctx, bus.SubscribeParams{TenantID: "ten_a", RunID: "run_ctx", Resume: resume, After: seq - 1})
+		require.NoError(t, err)
+		cancel()
+		require.NoError(t, h.Bus.Publish(ctx, ev("ten_a", "run_ctx", seq)))
+		require.Equal(t, seq, recv(t, s).Sequence, "resume %v", resume)
+		s.Close()
+	}
 }

@@ -143,7 +143,10 @@ type Bus struct {
 	subs   map[any]func()
 }
 
-var _ bus.Bus = (*Bus)(nil)
+var (
+	_ bus.Bus    = (*Bus)(nil)
+	_ bus.Pinger = (*Bus)(nil)
+)
 
 // Dial connects and makes sure the streams exist (creating or updating
 // them: every replica dials with the same config). It retries while the
@@ -153,8 +156,16 @@ func Dial(ctx context.Context, cfg Config) (*Bus, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	// Reconnect forever (a replica never needs a restart after an outage;
+	// /readyz says not-ready meanwhile), and ping the server every 2 s so
+	// that one which hangs with the connection open is noticed after three
+	// unanswered pings and reconnected to, like one that went away.
+	// Publishes made while disconnected wait in nats.go's reconnect buffer
+	// (8 MiB) and go out on reconnect; the orchestrator bounds how long it
+	// waits for their acks.
 	nc, err := natsio.Connect(cfg.URL, natsio.Name(cfg.Name),
-		natsio.MaxReconnects(-1), natsio.ReconnectWait(100*time.Millisecond))
+		natsio.MaxReconnects(-1), natsio.ReconnectWait(100*time.Millisecond),
+		natsio.PingInterval(2*time.Second), natsio.MaxPingsOutstanding(3))
 	if err != nil {
 		return nil, interpret(err, "connect to nats")
 	}
@@ -472,6 +483,23 @@ func (b *Bus) SubscribeSignals(ctx context.Context) (bus.Subscription[bus.Signal
 		return nil, errClosed
 	}
 	return s, nil
+}
+
+// Ping implements bus.Pinger: the connection is up and JetStream answers
+// (a server that accepts connections while its JetStream is not ready
+// would take no event).
+func (b *Bus) Ping(ctx context.Context) error {
+	if b.isClosed() {
+		return errClosed
+	}
+	if st := b.nc.Status(); st != natsio.CONNECTED {
+		return errs.E(errs.DependencyUnavailable, "nats connection is %s", strings.ToLower(st.String()))
+	}
+	if _, err := b.js.AccountInfo(ctx); err != nil {
+		// Not answering within the probe's deadline is unavailability too.
+		return errs.Wrap(errs.DependencyUnavailable, err, "jetstream does not answer")
+	}
+	return nil
 }
 
 // Close implements bus.Bus.

@@ -304,3 +304,31 @@ func TestSubscriptionsLeaveNoConsumers(t *testing.T) {
 	}
 	require.Zero(t, consumers, "consumers left on the server")
 }
+
+// TestPingFollowsTheServer: Ping (what /readyz asks) fails with
+// dependency_unavailable while the server is down and succeeds again once
+// it is back, on the same connection (nats.go reconnects by itself), and
+// the bus publishes again.
+func TestPingFollowsTheServer(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{SyncAlways: true})
+	b := dial(t, natsbus.Config{URL: srv.URL()})
+	ctx := context.Background()
+	ping := func() error {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		return b.Ping(ctx)
+	}
+	require.NoError(t, ping())
+
+	srv.Kill(0)
+	err := ping()
+	require.Error(t, err)
+	require.Equal(t, errs.DependencyUnavailable, errs.CodeOf(err), "%v", err)
+
+	srv.Restart(0)
+	srv.WaitReady()
+	require.Eventually(t, func() bool { return ping() == nil }, 30*time.Second, 50*time.Millisecond)
+	require.NoError(t, b.Publish(ctx, event("run_ping", 1)))
+	require.NoError(t, b.Close())
+	require.Equal(t, errs.DependencyUnavailable, errs.CodeOf(ping()))
+}

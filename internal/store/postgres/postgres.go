@@ -45,8 +45,37 @@ var _ store.Store = (*DB)(nil)
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-// defaultMaxConns is the pool size when the URL sets no pool_max_conns.
-const defaultMaxConns = 16
+// Options bound the pool, so that a database that hangs or is gone fails
+// callers with dependency_unavailable rather than holding them. Zero
+// fields take the defaults (config.Config's AGENTOS_POSTGRES_* settings).
+type Options struct {
+	// MaxConns is the pool's size (default 16); a URL's pool_max_conns
+	// wins.
+	MaxConns int
+	// StatementTimeout is the server-side statement_timeout of every
+	// session (default 10s); a statement cut off by it is
+	// dependency_unavailable. A URL's statement_timeout parameter wins.
+	// Migrations run without it.
+	StatementTimeout time.Duration
+	// ConnectTimeout bounds a connection attempt and a transaction's
+	// wait for a free pooled connection (default 5s). Added to
+	// StatementTimeout it is every statement's client-side bound (see
+	// BoundedPool).
+	ConnectTimeout time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxConns <= 0 {
+		o.MaxConns = 16
+	}
+	if o.StatementTimeout <= 0 {
+		o.StatementTimeout = 10 * time.Second
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 5 * time.Second
+	}
+	return o
+}
 
 // maxTxAttempts bounds the retries of a transaction that hit a
 // serialization failure or a deadlock.
@@ -54,7 +83,8 @@ const maxTxAttempts = 4
 
 // DB is the PostgreSQL store. Create it with Open.
 type DB struct {
-	pool *pgxpool.Pool
+	pool *BoundedPool
+	opts Options
 	// Writes are the methods written once for both SQL adapters.
 	sqlstore.Writes
 
@@ -62,28 +92,42 @@ type DB struct {
 	Now func() time.Time
 }
 
-// Open connects to the database a postgres:// or postgresql:// URL names and
-// applies pending migrations. The URL takes libpq's and pgx's parameters:
-// sslmode, search_path (the schema the tables live in; the first one must
-// exist), pool_max_conns (default 16), application_name and so on. A
-// malformed URL is an invalid_request naming store_url; an unreachable
-// server is dependency_unavailable.
+// Open is OpenWith with the default Options.
 func Open(ctx context.Context, url string) (*DB, error) {
+	return OpenWith(ctx, url, Options{})
+}
+
+// OpenWith connects to the database a postgres:// or postgresql:// URL
+// names and applies pending migrations. The URL takes libpq's and pgx's
+// parameters: sslmode, search_path (the schema the tables live in; the
+// first one must exist), pool_max_conns (default o.MaxConns),
+// statement_timeout (default o.StatementTimeout), connect_timeout (default
+// o.ConnectTimeout), application_name and so on. A malformed URL is an
+// invalid_request naming store_url; an unreachable server is
+// dependency_unavailable.
+func OpenWith(ctx context.Context, url string, o Options) (*DB, error) {
 	if !IsURL(url) {
 		return nil, errs.Field("store_url", "%q is not a PostgreSQL URL (want postgres://user@host:port/db)", redact(url))
 	}
+	o = o.withDefaults()
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, errs.Field("store_url", "cannot parse PostgreSQL URL: %v", err)
 	}
 	if !strings.Contains(url, "pool_max_conns") {
-		cfg.MaxConns = defaultMaxConns
+		cfg.MaxConns = int32(min(o.MaxConns, 1<<20))
+	}
+	if _, set := cfg.ConnConfig.RuntimeParams["statement_timeout"]; !set {
+		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(o.StatementTimeout.Milliseconds(), 10)
+	}
+	if !strings.Contains(url, "connect_timeout") {
+		cfg.ConnConfig.ConnectTimeout = o.ConnectTimeout
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, errs.Field("store_url", "invalid PostgreSQL configuration: %v", err)
 	}
-	db := &DB{pool: pool, Now: time.Now}
+	db := &DB{pool: &BoundedPool{Pool: pool, bound: o.StatementTimeout + o.ConnectTimeout}, opts: o, Now: time.Now}
 	db.Writes = sqlstore.NewWrites(db.begin, db.now)
 	if err := db.migrate(ctx); err != nil {
 		pool.Close()
@@ -115,21 +159,53 @@ func redact(url string) string {
 	return scheme + "://" + user + ":xxxxx" + rest[at:]
 }
 
-// Pool is the connection pool, for the queue adapter and for tests.
-func (db *DB) Pool() *pgxpool.Pool { return db.pool }
+// Pool is the connection pool (its statements bounded, see BoundedPool),
+// for the queue adapter and for tests.
+func (db *DB) Pool() *BoundedPool { return db.pool }
 
 // Tx runs fn in one READ COMMITTED transaction and commits it when fn
 // returns nil. A transaction that fails with a serialization failure or a
 // deadlock is rolled back and fn runs again (up to 4 times in all), so fn
 // must set its results afresh on every call. Errors are mapped by MapError.
+// A transaction waits at most Options.ConnectTimeout for a connection of
+// the pool (all busy on a database that hangs: dependency_unavailable).
 func (db *DB) Tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	for attempt := 1; ; attempt++ {
-		err := pgx.BeginFunc(ctx, db.pool, fn)
+		conn, err := db.acquire(ctx)
+		if err != nil {
+			return err
+		}
+		// Each statement of fn is bounded (boundedTx); BEGIN and COMMIT
+		// share a looser bound on the whole transaction.
+		bound := db.pool.bound
+		tctx, cancel := context.WithTimeout(ctx, 3*bound)
+		err = pgx.BeginFunc(tctx, conn, func(tx pgx.Tx) error { return fn(boundedTx{Tx: tx, bound: bound}) })
+		err = outOfBound(ctx, tctx, 3*bound, err)
+		cancel()
+		conn.Release()
 		if err != nil && attempt < maxTxAttempts && retryable(err) {
 			continue
 		}
 		return mapErr(err, "database")
 	}
+}
+
+// acquire takes a connection from the pool, waiting at most
+// Options.ConnectTimeout (within ctx).
+func (db *DB) acquire(ctx context.Context) (*pgxpool.Conn, error) {
+	actx, cancel := context.WithTimeout(ctx, db.opts.ConnectTimeout)
+	defer cancel()
+	conn, err := db.pool.Acquire(actx)
+	if err == nil {
+		return conn, nil
+	}
+	if ctx.Err() == nil && actx.Err() != nil {
+		// Our bound, not the caller's: the database is slow or gone.
+		return nil, errs.Wrap(errs.DependencyUnavailable, err,
+			"no store connection within %s (pool of %d, all busy or the server does not answer)",
+			db.opts.ConnectTimeout, db.pool.Config().MaxConns)
+	}
+	return nil, mapErr(err, "database")
 }
 
 // retryable reports errors after which the whole transaction may be retried.
@@ -183,6 +259,17 @@ func (db *DB) migrate(ctx context.Context) error {
 	if schema == nil {
 		return errs.Field("store_url", "no schema of the search_path exists: create it first")
 	}
+	// Waiting for another process's migrations, and a migration itself,
+	// may take longer than a statement may; the session's default comes
+	// back (RESET) before the connection returns to the pool.
+	if _, err := conn.Exec(ctx, `SET statement_timeout = 0`); err != nil {
+		return mapErr(err, "database")
+	}
+	defer func() {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), `RESET statement_timeout`); err != nil {
+			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+	}()
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1, hashtext($2))`, migrationLockKey, *schema); err != nil {
 		return mapErr(err, "migration lock")
 	}
@@ -259,8 +346,8 @@ func mapPgErr(err error, what string) error {
 			return errs.Wrap(errs.InvalidRequest, err, "%s has an invalid value: %s", what, pe.Message)
 		case pe.Code == "40001", pe.Code == "40P01", pe.Code == "55P03": // serialization, deadlock, lock not available
 			return errs.Wrap(errs.DependencyUnavailable, err, "store is busy")
-		case pe.Code == "57014": // query_canceled (statement_timeout)
-			return errs.Wrap(errs.Timeout, err, "store operation timed out")
+		case pe.Code == "57014": // query_canceled: statement_timeout (a caller's cancel is its context error, mapped before)
+			return errs.Wrap(errs.DependencyUnavailable, err, "the store did not finish %s within the statement timeout", what)
 		case strings.HasPrefix(pe.Code, "08"), strings.HasPrefix(pe.Code, "53"), strings.HasPrefix(pe.Code, "57"),
 			strings.HasPrefix(pe.Code, "58"), pe.Code == "25006": // connection, resources, shutdown, system, read-only
 			return errs.Wrap(errs.DependencyUnavailable, err, "store unavailable")

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/nexixai/agentos/internal/errs"
@@ -174,4 +176,91 @@ func TestUnreachableServer(t *testing.T) {
 	require.Error(t, err)
 	code := errs.CodeOf(err)
 	require.Containsf(t, []errs.Code{errs.DependencyUnavailable, errs.Timeout}, code, "got %v", err)
+}
+
+// TestBoundsSurfaceAsDependencyUnavailable: a statement longer than the
+// statement timeout, and a transaction that finds every pooled connection
+// busy past the connect timeout, fail with dependency_unavailable (503,
+// retryable) instead of holding the caller; the pool serves again after.
+func TestBoundsSurfaceAsDependencyUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := postgres.OpenWith(ctx, pgtest.URL(t), postgres.Options{MaxConns: 1,
+		StatementTimeout: 200 * time.Millisecond, ConnectTimeout: 300 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+
+	err = db.Tx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `SELECT pg_sleep(5)`)
+		return err
+	})
+	require.Equal(t, errs.DependencyUnavailable, errs.CodeOf(err), "%v", err)
+	require.Contains(t, errs.As(err).Message, "statement timeout")
+	require.True(t, errs.CodeOf(err).Retryable())
+
+	// The session setting, not a server default: what the pool set.
+	var setting string
+	require.NoError(t, db.Pool().QueryRow(ctx, `SHOW statement_timeout`).Scan(&setting))
+	require.Equal(t, "200ms", setting)
+
+	// The pool's only connection is held: the next transaction gives up
+	// after the connect timeout.
+	held, err := db.Pool().Acquire(ctx)
+	require.NoError(t, err)
+	err = db.Tx(ctx, func(tx pgx.Tx) error { return nil })
+	require.Equal(t, errs.DependencyUnavailable, errs.CodeOf(err), "%v", err)
+	require.Contains(t, errs.As(err).Message, "no store connection")
+	held.Release()
+
+	require.NoError(t, db.Tx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `SELECT pg_sleep(0.01)`)
+		return err
+	}))
+	require.NoError(t, db.Ping(ctx))
+}
+
+// TestFrozenServerIsDependencyUnavailable: the server process serving the
+// pool's only connection is stopped (SIGSTOP), so it can enforce no
+// statement timeout and answers nothing; the client-side bound
+// (statement timeout + connect timeout) ends the statement, inside a
+// transaction and outside, with dependency_unavailable. Once the process
+// runs again the pool serves on a fresh connection.
+func TestFrozenServerIsDependencyUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := postgres.OpenWith(ctx, pgtest.URL(t), postgres.Options{MaxConns: 1,
+		StatementTimeout: 300 * time.Millisecond, ConnectTimeout: 300 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	var pid int
+	require.NoError(t, db.Pool().QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid))
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Skipf("cannot stop the server's backend process %d (not its owner or root): %v", pid, err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume)
+
+	err = db.Tx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `SELECT 1`)
+		return err
+	})
+	require.Equal(t, errs.DependencyUnavailable, errs.CodeOf(err), "%v", err)
+	var one int
+	err = db.Pool().QueryRow(ctx, `SELECT 1`).Scan(&one)
+	require.Equal(t, errs.DependencyUnavailable, errs.CodeOf(err), "%v", err)
+	_, err = db.GetRun(ctx, "tnt_frozen", "run_frozen")
+	require.Equal(t, errs.DependencyUnavailable, errs.CodeOf(err), "%v", err)
+
+	resume()
+	require.Eventually(t, func() bool {
+		return db.Pool().QueryRow(ctx, `SELECT 1`).Scan(&one) == nil
+	}, 30*time.Second, 50*time.Millisecond)
+	_, err = db.GetRun(ctx, "tnt_frozen", "run_frozen")
+	require.Equal(t, errs.NotFound, errs.CodeOf(err), "%v", err)
 }
