@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	natsio "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/nexixai/agentos/internal/audit"
@@ -57,7 +59,7 @@ func newReplica(t testing.TB, name, pgURL, natsURL string, execute bool, extra .
 	var b bus.Bus = inproc.New(inproc.Config{History: db})
 	storePoll := time.Duration(0)
 	if natsURL != "" {
-		nb, err := natsbus.Dial(ctx, natsbus.Config{URL: natsURL, Name: name})
+		nb, err := natsbus.Dial(ctx, natsbus.Config{URL: natsURL, Name: name, History: db})
 		require.NoError(t, err)
 		b, storePoll = nb, time.Hour
 	}
@@ -203,6 +205,66 @@ func TestReplicasShareLiveStateOverTheBus(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, store.RunCanceled, run.Status)
 	})
+}
+
+// A thousand SSE streams on one replica cost one NATS consumer (the
+// replica's fan-out), not a thousand, and every stream gets its run's
+// events 1..N with one terminal event. Runs execute on replica 1, the
+// streams are open on replica 2 (its store poll an hour long: what they
+// get came over the bus).
+func TestThousandStreamsShareOneConsumer(t *testing.T) {
+	pgURL := pgtest.URL(t)
+	nats := natstest.Start(t, natstest.Options{})
+	tool := newBlockingTool("tool.test.block", false)
+	r1 := newReplica(t, "replica-1", pgURL, nats.URL(), true, tool)
+	r2 := newReplica(t, "replica-2", pgURL, nats.URL(), false, tool)
+	seedReplicas(t, r1.db, tool)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ten, err := r1.db.GetTenant(ctx, "tnt_a")
+	require.NoError(t, err)
+	ten.Quotas.Runs.MaxConcurrentStreams = 2000
+	require.NoError(t, r1.db.UpdateTenant(ctx, ten, ten.UpdatedAt))
+
+	const runs, perRun = 4, 250 // 4: replica 1's executors, each run held in its tool
+	var ids []string
+	for range runs {
+		ids = append(ids, r1.bundle(t).createRun("tnt_a", "agt_tool.test.block", map[string]any{"input": "fan me out"}))
+		<-tool.started
+	}
+	var streams []*http.Response
+	for i := range runs * perRun {
+		streams = append(streams, r2.openStream(ctx, t, ids[i%runs]))
+	}
+	js, err := jetstream.New(natsConn(t, nats.URL()))
+	require.NoError(t, err)
+	st, err := js.Stream(ctx, "AGENTOS_EVENTS")
+	require.NoError(t, err)
+	info, err := st.Info(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, info.State.Consumers, "one consumer per replica for %d streams", len(streams))
+
+	got := make([][]store.Event, len(streams))
+	var wg sync.WaitGroup
+	for i, resp := range streams {
+		wg.Go(func() { got[i] = readStream(t, resp) })
+	}
+	for range runs {
+		tool.release <- struct{}{}
+	}
+	wg.Wait()
+	for i, evs := range got {
+		require.Equalf(t, ids[i%runs], evs[0].RunID, "stream %d", i)
+		requireOneTerminal(t, evs, store.EventRunCompleted)
+	}
+}
+
+func natsConn(t *testing.T, url string) *natsio.Conn {
+	t.Helper()
+	nc, err := natsio.Connect(url)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	return nc
 }
 
 // droppingBus is the in-process bus whose first live (not resumed) event

@@ -35,7 +35,9 @@
 //     from C, fills a gap from the store, and on a closed, lagged
 //     subscription subscribes again (Resume, After = its last sequence).
 //     With NATS the run may execute on another replica: its events still
-//     arrive here, and the store poll becomes a fallback only (10 s).
+//     arrive here, and the store poll becomes a fallback only (10 s). The
+//     replica's NATS bus keeps one consumer for all its streams and fans
+//     the events out in process (bus/nats, Config.History).
 //   - cancel: cancelRun commits the canceled status, then publishes
 //     Signal{Kind: SignalCancel} (unless it stopped the executor itself);
 //     every replica's signal loop looks the run up in its s.running map
