@@ -28,6 +28,7 @@ import (
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/store/postgres"
 	"github.com/nexixai/agentos/internal/store/postgres/pgtest"
+	"github.com/nexixai/agentos/internal/store/storecache"
 	"github.com/nexixai/agentos/internal/tenancy"
 	"github.com/nexixai/agentos/internal/tools"
 	"github.com/nexixai/agentos/internal/tools/builtin"
@@ -49,6 +50,14 @@ type replica struct {
 // store poll (2 s), as replicas had before the bus. execute false leaves its scheduler (and signal loop) stopped: an
 // API-only replica, so that runs execute on the other.
 func newReplica(t testing.TB, name, pgURL, natsURL string, execute bool, extra ...tools.Tool) *replica {
+	t.Helper()
+	return newCachedReplica(t, name, pgURL, natsURL, execute, 0, extra...)
+}
+
+// newCachedReplica is newReplica whose tenants, agents and tokens are
+// read through storecache with cacheTTL, as the node reads them (0: no
+// cache).
+func newCachedReplica(t testing.TB, name, pgURL, natsURL string, execute bool, cacheTTL time.Duration, extra ...tools.Tool) *replica {
 	t.Helper()
 	ctx := context.Background()
 	db, err := postgres.Open(ctx, pgURL)
@@ -74,9 +83,13 @@ func newReplica(t testing.TB, name, pgURL, natsURL string, execute bool, extra .
 	for _, tl := range extra {
 		require.NoError(t, reg.Register(tl))
 	}
-	authn, err := auth.New(auth.Config{Mode: config.ModeDemo, Tenants: db, Tokens: db})
+	var st store.Store = db
+	if cacheTTL > 0 {
+		st = storecache.New(db, cacheTTL)
+	}
+	authn, err := auth.New(auth.Config{Mode: config.ModeDemo, Tenants: st, Tokens: st})
 	require.NoError(t, err)
-	srv, err := New(Config{Store: db, Queue: queuepg.New(db), Bus: b, StorePoll: storePoll, Authenticate: authn.Middleware,
+	srv, err := New(Config{Store: st, Queue: queuepg.New(db), Bus: b, StorePoll: storePoll, Authenticate: authn.Middleware,
 		Audit: audit.New(db, nil), Limiter: tenancy.NewLimiter(), Model: &scriptedModel{}, Tools: reg,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)).With("replica", name), Node: cfg, Executors: 4,
 		PollInterval: time.Hour})
@@ -265,6 +278,62 @@ func natsConn(t *testing.T, url string) *natsio.Conn {
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// A tenant disabled, a token revoked or an agent deactivated through
+// replica A is refused by replica B as soon as A's invalidation signal
+// arrives, although B cached them (TTL an hour: only the signal explains
+// B seeing the change); re-enabling the tenant on A is admitted on B.
+func TestCacheInvalidationCrossesReplicas(t *testing.T) {
+	require.Equal(t, bus.EntityTenant, storecache.EntityTenant)
+	require.Equal(t, bus.EntityAgent, storecache.EntityAgent)
+	require.Equal(t, bus.EntityToken, storecache.EntityToken)
+	pgURL := pgtest.URL(t)
+	nats := natstest.Start(t, natstest.Options{})
+	a := newCachedReplica(t, "replica-a", pgURL, nats.URL(), true, time.Hour)
+	b := newCachedReplica(t, "replica-b", pgURL, nats.URL(), true, time.Hour)
+	seedReplicas(t, a.db)
+	ctx := context.Background()
+	issue := func(roles ...string) (string, string) {
+		tok, secret, err := auth.IssueToken(ctx, a.db, auth.IssueParams{TenantID: "tnt_a", PrincipalID: "usr_" + roles[0],
+			Scopes: auth.AllScopes, Roles: roles})
+		require.NoError(t, err)
+		return tok.TokenID, "Bearer " + secret
+	}
+	_, admin := issue(auth.RolePlatformAdmin)
+	userID, user := issue(auth.RoleTenantUser)
+	create := func(r *replica) int {
+		resp, _ := r.bundle(t).do("POST", "/v1/agents/agt_echo/runs", "", `{"input":"hi"}`, "Authorization", user)
+		return resp.StatusCode
+	}
+	patch := func(status string) {
+		resp, out := a.bundle(t).do("PATCH", "/v1/admin/tenants/tnt_a", "", map[string]any{"status": status}, "Authorization", admin)
+		require.Equal(t, http.StatusOK, resp.StatusCode, out)
+	}
+	// B caches the tenant, the agent and the user's token.
+	require.Equal(t, http.StatusCreated, create(b))
+	eventually := func(what string, f func() bool) {
+		t.Helper()
+		require.Eventually(t, f, 20*time.Second, 10*time.Millisecond, what)
+	}
+
+	patch("disabled")
+	eventually("B refuses the tenant disabled on A", func() bool { return create(b) == http.StatusForbidden })
+	patch("active")
+	eventually("B admits the tenant re-enabled on A", func() bool { return create(b) == http.StatusCreated })
+
+	ag, err := a.srv.cfg.Store.GetAgent(ctx, "tnt_a", "agt_echo")
+	require.NoError(t, err)
+	ag.Status = store.AgentInactive
+	require.NoError(t, a.srv.cfg.Store.PutAgent(ctx, ag))
+	eventually("B refuses the agent deactivated on A", func() bool { return create(b) == http.StatusConflict })
+	ag.Status = store.AgentActive
+	require.NoError(t, a.srv.cfg.Store.PutAgent(ctx, ag))
+	eventually("B admits the agent reactivated on A", func() bool { return create(b) == http.StatusCreated })
+
+	resp, out := a.bundle(t).do("DELETE", "/v1/admin/tenants/tnt_a/tokens/"+userID, "", nil, "Authorization", admin)
+	require.Less(t, resp.StatusCode, 300, out)
+	eventually("B refuses the token revoked on A", func() bool { return create(b) == http.StatusUnauthorized })
 }
 
 // droppingBus is the in-process bus whose first live (not resumed) event
