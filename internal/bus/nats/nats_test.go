@@ -293,6 +293,70 @@ func streamLeader(t *testing.T, cfg natsbus.Config) string {
 // TestRestartFromDisk: a single server with sync_interval: always stops
 // and starts again from its store: every acknowledged event and every
 // unacknowledged task is still there.
+// The local fan-out through the loss of the events stream's leader: its
+// one consumer carries on (or is made again where it was), and a live
+// subscriber gets every event once, in order (resuming from the history
+// if it lagged, as a reader must).
+func TestFanoutSurvivesLosingOneServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-server cluster")
+	}
+	cl := natstest.Start(t, natstest.Options{Servers: 3})
+	log := &bustest.Log{}
+	cfg := natsbus.Config{URL: cl.URL(), Replicas: 3, Name: "fanout", History: log}
+	pub := bustest.Committing(dial(t, cfg), log)
+	subBus := dial(t, cfg)
+	ctx := context.Background()
+	sub, err := subBus.Subscribe(ctx, bus.SubscribeParams{TenantID: "ten_a", RunID: "run_1"})
+	require.NoError(t, err)
+	defer func() { sub.Close() }()
+
+	const n, killAt = 300, 100
+	got := make(chan []int64)
+	go func() {
+		var seen []int64
+		var last int64
+		for last < n {
+			select {
+			case e, ok := <-sub.C():
+				if !ok {
+					if !sub.Lagged() {
+						t.Error("subscription ended, not lagged")
+						got <- seen
+						return
+					}
+					s, err := subBus.Subscribe(ctx, bus.SubscribeParams{TenantID: "ten_a", RunID: "run_1", Resume: true, After: last})
+					if err != nil {
+						t.Error(err)
+						got <- seen
+						return
+					}
+					sub = s
+					continue
+				}
+				seen = append(seen, e.Sequence)
+				last = e.Sequence
+			case <-time.After(60 * time.Second):
+				t.Errorf("live subscriber stuck after %d", last)
+				got <- seen
+				return
+			}
+		}
+		got <- seen
+	}()
+	failed := 0
+	for seq := int64(1); seq <= n; seq++ {
+		if seq == killAt {
+			leader := streamLeader(t, cfg)
+			t.Logf("stopping %s, the events stream's leader", leader)
+			cl.Kill(int(leader[1] - '1'))
+		}
+		failed += publishUntilAcked(t, pub, event("run_1", seq))
+	}
+	t.Logf("%d publish attempts failed during the failover and were retried", failed)
+	require.Equal(t, seqs(1, n), <-got)
+}
+
 func TestRestartFromDisk(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{SyncAlways: true})
 	cfg := natsbus.Config{URL: srv.URL()}
