@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	natsio "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/nexixai/agentos/internal/audit"
@@ -26,6 +28,7 @@ import (
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/store/postgres"
 	"github.com/nexixai/agentos/internal/store/postgres/pgtest"
+	"github.com/nexixai/agentos/internal/store/storecache"
 	"github.com/nexixai/agentos/internal/tenancy"
 	"github.com/nexixai/agentos/internal/tools"
 	"github.com/nexixai/agentos/internal/tools/builtin"
@@ -48,6 +51,14 @@ type replica struct {
 // API-only replica, so that runs execute on the other.
 func newReplica(t testing.TB, name, pgURL, natsURL string, execute bool, extra ...tools.Tool) *replica {
 	t.Helper()
+	return newCachedReplica(t, name, pgURL, natsURL, execute, 0, extra...)
+}
+
+// newCachedReplica is newReplica whose tenants, agents and tokens are
+// read through storecache with cacheTTL, as the node reads them (0: no
+// cache).
+func newCachedReplica(t testing.TB, name, pgURL, natsURL string, execute bool, cacheTTL time.Duration, extra ...tools.Tool) *replica {
+	t.Helper()
 	ctx := context.Background()
 	db, err := postgres.Open(ctx, pgURL)
 	require.NoError(t, err)
@@ -57,7 +68,7 @@ func newReplica(t testing.TB, name, pgURL, natsURL string, execute bool, extra .
 	var b bus.Bus = inproc.New(inproc.Config{History: db})
 	storePoll := time.Duration(0)
 	if natsURL != "" {
-		nb, err := natsbus.Dial(ctx, natsbus.Config{URL: natsURL, Name: name})
+		nb, err := natsbus.Dial(ctx, natsbus.Config{URL: natsURL, Name: name, History: db})
 		require.NoError(t, err)
 		b, storePoll = nb, time.Hour
 	}
@@ -72,9 +83,13 @@ func newReplica(t testing.TB, name, pgURL, natsURL string, execute bool, extra .
 	for _, tl := range extra {
 		require.NoError(t, reg.Register(tl))
 	}
-	authn, err := auth.New(auth.Config{Mode: config.ModeDemo, Tenants: db, Tokens: db})
+	var st store.Store = db
+	if cacheTTL > 0 {
+		st = storecache.New(db, cacheTTL)
+	}
+	authn, err := auth.New(auth.Config{Mode: config.ModeDemo, Tenants: st, Tokens: st})
 	require.NoError(t, err)
-	srv, err := New(Config{Store: db, Queue: queuepg.New(db), Bus: b, StorePoll: storePoll, Authenticate: authn.Middleware,
+	srv, err := New(Config{Store: st, Queue: queuepg.New(db), Bus: b, StorePoll: storePoll, Authenticate: authn.Middleware,
 		Audit: audit.New(db, nil), Limiter: tenancy.NewLimiter(), Model: &scriptedModel{}, Tools: reg,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)).With("replica", name), Node: cfg, Executors: 4,
 		PollInterval: time.Hour})
@@ -203,6 +218,122 @@ func TestReplicasShareLiveStateOverTheBus(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, store.RunCanceled, run.Status)
 	})
+}
+
+// A thousand SSE streams on one replica cost one NATS consumer (the
+// replica's fan-out), not a thousand, and every stream gets its run's
+// events 1..N with one terminal event. Runs execute on replica 1, the
+// streams are open on replica 2 (its store poll an hour long: what they
+// get came over the bus).
+func TestThousandStreamsShareOneConsumer(t *testing.T) {
+	pgURL := pgtest.URL(t)
+	nats := natstest.Start(t, natstest.Options{})
+	tool := newBlockingTool("tool.test.block", false)
+	r1 := newReplica(t, "replica-1", pgURL, nats.URL(), true, tool)
+	r2 := newReplica(t, "replica-2", pgURL, nats.URL(), false, tool)
+	seedReplicas(t, r1.db, tool)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ten, err := r1.db.GetTenant(ctx, "tnt_a")
+	require.NoError(t, err)
+	ten.Quotas.Runs.MaxConcurrentStreams = 2000
+	require.NoError(t, r1.db.UpdateTenant(ctx, ten, ten.UpdatedAt))
+
+	const runs, perRun = 4, 250 // 4: replica 1's executors, each run held in its tool
+	var ids []string
+	for range runs {
+		ids = append(ids, r1.bundle(t).createRun("tnt_a", "agt_tool.test.block", map[string]any{"input": "fan me out"}))
+		<-tool.started
+	}
+	var streams []*http.Response
+	for i := range runs * perRun {
+		streams = append(streams, r2.openStream(ctx, t, ids[i%runs]))
+	}
+	js, err := jetstream.New(natsConn(t, nats.URL()))
+	require.NoError(t, err)
+	st, err := js.Stream(ctx, "AGENTOS_EVENTS")
+	require.NoError(t, err)
+	info, err := st.Info(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, info.State.Consumers, "one consumer per replica for %d streams", len(streams))
+
+	got := make([][]store.Event, len(streams))
+	var wg sync.WaitGroup
+	for i, resp := range streams {
+		wg.Go(func() { got[i] = readStream(t, resp) })
+	}
+	for range runs {
+		tool.release <- struct{}{}
+	}
+	wg.Wait()
+	for i, evs := range got {
+		require.Equalf(t, ids[i%runs], evs[0].RunID, "stream %d", i)
+		requireOneTerminal(t, evs, store.EventRunCompleted)
+	}
+}
+
+func natsConn(t *testing.T, url string) *natsio.Conn {
+	t.Helper()
+	nc, err := natsio.Connect(url)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// A tenant disabled, a token revoked or an agent deactivated through
+// replica A is refused by replica B as soon as A's invalidation signal
+// arrives, although B cached them (TTL an hour: only the signal explains
+// B seeing the change); re-enabling the tenant on A is admitted on B.
+func TestCacheInvalidationCrossesReplicas(t *testing.T) {
+	require.Equal(t, bus.EntityTenant, storecache.EntityTenant)
+	require.Equal(t, bus.EntityAgent, storecache.EntityAgent)
+	require.Equal(t, bus.EntityToken, storecache.EntityToken)
+	pgURL := pgtest.URL(t)
+	nats := natstest.Start(t, natstest.Options{})
+	a := newCachedReplica(t, "replica-a", pgURL, nats.URL(), true, time.Hour)
+	b := newCachedReplica(t, "replica-b", pgURL, nats.URL(), true, time.Hour)
+	seedReplicas(t, a.db)
+	ctx := context.Background()
+	issue := func(roles ...string) (string, string) {
+		tok, secret, err := auth.IssueToken(ctx, a.db, auth.IssueParams{TenantID: "tnt_a", PrincipalID: "usr_" + roles[0],
+			Scopes: auth.AllScopes, Roles: roles})
+		require.NoError(t, err)
+		return tok.TokenID, "Bearer " + secret
+	}
+	_, admin := issue(auth.RolePlatformAdmin)
+	userID, user := issue(auth.RoleTenantUser)
+	create := func(r *replica) int {
+		resp, _ := r.bundle(t).do("POST", "/v1/agents/agt_echo/runs", "", `{"input":"hi"}`, "Authorization", user)
+		return resp.StatusCode
+	}
+	patch := func(status string) {
+		resp, out := a.bundle(t).do("PATCH", "/v1/admin/tenants/tnt_a", "", map[string]any{"status": status}, "Authorization", admin)
+		require.Equal(t, http.StatusOK, resp.StatusCode, out)
+	}
+	// B caches the tenant, the agent and the user's token.
+	require.Equal(t, http.StatusCreated, create(b))
+	eventually := func(what string, f func() bool) {
+		t.Helper()
+		require.Eventually(t, f, 20*time.Second, 10*time.Millisecond, what)
+	}
+
+	patch("disabled")
+	eventually("B refuses the tenant disabled on A", func() bool { return create(b) == http.StatusForbidden })
+	patch("active")
+	eventually("B admits the tenant re-enabled on A", func() bool { return create(b) == http.StatusCreated })
+
+	ag, err := a.srv.cfg.Store.GetAgent(ctx, "tnt_a", "agt_echo")
+	require.NoError(t, err)
+	ag.Status = store.AgentInactive
+	require.NoError(t, a.srv.cfg.Store.PutAgent(ctx, ag))
+	eventually("B refuses the agent deactivated on A", func() bool { return create(b) == http.StatusConflict })
+	ag.Status = store.AgentActive
+	require.NoError(t, a.srv.cfg.Store.PutAgent(ctx, ag))
+	eventually("B admits the agent reactivated on A", func() bool { return create(b) == http.StatusCreated })
+
+	resp, out := a.bundle(t).do("DELETE", "/v1/admin/tenants/tnt_a/tokens/"+userID, "", nil, "Authorization", admin)
+	require.Less(t, resp.StatusCode, 300, out)
+	eventually("B refuses the token revoked on A", func() bool { return create(b) == http.StatusUnauthorized })
 }
 
 // droppingBus is the in-process bus whose first live (not resumed) event

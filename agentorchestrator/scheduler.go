@@ -11,6 +11,7 @@ import (
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/queue"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/storecache"
 )
 
 // Causes that stop an executor without finishing its run: another
@@ -80,6 +81,11 @@ func (s *Server) handleSignals(ctx context.Context, sub bus.Subscription[bus.Sig
 			case bus.SignalWake:
 				if sig.Reason != s.owner {
 					s.Wake()
+				}
+			case bus.SignalInvalidate:
+				// The writing replica dropped its own entry already.
+				if s.cache != nil && sig.Reason != s.owner {
+					s.cache.Drop(storecache.Invalidation{Entity: sig.Entity, TenantID: sig.TenantID, ID: sig.ID})
 				}
 			}
 		}

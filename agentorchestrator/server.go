@@ -26,6 +26,7 @@ import (
 	"github.com/nexixai/agentos/internal/modelport"
 	"github.com/nexixai/agentos/internal/queue"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/storecache"
 	"github.com/nexixai/agentos/internal/tools"
 	"github.com/nexixai/agentos/internal/version"
 )
@@ -112,6 +113,10 @@ type Server struct {
 	handler http.Handler
 
 	owner string // this process's lease owner id
+	// cache is the store's cache of tenants, agents and tokens when the
+	// store has one: its writes are signalled to every replica, whose
+	// signal loops drop the entry (bus.SignalInvalidate).
+	cache *storecache.Store
 	// breaker is open while model-policy is known down: no runs are
 	// leased, /readyz answers 503 naming model-policy.
 	breaker *breaker
@@ -211,6 +216,12 @@ func New(cfg Config) (*Server, error) {
 			s.Wake()
 		}
 	})
+	if c, ok := cfg.Store.(*storecache.Store); ok {
+		s.cache = c
+		c.Notify(func(ctx context.Context, inv storecache.Invalidation) {
+			s.signal(ctx, bus.Signal{Kind: bus.SignalInvalidate, TenantID: inv.TenantID, Entity: inv.Entity, ID: inv.ID, Reason: s.owner})
+		})
+	}
 	s.handler = s.routes()
 	return s, nil
 }

@@ -35,7 +35,9 @@
 //     from C, fills a gap from the store, and on a closed, lagged
 //     subscription subscribes again (Resume, After = its last sequence).
 //     With NATS the run may execute on another replica: its events still
-//     arrive here, and the store poll becomes a fallback only (10 s).
+//     arrive here, and the store poll becomes a fallback only (10 s). The
+//     replica's NATS bus keeps one consumer for all its streams and fans
+//     the events out in process (bus/nats, Config.History).
 //   - cancel: cancelRun commits the canceled status, then publishes
 //     Signal{Kind: SignalCancel} (unless it stopped the executor itself);
 //     every replica's signal loop looks the run up in its s.running map
@@ -44,6 +46,11 @@
 //     Signal{Kind: SignalWake}; every replica's signal loop calls
 //     Server.Wake, so a queued run starts as soon as any replica has a
 //     free executor instead of at the next PollInterval.
+//   - cache invalidation: a write of a tenant, agent or token through
+//     the store's cache (storecache) publishes Signal{Kind:
+//     SignalInvalidate}; every replica's signal loop drops that entry,
+//     so a tenant disabled through one replica is refused by all as soon
+//     as the signal arrives (the cache TTL is the fallback).
 //   - worker tasks (later): Enqueue a Task on a named queue, workers
 //     Consume, Ack when done; a crashed worker's task is redelivered.
 package bus
@@ -125,6 +132,16 @@ const (
 	SignalCancel = "cancel"
 	// SignalWake: there may be queued work; schedulers lease now.
 	SignalWake = "wake"
+	// SignalInvalidate: a tenant, agent or token changed; every replica
+	// drops its cached copy (Entity, TenantID, ID name it).
+	SignalInvalidate = "invalidate"
+)
+
+// Entities a SignalInvalidate names.
+const (
+	EntityTenant = "tenant"
+	EntityAgent  = "agent"
+	EntityToken  = "token"
 )
 
 // Signal is a hint from one replica to all.
@@ -133,6 +150,10 @@ type Signal struct {
 	TenantID string `json:"tenant_id"`        // required for cancel; optional for wake
 	RunID    string `json:"run_id,omitempty"` // required for cancel
 	Reason   string `json:"reason,omitempty"`
+	// Invalidate: what changed. Entity is EntityTenant (ID ""),
+	// EntityAgent (ID the agent id) or EntityToken (ID the token id).
+	Entity string `json:"entity,omitempty"`
+	ID     string `json:"id,omitempty"`
 }
 
 // Signals carries signals between replicas.
@@ -230,10 +251,23 @@ func (s Signal) Validate() error {
 			return errs.Field("run_id", "is required for cancel")
 		}
 	case SignalWake:
+	case SignalInvalidate:
+		if s.TenantID == "" {
+			return errs.Field("tenant_id", "is required for invalidate")
+		}
+		switch s.Entity {
+		case EntityTenant:
+		case EntityAgent, EntityToken:
+			if s.ID == "" {
+				return errs.Field("id", "is required to invalidate an agent or a token")
+			}
+		default:
+			return errs.Field("entity", "must be tenant, agent or token")
+		}
 	case "":
 		return errs.Field("kind", "is required")
 	default:
-		return errs.Field("kind", "must be cancel or wake")
+		return errs.Field("kind", "must be cancel, wake or invalidate")
 	}
 	return nil
 }

@@ -153,7 +153,9 @@ func openBus(ctx context.Context, cfg config.Config, st bus.History) (bus.Bus, t
 	ctx, cancel := context.WithTimeout(ctx, busDialTimeout)
 	defer cancel()
 	host, _ := os.Hostname()
-	b, err := natsbus.Dial(ctx, natsbus.Config{URL: cfg.BusURL, Replicas: cfg.BusReplicas,
+	// History: the local fan-out, one NATS consumer per replica for all
+	// of its SSE streams, resumed from the store.
+	b, err := natsbus.Dial(ctx, natsbus.Config{URL: cfg.BusURL, Replicas: cfg.BusReplicas, History: st,
 		Name: fmt.Sprintf("%s %s pid %d", agentorchestrator.ServiceName, host, os.Getpid())})
 	if err != nil {
 		// The URL may carry credentials: name the setting, not the value.

@@ -442,10 +442,12 @@ func testSignals(t *testing.T, h Harness) {
 		{Kind: bus.SignalCancel, TenantID: "a.>", RunID: "run_*", Reason: "user asked"},
 		{Kind: bus.SignalWake},
 		{Kind: bus.SignalWake, TenantID: "ten_b"},
+		{Kind: bus.SignalInvalidate, TenantID: "ten_c", Entity: bus.EntityAgent, ID: "agt_1", Reason: "replica 1"},
 	}
 	require.NoError(t, h.Bus.Signal(ctx, sent[0]))
 	require.NoError(t, other.Signal(ctx, sent[1]))
 	require.NoError(t, h.Bus.Signal(ctx, sent[2]))
+	require.NoError(t, other.Signal(ctx, sent[3]))
 	for _, s := range subs {
 		got := map[string]bus.Signal{}
 		for range sent {
@@ -654,6 +656,9 @@ func testInvalid(t *testing.T, h Harness) {
 	requireField(t, h.Bus.Signal(ctx, bus.Signal{Kind: "reboot"}), "kind")
 	requireField(t, h.Bus.Signal(ctx, bus.Signal{Kind: bus.SignalCancel, RunID: "run_1"}), "tenant_id")
 	requireField(t, h.Bus.Signal(ctx, bus.Signal{Kind: bus.SignalCancel, TenantID: "ten_a"}), "run_id")
+	requireField(t, h.Bus.Signal(ctx, bus.Signal{Kind: bus.SignalInvalidate, Entity: bus.EntityTenant}), "tenant_id")
+	requireField(t, h.Bus.Signal(ctx, bus.Signal{Kind: bus.SignalInvalidate, TenantID: "ten_a", Entity: "run"}), "entity")
+	requireField(t, h.Bus.Signal(ctx, bus.Signal{Kind: bus.SignalInvalidate, TenantID: "ten_a", Entity: bus.EntityToken}), "id")
 
 	for _, q := range []string{"", "a.b", "*", ">", "Tools", "a b"} {
 		requireField(t, h.Bus.Enqueue(ctx, bus.Task{Queue: q, ID: "t1", TenantID: "ten_a"}), "queue")

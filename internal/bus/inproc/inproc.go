@@ -111,6 +111,15 @@ func (b *Bus) Publish(_ context.Context, evs ...store.Event) error {
 	return nil
 }
 
+// Watched reports whether an event of the tenant's run has a subscriber
+// now (of the run or of the tenant): a bus feeding this one from a broker
+// (bus/nats's local fan-out) skips decoding the others.
+func (b *Bus) Watched(tenant, run string) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return len(b.runs[runKey{tenant, run}])+len(b.tenants[tenant]) > 0
+}
+
 // lag is a subscription that Publish dropped, to unsubscribe.
 type lag struct {
 	e      store.Event

@@ -14,11 +14,25 @@
 // published with Nats-Msg-Id = event_id and every task with Nats-Msg-Id =
 // task id: the stream drops a duplicate within DedupeWindow (default 2 min).
 //
-// Subscriptions are ordered consumers (ephemeral, flow-controlled,
-// filtered on the run's or the tenant's subjects), so what a subscriber
-// gets is what the stream stored: deduplicated, in stream order, and after
-// a NATS server dies the consumer resumes where it was on another server.
-// A resumed run subscription replays the run's subject from the stream.
+// Subscriptions are read from ordered consumers (ephemeral,
+// flow-controlled), so what a subscriber gets is what the stream stored:
+// deduplicated, in stream order, and after a NATS server dies the consumer
+// resumes where it was on another server. Two modes:
+//
+//   - Local fan-out (Config.History set, what the orchestrator uses): one
+//     ordered consumer per Bus on every event subject (ns.ev.>), made by
+//     Dial, feeding an in-process bus (bus/inproc) that every
+//     subscription reads. N SSE streams on a replica cost one consumer on
+//     the server, not N; the consumer skips, undecoded, the events of runs
+//     nobody on this replica watches. A slow subscriber is dropped by the
+//     in-process bus without slowing the consumer; a resumed subscription
+//     replays from History (the store), then live. If the consumer fails
+//     for good (an outage longer than its resets) it is made again from
+//     the stream sequence after the last one it handled: no gap.
+//   - Per subscription (no History): each subscription is its own
+//     consumer filtered on the run's or the tenant's subjects, and a
+//     resumed run subscription replays the run's subject from the stream.
+//
 // Work queues are durable pull consumers (one per queue, shared by all of
 // its Consumers), explicit ack, AckWait from ConsumeParams.
 //
@@ -43,10 +57,11 @@
 //
 // # Scale
 //
-// Each subscription is one consumer on the server. That is right for a
-// replica's few hundred streams; for very many SSE clients per replica the
-// next step is one tenant-wide or node-wide subscription per replica
-// fanned out locally by an inproc bus (see docs/scaling.md when written).
+// With the local fan-out every replica receives every event of the stream
+// (it skips those nobody watches there, but they cross the wire): the
+// stream's delivered bytes grow with the replicas, not with the SSE
+// clients. docs/scaling.md has the measured figures and what partitions
+// next (runs by tenant hash across streams, consumers filtered on them).
 package nats
 
 import (
@@ -61,6 +76,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nexixai/agentos/internal/bus"
+	"github.com/nexixai/agentos/internal/bus/inproc"
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
 )
@@ -83,6 +99,10 @@ type Config struct {
 	// DedupeWindow is how long an event_id or task id is remembered to
 	// drop duplicates (default 2 min, JetStream's default).
 	DedupeWindow time.Duration
+	// History, when set, turns on the local fan-out (see the package
+	// doc): one consumer per Bus, and resumed subscriptions replay from
+	// History (the run store) instead of the stream.
+	History bus.History
 }
 
 func (c Config) withDefaults() Config {
@@ -138,9 +158,16 @@ type Bus struct {
 	workStream   string
 	done         chan struct{}
 
-	mu     sync.Mutex
-	closed bool
-	subs   map[any]func()
+	// The local fan-out (Config.History set): the in-process bus the
+	// subscriptions read, fed by one consumer; feedStop stops the
+	// current consumer, feedDone closes when its pump has ended.
+	local    *inproc.Bus
+	feedDone chan struct{}
+
+	mu       sync.Mutex
+	closed   bool
+	subs     map[any]func()
+	feedStop func()
 }
 
 var (
@@ -210,6 +237,12 @@ func Dial(ctx context.Context, cfg Config) (*Bus, error) {
 		}
 	}
 	b.workStream = work.Name
+	if cfg.History != nil {
+		if err := b.startFeed(ctx); err != nil {
+			nc.Close()
+			return nil, err
+		}
+	}
 	return b, nil
 }
 
@@ -316,6 +349,9 @@ func (b *Bus) Subscribe(ctx context.Context, p bus.SubscribeParams) (bus.Subscri
 	}
 	if b.isClosed() {
 		return nil, errClosed
+	}
+	if b.local != nil {
+		return b.local.Subscribe(ctx, p)
 	}
 	subject := b.cfg.Namespace + ".ev." + token(p.TenantID) + ".*"
 	if p.RunID != "" {
@@ -519,6 +555,14 @@ func (b *Bus) Close() error {
 		f()
 	}
 	close(b.done)
+	if b.local != nil {
+		b.mu.Lock()
+		stop := b.feedStop
+		b.mu.Unlock()
+		stop()
+		<-b.feedDone
+		_ = b.local.Close()
+	}
 	b.nc.Close()
 	return nil
 }

@@ -42,6 +42,73 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestConformanceFanout runs the suite on the local fan-out (one
+// consumer per Bus, resumes from a history), as the orchestrator uses it.
+func TestConformanceFanout(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	var n atomic.Int64
+	bustest.Run(t, func(t *testing.T) bustest.Harness {
+		log := &bustest.Log{}
+		cfg := natsbus.Config{URL: srv.URL(), Namespace: fmt.Sprintf("f%d", n.Add(1)), History: log}
+		return bustest.Harness{Bus: bustest.Committing(dial(t, cfg), log),
+			Connect: func(t *testing.T) bus.Bus { return bustest.Committing(dial(t, cfg), log) }}
+	})
+}
+
+// TestFanoutIsOneConsumerPerBus: a thousand subscriptions on one Bus
+// (runs and tenants) are one consumer on the server, and each gets its
+// events; another Bus (replica) adds one more.
+func TestFanoutIsOneConsumerPerBus(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	log := &bustest.Log{}
+	cfg := natsbus.Config{URL: srv.URL(), Namespace: "fan", History: log}
+	b := dial(t, cfg)
+	const runs, perRun = 250, 4
+	var subs []bus.Subscription[store.Event]
+	for i := range runs {
+		for range perRun {
+			s, err := b.Subscribe(context.Background(), bus.SubscribeParams{TenantID: "ten_a", RunID: fmt.Sprintf("run_%d", i)})
+			require.NoError(t, err)
+			defer s.Close()
+			subs = append(subs, s)
+		}
+	}
+	tenantSub, err := b.Subscribe(context.Background(), bus.SubscribeParams{TenantID: "ten_a"})
+	require.NoError(t, err)
+	defer tenantSub.Close()
+	consumers := func() int {
+		nc, err := natsio.Connect(srv.URL())
+		require.NoError(t, err)
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		require.NoError(t, err)
+		st, err := js.Stream(context.Background(), "FAN_EVENTS")
+		require.NoError(t, err)
+		info, err := st.Info(context.Background())
+		require.NoError(t, err)
+		return info.State.Consumers
+	}
+	require.Equal(t, 1, consumers(), "%d subscriptions, one consumer", len(subs)+1)
+
+	// Another replica publishes; every subscription gets its run's event.
+	other := bustest.Committing(dial(t, cfg), log)
+	require.Equal(t, 2, consumers(), "one consumer per Bus")
+	for i := range runs {
+		require.NoError(t, other.Publish(context.Background(), event(fmt.Sprintf("run_%d", i), 1)))
+	}
+	for i, s := range subs {
+		select {
+		case e, ok := <-s.C():
+			require.True(t, ok, "subscription %d ended", i)
+			require.Equal(t, fmt.Sprintf("run_%d", i/perRun), e.RunID)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("subscription %d got no event", i)
+		}
+	}
+	// (The tenant subscription, unread, may have been dropped as lagged:
+	// that is the port's backpressure, tested by the suite.)
+}
+
 func TestDialValidates(t *testing.T) {
 	ctx := context.Background()
 	for field, cfg := range map[string]natsbus.Config{
@@ -226,6 +293,70 @@ func streamLeader(t *testing.T, cfg natsbus.Config) string {
 // TestRestartFromDisk: a single server with sync_interval: always stops
 // and starts again from its store: every acknowledged event and every
 // unacknowledged task is still there.
+// The local fan-out through the loss of the events stream's leader: its
+// one consumer carries on (or is made again where it was), and a live
+// subscriber gets every event once, in order (resuming from the history
+// if it lagged, as a reader must).
+func TestFanoutSurvivesLosingOneServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-server cluster")
+	}
+	cl := natstest.Start(t, natstest.Options{Servers: 3})
+	log := &bustest.Log{}
+	cfg := natsbus.Config{URL: cl.URL(), Replicas: 3, Name: "fanout", History: log}
+	pub := bustest.Committing(dial(t, cfg), log)
+	subBus := dial(t, cfg)
+	ctx := context.Background()
+	sub, err := subBus.Subscribe(ctx, bus.SubscribeParams{TenantID: "ten_a", RunID: "run_1"})
+	require.NoError(t, err)
+	defer func() { sub.Close() }()
+
+	const n, killAt = 300, 100
+	got := make(chan []int64)
+	go func() {
+		var seen []int64
+		var last int64
+		for last < n {
+			select {
+			case e, ok := <-sub.C():
+				if !ok {
+					if !sub.Lagged() {
+						t.Error("subscription ended, not lagged")
+						got <- seen
+						return
+					}
+					s, err := subBus.Subscribe(ctx, bus.SubscribeParams{TenantID: "ten_a", RunID: "run_1", Resume: true, After: last})
+					if err != nil {
+						t.Error(err)
+						got <- seen
+						return
+					}
+					sub = s
+					continue
+				}
+				seen = append(seen, e.Sequence)
+				last = e.Sequence
+			case <-time.After(60 * time.Second):
+				t.Errorf("live subscriber stuck after %d", last)
+				got <- seen
+				return
+			}
+		}
+		got <- seen
+	}()
+	failed := 0
+	for seq := int64(1); seq <= n; seq++ {
+		if seq == killAt {
+			leader := streamLeader(t, cfg)
+			t.Logf("stopping %s, the events stream's leader", leader)
+			cl.Kill(int(leader[1] - '1'))
+		}
+		failed += publishUntilAcked(t, pub, event("run_1", seq))
+	}
+	t.Logf("%d publish attempts failed during the failover and were retried", failed)
+	require.Equal(t, seqs(1, n), <-got)
+}
+
 func TestRestartFromDisk(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{SyncAlways: true})
 	cfg := natsbus.Config{URL: srv.URL()}

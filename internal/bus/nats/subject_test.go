@@ -18,6 +18,13 @@ func TestTokenIsOneLiteralToken(t *testing.T) {
 			t.Fatalf("token(%q) = token(%q) = %q", id, prev, tok)
 		}
 		seen[tok] = id
+		back, ok := untoken(tok)
+		require.Truef(t, ok, "untoken(%q)", tok)
+		require.Equal(t, id, back, "untoken(token(id)) = id")
+	}
+	for _, bad := range []string{"", "a~", "a~4", "a~zz", "a~2e"} {
+		_, ok := untoken(bad)
+		require.Falsef(t, ok, "untoken(%q) is not a token", bad)
 	}
 	require.Equal(t, "ten_01ABC", token("ten_01ABC"), "plain ids are unchanged")
 	require.Equal(t, "a~2Eb", token("a.b"))

@@ -7,6 +7,13 @@
 // effect at once in this process; writes by other processes (another
 // service, a replica) within the TTL. A disabled tenant is therefore
 // refused everywhere within the TTL.
+//
+// Replicas on a shared bus do better than the TTL: each write through the
+// decorator reports an Invalidation to the function given to Notify (the
+// orchestrator sends it to every replica as a bus signal), and a replica
+// that receives one calls Drop, so the change is seen everywhere as soon as
+// the signal arrives. The TTL stays as the safety net for a lost signal
+// and for writes by processes not on the bus.
 package storecache
 
 import (
@@ -31,6 +38,8 @@ type Store struct {
 	m      map[string]entry
 	agents map[agentKey]agentEntry
 	tokens map[string]tokenEntry // by secret hash
+
+	notify func(context.Context, Invalidation)
 }
 
 type tokenEntry struct {
@@ -51,6 +60,56 @@ type agentEntry struct {
 }
 
 var _ store.Store = (*Store)(nil)
+
+// Entities an Invalidation names.
+const (
+	EntityTenant = "tenant"
+	EntityAgent  = "agent" // ID: the agent id
+	EntityToken  = "token" // ID: the token id
+)
+
+// Invalidation names a cache entry that a write made stale.
+type Invalidation struct {
+	Entity   string // EntityTenant, EntityAgent or EntityToken
+	TenantID string
+	ID       string // the agent or token id; "" for a tenant
+}
+
+// Notify sets the function that every write through the decorator calls
+// after the write, in the writer's goroutine (nil: none). Set it before
+// the store serves requests.
+func (s *Store) Notify(f func(context.Context, Invalidation)) { s.notify = f }
+
+func (s *Store) changed(ctx context.Context, inv Invalidation) {
+	if s.notify != nil {
+		s.notify(context.WithoutCancel(ctx), inv)
+	}
+}
+
+// Drop forgets the entry inv names (a write by another replica), and any
+// read under way is not cached.
+func (s *Store) Drop(inv Invalidation) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gen++
+	switch inv.Entity {
+	case EntityTenant:
+		delete(s.m, inv.TenantID)
+	case EntityAgent:
+		delete(s.agents, agentKey{inv.TenantID, inv.ID})
+	case EntityToken:
+		s.dropToken(inv.ID)
+	}
+}
+
+// dropToken forgets a token by id; the caller holds s.mu.
+func (s *Store) dropToken(tokenID string) {
+	for h, e := range s.tokens {
+		if e.t.TokenID == tokenID {
+			delete(s.tokens, h)
+		}
+	}
+}
 
 // New wraps st; ttl <= 0 means DefaultTTL.
 func New(st store.Store, ttl time.Duration) *Store {
@@ -110,13 +169,20 @@ func (s *Store) ListTenants(ctx context.Context) ([]store.Tenant, error) {
 // CreateTenant writes through.
 func (s *Store) CreateTenant(ctx context.Context, t store.Tenant) error {
 	s.forget(t.TenantID)
-	return s.Store.CreateTenant(ctx, t)
+	err := s.Store.CreateTenant(ctx, t)
+	if err == nil {
+		s.changed(ctx, Invalidation{Entity: EntityTenant, TenantID: t.TenantID})
+	}
+	return err
 }
 
 // UpdateTenant writes through; this process sees the change at once.
 func (s *Store) UpdateTenant(ctx context.Context, t store.Tenant, ifUpdatedAt time.Time) error {
 	err := s.Store.UpdateTenant(ctx, t, ifUpdatedAt)
 	s.forget(t.TenantID)
+	if err == nil {
+		s.changed(ctx, Invalidation{Entity: EntityTenant, TenantID: t.TenantID})
+	}
 	return err
 }
 
@@ -187,12 +253,11 @@ func (s *Store) RevokeToken(ctx context.Context, tenantID, tokenID string, at ti
 	err := s.Store.RevokeToken(ctx, tenantID, tokenID, at)
 	s.mu.Lock()
 	s.gen++
-	for h, e := range s.tokens {
-		if e.t.TokenID == tokenID {
-			delete(s.tokens, h)
-		}
-	}
+	s.dropToken(tokenID)
 	s.mu.Unlock()
+	if err == nil {
+		s.changed(ctx, Invalidation{Entity: EntityToken, TenantID: tenantID, ID: tokenID})
+	}
 	return err
 }
 
@@ -203,6 +268,9 @@ func (s *Store) PutAgent(ctx context.Context, a store.Agent) error {
 	delete(s.agents, agentKey{a.TenantID, a.AgentID})
 	s.gen++
 	s.mu.Unlock()
+	if err == nil {
+		s.changed(ctx, Invalidation{Entity: EntityAgent, TenantID: a.TenantID, ID: a.AgentID})
+	}
 	return err
 }
 

@@ -125,3 +125,55 @@ func (s *slowTenants) GetTenant(ctx context.Context, id string) (store.Tenant, e
 	})
 	return t, err
 }
+
+// Two caches over one store (two replicas): a write through one reports
+// an Invalidation, and Drop on the other makes it read the change at once
+// although its TTL is an hour.
+func TestNotifyAndDrop(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "a.db"))
+	require.NoError(t, err)
+	defer db.Close()
+	a, b := New(db, time.Hour), New(db, time.Hour)
+	var got []Invalidation
+	a.Notify(func(_ context.Context, inv Invalidation) { got = append(got, inv) })
+	require.NoError(t, a.CreateTenant(ctx, store.Tenant{TenantID: "tnt_a", Name: "A", Status: store.TenantActive}))
+	ten, err := b.GetTenant(ctx, "tnt_a")
+	require.NoError(t, err)
+	ag := store.Agent{AgentID: "agt_1", TenantID: "tnt_a", Name: "one", Version: 1, Status: store.AgentActive,
+		ModelRef: "tier:fast", CreatedAt: time.Now(), UpdatedAt: time.Now()}
+	require.NoError(t, a.PutAgent(ctx, ag))
+	_, err = b.GetAgent(ctx, "tnt_a", "agt_1")
+	require.NoError(t, err)
+	tok := store.Token{TokenID: "tok_1", TenantID: "tnt_a", PrincipalID: "usr_1", SecretHash: "h1", CreatedAt: time.Now()}
+	require.NoError(t, db.CreateToken(ctx, tok))
+	_, err = b.TokenBySecretHash(ctx, "h1")
+	require.NoError(t, err)
+
+	ten.Status = store.TenantDisabled
+	require.NoError(t, a.UpdateTenant(ctx, ten, time.Time{}))
+	ag.Status = store.AgentInactive
+	require.NoError(t, a.PutAgent(ctx, ag))
+	require.NoError(t, a.RevokeToken(ctx, "tnt_a", "tok_1", time.Now()))
+	require.Equal(t, []Invalidation{
+		{Entity: EntityTenant, TenantID: "tnt_a"},
+		{Entity: EntityAgent, TenantID: "tnt_a", ID: "agt_1"},
+		{Entity: EntityTenant, TenantID: "tnt_a"},
+		{Entity: EntityAgent, TenantID: "tnt_a", ID: "agt_1"},
+		{Entity: EntityToken, TenantID: "tnt_a", ID: "tok_1"},
+	}, got)
+
+	// b still serves its copies (the TTL is an hour) until it drops them.
+	t1, _ := b.GetTenant(ctx, "tnt_a")
+	require.Equal(t, store.TenantActive, t1.Status)
+	for _, inv := range got {
+		b.Drop(inv)
+	}
+	t1, _ = b.GetTenant(ctx, "tnt_a")
+	require.Equal(t, store.TenantDisabled, t1.Status)
+	a1, _ := b.GetAgent(ctx, "tnt_a", "agt_1")
+	require.Equal(t, store.AgentInactive, a1.Status)
+	k, _ := b.TokenBySecretHash(ctx, "h1")
+	require.NotNil(t, k.RevokedAt)
+}
