@@ -49,14 +49,14 @@ type invocation struct {
 
 // result is a served call.
 type result struct {
-	chat         providers.ChatResponse
-	vectors      [][]float32
-	usage        modelport.Usage
-	model        *ModelConfig
-	route        modelport.Route
-	outcome      *policy.Outcome
-	latency      time.Duration
-	costUSD      float64
+	chat    providers.ChatResponse
+	vectors [][]float32
+	usage   modelport.Usage
+	model   *ModelConfig
+	route   modelport.Route
+	outcome *policy.Outcome
+	latency time.Duration
+	costUSD float64
 	// streamSent is the content already passed to onDelta.
 	streamSent string
 	// failed are the attempts that failed after the backend had started
