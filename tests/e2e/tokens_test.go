@@ -40,6 +40,9 @@ func startGatedBackend(t *testing.T, n int) *gatedBackend {
 	for i := range n {
 		b.words = append(b.words, fmt.Sprintf("word%03d ", i))
 	}
+	// A card number split across four fragments, before the gate: the
+	// tenant's policy (pol_default) redacts it, so no delta may hold it.
+	copy(b.words[9:], []string{"card ", "4111 ", "1111 ", "1111 ", "1111 ", "ok "})
 	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			Stream bool `json:"stream"`
@@ -103,7 +106,8 @@ func deltaPayload(t *testing.T, e store.Event) (index int, text string) {
 // of real processes gets agentos.model.delta events while the backend is
 // still generating (it is held mid-answer until the test has seen a delta
 // through SSE), all before the step's model.completed; the deltas add up
-// to the run's output; a reader that disconnects mid-deltas and resumes
+// to the run's output, with a card number split across the backend's
+// fragments redacted before any delta; a reader that disconnects mid-deltas and resumes
 // with Last-Event-ID gets exactly the events it missed; the typed client
 // follows the whole stream.
 func TestTokenStreamingEndToEnd(t *testing.T) {
@@ -194,8 +198,15 @@ func TestTokenStreamingEndToEnd(t *testing.T) {
 	}
 	require.Greater(t, deltas, 1)
 	require.Less(t, firstDelta.Sequence, completed)
-	require.Equal(t, strings.Join(backend.words, ""), final.Output.Text)
+	want := strings.Replace(strings.Join(backend.words, ""), "4111 1111 1111 1111", "[REDACTED:credit_card]", 1)
+	require.Equal(t, want, final.Output.Text)
 	require.Equal(t, final.Output.Text, text.String())
+	for _, e := range all {
+		if e.Type == store.EventModelDelta {
+			_, s := deltaPayload(t, e)
+			require.NotContains(t, s, "4111", "a delta leaked the card number")
+		}
+	}
 
 	select {
 	case evs := <-followed:
