@@ -1,6 +1,7 @@
 package modelpolicy
 
 import (
+	"bytes"
 	"strings"
 	"unicode/utf8"
 
@@ -22,6 +23,8 @@ import (
 // would be. A segment holding a type the policy blocks is not sent, and
 // nothing after it either: the call then ends blocked by the output policy
 // (which runs on the whole text, as without streaming).
+// Text without whitespace (a long token, a blob) is held until whitespace
+// or the end arrives.
 //
 // The bound: a recognized value longer than streamHoldback bytes (only
 // spelled-out addresses and heavily obfuscated numbers get that long) of
@@ -39,6 +42,10 @@ type streamGuard struct {
 	send func(providers.Delta) error
 	raw  []byte // everything that arrived
 	done int    // raw[:done] was sent (redacted)
+	// tried is len(raw) at the last cut attempt: attempts are at least
+	// streamHoldback bytes apart, so the scans cost O(n) over a long
+	// answer, not one scan per fragment.
+	tried int
 	sent strings.Builder
 	// blocked: a segment held a blocked type; nothing more is sent.
 	blocked bool
@@ -51,10 +58,17 @@ func newStreamGuard(p *policy.Policy, send func(providers.Delta) error) *streamG
 // add takes one fragment and sends what became safe.
 func (g *streamGuard) add(s string) error {
 	g.raw = append(g.raw, s...)
-	if g.blocked || len(g.raw)-g.done < 2*streamHoldback {
+	if g.blocked || len(g.raw)-g.done < 2*streamHoldback || len(g.raw)-g.tried < streamHoldback {
 		return nil
 	}
-	return g.cut(len(g.raw) - streamHoldback)
+	g.tried = len(g.raw)
+	limit := len(g.raw) - streamHoldback
+	// Without whitespace to cut at (a long token or blob), no scan: the
+	// text waits for whitespace or the end.
+	if bytes.IndexAny(g.raw[g.done:limit], " \n\t\r") < 0 {
+		return nil
+	}
+	return g.cut(limit)
 }
 
 // cut sends raw[done:c] for the largest safe c <= limit, if any.

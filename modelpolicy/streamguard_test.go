@@ -50,6 +50,26 @@ func TestStreamGuardSplitValues(t *testing.T) {
 	}
 }
 
+// Text without whitespace is held, unscanned, until whitespace or the
+// end; then it goes out as everything else.
+func TestStreamGuardNoWhitespace(t *testing.T) {
+	t.Parallel()
+	p := policy.DefaultPolicies()["pol_default"]
+	blob := strings.Repeat("QUJDREVGR0hJSktM", 4096) // 64 KB of base64
+	text := blob + " and then some words after it " + filler
+	var sent strings.Builder
+	g := newStreamGuard(p, func(d providers.Delta) error { sent.WriteString(d.Content); return nil })
+	for i := 0; i < len(text); i += 4 {
+		require.NoError(t, g.add(text[i:min(len(text), i+4)]))
+		if i+4 < len(blob) {
+			require.Zero(t, sent.Len(), "nothing before the first whitespace")
+		}
+	}
+	final := p.ApplyText(policy.StageOutput, text, policy.NewOutcome())
+	require.True(t, strings.HasPrefix(final, sent.String()))
+	require.Greater(t, sent.Len(), len(blob))
+}
+
 // A blocked type stops the stream before the segment that holds it.
 func TestStreamGuardBlocked(t *testing.T) {
 	t.Parallel()
