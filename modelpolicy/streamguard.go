@@ -46,7 +46,7 @@ type streamGuard struct {
 	// streamHoldback bytes apart, so the scans cost O(n) over a long
 	// answer, not one scan per fragment.
 	tried int
-	sent strings.Builder
+	sent  strings.Builder
 	// blocked: a segment held a blocked type; nothing more is sent.
 	blocked bool
 }
