@@ -2,7 +2,6 @@ package modelpolicy
 
 import (
 	"bytes"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/nexixai/agentos/modelpolicy/policy"
@@ -46,7 +45,6 @@ type streamGuard struct {
 	// streamHoldback bytes apart, so the scans cost O(n) over a long
 	// answer, not one scan per fragment.
 	tried int
-	sent  strings.Builder
 	// blocked: a segment held a blocked type; nothing more is sent.
 	blocked bool
 }
@@ -121,7 +119,6 @@ func (g *streamGuard) cut(limit int) error {
 		out, _ = policy.RedactStable(seg, fs, redact)
 	}
 	g.done = c
-	g.sent.WriteString(out)
 	return g.send(providers.Delta{Content: out})
 }
 
