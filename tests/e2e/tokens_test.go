@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -77,14 +78,14 @@ func startGatedBackend(t *testing.T, n int) *gatedBackend {
 
 // startTokenNode starts a node whose model-policy catalogue adds the gated
 // backend as model gated/talker, and an agent agt_e2e_talker using it.
-func startTokenNode(t *testing.T, backend string) (*testnode.Node, *apiclient.Client) {
+func startTokenNode(t *testing.T, backend string, env ...string) (*testnode.Node, *apiclient.Client) {
 	t.Helper()
 	yaml := strings.Replace(modelpolicy.DefaultCatalogueYAML, "backends:\n  - name: builtin\n    type: builtin\n",
 		fmt.Sprintf("backends:\n  - name: builtin\n    type: builtin\n  - name: gated\n    type: openai\n    base_url: %q\n", backend+"/v1"), 1)
 	yaml = strings.Replace(yaml, "models:\n", "models:\n  - {name: talker, backend: gated, capabilities: [chat], tiers: [premium], max_output_tokens: 1024}\n", 1)
 	path := filepath.Join(t.TempDir(), "model-policy.yaml")
 	require.NoError(t, os.WriteFile(path, []byte(yaml), 0o600))
-	n := testnode.Start(t, testnode.Options{Env: []string{"AGENTOS_MODEL_POLICY_CONFIG=" + path}})
+	n := testnode.Start(t, testnode.Options{Env: append([]string{"AGENTOS_MODEL_POLICY_CONFIG=" + path}, env...)})
 	admin := &apiclient.Client{BaseURL: n.URL("orchestrator"), Token: n.Credentials().PlatformAdmin.Token, TenantID: "tnt_demo"}
 	_, err := admin.PutAgent(t.Context(), "agt_e2e_talker", map[string]any{"name": "Talker", "model_ref": "gated/talker",
 		"instructions": "talk", "defaults": map[string]any{"timeout_ms": 120000}})
@@ -222,6 +223,78 @@ func TestTokenStreamingEndToEnd(t *testing.T) {
 	require.NoError(t, c.StreamEvents(ctx, plain.RunID, 0, func(e store.Event) error { types = append(types, e.Type); return nil }))
 	require.NotContains(t, types, store.EventModelDelta)
 	require.Equal(t, store.EventRunCompleted, types[len(types)-1])
+}
+
+// TestTokenStreamingSurvivesOrchestratorCrash: the typed client follows a
+// streaming run across a kill -9 of the orchestrator in the middle of its
+// deltas. It reconnects with Last-Event-ID until the restarted
+// orchestrator answers, and sees every stored event once, in order; the
+// resumed model call streams again from index 0, and its text is the
+// run's output.
+func TestTokenStreamingSurvivesOrchestratorCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	t.Parallel()
+	backend := startGatedBackend(t, 120)
+	n, c := startTokenNode(t, backend.URL, "AGENTOS_RUN_LEASE_TTL=2s")
+	c.StreamRetries = 40 // the restart takes a few of them
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+
+	run, err := c.CreateRun(ctx, "agt_e2e_talker", "talk to me", nil, apiclient.WithTokenStream())
+	require.NoError(t, err)
+	firstDelta := make(chan struct{})
+	followed := make(chan []store.Event, 1)
+	go func() {
+		var evs []store.Event
+		err := c.StreamEvents(ctx, run.RunID, 0, func(e store.Event) error {
+			if e.Type == store.EventModelDelta && !slices.ContainsFunc(evs, func(o store.Event) bool { return o.Type == store.EventModelDelta }) {
+				close(firstDelta)
+			}
+			evs = append(evs, e)
+			return nil
+		})
+		if err != nil {
+			t.Errorf("follow: %v", err)
+		}
+		followed <- evs
+	}()
+	select {
+	case <-firstDelta:
+	case <-ctx.Done():
+		t.Fatal("no delta while the backend held the call")
+	}
+	n.Kill("orchestrator")
+	n.StartService("orchestrator")
+	backend.release()
+
+	var evs []store.Event
+	select {
+	case evs = <-followed:
+	case <-ctx.Done():
+		t.Fatal("the typed client did not reach the terminal event")
+	}
+	stored, err := c.ListEvents(ctx, run.RunID)
+	require.NoError(t, err)
+	require.Equal(t, eventIDs(stored), eventIDs(evs))
+	require.Equal(t, store.EventRunCompleted, evs[len(evs)-1].Type)
+	var text strings.Builder
+	restarts := 0
+	for _, e := range evs {
+		if e.Type == store.EventModelDelta {
+			idx, s := deltaPayload(t, e)
+			if idx == 0 {
+				restarts++
+				text.Reset()
+			}
+			text.WriteString(s)
+		}
+	}
+	require.Equal(t, 2, restarts, "the resumed model call streams again from index 0")
+	final, err := c.GetRun(ctx, run.RunID)
+	require.NoError(t, err)
+	require.Equal(t, final.Output.Text, text.String())
 }
 
 func eventIDs(evs []store.Event) []string {
