@@ -58,7 +58,7 @@ type result struct {
 	latency time.Duration
 	costUSD float64
 	// streamSent is the content already passed to onDelta.
-	streamSent string
+	streamSent strings.Builder
 	// failed are the attempts that failed after the backend had started
 	// on them (content received, or a timeout or cancellation after the
 	// request was sent): charged at what is known to have been used.
@@ -292,9 +292,9 @@ func (s *Server) invoke(ctx context.Context, c caller, inv *invocation) (res *re
 // Handlers call it once their own headers are written.
 func streamRest(inv *invocation, res *result) {
 	final := res.chat.Message.Content
-	if rest, ok := strings.CutPrefix(final, res.streamSent); ok && rest != "" {
+	if rest, ok := strings.CutPrefix(final, res.streamSent.String()); ok && rest != "" {
 		if inv.onDelta(providers.Delta{Content: rest}) == nil {
-			res.streamSent = final
+			res.streamSent.WriteString(rest)
 		}
 	}
 }
@@ -708,7 +708,7 @@ func (s *Server) route(ctx context.Context, c caller, inv *invocation, chain []*
 			if inv.onDelta != nil {
 				send := func(d providers.Delta) error {
 					emitted = true
-					res.streamSent += d.Content
+					res.streamSent.WriteString(d.Content)
 					return inv.onDelta(d)
 				}
 				var guard *streamGuard
