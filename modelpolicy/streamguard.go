@@ -63,7 +63,7 @@ func (g *streamGuard) add(s string) error {
 	limit := len(g.raw) - streamHoldback
 	// Without whitespace to cut at (a long token or blob), no scan: the
 	// text waits for whitespace or the end.
-	if bytes.IndexAny(g.raw[g.done:limit], " \n\t\r") < 0 {
+	if !bytes.ContainsAny(g.raw[g.done:limit], " \n\t\r") {
 		return nil
 	}
 	return g.cut(limit)
