@@ -38,6 +38,7 @@ type createRunRequest struct {
 	Tooling        *toolingRequest `json:"tooling"`
 	RunOptions     *runOptionsReq  `json:"run_options"`
 	IdempotencyKey string          `json:"idempotency_key"`
+	Stream         json.RawMessage `json:"stream"`
 }
 
 type toolingRequest struct {
@@ -87,6 +88,9 @@ func parseCreateRun(body []byte, agent store.Agent) (normalizedRun, string, erro
 		return normalizedRun{}, "", err
 	}
 	if n.RunOptions, err = parseRunOptions(req.RunOptions); err != nil {
+		return normalizedRun{}, "", err
+	}
+	if n.RunOptions.Stream, err = parseRunStream(req.Stream); err != nil {
 		return normalizedRun{}, "", err
 	}
 	return n, req.IdempotencyKey, nil
@@ -212,6 +216,34 @@ func parseRunOptions(o *runOptionsReq) (store.RunOptions, error) {
 	opts.DryRun = o.DryRun
 	opts.ModelTier = o.ModelTier
 	return opts, nil
+}
+
+// parseRunStream accepts an absent or null stream, or {"tokens": bool};
+// only a stream that asks for something is kept.
+func parseRunStream(raw json.RawMessage) (*store.RunStream, error) {
+	c := strings.TrimSpace(string(raw))
+	if c == "" || c == "null" {
+		return nil, nil
+	}
+	if !strings.HasPrefix(c, "{") {
+		return nil, errs.Field("stream", "must be an object {\"tokens\": true|false}")
+	}
+	var st struct {
+		Tokens json.RawMessage `json:"tokens"`
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return nil, errs.Field("stream", "must be an object {\"tokens\": true|false}")
+	}
+	var tokens bool
+	if t := strings.TrimSpace(string(st.Tokens)); t != "" && t != "null" {
+		if err := json.Unmarshal(st.Tokens, &tokens); err != nil {
+			return nil, errs.Field("stream.tokens", "must be a boolean")
+		}
+	}
+	if !tokens {
+		return nil, nil
+	}
+	return &store.RunStream{Tokens: true}, nil
 }
 
 // boundedOption returns *v when it is within 1..limit, 0 (left to the

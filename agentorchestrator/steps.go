@@ -204,7 +204,11 @@ func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool,
 		Input: modelport.ChatInput{Messages: msgs, Tools: specs}, Generation: modelport.Generation{MaxOutputTokens: 1024},
 		AgentID: x.run.AgentID, RunID: x.run.RunID}
 	start := time.Now()
-	resp, err := s.cfg.Model.Chat(ctx, x.ac, req)
+	var deltas *deltaStream
+	if x.run.RunOptions.StreamTokens() {
+		deltas = x.startDeltas(ctx, step.StepID)
+	}
+	resp, err := x.chat(ctx, req, deltas)
 	x.recordModelOutcome(ctx, err)
 	retries := 0
 	for failures := 0; err != nil && ctx.Err() == nil; {
@@ -222,8 +226,11 @@ func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool,
 		s.metrics.retries.WithLabelValues("model").Inc()
 		s.log.WarnContext(ctx, "retrying model call", "run_id", x.run.RunID, "step_id", step.StepID,
 			"retry", retries, "after", wait.String(), "err", err)
-		resp, err = s.cfg.Model.Chat(ctx, x.ac, req)
+		resp, err = x.chat(ctx, req, deltas)
 		x.recordModelOutcome(ctx, err)
+	}
+	if deltas != nil {
+		deltas.close(ctx) // every delta is committed before model.completed
 	}
 	if ctx.Err() != nil {
 		return false, nil

@@ -3,6 +3,7 @@ package modelpolicy
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/nexixai/agentos/internal/modelport"
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/modelpolicy/policy"
+	"github.com/nexixai/agentos/modelpolicy/providers"
 )
 
 func hf(fn httpx.HandlerFunc) http.Handler { return httpx.H(fn) }
@@ -259,6 +261,8 @@ type invokeFields struct {
 	Generation   modelport.Generation   `json:"generation"`
 	AgentID      string                 `json:"agent_id"`
 	RunID        string                 `json:"run_id"`
+	// Stream asks for a chat's content as it is generated (invokeStream).
+	Stream bool `json:"stream"`
 }
 
 func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) error {
@@ -302,6 +306,9 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) error {
 		inv.chat.Messages, inv.chat.Tools, inv.chat.ToolChoice = in.Messages, in.Tools, in.ToolChoice
 		inv.chat.Temperature, inv.chat.TopP, inv.chat.MaxOutputTokens = f.Generation.Temperature, f.Generation.TopP, f.Generation.MaxOutputTokens
 	case "embed":
+		if f.Stream {
+			return errs.Field("request.stream", "applies to operation chat only")
+		}
 		var in modelport.EmbedInput
 		if err := decodeField("request.input", f.Input, &in); err != nil {
 			return err
@@ -320,12 +327,64 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return errs.Field("request.operation", "must be chat or embed, got %q", f.Operation)
 	}
+	if f.Stream {
+		return s.invokeStream(w, r, c, inv)
+	}
 	res, err := s.invoke(r.Context(), c, inv)
 	if err != nil {
 		return err
 	}
 	resp := map[string]any{"response": res.canonical(inv), "traceparent": httpx.TraceFrom(r.Context()).Traceparent()}
 	httpx.JSON(w, r, http.StatusOK, resp)
+	return nil
+}
+
+// invokeStream serves a chat with request.stream: text/event-stream of
+// "delta" events ({"delta":{"content":...}}) while the model generates,
+// under the same governance as the JSON answer (streamGuard for redaction),
+// then one "response" event with the canonical response. The stream
+// starts at the first delta: an error before it is the usual error
+// answer (status and envelope); one after it is an "error" event with the
+// envelope. A caller that leaves stops the backend call.
+func (s *Server) invokeStream(w http.ResponseWriter, r *http.Request, c caller, inv *invocation) error {
+	started := false
+	rc := http.NewResponseController(w)
+	frame := func(event string, v any) error {
+		if !started {
+			started = true
+			h := w.Header()
+			h.Set("Content-Type", "text/event-stream")
+			h.Set("Cache-Control", "no-cache")
+			h.Set("X-Accel-Buffering", "no")
+			w.WriteHeader(http.StatusOK)
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	inv.onDelta = func(d providers.Delta) error {
+		if err := r.Context().Err(); err != nil {
+			return err
+		}
+		return frame("delta", map[string]any{"delta": map[string]any{"content": d.Content}})
+	}
+	corr := httpx.CorrelationID(r.Context())
+	res, err := s.invoke(r.Context(), c, inv)
+	if err != nil {
+		if !started {
+			return err
+		}
+		_ = frame("error", map[string]any{"error": httpx.BodyOf(err), "correlation_id": corr})
+		return nil
+	}
+	streamRest(inv, res)
+	_ = frame("response", map[string]any{"response": res.canonical(inv),
+		"traceparent": httpx.TraceFrom(r.Context()).Traceparent(), "correlation_id": corr})
 	return nil
 }
 

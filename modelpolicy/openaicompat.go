@@ -234,9 +234,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 	if !sse.started {
 		setGovernanceHeaders(w, res)
 	}
-	if !res.streamedLive && res.chat.Message.Content != "" {
-		_ = sse.chunk(map[string]any{"content": res.chat.Message.Content}, nil, nil)
-	}
+	streamRest(inv, res)
 	if len(res.chat.ToolCalls) > 0 {
 		_ = sse.chunk(map[string]any{"tool_calls": oaCalls(res.chat.ToolCalls, true)}, nil, nil)
 	}

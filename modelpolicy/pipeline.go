@@ -42,21 +42,23 @@ type invocation struct {
 	// API's spelling) for errors about them, e.g. max_tokens_per_request.
 	maxTokensField, inputField string
 	// onDelta, when set, asks for a streamed chat: content fragments are
-	// passed live when the output policy allows it (see result.streamedLive).
+	// passed live, through a streamGuard when the output policy redacts or
+	// blocks, or all at once after output rules passed (streamRest).
 	onDelta func(providers.Delta) error
 }
 
 // result is a served call.
 type result struct {
-	chat         providers.ChatResponse
-	vectors      [][]float32
-	usage        modelport.Usage
-	model        *ModelConfig
-	route        modelport.Route
-	outcome      *policy.Outcome
-	latency      time.Duration
-	costUSD      float64
-	streamedLive bool
+	chat    providers.ChatResponse
+	vectors [][]float32
+	usage   modelport.Usage
+	model   *ModelConfig
+	route   modelport.Route
+	outcome *policy.Outcome
+	latency time.Duration
+	costUSD float64
+	// streamSent is the content already passed to onDelta.
+	streamSent strings.Builder
 	// failed are the attempts that failed after the backend had started
 	// on them (content received, or a timeout or cancellation after the
 	// request was sent): charged at what is known to have been used.
@@ -279,6 +281,22 @@ func (s *Server) invoke(ctx context.Context, c caller, inv *invocation) (res *re
 	s.countPolicy(res.outcome, "output")
 	res.latency = s.now().Sub(started)
 	return res, perr
+}
+
+// streamRest sends, after a served streamed call, the part of the final
+// (redacted) content that was not streamed yet: everything when nothing
+// could stream live, the held-back tail under a redacting policy. When
+// what was streamed is not a prefix of the final content (the whole-text
+// redaction found a value the segments could not, see streamGuard),
+// nothing more is sent: the final message is authoritative.
+// Handlers call it once their own headers are written.
+func streamRest(inv *invocation, res *result) {
+	final := res.chat.Message.Content
+	if rest, ok := strings.CutPrefix(final, res.streamSent.String()); ok && rest != "" {
+		if inv.onDelta(providers.Delta{Content: rest}) == nil {
+			res.streamSent.WriteString(rest)
+		}
+	}
 }
 
 // callSize is what a call asks for before it is routed.
@@ -652,7 +670,10 @@ func (s *Server) route(ctx context.Context, c caller, inv *invocation, chain []*
 	var lastErr error
 	skipped := false
 	emitted := false
-	live := inv.onDelta != nil && !c.policy.RedactsOrBlocks(policy.StageOutput) && !hasOutputRules(c.policy)
+	// Content streams live unless output rules (over the whole text) must
+	// pass first; a redacting or blocking policy streams through a guard.
+	live := inv.onDelta != nil && !hasOutputRules(c.policy)
+	guarded := live && c.policy.RedactsOrBlocks(policy.StageOutput)
 	inTokens := inputTokens(inv) // what each attempt sends (after input policy), estimated
 	for i, m := range chain {
 		if !s.breakers.Allow(m.Backend) {
@@ -685,13 +706,24 @@ func (s *Server) route(ctx context.Context, c caller, inv *invocation, chain []*
 				req.MaxOutputTokens = int(max(1, min(int64(req.MaxOutputTokens), int64(q)-providers.EstimateMessages(req.Messages, req.Tools))))
 			}
 			if inv.onDelta != nil {
+				send := func(d providers.Delta) error {
+					emitted = true
+					res.streamSent.WriteString(d.Content)
+					return inv.onDelta(d)
+				}
+				var guard *streamGuard
+				if guarded {
+					guard = newStreamGuard(c.policy, send)
+				}
 				res.chat, err = prov.ChatStream(cctx, req, func(d providers.Delta) error {
 					received.WriteString(d.Content)
-					if !live || d.Content == "" {
+					switch {
+					case !live || d.Content == "":
 						return nil
+					case guard != nil:
+						return guard.add(d.Content)
 					}
-					emitted = true
-					return inv.onDelta(d)
+					return send(d)
 				})
 			} else {
 				res.chat, err = prov.Chat(cctx, req)
@@ -715,7 +747,6 @@ func (s *Server) route(ctx context.Context, c caller, inv *invocation, chain []*
 			s.latencies.Observe(m.Backend, d)
 			res.model = m
 			res.route = modelport.Route{Backend: m.Backend, Model: m.ID(), Node: s.cfg.NodeID, FallbackUsed: i > 0 || skipped}
-			res.streamedLive = live
 			return nil
 		}
 		if ctx.Err() != nil {

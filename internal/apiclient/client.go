@@ -36,6 +36,9 @@ type Client struct {
 	Token     string
 	TenantID  string
 	HTTP      *http.Client
+	// StreamRetries bounds Follow's reconnects in a row that bring no new
+	// event (default DefaultStreamRetries).
+	StreamRetries int
 }
 
 func (c *Client) http() *http.Client {
@@ -223,11 +226,25 @@ func (c *Client) GetAgent(ctx context.Context, agentID string) (store.Agent, err
 	return out.Agent, err
 }
 
-// CreateRun starts a run of agentID with a text input.
-func (c *Client) CreateRun(ctx context.Context, agentID, text string, extra map[string]any) (store.Run, error) {
+// RunOption sets part of a run create's body.
+type RunOption func(body map[string]any)
+
+// WithTokenStream asks for the run's model output as agentos.model.delta
+// events while the model generates (stream.tokens).
+func WithTokenStream() RunOption {
+	return func(body map[string]any) { body["stream"] = map[string]any{"tokens": true} }
+}
+
+// CreateRun starts a run of agentID with a text input; extra adds body
+// fields as they are (run_options, tooling, idempotency_key...), then opts
+// apply.
+func (c *Client) CreateRun(ctx context.Context, agentID, text string, extra map[string]any, opts ...RunOption) (store.Run, error) {
 	body := map[string]any{"input": map[string]any{"type": "text", "text": text}}
 	for k, v := range extra {
 		body[k] = v
+	}
+	for _, o := range opts {
+		o(body)
 	}
 	var out struct {
 		Run store.Run `json:"run"`
@@ -301,8 +318,9 @@ func (c *Client) ListEvents(ctx context.Context, runID string) ([]store.Event, e
 	return out.Events, err
 }
 
-// StreamEvents follows a run's SSE stream, calling fn for each event until
-// the terminal event, the end of the stream, or an error from fn.
+// StreamEvents follows a run's SSE stream from after afterSeq, calling fn
+// for each event until the terminal event or an error from fn; a stream
+// that breaks off is resumed (see Follow).
 func (c *Client) StreamEvents(ctx context.Context, runID string, afterSeq int64, fn func(store.Event) error) error {
 	path := "/v1/runs/" + url.PathEscape(runID) + "/events"
 	if afterSeq > 0 {
@@ -311,42 +329,116 @@ func (c *Client) StreamEvents(ctx context.Context, runID string, afterSeq int64,
 	return c.Follow(ctx, c.BaseURL, path, fn)
 }
 
+// DefaultStreamRetries is a Client's StreamRetries when it sets none.
+const DefaultStreamRetries = 5
+
 // Follow reads the event stream at base+path (text/event-stream), calling
-// fn for each event until the terminal event, the end of the stream, or an
-// error from fn. A run's own stream and a forwarded run's stream through
-// the federation client API are both read this way.
+// fn for each event until the terminal event or an error from fn. A run's
+// own stream and a forwarded run's stream through the federation client
+// API are both read this way.
+//
+// A stream that ends or breaks before the terminal event (a restart, a
+// replica going away, a server shedding a slow reader) is reopened with
+// Last-Event-ID set to the last sequence fn saw, so fn sees every event
+// once, in order, without gaps. Reconnects back off (Retry-After when the
+// server says one) and give up after StreamRetries attempts in a row that
+// brought no new event; an answer that no retry can change (4xx other
+// than 429) is returned at once.
 func (c *Client) Follow(ctx context.Context, base, path string, fn func(store.Event) error) error {
+	last := int64(-1) // no event seen yet: the first request's position
+	failures := 0
+	for {
+		progressed, done, err := c.followOnce(ctx, base, path, &last, fn)
+		var cb callbackError
+		switch {
+		case done:
+			return nil
+		case errors.As(err, &cb):
+			return cb.err
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil && !errs.As(err).Code.Retryable():
+			return err
+		}
+		if progressed {
+			failures = 0
+		}
+		failures++
+		if failures > c.streamRetries() {
+			if err == nil {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("event stream %s ended %d times in a row before the terminal event: %w", path, failures, err)
+		}
+		wait := min(100*time.Millisecond<<(failures-1), 2*time.Second)
+		if ra := errs.As(err).RetryAfter; err != nil && ra > 0 {
+			wait = ra
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Client) streamRetries() int {
+	if c.StreamRetries > 0 {
+		return c.StreamRetries
+	}
+	return DefaultStreamRetries
+}
+
+// callbackError carries fn's error out of a stream, never retried.
+type callbackError struct{ err error }
+
+func (e callbackError) Error() string { return e.err.Error() }
+
+// followOnce reads one connection of a stream, resuming after *last when
+// it is set, and skipping what fn already saw.
+func (c *Client) followOnce(ctx context.Context, base, path string, last *int64, fn func(store.Event) error) (progressed, done bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+path, nil)
 	if err != nil {
-		return err
+		return false, false, callbackError{err}
 	}
 	req.Header.Set("Accept", "text/event-stream")
+	if *last >= 0 {
+		req.Header.Set("Last-Event-ID", strconv.FormatInt(*last, 10))
+	}
 	c.authorize(req)
 	resp, err := c.http().Do(req)
 	if err != nil {
-		return err
+		return false, false, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return answerError(base, resp, data)
+		return false, false, answerError(base, resp, data)
 	}
-	return ReadSSE(resp.Body, func(f SSEFrame) error {
+	err = ReadSSE(resp.Body, func(f SSEFrame) error {
 		if len(f.Data) == 0 {
 			return nil
 		}
 		ev, err := DecodeEventData(f.Data)
 		if err != nil {
-			return err
+			return callbackError{err}
+		}
+		if *last >= 0 && ev.Sequence <= *last {
+			return nil // seen before this connection
 		}
 		if err := fn(ev); err != nil {
-			return err
+			return callbackError{err}
 		}
+		*last, progressed = ev.Sequence, true
 		if store.IsTerminalEvent(ev.Type) {
+			done = true
 			return errStreamDone
 		}
 		return nil
 	})
+	return progressed, done, err
 }
 
 // errStreamDone stops ReadSSE after a terminal event.

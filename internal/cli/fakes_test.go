@@ -279,7 +279,8 @@ func (f *fakeOrchestrator) routes() *http.ServeMux {
 	}))
 	mux.HandleFunc("POST /v1/agents/{id}/runs", f.tenant(func(w http.ResponseWriter, r *http.Request, tenant string) {
 		var body struct {
-			Input store.RunInput `json:"input"`
+			Input  store.RunInput   `json:"input"`
+			Stream *store.RunStream `json:"stream"`
 		}
 		_ = json.NewDecoder(r.Body).Decode(&body)
 		if id := r.PathValue("id"); id != sampleAgentID && id != "my-agent" && id != "agt_demo" {
@@ -300,11 +301,14 @@ func (f *fakeOrchestrator) routes() *http.ServeMux {
 			return store.Event{EventID: fmt.Sprintf("evt_%d", seq), Sequence: seq, Type: typ, TenantID: tenant, RunID: run.RunID, AgentID: run.AgentID, Payload: b}
 		}
 		evs := []store.Event{mk(1, store.EventRunCreated, map[string]any{"status": "queued"})}
-		if run.Status == store.RunCompleted {
+		if run.Status == store.RunCompleted && body.Stream != nil && body.Stream.Tokens {
+			evs = append(evs, mk(2, store.EventModelDelta, map[string]any{"step_id": "stp_1", "index": 0, "text": body.Input.Text}))
+		}
+		if n := int64(len(evs)); run.Status == store.RunCompleted {
 			evs = append(evs,
-				mk(2, store.EventModelCompleted, map[string]any{"model_ref": "tier:fast", "status": "ok", "policy_outcome": map[string]any{"decision": "allowed"}, "route": map[string]any{"backend": "builtin"}}),
-				mk(3, store.EventToolCallCompleted, map[string]any{"tool_id": "tool.echo", "status": "ok", "output": map[string]any{"text": body.Input.Text}}),
-				mk(4, store.EventRunCompleted, map[string]any{"status": "completed", "output": map[string]any{"type": "text", "text": body.Input.Text}}))
+				mk(n+1, store.EventModelCompleted, map[string]any{"model_ref": "tier:fast", "status": "ok", "policy_outcome": map[string]any{"decision": "allowed"}, "route": map[string]any{"backend": "builtin"}}),
+				mk(n+2, store.EventToolCallCompleted, map[string]any{"tool_id": "tool.echo", "status": "ok", "output": map[string]any{"text": body.Input.Text}}),
+				mk(n+3, store.EventRunCompleted, map[string]any{"status": "completed", "output": map[string]any{"type": "text", "text": body.Input.Text}}))
 		} else {
 			evs = append(evs, mk(2, store.EventRunFailed, map[string]any{"status": "failed", "error": map[string]any{"code": "dependency_unavailable", "message": "model-policy down"}}))
 		}

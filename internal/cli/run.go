@@ -9,11 +9,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nexixai/agentos/internal/apiclient"
 	"github.com/nexixai/agentos/internal/store"
 )
 
 func newRunCmd() *cobra.Command {
-	var asJSON bool
+	var asJSON, tokens bool
 	var idem string
 	var timeout time.Duration
 	cmd := &cobra.Command{
@@ -21,13 +22,15 @@ func newRunCmd() *cobra.Command {
 		Short: "Create a run and show its events live",
 		Long: `run creates a run of an agent with a text input and follows its event
 stream (SSE) to the end, printing each event readably; --json prints one
-JSON event envelope per line instead. Exit 0 when the run completed, 1 when
+JSON event envelope per line instead; --tokens asks for the model's output
+as it is generated (stream.tokens: agentos.model.delta events). Exit 0 when the run completed, 1 when
 it failed or was canceled.`,
 		Args: cobra.ExactArgs(2),
 	}
 	a := bindAuthFlags(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the run and each event as one JSON object per line")
 	cmd.Flags().StringVar(&idem, "idempotency-key", "", "idempotency key for the run")
+	cmd.Flags().BoolVar(&tokens, "tokens", false, "stream the model's output as it is generated (agentos.model.delta events)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "give up following the events after this long")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		c, _, err := a.client(asTenantAdmin)
@@ -40,7 +43,11 @@ it failed or was canceled.`,
 		if idem != "" {
 			extra = map[string]any{"idempotency_key": idem}
 		}
-		run, err := c.CreateRun(ctx, args[0], args[1], extra)
+		var opts []apiclient.RunOption
+		if tokens {
+			opts = append(opts, apiclient.WithTokenStream())
+		}
+		run, err := c.CreateRun(ctx, args[0], args[1], extra, opts...)
 		if err != nil {
 			return &ExitError{Code: 1, Err: fmt.Errorf("create run: %w", err)}
 		}
@@ -88,6 +95,8 @@ func (r *eventRenderer) render(ev store.Event) {
 		}
 		line = fmt.Sprintf("model %s → %s in %sms, %s tokens, policy %s",
 			s("model_ref"), served, s("latency_ms"), str(usage["total_tokens"]), str(pol["decision"]))
+	case store.EventModelDelta:
+		line = fmt.Sprintf("model output #%s %q", s("index"), pl["text"])
 	case store.EventToolCallRequested:
 		line = fmt.Sprintf("tool %s ← %s", s("tool_id"), compactJSON(pl["input"]))
 	case store.EventToolCallCompleted:

@@ -31,6 +31,7 @@ var envAllowed = map[string]string{
 	// The one door: the CLI hands the process environment to Load.
 	"internal/cli/flags.go:resolve": "passes os.LookupEnv to config.Load",
 	"bench/runload/main.go:run":     "passes os.LookupEnv to config.Load to find the credentials file",
+	"bench/tokenstream/main.go:run": "passes os.LookupEnv to config.Load to find the credentials file",
 	// Children inherit the environment; the child resolves it with Load.
 	"internal/supervisor/supervisor.go:ChildEnv":            "copies the environment into a spawned service's, reading no setting",
 	"tests/testnode/testnode.go:StartService":               "passes the environment on to the service it starts",

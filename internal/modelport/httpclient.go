@@ -110,30 +110,9 @@ func (c *HTTPClient) ListModels(ctx context.Context, ac auth.Context) ([]Model, 
 }
 
 func (c *HTTPClient) do(ctx context.Context, ac auth.Context, method, path string, body any, tp httpx.Trace, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return errs.Wrap(errs.Internal, err, "encode model-policy request")
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	req, err := c.newRequest(ctx, ac, method, path, body, tp)
 	if err != nil {
-		return errs.Wrap(errs.Internal, err, "build model-policy request")
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("traceparent", tp.Traceparent())
-	if corr := httpx.CorrelationID(ctx); corr != "" {
-		req.Header.Set("X-Correlation-Id", corr)
-	}
-	if c.authorize != nil {
-		if err := c.authorize(req, ac); err != nil {
-			return errs.Wrap(errs.Internal, err, "authorize model-policy request")
-		}
+		return err
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -151,6 +130,37 @@ func (c *HTTPClient) do(ctx context.Context, ac auth.Context, method, path strin
 		return errs.Wrap(errs.DependencyUnavailable, err, "model-policy sent a malformed response")
 	}
 	return nil
+}
+
+// newRequest builds a request with its body, trace, correlation and
+// credentials.
+func (c *HTTPClient) newRequest(ctx context.Context, ac auth.Context, method, path string, body any, tp httpx.Trace) (*http.Request, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, errs.Wrap(errs.Internal, err, "encode model-policy request")
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "build model-policy request")
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("traceparent", tp.Traceparent())
+	if corr := httpx.CorrelationID(ctx); corr != "" {
+		req.Header.Set("X-Correlation-Id", corr)
+	}
+	if c.authorize != nil {
+		if err := c.authorize(req, ac); err != nil {
+			return nil, errs.Wrap(errs.Internal, err, "authorize model-policy request")
+		}
+	}
+	return req, nil
 }
 
 // transportError maps a failed exchange (outbound.Error): the context's

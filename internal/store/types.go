@@ -194,7 +194,20 @@ type RunOptions struct {
 	StreamEvents bool   `json:"stream_events"`
 	DryRun       bool   `json:"dry_run"`
 	ModelTier    string `json:"model_tier,omitempty"`
+	// Stream is the run create's stream object (nil: nothing streamed
+	// beyond the usual events).
+	Stream *RunStream `json:"stream,omitempty"`
 }
+
+// RunStream says what a run streams besides its usual events.
+type RunStream struct {
+	// Tokens: model output arrives as agentos.model.delta events while
+	// the model generates.
+	Tokens bool `json:"tokens"`
+}
+
+// StreamTokens reports whether the run asked for token deltas.
+func (o RunOptions) StreamTokens() bool { return o.Stream != nil && o.Stream.Tokens }
 
 // RunSummary counts what a run did.
 type RunSummary struct {
@@ -252,6 +265,7 @@ const (
 	EventToolCallCompleted = "agentos.tool.call.completed"
 	EventModelRequested    = "agentos.model.requested"
 	EventModelCompleted    = "agentos.model.completed"
+	EventModelDelta        = "agentos.model.delta"
 	EventRunCompleted      = "agentos.run.completed"
 	EventRunFailed         = "agentos.run.failed"
 	EventRunCanceled       = "agentos.run.canceled"

@@ -226,6 +226,7 @@ func TestModelPolicyConformance(t *testing.T) {
 	// Streaming: headers through the harness's header rules, every chunk
 	// against ChatCompletionChunk.
 	validateChatStream(t, spec, base)
+	validateInvokeStream(t, spec, base)
 
 	// Usage.
 	resp, body = user.Do(t, "GET", "/v1/usage", nil)
@@ -283,4 +284,47 @@ func validateChatStream(t *testing.T, spec *Spec, base string) {
 	}
 	require.True(t, done)
 	require.GreaterOrEqual(t, chunks, 3)
+}
+
+// validateInvokeStream holds a live /v1/models:invoke stream to the spec:
+// delta frames against InvokeStreamDelta, the last frame against
+// InvokeResponse; the deltas add up to the response's content.
+func validateInvokeStream(t *testing.T, spec *Spec, base string) {
+	t.Helper()
+	raw, _ := json.Marshal(map[string]any{"auth": map[string]any{"tenant_id": "tnt_demo"}, "request": map[string]any{
+		"operation": "chat", "model_ref": "tier:fast", "stream": true,
+		"input": map[string]any{"messages": []any{map[string]any{"role": "user", "content": "stream me please"}}}}})
+	req, err := http.NewRequest("POST", base+"/v1/models:invoke", bytes.NewReader(raw))
+	require.NoError(t, err)
+	req.Header.Set("X-Tenant-Id", "tnt_demo")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body := readAll(t, resp)
+	require.Equal(t, 200, resp.StatusCode, string(body))
+	require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+	for _, h := range []string{"X-Correlation-Id", "X-Request-Id", "traceparent"} {
+		require.NotEmpty(t, resp.Header.Get(h), h)
+	}
+	frames, err := ParseSSE(body)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(frames), 2, string(body))
+	var text strings.Builder
+	for i, f := range frames {
+		var v any
+		require.NoError(t, json.Unmarshal([]byte(f.Data), &v))
+		name := "InvokeStreamDelta"
+		if i == len(frames)-1 {
+			require.Equal(t, "response", f.Event)
+			name = "InvokeResponse"
+		} else {
+			require.Equal(t, "delta", f.Event)
+			text.WriteString(v.(map[string]any)["delta"].(map[string]any)["content"].(string))
+		}
+		schema := spec.Doc.Components.Schemas[name].Value
+		require.NoError(t, schema.VisitJSON(v, openapi3.MultiErrors(), openapi3.VisitAsResponse()), f.Data)
+		if i == len(frames)-1 {
+			require.Equal(t, text.String(), v.(map[string]any)["response"].(map[string]any)["output"].(map[string]any)["message"].(map[string]any)["content"])
+		}
+	}
 }

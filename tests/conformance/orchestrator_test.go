@@ -123,6 +123,31 @@ func TestOrchestratorConformance(t *testing.T) {
 		status(resp, 404, body)
 	})
 
+	t.Run("token deltas", func(t *testing.T) {
+		resp, body := user.Do(t, "POST", "/v1/agents/agt_sample_echo_v1/runs", map[string]any{"input": "stream me", "stream": map[string]any{"tokens": true}})
+		status(resp, 201, body)
+		id := JSON(t, body)["run"].(map[string]any)["run_id"].(string)
+		req, err := http.NewRequestWithContext(t.Context(), "GET", base+"/v1/runs/"+id+"/events", nil)
+		require.NoError(t, err)
+		req.Header.Set("X-Tenant-Id", "tnt_demo")
+		sresp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		sbody := readAll(t, sresp)
+		evs := spec.ValidateSSE(t, req, sbody)
+		var deltas int
+		for _, e := range evs {
+			if e.Type == "agentos.model.delta" {
+				deltas++
+			}
+		}
+		require.Positive(t, deltas, string(sbody))
+		resp, body = user.Do(t, "GET", "/v1/runs/"+id, nil)
+		status(resp, 200, body)
+		require.Equal(t, map[string]any{"tokens": true}, JSON(t, body)["run"].(map[string]any)["run_options"].(map[string]any)["stream"])
+		resp, body = user.Do(t, "POST", "/v1/agents/agt_sample_echo_v1/runs", map[string]any{"input": "x", "stream": map[string]any{"tokens": 1}})
+		status(resp, 400, body)
+	})
+
 	t.Run("admin", func(t *testing.T) {
 		tid := fmt.Sprintf("tnt_conf_%d", time.Now().UnixNano()%1_000_000)
 		resp, body := admin.Do(t, "GET", "/v1/admin/tenants", nil)
