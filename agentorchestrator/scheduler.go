@@ -135,6 +135,7 @@ func (s *Server) Stop() {
 	s.stop()
 	s.loops.Wait() // the scheduler adds no executor after this
 	s.wg.Wait()
+	_ = s.mcp.Close() // no executor calls a tool any more
 	s.stop = nil
 }
 

@@ -106,11 +106,10 @@ type Config struct {
 // Manager keeps the client sessions of every tenant's MCP servers. It is
 // safe for concurrent use.
 type Manager struct {
-	cfg    Config
-	log    *slog.Logger
-	mu     sync.Mutex
-	conns  map[connKey]*conn
-	closed bool
+	cfg   Config
+	log   *slog.Logger
+	mu    sync.Mutex
+	conns map[connKey]*conn
 }
 
 type connKey struct{ tenantID, name string }
@@ -153,9 +152,6 @@ type conn struct {
 func (m *Manager) conn(def store.MCPServer) (*conn, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
-		return nil, errs.E(errs.DependencyUnavailable, "MCP client is shut down")
-	}
 	k := connKey{def.TenantID, def.Name}
 	if c, ok := m.conns[k]; ok {
 		if sameDef(c.def, def) {
@@ -197,10 +193,10 @@ func (m *Manager) Forget(tenantID, name string) {
 	}
 }
 
-// Close ends every session (stdio children are stopped).
+// Close ends every session (stdio children are stopped). The Manager
+// stays usable: a later call starts a new session.
 func (m *Manager) Close() error {
 	m.mu.Lock()
-	m.closed = true
 	conns := m.conns
 	m.conns = map[connKey]*conn{}
 	m.mu.Unlock()
