@@ -460,9 +460,13 @@ func (c *conn) tool(t *mcp.Tool) tools.Tool {
 	if desc == "" {
 		desc = fmt.Sprintf("Tool %s of the MCP server %s", t.Name, c.def.Name)
 	}
-	idem := t.Annotations != nil && t.Annotations.IdempotentHint
+	// Never Idempotent: the executor would call a failed tool again, and
+	// idempotentHint is a hint from a server the node does not trust (the
+	// MCP specification says not to decide on annotations of untrusted
+	// servers). A failed call is reported; the model or the next run
+	// decides.
 	return &mcpTool{conn: c, name: t.Name, spec: tools.Spec{ToolID: ToolID(c.def.Name, t.Name),
-		Name: modelName(c.def.Name, t.Name), Description: desc, InputSchema: schema, Idempotent: idem,
+		Name: modelName(c.def.Name, t.Name), Description: desc, InputSchema: schema,
 		DefaultTimeout: timeoutOf(c.def)}}
 }
 
