@@ -68,9 +68,67 @@ func (s *Server) mcpHandler() http.Handler {
 		// A tool call lasts as long as its run: no server write deadline.
 		_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
-		h.ServeHTTP(w, r)
-		return nil
+		ew := &envelopeWriter{ResponseWriter: w}
+		h.ServeHTTP(ew, r)
+		return ew.err()
 	})
+}
+
+// envelopeWriter turns the SDK's plain-text HTTP errors (bad Accept
+// header, malformed JSON-RPC, wrong content type) into the error envelope
+// every endpoint answers with; everything else passes through untouched.
+type envelopeWriter struct {
+	http.ResponseWriter
+	status int // an intercepted error status, 0 when passing through
+	msg    bytes.Buffer
+}
+
+func (w *envelopeWriter) WriteHeader(status int) {
+	if status >= 400 && strings.HasPrefix(w.Header().Get("Content-Type"), "text/plain") {
+		w.status = status
+		w.Header().Del("Content-Type")
+		w.Header().Del("Content-Length")
+		w.Header().Del("X-Content-Type-Options")
+		return
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *envelopeWriter) Write(b []byte) (int, error) {
+	if w.status != 0 {
+		if w.msg.Len() < 1024 {
+			w.msg.Write(b)
+		}
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *envelopeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *envelopeWriter) Flush() {
+	if w.status == 0 {
+		_ = http.NewResponseController(w.ResponseWriter).Flush()
+	}
+}
+
+func (w *envelopeWriter) err() error {
+	if w.status == 0 {
+		return nil
+	}
+	msg := "mcp: " + strings.TrimSpace(w.msg.String())
+	switch w.status {
+	case http.StatusForbidden:
+		return errs.E(errs.Forbidden, "%s", msg)
+	case http.StatusNotFound:
+		return errs.E(errs.NotFound, "%s", msg)
+	case http.StatusRequestEntityTooLarge:
+		return errs.E(errs.InvalidRequest, "%s", msg).WithDetails(map[string]any{"status": w.status})
+	}
+	if w.status < 500 {
+		return errs.E(errs.InvalidRequest, "%s", msg)
+	}
+	return errs.E(errs.Internal, "%s", msg)
 }
 
 // newMCPServer builds the MCP server one request of ac sees.

@@ -278,8 +278,16 @@ func TestMCPEndpoint(t *testing.T) {
 		require.NotEqual(t, "agentos://runs/"+runID, r.URI)
 	}
 
+	// The SDK's own HTTP errors come as the usual envelope too.
+	resp, out := b.do("POST", "/mcp", "tnt_a", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, "Accept", "application/json")
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	require.Equal(t, "invalid_request", out["error"].(map[string]any)["code"], out)
+	require.Contains(t, out["error"].(map[string]any)["message"], "text/event-stream")
+	resp, out = b.do("GET", "/mcp", "tnt_a", nil)
+	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, out)
+
 	// No credentials: the usual 401 envelope, before any MCP.
-	resp, err := http.Post(b.http.URL+"/mcp", "application/json", strings.NewReader(`{}`))
+	resp, err = http.Post(b.http.URL+"/mcp", "application/json", strings.NewReader(`{}`))
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)

@@ -261,10 +261,9 @@ func (s *Server) routes() http.Handler {
 	// by the handler.
 	api.Handle("POST /v1/runs/{run_action}", httpx.H(s.handleRunAction))
 	api.Handle("GET /v1/runs/{run_id}/events", httpx.H(s.handleEvents))
-	mcpH := s.mcpHandler()
-	api.Handle("POST /mcp", mcpH)
-	api.Handle("GET /mcp", mcpH)
-	api.Handle("DELETE /mcp", mcpH)
+	// Stateless MCP (see mcp_server.go): no session, so no GET stream or
+	// DELETE; those get the usual 405.
+	api.Handle("POST /mcp", s.mcpHandler())
 	s.registerAdminRoutes(api)
 	api.Handle("/", httpx.NotFoundHandler(public, api))
 
