@@ -27,6 +27,9 @@ const (
 	maxMCPArgs      = 64
 	maxMCPArgLen    = 4096
 	maxMCPEnv       = 64
+	// maxMCPServers bounds a tenant's servers: each holds a session (a
+	// stdio one a child process) for as long as the node runs.
+	maxMCPServers = 32
 	// mcpListTimeout bounds how long GET /v1/admin/tools waits for each
 	// server's tool list.
 	mcpListTimeout = 15 * time.Second
@@ -270,6 +273,16 @@ func (s *Server) handlePutMCPServer(w http.ResponseWriter, r *http.Request) erro
 		prev = &old
 	case !errors.Is(err, errs.ErrNotFound):
 		return err
+	}
+	if prev == nil {
+		existing, err := s.cfg.Store.ListMCPServers(ctx, ac.TenantID)
+		if err != nil {
+			return err
+		}
+		if len(existing) >= maxMCPServers {
+			return errs.E(errs.Conflict, "tenant %s already has %d MCP servers, the most it may register; delete one first", ac.TenantID, len(existing)).
+				WithDetails(map[string]any{"limit": maxMCPServers})
+		}
 	}
 	if prev != nil && prev.Transport == store.MCPTransportStdio && !ac.HasRole(auth.RolePlatformAdmin) {
 		return errs.E(errs.Forbidden, "MCP server %s runs a command on the node; only a platform_admin may replace it", name)

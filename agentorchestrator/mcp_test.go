@@ -3,6 +3,7 @@ package agentorchestrator
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -74,6 +75,21 @@ func TestMCPServerAdmin(t *testing.T) {
 		resp, out := b.do("GET", "/v1/admin/mcp-servers", "", nil, adminA...)
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 		require.Empty(t, out["mcp_servers"])
+	})
+
+	t.Run("at most 32 servers a tenant", func(t *testing.T) {
+		for i := range maxMCPServers {
+			resp, out := b.do("PUT", fmt.Sprintf("/v1/admin/mcp-servers/s%d", i), "", map[string]any{"url": "https://mcp.example.com/mcp"}, adminB...)
+			require.Equal(t, http.StatusCreated, resp.StatusCode, out)
+		}
+		resp, out := b.do("PUT", "/v1/admin/mcp-servers/one-more", "", map[string]any{"url": "https://mcp.example.com/mcp"}, adminB...)
+		require.Equal(t, http.StatusConflict, resp.StatusCode, out)
+		resp, out = b.do("PUT", "/v1/admin/mcp-servers/s0", "", map[string]any{"url": "https://mcp.example.com/v2"}, adminB...)
+		require.Equal(t, http.StatusOK, resp.StatusCode, "replacing one is not one more: %v", out)
+		for i := range maxMCPServers {
+			resp, _ := b.do("DELETE", fmt.Sprintf("/v1/admin/mcp-servers/s%d", i), "", nil, adminB...)
+			require.Equal(t, http.StatusNoContent, resp.StatusCode)
+		}
 	})
 
 	t.Run("stdio is for platform admins only", func(t *testing.T) {
