@@ -27,7 +27,7 @@ type greetIn struct {
 
 // newGoServer serves an in-process MCP server (the Go SDK's own) over
 // streamable HTTP on loopback.
-func newGoServer(t *testing.T) (*mcp.Server, *httptest.Server) {
+func newGoServer(t testing.TB) (*mcp.Server, *httptest.Server) {
 	t.Helper()
 	srv := mcp.NewServer(&mcp.Implementation{Name: "test-server", Version: "1"}, nil)
 	mcp.AddTool(srv, &mcp.Tool{Name: "greet", Description: "Greets someone."},
@@ -42,11 +42,16 @@ func newGoServer(t *testing.T) (*mcp.Server, *httptest.Server) {
 	return srv, hs
 }
 
-func newManager(t *testing.T, allow string) *Manager {
+func guarded(t testing.TB, allow string) *http.Client {
 	t.Helper()
 	rules, err := builtin.ParseAllow(allow)
 	require.NoError(t, err)
-	m, err := New(Config{HTTPClient: builtin.GuardedClient(builtin.HTTPFetchConfig{Allow: rules}), RetryAfter: time.Hour})
+	return builtin.GuardedClient(builtin.HTTPFetchConfig{Allow: rules})
+}
+
+func newManager(t *testing.T, allow string) *Manager {
+	t.Helper()
+	m, err := New(Config{HTTPClient: guarded(t, allow), RetryAfter: time.Hour})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
 	return m
@@ -195,7 +200,7 @@ func TestTenantsHaveTheirOwnSessions(t *testing.T) {
 
 // npmServer returns the path of an installed npm MCP server's entry point,
 // skipping when tests/interop/mcp was not installed (.ci/run installs it).
-func npmServer(t *testing.T, pkg, entry string) string {
+func npmServer(t testing.TB, pkg, entry string) string {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Skip("node is not installed")
