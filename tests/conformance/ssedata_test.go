@@ -15,7 +15,7 @@ func TestCheckSSEData(t *testing.T) {
 	ok := "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n"
 	require.NoError(t, s.CheckSSEData([]byte(ok), "JsonRpcMessage"))
 	for _, bad := range []string{
-		"event: message\ndata: {\"id\":1,\"result\":{}}\n\n",     // no jsonrpc
+		"event: message\ndata: {\"id\":1,\"result\":{}}\n\n",       // no jsonrpc
 		"event: message\ndata: {\"jsonrpc\":\"1.0\",\"id\":1}\n\n", // wrong version
 		"event: message\ndata: not json\n\n",
 	} {

@@ -54,6 +54,12 @@ func needMCPNpm(t *testing.T) mcpNpm {
 	return mcpNpm{dir: dir, node: node}
 }
 
+// nodeEnv is the environment of the Node.js processes the MCP tests start:
+// PATH and HOME only (no AGENTOS_* setting reaches them).
+func nodeEnv() []string {
+	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+}
+
 // startEverythingHTTP runs server-everything's streamable HTTP transport on
 // a free loopback port and returns its /mcp URL and process.
 func startEverythingHTTP(t *testing.T, m mcpNpm) (string, *exec.Cmd) {
@@ -62,7 +68,7 @@ func startEverythingHTTP(t *testing.T, m mcpNpm) (string, *exec.Cmd) {
 	require.NoError(t, err)
 	cmd := exec.Command(m.node, "--import", "./loopback.mjs", m.entry("server-everything"), "streamableHttp")
 	cmd.Dir = m.dir
-	cmd.Env = append(os.Environ(), "PORT="+port)
+	cmd.Env = append(nodeEnv(), "PORT="+port)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
@@ -315,7 +321,7 @@ func TestMCPEndpointClients(t *testing.T) {
 	t.Run("Node SDK", func(t *testing.T) {
 		cmd := exec.CommandContext(ctx, m.node, "client.mjs")
 		cmd.Dir = m.dir
-		cmd.Env = append(os.Environ(), "MCP_URL="+n.URL("orchestrator")+"/mcp", "MCP_TOKEN="+token, "MCP_AGENT=agt_mcp_echo")
+		cmd.Env = append(nodeEnv(), "MCP_URL="+n.URL("orchestrator")+"/mcp", "MCP_TOKEN="+token, "MCP_AGENT=agt_mcp_echo")
 		raw, err := cmd.Output()
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
