@@ -3,6 +3,7 @@ package mcptool
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"testing"
 
 	"github.com/nexixai/agentos/internal/store"
@@ -13,7 +14,7 @@ import (
 // in-process Go SDK server over streamable HTTP on loopback (session kept).
 func BenchmarkHTTPCall(b *testing.B) {
 	_, hs := newGoServer(b)
-	m, err := New(Config{HTTPClient: guarded(b, "127.0.0.1")})
+	m, err := New(Config{HTTPClient: guarded(b, "127.0.0.1"), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -25,7 +26,7 @@ func BenchmarkHTTPCall(b *testing.B) {
 // stdio (the npm server; skipped when tests/interop/mcp is not installed).
 func BenchmarkStdioEcho(b *testing.B) {
 	entry := npmServer(b, "server-everything", "dist/index.js")
-	m, err := New(Config{HTTPClient: guarded(b, "")})
+	m, err := New(Config{HTTPClient: guarded(b, ""), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package mcptool
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -51,7 +52,7 @@ func guarded(t testing.TB, allow string) *http.Client {
 
 func newManager(t *testing.T, allow string) *Manager {
 	t.Helper()
-	m, err := New(Config{HTTPClient: guarded(t, allow), RetryAfter: time.Hour})
+	m, err := New(Config{HTTPClient: guarded(t, allow), RetryAfter: time.Hour, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
 	return m
