@@ -31,6 +31,10 @@ func (s *Server) registerAdminRoutes(mux *http.ServeMux) {
 	mux.Handle("PUT /v1/admin/tools/{tool_id}", httpx.H(s.handlePutTool))
 	mux.Handle("GET /v1/admin/tools/{tool_id}", httpx.H(s.handleGetTool))
 	mux.Handle("DELETE /v1/admin/tools/{tool_id}", httpx.H(s.handleDeleteTool))
+	mux.Handle("GET /v1/admin/mcp-servers", httpx.H(s.handleListMCPServers))
+	mux.Handle("PUT /v1/admin/mcp-servers/{name}", httpx.H(s.handlePutMCPServer))
+	mux.Handle("GET /v1/admin/mcp-servers/{name}", httpx.H(s.handleGetMCPServer))
+	mux.Handle("DELETE /v1/admin/mcp-servers/{name}", httpx.H(s.handleDeleteMCPServer))
 	mux.Handle("GET /v1/admin/audit", httpx.H(s.handleListAudit))
 }
 

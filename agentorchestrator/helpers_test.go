@@ -148,6 +148,8 @@ type bundleOpts struct {
 	modelProbe func(context.Context) error
 	// fetchAllow is the node's AGENTOS_HTTP_FETCH_ALLOW (webhook tools too).
 	fetchAllow string
+	// mcpAllow is the node's AGENTOS_MCP_HTTP_ALLOW.
+	mcpAllow string
 	// wrapStore wraps the store the server uses.
 	wrapStore func(store.Store) store.Store
 	// leases, when set, records the scheduler's lease calls.
@@ -220,6 +222,7 @@ func setup(t testing.TB, o bundleOpts) *testBundle {
 	require.NoError(t, err)
 	cfg.Home = t.TempDir()
 	cfg.HTTPFetchAllow = o.fetchAllow
+	cfg.MCPHTTPAllow = o.mcpAllow
 	require.NoError(t, cfg.Finish())
 	for _, id := range []string{"tnt_a", "tnt_b"} {
 		if _, err := db.GetTenant(ctx, id); err == nil {

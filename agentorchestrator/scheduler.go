@@ -144,6 +144,7 @@ func (s *Server) Stop() {
 	// The executors' last events go out before the bus closes (bounded:
 	// a bus that hangs keeps them, the store has them).
 	s.pub.wait(publishTimeout)
+	_ = s.mcp.Close() // no executor calls a tool any more
 	s.stop = nil
 }
 

@@ -7,6 +7,7 @@ package agentorchestrator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -28,8 +29,15 @@ import (
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/store/storecache"
 	"github.com/nexixai/agentos/internal/tools"
+	"github.com/nexixai/agentos/internal/tools/builtin"
+	"github.com/nexixai/agentos/internal/tools/mcptool"
 	"github.com/nexixai/agentos/internal/version"
 )
+
+// mcpHTTPTimeout bounds connecting to an HTTP MCP server and waiting for
+// its response headers (the guard's per-phase timeout); a tool call's own
+// timeout bounds the rest.
+const mcpHTTPTimeout = 30 * time.Second
 
 // ServiceName is reported by /v1/health.
 const ServiceName = "agent-orchestrator"
@@ -76,6 +84,10 @@ type Config struct {
 	// builtin.GuardedClient with Node.HTTPFetchAllow as its allowlist, so
 	// the SSRF guard of tool.http.fetch applies to webhooks too.
 	WebhookClient *http.Client
+	// MCP holds the sessions with tenants' MCP servers; default a manager
+	// whose HTTP client is the SSRF guard with Node.MCPHTTPAllow as its
+	// allowlist. Stop ends its sessions (stdio servers are stopped).
+	MCP *mcptool.Manager
 	// Registry receives the service's metrics; default a new registry.
 	Registry *prometheus.Registry
 	// Logger defaults to slog.Default().
@@ -111,6 +123,7 @@ type Server struct {
 	metrics *orchMetrics
 	http    *metrics.HTTP
 	handler http.Handler
+	mcp     *mcptool.Manager
 
 	owner string // this process's lease owner id
 	// cache is the store's cache of tenants, agents and tokens when the
@@ -193,7 +206,20 @@ func New(cfg Config) (*Server, error) {
 		}
 		cfg.WebhookClient = c
 	}
+	if cfg.MCP == nil {
+		allow, err := builtin.ParseAllow(cfg.Node.MCPHTTPAllow)
+		if err != nil {
+			return nil, fmt.Errorf("AGENTOS_MCP_HTTP_ALLOW: %w", err)
+		}
+		m, err := mcptool.New(mcptool.Config{Logger: cfg.Logger, Now: cfg.Now,
+			HTTPClient: builtin.GuardedClient(builtin.HTTPFetchConfig{Allow: allow, Timeout: mcpHTTPTimeout})})
+		if err != nil {
+			return nil, err
+		}
+		cfg.MCP = m
+	}
 	s := &Server{
+		mcp:     cfg.MCP,
 		cfg:     cfg,
 		log:     cfg.Logger.With("service", ServiceName),
 		bus:     cfg.Bus,
@@ -249,6 +275,9 @@ func (s *Server) routes() http.Handler {
 	// by the handler.
 	api.Handle("POST /v1/runs/{run_action}", httpx.H(s.handleRunAction))
 	api.Handle("GET /v1/runs/{run_id}/events", httpx.H(s.handleEvents))
+	// Stateless MCP (see mcp_server.go): no session, so no GET stream or
+	// DELETE; those get the usual 405.
+	api.Handle("POST /mcp", s.mcpHandler())
 	s.registerAdminRoutes(api)
 	api.Handle("/", httpx.NotFoundHandler(public, api))
 

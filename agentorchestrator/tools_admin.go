@@ -21,6 +21,7 @@ import (
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/tools"
 	"github.com/nexixai/agentos/internal/tools/builtin"
+	"github.com/nexixai/agentos/internal/tools/mcptool"
 	"github.com/nexixai/agentos/internal/tools/webhook"
 )
 
@@ -57,6 +58,9 @@ func (s *Server) resolveTool(ctx context.Context, tenantID, toolID string) (tool
 	if t, ok := s.cfg.Tools.Get(toolID); ok {
 		return t, true, nil
 	}
+	if strings.HasPrefix(toolID, mcptool.IDPrefix) {
+		return s.resolveMCPTool(ctx, tenantID, toolID)
+	}
 	if !strings.HasPrefix(toolID, tools.IDPrefix) {
 		return nil, false, nil
 	}
@@ -79,6 +83,11 @@ func (s *Server) knownToolIDs(ctx context.Context, tenantID string) []string {
 	if defs, err := s.cfg.Store.ListTools(ctx, tenantID); err == nil {
 		for _, d := range defs {
 			known = append(known, d.ToolID)
+		}
+	}
+	if defs, err := s.cfg.Store.ListMCPServers(ctx, tenantID); err == nil {
+		for _, d := range defs {
+			known = append(known, mcptool.ToolID(d.Name, "*"))
 		}
 	}
 	sort.Strings(known)
@@ -269,8 +278,10 @@ func (s *Server) handlePutTool(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// handleListTools lists the tools the caller's tenant registered (builtins
-// are not listed; secrets never are).
+// handleListTools lists the tools the caller's tenant registered and the
+// tools of its MCP servers (kind "mcp", listed from each server; servers
+// that could not be reached are named in mcp_servers_unavailable).
+// Builtins are not listed; secrets never are.
 func (s *Server) handleListTools(w http.ResponseWriter, r *http.Request) error {
 	ac, err := requireToolAdmin(r)
 	if err != nil {
@@ -283,7 +294,12 @@ func (s *Server) handleListTools(w http.ResponseWriter, r *http.Request) error {
 	if defs == nil {
 		defs = []store.ToolDef{}
 	}
-	httpx.JSON(w, r, http.StatusOK, map[string]any{"tools": defs})
+	mcpDefs, unavailable, err := s.mcpToolDefs(r.Context(), ac.TenantID)
+	if err != nil {
+		return err
+	}
+	defs = append(defs, mcpDefs...)
+	httpx.JSON(w, r, http.StatusOK, map[string]any{"tools": defs, "mcp_servers_unavailable": unavailable})
 	return nil
 }
 

@@ -55,6 +55,7 @@ type Config struct {
 	QuotaInvokeQPS      float64 // AGENTOS_QUOTA_INVOKE_QPS, default 20
 	AuditSink           string  // AGENTOS_AUDIT_SINK: stdout, stderr, file:PATH; default file:$DATA_DIR/audit/audit.jsonl
 	HTTPFetchAllow      string  // AGENTOS_HTTP_FETCH_ALLOW: comma-separated hosts/CIDRs tool.http.fetch may reach despite the SSRF guard
+	MCPHTTPAllow        string  // AGENTOS_MCP_HTTP_ALLOW: comma-separated hosts/CIDRs HTTP MCP servers may be reached at despite the SSRF guard; default empty
 	ModelPolicyConfig   string  // AGENTOS_MODEL_POLICY_CONFIG: YAML model catalogue; default built-in offline catalogue
 	Executors           int     // AGENTOS_EXECUTORS, default 128: runs executed at once by this process (runs mostly wait on models and tools)
 	IdempotencyTTLHours int     // AGENTOS_IDEMPOTENCY_TTL_HOURS, default 24
@@ -232,6 +233,7 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 		DefaultTenant:       get("AGENTOS_DEFAULT_TENANT", "tnt_demo"),
 		AuditSink:           get("AGENTOS_AUDIT_SINK", ""),
 		HTTPFetchAllow:      get("AGENTOS_HTTP_FETCH_ALLOW", ""),
+		MCPHTTPAllow:        get("AGENTOS_MCP_HTTP_ALLOW", ""),
 		ModelPolicyConfig:   get("AGENTOS_MODEL_POLICY_CONFIG", ""),
 		LogLevel:            get("AGENTOS_LOG_LEVEL", "info"),
 		AuditCheckpointFile: get("AGENTOS_AUDIT_CHECKPOINT_FILE", ""),

@@ -266,6 +266,8 @@ func (s *Spec) checkBody(req *http.Request, op *openapi3.Operation, resp *http.R
 		return fmt.Errorf("content type %q is not documented (documented: %s)", ctHeader, strings.Join(slices.Sorted(maps.Keys(content)), ", "))
 	}
 	switch {
+	case mt == "text/event-stream" && sseDataSchemaName(media) != "":
+		return s.CheckSSEData(body, sseDataSchemaName(media))
 	case mt == "text/event-stream":
 		_, err := s.CheckSSE(req, body)
 		return err

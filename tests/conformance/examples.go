@@ -172,6 +172,8 @@ func (s *Spec) checkExample(dir string, e ExampleEntry) error {
 	}
 	base, _, _ := mime.ParseMediaType(ct)
 	switch {
+	case base == "text/event-stream" && sseDataSchemaName(mt) != "":
+		return s.CheckSSEData(data, sseDataSchemaName(mt))
 	case base == "text/event-stream":
 		req, _ := http.NewRequest(http.MethodGet, "http://example.invalid/", nil)
 		_, err := s.CheckSSE(req, data)

@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/stretchr/testify/require"
 
 	"github.com/nexixai/agentos/internal/tools/webhook"
@@ -27,7 +29,8 @@ func TestOrchestratorConformance(t *testing.T) {
 	spec := LoadSpec(t, "agent-orchestrator")
 	// The webhook tool test's receiver listens on loopback, which the SSRF
 	// guard refuses unless the operator allows it.
-	node := testnode.Start(t, testnode.Options{Env: []string{"AGENTOS_HTTP_FETCH_ALLOW=127.0.0.1"}})
+	// So is the MCP server's (AGENTOS_MCP_HTTP_ALLOW).
+	node := testnode.Start(t, testnode.Options{Env: []string{"AGENTOS_HTTP_FETCH_ALLOW=127.0.0.1", "AGENTOS_MCP_HTTP_ALLOW=127.0.0.1"}})
 	creds := node.Credentials()
 	base := node.URL("orchestrator")
 	user := &Client{Spec: spec, BaseURL: base, Headers: map[string]string{"X-Tenant-Id": "tnt_demo"}}
@@ -269,6 +272,69 @@ func TestOrchestratorConformance(t *testing.T) {
 		require.Contains(t, string(body), `"field":"principal_id"`)
 		resp, body = admin.Do(t, "GET", "/v1/admin/tenants", nil)
 		status(resp, 200, body) // still works
+	})
+
+	t.Run("mcp", func(t *testing.T) {
+		srv := mcp.NewServer(&mcp.Implementation{Name: "conformance", Version: "1"}, nil)
+		mcp.AddTool(srv, &mcp.Tool{Name: "lookup", Description: "Looks a word up."},
+			func(_ context.Context, _ *mcp.CallToolRequest, in struct {
+				Text string `json:"text"`
+			}) (*mcp.CallToolResult, any, error) {
+				return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "found " + in.Text}}}, nil, nil
+			})
+		hs := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil))
+		defer hs.Close()
+		demo := map[string]string{"X-Tenant-Id": "tnt_demo"}
+		const secret = "mcp-conformance-secret"
+		resp, body := admin.Do(t, "PUT", "/v1/admin/mcp-servers/conf", map[string]any{"mcp_server": map[string]any{
+			"url": hs.URL, "secret": secret, "headers": map[string]string{"X-Conf": "1"}}}, demo)
+		status(resp, 201, body)
+		require.NotContains(t, string(body), secret)
+		resp, body = admin.Do(t, "GET", "/v1/admin/mcp-servers", nil, demo)
+		status(resp, 200, body)
+		resp, body = admin.Do(t, "GET", "/v1/admin/mcp-servers/conf", nil, demo)
+		status(resp, 200, body)
+		require.Contains(t, string(body), `"status":"available"`)
+		require.Contains(t, string(body), "mcp.conf.lookup")
+		resp, body = admin.Do(t, "GET", "/v1/admin/tools", nil, demo)
+		status(resp, 200, body)
+		require.Contains(t, string(body), `"tool_id":"mcp.conf.lookup"`)
+		resp, body = admin.Do(t, "PUT", "/v1/admin/mcp-servers/conf", map[string]any{"url": "ftp://example.com"}, demo)
+		status(resp, 400, body)
+		require.Contains(t, string(body), "mcp_server.url")
+		resp, body = admin.Do(t, "GET", "/v1/admin/mcp-servers/nope", nil, demo)
+		status(resp, 404, body)
+		resp, body = user.Do(t, "PUT", "/v1/admin/mcp-servers/mine", map[string]any{"url": hs.URL})
+		status(resp, 403, body)
+
+		// /mcp: the agent using the MCP tool, run through the node's own
+		// MCP server.
+		resp, body = admin.Do(t, "PUT", "/v1/admin/agents/agt_conf_mcp", map[string]any{"agent": map[string]any{
+			"name": "MCP", "model_ref": "tier:fast", "tools": []string{"mcp.conf.lookup"}}}, demo)
+		status(resp, 201, body)
+		accept := map[string]string{"Accept": "application/json, text/event-stream"}
+		resp, body = user.Do(t, "POST", "/mcp", map[string]any{"jsonrpc": "2.0", "id": 1, "method": "initialize",
+			"params": map[string]any{"protocolVersion": "2025-06-18", "capabilities": map[string]any{},
+				"clientInfo": map[string]any{"name": "conformance", "version": "1"}}}, accept)
+		status(resp, 200, body)
+		require.Contains(t, string(body), `"serverInfo"`)
+		resp, body = user.Do(t, "POST", "/mcp", map[string]any{"jsonrpc": "2.0", "method": "notifications/initialized"}, accept)
+		status(resp, 202, body)
+		resp, body = user.Do(t, "POST", "/mcp", map[string]any{"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+			"params": map[string]any{"name": "run_agent_agt_conf_mcp", "arguments": map[string]any{"input": "conformance"}}}, accept)
+		status(resp, 200, body)
+		require.Contains(t, string(body), "found conformance", string(body))
+		require.Contains(t, string(body), `"status":"completed"`)
+		resp, body = user.Do(t, "POST", "/mcp", map[string]any{"jsonrpc": "2.0", "id": 3, "method": "tools/list"},
+			map[string]string{"Accept": "application/json"})
+		status(resp, 400, body)
+		resp, body = anon.Do(t, "POST", "/mcp", map[string]any{"jsonrpc": "2.0", "id": 4, "method": "tools/list"}, accept)
+		status(resp, 401, body)
+
+		resp, body = admin.Do(t, "DELETE", "/v1/admin/mcp-servers/conf", nil, demo)
+		status(resp, 204, body)
+		resp, body = admin.Do(t, "DELETE", "/v1/admin/mcp-servers/conf", nil, demo)
+		status(resp, 404, body)
 	})
 
 	t.Run("tools", func(t *testing.T) {

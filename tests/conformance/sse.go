@@ -188,6 +188,47 @@ func (s *Spec) CheckSSE(req *http.Request, body []byte) ([]store.Event, error) {
 	return events, nil
 }
 
+// sseDataSchemaName is the x-sse-data-schema extension of a
+// text/event-stream media type: the component schema each frame's data
+// matches in a stream that is not a run's event stream (the /mcp
+// endpoint's JSON-RPC messages). "" when unset.
+func sseDataSchemaName(media *openapi3.MediaType) string {
+	if media == nil {
+		return ""
+	}
+	name, _ := media.Extensions["x-sse-data-schema"].(string)
+	return name
+}
+
+// CheckSSEData parses an event stream whose frames are not run events and
+// checks that each frame's data is JSON matching the component schema
+// schemaName.
+func (s *Spec) CheckSSEData(body []byte, schemaName string) error {
+	frames, err := ParseSSE(body)
+	if err != nil {
+		return err
+	}
+	ref, ok := s.Doc.Components.Schemas[schemaName]
+	if !ok || ref.Value == nil {
+		return fmt.Errorf("x-sse-data-schema names %q, which is not a component schema", schemaName)
+	}
+	var problems []string
+	for _, f := range frames {
+		var raw any
+		if err := json.Unmarshal([]byte(f.Data), &raw); err != nil {
+			problems = append(problems, fmt.Sprintf("frame at line %d: data is not JSON: %v", f.Line, err))
+			continue
+		}
+		if err := ref.Value.VisitJSON(raw, openapi3.MultiErrors(), openapi3.VisitAsResponse()); err != nil {
+			problems = append(problems, fmt.Sprintf("frame at line %d: data does not match %s: %s", f.Line, schemaName, readableError(err)))
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New("sse: " + strings.Join(problems, "\n  "))
+	}
+	return nil
+}
+
 // ValidateSSE is CheckSSE reporting failures with t.Errorf. It returns the
 // events it could decode.
 func (s *Spec) ValidateSSE(t testing.TB, req *http.Request, body []byte) []store.Event {

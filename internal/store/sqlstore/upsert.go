@@ -16,6 +16,11 @@ const (
 	url = excluded.url, secret = excluded.secret, idempotent = excluded.idempotent,
 	timeout_ms = excluded.timeout_ms, updated_at = excluded.updated_at`
 
+	// MCPServerUpsert replaces an MCP server by (tenant_id, name).
+	MCPServerUpsert = `ON CONFLICT (tenant_id, name) DO UPDATE SET transport = excluded.transport,
+	url = excluded.url, headers = excluded.headers, secret = excluded.secret, command = excluded.command,
+	args = excluded.args, env = excluded.env, timeout_ms = excluded.timeout_ms, updated_at = excluded.updated_at`
+
 	// StepUpsert replaces a step by (tenant_id, run_id, step_id).
 	StepUpsert = `ON CONFLICT (tenant_id, run_id, step_id) DO UPDATE SET idx = excluded.idx, kind = excluded.kind,
 	name = excluded.name, status = excluded.status, tool_call_id = excluded.tool_call_id, input = excluded.input,

@@ -5,8 +5,11 @@
 // Chat: when tools are offered and the conversation holds no tool result
 // after the last user message, it plans one call of the first offered tool
 // whose input schema it can fill (string fields get the last user message);
-// otherwise it answers "Echo: <text>" built from the tool results (or the
-// last user message). Embeddings are a stable hash-based projection of
+// when the last user message names offered tools by tool id (e.g. "call
+// mcp.everything.echo then mcp.memory.search_nodes"), it plans one call of
+// each named tool instead, in the order named, so a scripted input can
+// drive several tools in one run. Otherwise it answers "Echo: <text>"
+// built from the tool results (or the last user message). Embeddings are a stable hash-based projection of
 // words and character trigrams, L2-normalised.
 package builtin
 
@@ -17,6 +20,7 @@ import (
 	"encoding/json"
 	"hash/fnv"
 	"math"
+	"sort"
 	"strings"
 	"unicode"
 
@@ -55,8 +59,8 @@ func (p *Provider) Chat(ctx context.Context, req providers.ChatRequest) (provide
 		return providers.ChatResponse{}, err
 	}
 	resp := providers.ChatResponse{Message: modelport.Message{Role: "assistant"}, FinishReason: "stop"}
-	if call, ok := planToolCall(req); ok {
-		resp.ToolCalls = []modelport.ToolCall{call}
+	if calls := planToolCalls(req); len(calls) > 0 {
+		resp.ToolCalls = calls
 		resp.Message.ToolCalls = resp.ToolCalls
 		resp.FinishReason = "tool_calls"
 	} else {
@@ -135,14 +139,72 @@ func toolResultsAfter(msgs []modelport.Message, i int) []string {
 	return out
 }
 
-func planToolCall(req providers.ChatRequest) (modelport.ToolCall, bool) {
+// planToolCalls plans the tool calls of a turn (see the package doc): the
+// offered tools the last user message names by id, in the order named, or
+// else one call of the first offered tool it can fill.
+func planToolCalls(req providers.ChatRequest) []modelport.ToolCall {
 	if len(req.Tools) == 0 || req.ToolChoice == "none" {
-		return modelport.ToolCall{}, false
+		return nil
 	}
 	idx, text := lastUser(req.Messages)
 	if len(toolResultsAfter(req.Messages, idx)) > 0 {
-		return modelport.ToolCall{}, false
+		return nil
 	}
+	type named struct {
+		at   int
+		tool modelport.ToolSpec
+	}
+	var mentioned []named
+	for _, t := range req.Tools {
+		if at := indexWord(text, t.ToolID); at >= 0 {
+			mentioned = append(mentioned, named{at, t})
+		}
+	}
+	if len(mentioned) == 0 {
+		if call, ok := planToolCall(req, text); ok {
+			return []modelport.ToolCall{call}
+		}
+		return nil
+	}
+	sort.SliceStable(mentioned, func(i, j int) bool { return mentioned[i].at < mentioned[j].at })
+	var calls []modelport.ToolCall
+	for i, m := range mentioned {
+		args, ok := FillArguments(m.tool.InputSchema, text)
+		if !ok {
+			continue
+		}
+		sum := sha256.Sum256([]byte(m.tool.ToolID + "\x00" + string(args) + "\x00" + itoa(len(req.Messages)) + "\x00" + itoa(i)))
+		calls = append(calls, modelport.ToolCall{ID: "call_" + hex.EncodeToString(sum[:8]), ToolID: m.tool.ToolID, Name: m.tool.Name, Arguments: args})
+	}
+	return calls
+}
+
+// indexWord returns where id occurs in text as a whole word (not inside a
+// longer id: "tool.kv.get" does not match "tool.kv.getall"), or -1.
+func indexWord(text, id string) int {
+	for from := 0; ; {
+		i := strings.Index(text[from:], id)
+		if i < 0 {
+			return -1
+		}
+		i += from
+		end := i + len(id)
+		before := i == 0 || !(idByte(text[i-1]) || text[i-1] == '.')
+		// A period ends a sentence unless an id goes on after it.
+		after := end == len(text) || !idByte(text[end]) && !(text[end] == '.' && end+1 < len(text) && idByte(text[end+1]))
+		if before && after {
+			return i
+		}
+		from = i + 1
+	}
+}
+
+// idByte reports whether b may be part of a tool id besides the dots.
+func idByte(b byte) bool {
+	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' || b == '-'
+}
+
+func planToolCall(req providers.ChatRequest, text string) (modelport.ToolCall, bool) {
 	for _, t := range req.Tools {
 		if req.ToolChoice != "" && req.ToolChoice != "auto" && req.ToolChoice != "required" &&
 			req.ToolChoice != t.Name && req.ToolChoice != t.ToolID {
@@ -291,6 +353,20 @@ func resultText(s string) string {
 		for _, k := range []string{"text", "output", "result", "content"} {
 			if v, ok := obj[k].(string); ok {
 				return v
+			}
+		}
+		// An MCP tool result: {"content":[{"type":"text","text":...},...]}.
+		if parts, ok := obj["content"].([]any); ok {
+			var texts []string
+			for _, p := range parts {
+				if m, ok := p.(map[string]any); ok {
+					if t, ok := m["text"].(string); ok {
+						texts = append(texts, t)
+					}
+				}
+			}
+			if len(texts) > 0 {
+				return strings.Join(texts, " ")
 			}
 		}
 		if v, ok := obj["output"].(map[string]any); ok {

@@ -107,3 +107,41 @@ func dot(a, b []float32) float64 {
 	}
 	return s
 }
+
+// TestNamedToolsAreCalledInOrder: a user message naming offered tools by
+// id gets one call of each, in the order named; a longer id does not
+// match a shorter one; the answer joins the results (MCP content too).
+func TestNamedToolsAreCalledInOrder(t *testing.T) {
+	t.Parallel()
+	p := New(0)
+	search := modelport.ToolSpec{ToolID: "mcp.memory.search_nodes", Name: "mcp_memory_search_nodes",
+		InputSchema: json.RawMessage(`{"type":"object","properties":{"query":{"type":"string"}},"required":["query"]}`)}
+	mcpEcho := modelport.ToolSpec{ToolID: "mcp.everything.echo", Name: "mcp_everything_echo",
+		InputSchema: json.RawMessage(`{"type":"object","properties":{"message":{"type":"string"}},"required":["message"]}`)}
+	offered := []modelport.ToolSpec{echo, search, mcpEcho}
+	text := "call mcp.everything.echo, then mcp.memory.search_nodes."
+	msgs := []modelport.Message{{Role: "user", Content: text}}
+	r, err := p.Chat(context.Background(), providers.ChatRequest{Messages: msgs, Tools: offered})
+	require.NoError(t, err)
+	require.Len(t, r.ToolCalls, 2)
+	require.Equal(t, "mcp.everything.echo", r.ToolCalls[0].ToolID)
+	require.JSONEq(t, `{"message":"`+text+`"}`, string(r.ToolCalls[0].Arguments))
+	require.Equal(t, "mcp.memory.search_nodes", r.ToolCalls[1].ToolID)
+	require.NotEqual(t, r.ToolCalls[0].ID, r.ToolCalls[1].ID)
+	require.Equal(t, "tool_calls", r.FinishReason)
+
+	msgs = append(msgs, modelport.Message{Role: "assistant", ToolCalls: r.ToolCalls},
+		modelport.Message{Role: "tool", ToolCallID: r.ToolCalls[0].ID, Content: `{"content":[{"type":"text","text":"Echo: hi"}]}`},
+		modelport.Message{Role: "tool", ToolCallID: r.ToolCalls[1].ID, Content: `{"content":[{"type":"text","text":"{\"entities\":[]}"}]}`})
+	r2, err := p.Chat(context.Background(), providers.ChatRequest{Messages: msgs, Tools: offered})
+	require.NoError(t, err)
+	require.Empty(t, r2.ToolCalls)
+	require.Equal(t, `Echo: Echo: hi; {"entities":[]}`, r2.Message.Content)
+
+	for _, miss := range []string{"mcp.everything.echoes please", "xmcp.everything.echo", "mcp.everything.echo.more"} {
+		r, _ := p.Chat(context.Background(), providers.ChatRequest{Messages: []modelport.Message{{Role: "user", Content: miss}},
+			Tools: offered})
+		require.Len(t, r.ToolCalls, 1, miss)
+		require.Equal(t, "tool.echo", r.ToolCalls[0].ToolID, "%q names no tool: the first offered one is called", miss)
+	}
+}
