@@ -28,6 +28,7 @@ type Store interface {
 	UsageStore
 	FederationStore
 	ToolStore
+	MemoryStore
 	// Ping reports whether the backend is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error
