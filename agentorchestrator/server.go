@@ -22,6 +22,7 @@ import (
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/events"
 	"github.com/nexixai/agentos/internal/httpx"
+	"github.com/nexixai/agentos/internal/memory"
 	"github.com/nexixai/agentos/internal/metrics"
 	"github.com/nexixai/agentos/internal/modelport"
 	"github.com/nexixai/agentos/internal/queue"
@@ -71,6 +72,9 @@ type Config struct {
 	Limiter      Limiter
 	Model        modelport.Port
 	Tools        *tools.Registry
+	// Memory serves /v1/memory; default a memory.Service over Store with
+	// Model's embeddings and the tenant's max_memory_bytes.
+	Memory *memory.Service
 	// WebhookClient calls the webhook tools tenants register; default
 	// builtin.GuardedClient with Node.HTTPFetchAllow as its allowlist, so
 	// the SSRF guard of tool.http.fetch applies to webhooks too.
@@ -109,6 +113,7 @@ type Server struct {
 	metrics *orchMetrics
 	http    *metrics.HTTP
 	handler http.Handler
+	memory  *memory.Service
 
 	owner string // this process's lease owner id
 	// breaker is open while model-policy is known down: no runs are
@@ -186,8 +191,12 @@ func New(cfg Config) (*Server, error) {
 		}
 		cfg.WebhookClient = c
 	}
+	if cfg.Memory == nil {
+		cfg.Memory = NewMemory(cfg.Store, cfg.Model)
+	}
 	s := &Server{
 		cfg:     cfg,
+		memory:  cfg.Memory,
 		log:     cfg.Logger.With("service", ServiceName),
 		bus:     cfg.Bus,
 		metrics: newOrchMetrics(cfg.Registry),
@@ -210,6 +219,15 @@ func New(cfg Config) (*Server, error) {
 	})
 	s.handler = s.routes()
 	return s, nil
+}
+
+// NewMemory is searchable memory over st with model's embeddings
+// (memory.DefaultEmbedModel) under each tenant's max_memory_bytes.
+func NewMemory(st store.Store, model modelport.Port) *memory.Service {
+	return &memory.Service{Store: st, Model: model, Quota: func(ctx context.Context, tenantID string) (int64, error) {
+		t, err := st.GetTenant(ctx, tenantID)
+		return t.Quotas.Storage.MaxMemoryBytes, err
+	}}
 }
 
 // Handler returns the HTTP handler with the standard middleware.
@@ -236,6 +254,7 @@ func (s *Server) routes() http.Handler {
 	api.Handle("POST /v1/runs/{run_action}", httpx.H(s.handleRunAction))
 	api.Handle("GET /v1/runs/{run_id}/events", httpx.H(s.handleEvents))
 	s.registerAdminRoutes(api)
+	s.registerMemoryRoutes(api)
 	api.Handle("/", httpx.NotFoundHandler(public, api))
 
 	return httpx.Chain(httpx.Routed(public), httpx.Standard(s.log, s.http.Observe)...)
