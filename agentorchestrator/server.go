@@ -255,6 +255,7 @@ func (s *Server) routes() http.Handler {
 	api.Handle("GET /v1/runs/{run_id}/events", httpx.H(s.handleEvents))
 	s.registerAdminRoutes(api)
 	s.registerMemoryRoutes(api)
+	s.registerA2ARoutes(api)
 	api.Handle("/", httpx.NotFoundHandler(public, api))
 
 	return httpx.Chain(httpx.Routed(public), httpx.Standard(s.log, s.http.Observe)...)
