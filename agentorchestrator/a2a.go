@@ -19,6 +19,8 @@ package agentorchestrator
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,7 +35,6 @@ import (
 	"github.com/nexixai/agentos/internal/bus"
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/httpx"
-	"github.com/nexixai/agentos/internal/ids"
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/version"
 )
@@ -386,7 +387,10 @@ func (s *Server) startTask(r *http.Request, raw json.RawMessage) (store.Run, *a2
 	}
 	ctxID := m.ContextID
 	if ctxID == "" {
-		ctxID = ids.New("ctx_")
+		// A new context, derived from the message id: a retried message is
+		// the same request (same idempotency fingerprint), so it replays.
+		sum := sha256.Sum256([]byte(m.ID))
+		ctxID = "ctx_" + hex.EncodeToString(sum[:13])
 	}
 	var rc a2aContext
 	rc.A2A.ContextID, rc.A2A.MessageID = ctxID, m.ID

@@ -27,6 +27,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -202,8 +203,9 @@ func (t *tool) fail(ctx context.Context, err error) error {
 	if cerr := tools.ContextError(ctx, t.spec.ToolID); cerr != nil {
 		return cerr
 	}
-	if e, ok := err.(*errs.Error); ok {
-		return e
+	var e *errs.Error
+	if errors.As(err, &e) {
+		return e // the SSRF guard's forbidden, a remote's refusal...
 	}
 	return errs.Wrap(errs.DependencyUnavailable, err, "%s: %v", t.spec.ToolID, err)
 }
