@@ -183,3 +183,60 @@ func TestA2ATwoNodes(t *testing.T) {
 		}
 	})
 }
+
+// TestA2ACancelRunningTask: a task whose run is held in a model call is
+// working; tasks/cancel cancels the run (the task answers canceled) and a
+// second cancel is TaskNotCancelable.
+func TestA2ACancelRunningTask(t *testing.T) {
+	t.Parallel()
+	mpURL, _ := hangingModelPolicy(t)
+	n := testnode.Start(t, testnode.Options{Services: []string{"orchestrator"}, Env: []string{"AGENTOS_MODEL_POLICY_URL=" + mpURL}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	token := n.Credentials().PlatformAdmin.Token
+	admin := &apiclient.Client{BaseURL: n.URL("orchestrator"), Token: token, TenantID: n.Credentials().TenantID}
+	_, err := admin.PutAgent(ctx, "agt_slow", map[string]any{"name": "Slow", "model_ref": "tier:fast"})
+	require.NoError(t, err)
+	endpoint := n.URL("orchestrator") + "/a2a/agt_slow"
+	withTenant := func(method string, params any) (map[string]any, map[string]any) {
+		t.Helper()
+		body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": "r1", "method": method, "params": params})
+		req, _ := http.NewRequest("POST", endpoint, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("X-Tenant-Id", "tnt_demo")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var out struct {
+			Result map[string]any `json:"result"`
+			Error  map[string]any `json:"error"`
+		}
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+		return out.Result, out.Error
+	}
+	task, e := withTenant("message/send", map[string]any{"message": userMessage("wait for me", nil),
+		"configuration": map[string]any{"blocking": false}})
+	require.Nil(t, e)
+	id := task["id"].(string)
+	// Wait until the run holds in its model call: working.
+	for {
+		got, e := withTenant("tasks/get", map[string]any{"id": id})
+		require.Nil(t, e)
+		if got["status"].(map[string]any)["state"] == "working" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the task never started working")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	got, e := withTenant("tasks/cancel", map[string]any{"id": id})
+	require.Nil(t, e)
+	require.Equal(t, "canceled", got["status"].(map[string]any)["state"])
+	_, e = withTenant("tasks/cancel", map[string]any{"id": id})
+	require.EqualValues(t, -32002, e["code"])
+	run, err := admin.GetRun(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, store.RunCanceled, run.Status)
+}
