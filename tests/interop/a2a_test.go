@@ -74,7 +74,9 @@ func TestA2AJSClientAgainstNode(t *testing.T) {
 
 	cmd := exec.CommandContext(ctx, nodeBin, "client.mjs")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "A2A_AGENT_URL="+n.URL("orchestrator")+"/a2a/agt_a2a", "A2A_TOKEN="+issued.Token.Secret)
+	// Only what node needs: the script reads no AgentOS setting.
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
+		"A2A_AGENT_URL=" + n.URL("orchestrator") + "/a2a/agt_a2a", "A2A_TOKEN=" + issued.Token.Secret}
 	raw, err := cmd.Output()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
