@@ -65,6 +65,31 @@ func TestMemorySearch(t *testing.T) {
 	out, _ := json.Marshal(run.Output)
 	require.Contains(t, string(out), `whale`)
 
+	// Every embedding went through model-policy and was metered: four
+	// puts, the vector and hybrid searches and the agent's (hybrid)
+	// search; keyword search and the refused mode made none. The agent's
+	// is attributed to its run.
+	var usage struct {
+		Usage struct {
+			ByModel []struct {
+				ModelID  string `json:"model_id"`
+				Requests int64  `json:"requests"`
+			} `json:"by_model"`
+		} `json:"usage"`
+	}
+	require.NoError(t, a.Do(ctx, "GET", n.URL("model-policy"), "/v1/usage?tenant_id=tnt_demo", nil, &usage))
+	embeds := map[string]int64{}
+	for _, m := range usage.Usage.ByModel {
+		embeds[m.ModelID] = m.Requests
+	}
+	require.EqualValues(t, 7, embeds["builtin/embed-small"], "%+v", usage)
+	require.NoError(t, a.Do(ctx, "GET", n.URL("model-policy"), "/v1/usage?tenant_id=tnt_demo&run_id="+run.RunID, nil, &usage))
+	embeds = map[string]int64{}
+	for _, m := range usage.Usage.ByModel {
+		embeds[m.ModelID] = m.Requests
+	}
+	require.EqualValues(t, 1, embeds["builtin/embed-small"], "the run's search embedding, attributed to the run: %+v", usage)
+
 	// Another tenant sees nothing of tnt_demo's memory.
 	_, err = a.CreateTenant(ctx, map[string]any{"tenant_id": "tnt_memory_b", "name": "B"})
 	require.NoError(t, err)
