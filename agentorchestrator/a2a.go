@@ -623,6 +623,7 @@ func (s *Server) a2aStream(w http.ResponseWriter, r *http.Request, req rpcReques
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
+	lastWrite := time.Now()
 	send := func(ev any) error {
 		b, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": req.ID, "result": ev})
 		if err != nil {
@@ -631,6 +632,19 @@ func (s *Server) a2aStream(w http.ResponseWriter, r *http.Request, req rpcReques
 		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
 			return err
 		}
+		lastWrite = time.Now()
+		return rc.Flush()
+	}
+	// A comment line keeps an idle stream open through proxies (SSE
+	// clients ignore it), and finds a client that went away.
+	ping := func() error {
+		if time.Since(lastWrite) < s.cfg.Heartbeat {
+			return nil
+		}
+		if _, err := io.WriteString(w, ": ping\n\n"); err != nil {
+			return err
+		}
+		lastWrite = time.Now()
 		return rc.Flush()
 	}
 	if err := send(runTask(run)); err != nil {
@@ -640,7 +654,7 @@ func (s *Server) a2aStream(w http.ResponseWriter, r *http.Request, req rpcReques
 	ctxID := runA2A(run).A2A.ContextID
 	_ = s.watchRun(r.Context(), run.TenantID, run.RunID, func(cur store.Run) (bool, error) {
 		if cur.Status == last && !cur.Status.Terminal() {
-			return false, nil
+			return false, ping()
 		}
 		last = cur.Status
 		if a := outputArtifact(cur); a != nil {
