@@ -210,7 +210,7 @@ func (s *Server) mcpRunAgent(ctx context.Context, ac auth.Context, agentID strin
 		return toolError("invalid_request: arguments must be {\"input\": string, \"context\"?: object}: %v", err), nil
 	}
 	body, _ := json.Marshal(map[string]any{"input": map[string]any{"type": "text", "text": args.Input}, "context": args.Context})
-	run, err := s.createRunInternal(ctx, agentID, body)
+	run, err := s.createRunInternal(ctx, agentID, body, "")
 	if err != nil {
 		e := errs.As(err)
 		return toolError("%s: %s", e.Code, e.Message), nil
@@ -237,40 +237,6 @@ func (s *Server) mcpRunAgent(ctx context.Context, ac auth.Context, agentID strin
 func toolError(format string, args ...any) *mcp.CallToolResult {
 	return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf(format, args...)}}}
 }
-
-// createRunInternal admits a run exactly as POST /v1/agents/{id}/runs does
-// (the same handler: scope, agent status, entitlements, rate limit, audit)
-// for the caller of ctx.
-func (s *Server) createRunInternal(ctx context.Context, agentID string, body []byte) (store.Run, error) {
-	r, err := http.NewRequestWithContext(ctx, http.MethodPost, "/v1/agents/"+agentID+"/runs", bytes.NewReader(body))
-	if err != nil {
-		return store.Run{}, err
-	}
-	r.SetPathValue("agent_id", agentID)
-	r.Header.Set("Content-Type", "application/json")
-	w := &captureWriter{header: http.Header{}}
-	if err := s.handleCreateRun(w, r); err != nil {
-		return store.Run{}, err
-	}
-	var out struct {
-		Run store.Run `json:"run"`
-	}
-	if err := json.Unmarshal(w.body.Bytes(), &out); err != nil {
-		return store.Run{}, errs.Wrap(errs.Internal, err, "decode the created run")
-	}
-	return out.Run, nil
-}
-
-// captureWriter records a handler's answer.
-type captureWriter struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (w *captureWriter) Header() http.Header         { return w.header }
-func (w *captureWriter) WriteHeader(status int)      { w.status = status }
-func (w *captureWriter) Write(b []byte) (int, error) { return w.body.Write(b) }
 
 // followRun sends a progress notification per event of run (when the
 // client asked for progress) until the terminal event, and returns the

@@ -23,6 +23,7 @@ import (
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/events"
 	"github.com/nexixai/agentos/internal/httpx"
+	"github.com/nexixai/agentos/internal/memory"
 	"github.com/nexixai/agentos/internal/metrics"
 	"github.com/nexixai/agentos/internal/modelport"
 	"github.com/nexixai/agentos/internal/queue"
@@ -80,6 +81,9 @@ type Config struct {
 	Limiter      Limiter
 	Model        modelport.Port
 	Tools        *tools.Registry
+	// Memory serves /v1/memory; default a memory.Service over Store with
+	// Model's embeddings and the tenant's max_memory_bytes.
+	Memory *memory.Service
 	// WebhookClient calls the webhook tools tenants register; default
 	// builtin.GuardedClient with Node.HTTPFetchAllow as its allowlist, so
 	// the SSRF guard of tool.http.fetch applies to webhooks too.
@@ -124,6 +128,7 @@ type Server struct {
 	http    *metrics.HTTP
 	handler http.Handler
 	mcp     *mcptool.Manager
+	memory  *memory.Service
 
 	owner string // this process's lease owner id
 	// cache is the store's cache of tenants, agents and tokens when the
@@ -218,9 +223,13 @@ func New(cfg Config) (*Server, error) {
 		}
 		cfg.MCP = m
 	}
+	if cfg.Memory == nil {
+		cfg.Memory = NewMemory(cfg.Store, cfg.Model)
+	}
 	s := &Server{
 		mcp:     cfg.MCP,
 		cfg:     cfg,
+		memory:  cfg.Memory,
 		log:     cfg.Logger.With("service", ServiceName),
 		bus:     cfg.Bus,
 		metrics: newOrchMetrics(cfg.Registry),
@@ -252,6 +261,15 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// NewMemory is searchable memory over st with model's embeddings
+// (memory.DefaultEmbedModel) under each tenant's max_memory_bytes.
+func NewMemory(st store.Store, model modelport.Port) *memory.Service {
+	return &memory.Service{Store: st, Model: model, Quota: func(ctx context.Context, tenantID string) (int64, error) {
+		t, err := st.GetTenant(ctx, tenantID)
+		return t.Quotas.Storage.MaxMemoryBytes, err
+	}}
+}
+
 // Handler returns the HTTP handler with the standard middleware.
 func (s *Server) Handler() http.Handler { return s.handler }
 
@@ -279,6 +297,8 @@ func (s *Server) routes() http.Handler {
 	// DELETE; those get the usual 405.
 	api.Handle("POST /mcp", s.mcpHandler())
 	s.registerAdminRoutes(api)
+	s.registerMemoryRoutes(api)
+	s.registerA2ARoutes(api)
 	api.Handle("/", httpx.NotFoundHandler(public, api))
 
 	return httpx.Chain(httpx.Routed(public), httpx.Standard(s.log, s.http.Observe)...)

@@ -20,6 +20,7 @@ import (
 	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/tools"
+	"github.com/nexixai/agentos/internal/tools/a2atool"
 	"github.com/nexixai/agentos/internal/tools/builtin"
 	"github.com/nexixai/agentos/internal/tools/mcptool"
 	"github.com/nexixai/agentos/internal/tools/webhook"
@@ -70,6 +71,9 @@ func (s *Server) resolveTool(ctx context.Context, tenantID, toolID string) (tool
 		return nil, false, nil
 	case err != nil:
 		return nil, false, err
+	case def.Kind == a2atool.Kind:
+		// A remote A2A agent, through the same SSRF-guarded client.
+		return a2atool.New(def, s.cfg.WebhookClient), true, nil
 	case def.Kind != store.ToolKindWebhook:
 		return nil, false, nil
 	}
@@ -154,6 +158,9 @@ func validateTool(id, tenantID string, in *toolPut, prev *store.ToolDef) (store.
 	if utf8.RuneCountInString(d.Description) > maxToolDescription {
 		return d, errs.Field("tool.description", "must be at most %d characters", maxToolDescription)
 	}
+	if d.Kind == a2atool.Kind && len(bytes.TrimSpace(d.InputSchema)) == 0 {
+		d.InputSchema = a2atool.DefaultInputSchema
+	}
 	if err := tools.CheckSchema(d.InputSchema); err != nil {
 		return d, errs.Field("tool.input_schema", "%s", err.Error())
 	}
@@ -165,9 +172,9 @@ func validateTool(id, tenantID string, in *toolPut, prev *store.ToolDef) (store.
 	switch d.Kind {
 	case "":
 		d.Kind = store.ToolKindWebhook
-	case store.ToolKindWebhook:
+	case store.ToolKindWebhook, a2atool.Kind:
 	default:
-		return d, errs.Field("tool.kind", "must be %q, got %q", store.ToolKindWebhook, d.Kind)
+		return d, errs.Field("tool.kind", "must be %q or %q, got %q", store.ToolKindWebhook, a2atool.Kind, d.Kind)
 	}
 	if err := checkWebhookURL(d.URL); err != nil {
 		return d, err
@@ -176,6 +183,8 @@ func validateTool(id, tenantID string, in *toolPut, prev *store.ToolDef) (store.
 		d.Secret = prev.Secret
 	}
 	switch n := len(d.Secret); {
+	case n == 0 && d.Kind == a2atool.Kind:
+		// An A2A tool's secret is the remote's bearer token: optional.
 	case n == 0:
 		return d, errs.Field("tool.secret", "is required: the webhook verifies every call's HMAC-SHA256 signature with it")
 	case n < minToolSecret || n > maxToolSecret:
@@ -188,6 +197,9 @@ func validateTool(id, tenantID string, in *toolPut, prev *store.ToolDef) (store.
 		return d, errs.Field("tool.timeout_ms", "must be between 1 and %d", maxToolTimeoutMs)
 	}
 	spec := webhook.New(d, nil).Spec()
+	if d.Kind == a2atool.Kind {
+		spec = a2atool.New(d, nil).Spec()
+	}
 	if err := tools.CheckSpec(spec); err != nil {
 		return d, err
 	}

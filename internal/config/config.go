@@ -54,7 +54,7 @@ type Config struct {
 	QuotaConcurrentRuns int     // AGENTOS_QUOTA_CONCURRENT_RUNS, default 25
 	QuotaInvokeQPS      float64 // AGENTOS_QUOTA_INVOKE_QPS, default 20
 	AuditSink           string  // AGENTOS_AUDIT_SINK: stdout, stderr, file:PATH; default file:$DATA_DIR/audit/audit.jsonl
-	HTTPFetchAllow      string  // AGENTOS_HTTP_FETCH_ALLOW: comma-separated hosts/CIDRs tool.http.fetch may reach despite the SSRF guard
+	HTTPFetchAllow      string  // AGENTOS_HTTP_FETCH_ALLOW: comma-separated hosts/CIDRs tool.http.fetch, webhooks and A2A tools may reach despite the SSRF guard
 	MCPHTTPAllow        string  // AGENTOS_MCP_HTTP_ALLOW: comma-separated hosts/CIDRs HTTP MCP servers may be reached at despite the SSRF guard; default empty
 	ModelPolicyConfig   string  // AGENTOS_MODEL_POLICY_CONFIG: YAML model catalogue; default built-in offline catalogue
 	Executors           int     // AGENTOS_EXECUTORS, default 128: runs executed at once by this process (runs mostly wait on models and tools)

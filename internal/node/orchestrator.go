@@ -51,20 +51,6 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 	defer sink.Close()
 	auditor := audit.New(st, sink)
 
-	reg := tools.NewRegistry()
-	allow, err := builtin.ParseAllow(cfg.HTTPFetchAllow)
-	if err != nil {
-		return fmt.Errorf("AGENTOS_HTTP_FETCH_ALLOW: %w", err)
-	}
-	if err := builtin.Register(reg, builtin.Deps{KV: st,
-		KVQuota: func(ctx context.Context, tenantID string) (int64, error) {
-			t, err := st.GetTenant(ctx, tenantID)
-			return t.Quotas.Storage.MaxMemoryBytes, err
-		},
-		HTTPFetch: builtin.HTTPFetchConfig{Allow: allow}}); err != nil {
-		return err
-	}
-
 	// The executor calls model-policy on behalf of a run's principal with a
 	// short-lived token signed by the node key, which every service of the
 	// node trusts. The token names the orchestrator as its actor ("act"),
@@ -83,6 +69,23 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 	// No overall client timeout: the run's context bounds each call, and
 	// the outbound bounds (ForModels) a model-policy that stops answering.
 	model := modelport.NewHTTPClient(cfg.ModelPolicyURL, mint, outbound.Client(outbound.ForModels(cfg), nil))
+	// Searchable memory, shared by /v1/memory and tool.memory.*: its
+	// embeddings go through model-policy like the runs' chat calls.
+	mem := agentorchestrator.NewMemory(st, model)
+	reg := tools.NewRegistry()
+	allow, err := builtin.ParseAllow(cfg.HTTPFetchAllow)
+	if err != nil {
+		return fmt.Errorf("AGENTOS_HTTP_FETCH_ALLOW: %w", err)
+	}
+	if err := builtin.Register(reg, builtin.Deps{KV: st, Memory: mem,
+		KVQuota: func(ctx context.Context, tenantID string) (int64, error) {
+			t, err := st.GetTenant(ctx, tenantID)
+			return t.Quotas.Storage.MaxMemoryBytes, err
+		},
+		HTTPFetch: builtin.HTTPFetchConfig{Allow: allow}}); err != nil {
+		return err
+	}
+
 	health := outbound.Client(outbound.FromConfig(cfg), nil)
 
 	b, storePoll, err := openBus(ctx, cfg, st)
@@ -107,7 +110,7 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 	}
 	srv, err := agentorchestrator.New(agentorchestrator.Config{
 		Store: st, Queue: st.Queue, Authenticate: authn.Middleware, Audit: auditor, Streams: streams,
-		Limiter: newLimiter(st, log), Model: model, Tools: reg, Registry: registry, Logger: log, Node: cfg,
+		Limiter: newLimiter(st, log), Model: model, Tools: reg, Memory: mem, Registry: registry, Logger: log, Node: cfg,
 		Executors: cfg.Executors, Bus: b, StorePoll: storePoll, LeaseTTL: cfg.RunLeaseTTL,
 		ReadyChecks: ready,
 		ModelProbe:  func(ctx context.Context) error { return pingHealth(ctx, health, cfg.ModelPolicyURL+"/v1/health") },

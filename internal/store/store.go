@@ -29,6 +29,7 @@ type Store interface {
 	FederationStore
 	ToolStore
 	MCPServerStore
+	MemoryStore
 	// Ping reports whether the backend is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error

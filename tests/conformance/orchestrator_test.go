@@ -443,6 +443,51 @@ func TestOrchestratorConformance(t *testing.T) {
 		require.Contains(t, string(body), "tool.put")
 		require.Contains(t, string(body), "tool.delete")
 	})
+
+	t.Run("memory", func(t *testing.T) {
+		resp, body := user.Do(t, "PUT", "/v1/memory/conf/doc-1", map[string]any{"value": map[string]any{"text": "otters hold hands", "kind": "fact"}})
+		status(resp, 200, body)
+		resp, body = user.Do(t, "GET", "/v1/memory/conf/doc-1", nil)
+		status(resp, 200, body)
+		resp, body = user.Do(t, "GET", "/v1/memory/conf/missing", nil)
+		status(resp, 404, body)
+		for _, mode := range []string{"keyword", "vector", "hybrid"} {
+			resp, body = user.Do(t, "POST", "/v1/memory/conf:search", map[string]any{"query": "otters", "mode": mode, "top_k": 3,
+				"filter": map[string]any{"kind": "fact"}})
+			status(resp, 200, body)
+			require.Equal(t, "doc-1", JSON(t, body)["results"].([]any)[0].(map[string]any)["key"], mode)
+		}
+		resp, body = user.Do(t, "POST", "/v1/memory/conf:search", map[string]any{"query": "otters", "mode": "fuzzy"})
+		status(resp, 400, body)
+		resp, body = user.Do(t, "PUT", "/v1/memory/conf/doc-2", map[string]any{})
+		status(resp, 400, body)
+		resp, body = anon.Do(t, "POST", "/v1/memory/conf:search", map[string]any{"query": "otters"})
+		status(resp, 401, body)
+		resp, body = user.Do(t, "DELETE", "/v1/memory/conf/doc-1", nil)
+		status(resp, 204, body)
+	})
+
+	t.Run("a2a", func(t *testing.T) {
+		resp, body := user.Do(t, "GET", "/a2a/agt_sample_echo_v1/.well-known/agent-card.json", nil)
+		status(resp, 200, body)
+		require.Equal(t, base+"/a2a/agt_sample_echo_v1", JSON(t, body)["url"])
+		resp, body = user.Do(t, "GET", "/.well-known/agent-card.json", nil)
+		status(resp, 200, body)
+		resp, body = user.Do(t, "GET", "/a2a/agt_nope/.well-known/agent-card.json", nil)
+		status(resp, 404, body)
+		resp, body = anon.Do(t, "GET", "/.well-known/agent-card.json", nil)
+		status(resp, 401, body)
+		resp, body = user.Do(t, "POST", "/a2a/agt_sample_echo_v1", map[string]any{"jsonrpc": "2.0", "id": 1, "method": "message/send",
+			"params": map[string]any{"message": map[string]any{"kind": "message", "messageId": fmt.Sprintf("conf-%d", time.Now().UnixNano()),
+				"role": "user", "parts": []any{map[string]any{"kind": "text", "text": "hello over a2a"}}}}})
+		status(resp, 200, body)
+		task := JSON(t, body)["result"].(map[string]any)
+		require.Equal(t, "completed", task["status"].(map[string]any)["state"], string(body))
+		resp, body = user.Do(t, "POST", "/a2a/agt_sample_echo_v1", map[string]any{"jsonrpc": "2.0", "id": 2, "method": "tasks/get",
+			"params": map[string]any{"id": "run_nope"}})
+		status(resp, 200, body)
+		require.EqualValues(t, -32001, JSON(t, body)["error"].(map[string]any)["code"])
+	})
 }
 
 func readAll(t *testing.T, resp *http.Response) []byte {

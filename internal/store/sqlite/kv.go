@@ -18,9 +18,11 @@ func (db *DB) KVPut(ctx context.Context, tenantID, namespace, key string, value 
 	return db.WriteTx(ctx, func(tx *Tx) error {
 		if maxBytes > 0 {
 			var used, old int64
-			if err := tx.QueryRowContext(ctx, `SELECT coalesce(sum(size), 0),
-				coalesce(sum(CASE WHEN namespace = ? AND kv_key = ? THEN size ELSE 0 END), 0)
-				FROM kv WHERE tenant_id = ?`, namespace, key, tenantID).Scan(&used, &old); err != nil {
+			// Searchable memory (memory.go) shares the quota.
+			if err := tx.QueryRowContext(ctx, `SELECT coalesce(sum(size), 0) +
+				(SELECT coalesce(sum(size), 0) FROM memory WHERE tenant_id = ?3),
+				coalesce(sum(CASE WHEN namespace = ?1 AND kv_key = ?2 THEN size ELSE 0 END), 0)
+				FROM kv WHERE tenant_id = ?3`, namespace, key, tenantID).Scan(&used, &old); err != nil {
 				return err
 			}
 			if used-old+size > maxBytes {
@@ -51,9 +53,10 @@ func (db *DB) KVDelete(ctx context.Context, tenantID, namespace, key string) err
 	})
 }
 
-// KVUsage returns the tenant's total stored bytes.
+// KVUsage returns the tenant's total stored bytes (kv and searchable memory).
 func (db *DB) KVUsage(ctx context.Context, tenantID string) (int64, error) {
 	var n int64
-	err := db.queryRow(ctx, `SELECT coalesce(sum(size), 0) FROM kv WHERE tenant_id = ?`, tenantID).Scan(&n)
+	err := db.queryRow(ctx, `SELECT (SELECT coalesce(sum(size), 0) FROM kv WHERE tenant_id = ?1) +
+		(SELECT coalesce(sum(size), 0) FROM memory WHERE tenant_id = ?1)`, tenantID).Scan(&n)
 	return n, mapErr(err, "kv")
 }

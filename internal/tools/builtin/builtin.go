@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 
 	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/memory"
 	"github.com/nexixai/agentos/internal/tools"
 )
 
@@ -24,18 +25,26 @@ type Deps struct {
 	// KVQuota returns a tenant's max_memory_bytes (0 = unlimited). Nil
 	// means unlimited for every tenant.
 	KVQuota func(ctx context.Context, tenantID string) (int64, error)
+	// Memory serves tool.memory.put / tool.memory.search; nil leaves
+	// them out.
+	Memory *memory.Service
 	// HTTPFetch configures tool.http.fetch; the zero value uses the
 	// defaults documented on HTTPFetchConfig.
 	HTTPFetch HTTPFetchConfig
 }
 
 // Register adds every builtin tool (tool.echo, tool.kv.put, tool.kv.get,
-// tool.http.fetch) to reg.
+// tool.http.fetch, and tool.memory.put / tool.memory.search when
+// Deps.Memory is set) to reg.
 func Register(reg *tools.Registry, deps Deps) error {
 	if deps.KV == nil {
 		return errs.E(errs.Internal, "builtin tools: Deps.KV is required")
 	}
-	for _, t := range []tools.Tool{Echo(), KVPut(deps.KV, deps.KVQuota), KVGet(deps.KV), HTTPFetch(deps.HTTPFetch)} {
+	ts := []tools.Tool{Echo(), KVPut(deps.KV, deps.KVQuota), KVGet(deps.KV), HTTPFetch(deps.HTTPFetch)}
+	if deps.Memory != nil {
+		ts = append(ts, MemoryPut(deps.Memory), MemorySearch(deps.Memory))
+	}
+	for _, t := range ts {
 		if err := reg.Register(t); err != nil {
 			return err
 		}
