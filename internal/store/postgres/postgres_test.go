@@ -56,7 +56,7 @@ func TestConcurrentMigrations(t *testing.T) {
 	}
 	v, err := dbs[0].SchemaVersion(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 5, v)
+	require.Equal(t, 6, v)
 	var rows, heads int
 	require.NoError(t, dbs[0].Pool().QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&rows))
 	require.Equal(t, 5, rows)
