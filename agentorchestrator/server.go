@@ -235,6 +235,12 @@ func (s *Server) routes() http.Handler {
 	// by the handler.
 	api.Handle("POST /v1/runs/{run_action}", httpx.H(s.handleRunAction))
 	api.Handle("GET /v1/runs/{run_id}/events", httpx.H(s.handleEvents))
+	api.Handle("POST /v1/threads", httpx.H(s.handleCreateThread))
+	api.Handle("GET /v1/threads", httpx.H(s.handleListThreads))
+	api.Handle("GET /v1/threads/{thread_id}", httpx.H(s.handleGetThread))
+	api.Handle("DELETE /v1/threads/{thread_id}", httpx.H(s.handleDeleteThread))
+	api.Handle("GET /v1/threads/{thread_id}/messages", httpx.H(s.handleListThreadMessages))
+	api.Handle("POST /v1/threads/{thread_id}/runs", httpx.H(s.handleCreateRun))
 	s.registerAdminRoutes(api)
 	api.Handle("/", httpx.NotFoundHandler(public, api))
 
