@@ -18,6 +18,7 @@ import (
 	"github.com/nexixai/agentos/internal/apiclient"
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/store/postgres/pgtest"
 	"github.com/nexixai/agentos/tests/testnode"
 )
 
@@ -152,14 +153,7 @@ func TestThreadsEndToEnd(t *testing.T) {
 
 	// A tool that holds its calls keeps a thread's run active.
 	hook := newHoldHook(t)
-	require.NoError(t, admin.Do(ctx, "PUT", base, "/v1/admin/tools/tool.e2e.thread_hold", map[string]any{"tool": map[string]any{
-		"name": "hold", "description": "Holds the call.",
-		"input_schema": map[string]any{"type": "object", "properties": map[string]any{"text": map[string]any{"type": "string"}}},
-		"url":          hook.srv.URL, "secret": "e2e-thread-hold-secret-0123456789", "timeout_ms": 120000}}, nil))
-	_, err = admin.PutAgent(ctx, "agt_e2e_thread_hold", map[string]any{"name": "Hold", "model_ref": "tier:fast",
-		"tools": []string{"tool.e2e.thread_hold"}, "defaults": map[string]any{"timeout_ms": 120000, "max_steps": 4}})
-	require.NoError(t, err)
-	const agent = "agt_e2e_thread_hold"
+	agent := registerHold(t, admin, hook)
 
 	// concurrently creates k runs on thread with strategy and returns the
 	// admitted runs and the errors.
@@ -302,6 +296,107 @@ func TestThreadsEndToEnd(t *testing.T) {
 		require.Equal(t, want, inputs)
 		require.Empty(t, activeOf(threadID))
 	})
+}
+
+// registerHold registers a webhook tool calling hook and an agent using
+// it, and returns the agent's id.
+func registerHold(t *testing.T, admin *apiclient.Client, hook *holdHook) string {
+	t.Helper()
+	ctx := t.Context()
+	require.NoError(t, admin.Do(ctx, "PUT", admin.BaseURL, "/v1/admin/tools/tool.e2e.thread_hold", map[string]any{"tool": map[string]any{
+		"name": "hold", "description": "Holds the call.",
+		"input_schema": map[string]any{"type": "object", "properties": map[string]any{"text": map[string]any{"type": "string"}}},
+		"url":          hook.srv.URL, "secret": "e2e-thread-hold-secret-0123456789", "timeout_ms": 120000}}, nil))
+	_, err := admin.PutAgent(ctx, "agt_e2e_thread_hold", map[string]any{"name": "Hold", "model_ref": "tier:fast",
+		"tools": []string{"tool.e2e.thread_hold"}, "defaults": map[string]any{"timeout_ms": 120000, "max_steps": 4}})
+	require.NoError(t, err)
+	return "agt_e2e_thread_hold"
+}
+
+// Two orchestrator replicas on one PostgreSQL store decide a thread's
+// multitask strategy together: of 10 concurrent reject creates spread over
+// both, exactly one is admitted, round after round; 10 enqueued runs
+// created through both run one after another, executed by either.
+func TestThreadsAcrossReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	storeURL := pgtest.URL(t)
+	env := []string{"AGENTOS_STORE_URL=" + storeURL, "AGENTOS_HTTP_FETCH_ALLOW=127.0.0.1"}
+	node := testnode.Start(t, testnode.Options{Env: env})
+	second := testnode.Start(t, testnode.Options{Services: []string{"orchestrator"}, Env: append(env,
+		"AGENTOS_HOME="+node.Home, "AGENTOS_MODEL_POLICY_ADDR="+node.Addrs["model-policy"])})
+	ctx := t.Context()
+	admin := &apiclient.Client{BaseURL: node.URL("orchestrator"), Token: node.Credentials().PlatformAdmin.Token, TenantID: "tnt_demo"}
+	_, err := admin.PatchTenant(ctx, "tnt_demo", map[string]any{"quotas": map[string]any{"runs": map[string]any{
+		"run_create_qps": 1000, "run_create_burst": 1000, "max_concurrent_runs": 100}}})
+	require.NoError(t, err)
+	hook := newHoldHook(t)
+	agent := registerHold(t, admin, hook)
+	replicas := []*apiclient.Client{{BaseURL: node.URL("orchestrator"), TenantID: "tnt_demo"},
+		{BaseURL: second.URL("orchestrator"), TenantID: "tnt_demo"}}
+
+	spread := func(threadID, strategy string, k int) ([]store.Run, []error) {
+		var mu sync.Mutex
+		var runs []store.Run
+		var fails []error
+		var wg sync.WaitGroup
+		for i := range k {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				run, err := replicas[i%2].CreateThreadRun(ctx, threadID, agent, fmt.Sprintf("%s %d", strategy, i), strategy, nil)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					fails = append(fails, err)
+				} else {
+					runs = append(runs, run)
+				}
+			}()
+		}
+		wg.Wait()
+		return runs, fails
+	}
+	for round := range 5 {
+		th, err := replicas[0].CreateThread(ctx, nil)
+		require.NoError(t, err)
+		runs, fails := spread(th.ThreadID, "reject", 10)
+		require.Len(t, runs, 1, "round %d: exactly one of 10 concurrent creates on two replicas is admitted", round)
+		for _, err := range fails {
+			requireCode(t, err, errs.Conflict)
+		}
+		waitEntered(t, hook)
+		_, err = replicas[1].CancelRun(ctx, runs[0].RunID, "next round")
+		require.NoError(t, err)
+		waitRun(t, replicas[0], runs[0].RunID)
+	}
+
+	th, err := replicas[0].CreateThread(ctx, nil)
+	require.NoError(t, err)
+	hook.open()
+	runs, fails := spread(th.ThreadID, "enqueue", 10)
+	require.Empty(t, fails)
+	var done []store.Run
+	for _, r := range runs {
+		got := waitRun(t, replicas[0], r.RunID)
+		require.Equal(t, store.RunCompleted, got.Status)
+		done = append(done, got)
+	}
+	slices.SortFunc(done, func(a, b store.Run) int { return a.StartedAt.Compare(*b.StartedAt) })
+	for i := 1; i < len(done); i++ {
+		require.False(t, done[i].StartedAt.Before(*done[i-1].CompletedAt),
+			"run %s started before %s ended", done[i].RunID, done[i-1].RunID)
+	}
+	msgs, err := replicas[1].ThreadMessages(ctx, th.ThreadID)
+	require.NoError(t, err)
+	users := 0
+	for _, m := range msgs {
+		if m.Role == "user" {
+			users++
+		}
+	}
+	require.Equal(t, 10, users, "every run appended its turn")
 }
 
 func nilIfEmpty(s []string) []string {
