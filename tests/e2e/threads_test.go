@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -149,6 +151,41 @@ func TestThreadsEndToEnd(t *testing.T) {
 		require.NoError(t, user.DeleteThread(ctx, th.ThreadID))
 		_, err = user.GetThread(ctx, th.ThreadID)
 		requireCode(t, err, errs.NotFound)
+	})
+
+	t.Run("cli", func(t *testing.T) {
+		cli := func(args ...string) (string, int) {
+			t.Helper()
+			out, err := n.Run(ctx, args...)
+			if ee, ok := err.(*exec.ExitError); ok {
+				return out, ee.ExitCode()
+			}
+			require.NoError(t, err, out)
+			return out, 0
+		}
+		threadID, code := cli("threads", "create", "--metadata", "user=u_cli")
+		require.Equal(t, 0, code, threadID)
+		require.True(t, strings.HasPrefix(threadID, "thr_"), threadID)
+		out, code := cli("threads", "run", threadID, "agt_sample_echo_v1", "first from the cli")
+		require.Equal(t, 0, code, out)
+		require.Contains(t, out, "completed")
+		out, code = cli("threads", "run", threadID, "agt_sample_echo_v1", "second from the cli", "--strategy", "enqueue")
+		require.Equal(t, 0, code, out)
+		out, code = cli("threads", "messages", threadID)
+		require.Equal(t, 0, code, out)
+		require.Contains(t, out, "first from the cli")
+		require.Contains(t, out, "second from the cli")
+		out, code = cli("threads", "list", "--metadata", "user=u_cli")
+		require.Equal(t, 0, code, out)
+		require.Contains(t, out, threadID)
+		out, code = cli("threads", "get", threadID, "--json")
+		require.Equal(t, 0, code, out)
+		require.Contains(t, out, `"active_run_id":""`)
+		out, code = cli("threads", "delete", threadID)
+		require.Equal(t, 0, code, out)
+		out, code = cli("threads", "get", threadID)
+		require.Equal(t, 1, code, out)
+		require.Contains(t, out, "not_found")
 	})
 
 	// A tool that holds its calls keeps a thread's run active.
