@@ -44,36 +44,39 @@ type ThreadTx interface {
 	DeleteThreadRows(ctx context.Context, tenantID, threadID string) error
 }
 
-// threadOfEndingRun returns the thread of the run c makes terminal ("" if
-// c does not, or the run has no thread), and locks the thread first: a
+// endingThread is the thread of a run a change makes terminal, locked:
+// its id ("" for none) and its active run as locked.
+type endingThread struct {
+	id, active string
+}
+
+// threadOfEndingRun returns the thread of the run c makes terminal (none
+// if c does not, or the run has no thread), and locks the thread first: a
 // thread is always locked before its runs (as in admitOnThread), so the
 // two never wait on each other in opposite orders.
-func threadOfEndingRun(ctx context.Context, tx Tx, c store.RunChange, u *RunUpdate) (string, error) {
+func threadOfEndingRun(ctx context.Context, tx Tx, c store.RunChange, u *RunUpdate) (endingThread, error) {
 	if u == nil || !store.RunStatus(u.Status).Terminal() {
-		return "", nil
+		return endingThread{}, nil
 	}
 	threadID, err := tx.RunThread(ctx, c.TenantID, c.RunID)
 	if err != nil || threadID == "" {
-		return "", err
+		return endingThread{}, err
 	}
-	if _, err := tx.LockThread(ctx, c.TenantID, threadID); err != nil {
-		if errors.Is(err, errs.ErrNotFound) {
-			return "", nil // deleted: there is nothing left to append to
-		}
-		return "", err
+	active, err := tx.LockThread(ctx, c.TenantID, threadID)
+	if errors.Is(err, errs.ErrNotFound) {
+		return endingThread{}, nil // deleted: there is nothing left to append to
+	} else if err != nil {
+		return endingThread{}, err
 	}
-	return threadID, nil
+	return endingThread{id: threadID, active: active}, nil
 }
 
 // endThreadRun is what a thread's run that becomes terminal leaves
 // behind, in the transaction that makes it terminal: its turn appended
 // (if it started), and, when it was the active run, the next waiting run
 // made active and queued; when it was waiting, its place in line given up.
-func endThreadRun(ctx context.Context, tx Tx, tenantID, threadID, runID string, keepTurn bool, now time.Time) error {
-	active, err := tx.LockThread(ctx, tenantID, threadID)
-	if err != nil {
-		return err
-	}
+func endThreadRun(ctx context.Context, tx Tx, tenantID string, th endingThread, runID string, keepTurn bool, now time.Time) error {
+	threadID, active := th.id, th.active
 	if keepTurn {
 		if err := appendTurn(ctx, tx, tenantID, threadID, runID, now); err != nil {
 			return err

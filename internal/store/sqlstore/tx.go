@@ -186,7 +186,7 @@ func applyRunChange(ctx context.Context, begin Begin, c store.RunChange, now tim
 	var out []store.Event
 	err = begin(ctx, func(tx Tx) error {
 		out = nil
-		threadID, err := threadOfEndingRun(ctx, tx, c, u)
+		thread, err := threadOfEndingRun(ctx, tx, c, u)
 		if err != nil {
 			return err
 		}
@@ -221,8 +221,8 @@ func applyRunChange(ctx context.Context, begin Begin, c store.RunChange, now tim
 			}
 		}
 		out = evs
-		if threadID != "" && !store.RunStatus(st.Status).Terminal() {
-			return endThreadRun(ctx, tx, c.TenantID, threadID, c.RunID, true, now)
+		if thread.id != "" && !store.RunStatus(st.Status).Terminal() {
+			return endThreadRun(ctx, tx, c.TenantID, thread, c.RunID, true, now)
 		}
 		return nil
 	})
