@@ -436,6 +436,60 @@ func TestThreadsAcrossReplicas(t *testing.T) {
 	require.Equal(t, 10, users, "every run appended its turn")
 }
 
+// TestThreadsSurviveKill9 kills the orchestrator with SIGKILL while a
+// thread's run is inside a tool call and two more wait behind it
+// (enqueue), restarts it, and checks that all three end, one after
+// another, each with its turn on the thread.
+func TestThreadsSurviveKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	n := testnode.Start(t, testnode.Options{Env: []string{"AGENTOS_HTTP_FETCH_ALLOW=127.0.0.1"}})
+	ctx := t.Context()
+	admin := &apiclient.Client{BaseURL: n.URL("orchestrator"), Token: n.Credentials().PlatformAdmin.Token, TenantID: "tnt_demo"}
+	hook := newHoldHook(t)
+	agent := registerHold(t, admin, hook)
+	user := &apiclient.Client{BaseURL: n.URL("orchestrator"), TenantID: "tnt_demo"}
+	th, err := user.CreateThread(ctx, nil)
+	require.NoError(t, err)
+	var runs []store.Run
+	for i, strategy := range []string{"reject", "enqueue", "enqueue"} {
+		run, err := user.CreateThreadRun(ctx, th.ThreadID, agent, fmt.Sprintf("turn %d", i), strategy, nil)
+		require.NoError(t, err)
+		runs = append(runs, run)
+		if i == 0 {
+			waitEntered(t, hook)
+		}
+	}
+
+	n.Kill("orchestrator")
+	hook.open()
+	n.StartService("orchestrator")
+
+	var done []store.Run
+	for _, r := range runs {
+		got := waitRun(t, user, r.RunID)
+		require.Equal(t, store.RunCompleted, got.Status, "run %s", r.RunID)
+		done = append(done, got)
+	}
+	for i := 1; i < len(done); i++ {
+		require.False(t, done[i].StartedAt.Before(*done[i-1].CompletedAt), "run %s started before %s ended", done[i].RunID, done[i-1].RunID)
+	}
+	msgs, err := user.ThreadMessages(ctx, th.ThreadID)
+	require.NoError(t, err)
+	var inputs []string
+	for _, m := range msgs {
+		if m.Role == "user" {
+			inputs = append(inputs, m.Content)
+		}
+	}
+	require.Equal(t, []string{"turn 0", "turn 1", "turn 2"}, inputs)
+	require.Equal(t, "assistant", msgs[len(msgs)-1].Role)
+	got, err := user.GetThread(ctx, th.ThreadID)
+	require.NoError(t, err)
+	require.Empty(t, got.ActiveRunID)
+}
+
 func nilIfEmpty(s []string) []string {
 	if len(s) == 0 {
 		return nil
