@@ -190,7 +190,10 @@ type (
 // chat for any model. Seq, ids and times are left to the store.
 func TurnMessages(runID string, input RunInput, steps []Step) []ThreadMessage {
 	msgs := []ThreadMessage{{RunID: runID, Role: "user", Content: input.Text}}
-	answered := map[string]bool{}
+	// answered: the calls a finished tool step answers; offered: the
+	// calls of the assistant messages kept so far (a tool message answers
+	// one of them, or is left out).
+	answered, offered := map[string]bool{}, map[string]bool{}
 	for _, st := range steps {
 		if st.Kind == StepTool && st.Status != StepStarted {
 			var in turnToolInput
@@ -208,8 +211,9 @@ func TurnMessages(runID string, input RunInput, steps []Step) []ThreadMessage {
 				var id struct {
 					ID string `json:"id"`
 				}
-				if json.Unmarshal(c, &id) == nil && answered[id.ID] {
+				if json.Unmarshal(c, &id) == nil && answered[id.ID] && !offered[id.ID] {
 					calls = append(calls, c)
+					offered[id.ID] = true
 				}
 			}
 			if out.Message.Content == "" && len(calls) == 0 {
@@ -225,6 +229,9 @@ func TurnMessages(runID string, input RunInput, steps []Step) []ThreadMessage {
 			var out turnToolOutput
 			_ = json.Unmarshal(st.Input, &in)
 			_ = json.Unmarshal(st.Output, &out)
+			if !offered[in.ModelCallID] {
+				continue
+			}
 			content := string(out.Output)
 			if out.Status != "ok" {
 				b, _ := json.Marshal(map[string]any{"status": out.Status, "error": out.Error})
