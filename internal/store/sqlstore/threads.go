@@ -140,6 +140,18 @@ func admitOnThread(ctx context.Context, tx Tx, nr NewRun, priority int) (start b
 	if err != nil {
 		return false, nil, err
 	}
+	if active != "" {
+		// Every ending goes through applyRunChange, which releases the
+		// thread; should a run end some other way, the thread is not
+		// stuck behind it.
+		st, err := tx.LockRun(ctx, r.TenantID, active)
+		if err != nil && !errors.Is(err, errs.ErrNotFound) {
+			return false, nil, err
+		}
+		if err != nil || store.RunStatus(st.Status).Terminal() {
+			active = ""
+		}
+	}
 	if active == "" {
 		return true, nil, tx.SetActiveRun(ctx, r.TenantID, r.ThreadID, r.RunID, nr.Now)
 	}
