@@ -141,7 +141,8 @@ func (s *Server) handleGetThread(w http.ResponseWriter, r *http.Request) error {
 }
 
 // handleListThreads lists the tenant's threads newest first; every
-// metadata.<key>=<value> query parameter must match.
+// metadata[<key>]=<value> (OpenAPI's deepObject) or metadata.<key>=<value>
+// query parameter must match.
 func (s *Server) handleListThreads(w http.ResponseWriter, r *http.Request) error {
 	ac, err := requireTenant(r.Context(), auth.ScopeRunsRead)
 	if err != nil {
@@ -153,7 +154,7 @@ func (s *Server) handleListThreads(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	for k, vs := range q {
-		key, ok := strings.CutPrefix(k, "metadata.")
+		key, ok := metadataParam(k)
 		if !ok {
 			continue
 		}
@@ -233,6 +234,18 @@ func (s *Server) handleListThreadMessages(w http.ResponseWriter, r *http.Request
 	}
 	httpx.JSON(w, r, http.StatusOK, map[string]any{"messages": msgs, "next_cursor": nullable(next)})
 	return nil
+}
+
+// metadataParam returns the key of a metadata filter parameter,
+// metadata[<key>] or metadata.<key>.
+func metadataParam(name string) (string, bool) {
+	if key, ok := strings.CutPrefix(name, "metadata."); ok {
+		return key, true
+	}
+	if key, ok := strings.CutPrefix(name, "metadata["); ok && strings.HasSuffix(key, "]") {
+		return strings.TrimSuffix(key, "]"), true
+	}
+	return "", false
 }
 
 // pageLimit parses a limit query parameter (def when absent).

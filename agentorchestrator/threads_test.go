@@ -115,9 +115,14 @@ func TestThreadConversationCarriesEarlierTurns(t *testing.T) {
 	resp, out = b.do("GET", "/v1/threads?metadata.user=u1", "tnt_b", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Empty(t, out["threads"])
-	resp, out = b.do("GET", "/v1/threads?metadata.user=u1", "tnt_a", nil)
+	for _, q := range []string{"metadata.user=u1", "metadata%5Buser%5D=u1"} {
+		resp, out = b.do("GET", "/v1/threads?"+q, "tnt_a", nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.Len(t, out["threads"], 1, q)
+	}
+	resp, out = b.do("GET", "/v1/threads?metadata%5Buser%5D=u2", "tnt_a", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	require.Len(t, out["threads"], 1)
+	require.Empty(t, out["threads"])
 
 	resp, out = b.do("DELETE", "/v1/threads/"+threadID, "tnt_a", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode, out)

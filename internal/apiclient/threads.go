@@ -33,7 +33,7 @@ func (c *Client) GetThread(ctx context.Context, threadID string) (store.Thread, 
 
 // ThreadFilter selects threads for ListThreads.
 type ThreadFilter struct {
-	// Metadata pairs must all match (metadata.<key>=<value>).
+	// Metadata pairs must all match (metadata[<key>]=<value>).
 	Metadata map[string]string
 	Cursor   string
 	Limit    int
@@ -44,7 +44,7 @@ type ThreadFilter struct {
 func (c *Client) ListThreads(ctx context.Context, f ThreadFilter) ([]store.Thread, string, error) {
 	q := url.Values{}
 	for k, v := range f.Metadata {
-		q.Set("metadata."+k, v)
+		q.Set("metadata["+k+"]", v)
 	}
 	if f.Cursor != "" {
 		q.Set("cursor", f.Cursor)
