@@ -90,7 +90,7 @@ type ListThreadMessagesParams struct {
 	ThreadID string
 	// AfterSeq returns messages with seq > AfterSeq, oldest first.
 	AfterSeq int64
-	// Limit caps the page (default 100, at most 1000).
+	// Limit caps the page (default 100, at most 10000).
 	Limit int
 	// Last, if > 0, returns the thread's newest Last messages instead (in
 	// seq order), ignoring AfterSeq and Limit.

@@ -209,10 +209,12 @@ func cancelActive(ctx context.Context, tx Tx, nr NewRun, runID string) (*store.E
 	return &ev, nil
 }
 
-// DefaultMessageLimit and MaxMessageLimit bound a page of thread messages.
+// DefaultMessageLimit and MaxMessageLimit bound a page of thread messages
+// (the API's pages are at most 1000, plus the one that tells whether a
+// next page exists).
 const (
 	DefaultMessageLimit = 100
-	MaxMessageLimit     = 1000
+	MaxMessageLimit     = 10000
 )
 
 // MessageLimit is Limit for thread messages.
