@@ -72,6 +72,9 @@ type execution struct {
 	dirty         bool
 	from          store.RunStatus
 	expectAttempt int
+
+	// history is the thread's earlier conversation (runs on a thread).
+	history threadHistory
 }
 
 // execute drives a leased run until it is terminal (true: ack the entry)
@@ -113,6 +116,9 @@ func (s *Server) execute(ctx context.Context, l queue.Lease) bool {
 		// Leased just before the scheduler saw the tenant disabled: leave
 		// the run queued (paused) until it is enabled again.
 		return false
+	}
+	if x.history, err = s.threadHistory(ctx, run); err != nil {
+		return false // store trouble: resumed later
 	}
 	x.startRun()
 	if run.Status == store.RunRunning {

@@ -64,6 +64,10 @@ type normalizedRun struct {
 	Context    json.RawMessage  `json:"context,omitempty"`
 	Tooling    store.Tooling    `json:"tooling"`
 	RunOptions store.RunOptions `json:"run_options"`
+	// A run created on a thread (absent otherwise, so that fingerprints
+	// of other runs are unchanged).
+	ThreadID          string `json:"thread_id,omitempty"`
+	MultitaskStrategy string `json:"multitask_strategy,omitempty"`
 }
 
 var priorities = map[string]int{"low": queue.PriorityLow, "normal": queue.PriorityNormal, "high": queue.PriorityHigh}
@@ -289,7 +293,10 @@ func (s *Server) handleCreateRun(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	agentID := r.PathValue("agent_id")
+	agentID, thread, err := s.runTarget(r, ac.TenantID, body)
+	if err != nil {
+		return err
+	}
 	agent, err := s.cfg.Store.GetAgent(ctx, ac.TenantID, agentID)
 	if errors.Is(err, errs.ErrNotFound) {
 		return errs.E(errs.NotFound, "agent %s not found", agentID)
@@ -300,6 +307,7 @@ func (s *Server) handleCreateRun(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	n.ThreadID, n.MultitaskStrategy = thread.ID, thread.Strategy
 	key := strings.TrimSpace(r.Header.Get("Idempotency-Key"))
 	if bodyKey != "" && key != "" && bodyKey != key {
 		return errs.Field("idempotency_key", "differs from the Idempotency-Key header")
@@ -352,6 +360,7 @@ func (s *Server) handleCreateRun(w http.ResponseWriter, r *http.Request) error {
 		Status: store.RunQueued, CreatedAt: now, Input: n.Input, Context: n.Context, Tooling: n.Tooling,
 		RunOptions: n.RunOptions, EventsURL: "/v1/runs/" + runID + "/events",
 		CorrelationID: httpx.CorrelationID(ctx), Traceparent: tr.Traceparent(), IdempotencyKey: key,
+		ThreadID: n.ThreadID, MultitaskStrategy: n.MultitaskStrategy,
 	}
 	first := s.newEvent(run, store.EventRunCreated, nil, tr, map[string]any{"status": store.RunQueued})
 	auditRec := &store.AuditRecord{
@@ -362,8 +371,9 @@ func (s *Server) handleCreateRun(w http.ResponseWriter, r *http.Request) error {
 	res, err := s.cfg.Store.CreateRun(ctx, store.CreateRunParams{
 		Run: run, FirstEvent: first, Audit: auditRec, IdempotencyKey: key, Fingerprint: fp,
 		IdempotencyTTL: time.Duration(s.cfg.Node.IdempotencyTTLHours) * time.Hour, Priority: priorities[n.RunOptions.Priority],
+		InterruptEvent: s.interruptEvent(run, tr),
 	})
-	if errors.Is(err, errs.ErrConflict) {
+	if errors.Is(err, errs.ErrConflict) && !errors.Is(err, store.ErrThreadBusy) {
 		return errIdempotencyConflict(key)
 	} else if err != nil {
 		return err
@@ -377,6 +387,7 @@ func (s *Server) handleCreateRun(w http.ResponseWriter, r *http.Request) error {
 	// on other replicas miss run.created until their store poll.
 	first.Sequence = 1
 	s.publish(ctx, first)
+	s.afterInterrupt(ctx, res.Run, res.Interrupted)
 	s.wakeAll(ctx, ac.TenantID)
 	w.Header().Set("Location", "/v1/runs/"+runID)
 	httpx.JSON(w, r, http.StatusCreated, map[string]any{"run": res.Run})

@@ -296,6 +296,12 @@ func (s *Server) routes() http.Handler {
 	// Stateless MCP (see mcp_server.go): no session, so no GET stream or
 	// DELETE; those get the usual 405.
 	api.Handle("POST /mcp", s.mcpHandler())
+	api.Handle("POST /v1/threads", httpx.H(s.handleCreateThread))
+	api.Handle("GET /v1/threads", httpx.H(s.handleListThreads))
+	api.Handle("GET /v1/threads/{thread_id}", httpx.H(s.handleGetThread))
+	api.Handle("DELETE /v1/threads/{thread_id}", httpx.H(s.handleDeleteThread))
+	api.Handle("GET /v1/threads/{thread_id}/messages", httpx.H(s.handleListThreadMessages))
+	api.Handle("POST /v1/threads/{thread_id}/runs", httpx.H(s.handleCreateRun))
 	s.registerAdminRoutes(api)
 	s.registerMemoryRoutes(api)
 	s.registerA2ARoutes(api)

@@ -150,6 +150,7 @@ func (x *execution) conversation() []modelport.Message {
 	if x.agent.Instructions != "" {
 		msgs = append(msgs, modelport.Message{Role: "system", Content: x.agent.Instructions})
 	}
+	msgs = append(msgs, x.history.messages...)
 	msgs = append(msgs, modelport.Message{Role: "user", Content: x.run.Input.Text})
 	for _, st := range x.steps {
 		switch {
@@ -195,7 +196,7 @@ func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool,
 		x.stage([]store.Step{step},
 			x.event(store.EventStepStarted, step.StepID, map[string]any{"step_kind": "model", "name": modelRef}),
 			x.event(store.EventModelRequested, step.StepID, map[string]any{"model_ref": modelRef, "operation": "chat",
-				"requirements": modelport.Requirements{}, "input_summary": map[string]any{"messages": len(msgs), "has_tools": len(specs) > 0}}))
+				"requirements": modelport.Requirements{}, "input_summary": x.inputSummary(len(msgs), len(specs) > 0)}))
 	}
 	if !x.flush(ctx) {
 		return false, nil

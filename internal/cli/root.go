@@ -134,6 +134,7 @@ func commands() []*cobra.Command {
 		newAgentsCmd(),
 		newRunCmd(),
 		newRunsCmd(),
+		newThreadsCmd(),
 		newAuditCmd(),
 		newCertsCmd(),
 		newPeersCmd(),

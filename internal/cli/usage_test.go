@@ -99,6 +99,10 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"logs", "nope"}, `unknown service "nope"`},
 		{[]string{"tokens", "issue"}, "--tenant and --principal are required"},
 		{[]string{"agents", "put"}, "-f agent.yaml is required"},
+		{[]string{"threads", "run", "thr_x"}, `usage: agentos threads run <thread_id> <agent_id> "text"`},
+		{[]string{"threads", "run", "thr_x", "agt_x", "hi", "--strategy", "later"}, `--strategy "later"`},
+		{[]string{"threads", "create", "--metadata", "novalue"}, `--metadata "novalue": want key=value`},
+		{[]string{"threads", "list", "--limit", "0"}, "--limit 0: want 1 to 500"},
 	} {
 		var out bytes.Buffer
 		args := append(tc.args, "--home", home, "--env-file", filepath.Join(home, "none.env"))

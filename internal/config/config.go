@@ -69,6 +69,12 @@ type Config struct {
 	// derives it from the process's file-descriptor limit (see
 	// node.StreamCap and docs/operations.md).
 	MaxStreams int // AGENTOS_MAX_STREAMS, default 0 (derived)
+	// ThreadHistoryMessages and ThreadHistoryTokens bound the window of a
+	// thread's earlier messages a run on the thread sends to its model
+	// (older ones are dropped; tokens estimated at 4 bytes each). 0
+	// messages sends no history; 0 tokens sets no token bound.
+	ThreadHistoryMessages int // AGENTOS_THREAD_HISTORY_MESSAGES, default 50
+	ThreadHistoryTokens   int // AGENTOS_THREAD_HISTORY_TOKENS, default 8000
 
 	// HTTP server limits of every listener (docs/operations.md).
 	HTTPReadHeaderTimeout time.Duration // AGENTOS_HTTP_READ_HEADER_TIMEOUT, default 10s: a request's headers must arrive within it
@@ -275,6 +281,8 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 	r.integer("AGENTOS_IDEMPOTENCY_TTL_HOURS", "24", &c.IdempotencyTTLHours)
 	r.integer("AGENTOS_QUOTA_MAX_STREAMS", "100", &c.QuotaMaxStreams)
 	r.integer("AGENTOS_MAX_STREAMS", "0", &c.MaxStreams)
+	r.integer("AGENTOS_THREAD_HISTORY_MESSAGES", "50", &c.ThreadHistoryMessages)
+	r.integer("AGENTOS_THREAD_HISTORY_TOKENS", "8000", &c.ThreadHistoryTokens)
 	if v := get("AGENTOS_BUS_REPLICAS", "1"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 5 {

@@ -30,6 +30,7 @@ type Store interface {
 	ToolStore
 	MCPServerStore
 	MemoryStore
+	ThreadStore
 	// Ping reports whether the backend is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error
@@ -95,12 +96,19 @@ type CreateRunParams struct {
 	// ErrNotFound. Callers use it to answer a duplicate even when creating a
 	// new run would be refused (e.g. by a rate limit).
 	ReplayOnly bool
+	// InterruptEvent is the template of the run.canceled event (type and
+	// payload; the store fills the rest) appended to the thread's active
+	// run when Run.MultitaskStrategy is interrupt or rollback.
+	InterruptEvent Event
 }
 
 // CreateRunResult tells whether a new run was created or an earlier one replayed.
 type CreateRunResult struct {
 	Run      Run
 	Replayed bool
+	// Interrupted is the run.canceled event committed for the thread's
+	// run that this one interrupted or rolled back, nil when none was.
+	Interrupted *Event
 }
 
 // ListRunsParams filters a tenant's runs.

@@ -172,6 +172,10 @@ type Run struct {
 	IdempotencyKey string          `json:"-"`
 	// Attempt counts executor starts; more than one means the run was resumed.
 	Attempt int `json:"-"`
+	// ThreadID is the thread the run was created on ("" for none), and
+	// MultitaskStrategy what it did if the thread had an active run.
+	ThreadID          string `json:"thread_id,omitempty"`
+	MultitaskStrategy string `json:"multitask_strategy,omitempty"`
 }
 
 // RunInput is the run's user input.

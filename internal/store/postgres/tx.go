@@ -70,10 +70,10 @@ func (s stmts) SetLastSequence(ctx context.Context, tenantID, runID string, seq 
 // inserted next, in the same transaction.
 func (s stmts) InsertRun(ctx context.Context, r store.Run, c sqlstore.RunColumns) error {
 	_, err := s.tx.Exec(ctx, `INSERT INTO runs (`+runCols+`, last_sequence)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,1)`,
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,1)`,
 		r.TenantID, r.RunID, r.AgentID, r.PrincipalID, string(r.Status), ts(r.CreatedAt), tsPtr(r.StartedAt),
 		tsPtr(r.CompletedAt), c.Input, sqlstore.RawOrNull(r.Context), c.Tooling, c.RunOptions, c.Summary, c.Output,
-		c.Error, r.EventsURL, r.CorrelationID, r.Traceparent, r.IdempotencyKey, r.Attempt)
+		c.Error, r.EventsURL, r.CorrelationID, r.Traceparent, r.IdempotencyKey, r.Attempt, r.ThreadID, r.MultitaskStrategy)
 	return mapErr(err, "run "+r.RunID)
 }
 

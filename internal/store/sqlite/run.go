@@ -82,7 +82,8 @@ func (db *DB) CreateRun(ctx context.Context, p store.CreateRunParams) (store.Cre
 }
 
 const runCols = `tenant_id, run_id, agent_id, principal_id, status, created_at, started_at, completed_at, input, context,
-	tooling, run_options, summary, output, error, events_url, correlation_id, traceparent, idempotency_key, attempt`
+	tooling, run_options, summary, output, error, events_url, correlation_id, traceparent, idempotency_key, attempt,
+	thread_id, multitask_strategy`
 
 func scanRun(row interface{ Scan(...any) error }) (store.Run, error) {
 	var r store.Run
@@ -91,7 +92,7 @@ func scanRun(row interface{ Scan(...any) error }) (store.Run, error) {
 	var input, rctx, tooling, opts, summary, output, errBody sql.NullString
 	if err := row.Scan(&r.TenantID, &r.RunID, &r.AgentID, &r.PrincipalID, &status, &created, &started, &completed,
 		&input, &rctx, &tooling, &opts, &summary, &output, &errBody, &r.EventsURL, &r.CorrelationID,
-		&r.Traceparent, &r.IdempotencyKey, &r.Attempt); err != nil {
+		&r.Traceparent, &r.IdempotencyKey, &r.Attempt, &r.ThreadID, &r.MultitaskStrategy); err != nil {
 		return r, err
 	}
 	r.Status = store.RunStatus(status)

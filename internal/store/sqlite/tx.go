@@ -69,10 +69,11 @@ func (s stmts) InsertEvent(ctx context.Context, e store.Event) error {
 func (s stmts) SetLastSequence(context.Context, string, string, int64) error { return nil }
 
 func (s stmts) InsertRun(ctx context.Context, r store.Run, c sqlstore.RunColumns) error {
-	_, err := s.tx.ExecContext(ctx, `INSERT INTO runs (`+runCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err := s.tx.ExecContext(ctx, `INSERT INTO runs (`+runCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		r.TenantID, r.RunID, r.AgentID, r.PrincipalID, string(r.Status), micros(r.CreatedAt), microsPtr(r.StartedAt),
 		microsPtr(r.CompletedAt), c.Input, sqlstore.RawOrNull(r.Context), c.Tooling, c.RunOptions, c.Summary,
-		c.Output, c.Error, r.EventsURL, r.CorrelationID, r.Traceparent, r.IdempotencyKey, r.Attempt)
+		c.Output, c.Error, r.EventsURL, r.CorrelationID, r.Traceparent, r.IdempotencyKey, r.Attempt,
+		r.ThreadID, r.MultitaskStrategy)
 	return mapErr(err, "run "+r.RunID)
 }
 

@@ -292,6 +292,8 @@ type NewRun struct {
 	Audit *AuditRow
 	// Columns are the run's JSON columns, encoded before any transaction.
 	Columns RunColumns
+	// InterruptEvent is p.InterruptEvent (thread runs).
+	InterruptEvent store.Event
 }
 
 // PrepareRun validates p and fills CreateRun's defaults: RunID
@@ -330,6 +332,7 @@ func PrepareRun(p store.CreateRunParams, now func() time.Time) (NewRun, error) {
 	}
 	FillEvent(&ev, n.Now)
 	n.FirstEvent = ev
+	n.InterruptEvent = p.InterruptEvent
 	if n.TTL == 0 {
 		n.TTL = DefaultIdempotencyTTL
 	}

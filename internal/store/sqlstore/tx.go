@@ -42,6 +42,8 @@ type Tx interface {
 	BudgetUsed(ctx context.Context, tenantID, window string, start time.Time) (store.BudgetUsage, error)
 	// InsertReservation records a granted reservation, unsettled.
 	InsertReservation(ctx context.Context, r store.Reservation) error
+
+	ThreadTx
 }
 
 // Begin runs fn in one write transaction of an adapter and commits it when
@@ -184,6 +186,10 @@ func applyRunChange(ctx context.Context, begin Begin, c store.RunChange, now tim
 	var out []store.Event
 	err = begin(ctx, func(tx Tx) error {
 		out = nil
+		thread, err := threadOfEndingRun(ctx, tx, c, u)
+		if err != nil {
+			return err
+		}
 		st, err := tx.LockRun(ctx, c.TenantID, c.RunID)
 		if err != nil {
 			return err
@@ -215,6 +221,9 @@ func applyRunChange(ctx context.Context, begin Begin, c store.RunChange, now tim
 			}
 		}
 		out = evs
+		if thread.id != "" && !store.RunStatus(st.Status).Terminal() {
+			return endThreadRun(ctx, tx, c.TenantID, thread, c.RunID, true, now)
+		}
 		return nil
 	})
 	if err != nil {
@@ -227,13 +236,17 @@ func applyRunChange(ctx context.Context, begin Begin, c store.RunChange, now tim
 // claimed: the run row, its first event, its queue entry when it is queued
 // and its audit record, last.
 func Admit(ctx context.Context, tx Tx, nr NewRun, priority int) (store.CreateRunResult, error) {
+	start, interrupted, err := admitOnThread(ctx, tx, nr, priority)
+	if err != nil {
+		return store.CreateRunResult{}, err
+	}
 	if err := tx.InsertRun(ctx, nr.Run, nr.Columns); err != nil {
 		return store.CreateRunResult{}, err
 	}
 	if err := tx.InsertEvent(ctx, nr.FirstEvent); err != nil {
 		return store.CreateRunResult{}, err
 	}
-	if nr.Run.Status == store.RunQueued {
+	if nr.Run.Status == store.RunQueued && start {
 		if err := tx.Enqueue(ctx, nr.Run.TenantID, nr.Run.RunID, priority, nr.Now); err != nil {
 			return store.CreateRunResult{}, err
 		}
@@ -243,5 +256,5 @@ func Admit(ctx context.Context, tx Tx, nr NewRun, priority int) (store.CreateRun
 			return store.CreateRunResult{}, err
 		}
 	}
-	return store.CreateRunResult{Run: nr.Run}, nil
+	return store.CreateRunResult{Run: nr.Run, Interrupted: interrupted}, nil
 }

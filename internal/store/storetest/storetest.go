@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Tools", func(t *testing.T) { t.Parallel(); testTools(t, newStore) })
 	t.Run("MCPServers", func(t *testing.T) { t.Parallel(); testMCPServers(t, newStore) })
 	t.Run("Memory", func(t *testing.T) { t.Parallel(); testMemory(t, newStore) })
+	t.Run("Threads", func(t *testing.T) { t.Parallel(); testThreads(t, newStore) })
 	t.Run("Ping", func(t *testing.T) {
 		t.Parallel()
 		require.NoError(t, newStore(t).Ping(context.Background()))
