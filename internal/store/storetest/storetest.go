@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Usage", func(t *testing.T) { t.Parallel(); testUsage(t, newStore) })
 	t.Run("Federation", func(t *testing.T) { t.Parallel(); testFederation(t, newStore) })
 	t.Run("Tools", func(t *testing.T) { t.Parallel(); testTools(t, newStore) })
+	t.Run("Approvals", func(t *testing.T) { t.Parallel(); testApprovals(t, newStore) })
 	t.Run("Ping", func(t *testing.T) {
 		t.Parallel()
 		require.NoError(t, newStore(t).Ping(context.Background()))
