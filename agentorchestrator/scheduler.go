@@ -101,7 +101,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = cancel
-	s.loops.Add(3)
+	s.loops.Add(4)
 	go func() {
 		defer s.loops.Done()
 		s.schedule(ctx)
@@ -113,6 +113,10 @@ func (s *Server) Start(ctx context.Context) error {
 	go func() {
 		defer s.loops.Done()
 		s.purgeIdempotency(ctx)
+	}()
+	go func() {
+		defer s.loops.Done()
+		s.sweepApprovals(ctx)
 	}()
 	return nil
 }

@@ -34,7 +34,7 @@ func newRunsListCmd() *cobra.Command {
   agentos runs list --agent agt_sample_echo_v1 --json`}
 	a := bindAuthFlags(cmd)
 	cmd.Flags().StringVar(&f.AgentID, "agent", "", "only runs of this agent")
-	cmd.Flags().StringVar(&f.Status, "status", "", "only runs in this status: queued, running, completed, failed or canceled")
+	cmd.Flags().StringVar(&f.Status, "status", "", "only runs in this status: queued, running, requires_action, completed, failed or canceled")
 	cmd.Flags().IntVar(&f.Limit, "limit", 50, "runs per page (1-500)")
 	cmd.Flags().StringVar(&f.Cursor, "cursor", "", "page cursor printed by the previous page")
 	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"runs": [...], "next_cursor": ...}`)

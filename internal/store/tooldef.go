@@ -32,9 +32,9 @@ type ToolDef struct {
 	TimeoutMs   int             `json:"timeout_ms"`
 	// RequiresApproval makes every call of the tool wait for a person's
 	// decision (store/approvals.go).
-	RequiresApproval bool `json:"requires_approval"`
-	CreatedAt   time.Time       `json:"created_at"`
-	UpdatedAt   time.Time       `json:"updated_at"`
+	RequiresApproval bool      `json:"requires_approval"`
+	CreatedAt        time.Time `json:"created_at"`
+	UpdatedAt        time.Time `json:"updated_at"`
 }
 
 // ToolStore keeps the tools tenants registered. Every method is

@@ -115,11 +115,12 @@ type Agent struct {
 	Instructions string        `json:"instructions"`
 	Tools        []string      `json:"tools"`
 	Defaults     AgentDefaults `json:"defaults"`
+	CreatedAt    time.Time     `json:"created_at"`
+	UpdatedAt    time.Time     `json:"updated_at"`
+
 	// Human approval of tool calls (store/approvals.go); stored with the
 	// defaults (one JSON column), so they need no schema change.
 	AgentApproval
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt    time.Time     `json:"updated_at"`
 }
 
 // AgentDefaults are run options an agent applies when a run does not set them.

@@ -1,0 +1,256 @@
+package agentorchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/store"
+)
+
+// requireApproval makes agt_echo's tool.echo calls wait for approval.
+func requireApproval(t *testing.T, b *testBundle, tenant string, set func(*store.Agent)) {
+	t.Helper()
+	ctx := context.Background()
+	a, err := b.db.GetAgent(ctx, tenant, "agt_echo")
+	require.NoError(t, err)
+	a.RequireApproval = []string{"tool.echo"}
+	if set != nil {
+		set(&a)
+	}
+	require.NoError(t, b.db.PutAgent(ctx, a))
+}
+
+// eventsOf reads a run's stored events (the run need not have ended).
+func eventsOf(t *testing.T, b *testBundle, tenant, runID string) []store.Event {
+	t.Helper()
+	evs, err := b.db.ListEvents(context.Background(), store.ListEventsParams{TenantID: tenant, RunID: runID})
+	require.NoError(t, err)
+	return evs
+}
+
+func eventOf(evs []store.Event, typ string) (map[string]any, bool) {
+	for _, e := range evs {
+		if e.Type == typ {
+			var p map[string]any
+			_ = json.Unmarshal(e.Payload, &p)
+			return p, true
+		}
+	}
+	return nil, false
+}
+
+func (b *testBundle) resume(tenant, runID string, body any) (*http.Response, map[string]any) {
+	b.t.Helper()
+	return b.do("POST", "/v1/runs/"+runID+":resume", tenant, body)
+}
+
+func TestApprovalDecisions(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleOpts{})
+	requireApproval(t, b, "tnt_a", nil)
+
+	waiting := func(input string) (string, map[string]any) {
+		runID := b.createRun("tnt_a", "agt_echo", map[string]any{"input": input})
+		b.waitStatus("tnt_a", runID, store.RunRequiresAction)
+		evs := eventsOf(t, b, "tnt_a", runID)
+		p, ok := eventOf(evs, store.EventRunRequiresAction)
+		require.True(t, ok, eventTypes(evs))
+		_, requested := eventOf(evs, store.EventToolCallRequested)
+		require.False(t, requested, "the tool is not called before a decision")
+		ra := p["required_action"].(map[string]any)
+		require.Equal(t, "tool.echo", ra["tool_id"])
+		require.Equal(t, map[string]any{"text": input}, ra["arguments"])
+		require.NotEmpty(t, ra["tool_call_id"])
+		require.NotEmpty(t, ra["deadline"])
+		return runID, ra
+	}
+
+	t.Run("approve", func(t *testing.T) {
+		runID, ra := waiting("approve me")
+		resp, out := b.resume("tnt_a", runID, map[string]any{"decision": "approve"})
+		require.Equal(t, http.StatusOK, resp.StatusCode, out)
+		require.Equal(t, "queued", out["run"].(map[string]any)["status"])
+		evs := b.streamEvents("tnt_a", runID)
+		requireGapless(t, evs, 1)
+		run, err := b.db.GetRun(context.Background(), "tnt_a", runID)
+		require.NoError(t, err)
+		require.Equal(t, store.RunCompleted, run.Status)
+		resumed, ok := eventOf(evs, store.EventRunResumed)
+		require.True(t, ok)
+		require.Equal(t, "approved", resumed["decision"])
+		require.Equal(t, "usr_anonymous", resumed["decided_by"])
+		req, _ := eventOf(evs, store.EventToolCallRequested)
+		require.Equal(t, ra["tool_call_id"], req["tool_call_id"], "the approved call keeps its id")
+		done, _ := eventOf(evs, store.EventToolCallCompleted)
+		require.Equal(t, "ok", done["status"])
+		require.Contains(t, run.Output.Text, "approve me")
+		// Second decision: not awaiting action any more.
+		resp, out = b.resume("tnt_a", runID, map[string]any{"decision": "approve"})
+		require.Equal(t, http.StatusConflict, resp.StatusCode, out)
+		require.Equal(t, "conflict", out["error"].(map[string]any)["code"])
+	})
+
+	t.Run("reject", func(t *testing.T) {
+		runID, _ := waiting("reject me")
+		resp, out := b.resume("tnt_a", runID, map[string]any{"decision": "reject", "comment": "not today"})
+		require.Equal(t, http.StatusOK, resp.StatusCode, out)
+		evs := b.streamEvents("tnt_a", runID)
+		run := b.waitStatus("tnt_a", runID, store.RunCompleted)
+		_, requested := eventOf(evs, store.EventToolCallRequested)
+		require.False(t, requested, "a rejected call is never executed")
+		done, ok := eventOf(evs, store.EventToolCallCompleted)
+		require.True(t, ok)
+		require.Equal(t, "error", done["status"])
+		require.Equal(t, codeApprovalRejected, done["error"].(map[string]any)["code"])
+		// The scripted model echoes the last message: the tool result it was given.
+		require.Contains(t, run.Output.Text, codeApprovalRejected)
+		require.Contains(t, run.Output.Text, "not today")
+	})
+
+	t.Run("edit", func(t *testing.T) {
+		runID, _ := waiting("edit me")
+		resp, out := b.resume("tnt_a", runID, map[string]any{"decision": "edit", "arguments": map[string]any{"text": "edited text"}})
+		require.Equal(t, http.StatusOK, resp.StatusCode, out)
+		evs := b.streamEvents("tnt_a", runID)
+		run := b.waitStatus("tnt_a", runID, store.RunCompleted)
+		req, ok := eventOf(evs, store.EventToolCallRequested)
+		require.True(t, ok)
+		require.Equal(t, map[string]any{"text": "edited text"}, req["input"])
+		require.Contains(t, run.Output.Text, "edited text")
+		require.NotContains(t, run.Output.Text, "edit me")
+		ap, err := b.db.GetApproval(context.Background(), "tnt_a", runID, req["tool_call_id"].(string))
+		require.NoError(t, err)
+		require.Equal(t, store.ApprovalEdited, ap.Status)
+		require.JSONEq(t, `{"text":"edit me"}`, string(ap.Arguments))
+		require.JSONEq(t, `{"text":"edited text"}`, string(ap.DecidedArguments))
+	})
+
+	t.Run("bad requests change nothing", func(t *testing.T) {
+		runID, _ := waiting("bad requests")
+		for _, c := range []struct {
+			body  any
+			field string
+		}{
+			{map[string]any{}, "decision"},
+			{map[string]any{"decision": "maybe"}, "decision"},
+			{map[string]any{"decision": "edit"}, "arguments"},
+			{map[string]any{"decision": "edit", "arguments": []int{1}}, "arguments"},
+			{map[string]any{"decision": "edit", "arguments": map[string]any{"text": 5}}, "arguments.text"},
+			{map[string]any{"decision": "approve", "arguments": map[string]any{"text": "x"}}, "arguments"},
+		} {
+			resp, out := b.resume("tnt_a", runID, c.body)
+			require.Equal(t, http.StatusBadRequest, resp.StatusCode, out)
+			e := out["error"].(map[string]any)
+			require.Equal(t, "invalid_request", e["code"])
+			require.Equal(t, c.field, e["details"].(map[string]any)["field"], e["message"])
+		}
+		run, err := b.db.GetRun(context.Background(), "tnt_a", runID)
+		require.NoError(t, err)
+		require.Equal(t, store.RunRequiresAction, run.Status)
+		// Another tenant does not see the run.
+		resp, out := b.resume("tnt_b", runID, map[string]any{"decision": "approve"})
+		require.Equal(t, http.StatusNotFound, resp.StatusCode, out)
+		// Cancel works on a waiting run; the approval then closes.
+		resp, out = b.do("POST", "/v1/runs/"+runID+":cancel", "tnt_a", nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode, out)
+		resp, out = b.resume("tnt_a", runID, map[string]any{"decision": "approve"})
+		require.Equal(t, http.StatusConflict, resp.StatusCode, out)
+	})
+
+	// Decisions are audited with the deciding principal.
+	recs, err := b.db.ListAudit(context.Background(), store.ListAuditParams{TenantID: "tnt_a", Limit: 1000})
+	require.NoError(t, err)
+	n := 0
+	for _, r := range recs {
+		if r.Action == "run.resume" {
+			n++
+			require.Equal(t, "usr_anonymous", r.PrincipalID)
+		}
+	}
+	require.Equal(t, 3, n)
+}
+
+func TestApprovalExpires(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleOpts{})
+	requireApproval(t, b, "tnt_a", func(a *store.Agent) { a.ApprovalTimeoutMs = 1 })
+	runID := b.createRun("tnt_a", "agt_echo", map[string]any{"input": "too late"})
+	b.waitStatus("tnt_a", runID, store.RunRequiresAction)
+	// The sweep runs every second on its own; calling it is deterministic.
+	b.srv.expireApprovals(context.Background())
+	evs := b.streamEvents("tnt_a", runID)
+	run := b.waitStatus("tnt_a", runID, store.RunCompleted)
+	resumed, ok := eventOf(evs, store.EventRunResumed)
+	require.True(t, ok)
+	require.Equal(t, store.ApprovalExpired, resumed["decision"])
+	require.Equal(t, systemPrincipal, resumed["decided_by"])
+	_, requested := eventOf(evs, store.EventToolCallRequested)
+	require.False(t, requested)
+	require.Contains(t, run.Output.Text, "deadline")
+	due, err := b.db.ListDueApprovals(context.Background(), b.srv.cfg.Now(), 0)
+	require.NoError(t, err)
+	require.Empty(t, due)
+}
+
+func TestApprovalRuleAndWaitingHoldsNoSlot(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleOpts{tenantFn: func(tn *store.Tenant) { tn.Quotas.Runs.MaxConcurrentRuns = 1 }})
+	ctx := context.Background()
+	a, err := b.db.GetAgent(ctx, "tnt_a", "agt_echo")
+	require.NoError(t, err)
+	a.ApprovalRule = `tool == "tool.echo" && args.text.startsWith("secret")`
+	require.NoError(t, b.db.PutAgent(ctx, a))
+
+	held := b.createRun("tnt_a", "agt_echo", map[string]any{"input": "secret plans"})
+	b.waitStatus("tnt_a", held, store.RunRequiresAction)
+	// max_concurrent_runs=1 and a run waits for approval: it holds no slot.
+	free := b.createRun("tnt_a", "agt_echo", map[string]any{"input": "public"})
+	b.waitStatus("tnt_a", free, store.RunCompleted)
+	resp, out := b.do("GET", "/v1/runs?status=requires_action", "tnt_a", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, out)
+	runs := out["runs"].([]any)
+	require.Len(t, runs, 1)
+	require.Equal(t, held, runs[0].(map[string]any)["run_id"])
+	resp, out = b.resume("tnt_a", held, map[string]any{"decision": "approve"})
+	require.Equal(t, http.StatusOK, resp.StatusCode, out)
+	b.waitStatus("tnt_a", held, store.RunCompleted)
+}
+
+func TestAgentApprovalSettingsValidated(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleOpts{})
+	admin := adminToken(t, b, "tnt_a", auth.RoleTenantAdmin)
+	put := func(extra map[string]any) (*http.Response, map[string]any) {
+		body := map[string]any{"name": "x", "model_ref": "tier:fast", "tools": []string{"tool.echo"}}
+		for k, v := range extra {
+			body[k] = v
+		}
+		return b.do("PUT", "/v1/admin/agents/agt_approved", "", map[string]any{"agent": body}, "Authorization", admin)
+	}
+	for _, c := range []struct {
+		extra map[string]any
+		field string
+	}{
+		{map[string]any{"require_approval": []string{"tool.kv.get"}}, "agent.require_approval[0]"},
+		{map[string]any{"approval_rule": "tool =="}, "agent.approval_rule"},
+		{map[string]any{"approval_rule": `"a string"`}, "agent.approval_rule"},
+		{map[string]any{"approval_timeout_ms": -1}, "agent.approval_timeout_ms"},
+	} {
+		resp, out := put(c.extra)
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode, out)
+		e := out["error"].(map[string]any)
+		require.Equal(t, c.field, e["details"].(map[string]any)["field"], e["message"])
+	}
+	resp, out := put(map[string]any{"require_approval": []string{"tool.echo"}, "approval_rule": `args.text == "x"`, "approval_timeout_ms": 5000})
+	require.Equal(t, http.StatusCreated, resp.StatusCode, out)
+	ag := out["agent"].(map[string]any)
+	require.Equal(t, []any{"tool.echo"}, ag["require_approval"])
+	require.True(t, strings.Contains(ag["approval_rule"].(string), "args.text"))
+	require.EqualValues(t, 5000, ag["approval_timeout_ms"])
+}
