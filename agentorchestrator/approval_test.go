@@ -254,3 +254,35 @@ func TestAgentApprovalSettingsValidated(t *testing.T) {
 	require.True(t, strings.Contains(ag["approval_rule"].(string), "args.text"))
 	require.EqualValues(t, 5000, ag["approval_timeout_ms"])
 }
+
+// A tenant tool registered with requires_approval waits for a person on
+// every call, whatever the agent says.
+func TestToolDefRequiresApproval(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleOpts{fetchAllow: "127.0.0.1"})
+	hook := newHookServer(t)
+	admin := []string{"Authorization", adminToken(t, b, "tnt_a", auth.RoleTenantAdmin)}
+	body := toolBody(hook.URL)
+	body["tool"].(map[string]any)["requires_approval"] = true
+	resp, out := b.do("PUT", "/v1/admin/tools/tool.shout", "", body, admin...)
+	require.Equal(t, http.StatusCreated, resp.StatusCode, out)
+	require.Equal(t, true, out["tool"].(map[string]any)["requires_approval"])
+	resp, out = b.do("PUT", "/v1/admin/agents/agt_shout", "", map[string]any{"name": "shout", "model_ref": "tier:fast",
+		"tools": []string{"tool.shout"}}, admin...)
+	require.Equal(t, http.StatusCreated, resp.StatusCode, out)
+	runID := b.createRun("tnt_a", "agt_shout", map[string]any{"input": "hello hook"})
+	b.waitStatus("tnt_a", runID, store.RunRequiresAction)
+	p, ok := eventOf(eventsOf(t, b, "tnt_a", runID), store.EventRunRequiresAction)
+	require.True(t, ok)
+	require.Equal(t, "tool requires_approval", p["required_action"].(map[string]any)["reason"])
+	hook.mu.Lock()
+	require.Empty(t, hook.bodies, "the webhook is not called before a decision")
+	hook.mu.Unlock()
+	resp, out = b.resume("tnt_a", runID, map[string]any{"decision": "approve"})
+	require.Equal(t, http.StatusOK, resp.StatusCode, out)
+	run := b.waitStatus("tnt_a", runID, store.RunCompleted)
+	require.Contains(t, run.Output.Text, "HELLO HOOK")
+	hook.mu.Lock()
+	require.Len(t, hook.bodies, 1)
+	hook.mu.Unlock()
+}
