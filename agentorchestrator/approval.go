@@ -248,8 +248,10 @@ func (x *execution) requestApproval(modelStepID string, index int, call modelpor
 		Status: store.ApprovalPending, CreatedAt: now, Deadline: deadline}
 }
 
-// park commits the run as requires_action and lets go of it (true: the
-// queue entry is acked; a decision queues the run again).
+// park commits the run as requires_action, removing its queue entry in
+// the same commit (flush), and lets go of it. The entry goes with the
+// commit rather than with the ack after it: a decision made in between
+// then queues a fresh entry that the ack cannot remove.
 func (x *execution) park(ctx context.Context) bool {
 	x.run.Status = store.RunRequiresAction
 	if !x.flush(ctx) {

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -212,6 +214,13 @@ func TestApprovalRuleAndWaitingHoldsNoSlot(t *testing.T) {
 	// max_concurrent_runs=1 and a run waits for approval: it holds no slot.
 	free := b.createRun("tnt_a", "agt_echo", map[string]any{"input": "public"})
 	b.waitStatus("tnt_a", free, store.RunCompleted)
+	// The waiting run has no queue entry at all (removed with the commit
+	// that stopped it), so nothing can lease, ack or renew it.
+	require.Eventually(t, func() bool {
+		d, err := b.srv.cfg.Queue.Depth(ctx)
+		require.NoError(t, err)
+		return d.Queued["tnt_a"] == 0 && d.Leased["tnt_a"] == 0
+	}, 20*time.Second, 10*time.Millisecond)
 	resp, out := b.do("GET", "/v1/runs?status=requires_action", "tnt_a", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode, out)
 	runs := out["runs"].([]any)
@@ -285,4 +294,38 @@ func TestToolDefRequiresApproval(t *testing.T) {
 	hook.mu.Lock()
 	require.Len(t, hook.bodies, 1)
 	hook.mu.Unlock()
+}
+
+// decideOnPark decides a run's approval the moment the commit that parks
+// it returns, before its executor acks the queue entry: the window in
+// which a decision's re-enqueue could be lost to that ack.
+type decideOnPark struct {
+	store.Store
+	srv  func() *Server
+	done atomic.Bool
+}
+
+func (d *decideOnPark) ApplyRunChange(ctx context.Context, c store.RunChange) ([]store.Event, error) {
+	evs, err := d.Store.ApplyRunChange(ctx, c)
+	if err == nil && c.Run != nil && c.Run.Status == store.RunRequiresAction && d.done.CompareAndSwap(false, true) {
+		if _, derr := d.srv().decide(ctx, c.TenantID, c.RunID, decision{status: store.ApprovalApproved, by: "usr_fast"}); derr != nil {
+			panic(derr)
+		}
+	}
+	return evs, err
+}
+
+func TestDecisionBeforeAckIsNotLost(t *testing.T) {
+	t.Parallel()
+	var b *testBundle
+	// The decision wakes this process's scheduler while the parking
+	// executor is still registered: the new lease is then left to expire
+	// (runLease's duplicate case), so the run goes on after one lease TTL.
+	b = setup(t, bundleOpts{leaseTTL: time.Second, wrapStore: func(st store.Store) store.Store {
+		return &decideOnPark{Store: st, srv: func() *Server { return b.srv }}
+	}})
+	requireApproval(t, b, "tnt_a", nil)
+	runID := b.createRun("tnt_a", "agt_echo", map[string]any{"input": "quick yes"})
+	run := b.waitStatus("tnt_a", runID, store.RunCompleted)
+	require.Contains(t, run.Output.Text, "quick yes")
 }

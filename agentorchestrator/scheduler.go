@@ -366,7 +366,10 @@ func (s *Server) runLease(parent context.Context, l queue.Lease) {
 	defer mu.Unlock()
 	ackCtx, stop := context.WithTimeout(context.WithoutCancel(parent), 5*time.Second)
 	defer stop()
-	if err := s.cfg.Queue.Ack(ackCtx, current); err != nil && !errors.Is(err, context.Canceled) {
+	if err := s.cfg.Queue.Ack(ackCtx, current); errors.Is(err, errs.ErrConflict) {
+		// Removed already: the run stopped in requires_action (approval.go).
+		s.log.Debug("ack run: entry gone", "run_id", l.RunID, "err", err)
+	} else if err != nil && !errors.Is(err, context.Canceled) {
 		s.log.Warn("ack run", "run_id", l.RunID, "err", err)
 	}
 }

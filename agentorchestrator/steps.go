@@ -56,7 +56,8 @@ func (x *execution) flush(ctx context.Context) bool {
 	}
 	_, err := x.s.commit(ctx, store.RunChange{TenantID: x.run.TenantID, RunID: x.run.RunID,
 		FromStatuses: []store.RunStatus{x.from}, ExpectAttempt: x.expectAttempt, Run: &x.run,
-		Steps: x.pendingSteps, Events: x.pendingEvents, Approval: x.pendingApproval})
+		Steps: x.pendingSteps, Events: x.pendingEvents, Approval: x.pendingApproval,
+		Dequeue: x.run.Status == store.RunRequiresAction})
 	if err != nil {
 		x.stopErr = err
 		if !errors.Is(err, errs.ErrConflict) && ctx.Err() == nil {

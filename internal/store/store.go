@@ -144,6 +144,10 @@ type RunChange struct {
 	// run resumed after an approval); an entry already there is kept.
 	Enqueue         bool
 	EnqueuePriority int
+	// Dequeue removes the run's queue entry (a run stopping in
+	// requires_action): whoever holds its lease can no longer ack or renew
+	// it, and a later Enqueue adds a fresh one.
+	Dequeue bool
 }
 
 // RunStore keeps runs and their steps.

@@ -22,6 +22,12 @@ func (s stmts) PutApproval(ctx context.Context, a store.Approval) error {
 	return mapErr(err, "approval "+a.ToolCallID)
 }
 
+// Dequeue removes the run's queue entry inside a run change.
+func (s stmts) Dequeue(ctx context.Context, tenantID, runID string) error {
+	_, err := s.tx.Exec(ctx, `DELETE FROM queue_entries WHERE tenant_id = $1 AND run_id = $2`, tenantID, runID)
+	return mapErr(err, "queue entry")
+}
+
 const approvalCols = `tenant_id, run_id, tool_call_id, step_id, tool_id, arguments, status, created_at, deadline,
 	decided_by, decided_at, decided_arguments`
 

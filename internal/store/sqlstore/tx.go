@@ -33,6 +33,8 @@ type Tx interface {
 	// PutApproval inserts the approval or replaces it (by tenant, run and
 	// tool call id).
 	PutApproval(ctx context.Context, a store.Approval) error
+	// Dequeue removes the run's queue entry, if any.
+	Dequeue(ctx context.Context, tenantID, runID string) error
 	// AppendAudit chains prepared records after the chain's last record
 	// (ChainAll) and inserts them; it must be the last statement of a
 	// transaction that locks anything.
@@ -210,6 +212,11 @@ func applyRunChange(ctx context.Context, begin Begin, c store.RunChange, now tim
 			a := *c.Approval
 			a.TenantID, a.RunID = c.TenantID, c.RunID
 			if err := tx.PutApproval(ctx, a); err != nil {
+				return err
+			}
+		}
+		if c.Dequeue {
+			if err := tx.Dequeue(ctx, c.TenantID, c.RunID); err != nil {
 				return err
 			}
 		}

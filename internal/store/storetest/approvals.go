@@ -28,7 +28,7 @@ func testApprovals(t *testing.T, newStore func(t *testing.T) store.Store) {
 		park := func(r store.Run, a store.Approval) {
 			_, err := s.ApplyRunChange(ctx, store.RunChange{TenantID: r.TenantID, RunID: r.RunID,
 				FromStatuses: []store.RunStatus{store.RunQueued}, Run: &store.Run{Status: store.RunRequiresAction},
-				Approval: &a, Events: []store.Event{event(store.EventRunRequiresAction, 1)}})
+				Approval: &a, Dequeue: true, Events: []store.Event{event(store.EventRunRequiresAction, 1)}})
 			require.NoError(t, err)
 		}
 		park(run, pending)
