@@ -393,8 +393,11 @@ func (s *Server) decide(ctx context.Context, tenantID, runID string, d decision)
 	}
 	run.Status = store.RunQueued
 	ev := s.newEvent(run, store.EventRunResumed, &st.StepID, httpx.TraceFrom(ctx), payload)
+	// The attempt fence makes a decision read before the run went on (and
+	// perhaps stopped again, at a later call) fail rather than overwrite
+	// a step that has run since: every executor start increments it.
 	_, err = s.commit(ctx, store.RunChange{TenantID: tenantID, RunID: runID,
-		FromStatuses: []store.RunStatus{store.RunRequiresAction}, StatusOnly: true, Run: &run,
+		FromStatuses: []store.RunStatus{store.RunRequiresAction}, ExpectAttempt: run.Attempt, StatusOnly: true, Run: &run,
 		Steps: []store.Step{st}, Events: []store.Event{ev},
 		Approval: &store.Approval{ToolCallID: st.ToolCallID, StepID: st.StepID, ToolID: in.ToolID, Arguments: original,
 			Status: d.status, CreatedAt: ap.RequestedAt, Deadline: ap.Deadline, DecidedBy: d.by, DecidedAt: &now,

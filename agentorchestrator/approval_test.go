@@ -329,3 +329,50 @@ func TestDecisionBeforeAckIsNotLost(t *testing.T) {
 	run := b.waitStatus("tnt_a", runID, store.RunCompleted)
 	require.Contains(t, run.Output.Text, "quick yes")
 }
+
+// A run can stop for approval more than once: each call waits on its own,
+// and a stale decision (read before the run went on) cannot touch the
+// later one.
+func TestApprovalTwiceInOneRun(t *testing.T) {
+	t.Parallel()
+	model := &scriptedModel{}
+	model.alwaysTool.Store(true)
+	b := setup(t, bundleOpts{model: model})
+	requireApproval(t, b, "tnt_a", func(a *store.Agent) { a.Defaults.MaxSteps = 2 })
+	runID := b.createRun("tnt_a", "agt_echo", map[string]any{"input": "again"})
+	b.waitStatus("tnt_a", runID, store.RunRequiresAction)
+	stale, err := b.db.GetRun(context.Background(), "tnt_a", runID)
+	require.NoError(t, err)
+	resp, out := b.resume("tnt_a", runID, map[string]any{"decision": "approve"})
+	require.Equal(t, http.StatusOK, resp.StatusCode, out)
+	require.Eventually(t, func() bool {
+		n := 0
+		for _, e := range eventsOf(t, b, "tnt_a", runID) {
+			if e.Type == store.EventRunRequiresAction {
+				n++
+			}
+		}
+		return n == 2
+	}, 20*time.Second, 10*time.Millisecond, "the second call waits too")
+	b.waitStatus("tnt_a", runID, store.RunRequiresAction)
+	// A decision made from the first wait's state conflicts (attempt fence).
+	_, err = b.db.ApplyRunChange(context.Background(), store.RunChange{TenantID: "tnt_a", RunID: runID,
+		FromStatuses: []store.RunStatus{store.RunRequiresAction}, ExpectAttempt: stale.Attempt, StatusOnly: true,
+		Run: &store.Run{Status: store.RunQueued}})
+	require.Error(t, err)
+	resp, out = b.resume("tnt_a", runID, map[string]any{"decision": "reject"})
+	require.Equal(t, http.StatusOK, resp.StatusCode, out)
+	run := b.waitStatus("tnt_a", runID, store.RunFailed)
+	require.Equal(t, codeMaxSteps, run.Error.Code)
+	var callIDs, decisions []string
+	for _, e := range eventsOf(t, b, "tnt_a", runID) {
+		if e.Type == store.EventRunResumed {
+			var p map[string]any
+			require.NoError(t, json.Unmarshal(e.Payload, &p))
+			callIDs = append(callIDs, p["tool_call_id"].(string))
+			decisions = append(decisions, p["decision"].(string))
+		}
+	}
+	require.Equal(t, []string{store.ApprovalApproved, store.ApprovalRejected}, decisions)
+	require.NotEqual(t, callIDs[0], callIDs[1], "each call has its own approval")
+}
