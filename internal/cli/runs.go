@@ -97,6 +97,12 @@ func newRunsGetCmd() *cobra.Command {
 			return json.NewEncoder(out).Encode(map[string]any{"run": run})
 		}
 		printRun(cmd, run)
+		if run.Status == store.RunRequiresAction {
+			if ra, ok, err := c.PendingAction(cmd.Context(), run.RunID); err == nil && ok {
+				fmt.Fprintf(out, "waiting for approval of %s %s (%s), deadline %s:\n  agentos approve %s [--reject|--edit '{...}']\n",
+					ra.ToolID, string(ra.Arguments), ra.Reason, ra.Deadline.Format(time.RFC3339), run.RunID)
+			}
+		}
 		return nil
 	}
 	return cmd

@@ -103,6 +103,10 @@ func TestHumanApproval(t *testing.T) {
 	for _, id := range runs {
 		require.Contains(t, out, id)
 	}
+	out, code = cli("runs", "get", runs["approve"])
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, "requires_action")
+	require.Contains(t, out, "agentos approve "+runs["approve"])
 
 	// Expiry: rejected by the system, the model told, the tool never run.
 	run := waitStatus(expiring, store.RunCompleted)
