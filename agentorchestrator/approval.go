@@ -185,7 +185,13 @@ const (
 func (x *execution) approvalGate(ctx context.Context, modelStepID string, index int, call modelport.ToolCall, ts *store.Step) (modelport.ToolCall, gate) {
 	toolID := cmp.Or(call.ToolID, call.Name)
 	if ts != nil && ts.Status == store.StepStarted {
-		return call, gateRun // in flight before: callTool settles it
+		// In flight before: callTool settles it, with the arguments it was
+		// called with (an edit's, when a person edited them).
+		var in toolStepInput
+		if json.Unmarshal(ts.Input, &in) == nil && in.Approval != nil {
+			call.Arguments = in.Arguments
+		}
+		return call, gateRun
 	}
 	if ts == nil {
 		reason := x.approvalReason(ctx, toolID, call.Arguments)

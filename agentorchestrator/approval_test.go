@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/tools"
 )
 
 // requireApproval makes agt_echo's tool.echo calls wait for approval.
@@ -375,4 +377,63 @@ func TestApprovalTwiceInOneRun(t *testing.T) {
 	}
 	require.Equal(t, []string{store.ApprovalApproved, store.ApprovalRejected}, decisions)
 	require.NotEqual(t, callIDs[0], callIDs[1], "each call has its own approval")
+}
+
+// recordingTool is an idempotent tool that records its inputs and blocks
+// until released.
+type recordingTool struct {
+	started chan struct{}
+	release chan struct{}
+	mu      sync.Mutex
+	inputs  []string
+}
+
+func newRecordingTool() *recordingTool {
+	return &recordingTool{started: make(chan struct{}, 4), release: make(chan struct{})}
+}
+
+func (r *recordingTool) Spec() tools.Spec {
+	return tools.Spec{ToolID: "tool.test.rec", Name: "rec", Description: "records its input",
+		InputSchema: json.RawMessage(`{"type":"object","properties":{"text":{"type":"string"}}}`), Idempotent: true,
+		DefaultTimeout: time.Minute}
+}
+
+func (r *recordingTool) Invoke(ctx context.Context, c tools.Call) (json.RawMessage, error) {
+	r.mu.Lock()
+	r.inputs = append(r.inputs, string(c.Input))
+	r.mu.Unlock()
+	r.started <- struct{}{}
+	select {
+	case <-r.release:
+		return c.Input, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// An edited call in flight when its executor stops is made again (the tool
+// is idempotent) with the edited arguments, not the model's.
+func TestEditedCallResumedWithEditedArguments(t *testing.T) {
+	t.Parallel()
+	first := newRecordingTool()
+	b1 := setup(t, bundleOpts{extra: []tools.Tool{first}, leaseTTL: 300 * time.Millisecond})
+	ctx := context.Background()
+	a, err := b1.db.GetAgent(ctx, "tnt_a", "agt_tool.test.rec")
+	require.NoError(t, err)
+	a.RequireApproval = []string{"tool.test.rec"}
+	require.NoError(t, b1.db.PutAgent(ctx, a))
+	runID := b1.createRun("tnt_a", "agt_tool.test.rec", map[string]any{"input": "model's text"})
+	b1.waitStatus("tnt_a", runID, store.RunRequiresAction)
+	resp, out := b1.resume("tnt_a", runID, map[string]any{"decision": "edit", "arguments": map[string]any{"text": "person's text"}})
+	require.Equal(t, http.StatusOK, resp.StatusCode, out)
+	<-first.started
+	b1.close()
+
+	second := newRecordingTool()
+	close(second.release)
+	b2 := setup(t, bundleOpts{dbPath: b1.dbPath, extra: []tools.Tool{second}, leaseTTL: 300 * time.Millisecond})
+	run := b2.waitStatus("tnt_a", runID, store.RunCompleted)
+	require.Equal(t, []string{`{"text":"person's text"}`}, first.inputs)
+	require.Equal(t, []string{`{"text":"person's text"}`}, second.inputs)
+	require.Contains(t, run.Output.Text, "person's text")
 }
