@@ -29,10 +29,10 @@ import (
 // its tenant tool definition has requires_approval, or the agent's
 // approval_rule (CEL over `tool` and `args`) is true for it. The executor
 // then records the call as a tool step awaiting approval and stops the run
-// in requires_action, together with a pending store.Approval, in one
-// commit, and lets go of the run: its queue entry is acked, so it holds no
-// lease, no executor goroutine and no max_concurrent_runs slot while it
-// waits. A decision (POST /v1/runs/{run_id}:resume, or the expiry sweep
+// in requires_action, together with a pending store.Approval and the
+// removal of its queue entry, in one commit, and lets go of the run: it
+// holds no lease, no executor goroutine and no max_concurrent_runs slot
+// while it waits. A decision (POST /v1/runs/{run_id}:resume, or the expiry sweep
 // once the deadline passes) is one compare-and-set commit from
 // requires_action to queued that records the decision on the step and the
 // approval and puts the run back in the queue: whichever replica leases it
