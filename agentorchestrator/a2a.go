@@ -409,6 +409,9 @@ var runStates = map[store.RunStatus]a2a.TaskState{
 	store.RunCompleted: a2a.TaskStateCompleted,
 	store.RunFailed:    a2a.TaskStateFailed,
 	store.RunCanceled:  a2a.TaskStateCanceled,
+	// A run waiting on a person's approval is paused for input that comes
+	// through POST /v1/runs/{run_id}:resume, not through A2A.
+	store.RunRequiresAction: a2a.TaskStateInputRequired,
 }
 
 func runTimestamp(run store.Run) *time.Time {

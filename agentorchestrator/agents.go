@@ -58,6 +58,7 @@ type agentPut struct {
 	Instructions string               `json:"instructions"`
 	Tools        []string             `json:"tools"`
 	Defaults     *store.AgentDefaults `json:"defaults"`
+	store.AgentApproval
 }
 
 // handlePutAgent creates an agent (201) or a new version of it (200).
@@ -180,6 +181,10 @@ func (s *Server) validateAgent(ctx context.Context, id, tenantID string, in *age
 		return a, errs.Field("agent.defaults.on_tool_error", "must be continue or fail")
 	case d.ModelRetries < 0 || d.ModelRetries > 5:
 		return a, errs.Field("agent.defaults.model_retries", "must be between 0 and 5")
+	}
+	a.AgentApproval = in.AgentApproval
+	if err := validateApproval(&a); err != nil {
+		return a, err
 	}
 	if in.Version != nil && *in.Version < 1 {
 		return a, errs.Field("agent.version", "must be at least 1")

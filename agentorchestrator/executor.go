@@ -40,6 +40,8 @@ type toolStepInput struct {
 	ModelCallID string          `json:"model_call_id"`
 	ToolID      string          `json:"tool_id"`
 	Arguments   json.RawMessage `json:"arguments"`
+	// Approval is set on a call that needed a person's decision (approval.go).
+	Approval *stepApproval `json:"approval,omitempty"`
 }
 
 // toolStepOutput is the recorded result of a tool call, reused on resume.
@@ -75,6 +77,8 @@ type execution struct {
 
 	// history is the thread's earlier conversation (runs on a thread).
 	history threadHistory
+	// pendingApproval goes with the next flush (approval.go).
+	pendingApproval *store.Approval
 }
 
 // execute drives a leased run until it is terminal (true: ack the entry)
@@ -89,8 +93,8 @@ func (s *Server) execute(ctx context.Context, l queue.Lease) bool {
 	if err != nil {
 		return false
 	}
-	if run.Status.Terminal() {
-		return true
+	if run.Status.Terminal() || run.Status == store.RunRequiresAction {
+		return true // requires_action: waits without an entry; a decision queues it again
 	}
 	x := &execution{s: s, run: run, tr: httpx.ParseTraceparent(run.Traceparent)}
 	ctx = httpx.WithTrace(httpx.WithCorrelationID(ctx, run.CorrelationID), x.tr)
@@ -136,7 +140,8 @@ func (s *Server) execute(ctx context.Context, l queue.Lease) bool {
 	}
 	run = x.run
 
-	deadline := run.StartedAt.Add(time.Duration(run.RunOptions.TimeoutMs) * time.Millisecond)
+	// Time spent waiting for approvals does not count against timeout_ms.
+	deadline := run.StartedAt.Add(time.Duration(run.RunOptions.TimeoutMs)*time.Millisecond + approvalWait(x.steps))
 	runCtx, cancel := context.WithDeadlineCause(ctx, deadline, errRunTimeout)
 	defer cancel()
 	return x.loop(runCtx)
@@ -198,14 +203,21 @@ func (x *execution) loop(ctx context.Context) bool {
 				return x.finish(ctx, store.RunCompleted, &store.Output{Type: "text", Text: out.Message.Content}, nil)
 			}
 			for i, call := range out.ToolCalls {
-				if ts := x.toolStepFor(last.StepID, i); ts != nil && ts.Status != store.StepStarted {
-					if ts.Status == store.StepFailed && x.agent.Defaults.OnToolError == "fail" {
+				ts := x.toolStepFor(last.StepID, i)
+				if ts != nil && ts.Status != store.StepStarted && ts.Status != store.StepAwaitingApproval {
+					if ts.Status == store.StepFailed && x.agent.Defaults.OnToolError == "fail" && !rejectedStep(*ts) {
 						return x.finishErr(ctx, stepError(*ts))
 					}
 					continue // completed before: its recorded result is reused
 				}
 				if err := x.tenantActive(ctx); err != nil {
 					return x.finishErr(ctx, err)
+				}
+				call, g := x.approvalGate(ctx, last.StepID, i, call, ts)
+				if g == gateWait {
+					return x.park(ctx)
+				} else if g == gateSettled {
+					continue
 				}
 				if ok, fatal := x.callTool(ctx, last.StepID, i, call); !ok {
 					return x.stopped(ctx)

@@ -434,8 +434,8 @@ func (s *Server) handleListRuns(w http.ResponseWriter, r *http.Request) error {
 	}
 	q := r.URL.Query()
 	p := store.ListRunsParams{TenantID: ac.TenantID, AgentID: q.Get("agent_id"), Status: q.Get("status"), Cursor: q.Get("cursor"), Limit: 50}
-	if p.Status != "" && !slices.Contains([]store.RunStatus{store.RunQueued, store.RunRunning, store.RunCompleted, store.RunFailed, store.RunCanceled}, store.RunStatus(p.Status)) {
-		return errs.Field("status", "must be queued, running, completed, failed or canceled")
+	if p.Status != "" && !store.RunStatus(p.Status).Valid() {
+		return errs.Field("status", "must be queued, running, requires_action, completed, failed or canceled")
 	}
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
@@ -461,8 +461,11 @@ func (s *Server) handleListRuns(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) handleRunAction(w http.ResponseWriter, r *http.Request) error {
 	runID, action, ok := strings.Cut(r.PathValue("run_action"), ":")
+	if ok && action == "resume" {
+		return s.handleResumeRun(w, r, runID)
+	}
 	if !ok || action != "cancel" {
-		return errs.E(errs.NotFound, "no route for POST %s (did you mean /v1/runs/{run_id}:cancel?)", r.URL.Path)
+		return errs.E(errs.NotFound, "no route for POST %s (did you mean /v1/runs/{run_id}:cancel or :resume?)", r.URL.Path)
 	}
 	ac, err := requireTenant(r.Context(), auth.ScopeRunsCancel)
 	if err != nil {

@@ -107,7 +107,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = cancel
-	s.loops.Add(3)
+	s.loops.Add(4)
 	go func() {
 		defer s.loops.Done()
 		s.schedule(ctx)
@@ -119,6 +119,10 @@ func (s *Server) Start(ctx context.Context) error {
 	go func() {
 		defer s.loops.Done()
 		s.purgeIdempotency(ctx)
+	}()
+	go func() {
+		defer s.loops.Done()
+		s.sweepApprovals(ctx)
 	}()
 	return nil
 }
@@ -372,7 +376,10 @@ func (s *Server) runLease(parent context.Context, l queue.Lease) {
 	defer mu.Unlock()
 	ackCtx, stop := context.WithTimeout(context.WithoutCancel(parent), 5*time.Second)
 	defer stop()
-	if err := s.cfg.Queue.Ack(ackCtx, current); err != nil && !errors.Is(err, context.Canceled) {
+	if err := s.cfg.Queue.Ack(ackCtx, current); errors.Is(err, errs.ErrConflict) {
+		// Removed already: the run stopped in requires_action (approval.go).
+		s.log.Debug("ack run: entry gone", "run_id", l.RunID, "err", err)
+	} else if err != nil && !errors.Is(err, context.Canceled) {
 		s.log.Warn("ack run", "run_id", l.RunID, "err", err)
 	}
 }

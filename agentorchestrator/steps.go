@@ -56,7 +56,8 @@ func (x *execution) flush(ctx context.Context) bool {
 	}
 	_, err := x.s.commit(ctx, store.RunChange{TenantID: x.run.TenantID, RunID: x.run.RunID,
 		FromStatuses: []store.RunStatus{x.from}, ExpectAttempt: x.expectAttempt, Run: &x.run,
-		Steps: x.pendingSteps, Events: x.pendingEvents})
+		Steps: x.pendingSteps, Events: x.pendingEvents, Approval: x.pendingApproval,
+		Dequeue: x.run.Status == store.RunRequiresAction})
 	if err != nil {
 		x.stopErr = err
 		if !errors.Is(err, errs.ErrConflict) && ctx.Err() == nil {
@@ -65,7 +66,7 @@ func (x *execution) flush(ctx context.Context) bool {
 		return false
 	}
 	x.from, x.expectAttempt = x.run.Status, x.run.Attempt
-	x.pendingSteps, x.pendingEvents, x.dirty = nil, nil, false
+	x.pendingSteps, x.pendingEvents, x.dirty, x.pendingApproval = nil, nil, false, nil
 	return true
 }
 
@@ -119,6 +120,14 @@ func stepError(st store.Step) *errs.Error {
 	return &errs.Error{Code: errs.Code(out.Error.Code), Message: out.Error.Message, Details: out.Error.Details}
 }
 
+// rejectedStep reports whether a failed tool step is a call a person
+// rejected (or that expired): the model is told, the run goes on even with
+// on_tool_error=fail.
+func rejectedStep(st store.Step) bool {
+	var out toolStepOutput
+	return json.Unmarshal(st.Output, &out) == nil && out.Error != nil && out.Error.Code == codeApprovalRejected
+}
+
 func decodeModelOutput(st store.Step) modelStepOutput {
 	var out modelStepOutput
 	_ = json.Unmarshal(st.Output, &out) // written by this package
@@ -157,7 +166,7 @@ func (x *execution) conversation() []modelport.Message {
 		case st.Kind == store.StepModel && st.Status == store.StepCompleted:
 			out := decodeModelOutput(st)
 			msgs = append(msgs, modelport.Message{Role: "assistant", Content: out.Message.Content, ToolCalls: out.ToolCalls})
-		case st.Kind == store.StepTool && st.Status != store.StepStarted:
+		case st.Kind == store.StepTool && (st.Status == store.StepCompleted || st.Status == store.StepFailed):
 			var in toolStepInput
 			var out toolStepOutput
 			_ = json.Unmarshal(st.Input, &in)
@@ -345,7 +354,10 @@ func (x *execution) callTool(ctx context.Context, modelStepID string, index int,
 	}
 	var result toolStepOutput
 	step := x.toolStepFor(modelStepID, index)
-	resumed := step != nil
+	// An approved call's step exists already (awaiting approval): it is
+	// started now, keeping its step and tool call ids.
+	approved := step != nil && step.Status == store.StepAwaitingApproval
+	resumed := step != nil && !approved
 	if resumed && !spec.Idempotent {
 		// In flight when the executor stopped, and not safe to run twice.
 		result = toolStepOutput{Status: "error", Error: &store.ErrorBody{Code: codeInterrupted,
@@ -354,15 +366,21 @@ func (x *execution) callTool(ctx context.Context, modelStepID string, index int,
 		in, _ := json.Marshal(toolStepInput{ModelStepID: modelStepID, CallIndex: index, ModelCallID: call.ID, ToolID: toolID, Arguments: call.Arguments})
 		st := store.Step{StepID: ids.New("stp_"), TenantID: x.run.TenantID, RunID: x.run.RunID, Index: len(x.steps),
 			Kind: store.StepTool, Name: toolID, Status: store.StepStarted, ToolCallID: ids.New("tcall_"), Input: in, StartedAt: s.cfg.Now().UTC()}
+		if approved {
+			st.StepID, st.Index, st.ToolCallID, st.Input = step.StepID, step.Index, step.ToolCallID, step.Input
+		}
 		args := call.Arguments
 		if len(args) == 0 {
 			args = json.RawMessage(`{}`)
 		}
-		x.stage([]store.Step{st},
-			x.event(store.EventStepStarted, st.StepID, map[string]any{"step_kind": "tool", "name": toolID}),
+		evs := []store.Event{x.event(store.EventStepStarted, st.StepID, map[string]any{"step_kind": "tool", "name": toolID})}
+		if approved {
+			evs = nil // its step.started came with the approval request
+		}
+		x.stage([]store.Step{st}, append(evs,
 			x.event(store.EventToolCallRequested, st.StepID, map[string]any{"tool_call_id": st.ToolCallID, "tool_id": toolID,
-				"input": args, "timeout_ms": timeout.Milliseconds()}))
-		step = &x.steps[len(x.steps)-1]
+				"input": args, "timeout_ms": timeout.Milliseconds()}))...)
+		step = x.toolStepFor(modelStepID, index)
 	}
 	st := *step
 	if result.Status == "" && resolveErr != nil {

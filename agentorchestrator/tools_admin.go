@@ -109,6 +109,8 @@ type toolPut struct {
 	Secret      string          `json:"secret"`
 	Idempotent  bool            `json:"idempotent"`
 	TimeoutMs   int             `json:"timeout_ms"`
+	// RequiresApproval: every call waits for a person (approval.go).
+	RequiresApproval bool `json:"requires_approval"`
 }
 
 // requireToolAdmin returns the caller if it may register tools in its
@@ -142,7 +144,8 @@ func (s *Server) checkToolID(id string) error {
 func validateTool(id, tenantID string, in *toolPut, prev *store.ToolDef) (store.ToolDef, error) {
 	d := store.ToolDef{TenantID: tenantID, ToolID: id, Name: strings.TrimSpace(in.Name),
 		Description: strings.TrimSpace(in.Description), InputSchema: in.InputSchema, Kind: in.Kind,
-		URL: strings.TrimSpace(in.URL), Secret: in.Secret, Idempotent: in.Idempotent, TimeoutMs: in.TimeoutMs}
+		URL: strings.TrimSpace(in.URL), Secret: in.Secret, Idempotent: in.Idempotent, TimeoutMs: in.TimeoutMs,
+		RequiresApproval: in.RequiresApproval}
 	if in.ToolID != "" && in.ToolID != id {
 		return d, errs.Field("tool.tool_id", "must match the path's tool_id %q, got %q", id, in.ToolID)
 	}

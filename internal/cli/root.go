@@ -135,6 +135,7 @@ func commands() []*cobra.Command {
 		newRunCmd(),
 		newRunsCmd(),
 		newThreadsCmd(),
+		newApproveCmd(),
 		newAuditCmd(),
 		newCertsCmd(),
 		newPeersCmd(),

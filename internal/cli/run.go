@@ -112,6 +112,15 @@ func (r *eventRenderer) render(ev store.Event) {
 		line = fmt.Sprintf("FAILED: %s: %s", str(e["code"]), str(e["message"]))
 	case store.EventRunCanceled:
 		line = "canceled: " + s("reason")
+	case store.EventRunRequiresAction:
+		ra, _ := pl["required_action"].(map[string]any)
+		line = fmt.Sprintf("waiting for approval of %s %s (%s, deadline %s): agentos approve %s [--reject|--edit '{...}']",
+			str(ra["tool_id"]), compactJSON(ra["arguments"]), str(ra["reason"]), str(ra["deadline"]), ev.RunID)
+	case store.EventRunResumed:
+		line = fmt.Sprintf("%s by %s", s("decision"), s("decided_by"))
+		if a := pl["arguments"]; a != nil {
+			line += " → " + compactJSON(a)
+		}
 	default:
 		line = strings.TrimPrefix(ev.Type, "agentos.") + " " + compactJSON(pl)
 	}

@@ -34,7 +34,7 @@ func newRunsListCmd() *cobra.Command {
   agentos runs list --agent agt_sample_echo_v1 --json`}
 	a := bindAuthFlags(cmd)
 	cmd.Flags().StringVar(&f.AgentID, "agent", "", "only runs of this agent")
-	cmd.Flags().StringVar(&f.Status, "status", "", "only runs in this status: queued, running, completed, failed or canceled")
+	cmd.Flags().StringVar(&f.Status, "status", "", "only runs in this status: queued, running, requires_action, completed, failed or canceled")
 	cmd.Flags().IntVar(&f.Limit, "limit", 50, "runs per page (1-500)")
 	cmd.Flags().StringVar(&f.Cursor, "cursor", "", "page cursor printed by the previous page")
 	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"runs": [...], "next_cursor": ...}`)
@@ -97,6 +97,12 @@ func newRunsGetCmd() *cobra.Command {
 			return json.NewEncoder(out).Encode(map[string]any{"run": run})
 		}
 		printRun(cmd, run)
+		if run.Status == store.RunRequiresAction {
+			if ra, ok, err := c.PendingAction(cmd.Context(), run.RunID); err == nil && ok {
+				fmt.Fprintf(out, "waiting for approval of %s %s (%s), deadline %s:\n  agentos approve %s [--reject|--edit '{...}']\n",
+					ra.ToolID, string(ra.Arguments), ra.Reason, ra.Deadline.Format(time.RFC3339), run.RunID)
+			}
+		}
 		return nil
 	}
 	return cmd

@@ -99,6 +99,10 @@ type Config struct {
 	// renewing its lease (renewed every third of it): a replica killed
 	// mid-run loses its runs to another replica after at most this long.
 	RunLeaseTTL time.Duration // AGENTOS_RUN_LEASE_TTL, default 6s (renewed every 2s), at least 1s
+	// ApprovalTimeout is how long a tool call waits for a person's
+	// approval before it is rejected (an agent's approval_timeout_ms
+	// overrides it).
+	ApprovalTimeout time.Duration // AGENTOS_APPROVAL_TIMEOUT, default 24h, at least 1s
 
 	AuditCheckpointInterval time.Duration // AGENTOS_AUDIT_CHECKPOINT_INTERVAL (Go duration), default 1m; 0 disables the periodic writer
 
@@ -307,6 +311,10 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 	r.duration("AGENTOS_RUN_LEASE_TTL", "6s", &c.RunLeaseTTL)
 	if c.RunLeaseTTL > 0 && c.RunLeaseTTL < time.Second {
 		r.fail("AGENTOS_RUN_LEASE_TTL=%q: want at least 1s (the lease is renewed every third of it)", c.RunLeaseTTL)
+	}
+	r.duration("AGENTOS_APPROVAL_TIMEOUT", "24h", &c.ApprovalTimeout)
+	if c.ApprovalTimeout < time.Second {
+		r.fail("AGENTOS_APPROVAL_TIMEOUT=%q: want at least 1s", c.ApprovalTimeout)
 	}
 	r.duration("AGENTOS_OUTBOUND_DIAL_TIMEOUT", "3s", &c.OutboundDialTimeout)
 	r.duration("AGENTOS_OUTBOUND_TLS_HANDSHAKE_TIMEOUT", "4s", &c.OutboundTLSHandshakeTimeout)

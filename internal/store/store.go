@@ -31,6 +31,7 @@ type Store interface {
 	MCPServerStore
 	MemoryStore
 	ThreadStore
+	ApprovalStore
 	// Ping reports whether the backend is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error
@@ -145,6 +146,18 @@ type RunChange struct {
 	// Events are appended in order; the store assigns Sequence (gapless per
 	// run), and EventID/Time when empty.
 	Events []Event
+	// Approval, if non-nil, is inserted or replaced (by tenant, run and
+	// tool call id) with the change: a run stops in requires_action and
+	// is resumed together with its approval record (store/approvals.go).
+	Approval *Approval
+	// Enqueue puts the run back in the run queue with EnqueuePriority (a
+	// run resumed after an approval); an entry already there is kept.
+	Enqueue         bool
+	EnqueuePriority int
+	// Dequeue removes the run's queue entry (a run stopping in
+	// requires_action): whoever holds its lease can no longer ack or renew
+	// it, and a later Enqueue adds a fresh one.
+	Dequeue bool
 }
 
 // RunStore keeps runs and their steps.

@@ -30,8 +30,11 @@ type ToolDef struct {
 	Secret      string          `json:"-"`
 	Idempotent  bool            `json:"idempotent"`
 	TimeoutMs   int             `json:"timeout_ms"`
-	CreatedAt   time.Time       `json:"created_at"`
-	UpdatedAt   time.Time       `json:"updated_at"`
+	// RequiresApproval makes every call of the tool wait for a person's
+	// decision (store/approvals.go).
+	RequiresApproval bool      `json:"requires_approval"`
+	CreatedAt        time.Time `json:"created_at"`
+	UpdatedAt        time.Time `json:"updated_at"`
 }
 
 // ToolStore keeps the tools tenants registered. Every method is

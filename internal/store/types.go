@@ -117,6 +117,10 @@ type Agent struct {
 	Defaults     AgentDefaults `json:"defaults"`
 	CreatedAt    time.Time     `json:"created_at"`
 	UpdatedAt    time.Time     `json:"updated_at"`
+
+	// Human approval of tool calls (store/approvals.go); stored with the
+	// defaults (one JSON column), so they need no schema change.
+	AgentApproval
 }
 
 // AgentDefaults are run options an agent applies when a run does not set them.
@@ -140,6 +144,10 @@ const (
 	RunCompleted RunStatus = "completed"
 	RunFailed    RunStatus = "failed"
 	RunCanceled  RunStatus = "canceled"
+	// RunRequiresAction: the run waits for a person to approve, reject or
+	// edit a tool call (store/approvals.go). Not terminal; the run holds
+	// no queue entry, lease or executor while it waits.
+	RunRequiresAction RunStatus = "requires_action"
 )
 
 // Terminal reports whether no further transition is possible.
@@ -242,6 +250,9 @@ const (
 	StepStarted   = "started"
 	StepCompleted = "completed"
 	StepFailed    = "failed"
+	// StepAwaitingApproval is a tool step waiting for a person's decision
+	// (its run is requires_action); the tool has not been called.
+	StepAwaitingApproval = "awaiting_approval"
 )
 
 // Step is one recorded unit of a run: a model call or a tool call. Steps are
@@ -273,6 +284,9 @@ const (
 	EventRunCompleted      = "agentos.run.completed"
 	EventRunFailed         = "agentos.run.failed"
 	EventRunCanceled       = "agentos.run.canceled"
+	// Human approval (store/approvals.go).
+	EventRunRequiresAction = "agentos.run.requires_action"
+	EventRunResumed        = "agentos.run.resumed"
 )
 
 // IsTerminalEvent reports whether an event of this type ends a run's stream.

@@ -25,7 +25,7 @@ func Required(fields ...string) error {
 // Valid reports whether s is one of the run statuses.
 func (s RunStatus) Valid() bool {
 	switch s {
-	case RunQueued, RunRunning, RunCompleted, RunFailed, RunCanceled:
+	case RunQueued, RunRunning, RunCompleted, RunFailed, RunCanceled, RunRequiresAction:
 		return true
 	}
 	return false
@@ -80,6 +80,14 @@ func (c RunChange) Validate() error {
 	for i, s := range c.Steps {
 		if s.StepID == "" {
 			return errs.Field("steps["+strconv.Itoa(i)+"].step_id", "is required")
+		}
+	}
+	if a := c.Approval; a != nil {
+		if err := Required("approval.tool_call_id", a.ToolCallID, "approval.status", a.Status); err != nil {
+			return err
+		}
+		if a.Deadline.IsZero() {
+			return errs.Field("approval.deadline", "is required")
 		}
 	}
 	return nil

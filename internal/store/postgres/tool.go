@@ -13,20 +13,20 @@ import (
 // PutTool creates the tool or replaces it (created_at is kept on replace).
 func (db *DB) PutTool(ctx context.Context, d store.ToolDef) error {
 	_, err := db.pool.Exec(ctx, `INSERT INTO tools (tenant_id, tool_id, name, description, input_schema, kind,
-		url, secret, idempotent, timeout_ms, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) `+sqlstore.ToolUpsert,
+		url, secret, idempotent, timeout_ms, created_at, updated_at, requires_approval) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) `+sqlstore.ToolUpsert,
 		d.TenantID, d.ToolID, d.Name, d.Description, string(d.InputSchema), d.Kind, d.URL, d.Secret,
-		d.Idempotent, d.TimeoutMs, ts(d.CreatedAt), ts(d.UpdatedAt))
+		d.Idempotent, d.TimeoutMs, ts(d.CreatedAt), ts(d.UpdatedAt), d.RequiresApproval)
 	return mapErr(err, "tool "+d.ToolID)
 }
 
-const toolCols = `tenant_id, tool_id, name, description, input_schema, kind, url, secret, idempotent, timeout_ms, created_at, updated_at`
+const toolCols = `tenant_id, tool_id, name, description, input_schema, kind, url, secret, idempotent, timeout_ms, created_at, updated_at, requires_approval`
 
 func scanTool(row pgx.Row) (store.ToolDef, error) {
 	var d store.ToolDef
 	var schema string
 	var created, updated *time.Time
 	if err := row.Scan(&d.TenantID, &d.ToolID, &d.Name, &d.Description, &schema, &d.Kind, &d.URL, &d.Secret,
-		&d.Idempotent, &d.TimeoutMs, &created, &updated); err != nil {
+		&d.Idempotent, &d.TimeoutMs, &created, &updated, &d.RequiresApproval); err != nil {
 		return d, err
 	}
 	d.InputSchema = []byte(schema)

@@ -12,21 +12,21 @@ import (
 func (db *DB) PutTool(ctx context.Context, d store.ToolDef) error {
 	return db.WriteTx(ctx, func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO tools (tenant_id, tool_id, name, description, input_schema, kind,
-			url, secret, idempotent, timeout_ms, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) `+sqlstore.ToolUpsert,
+			url, secret, idempotent, timeout_ms, created_at, updated_at, requires_approval) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) `+sqlstore.ToolUpsert,
 			d.TenantID, d.ToolID, d.Name, d.Description, string(d.InputSchema), d.Kind, d.URL, d.Secret,
-			d.Idempotent, d.TimeoutMs, micros(d.CreatedAt), micros(d.UpdatedAt))
+			d.Idempotent, d.TimeoutMs, micros(d.CreatedAt), micros(d.UpdatedAt), d.RequiresApproval)
 		return mapErr(err, "tool "+d.ToolID)
 	})
 }
 
-const toolCols = `tenant_id, tool_id, name, description, input_schema, kind, url, secret, idempotent, timeout_ms, created_at, updated_at`
+const toolCols = `tenant_id, tool_id, name, description, input_schema, kind, url, secret, idempotent, timeout_ms, created_at, updated_at, requires_approval`
 
 func scanTool(row interface{ Scan(...any) error }) (store.ToolDef, error) {
 	var d store.ToolDef
 	var schema string
 	var created, updated sql.NullInt64
 	if err := row.Scan(&d.TenantID, &d.ToolID, &d.Name, &d.Description, &schema, &d.Kind, &d.URL, &d.Secret,
-		&d.Idempotent, &d.TimeoutMs, &created, &updated); err != nil {
+		&d.Idempotent, &d.TimeoutMs, &created, &updated, &d.RequiresApproval); err != nil {
 		return d, err
 	}
 	d.InputSchema = []byte(schema)

@@ -193,7 +193,14 @@ func DecodeToken(t *store.Token, scopes, roles []byte) error {
 
 // EncodeAgent validates a and encodes its JSON columns.
 func EncodeAgent(a store.Agent) (tools, defaults string, err error) {
-	return encodeTwo(a.Validate(), "tools", a.Tools, "defaults", a.Defaults)
+	return encodeTwo(a.Validate(), "tools", a.Tools, "defaults", agentSettings{a.Defaults, a.AgentApproval})
+}
+
+// agentSettings is the defaults column: the run defaults and, next to
+// them (no schema change), the approval settings.
+type agentSettings struct {
+	store.AgentDefaults
+	store.AgentApproval
 }
 
 // DecodeAgent decodes an agent's JSON columns into a.
@@ -201,7 +208,12 @@ func DecodeAgent(a *store.Agent, tools, defaults []byte) error {
 	if err := FromJSON(tools, &a.Tools); err != nil {
 		return err
 	}
-	return FromJSON(defaults, &a.Defaults)
+	var set agentSettings
+	if err := FromJSON(defaults, &set); err != nil {
+		return err
+	}
+	a.Defaults, a.AgentApproval = set.AgentDefaults, set.AgentApproval
+	return nil
 }
 
 // RunColumns are a run's JSON columns; Output and Error are nil (NULL) when

@@ -30,6 +30,11 @@ type Tx interface {
 	InsertRun(ctx context.Context, r store.Run, c RunColumns) error
 	// Enqueue adds the run's queue entry (CreateRun, for a queued run).
 	Enqueue(ctx context.Context, tenantID, runID string, priority int, at time.Time) error
+	// PutApproval inserts the approval or replaces it (by tenant, run and
+	// tool call id).
+	PutApproval(ctx context.Context, a store.Approval) error
+	// Dequeue removes the run's queue entry, if any.
+	Dequeue(ctx context.Context, tenantID, runID string) error
 	// AppendAudit chains prepared records after the chain's last record
 	// (ChainAll) and inserts them; it must be the last statement of a
 	// transaction that locks anything.
@@ -206,6 +211,23 @@ func applyRunChange(ctx context.Context, begin Begin, c store.RunChange, now tim
 			s.TenantID, s.RunID = c.TenantID, c.RunID
 			s.StartedAt, s.CompletedAt = UTC(s.StartedAt), UTCPtr(s.CompletedAt)
 			if err := tx.PutStep(ctx, s); err != nil {
+				return err
+			}
+		}
+		if c.Approval != nil {
+			a := *c.Approval
+			a.TenantID, a.RunID = c.TenantID, c.RunID
+			if err := tx.PutApproval(ctx, a); err != nil {
+				return err
+			}
+		}
+		if c.Dequeue {
+			if err := tx.Dequeue(ctx, c.TenantID, c.RunID); err != nil {
+				return err
+			}
+		}
+		if c.Enqueue {
+			if err := tx.Enqueue(ctx, c.TenantID, c.RunID, c.EnqueuePriority, now); err != nil {
 				return err
 			}
 		}

@@ -14,7 +14,13 @@ const (
 	ToolUpsert = `ON CONFLICT (tenant_id, tool_id) DO UPDATE SET name = excluded.name,
 	description = excluded.description, input_schema = excluded.input_schema, kind = excluded.kind,
 	url = excluded.url, secret = excluded.secret, idempotent = excluded.idempotent,
-	timeout_ms = excluded.timeout_ms, updated_at = excluded.updated_at`
+	timeout_ms = excluded.timeout_ms, requires_approval = excluded.requires_approval, updated_at = excluded.updated_at`
+
+	// ApprovalUpsert replaces an approval by (tenant_id, run_id, tool_call_id).
+	ApprovalUpsert = `ON CONFLICT (tenant_id, run_id, tool_call_id) DO UPDATE SET step_id = excluded.step_id,
+	tool_id = excluded.tool_id, arguments = excluded.arguments, status = excluded.status,
+	deadline = excluded.deadline, decided_by = excluded.decided_by, decided_at = excluded.decided_at,
+	decided_arguments = excluded.decided_arguments`
 
 	// MCPServerUpsert replaces an MCP server by (tenant_id, name).
 	MCPServerUpsert = `ON CONFLICT (tenant_id, name) DO UPDATE SET transport = excluded.transport,

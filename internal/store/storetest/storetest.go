@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("MCPServers", func(t *testing.T) { t.Parallel(); testMCPServers(t, newStore) })
 	t.Run("Memory", func(t *testing.T) { t.Parallel(); testMemory(t, newStore) })
 	t.Run("Threads", func(t *testing.T) { t.Parallel(); testThreads(t, newStore) })
+	t.Run("Approvals", func(t *testing.T) { t.Parallel(); testApprovals(t, newStore) })
 	t.Run("Ping", func(t *testing.T) {
 		t.Parallel()
 		require.NoError(t, newStore(t).Ping(context.Background()))
