@@ -56,10 +56,10 @@ func TestConcurrentMigrations(t *testing.T) {
 	}
 	v, err := dbs[0].SchemaVersion(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 5, v)
+	require.Equal(t, 9, v)
 	var rows, heads int
 	require.NoError(t, dbs[0].Pool().QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&rows))
-	require.Equal(t, 5, rows)
+	require.Equal(t, 7, rows)
 	require.NoError(t, dbs[0].Pool().QueryRow(ctx, `SELECT count(*) FROM audit_head`).Scan(&heads))
 	require.Equal(t, 1, heads)
 
@@ -74,7 +74,7 @@ func TestConcurrentMigrations(t *testing.T) {
 	require.NoError(t, err)
 	defer again.Close()
 	require.NoError(t, again.Pool().QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&rows))
-	require.Equal(t, 5, rows)
+	require.Equal(t, 7, rows)
 }
 
 // Two handles on one schema are two replicas: appends through both stay one

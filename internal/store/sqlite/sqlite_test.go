@@ -46,7 +46,7 @@ func TestMigrationsApplyOnce(t *testing.T) {
 	require.NoError(t, err)
 	v, err := db.SchemaVersion(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 6, v)
+	require.Equal(t, 10, v)
 	require.NoError(t, db.CreateTenant(ctx, store.Tenant{TenantID: "ten_a", Name: "A"}))
 	require.NoError(t, db.Close())
 
@@ -55,10 +55,10 @@ func TestMigrationsApplyOnce(t *testing.T) {
 	defer db.Close()
 	v, err = db.SchemaVersion(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 6, v)
+	require.Equal(t, 10, v)
 	var n int
 	require.NoError(t, db.SQL().QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n))
-	require.Equal(t, 6, n)
+	require.Equal(t, 8, n)
 	got, err := db.GetTenant(ctx, "ten_a")
 	require.NoError(t, err)
 	require.Equal(t, "A", got.Name)

@@ -292,6 +292,8 @@ type NewRun struct {
 	Audit *AuditRow
 	// Columns are the run's JSON columns, encoded before any transaction.
 	Columns RunColumns
+	// Webhooks are p.Webhooks.
+	Webhooks []store.WebhookTarget
 }
 
 // PrepareRun validates p and fills CreateRun's defaults: RunID
@@ -310,7 +312,7 @@ func PrepareRun(p store.CreateRunParams, now func() time.Time) (NewRun, error) {
 		r.Status = store.RunQueued
 	}
 	r.IdempotencyKey = p.IdempotencyKey
-	n := NewRun{Now: UTC(now()), TTL: p.IdempotencyTTL}
+	n := NewRun{Now: UTC(now()), TTL: p.IdempotencyTTL, Webhooks: p.Webhooks}
 	if r.CreatedAt.IsZero() {
 		r.CreatedAt = n.Now
 	}

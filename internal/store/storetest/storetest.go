@@ -39,6 +39,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Usage", func(t *testing.T) { t.Parallel(); testUsage(t, newStore) })
 	t.Run("Federation", func(t *testing.T) { t.Parallel(); testFederation(t, newStore) })
 	t.Run("Tools", func(t *testing.T) { t.Parallel(); testTools(t, newStore) })
+	t.Run("Webhooks", func(t *testing.T) { t.Parallel(); testWebhooks(t, newStore) })
+	t.Run("Schedules", func(t *testing.T) { t.Parallel(); testSchedules(t, newStore) })
 	t.Run("Ping", func(t *testing.T) {
 		t.Parallel()
 		require.NoError(t, newStore(t).Ping(context.Background()))
