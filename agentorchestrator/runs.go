@@ -38,6 +38,7 @@ type createRunRequest struct {
 	Tooling        *toolingRequest `json:"tooling"`
 	RunOptions     *runOptionsReq  `json:"run_options"`
 	IdempotencyKey string          `json:"idempotency_key"`
+	Webhook        *webhookRequest `json:"webhook"`
 }
 
 type toolingRequest struct {
@@ -63,6 +64,8 @@ type normalizedRun struct {
 	Context    json.RawMessage  `json:"context,omitempty"`
 	Tooling    store.Tooling    `json:"tooling"`
 	RunOptions store.RunOptions `json:"run_options"`
+	// Webhook is the run's own webhook (webhooks.go); nil when none.
+	Webhook *store.WebhookTarget `json:"webhook,omitempty"`
 }
 
 var priorities = map[string]int{"low": queue.PriorityLow, "normal": queue.PriorityNormal, "high": queue.PriorityHigh}
@@ -87,6 +90,9 @@ func parseCreateRun(body []byte, agent store.Agent) (normalizedRun, string, erro
 		return normalizedRun{}, "", err
 	}
 	if n.RunOptions, err = parseRunOptions(req.RunOptions); err != nil {
+		return normalizedRun{}, "", err
+	}
+	if n.Webhook, err = parseWebhook(req.Webhook); err != nil {
 		return normalizedRun{}, "", err
 	}
 	return n, req.IdempotencyKey, nil
@@ -327,9 +333,14 @@ func (s *Server) handleCreateRun(w http.ResponseWriter, r *http.Request) error {
 		Action: "run.create", Target: "run/" + runID, Outcome: "accepted", CorrelationID: run.CorrelationID,
 		Details: map[string]any{"agent_id": agent.AgentID, "idempotency_key": key},
 	}
+	hooks, err := s.webhookTargets(ctx, ac.TenantID, n.Webhook)
+	if err != nil {
+		return err
+	}
 	res, err := s.cfg.Store.CreateRun(ctx, store.CreateRunParams{
 		Run: run, FirstEvent: first, Audit: auditRec, IdempotencyKey: key, Fingerprint: fp,
 		IdempotencyTTL: time.Duration(s.cfg.Node.IdempotencyTTLHours) * time.Hour, Priority: priorities[n.RunOptions.Priority],
+		Webhooks: hooks,
 	})
 	if errors.Is(err, errs.ErrConflict) {
 		return errIdempotencyConflict(key)

@@ -114,6 +114,15 @@ func (s *Server) Start(ctx context.Context) error {
 		defer s.loops.Done()
 		s.purgeIdempotency(ctx)
 	}()
+	s.loops.Add(2)
+	go func() {
+		defer s.loops.Done()
+		s.deliverWebhooks(ctx)
+	}()
+	go func() {
+		defer s.loops.Done()
+		s.tickSchedules(ctx)
+	}()
 	return nil
 }
 

@@ -75,6 +75,9 @@ type Config struct {
 	// builtin.GuardedClient with Node.HTTPFetchAllow as its allowlist, so
 	// the SSRF guard of tool.http.fetch applies to webhooks too.
 	WebhookClient *http.Client
+	// DeliveryClient sends run webhook deliveries; default the same SSRF
+	// guard with Node.WebhookAllow as its allowlist, no redirects.
+	DeliveryClient *http.Client
 	// Registry receives the service's metrics; default a new registry.
 	Registry *prometheus.Registry
 	// Logger defaults to slog.Default().
@@ -109,6 +112,10 @@ type Server struct {
 	metrics *orchMetrics
 	http    *metrics.HTTP
 	handler http.Handler
+
+	// Webhook deliveries and schedules (webhooks.go, schedules.go).
+	hookMetrics    *hookMetrics
+	deliveryClient *http.Client
 
 	owner string // this process's lease owner id
 	// breaker is open while model-policy is known down: no runs are
@@ -186,6 +193,13 @@ func New(cfg Config) (*Server, error) {
 		}
 		cfg.WebhookClient = c
 	}
+	if cfg.DeliveryClient == nil {
+		c, err := defaultDeliveryClient(cfg.Node.WebhookAllow)
+		if err != nil {
+			return nil, err
+		}
+		cfg.DeliveryClient = c
+	}
 	s := &Server{
 		cfg:     cfg,
 		log:     cfg.Logger.With("service", ServiceName),
@@ -197,6 +211,9 @@ func New(cfg Config) (*Server, error) {
 		running: map[string]context.CancelCauseFunc{},
 
 		cancelCheck: cancelCheckInterval,
+
+		hookMetrics:    newHookMetrics(cfg.Registry),
+		deliveryClient: cfg.DeliveryClient,
 	}
 	s.breaker = newBreaker(cfg.Now, func(open bool, reason string) {
 		if open {
@@ -236,6 +253,7 @@ func (s *Server) routes() http.Handler {
 	api.Handle("POST /v1/runs/{run_action}", httpx.H(s.handleRunAction))
 	api.Handle("GET /v1/runs/{run_id}/events", httpx.H(s.handleEvents))
 	s.registerAdminRoutes(api)
+	s.registerHookRoutes(api)
 	api.Handle("/", httpx.NotFoundHandler(public, api))
 
 	return httpx.Chain(httpx.Routed(public), httpx.Standard(s.log, s.http.Observe)...)

@@ -55,6 +55,7 @@ type Config struct {
 	QuotaInvokeQPS      float64 // AGENTOS_QUOTA_INVOKE_QPS, default 20
 	AuditSink           string  // AGENTOS_AUDIT_SINK: stdout, stderr, file:PATH; default file:$DATA_DIR/audit/audit.jsonl
 	HTTPFetchAllow      string  // AGENTOS_HTTP_FETCH_ALLOW: comma-separated hosts/CIDRs tool.http.fetch may reach despite the SSRF guard
+	WebhookAllow        string  // AGENTOS_WEBHOOK_ALLOW: the same for run webhook deliveries (never the fetch tool's list)
 	ModelPolicyConfig   string  // AGENTOS_MODEL_POLICY_CONFIG: YAML model catalogue; default built-in offline catalogue
 	Executors           int     // AGENTOS_EXECUTORS, default 128: runs executed at once by this process (runs mostly wait on models and tools)
 	IdempotencyTTLHours int     // AGENTOS_IDEMPOTENCY_TTL_HOURS, default 24
@@ -92,6 +93,18 @@ type Config struct {
 	// renewing its lease (renewed every third of it): a replica killed
 	// mid-run loses its runs to another replica after at most this long.
 	RunLeaseTTL time.Duration // AGENTOS_RUN_LEASE_TTL, default 10s, at least 1s
+
+	// Webhook deliveries (docs/operations.md "Webhooks and schedules"):
+	// attempt n waits about WebhookRetryBase·2^(n-1) (with jitter, at most
+	// an hour) after the previous one; a delivery is given up once it is
+	// older than WebhookRetryFor.
+	WebhookRetryBase time.Duration // AGENTOS_WEBHOOK_RETRY_BASE, default 5s
+	WebhookRetryFor  time.Duration // AGENTOS_WEBHOOK_RETRY_FOR, default 24h
+	// Schedules: how often each orchestrator looks for due ticks, and how
+	// late a tick may be found before it counts as missed (its schedule's
+	// misfire policy then applies).
+	SchedulePoll         time.Duration // AGENTOS_SCHEDULE_POLL, default 1s
+	ScheduleMisfireGrace time.Duration // AGENTOS_SCHEDULE_MISFIRE_GRACE, default 10s
 
 	AuditCheckpointInterval time.Duration // AGENTOS_AUDIT_CHECKPOINT_INTERVAL (Go duration), default 1m; 0 disables the periodic writer
 
@@ -222,6 +235,7 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 		DefaultTenant:       get("AGENTOS_DEFAULT_TENANT", "tnt_demo"),
 		AuditSink:           get("AGENTOS_AUDIT_SINK", ""),
 		HTTPFetchAllow:      get("AGENTOS_HTTP_FETCH_ALLOW", ""),
+		WebhookAllow:        get("AGENTOS_WEBHOOK_ALLOW", ""),
 		ModelPolicyConfig:   get("AGENTOS_MODEL_POLICY_CONFIG", ""),
 		LogLevel:            get("AGENTOS_LOG_LEVEL", "info"),
 		AuditCheckpointFile: get("AGENTOS_AUDIT_CHECKPOINT_FILE", ""),
@@ -282,6 +296,10 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 	if c.RunLeaseTTL > 0 && c.RunLeaseTTL < time.Second {
 		r.fail("AGENTOS_RUN_LEASE_TTL=%q: want at least 1s (the lease is renewed every third of it)", c.RunLeaseTTL)
 	}
+	r.duration("AGENTOS_WEBHOOK_RETRY_BASE", "5s", &c.WebhookRetryBase)
+	r.duration("AGENTOS_WEBHOOK_RETRY_FOR", "24h", &c.WebhookRetryFor)
+	r.duration("AGENTOS_SCHEDULE_POLL", "1s", &c.SchedulePoll)
+	r.duration("AGENTOS_SCHEDULE_MISFIRE_GRACE", "10s", &c.ScheduleMisfireGrace)
 	r.duration("AGENTOS_OUTBOUND_DIAL_TIMEOUT", "3s", &c.OutboundDialTimeout)
 	r.duration("AGENTOS_OUTBOUND_TLS_HANDSHAKE_TIMEOUT", "4s", &c.OutboundTLSHandshakeTimeout)
 	r.duration("AGENTOS_OUTBOUND_RESPONSE_HEADER_TIMEOUT", "30s", &c.OutboundResponseHeaderTimeout)

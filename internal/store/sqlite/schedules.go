@@ -144,5 +144,3 @@ func (db *DB) AdvanceSchedule(ctx context.Context, p store.AdvanceScheduleParams
 	})
 	return ok, err
 }
-
-

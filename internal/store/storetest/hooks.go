@@ -102,7 +102,7 @@ func testWebhooks(t *testing.T, newStore func(t *testing.T) store.Store) {
 			errs.ErrConflict)
 		require.NoError(t, s.FinishWebhookAttempt(ctx, store.FinishAttemptParams{TenantID: "ten_a", DeliveryID: id, Owner: owner,
 			Attempt: store.WebhookAttempt{Attempt: 1, At: now, StatusCode: 500, Error: "HTTP 500", DurationMs: 3},
-			Status: store.DeliveryPending, NextAttemptAt: &next}))
+			Status:  store.DeliveryPending, NextAttemptAt: &next}))
 		none, err := s.ClaimWebhookDeliveries(ctx, store.ClaimDeliveriesParams{Owner: "w1", Now: now, Lease: time.Minute})
 		require.NoError(t, err)
 		require.Empty(t, none, "not due before its next attempt")
