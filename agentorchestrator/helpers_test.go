@@ -155,6 +155,8 @@ type bundleOpts struct {
 	// bus and storePoll are Config.Bus and Config.StorePoll.
 	bus       func(store.Store) bus.Bus
 	storePoll time.Duration
+	// cfgFn adjusts the node's configuration.
+	cfgFn func(*config.Config)
 }
 
 // leaseLog records the scheduler's lease calls (Server.leased), so a test
@@ -220,6 +222,9 @@ func setup(t testing.TB, o bundleOpts) *testBundle {
 	require.NoError(t, err)
 	cfg.Home = t.TempDir()
 	cfg.HTTPFetchAllow = o.fetchAllow
+	if o.cfgFn != nil {
+		o.cfgFn(&cfg)
+	}
 	require.NoError(t, cfg.Finish())
 	for _, id := range []string{"tnt_a", "tnt_b"} {
 		if _, err := db.GetTenant(ctx, id); err == nil {

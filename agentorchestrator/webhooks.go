@@ -461,4 +461,3 @@ func defaultDeliveryClient(allow string) (*http.Client, error) {
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return c, nil
 }
-
