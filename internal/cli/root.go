@@ -134,6 +134,7 @@ func commands() []*cobra.Command {
 		newAgentsCmd(),
 		newRunCmd(),
 		newRunsCmd(),
+		newSchedulesCmd(),
 		newAuditCmd(),
 		newCertsCmd(),
 		newPeersCmd(),
