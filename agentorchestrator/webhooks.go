@@ -30,7 +30,7 @@ import (
 // never loses it mid-attempt; a dead one's deliveries come back after it).
 const (
 	webhookPoll         = 500 * time.Millisecond
-	deliveryLease       = time.Minute
+	deliveryLease       = 30 * time.Second
 	deliveryTimeout     = 15 * time.Second
 	deliveryBatch       = 32
 	deliveryConcurrency = 8
