@@ -294,3 +294,38 @@ func TestSchedulesAPIAndTicks(t *testing.T) {
 	resp, _ = b.do("GET", "/v1/schedules/"+id, "tnt_a", nil)
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 }
+
+// Two replicas that read the same due tick both fire it: one run is
+// created, the other gets it back (idempotency key), and the schedule
+// advances once.
+func TestScheduleTickFiredByTwoReplicasMakesOneRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t, hookOpts(""))
+	ctx := context.Background()
+	resp, out := b.do("POST", "/v1/schedules", "tnt_a", map[string]any{"agent_id": "agt_echo", "every": "1h", "input": "once"})
+	require.Equal(t, http.StatusCreated, resp.StatusCode, out)
+	id := out["schedule"].(map[string]any)["schedule_id"].(string)
+	tick := time.Now().UTC().Add(-time.Second).Truncate(time.Microsecond)
+	_, err := b.db.SetScheduleStatus(ctx, "tnt_a", id, store.ScheduleActive, &tick, time.Now())
+	require.NoError(t, err)
+	sc, err := b.db.GetSchedule(ctx, "tnt_a", id)
+	require.NoError(t, err)
+
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.srv.fireSchedule(ctx, sc, time.Now().UTC())
+		}()
+	}
+	wg.Wait()
+	runs, _, err := b.db.ListRuns(ctx, store.ListRunsParams{TenantID: "tnt_a"})
+	require.NoError(t, err)
+	require.Len(t, runs, 1, "one run for the tick")
+	require.Equal(t, "schedule:"+id+":"+tick.Format(time.RFC3339Nano), runs[0].IdempotencyKey)
+	got, err := b.db.GetSchedule(ctx, "tnt_a", id)
+	require.NoError(t, err)
+	require.True(t, tick.Add(time.Hour).Equal(*got.NextRunAt), "advanced once, to the next tick")
+	require.Equal(t, runs[0].RunID, got.LastRunID)
+}
