@@ -357,6 +357,9 @@ func dueTicks(sc store.Schedule, spec tickSpec, now time.Time, grace time.Durati
 // is, to be tried at the next poll; any other failure is recorded on the
 // schedule (last_error) and the tick is passed.
 func (s *Server) fireSchedule(ctx context.Context, sc store.Schedule, now time.Time) {
+	if sc.NextRunAt == nil {
+		return // paused meanwhile
+	}
 	spec, err := specOf(sc)
 	if err != nil {
 		s.log.Warn("schedule has an invalid spec", "schedule_id", sc.ScheduleID, "err", err)

@@ -108,8 +108,14 @@ const secretCols = `tenant_id, secret, previous, previous_until, created_at`
 // EnsureWebhookSecret returns the tenant's secret, storing s first when
 // the tenant has none.
 func (db *DB) EnsureWebhookSecret(ctx context.Context, s store.WebhookSecret) (store.WebhookSecret, error) {
-	var out store.WebhookSecret
-	err := db.WriteTx(ctx, func(tx *Tx) error {
+	// Every delivery attempt asks: once the secret exists, a read answers.
+	out, err := scanSecret(db.queryRow(ctx, `SELECT `+secretCols+` FROM webhook_secrets WHERE tenant_id = ?`, s.TenantID))
+	if err == nil {
+		return out, nil
+	} else if !errors.Is(err, sql.ErrNoRows) {
+		return out, mapErr(err, "webhook secret")
+	}
+	err = db.WriteTx(ctx, func(tx *Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_secrets (tenant_id, secret, created_at) VALUES (?,?,?)
 			ON CONFLICT (tenant_id) DO NOTHING`, s.TenantID, s.Secret, micros(s.CreatedAt)); err != nil {
 			return mapErr(err, "webhook secret")
