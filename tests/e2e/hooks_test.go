@@ -135,7 +135,8 @@ func TestScheduleTwoReplicasOneRunPerTick(t *testing.T) {
 		t.Skip("starts real processes")
 	}
 	pgURL := pgtest.URL(t)
-	common := []string{"AGENTOS_STORE_URL=" + pgURL, "AGENTOS_SCHEDULE_POLL=100ms"}
+	// Both replicas poll often, so that they often fire the same tick.
+	common := []string{"AGENTOS_STORE_URL=" + pgURL, "AGENTOS_SCHEDULE_POLL=10ms"}
 	first := testnode.Start(t, testnode.Options{Env: common})
 	second := testnode.Start(t, testnode.Options{Services: []string{"orchestrator"}, Env: append(slices.Clone(common),
 		"AGENTOS_HOME="+first.Home, "AGENTOS_MODEL_POLICY_ADDR="+first.Addrs["model-policy"])})
