@@ -32,10 +32,15 @@ type WebhookTarget struct {
 	EndpointID string `json:"endpoint_id,omitempty"`
 }
 
+// eventModelDelta is the token-streaming event (issue 13): never
+// delivered by webhook, where deliveries of one run may arrive out of
+// order and a message per token would swamp receivers.
+const eventModelDelta = "agentos.model.delta"
+
 // Wants reports whether the target receives an event of type typ.
 func (t WebhookTarget) Wants(typ string) bool {
 	if t.Events == WebhookEventsAll {
-		return true
+		return typ != eventModelDelta
 	}
 	switch typ {
 	case EventRunCompleted, EventRunFailed, EventRunCanceled:
