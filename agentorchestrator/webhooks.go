@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +39,8 @@ const (
 	// previousSecretTTL is how long a rotated-out secret still signs.
 	previousSecretTTL = 24 * time.Hour
 	maxWebhookURL     = 2048
+	// maxWebhookEndpoints bounds a tenant's default endpoints.
+	maxWebhookEndpoints = 10
 )
 
 // hookMetrics count webhook deliveries and schedule ticks.
@@ -215,6 +218,15 @@ func (s *Server) handlePutEndpoint(w http.ResponseWriter, r *http.Request) error
 	ev, err := webhookEvents("events", in.Events)
 	if err != nil {
 		return err
+	}
+	// Every event of every run goes to each endpoint: their number is bounded.
+	existing, err := s.cfg.Store.ListWebhookEndpoints(r.Context(), ac.TenantID)
+	if err != nil {
+		return err
+	}
+	if len(existing) >= maxWebhookEndpoints && !slices.ContainsFunc(existing, func(e store.WebhookEndpoint) bool { return e.EndpointID == id }) {
+		return errs.E(errs.QuotaExceeded, "tenant %s has %d webhook endpoints, the most allowed", ac.TenantID, len(existing)).
+			WithDetails(map[string]any{"limit": maxWebhookEndpoints, "used": len(existing)})
 	}
 	now := s.cfg.Now().UTC()
 	e := store.WebhookEndpoint{TenantID: ac.TenantID, EndpointID: id, URL: in.URL, Events: ev, CreatedAt: now, UpdatedAt: now}

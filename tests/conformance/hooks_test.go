@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -65,6 +66,18 @@ func TestHooksConformance(t *testing.T) {
 		}, 30*time.Second, 50*time.Millisecond)
 		resp, body = user.Do(t, "GET", "/v1/runs/run_nope/webhook-deliveries", nil)
 		status(resp, 404, body)
+		for i := range 9 {
+			resp, body = tadmin.Do(t, "PUT", fmt.Sprintf("/v1/webhooks/endpoints/more-%d", i), map[string]any{"url": rcv.URL})
+			status(resp, 200, body)
+		}
+		resp, body = tadmin.Do(t, "PUT", "/v1/webhooks/endpoints/one-too-many", map[string]any{"url": rcv.URL})
+		status(resp, 429, body)
+		resp, body = tadmin.Do(t, "PUT", "/v1/webhooks/endpoints/more-0", map[string]any{"url": rcv.URL, "events": []string{"terminal"}})
+		status(resp, 200, body) // replacing one is not adding one
+		for i := range 9 {
+			resp, body = tadmin.Do(t, "DELETE", fmt.Sprintf("/v1/webhooks/endpoints/more-%d", i), nil)
+			status(resp, 204, body)
+		}
 		resp, body = tadmin.Do(t, "DELETE", "/v1/webhooks/endpoints/ops", nil)
 		status(resp, 204, body)
 		resp, body = tadmin.Do(t, "DELETE", "/v1/webhooks/endpoints/ops", nil)
