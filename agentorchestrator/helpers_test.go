@@ -157,6 +157,8 @@ type bundleOpts struct {
 	// bus and storePoll are Config.Bus and Config.StorePoll.
 	bus       func(store.Store) bus.Bus
 	storePoll time.Duration
+	// cfgFn adjusts the node's configuration.
+	cfgFn func(*config.Config)
 }
 
 // leaseLog records the scheduler's lease calls (Server.leased), so a test
@@ -223,6 +225,9 @@ func setup(t testing.TB, o bundleOpts) *testBundle {
 	cfg.Home = t.TempDir()
 	cfg.HTTPFetchAllow = o.fetchAllow
 	cfg.MCPHTTPAllow = o.mcpAllow
+	if o.cfgFn != nil {
+		o.cfgFn(&cfg)
+	}
 	require.NoError(t, cfg.Finish())
 	for _, id := range []string{"tnt_a", "tnt_b"} {
 		if _, err := db.GetTenant(ctx, id); err == nil {

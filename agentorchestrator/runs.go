@@ -39,6 +39,7 @@ type createRunRequest struct {
 	RunOptions     *runOptionsReq  `json:"run_options"`
 	IdempotencyKey string          `json:"idempotency_key"`
 	Stream         json.RawMessage `json:"stream"`
+	Webhook        *webhookRequest `json:"webhook"`
 }
 
 type toolingRequest struct {
@@ -68,6 +69,8 @@ type normalizedRun struct {
 	// of other runs are unchanged).
 	ThreadID          string `json:"thread_id,omitempty"`
 	MultitaskStrategy string `json:"multitask_strategy,omitempty"`
+	// Webhook is the run's own webhook (webhooks.go); nil when none.
+	Webhook *store.WebhookTarget `json:"webhook,omitempty"`
 }
 
 var priorities = map[string]int{"low": queue.PriorityLow, "normal": queue.PriorityNormal, "high": queue.PriorityHigh}
@@ -95,6 +98,9 @@ func parseCreateRun(body []byte, agent store.Agent) (normalizedRun, string, erro
 		return normalizedRun{}, "", err
 	}
 	if n.RunOptions.Stream, err = parseRunStream(req.Stream); err != nil {
+		return normalizedRun{}, "", err
+	}
+	if n.Webhook, err = parseWebhook(req.Webhook); err != nil {
 		return normalizedRun{}, "", err
 	}
 	return n, req.IdempotencyKey, nil
@@ -368,10 +374,15 @@ func (s *Server) handleCreateRun(w http.ResponseWriter, r *http.Request) error {
 		Action: "run.create", Target: "run/" + runID, Outcome: "accepted", CorrelationID: run.CorrelationID,
 		Details: map[string]any{"agent_id": agent.AgentID, "idempotency_key": key},
 	}
+	hooks, err := s.webhookTargets(ctx, ac.TenantID, n.Webhook)
+	if err != nil {
+		return err
+	}
 	res, err := s.cfg.Store.CreateRun(ctx, store.CreateRunParams{
 		Run: run, FirstEvent: first, Audit: auditRec, IdempotencyKey: key, Fingerprint: fp,
 		IdempotencyTTL: time.Duration(s.cfg.Node.IdempotencyTTLHours) * time.Hour, Priority: priorities[n.RunOptions.Priority],
 		InterruptEvent: s.interruptEvent(run, tr),
+		Webhooks:       hooks,
 	})
 	if errors.Is(err, errs.ErrConflict) && !errors.Is(err, store.ErrThreadBusy) {
 		return errIdempotencyConflict(key)

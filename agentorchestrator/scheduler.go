@@ -124,6 +124,15 @@ func (s *Server) Start(ctx context.Context) error {
 		defer s.loops.Done()
 		s.sweepApprovals(ctx)
 	}()
+	s.loops.Add(2)
+	go func() {
+		defer s.loops.Done()
+		s.deliverWebhooks(ctx)
+	}()
+	go func() {
+		defer s.loops.Done()
+		s.tickSchedules(ctx)
+	}()
 	return nil
 }
 

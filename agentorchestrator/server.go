@@ -92,6 +92,9 @@ type Config struct {
 	// whose HTTP client is the SSRF guard with Node.MCPHTTPAllow as its
 	// allowlist. Stop ends its sessions (stdio servers are stopped).
 	MCP *mcptool.Manager
+	// DeliveryClient sends run webhook deliveries; default the same SSRF
+	// guard with Node.WebhookAllow as its allowlist, no redirects.
+	DeliveryClient *http.Client
 	// Registry receives the service's metrics; default a new registry.
 	Registry *prometheus.Registry
 	// Logger defaults to slog.Default().
@@ -129,6 +132,10 @@ type Server struct {
 	handler http.Handler
 	mcp     *mcptool.Manager
 	memory  *memory.Service
+
+	// Webhook deliveries and schedules (webhooks.go, schedules.go).
+	hookMetrics    *hookMetrics
+	deliveryClient *http.Client
 
 	owner string // this process's lease owner id
 	// cache is the store's cache of tenants, agents and tokens when the
@@ -226,6 +233,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Memory == nil {
 		cfg.Memory = NewMemory(cfg.Store, cfg.Model)
 	}
+	if cfg.DeliveryClient == nil {
+		c, err := defaultDeliveryClient(cfg.Node.WebhookAllow)
+		if err != nil {
+			return nil, err
+		}
+		cfg.DeliveryClient = c
+	}
 	s := &Server{
 		mcp:     cfg.MCP,
 		cfg:     cfg,
@@ -239,6 +253,9 @@ func New(cfg Config) (*Server, error) {
 		running: map[string]context.CancelCauseFunc{},
 
 		cancelCheck: cancelCheckInterval,
+
+		hookMetrics:    newHookMetrics(cfg.Registry),
+		deliveryClient: cfg.DeliveryClient,
 	}
 	s.pub = &publisher{s: s}
 	s.breaker = newBreaker(cfg.Now, func(open bool, reason string) {
@@ -305,6 +322,7 @@ func (s *Server) routes() http.Handler {
 	s.registerAdminRoutes(api)
 	s.registerMemoryRoutes(api)
 	s.registerA2ARoutes(api)
+	s.registerHookRoutes(api)
 	api.Handle("/", httpx.NotFoundHandler(public, api))
 
 	return httpx.Chain(httpx.Routed(public), httpx.Standard(s.log, s.http.Observe)...)

@@ -136,6 +136,7 @@ func commands() []*cobra.Command {
 		newRunsCmd(),
 		newThreadsCmd(),
 		newApproveCmd(),
+		newSchedulesCmd(),
 		newAuditCmd(),
 		newCertsCmd(),
 		newPeersCmd(),

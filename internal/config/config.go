@@ -54,8 +54,9 @@ type Config struct {
 	QuotaConcurrentRuns int     // AGENTOS_QUOTA_CONCURRENT_RUNS, default 25
 	QuotaInvokeQPS      float64 // AGENTOS_QUOTA_INVOKE_QPS, default 20
 	AuditSink           string  // AGENTOS_AUDIT_SINK: stdout, stderr, file:PATH; default file:$DATA_DIR/audit/audit.jsonl
-	HTTPFetchAllow      string  // AGENTOS_HTTP_FETCH_ALLOW: comma-separated hosts/CIDRs tool.http.fetch, webhooks and A2A tools may reach despite the SSRF guard
+	HTTPFetchAllow      string  // AGENTOS_HTTP_FETCH_ALLOW: comma-separated hosts/CIDRs tool.http.fetch, webhook tools and A2A tools may reach despite the SSRF guard
 	MCPHTTPAllow        string  // AGENTOS_MCP_HTTP_ALLOW: comma-separated hosts/CIDRs HTTP MCP servers may be reached at despite the SSRF guard; default empty
+	WebhookAllow        string  // AGENTOS_WEBHOOK_ALLOW: the same for run webhook deliveries (never the fetch tool's list)
 	ModelPolicyConfig   string  // AGENTOS_MODEL_POLICY_CONFIG: YAML model catalogue; default built-in offline catalogue
 	Executors           int     // AGENTOS_EXECUTORS, default 128: runs executed at once by this process (runs mostly wait on models and tools)
 	IdempotencyTTLHours int     // AGENTOS_IDEMPOTENCY_TTL_HOURS, default 24
@@ -103,6 +104,18 @@ type Config struct {
 	// approval before it is rejected (an agent's approval_timeout_ms
 	// overrides it).
 	ApprovalTimeout time.Duration // AGENTOS_APPROVAL_TIMEOUT, default 24h, at least 1s
+
+	// Webhook deliveries (docs/operations.md "Webhooks and schedules"):
+	// attempt n waits about WebhookRetryBase·2^(n-1) (with jitter, at most
+	// an hour) after the previous one; a delivery is given up once it is
+	// older than WebhookRetryFor.
+	WebhookRetryBase time.Duration // AGENTOS_WEBHOOK_RETRY_BASE, default 5s
+	WebhookRetryFor  time.Duration // AGENTOS_WEBHOOK_RETRY_FOR, default 24h
+	// Schedules: how often each orchestrator looks for due ticks, and how
+	// late a tick may be found before it counts as missed (its schedule's
+	// misfire policy then applies).
+	SchedulePoll         time.Duration // AGENTOS_SCHEDULE_POLL, default 1s
+	ScheduleMisfireGrace time.Duration // AGENTOS_SCHEDULE_MISFIRE_GRACE, default 10s
 
 	AuditCheckpointInterval time.Duration // AGENTOS_AUDIT_CHECKPOINT_INTERVAL (Go duration), default 1m; 0 disables the periodic writer
 
@@ -244,6 +257,7 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 		AuditSink:           get("AGENTOS_AUDIT_SINK", ""),
 		HTTPFetchAllow:      get("AGENTOS_HTTP_FETCH_ALLOW", ""),
 		MCPHTTPAllow:        get("AGENTOS_MCP_HTTP_ALLOW", ""),
+		WebhookAllow:        get("AGENTOS_WEBHOOK_ALLOW", ""),
 		ModelPolicyConfig:   get("AGENTOS_MODEL_POLICY_CONFIG", ""),
 		LogLevel:            get("AGENTOS_LOG_LEVEL", "info"),
 		AuditCheckpointFile: get("AGENTOS_AUDIT_CHECKPOINT_FILE", ""),
@@ -316,6 +330,10 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 	if c.ApprovalTimeout < time.Second {
 		r.fail("AGENTOS_APPROVAL_TIMEOUT=%q: want at least 1s", c.ApprovalTimeout)
 	}
+	r.duration("AGENTOS_WEBHOOK_RETRY_BASE", "5s", &c.WebhookRetryBase)
+	r.duration("AGENTOS_WEBHOOK_RETRY_FOR", "24h", &c.WebhookRetryFor)
+	r.duration("AGENTOS_SCHEDULE_POLL", "1s", &c.SchedulePoll)
+	r.duration("AGENTOS_SCHEDULE_MISFIRE_GRACE", "10s", &c.ScheduleMisfireGrace)
 	r.duration("AGENTOS_OUTBOUND_DIAL_TIMEOUT", "3s", &c.OutboundDialTimeout)
 	r.duration("AGENTOS_OUTBOUND_TLS_HANDSHAKE_TIMEOUT", "4s", &c.OutboundTLSHandshakeTimeout)
 	r.duration("AGENTOS_OUTBOUND_RESPONSE_HEADER_TIMEOUT", "30s", &c.OutboundResponseHeaderTimeout)

@@ -32,6 +32,8 @@ type Store interface {
 	MemoryStore
 	ThreadStore
 	ApprovalStore
+	WebhookStore
+	ScheduleStore
 	// Ping reports whether the backend is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error
@@ -92,6 +94,9 @@ type CreateRunParams struct {
 	IdempotencyTTL time.Duration
 	// Priority orders the queue entry: higher first (low=0, normal=1, high=2).
 	Priority int
+	// Webhooks are the targets the run's events are delivered to (see
+	// WebhookStore): recorded with the run, in the same transaction.
+	Webhooks []WebhookTarget
 	// ReplayOnly makes CreateRun write nothing: with a known, unexpired
 	// IdempotencyKey it replays (or conflicts) as usual; otherwise it returns
 	// ErrNotFound. Callers use it to answer a duplicate even when creating a

@@ -306,6 +306,8 @@ type NewRun struct {
 	Columns RunColumns
 	// InterruptEvent is p.InterruptEvent (thread runs).
 	InterruptEvent store.Event
+	// Webhooks are p.Webhooks.
+	Webhooks []store.WebhookTarget
 }
 
 // PrepareRun validates p and fills CreateRun's defaults: RunID
@@ -324,7 +326,7 @@ func PrepareRun(p store.CreateRunParams, now func() time.Time) (NewRun, error) {
 		r.Status = store.RunQueued
 	}
 	r.IdempotencyKey = p.IdempotencyKey
-	n := NewRun{Now: UTC(now()), TTL: p.IdempotencyTTL}
+	n := NewRun{Now: UTC(now()), TTL: p.IdempotencyTTL, Webhooks: p.Webhooks}
 	if r.CreatedAt.IsZero() {
 		r.CreatedAt = n.Now
 	}

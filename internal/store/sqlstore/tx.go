@@ -35,6 +35,13 @@ type Tx interface {
 	PutApproval(ctx context.Context, a store.Approval) error
 	// Dequeue removes the run's queue entry, if any.
 	Dequeue(ctx context.Context, tenantID, runID string) error
+	// InsertWebhookTargets records a new run's webhook targets, numbered
+	// from 0 in order.
+	InsertWebhookTargets(ctx context.Context, tenantID, runID string, targets []store.WebhookTarget) error
+	// WebhookTargets returns a run's webhook targets in order.
+	WebhookTargets(ctx context.Context, tenantID, runID string) ([]store.WebhookTarget, error)
+	// InsertDeliveries adds pending deliveries to the outbox.
+	InsertDeliveries(ctx context.Context, ds []store.WebhookDelivery) error
 	// AppendAudit chains prepared records after the chain's last record
 	// (ChainAll) and inserts them; it must be the last statement of a
 	// transaction that locks anything.
@@ -241,6 +248,9 @@ func applyRunChange(ctx context.Context, begin Begin, c store.RunChange, now tim
 			if err := tx.SetLastSequence(ctx, c.TenantID, c.RunID, evs[len(evs)-1].Sequence); err != nil {
 				return err
 			}
+			if err := outbox(ctx, tx, nil, evs, now); err != nil {
+				return err
+			}
 		}
 		out = evs
 		if thread.id != "" && !store.RunStatus(st.Status).Terminal() {
@@ -267,6 +277,14 @@ func Admit(ctx context.Context, tx Tx, nr NewRun, priority int) (store.CreateRun
 	}
 	if err := tx.InsertEvent(ctx, nr.FirstEvent); err != nil {
 		return store.CreateRunResult{}, err
+	}
+	if len(nr.Webhooks) > 0 {
+		if err := tx.InsertWebhookTargets(ctx, nr.Run.TenantID, nr.Run.RunID, nr.Webhooks); err != nil {
+			return store.CreateRunResult{}, err
+		}
+		if err := outbox(ctx, tx, nr.Webhooks, []store.Event{nr.FirstEvent}, nr.Now); err != nil {
+			return store.CreateRunResult{}, err
+		}
 	}
 	if nr.Run.Status == store.RunQueued && start {
 		if err := tx.Enqueue(ctx, nr.Run.TenantID, nr.Run.RunID, priority, nr.Now); err != nil {

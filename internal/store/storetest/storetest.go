@@ -43,6 +43,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Memory", func(t *testing.T) { t.Parallel(); testMemory(t, newStore) })
 	t.Run("Threads", func(t *testing.T) { t.Parallel(); testThreads(t, newStore) })
 	t.Run("Approvals", func(t *testing.T) { t.Parallel(); testApprovals(t, newStore) })
+	t.Run("Webhooks", func(t *testing.T) { t.Parallel(); testWebhooks(t, newStore) })
+	t.Run("Schedules", func(t *testing.T) { t.Parallel(); testSchedules(t, newStore) })
 	t.Run("Ping", func(t *testing.T) {
 		t.Parallel()
 		require.NoError(t, newStore(t).Ping(context.Background()))
