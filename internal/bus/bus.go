@@ -110,7 +110,10 @@ type SubscribeParams struct {
 	// Resume replays the run's events with Sequence > After before live
 	// ones, with no gap and no duplicate between the two. Needs RunID.
 	Resume bool
-	After  int64
+	// After is the last sequence the subscriber has. Without Resume, a
+	// run's live subscription skips events at or below it (a broker feed
+	// may still be carrying them when the subscription is made).
+	After int64
 }
 
 // Subscription is a live feed. C closes when the subscription ends:

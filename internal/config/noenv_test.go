@@ -29,9 +29,11 @@ var envReaders = map[string]map[string]bool{
 // behind config's back. Keep it short: a new entry needs a reason as good.
 var envAllowed = map[string]string{
 	// The one door: the CLI hands the process environment to Load.
-	"internal/cli/flags.go:resolve": "passes os.LookupEnv to config.Load",
-	"bench/runload/main.go:run":     "passes os.LookupEnv to config.Load to find the credentials file",
-	"bench/tokenstream/main.go:run": "passes os.LookupEnv to config.Load to find the credentials file",
+	"internal/cli/flags.go:resolve":      "passes os.LookupEnv to config.Load",
+	"bench/runload/main.go:run":          "passes os.LookupEnv to config.Load to find the credentials file",
+	"bench/tokenstream/main.go:run":      "passes os.LookupEnv to config.Load to find the credentials file",
+	"bench/ssefanout/main.go:adminToken": "passes os.LookupEnv to config.Load to find the credentials file",
+	"bench/ssefanout/main.go:memoryCmd":  "passes the environment on to the orchestrator it starts, reading no setting",
 	// Children inherit the environment; the child resolves it with Load.
 	"internal/supervisor/supervisor.go:ChildEnv":            "copies the environment into a spawned service's, reading no setting",
 	"tests/testnode/testnode.go:StartService":               "passes the environment on to the service it starts",

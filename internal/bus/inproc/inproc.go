@@ -34,8 +34,8 @@ type Bus struct {
 
 	mu      sync.RWMutex
 	closed  bool
-	runs    map[runKey]map[*bus.Sink[store.Event]]struct{}
-	tenants map[string]map[*bus.Sink[store.Event]]struct{}
+	runs    map[runKey]sinkSet
+	tenants map[string]sinkSet
 	signals map[*bus.Sink[bus.Signal]]struct{}
 	resumes map[*resumed]struct{}
 
@@ -54,8 +54,8 @@ func New(cfg Config) *Bus {
 	}
 	return &Bus{
 		cfg: cfg, events: bus.NewDedupe(cfg.DedupeIDs), tasks: bus.NewDedupe(cfg.DedupeIDs),
-		runs:    map[runKey]map[*bus.Sink[store.Event]]struct{}{},
-		tenants: map[string]map[*bus.Sink[store.Event]]struct{}{},
+		runs:    map[runKey]sinkSet{},
+		tenants: map[string]sinkSet{},
 		signals: map[*bus.Sink[bus.Signal]]struct{}{},
 		resumes: map[*resumed]struct{}{},
 		queues:  map[string]*queue{},
@@ -85,7 +85,10 @@ func (b *Bus) Publish(_ context.Context, evs ...store.Event) error {
 		if len(runSubs)+len(tenantSubs) == 0 || !b.events.First(e.EventID) {
 			continue
 		}
-		for s := range runSubs {
+		for s, after := range runSubs {
+			if e.Sequence <= after {
+				continue
+			}
 			if !s.Offer(e) {
 				lagged = append(lagged, lag{e, s, false})
 			}
@@ -135,14 +138,14 @@ func (b *Bus) Subscribe(ctx context.Context, p bus.SubscribeParams) (bus.Subscri
 	if p.Resume && b.cfg.History == nil {
 		return nil, errs.Field("resume", "needs a history (the store) in this bus's config")
 	}
-	live, err := b.subscribe(p.TenantID, p.RunID)
+	live, err := b.subscribe(p.TenantID, p.RunID, p.After)
 	if err != nil || !p.Resume {
 		return live, err
 	}
 	return b.resume(ctx, p, live), nil
 }
 
-func (b *Bus) subscribe(tenant, run string) (*bus.Sink[store.Event], error) {
+func (b *Bus) subscribe(tenant, run string, after int64) (*bus.Sink[store.Event], error) {
 	var s *bus.Sink[store.Event]
 	if run == "" {
 		s = bus.NewSink[store.Event](bus.SubscriberBuffer, func() { b.mu.Lock(); removeFrom(b.tenants, tenant, s); b.mu.Unlock() })
@@ -156,22 +159,26 @@ func (b *Bus) subscribe(tenant, run string) (*bus.Sink[store.Event], error) {
 		return nil, errClosed
 	}
 	if run == "" {
-		addTo(b.tenants, tenant, s)
+		addTo(b.tenants, tenant, s, 0)
 	} else {
-		addTo(b.runs, runKey{tenant, run}, s)
+		addTo(b.runs, runKey{tenant, run}, s, after)
 	}
 	return s, nil
 }
 
-type sinkSet = map[*bus.Sink[store.Event]]struct{}
+// sinkSet maps each subscription to the sequence it has already seen
+// (SubscribeParams.After): a run's live subscription skips events at or
+// below it, which a feed from a broker (bus/nats's local fan-out) may
+// still carry when the subscription is made.
+type sinkSet = map[*bus.Sink[store.Event]]int64
 
-func addTo[K comparable](m map[K]sinkSet, k K, s *bus.Sink[store.Event]) {
+func addTo[K comparable](m map[K]sinkSet, k K, s *bus.Sink[store.Event], after int64) {
 	set := m[k]
 	if set == nil {
 		set = sinkSet{}
 		m[k] = set
 	}
-	set[s] = struct{}{}
+	set[s] = after
 }
 
 // removeFrom reports whether s was in m[k]; the caller holds b.mu.

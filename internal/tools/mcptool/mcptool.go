@@ -43,6 +43,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/outbound"
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/tools"
 	"github.com/nexixai/agentos/internal/version"
@@ -538,6 +539,10 @@ type headerTransport struct {
 	secret  string
 }
 
+// defaultTransport is outbound's bounded transport with its default
+// timeouts (never http.DefaultTransport, which has none).
+var defaultTransport = outbound.Transport(outbound.Timeouts{}, nil)
+
 func (h *headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	for k, v := range h.headers {
@@ -548,7 +553,8 @@ func (h *headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	base := h.base
 	if base == nil {
-		base = http.DefaultTransport
+		// An injected client without a transport: the bounded default.
+		base = defaultTransport
 	}
 	return base.RoundTrip(r)
 }
