@@ -6,21 +6,19 @@ package agentorchestrator
 // /.well-known/agent-card.json lists the caller's agents as skills, with
 // POST /a2a as its endpoint (the agent is named in the message metadata).
 //
-// Mapping onto the runs API: an A2A task is a run (task id = run id); a
-// message/send or message/stream admits a run through the same admission
-// as POST /v1/agents/{agent_id}/runs (entitlements, rate limits,
-// idempotency keyed by the message id, audit); the run's output is the
-// task's artifact "output"; the A2A contextId is kept in the run's context
-// as {"a2a": {"context_id", "message_id"}}.
-// TODO(threads): when threads land, a contextId names a thread and each
-// message/send with it becomes a run on that thread (its history window),
-// and a message with a taskId of a finished task continues the thread.
+// Mapping onto the runs API: an A2A task is a run (task id = run id) and
+// an A2A context is a thread (contextId = thread id). A message/send or
+// message/stream admits a run on the context's thread through the same
+// admission as POST /v1/threads/{thread_id}/runs (history window,
+// entitlements, rate limits, idempotency keyed by the message id, audit),
+// so the agent sees the conversation's earlier turns. A message without
+// a contextId starts a new thread; an unknown contextId is an error. The
+// run's output is the task's artifact "output"; the message id is kept in
+// the run's context as {"a2a": {"context_id", "message_id"}}.
 
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +33,7 @@ import (
 	"github.com/nexixai/agentos/internal/bus"
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/httpx"
+	"github.com/nexixai/agentos/internal/ids"
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/version"
 )
@@ -341,7 +340,10 @@ type a2aContext struct {
 func runA2A(run store.Run) a2aContext {
 	var c a2aContext
 	_ = json.Unmarshal(run.Context, &c)
-	if c.A2A.ContextID == "" {
+	if run.ThreadID != "" {
+		// A run on a thread: the thread is its context.
+		c.A2A.ContextID = run.ThreadID
+	} else if c.A2A.ContextID == "" {
 		// A run created by the runs API: its own context.
 		c.A2A.ContextID = "ctx_" + run.RunID
 	}
@@ -350,7 +352,8 @@ func runA2A(run store.Run) a2aContext {
 
 // startTask admits a run for a message/send or message/stream.
 func (s *Server) startTask(r *http.Request, raw json.RawMessage) (store.Run, *a2a.MessageSendParams, error) {
-	if _, err := requireTenant(r.Context(), auth.ScopeRunsCreate); err != nil {
+	ac, err := requireTenant(r.Context(), auth.ScopeRunsCreate)
+	if err != nil {
 		return store.Run{}, nil, err
 	}
 	var p a2a.MessageSendParams
@@ -384,18 +387,59 @@ func (s *Server) startTask(r *http.Request, raw json.RawMessage) (store.Run, *a2
 			return store.Run{}, nil, rpcErr(rpcInvalidParams, "message.metadata.agent_id: name the agent (one of the node card's skills), or use POST /a2a/{agent_id}")
 		}
 	}
-	ctxID := m.ContextID
-	if ctxID == "" {
-		// A new context, derived from the message id: a retried message is
-		// the same request (same idempotency fingerprint), so it replays.
-		sum := sha256.Sum256([]byte(m.ID))
-		ctxID = "ctx_" + hex.EncodeToString(sum[:13])
+	threadID, err := s.a2aThread(r.Context(), ac, agentID, m)
+	if err != nil {
+		return store.Run{}, nil, err
 	}
 	var rc a2aContext
-	rc.A2A.ContextID, rc.A2A.MessageID = ctxID, m.ID
-	body, _ := json.Marshal(map[string]any{"input": text, "context": rc})
-	run, err := s.createRunInternal(r.Context(), agentID, body, "a2a:"+m.ID)
+	rc.A2A.ContextID, rc.A2A.MessageID = threadID, m.ID
+	run, _, err := s.createRunInternal(r.Context(), internalRun{AgentID: agentID, ThreadID: threadID,
+		MultitaskStrategy: a2aMultitaskStrategy, IdempotencyKey: "a2a:" + m.ID,
+		Body: map[string]any{"input": text, "context": rc}})
 	return run, &p, err
+}
+
+// a2aMultitaskStrategy is what a message does when its context's thread
+// has an active run (the previous message's task still working): it waits
+// behind it, as a conversation's next message would.
+const a2aMultitaskStrategy = store.MultitaskEnqueue
+
+// a2aThread returns the thread an A2A message runs on. A contextId names
+// a thread of the caller's tenant (the contextId of an earlier task);
+// one the tenant does not have is an error (contextIds are made by the
+// server). A message without a contextId starts a new thread, whose id is
+// derived from the principal, agent and messageId, so a retried message
+// finds the thread its first attempt made (and its run, by idempotency).
+func (s *Server) a2aThread(ctx context.Context, ac auth.Context, agentID string, m *a2a.Message) (string, error) {
+	if m.ContextID != "" {
+		if _, err := s.cfg.Store.GetThread(ctx, ac.TenantID, m.ContextID); errors.Is(err, errs.ErrNotFound) {
+			return "", errs.E(errs.NotFound, "message.contextId: context %s not found: a contextId is the contextId of an earlier task "+
+				"(a thread of this tenant); leave it out to start a new conversation", m.ContextID).
+				WithDetails(map[string]any{"field": "message.contextId"})
+		} else if err != nil {
+			return "", err
+		}
+		return m.ContextID, nil
+	}
+	// The agent first: an unknown agent leaves no empty thread behind.
+	if _, err := s.cfg.Store.GetAgent(ctx, ac.TenantID, agentID); errors.Is(err, errs.ErrNotFound) {
+		return "", errs.E(errs.NotFound, "agent %s not found", agentID)
+	} else if err != nil {
+		return "", err
+	}
+	threadID := ids.Derived("thr_", strings.Join([]string{"a2a", ac.TenantID, ac.Principal.PrincipalID, agentID, m.ID}, "\x00"))
+	if _, err := s.cfg.Store.GetThread(ctx, ac.TenantID, threadID); err == nil {
+		return threadID, nil
+	} else if !errors.Is(err, errs.ErrNotFound) {
+		return "", err
+	}
+	now := s.cfg.Now().UTC()
+	err := s.cfg.Store.CreateThread(ctx, store.Thread{TenantID: ac.TenantID, ThreadID: threadID,
+		Metadata: map[string]string{"source": "a2a", "agent_id": agentID}, CreatedAt: now, UpdatedAt: now})
+	if err != nil && !errors.Is(err, errs.ErrConflict) { // conflict: a concurrent retry made it
+		return "", err
+	}
+	return threadID, nil
 }
 
 func metaString(m map[string]any, key string) string {

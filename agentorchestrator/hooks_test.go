@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/modelport"
 	"github.com/nexixai/agentos/internal/stdwebhook"
 	"github.com/nexixai/agentos/internal/store"
 )
@@ -328,4 +329,82 @@ func TestScheduleTickFiredByTwoReplicasMakesOneRun(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, tick.Add(time.Hour).Equal(*got.NextRunAt), "advanced once, to the next tick")
 	require.Equal(t, runs[0].RunID, got.LastRunID)
+}
+
+// TestScheduleOnThread: a schedule with a thread_id creates each tick's
+// run on the thread (strategy enqueue): its turn lands on the thread and
+// the next tick's model input carries the earlier turns. A thread the
+// tenant does not have is refused at create.
+func TestScheduleOnThread(t *testing.T) {
+	t.Parallel()
+	rec := &recordingModel{scriptedModel: &scriptedModel{}, input: map[string][][]modelport.Message{}}
+	o := hookOpts("")
+	o.port = rec
+	b := setup(t, o)
+	ctx := context.Background()
+	threadID := newThread(t, b, "tnt_a", nil)
+	otherTenants := newThread(t, b, "tnt_b", nil)
+	for name, tc := range map[string]string{"unknown thread": "thr_nope", "another tenant's thread": otherTenants} {
+		resp, out := b.do("POST", "/v1/schedules", "tnt_a", map[string]any{"agent_id": "agt_echo", "every": "1h", "input": "x", "thread_id": tc})
+		require.Equal(t, http.StatusNotFound, resp.StatusCode, name)
+		require.Equal(t, "thread_id", out["error"].(map[string]any)["details"].(map[string]any)["field"], name)
+	}
+	resp, out := b.do("POST", "/v1/schedules", "tnt_a", map[string]any{"agent_id": "agt_echo", "every": "1h",
+		"input": "scheduled hello", "thread_id": threadID})
+	require.Equal(t, http.StatusCreated, resp.StatusCode, out)
+	id := out["schedule"].(map[string]any)["schedule_id"].(string)
+	require.Equal(t, threadID, out["schedule"].(map[string]any)["thread_id"])
+
+	// fire makes the schedule due at a tick of its own and fires it.
+	fire := func(ago time.Duration) store.Run {
+		t.Helper()
+		tick := time.Now().UTC().Add(-ago).Truncate(time.Microsecond)
+		_, err := b.db.SetScheduleStatus(ctx, "tnt_a", id, store.ScheduleActive, &tick, time.Now())
+		require.NoError(t, err)
+		sc, err := b.db.GetSchedule(ctx, "tnt_a", id)
+		require.NoError(t, err)
+		b.srv.fireSchedule(ctx, sc, time.Now().UTC())
+		sc, err = b.db.GetSchedule(ctx, "tnt_a", id)
+		require.NoError(t, err)
+		require.Empty(t, sc.LastError)
+		require.NotEmpty(t, sc.LastRunID)
+		run, err := b.db.GetRun(ctx, "tnt_a", sc.LastRunID)
+		require.NoError(t, err)
+		require.Equal(t, "schedule:"+id+":"+tick.Format(time.RFC3339Nano), run.IdempotencyKey)
+		return run
+	}
+	first := fire(2 * time.Second)
+	require.Equal(t, threadID, first.ThreadID)
+	require.Equal(t, store.MultitaskEnqueue, first.MultitaskStrategy)
+	b.waitStatus("tnt_a", first.RunID, store.RunCompleted)
+	second := fire(time.Second)
+	require.Equal(t, threadID, second.ThreadID)
+	b.waitStatus("tnt_a", second.RunID, store.RunCompleted)
+
+	require.Equal(t, "system:echo|user:scheduled hello", roles(rec.firstCall(first.RunID)))
+	require.Equal(t, `system:echo|user:scheduled hello|assistant:|tool:{"text":"scheduled hello"}|`+
+		`assistant:Echo: {"text":"scheduled hello"}|user:scheduled hello`, roles(rec.firstCall(second.RunID)))
+	msgs, err := b.db.ListThreadMessages(ctx, store.ListThreadMessagesParams{TenantID: "tnt_a", ThreadID: threadID})
+	require.NoError(t, err)
+	var turns []string
+	for _, m := range msgs {
+		if m.Role == "user" {
+			turns = append(turns, m.RunID)
+		}
+	}
+	require.Equal(t, []string{first.RunID, second.RunID}, turns, "each tick's turn is on the thread")
+
+	// A deleted thread: the tick is recorded as failed, not retried forever.
+	resp, _ = b.do("DELETE", "/v1/threads/"+threadID, "tnt_a", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	tick := time.Now().UTC().Add(-time.Second).Truncate(time.Microsecond)
+	_, err = b.db.SetScheduleStatus(ctx, "tnt_a", id, store.ScheduleActive, &tick, time.Now())
+	require.NoError(t, err)
+	sc, err := b.db.GetSchedule(ctx, "tnt_a", id)
+	require.NoError(t, err)
+	b.srv.fireSchedule(ctx, sc, time.Now().UTC())
+	sc, err = b.db.GetSchedule(ctx, "tnt_a", id)
+	require.NoError(t, err)
+	require.Contains(t, sc.LastError, "thread "+threadID+" not found")
+	require.True(t, sc.NextRunAt.After(tick), "the tick was passed")
 }

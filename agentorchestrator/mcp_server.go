@@ -26,10 +26,8 @@ import (
 // quotas, rate limits, audit), sends a progress notification per run event
 // while the client asked for progress, and returns the run's output
 // (isError when the run fails or is canceled). The tenant's recent runs
-// are resources agentos://runs/{run_id}.
-//
-// Threads (issue 13, built in parallel) are not resources yet: when they
-// land, add a template agentos://threads/{thread_id} next to the runs one.
+// are resources agentos://runs/{run_id}, its recent threads (with their
+// messages) agentos://threads/{thread_id}.
 //
 // The handler is stateless: each HTTP request builds a server for the
 // caller it authenticated, so a session can never carry one tenant's
@@ -42,6 +40,13 @@ const (
 	mcpRunURIPrefix = "agentos://runs/"
 	// mcpResourceRuns is how many recent runs resources/list shows.
 	mcpResourceRuns = 50
+	// mcpThreadURIPrefix starts a thread's resource URI.
+	mcpThreadURIPrefix = "agentos://threads/"
+	// mcpResourceThreads is how many recent threads resources/list shows.
+	mcpResourceThreads = 50
+	// mcpThreadMessages is how many of a thread's newest messages its
+	// resource holds; GET /v1/threads/{thread_id}/messages pages them all.
+	mcpThreadMessages = 200
 	// mcpRunPoll is how often a followed run's events are read from the
 	// store when the bus brings nothing (the store is the truth).
 	mcpRunPoll = time.Second
@@ -135,7 +140,8 @@ func (w *envelopeWriter) err() error {
 func (s *Server) newMCPServer(base context.Context, ac auth.Context) *mcp.Server {
 	srv := mcp.NewServer(&mcp.Implementation{Name: "agentos", Title: "AgentOS agent orchestrator", Version: version.Version},
 		&mcp.ServerOptions{Instructions: "Each tool runs one AgentOS agent: call run_agent_<agent_id> with {\"input\": \"...\"}; " +
-			"progress notifications report the run's events. Runs are resources agentos://runs/{run_id}."})
+			"progress notifications report the run's events. Runs are resources agentos://runs/{run_id}, " +
+			"threads (conversations, with their messages) agentos://threads/{thread_id}."})
 	agents, err := s.cfg.Store.ListAgents(base, ac.TenantID)
 	if err != nil {
 		s.log.WarnContext(base, "mcp: list agents", "tenant_id", ac.TenantID, "err", err)
@@ -158,7 +164,14 @@ func (s *Server) newMCPServer(base context.Context, ac auth.Context) *mcp.Server
 		func(ctx context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 			return s.mcpReadRun(valuesOf(ctx, base), ac, req.Params.URI)
 		})
+	srv.AddResourceTemplate(&mcp.ResourceTemplate{URITemplate: mcpThreadURIPrefix + "{thread_id}", Name: "thread",
+		Title: "AgentOS thread", Description: fmt.Sprintf("A thread (conversation) of this tenant with its newest %d messages, oldest first.", mcpThreadMessages),
+		MIMEType: "application/json"},
+		func(ctx context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+			return s.mcpReadThread(valuesOf(ctx, base), ac, req.Params.URI)
+		})
 	if ac.HasScope(auth.ScopeRunsRead) {
+		s.addThreadResources(base, srv, ac)
 		runs, _, err := s.cfg.Store.ListRuns(base, store.ListRunsParams{TenantID: ac.TenantID, Limit: mcpResourceRuns})
 		if err != nil {
 			s.log.WarnContext(base, "mcp: list runs", "tenant_id", ac.TenantID, "err", err)
@@ -197,6 +210,64 @@ func (s *Server) mcpReadRun(ctx context.Context, ac auth.Context, uri string) (*
 	return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: uri, MIMEType: "application/json", Text: string(b)}}}, nil
 }
 
+// addThreadResources lists the tenant's mcpResourceThreads newest
+// threads as resources.
+func (s *Server) addThreadResources(base context.Context, srv *mcp.Server, ac auth.Context) {
+	threads, _, err := s.cfg.Store.ListThreads(base, store.ListThreadsParams{TenantID: ac.TenantID, Limit: mcpResourceThreads})
+	if err != nil {
+		s.log.WarnContext(base, "mcp: list threads", "tenant_id", ac.TenantID, "err", err)
+	}
+	for _, t := range threads {
+		title := "Thread " + t.ThreadID
+		if t.ActiveRunID != "" {
+			title += " (active run " + t.ActiveRunID + ")"
+		}
+		srv.AddResource(&mcp.Resource{URI: mcpThreadURIPrefix + t.ThreadID, Name: t.ThreadID, Title: title, MIMEType: "application/json"},
+			func(ctx context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+				return s.mcpReadThread(valuesOf(ctx, base), ac, req.Params.URI)
+			})
+	}
+}
+
+// mcpReadThread answers resources/read of a thread URI: {"thread",
+// "messages" (the newest mcpThreadMessages, oldest first),
+// "older_messages_omitted"}.
+func (s *Server) mcpReadThread(ctx context.Context, ac auth.Context, uri string) (*mcp.ReadResourceResult, error) {
+	if !ac.HasScope(auth.ScopeRunsRead) {
+		return nil, fmt.Errorf("forbidden: reading threads needs the %s scope", auth.ScopeRunsRead)
+	}
+	id, ok := strings.CutPrefix(uri, mcpThreadURIPrefix)
+	if !ok || id == "" {
+		return nil, mcp.ResourceNotFoundError(uri)
+	}
+	t, err := s.cfg.Store.GetThread(ctx, ac.TenantID, id)
+	if errors.Is(err, errs.ErrNotFound) {
+		return nil, mcp.ResourceNotFoundError(uri)
+	} else if err != nil {
+		return nil, err
+	}
+	// One more than kept tells whether older ones were left out.
+	msgs, err := s.cfg.Store.ListThreadMessages(ctx, store.ListThreadMessagesParams{TenantID: ac.TenantID, ThreadID: id,
+		Last: mcpThreadMessages + 1})
+	if errors.Is(err, errs.ErrNotFound) {
+		return nil, mcp.ResourceNotFoundError(uri) // deleted meanwhile
+	} else if err != nil {
+		return nil, err
+	}
+	omitted := len(msgs) > mcpThreadMessages
+	if omitted {
+		msgs = msgs[1:]
+	}
+	if msgs == nil {
+		msgs = []store.ThreadMessage{}
+	}
+	b, err := json.Marshal(map[string]any{"thread": t, "messages": msgs, "older_messages_omitted": omitted})
+	if err != nil {
+		return nil, err
+	}
+	return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: uri, MIMEType: "application/json", Text: string(b)}}}, nil
+}
+
 // mcpRunArgs is a run_agent_* tool's input.
 type mcpRunArgs struct {
 	Input   string          `json:"input"`
@@ -209,8 +280,8 @@ func (s *Server) mcpRunAgent(ctx context.Context, ac auth.Context, agentID strin
 	if err := json.Unmarshal(req.Params.Arguments, &args); err != nil {
 		return toolError("invalid_request: arguments must be {\"input\": string, \"context\"?: object}: %v", err), nil
 	}
-	body, _ := json.Marshal(map[string]any{"input": map[string]any{"type": "text", "text": args.Input}, "context": args.Context})
-	run, err := s.createRunInternal(ctx, agentID, body, "")
+	run, _, err := s.createRunInternal(ctx, internalRun{AgentID: agentID,
+		Body: map[string]any{"input": map[string]any{"type": "text", "text": args.Input}, "context": args.Context}})
 	if err != nil {
 		e := errs.As(err)
 		return toolError("%s: %s", e.Code, e.Message), nil

@@ -308,3 +308,69 @@ func TestMCPEndpoint(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 }
+
+// TestMCPThreadResources: the Go SDK client lists the tenant's threads as
+// resources and reads one with its messages; another tenant neither lists
+// nor reads it.
+func TestMCPThreadResources(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleOpts{})
+	ctx := context.Background()
+	threadID := newThread(t, b, "tnt_a", map[string]string{"user": "u_mcp"})
+	for _, text := range []string{"first turn", "second turn"} {
+		resp, out := threadRun(b, "tnt_a", threadID, map[string]any{"input": text})
+		require.Equal(t, http.StatusCreated, resp.StatusCode, out)
+		b.waitStatus("tnt_a", runID(out), store.RunCompleted)
+	}
+	uri := "agentos://threads/" + threadID
+
+	s := connectMCP(t, b, http.Header{"X-Tenant-Id": {"tnt_a"}}, nil)
+	resources, err := s.ListResources(ctx, nil)
+	require.NoError(t, err)
+	var uris []string
+	for _, r := range resources.Resources {
+		uris = append(uris, r.URI)
+	}
+	require.Contains(t, uris, uri)
+	templates, err := s.ListResourceTemplates(ctx, nil)
+	require.NoError(t, err)
+	var tmpls []string
+	for _, tm := range templates.ResourceTemplates {
+		tmpls = append(tmpls, tm.URITemplate)
+	}
+	require.Contains(t, tmpls, "agentos://threads/{thread_id}")
+
+	rr, err := s.ReadResource(ctx, &mcp.ReadResourceParams{URI: uri})
+	require.NoError(t, err)
+	require.Equal(t, "application/json", rr.Contents[0].MIMEType)
+	var got struct {
+		Thread   store.Thread          `json:"thread"`
+		Messages []store.ThreadMessage `json:"messages"`
+		Omitted  bool                  `json:"older_messages_omitted"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(rr.Contents[0].Text), &got))
+	require.Equal(t, threadID, got.Thread.ThreadID)
+	require.Equal(t, "u_mcp", got.Thread.Metadata["user"])
+	require.False(t, got.Omitted)
+	var users []string
+	for _, m := range got.Messages {
+		if m.Role == "user" {
+			users = append(users, m.Content)
+		}
+	}
+	require.Equal(t, []string{"first turn", "second turn"}, users)
+	require.Equal(t, "assistant", got.Messages[len(got.Messages)-1].Role)
+
+	_, err = s.ReadResource(ctx, &mcp.ReadResourceParams{URI: "agentos://threads/thr_nope"})
+	require.Error(t, err)
+
+	// Tenant B: not listed, not readable.
+	sb := connectMCP(t, b, http.Header{"X-Tenant-Id": {"tnt_b"}}, nil)
+	_, err = sb.ReadResource(ctx, &mcp.ReadResourceParams{URI: uri})
+	require.Error(t, err)
+	rb, err := sb.ListResources(ctx, nil)
+	require.NoError(t, err)
+	for _, r := range rb.Resources {
+		require.NotEqual(t, uri, r.URI)
+	}
+}

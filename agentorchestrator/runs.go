@@ -444,7 +444,8 @@ func (s *Server) handleListRuns(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	q := r.URL.Query()
-	p := store.ListRunsParams{TenantID: ac.TenantID, AgentID: q.Get("agent_id"), Status: q.Get("status"), Cursor: q.Get("cursor"), Limit: 50}
+	p := store.ListRunsParams{TenantID: ac.TenantID, AgentID: q.Get("agent_id"), Status: q.Get("status"),
+		ThreadID: q.Get("thread_id"), Cursor: q.Get("cursor"), Limit: 50}
 	if p.Status != "" && !store.RunStatus(p.Status).Valid() {
 		return errs.Field("status", "must be queued, running, requires_action, completed, failed or canceled")
 	}

@@ -1,11 +1,9 @@
 package agentorchestrator
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -151,6 +149,13 @@ func (s *Server) newSchedule(ctx context.Context, ac auth.Context, req createSch
 	}
 	if req.ThreadID != "" && !threadIDRE.MatchString(req.ThreadID) {
 		return store.Schedule{}, errs.Field("thread_id", "must be 1 to 128 letters, digits, '_', '.' or '-'")
+	}
+	if req.ThreadID != "" {
+		if _, err := s.getThread(ctx, ac.TenantID, req.ThreadID); errs.CodeOf(err) == errs.NotFound {
+			return store.Schedule{}, errs.E(errs.NotFound, "thread %s not found", req.ThreadID).WithDetails(map[string]any{"field": "thread_id"})
+		} else if err != nil {
+			return store.Schedule{}, err
+		}
 	}
 	sc := store.Schedule{TenantID: ac.TenantID, ScheduleID: ids.New("sch_"), AgentID: req.AgentID, Cron: req.Cron,
 		Every: req.Every, Timezone: req.Timezone, ThreadID: req.ThreadID, Status: store.ScheduleActive,
@@ -405,59 +410,38 @@ func (s *Server) fireSchedule(ctx context.Context, sc store.Schedule, now time.T
 	}
 }
 
-// createScheduledRun creates tick's run through the run-create handler
-// itself (in process), as the schedule's creator, so every rule of an API
-// create applies: agent status, entitlements, rate limits, webhooks,
-// idempotency, audit. The run's context labels name the schedule and tick.
-//
-// thread_id: when threads exist, the run is to be created on the thread;
-// until then the field is stored and returned but not applied.
+// scheduleMultitaskStrategy is what a schedule's tick does when its
+// thread has an active run (a tick still running, or a person's run): it
+// waits behind it. A tick is never lost to a busy thread (reject) and
+// never cuts another run short (interrupt, rollback).
+const scheduleMultitaskStrategy = store.MultitaskEnqueue
+
+// createScheduledRun creates tick's run through the shared in-process
+// admission (createRunInternal), as the schedule's creator, so every rule
+// of an API create applies: agent status, entitlements, rate limits,
+// webhooks, idempotency, audit. A schedule with a thread_id creates the
+// run on that thread as POST /v1/threads/{thread_id}/runs does (history
+// window, its turn appended), with scheduleMultitaskStrategy. The run's
+// context labels name the schedule and tick; its idempotency key
+// "schedule:<id>:<tick>" makes one run per tick across replicas.
 func (s *Server) createScheduledRun(ctx context.Context, sc store.Schedule, tick time.Time) (string, bool, error) {
 	tickText := tick.UTC().Format(time.RFC3339Nano)
-	body, _ := json.Marshal(map[string]any{ // plain data
-		"input":           sc.Input,
-		"context":         map[string]any{"labels": map[string]string{"agentos.schedule_id": sc.ScheduleID, "agentos.tick": tickText}},
-		"idempotency_key": "schedule:" + sc.ScheduleID + ":" + tickText,
-	})
 	ac := auth.Context{TenantID: sc.TenantID, Principal: auth.Principal{PrincipalID: sc.PrincipalID, PrincipalType: "user"},
 		Scopes: sc.Scopes, Roles: sc.Roles, Method: "schedule"}
 	rctx := auth.With(ctx, ac)
 	rctx = httpx.WithCorrelationID(rctx, ids.New("corr_"))
 	rctx = httpx.WithTrace(rctx, httpx.ParseTraceparent(""))
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, "/v1/agents/"+sc.AgentID+"/runs", bytes.NewReader(body))
+	p := internalRun{AgentID: sc.AgentID, IdempotencyKey: "schedule:" + sc.ScheduleID + ":" + tickText,
+		Body: map[string]any{
+			"input":   sc.Input,
+			"context": map[string]any{"labels": map[string]string{"agentos.schedule_id": sc.ScheduleID, "agentos.tick": tickText}},
+		}}
+	if sc.ThreadID != "" {
+		p.ThreadID, p.MultitaskStrategy = sc.ThreadID, scheduleMultitaskStrategy
+	}
+	run, replayed, err := s.createRunInternal(rctx, p)
 	if err != nil {
 		return "", false, err
 	}
-	req.SetPathValue("agent_id", sc.AgentID)
-	rec := &recorder{header: http.Header{}}
-	if err := s.handleCreateRun(rec, req); err != nil {
-		return "", false, err
-	}
-	var out struct {
-		Run store.Run `json:"run"`
-	}
-	if err := json.Unmarshal(rec.body.Bytes(), &out); err != nil {
-		return "", false, fmt.Errorf("read the created run: %w", err)
-	}
-	return out.Run.RunID, rec.status == http.StatusOK, nil
-}
-
-// recorder is the ResponseWriter of an in-process run create.
-type recorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (r *recorder) Header() http.Header { return r.header }
-func (r *recorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-}
-func (r *recorder) Write(b []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	return r.body.Write(b)
+	return run.RunID, replayed, nil
 }

@@ -265,14 +265,16 @@ func (c *Client) GetRun(ctx context.Context, runID string) (store.Run, error) {
 // RunFilter selects runs for ListRuns (GET /v1/runs query parameters).
 type RunFilter struct {
 	AgentID, Status, Cursor string
-	Limit                   int
+	// ThreadID keeps the runs created on that thread.
+	ThreadID string
+	Limit    int
 }
 
 // ListRuns returns one page of the tenant's runs, newest first, and the
 // cursor of the next page ("" on the last).
 func (c *Client) ListRuns(ctx context.Context, f RunFilter) ([]store.Run, string, error) {
 	q := url.Values{}
-	for k, v := range map[string]string{"agent_id": f.AgentID, "status": f.Status, "cursor": f.Cursor} {
+	for k, v := range map[string]string{"agent_id": f.AgentID, "status": f.Status, "thread_id": f.ThreadID, "cursor": f.Cursor} {
 		if v != "" {
 			q.Set(k, v)
 		}

@@ -4,6 +4,7 @@ package ids
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"strings"
 	"sync"
 	"time"
@@ -22,5 +23,16 @@ func New(prefix string) string {
 	mu.Lock()
 	id := ulid.MustNew(ulid.Timestamp(time.Now()), entropy)
 	mu.Unlock()
+	return prefix + strings.ToLower(id.String())
+}
+
+// Derived returns prefix followed by a ULID-shaped id made from a hash of
+// key: the same key always gives the same id, so a retried request that
+// creates an object under it finds the one its first attempt made. Use it
+// only where the key is already unique in the object's scope.
+func Derived(prefix, key string) string {
+	sum := sha256.Sum256([]byte(key))
+	var id ulid.ULID
+	copy(id[:], sum[:len(id)])
 	return prefix + strings.ToLower(id.String())
 }

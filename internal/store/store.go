@@ -122,6 +122,8 @@ type ListRunsParams struct {
 	TenantID string
 	AgentID  string // optional
 	Status   string // optional
+	// ThreadID, if set, keeps the runs created on that thread.
+	ThreadID string
 	Limit    int    // default 50
 	Cursor   string // run_id to continue after (exclusive), newest first
 }

@@ -142,6 +142,23 @@ func TestThreadsConformance(t *testing.T) {
 	resp, body = user.Do(t, "POST", "/v1/runs/"+interrupting+":cancel", nil)
 	status(resp, 200, body)
 
+	// The thread's runs, newest first; another tenant lists none.
+	resp, body = user.Do(t, "GET", "/v1/runs?thread_id="+threadID+"&limit=3", nil)
+	status(resp, 200, body)
+	var listed []string
+	for _, r := range get(body, "runs").([]any) {
+		require.Equal(t, threadID, r.(map[string]any)["thread_id"])
+		listed = append(listed, r.(map[string]any)["run_id"].(string))
+	}
+	require.Equal(t, []string{interrupting, held, second}, listed)
+	resp, body = user.Do(t, "GET", "/v1/runs?thread_id="+threadID+"&cursor="+get(body, "next_cursor").(string), nil)
+	status(resp, 200, body)
+	require.Len(t, get(body, "runs"), 1)
+	require.Equal(t, runID, get(body, "runs").([]any)[0].(map[string]any)["run_id"])
+	resp, body = other.Do(t, "GET", "/v1/runs?thread_id="+threadID, nil)
+	status(resp, 200, body)
+	require.Empty(t, get(body, "runs"))
+
 	resp, body = user.Do(t, "POST", "/v1/threads/"+threadID+"/runs", map[string]any{"input": "x"})
 	status(resp, 400, body)
 	resp, body = user.Do(t, "POST", "/v1/threads/"+threadID+"/runs", map[string]any{"agent_id": "agt_sample_echo_v1", "input": "x", "multitask_strategy": "later"})

@@ -143,6 +143,77 @@ func TestA2ATwoNodes(t *testing.T) {
 		require.Equal(t, "completed", last["status"].(map[string]any)["state"])
 	})
 
+	// A2A context = thread: the first message (no contextId) starts a
+	// thread whose id is the task's contextId; the second, with that
+	// contextId, runs on the thread, and its model input carries the
+	// first turn; tasks/get answers the same contextId; an unknown
+	// contextId is an error.
+	t.Run("conversation", func(t *testing.T) {
+		first, e := rpc(t, endpoint, tok.Secret, "message/send", map[string]any{"message": userMessage("my name is Ada", nil)})
+		require.Nil(t, e)
+		require.Equal(t, "completed", first["status"].(map[string]any)["state"])
+		ctxID := first["contextId"].(string)
+		require.True(t, strings.HasPrefix(ctxID, "thr_"), ctxID)
+		th, err := bAdmin.GetThread(ctx, ctxID)
+		require.NoError(t, err, "the contextId is a thread")
+		require.Equal(t, "a2a", th.Metadata["source"])
+		before, err := bAdmin.ThreadMessages(ctx, ctxID)
+		require.NoError(t, err)
+		require.Equal(t, "my name is Ada", before[0].Content)
+
+		second, e := rpc(t, endpoint, tok.Secret, "message/send", map[string]any{"message": userMessage("what is my name?",
+			map[string]any{"contextId": ctxID})})
+		require.Nil(t, e)
+		require.Equal(t, "completed", second["status"].(map[string]any)["state"])
+		require.Equal(t, ctxID, second["contextId"])
+		got, e := rpc(t, endpoint, tok.Secret, "tasks/get", map[string]any{"id": second["id"]})
+		require.Nil(t, e)
+		require.Equal(t, ctxID, got["contextId"])
+		run, err := bAdmin.GetRun(ctx, second["id"].(string))
+		require.NoError(t, err)
+		require.Equal(t, ctxID, run.ThreadID)
+		// The second turn's model input: the first turn's messages, then
+		// its own input.
+		evs, err := bAdmin.ListEvents(ctx, run.RunID)
+		require.NoError(t, err)
+		var ids []string
+		for _, m := range before {
+			ids = append(ids, m.MessageID)
+		}
+		var requested int
+		for _, ev := range evs {
+			if ev.Type != store.EventModelRequested {
+				continue
+			}
+			requested++
+			var p struct {
+				InputSummary struct {
+					ThreadHistory struct {
+						MessageIDs []string `json:"message_ids"`
+					} `json:"thread_history"`
+				} `json:"input_summary"`
+			}
+			require.NoError(t, json.Unmarshal(ev.Payload, &p))
+			require.Equal(t, ids, p.InputSummary.ThreadHistory.MessageIDs)
+		}
+		require.Positive(t, requested)
+		after, err := bAdmin.ThreadMessages(ctx, ctxID)
+		require.NoError(t, err)
+		var users []string
+		for _, m := range after {
+			if m.Role == "user" {
+				users = append(users, m.Content)
+			}
+		}
+		require.Equal(t, []string{"my name is Ada", "what is my name?"}, users)
+
+		_, e = rpc(t, endpoint, tok.Secret, "message/send", map[string]any{"message": userMessage("lost",
+			map[string]any{"contextId": "thr_unknown"})})
+		require.EqualValues(t, -32000, e["code"])
+		require.Equal(t, "not_found", e["data"].(map[string]any)["code"])
+		require.Contains(t, e["message"], "contextId")
+	})
+
 	t.Run("node A calls node B", func(t *testing.T) {
 		for _, allowed := range []bool{false, true} {
 			var env []string

@@ -50,8 +50,9 @@ func a2aSDK(t *testing.T) (dir, nodeBin string) {
 // TestA2AJSClientAgainstNode: the official @a2a-js/sdk client reads an
 // agent's card, sends it a message (message/send) and gets the completed
 // task with the run's output as its artifact, streams a second one
-// (message/stream), gets it back (tasks/get), and sees the A2A errors for
-// an unknown task and for canceling a finished one.
+// (message/stream) with the first task's contextId (the same thread: its
+// model input carries the first turn), gets it back (tasks/get), and sees
+// the A2A errors for an unknown task and for canceling a finished one.
 func TestA2AJSClientAgainstNode(t *testing.T) {
 	t.Parallel()
 	dir, nodeBin := a2aSDK(t)
@@ -124,6 +125,34 @@ func TestA2AJSClientAgainstNode(t *testing.T) {
 	require.Equal(t, "completed", got.Stream.States[len(got.Stream.States)-1])
 	require.Contains(t, got.Stream.Artifact, "streamed from the a2a-js client")
 	require.Equal(t, got.Send.ContextID, got.Stream.ContextID, "the second message continued the context")
+	// The context is a thread: the streamed (second) task's run is on it,
+	// and its model input carried the first message's turn.
+	require.Equal(t, run.ThreadID, got.Send.ContextID)
+	streamed, err := admin.GetRun(ctx, got.Get.ID)
+	require.NoError(t, err)
+	require.Equal(t, got.Send.ContextID, streamed.ThreadID)
+	evs, err := admin.ListEvents(ctx, streamed.RunID)
+	require.NoError(t, err)
+	var history []string
+	for _, ev := range evs {
+		if ev.Type == store.EventModelRequested {
+			var p struct {
+				InputSummary struct {
+					ThreadHistory struct {
+						MessageIDs []string `json:"message_ids"`
+					} `json:"thread_history"`
+				} `json:"input_summary"`
+			}
+			require.NoError(t, json.Unmarshal(ev.Payload, &p))
+			history = p.InputSummary.ThreadHistory.MessageIDs
+			break
+		}
+	}
+	msgs, err := admin.ThreadMessages(ctx, got.Send.ContextID)
+	require.NoError(t, err)
+	require.Equal(t, "hello from the a2a-js client", msgs[0].Content)
+	require.NotEmpty(t, history)
+	require.Equal(t, msgs[0].MessageID, history[0], "the second turn's model input starts with the first turn")
 	require.Equal(t, "completed", got.Get.State)
 	require.Equal(t, "TaskNotFoundJSONRPCError", got.NotFound)
 	require.Equal(t, "TaskNotCancelableJSONRPCError", got.NotCancelable)

@@ -298,6 +298,22 @@ func TestMCPEndpointClients(t *testing.T) {
 		"model_ref": "tier:fast", "tools": []string{"tool.echo"}})
 	require.NoError(t, err)
 	token := creds.TenantAdmin.Token
+	// A thread with one finished turn: a resource agentos://threads/{id}.
+	th, err := admin.CreateThread(ctx, map[string]string{"user": "u_mcp_interop"})
+	require.NoError(t, err)
+	turn, err := admin.CreateThreadRun(ctx, th.ThreadID, "agt_mcp_echo", "hello thread", "", nil)
+	require.NoError(t, err)
+	for turn.Status != store.RunCompleted {
+		require.False(t, turn.Status.Terminal(), "the thread's run ended %s", turn.Status)
+		select {
+		case <-ctx.Done():
+			t.Fatal("the thread's run did not complete")
+		case <-time.After(50 * time.Millisecond):
+		}
+		turn, err = admin.GetRun(ctx, turn.RunID)
+		require.NoError(t, err)
+	}
+	threadURI := "agentos://threads/" + th.ThreadID
 
 	t.Run("Go SDK", func(t *testing.T) {
 		c := mcp.NewClient(&mcp.Implementation{Name: "agentos-interop-go", Version: "1"}, &mcp.ClientOptions{})
@@ -316,12 +332,21 @@ func TestMCPEndpointClients(t *testing.T) {
 		require.NoError(t, err)
 		require.False(t, res.IsError)
 		require.Contains(t, res.Content[0].(*mcp.TextContent).Text, "hello from go")
+		rr, err := s.ReadResource(ctx, &mcp.ReadResourceParams{URI: threadURI})
+		require.NoError(t, err)
+		var thread struct {
+			Thread   store.Thread          `json:"thread"`
+			Messages []store.ThreadMessage `json:"messages"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(rr.Contents[0].Text), &thread))
+		require.Equal(t, th.ThreadID, thread.Thread.ThreadID)
+		require.Equal(t, "hello thread", thread.Messages[0].Content)
 	})
 
 	t.Run("Node SDK", func(t *testing.T) {
 		cmd := exec.CommandContext(ctx, m.node, "client.mjs")
 		cmd.Dir = m.dir
-		cmd.Env = append(nodeEnv(), "MCP_URL="+n.URL("orchestrator")+"/mcp", "MCP_TOKEN="+token, "MCP_AGENT=agt_mcp_echo")
+		cmd.Env = append(nodeEnv(), "MCP_URL="+n.URL("orchestrator")+"/mcp", "MCP_TOKEN="+token, "MCP_AGENT=agt_mcp_echo", "MCP_THREAD="+th.ThreadID)
 		raw, err := cmd.Output()
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
@@ -343,6 +368,11 @@ func TestMCPEndpointClients(t *testing.T) {
 			Resource struct {
 				Run store.Run `json:"run"`
 			} `json:"resource"`
+			Listed []string `json:"listed"`
+			Thread struct {
+				Thread   store.Thread          `json:"thread"`
+				Messages []store.ThreadMessage `json:"messages"`
+			} `json:"thread"`
 		}
 		require.NoError(t, json.Unmarshal(raw, &out), string(raw))
 		require.Equal(t, "agentos", out.Server.Name)
@@ -361,6 +391,10 @@ func TestMCPEndpointClients(t *testing.T) {
 		require.True(t, strings.HasPrefix(out.Progress[0], store.EventRunCreated), out.Progress)
 		require.Equal(t, store.RunCompleted, out.Resource.Run.Status)
 		require.Equal(t, out.Result.Structured["run_id"], out.Resource.Run.RunID)
+		require.Contains(t, out.Listed, threadURI)
+		require.Equal(t, th.ThreadID, out.Thread.Thread.ThreadID)
+		require.Equal(t, "user", out.Thread.Messages[0].Role)
+		require.Equal(t, "hello thread", out.Thread.Messages[0].Content)
 	})
 }
 

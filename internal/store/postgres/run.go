@@ -187,6 +187,10 @@ func (db *DB) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run
 	if p.Status != "" {
 		q += ` AND status = ` + arg(p.Status)
 	}
+	if p.ThreadID != "" {
+		// thread_id <> '' lets the planner use the partial index runs_thread.
+		q += ` AND thread_id = ` + arg(p.ThreadID) + ` AND thread_id <> ''`
+	}
 	if p.Cursor != "" {
 		var created time.Time
 		err := db.pool.QueryRow(ctx, `SELECT created_at FROM runs WHERE tenant_id = $1 AND run_id = $2`,

@@ -127,6 +127,11 @@ func (db *DB) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run
 		q += ` AND status = ?`
 		args = append(args, p.Status)
 	}
+	if p.ThreadID != "" {
+		// thread_id <> '' lets the planner use the partial index runs_thread.
+		q += ` AND thread_id = ? AND thread_id <> ''`
+		args = append(args, p.ThreadID)
+	}
 	if p.Cursor != "" {
 		var created sql.NullInt64
 		err := db.queryRow(ctx, `SELECT created_at FROM runs WHERE tenant_id = ? AND run_id = ?`,

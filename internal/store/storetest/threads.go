@@ -165,6 +165,35 @@ func testThreads(t *testing.T, newStore func(t *testing.T) store.Store) {
 		requireCode(t, err, errs.ErrNotFound)
 	})
 
+	t.Run("ListRunsByThread", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		a, b := newThread("ten_a", nil, 1), newThread("ten_a", nil, 2)
+		require.NoError(t, s.CreateThread(ctx, a))
+		require.NoError(t, s.CreateThread(ctx, b))
+		var onA []string
+		for i := range 3 {
+			r := threadRun("ten_a", a.ThreadID, store.MultitaskEnqueue, "a")
+			r.CreatedAt = at(secs(i))
+			onA = append([]string{createRun(t, s, r).RunID}, onA...) // newest first
+		}
+		createRun(t, s, threadRun("ten_a", b.ThreadID, store.MultitaskEnqueue, "b"))
+		createRun(t, s, newRun("ten_a", "agt_1", at(0)))
+		runs, next, err := s.ListRuns(ctx, store.ListRunsParams{TenantID: "ten_a", ThreadID: a.ThreadID, Limit: 2})
+		require.NoError(t, err)
+		require.Equal(t, onA[:2], []string{runs[0].RunID, runs[1].RunID})
+		runs, next, err = s.ListRuns(ctx, store.ListRunsParams{TenantID: "ten_a", ThreadID: a.ThreadID, Cursor: next})
+		require.NoError(t, err)
+		require.Empty(t, next)
+		require.Len(t, runs, 1)
+		require.Equal(t, onA[2], runs[0].RunID)
+		require.Equal(t, a.ThreadID, runs[0].ThreadID)
+		// Another tenant's filter on the same thread id finds nothing.
+		runs, _, err = s.ListRuns(ctx, store.ListRunsParams{TenantID: "ten_b", ThreadID: a.ThreadID})
+		require.NoError(t, err)
+		require.Empty(t, runs)
+	})
+
 	t.Run("Reject", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)

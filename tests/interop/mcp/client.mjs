@@ -2,8 +2,9 @@
 // endpoint: MCP_URL (http://<orchestrator>/mcp), MCP_TOKEN (an AgentOS API
 // token, sent as Authorization: Bearer) and MCP_AGENT (an agent id). Lists
 // the tools, runs the agent through its run_agent_<id> tool with progress
-// notifications, reads the run's resource, and prints one JSON object with
-// what it saw; any failure throws (exit 1). Run by tests/interop/mcp_test.go.
+// notifications, reads the run's resource, lists the resources and reads
+// the thread MCP_THREAD's, and prints one JSON object with what it saw; any
+// failure throws (exit 1). Run by tests/interop/mcp_test.go.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 
@@ -31,6 +32,11 @@ out.progress = progress;
 const runId = result.structuredContent?.run_id;
 const read = await client.readResource({ uri: `agentos://runs/${runId}` });
 out.resource = JSON.parse(read.contents[0].text);
+
+const { resources } = await client.listResources();
+out.listed = resources.map((r) => r.uri);
+const thread = await client.readResource({ uri: `agentos://threads/${process.env.MCP_THREAD}` });
+out.thread = JSON.parse(thread.contents[0].text);
 
 await client.close();
 console.log(JSON.stringify(out));
