@@ -312,7 +312,11 @@ type decideOnPark struct {
 func (d *decideOnPark) ApplyRunChange(ctx context.Context, c store.RunChange) ([]store.Event, error) {
 	evs, err := d.Store.ApplyRunChange(ctx, c)
 	if err == nil && c.Run != nil && c.Run.Status == store.RunRequiresAction && d.done.CompareAndSwap(false, true) {
-		if _, derr := d.srv().decide(ctx, c.TenantID, c.RunID, decision{status: store.ApprovalApproved, by: "usr_fast"}); derr != nil {
+		// The commit's own context may end as soon as it returns (a step's
+		// deadline, a loaded machine); the decision is a separate request.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if _, derr := d.srv().decide(dctx, c.TenantID, c.RunID, decision{status: store.ApprovalApproved, by: "usr_fast"}); derr != nil {
 			panic(derr)
 		}
 	}
