@@ -44,9 +44,14 @@ func needMCPNpm(t *testing.T) mcpNpm {
 	}
 	dir, err := filepath.Abs("mcp")
 	require.NoError(t, err)
+	required := os.Getenv("AGENTOS_TEST_MCP_SDK") == "1"
 	for _, p := range []string{"server-everything", "server-memory", "sdk"} {
 		if _, err := os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", p, "package.json")); err != nil {
-			t.Skipf("the npm MCP packages are not installed: run (cd tests/interop/mcp && npm ci) (%v)", err)
+			msg := fmt.Sprintf("the npm MCP packages are not installed: run (cd tests/interop/mcp && npm ci) (%v)", err)
+			if required {
+				t.Fatal(msg + " (AGENTOS_TEST_MCP_SDK=1 makes them required)")
+			}
+			t.Skip(msg)
 		}
 	}
 	node, err := exec.LookPath("node")
