@@ -33,7 +33,7 @@ import (
 type options struct {
 	url, token, agent, out string
 	clients, admitRuns     int
-	grow, latencyRuns, e2e int
+	grow, latencyRuns, e2e, gets int
 }
 
 func main() {
@@ -47,6 +47,7 @@ func main() {
 	flag.IntVar(&o.grow, "grow", 100000, "runs in the store before the second admission measurement")
 	flag.IntVar(&o.latencyRuns, "latency", 200, "runs for the one-client latency measurement")
 	flag.IntVar(&o.e2e, "e2e", 2000, "runs for the completed-runs/s measurement")
+	flag.IntVar(&o.gets, "get", 20000, "GET /v1/runs/{id} requests on the latency phase's finished runs")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "runload:", err)
@@ -65,6 +66,7 @@ type Report struct {
 	FirstEvent Latency `json:"create_to_first_event"`
 	Terminal   Latency `json:"create_to_terminal"`
 	Completed  Phase   `json:"completed_runs"`
+	GetRun     Phase   `json:"get_run"`
 }
 
 // Phase is a throughput measurement.
@@ -134,21 +136,33 @@ func run(o options) error {
 
 	fmt.Fprintf(os.Stderr, "latency: %d runs, one client\n", o.latencyRuns)
 	var first, term []time.Duration
+	var finished []string
 	for i := 0; i < o.latencyRuns; i++ {
-		f, t, err := c.timedRun(ctx, "tnt_load_exec", o.agent, fmt.Sprintf("latency %d", i))
+		id, f, t, err := c.timedRun(ctx, "tnt_load_exec", o.agent, fmt.Sprintf("latency %d", i))
 		if err != nil {
 			return err
 		}
 		first, term = append(first, f), append(term, t)
+		finished = append(finished, id)
 	}
 	rep.FirstEvent = latency(first)
 	rep.Terminal = latency(term)
 
 	fmt.Fprintf(os.Stderr, "completed runs/s: %d runs, %d clients\n", o.e2e, o.clients)
 	rep.Completed = c.phase(o.clients, o.e2e, func(i int) error {
-		_, _, err := c.timedRun(ctx, "tnt_load_exec", o.agent, fmt.Sprintf("e2e %d", i))
+		_, _, _, err := c.timedRun(ctx, "tnt_load_exec", o.agent, fmt.Sprintf("e2e %d", i))
 		return err
 	})
+	if o.gets > 0 && len(finished) > 0 {
+		fmt.Fprintf(os.Stderr, "GET /v1/runs/{id}: %d requests on %d finished runs, %d clients\n", o.gets, len(finished), o.clients)
+		rep.GetRun = c.phase(o.clients, o.gets, func(i int) error {
+			status, body, err := c.do(ctx, "GET", "/v1/runs/"+finished[i%len(finished)], "tnt_load_exec", nil)
+			if err == nil && status != http.StatusOK {
+				err = fmt.Errorf("get run: %d %s", status, body)
+			}
+			return err
+		})
+	}
 	md := markdown(rep, o)
 	fmt.Print(md)
 	if o.out != "" {
@@ -160,7 +174,7 @@ func run(o options) error {
 			return err
 		}
 	}
-	if rep.AdmitFirst.Errors+rep.AdmitGrown.Errors+rep.Completed.Errors > 0 {
+	if rep.AdmitFirst.Errors+rep.AdmitGrown.Errors+rep.Completed.Errors+rep.GetRun.Errors > 0 {
 		return fmt.Errorf("some runs failed (see the report)")
 	}
 	return nil
@@ -236,10 +250,11 @@ func markdown(r Report, o options) string {
 	row("run creation, empty store", r.AdmitFirst)
 	row(fmt.Sprintf("run creation, %d runs stored", r.StoreRuns), r.AdmitGrown)
 	row("sample agent, created and followed to completion", r.Completed)
+	row("GET /v1/runs/{id}, finished runs", r.GetRun)
 	fmt.Fprintf(&sb, "\n| one client, sample agent | p50 | p99 |\n|---|---|---|\n")
 	fmt.Fprintf(&sb, "| create → first SSE event | %.2f ms | %.2f ms |\n", r.FirstEvent.P50Ms, r.FirstEvent.P99Ms)
 	fmt.Fprintf(&sb, "| create → terminal event | %.2f ms | %.2f ms |\n", r.Terminal.P50Ms, r.Terminal.P99Ms)
-	for _, p := range []Phase{r.AdmitFirst, r.AdmitGrown, r.Completed} {
+	for _, p := range []Phase{r.AdmitFirst, r.AdmitGrown, r.Completed, r.GetRun} {
 		if p.FirstError != "" {
 			fmt.Fprintf(&sb, "\nfirst error: %s\n", p.FirstError)
 		}
@@ -330,21 +345,21 @@ var errNoTerminal = errors.New("stream ended without a terminal event")
 
 // timedRun creates a run, opens its event stream at once and returns the
 // time from the create request to the first event and to the terminal one.
-func (c *client) timedRun(ctx context.Context, tenant, agent, text string) (first, terminal time.Duration, err error) {
+func (c *client) timedRun(ctx context.Context, tenant, agent, text string) (runID string, first, terminal time.Duration, err error) {
 	t0 := time.Now()
-	runID, err := c.createRun(ctx, tenant, agent, text)
+	runID, err = c.createRun(ctx, tenant, agent, text)
 	if err != nil {
-		return 0, 0, err
+		return "", 0, 0, err
 	}
 	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/v1/runs/"+runID+"/events", nil)
 	if err != nil {
-		return 0, 0, err
+		return runID, 0, 0, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("X-Tenant-Id", tenant)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, 0, err
+		return runID, 0, 0, err
 	}
 	defer resp.Body.Close()
 	status := ""
@@ -368,5 +383,5 @@ func (c *client) timedRun(ctx context.Context, tenant, agent, text string) (firs
 	if err == nil && status != store.EventRunCompleted {
 		err = fmt.Errorf("run %s ended with %s", runID, status)
 	}
-	return first, terminal, err
+	return runID, first, terminal, err
 }
