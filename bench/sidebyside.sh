@@ -22,13 +22,13 @@ export AGENTOS_QUOTA_INVOKE_QPS=100000
 go build -o "$work/runload" ./bench/runload
 targets=()
 if [ $# -eq 0 ]; then
-	go build -o "$work/ours" ./cmd/agentos
-	set -- "ours=$work/ours"
+	go build -o "$work/agentos-ours" ./cmd/agentos
+	set -- "ours=$work/agentos-ours"
 fi
 if [ "${PG:-}" = 1 ]; then
-	go build -o "$work/ours-pg" ./cmd/agentos
+	go build -o "$work/agentos-ours-pg" ./cmd/agentos
 	eval "$(scripts/pg-test-cluster.sh start)"
-	set -- "$@" "ours-pg=$work/ours-pg"
+	set -- "$@" "ours-pg=$work/agentos-ours-pg"
 fi
 port=53100
 started=()

@@ -31,8 +31,8 @@ import (
 )
 
 type options struct {
-	url, token, agent, out string
-	clients, admitRuns     int
+	url, token, agent, out       string
+	clients, admitRuns           int
 	grow, latencyRuns, e2e, gets int
 }
 
