@@ -33,7 +33,7 @@ fi
 port=53100
 started=()
 stop_all() {
-	for h in "${started[@]}"; do AGENTOS_HOME=$h "$h/bin" nuke >/dev/null 2>&1 || true; done
+	for h in "${started[@]}"; do AGENTOS_HOME=$h "$h/bin" nuke --env-file "$h/.agentos.env" >/dev/null 2>&1 || true; done
 	[ "${PG:-}" = 1 ] && scripts/pg-test-cluster.sh stop "$AGENTOS_TEST_POSTGRES_DIR" >/dev/null || true
 }
 trap stop_all EXIT
@@ -51,7 +51,7 @@ for t in "$@"; do
 		psql "$AGENTOS_TEST_POSTGRES_URL" -qc "CREATE DATABASE $db" >/dev/null
 		env+=(AGENTOS_POSTGRES_URL="${AGENTOS_TEST_POSTGRES_URL%/*}/$db")
 	fi
-	env "${env[@]}" "$home/bin" up >"$home/up.log" 2>&1 || { cat "$home/up.log"; exit 1; }
+	env "${env[@]}" "$home/bin" up --env-file "$home/.agentos.env" >"$home/up.log" 2>&1 || { cat "$home/up.log"; exit 1; }
 	started+=("$home")
 	token=$(jq -r .platform_admin.token "$home/credentials.json")
 	targets+=("$name|http://127.0.0.1:$((port + 1))|$token")
