@@ -54,15 +54,16 @@ for t in "$@"; do
 	env "${env[@]}" "$home/bin" up --env-file "$home/.agentos.env" >"$home/up.log" 2>&1 || { cat "$home/up.log"; exit 1; }
 	started+=("$home")
 	token=$(jq -r .platform_admin.token "$home/credentials.json")
-	targets+=("$name|http://127.0.0.1:$((port + 1))|$token")
+	pids=$(for f in "$home"/run/orchestrator.pid "$home"/run/model-policy.pid; do printf -- '-pid %s ' "$(cat "$f")"; done)
+	targets+=("$name|http://127.0.0.1:$((port + 1))|$token|$pids")
 	port=$((port + 100))
 done
 for round in 1 2; do
 	for t in "${targets[@]}"; do
-		IFS='|' read -r name url token <<<"$t"
+		IFS='|' read -r name url token pids <<<"$t"
 		echo "round $round: $name ($url)" >&2
 		# shellcheck disable=SC2086
-		"$work/runload" -url "$url" -token "$token" -out "$work/$name-$round" $flags >/dev/null
+		"$work/runload" -url "$url" -token "$token" -out "$work/$name-$round" $pids $flags >/dev/null
 	done
 done
 {
@@ -77,13 +78,15 @@ done
 	first=${targets[0]%%|*}
 	for m in 'admission_first.per_second|run admission /s' 'admission_first.p99_ms|run admission p99 ms' \
 		'create_to_first_event.p50_ms|create → first event p50 ms' 'create_to_terminal.p50_ms|create → terminal p50 ms' \
-		'completed_runs.per_second|completed runs /s' 'get_run.per_second|GET /v1/runs/{id} /s' 'get_run.p99_ms|GET /v1/runs/{id} p99 ms'; do
+		'completed_runs.per_second|completed runs /s' 'completed_runs.server_cpu_us_per_op|server CPU µs per completed run (orchestrator + model-policy)' \
+		'get_run.per_second|GET /v1/runs/{id} /s' 'get_run.p99_ms|GET /v1/runs/{id} p99 ms' \
+		'get_run.server_cpu_us_per_op|server CPU µs per GET (orchestrator + model-policy)'; do
 		key=${m%%|*} label=${m#*|}
-		base=$(jq -n "([inputs.$key]|add/length)" "$work/$first-1.json" "$work/$first-2.json")
+		base=$(jq -n "([inputs.$key // 0]|add/length)" "$work/$first-1.json" "$work/$first-2.json")
 		printf '| %s | ' "$label"
 		for t in "${targets[@]}"; do
 			n=${t%%|*}
-			a=$(jq ".$key" "$work/$n-1.json") b=$(jq ".$key" "$work/$n-2.json")
+			a=$(jq ".$key // 0" "$work/$n-1.json") b=$(jq ".$key // 0" "$work/$n-2.json")
 			printf '%.2f, %.2f (×%.2f) | ' "$a" "$b" "$(jq -n "(($a+$b)/2)/$base")"
 		done
 		echo

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +35,7 @@ type options struct {
 	url, token, agent, out       string
 	clients, admitRuns           int
 	grow, latencyRuns, e2e, gets int
+	pids                         []int
 }
 
 func main() {
@@ -47,6 +49,11 @@ func main() {
 	flag.IntVar(&o.grow, "grow", 100000, "runs in the store before the second admission measurement")
 	flag.IntVar(&o.latencyRuns, "latency", 200, "runs for the one-client latency measurement")
 	flag.IntVar(&o.e2e, "e2e", 2000, "runs for the completed-runs/s measurement")
+	flag.Func("pid", "a server process whose CPU time per operation is reported (repeatable)", func(v string) error {
+		n, err := strconv.Atoi(v)
+		o.pids = append(o.pids, n)
+		return err
+	})
 	flag.IntVar(&o.gets, "get", 20000, "GET /v1/runs/{id} requests on the latency phase's finished runs")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -78,6 +85,10 @@ type Phase struct {
 	P99Ms      float64 `json:"p99_ms"`
 	Errors     int     `json:"errors"`
 	FirstError string  `json:"first_error,omitempty"`
+	// ServerCPUUs is the CPU time (user + system) the -pid processes
+	// spent during the phase per operation, in µs: unlike throughput it
+	// hardly moves with what else the machine runs.
+	ServerCPUUs float64 `json:"server_cpu_us_per_op,omitempty"`
 }
 
 // Latency is a one-client latency distribution.
@@ -106,7 +117,7 @@ func run(o options) error {
 		}
 		o.token = c.PlatformAdmin.Token
 	}
-	c := &client{base: strings.TrimSuffix(o.url, "/"), token: o.token, http: &http.Client{
+	c := &client{pids: o.pids, base: strings.TrimSuffix(o.url, "/"), token: o.token, http: &http.Client{
 		Timeout: 2 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * o.clients}}}
 	ctx := context.Background()
 	// Admission runs wait in a tenant that executes one run at a time (and
@@ -197,6 +208,7 @@ func (c *client) phase(clients, n int, fn func(i int) error) Phase {
 	}
 	close(jobs)
 	var wg sync.WaitGroup
+	cpu0 := c.serverCPU()
 	start := time.Now()
 	for w := 0; w < clients; w++ {
 		wg.Add(1)
@@ -212,6 +224,9 @@ func (c *client) phase(clients, n int, fn func(i int) error) Phase {
 	wg.Wait()
 	wall := time.Since(start)
 	p := Phase{Runs: n, Seconds: wall.Seconds()}
+	if len(c.pids) > 0 && n > 0 {
+		p.ServerCPUUs = float64((c.serverCPU() - cpu0).Microseconds()) / float64(n)
+	}
 	var ok []time.Duration
 	for i, err := range errsSeen {
 		if err != nil {
@@ -243,9 +258,9 @@ func latency(ds []time.Duration) Latency {
 func markdown(r Report, o options) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "# runload report\n\n- date: %s\n- target: %s (agent %s)\n- clients: %d\n\n", r.Date, r.Target, o.agent, r.Clients)
-	fmt.Fprintf(&sb, "| measurement | runs | per second | p50 | p99 | errors |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&sb, "| measurement | runs | per second | p50 | p99 | errors | server CPU µs per op |\n|---|---|---|---|---|---|---|\n")
 	row := func(name string, p Phase) {
-		fmt.Fprintf(&sb, "| %s | %d | %.0f | %.2f ms | %.2f ms | %d |\n", name, p.Runs, p.PerSecond, p.P50Ms, p.P99Ms, p.Errors)
+		fmt.Fprintf(&sb, "| %s | %d | %.0f | %.2f ms | %.2f ms | %d | %.0f |\n", name, p.Runs, p.PerSecond, p.P50Ms, p.P99Ms, p.Errors, p.ServerCPUUs)
 	}
 	row("run creation, empty store", r.AdmitFirst)
 	row(fmt.Sprintf("run creation, %d runs stored", r.StoreRuns), r.AdmitGrown)
@@ -262,7 +277,30 @@ func markdown(r Report, o options) string {
 	return sb.String()
 }
 
+// serverCPU is the user + system CPU time of the -pid processes so far
+// (/proc/PID/stat, in clock ticks of 10 ms).
+func (c *client) serverCPU() time.Duration {
+	var total time.Duration
+	for _, pid := range c.pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the command (which may hold spaces), from ") ":
+		// state is field 3, utime 14 and stime 15.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		total += time.Duration(ut+st) * 10 * time.Millisecond
+	}
+	return total
+}
+
 type client struct {
+	pids        []int
 	base, token string
 	http        *http.Client
 }
