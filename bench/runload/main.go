@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -31,9 +32,10 @@ import (
 )
 
 type options struct {
-	url, token, agent, out string
-	clients, admitRuns     int
-	grow, latencyRuns, e2e int
+	url, token, agent, out       string
+	clients, admitRuns           int
+	grow, latencyRuns, e2e, gets int
+	pids                         []int
 }
 
 func main() {
@@ -47,6 +49,12 @@ func main() {
 	flag.IntVar(&o.grow, "grow", 100000, "runs in the store before the second admission measurement")
 	flag.IntVar(&o.latencyRuns, "latency", 200, "runs for the one-client latency measurement")
 	flag.IntVar(&o.e2e, "e2e", 2000, "runs for the completed-runs/s measurement")
+	flag.Func("pid", "a server process whose CPU time per operation is reported (repeatable)", func(v string) error {
+		n, err := strconv.Atoi(v)
+		o.pids = append(o.pids, n)
+		return err
+	})
+	flag.IntVar(&o.gets, "get", 20000, "GET /v1/runs/{id} requests on the latency phase's finished runs")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "runload:", err)
@@ -65,6 +73,7 @@ type Report struct {
 	FirstEvent Latency `json:"create_to_first_event"`
 	Terminal   Latency `json:"create_to_terminal"`
 	Completed  Phase   `json:"completed_runs"`
+	GetRun     Phase   `json:"get_run"`
 }
 
 // Phase is a throughput measurement.
@@ -76,6 +85,10 @@ type Phase struct {
 	P99Ms      float64 `json:"p99_ms"`
 	Errors     int     `json:"errors"`
 	FirstError string  `json:"first_error,omitempty"`
+	// ServerCPUUs is the CPU time (user + system) the -pid processes
+	// spent during the phase per operation, in µs: unlike throughput it
+	// hardly moves with what else the machine runs.
+	ServerCPUUs float64 `json:"server_cpu_us_per_op,omitempty"`
 }
 
 // Latency is a one-client latency distribution.
@@ -104,7 +117,7 @@ func run(o options) error {
 		}
 		o.token = c.PlatformAdmin.Token
 	}
-	c := &client{base: strings.TrimSuffix(o.url, "/"), token: o.token, http: &http.Client{
+	c := &client{pids: o.pids, base: strings.TrimSuffix(o.url, "/"), token: o.token, http: &http.Client{
 		Timeout: 2 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * o.clients}}}
 	ctx := context.Background()
 	// Admission runs wait in a tenant that executes one run at a time (and
@@ -134,21 +147,33 @@ func run(o options) error {
 
 	fmt.Fprintf(os.Stderr, "latency: %d runs, one client\n", o.latencyRuns)
 	var first, term []time.Duration
+	var finished []string
 	for i := 0; i < o.latencyRuns; i++ {
-		f, t, err := c.timedRun(ctx, "tnt_load_exec", o.agent, fmt.Sprintf("latency %d", i))
+		id, f, t, err := c.timedRun(ctx, "tnt_load_exec", o.agent, fmt.Sprintf("latency %d", i))
 		if err != nil {
 			return err
 		}
 		first, term = append(first, f), append(term, t)
+		finished = append(finished, id)
 	}
 	rep.FirstEvent = latency(first)
 	rep.Terminal = latency(term)
 
 	fmt.Fprintf(os.Stderr, "completed runs/s: %d runs, %d clients\n", o.e2e, o.clients)
 	rep.Completed = c.phase(o.clients, o.e2e, func(i int) error {
-		_, _, err := c.timedRun(ctx, "tnt_load_exec", o.agent, fmt.Sprintf("e2e %d", i))
+		_, _, _, err := c.timedRun(ctx, "tnt_load_exec", o.agent, fmt.Sprintf("e2e %d", i))
 		return err
 	})
+	if o.gets > 0 && len(finished) > 0 {
+		fmt.Fprintf(os.Stderr, "GET /v1/runs/{id}: %d requests on %d finished runs, %d clients\n", o.gets, len(finished), o.clients)
+		rep.GetRun = c.phase(o.clients, o.gets, func(i int) error {
+			status, body, err := c.do(ctx, "GET", "/v1/runs/"+finished[i%len(finished)], "tnt_load_exec", nil)
+			if err == nil && status != http.StatusOK {
+				err = fmt.Errorf("get run: %d %s", status, body)
+			}
+			return err
+		})
+	}
 	md := markdown(rep, o)
 	fmt.Print(md)
 	if o.out != "" {
@@ -160,7 +185,7 @@ func run(o options) error {
 			return err
 		}
 	}
-	if rep.AdmitFirst.Errors+rep.AdmitGrown.Errors+rep.Completed.Errors > 0 {
+	if rep.AdmitFirst.Errors+rep.AdmitGrown.Errors+rep.Completed.Errors+rep.GetRun.Errors > 0 {
 		return fmt.Errorf("some runs failed (see the report)")
 	}
 	return nil
@@ -183,6 +208,7 @@ func (c *client) phase(clients, n int, fn func(i int) error) Phase {
 	}
 	close(jobs)
 	var wg sync.WaitGroup
+	cpu0 := c.serverCPU()
 	start := time.Now()
 	for w := 0; w < clients; w++ {
 		wg.Add(1)
@@ -198,6 +224,9 @@ func (c *client) phase(clients, n int, fn func(i int) error) Phase {
 	wg.Wait()
 	wall := time.Since(start)
 	p := Phase{Runs: n, Seconds: wall.Seconds()}
+	if len(c.pids) > 0 && n > 0 {
+		p.ServerCPUUs = float64((c.serverCPU() - cpu0).Microseconds()) / float64(n)
+	}
 	var ok []time.Duration
 	for i, err := range errsSeen {
 		if err != nil {
@@ -229,17 +258,18 @@ func latency(ds []time.Duration) Latency {
 func markdown(r Report, o options) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "# runload report\n\n- date: %s\n- target: %s (agent %s)\n- clients: %d\n\n", r.Date, r.Target, o.agent, r.Clients)
-	fmt.Fprintf(&sb, "| measurement | runs | per second | p50 | p99 | errors |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&sb, "| measurement | runs | per second | p50 | p99 | errors | server CPU µs per op |\n|---|---|---|---|---|---|---|\n")
 	row := func(name string, p Phase) {
-		fmt.Fprintf(&sb, "| %s | %d | %.0f | %.2f ms | %.2f ms | %d |\n", name, p.Runs, p.PerSecond, p.P50Ms, p.P99Ms, p.Errors)
+		fmt.Fprintf(&sb, "| %s | %d | %.0f | %.2f ms | %.2f ms | %d | %.0f |\n", name, p.Runs, p.PerSecond, p.P50Ms, p.P99Ms, p.Errors, p.ServerCPUUs)
 	}
 	row("run creation, empty store", r.AdmitFirst)
 	row(fmt.Sprintf("run creation, %d runs stored", r.StoreRuns), r.AdmitGrown)
 	row("sample agent, created and followed to completion", r.Completed)
+	row("GET /v1/runs/{id}, finished runs", r.GetRun)
 	fmt.Fprintf(&sb, "\n| one client, sample agent | p50 | p99 |\n|---|---|---|\n")
 	fmt.Fprintf(&sb, "| create → first SSE event | %.2f ms | %.2f ms |\n", r.FirstEvent.P50Ms, r.FirstEvent.P99Ms)
 	fmt.Fprintf(&sb, "| create → terminal event | %.2f ms | %.2f ms |\n", r.Terminal.P50Ms, r.Terminal.P99Ms)
-	for _, p := range []Phase{r.AdmitFirst, r.AdmitGrown, r.Completed} {
+	for _, p := range []Phase{r.AdmitFirst, r.AdmitGrown, r.Completed, r.GetRun} {
 		if p.FirstError != "" {
 			fmt.Fprintf(&sb, "\nfirst error: %s\n", p.FirstError)
 		}
@@ -247,7 +277,30 @@ func markdown(r Report, o options) string {
 	return sb.String()
 }
 
+// serverCPU is the user + system CPU time of the -pid processes so far
+// (/proc/PID/stat, in clock ticks of 10 ms).
+func (c *client) serverCPU() time.Duration {
+	var total time.Duration
+	for _, pid := range c.pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the command (which may hold spaces), from ") ":
+		// state is field 3, utime 14 and stime 15.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		total += time.Duration(ut+st) * 10 * time.Millisecond
+	}
+	return total
+}
+
 type client struct {
+	pids        []int
 	base, token string
 	http        *http.Client
 }
@@ -330,21 +383,21 @@ var errNoTerminal = errors.New("stream ended without a terminal event")
 
 // timedRun creates a run, opens its event stream at once and returns the
 // time from the create request to the first event and to the terminal one.
-func (c *client) timedRun(ctx context.Context, tenant, agent, text string) (first, terminal time.Duration, err error) {
+func (c *client) timedRun(ctx context.Context, tenant, agent, text string) (runID string, first, terminal time.Duration, err error) {
 	t0 := time.Now()
-	runID, err := c.createRun(ctx, tenant, agent, text)
+	runID, err = c.createRun(ctx, tenant, agent, text)
 	if err != nil {
-		return 0, 0, err
+		return "", 0, 0, err
 	}
 	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/v1/runs/"+runID+"/events", nil)
 	if err != nil {
-		return 0, 0, err
+		return runID, 0, 0, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("X-Tenant-Id", tenant)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, 0, err
+		return runID, 0, 0, err
 	}
 	defer resp.Body.Close()
 	status := ""
@@ -368,5 +421,5 @@ func (c *client) timedRun(ctx context.Context, tenant, agent, text string) (firs
 	if err == nil && status != store.EventRunCompleted {
 		err = fmt.Errorf("run %s ended with %s", runID, status)
 	}
-	return first, terminal, err
+	return runID, first, terminal, err
 }

@@ -135,7 +135,7 @@ const (
 	SignalCancel = "cancel"
 	// SignalWake: there may be queued work; schedulers lease now.
 	SignalWake = "wake"
-	// SignalInvalidate: a tenant, agent or token changed; every replica
+	// SignalInvalidate: a tenant, agent, token or run changed; every replica
 	// drops its cached copy (Entity, TenantID, ID name it).
 	SignalInvalidate = "invalidate"
 )
@@ -145,6 +145,7 @@ const (
 	EntityTenant = "tenant"
 	EntityAgent  = "agent"
 	EntityToken  = "token"
+	EntityRun    = "run" // a terminal run's cached copy (ID the run id)
 )
 
 // Signal is a hint from one replica to all.
@@ -260,12 +261,12 @@ func (s Signal) Validate() error {
 		}
 		switch s.Entity {
 		case EntityTenant:
-		case EntityAgent, EntityToken:
+		case EntityAgent, EntityToken, EntityRun:
 			if s.ID == "" {
-				return errs.Field("id", "is required to invalidate an agent or a token")
+				return errs.Field("id", "is required to invalidate an agent, a token or a run")
 			}
 		default:
-			return errs.Field("entity", "must be tenant, agent or token")
+			return errs.Field("entity", "must be tenant, agent, token or run")
 		}
 	case "":
 		return errs.Field("kind", "is required")

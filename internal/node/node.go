@@ -35,7 +35,7 @@ func newLogger(cfg config.Config, service string) *slog.Logger {
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		level = slog.LevelInfo
 	}
-	l := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})).
+	l := slog.New(newLogHandler(os.Stderr, &slog.HandlerOptions{Level: level})).
 		With("service", service, "stack_id", cfg.StackID)
 	slog.SetDefault(l)
 	return l

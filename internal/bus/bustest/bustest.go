@@ -657,7 +657,7 @@ func testInvalid(t *testing.T, h Harness) {
 	requireField(t, h.Bus.Signal(ctx, bus.Signal{Kind: bus.SignalCancel, RunID: "run_1"}), "tenant_id")
 	requireField(t, h.Bus.Signal(ctx, bus.Signal{Kind: bus.SignalCancel, TenantID: "ten_a"}), "run_id")
 	requireField(t, h.Bus.Signal(ctx, bus.Signal{Kind: bus.SignalInvalidate, Entity: bus.EntityTenant}), "tenant_id")
-	requireField(t, h.Bus.Signal(ctx, bus.Signal{Kind: bus.SignalInvalidate, TenantID: "ten_a", Entity: "run"}), "entity")
+	requireField(t, h.Bus.Signal(ctx, bus.Signal{Kind: bus.SignalInvalidate, TenantID: "ten_a", Entity: "thread"}), "entity")
 	requireField(t, h.Bus.Signal(ctx, bus.Signal{Kind: bus.SignalInvalidate, TenantID: "ten_a", Entity: bus.EntityToken}), "id")
 
 	for _, q := range []string{"", "a.b", "*", ">", "Tools", "a b"} {

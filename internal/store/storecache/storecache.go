@@ -38,6 +38,7 @@ type Store struct {
 	m      map[string]entry
 	agents map[agentKey]agentEntry
 	tokens map[string]tokenEntry // by secret hash
+	runs   map[runKey]store.Run  // terminal runs only (runs.go)
 
 	notify func(context.Context, Invalidation)
 }
@@ -70,9 +71,9 @@ const (
 
 // Invalidation names a cache entry that a write made stale.
 type Invalidation struct {
-	Entity   string // EntityTenant, EntityAgent or EntityToken
+	Entity   string // EntityTenant, EntityAgent, EntityToken or EntityRun
 	TenantID string
-	ID       string // the agent or token id; "" for a tenant
+	ID       string // the agent, token or run id; "" for a tenant
 }
 
 // Notify sets the function that every write through the decorator calls
@@ -99,6 +100,8 @@ func (s *Store) Drop(inv Invalidation) {
 		delete(s.agents, agentKey{inv.TenantID, inv.ID})
 	case EntityToken:
 		s.dropToken(inv.ID)
+	case EntityRun:
+		delete(s.runs, runKey{inv.TenantID, inv.ID})
 	}
 }
 
@@ -117,7 +120,7 @@ func New(st store.Store, ttl time.Duration) *Store {
 		ttl = DefaultTTL
 	}
 	return &Store{Store: st, ttl: ttl, now: time.Now, m: map[string]entry{}, agents: map[agentKey]agentEntry{},
-		tokens: map[string]tokenEntry{}}
+		tokens: map[string]tokenEntry{}, runs: map[runKey]store.Run{}}
 }
 
 // GetTenant returns the tenant from memory when it was read less than TTL

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# One command, one run, several nodes measured side by side on this
+# machine (figures from a shared, noisy machine stay comparable as ratios).
+#
+#   bench/sidebyside.sh [NAME=BINARY ...] [ref=URL]
+#
+# Each NAME=BINARY is an agentos binary started as its own node (own
+# AGENTOS_HOME, own ports, SQLite store, AGENTOS_PPROF=1) and measured with
+# bench/runload (RUNLOAD_FLAGS, default below); ref=URL measures another
+# server of this API already running (AGENTOS token in REF_TOKEN). Without
+# arguments it builds this checkout as "ours". PG=1 adds this checkout's
+# binary on PostgreSQL (one replica; needs scripts/pg-test-cluster.sh).
+# Every node is measured in turn, twice, in the order A B A B, so a burst of
+# load from others hits both; the report prints each figure and the ratio
+# to the first node, with the machine and the Go version.
+set -euo pipefail
+export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
+cd "$(dirname "$0")/.."
+work=$(mktemp -d /tmp/sidebyside.XXXX)
+flags=${RUNLOAD_FLAGS:--clients 50 -admit 2000 -grow 0 -latency 200 -e2e 1000 -get 20000}
+export AGENTOS_QUOTA_INVOKE_QPS=100000
+go build -o "$work/runload" ./bench/runload
+targets=()
+if [ $# -eq 0 ]; then
+	go build -o "$work/agentos-ours" ./cmd/agentos
+	set -- "ours=$work/agentos-ours"
+fi
+if [ "${PG:-}" = 1 ]; then
+	go build -o "$work/agentos-ours-pg" ./cmd/agentos
+	eval "$(scripts/pg-test-cluster.sh start)"
+	set -- "$@" "ours-pg=$work/agentos-ours-pg"
+fi
+port=53100
+started=()
+stop_all() {
+	for h in "${started[@]}"; do AGENTOS_HOME=$h "$h/bin" nuke --env-file "$h/.agentos.env" >/dev/null 2>&1 || true; done
+	[ "${PG:-}" = 1 ] && scripts/pg-test-cluster.sh stop "$AGENTOS_TEST_POSTGRES_DIR" >/dev/null || true
+}
+trap stop_all EXIT
+for t in "$@"; do
+	name=${t%%=*} what=${t#*=}
+	if [ "$name" = ref ]; then targets+=("ref|$what|${REF_TOKEN:-}"); continue; fi
+	home=$work/$name
+	mkdir -p "$home" && cp "$what" "$home/bin"
+	env=(AGENTOS_HOME=$home AGENTOS_PPROF=1
+		AGENTOS_ORCHESTRATOR_ADDR=127.0.0.1:$((port + 1)) AGENTOS_MODEL_POLICY_ADDR=127.0.0.1:$((port + 2))
+		AGENTOS_FEDERATION_ADDR=127.0.0.1:$((port + 3)) AGENTOS_FEDERATION_PEER_ADDR=127.0.0.1:$((port + 4))
+		AGENTOS_GATEWAY_ADDR=127.0.0.1:$port)
+	if [ "$name" = ours-pg ]; then
+		db=bench_$RANDOM
+		psql "$AGENTOS_TEST_POSTGRES_URL" -qc "CREATE DATABASE $db" >/dev/null
+		env+=(AGENTOS_POSTGRES_URL="${AGENTOS_TEST_POSTGRES_URL%/*}/$db")
+	fi
+	env "${env[@]}" "$home/bin" up --env-file "$home/.agentos.env" >"$home/up.log" 2>&1 || { cat "$home/up.log"; exit 1; }
+	started+=("$home")
+	token=$(jq -r .platform_admin.token "$home/credentials.json")
+	pids=$(for f in "$home"/run/orchestrator.pid "$home"/run/model-policy.pid; do printf -- '-pid %s ' "$(cat "$f")"; done)
+	targets+=("$name|http://127.0.0.1:$((port + 1))|$token|$pids")
+	port=$((port + 100))
+done
+for round in 1 2; do
+	for t in "${targets[@]}"; do
+		IFS='|' read -r name url token pids <<<"$t"
+		echo "round $round: $name ($url)" >&2
+		# shellcheck disable=SC2086
+		"$work/runload" -url "$url" -token "$token" -out "$work/$name-$round" $pids $flags >/dev/null
+	done
+done
+{
+	echo "# side by side ($(date -u +%FT%TZ))"
+	echo
+	echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "- Go: $(go version | cut -d' ' -f3-)"
+	echo "- runload flags: $flags"
+	echo
+	echo "| measure | $(for t in "${targets[@]}"; do printf '%s (round 1, 2) | ' "${t%%|*}"; done)"
+	echo "|---|$(for _ in "${targets[@]}"; do printf -- '---|'; done)"
+	first=${targets[0]%%|*}
+	for m in 'admission_first.per_second|run admission /s' 'admission_first.p99_ms|run admission p99 ms' \
+		'create_to_first_event.p50_ms|create → first event p50 ms' 'create_to_terminal.p50_ms|create → terminal p50 ms' \
+		'completed_runs.per_second|completed runs /s' 'completed_runs.server_cpu_us_per_op|server CPU µs per completed run (orchestrator + model-policy)' \
+		'get_run.per_second|GET /v1/runs/{id} /s' 'get_run.p99_ms|GET /v1/runs/{id} p99 ms' \
+		'get_run.server_cpu_us_per_op|server CPU µs per GET (orchestrator + model-policy)'; do
+		key=${m%%|*} label=${m#*|}
+		base=$(jq -n "([inputs.$key // 0]|add/length)" "$work/$first-1.json" "$work/$first-2.json")
+		printf '| %s | ' "$label"
+		for t in "${targets[@]}"; do
+			n=${t%%|*}
+			a=$(jq ".$key // 0" "$work/$n-1.json") b=$(jq ".$key // 0" "$work/$n-2.json")
+			printf '%.2f, %.2f (×%.2f) | ' "$a" "$b" "$(jq -n "(($a+$b)/2)/$base")"
+		done
+		echo
+	done
+	echo
+	echo "Ratios: the mean of the two rounds over $first's mean."
+} | tee "$work/report.md"
+echo "report: $work/report.md" >&2
