@@ -31,7 +31,7 @@ func (s *Server) registerAnalyticsRoutes(api *http.ServeMux) {
 
 // usageBucket is one interval of a usage report.
 type usageBucket struct {
-	Start        time.Time        `json:"start"`
+	Start        time.Time        `json:"start,omitzero"`
 	Runs         int64            `json:"runs"`
 	RunsByStatus map[string]int64 `json:"runs_by_status"`
 	Requests     int64            `json:"requests"`
