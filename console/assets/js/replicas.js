@@ -15,7 +15,7 @@ export async function replicasPage(main, _params, signal) {
   if (details.pools) {
     main.append(h('table', {}, h('caption', {}, 'Gateway pools'),
       h('thead', {}, h('tr', {}, ['Pool', 'Healthy replicas', 'Replicas'].map((c) => h('th', { scope: 'col' }, c)))),
-      h('tbody', {}, Object.entries(details.pools).sort().map(([name, p]) => h('tr', {},
+      h('tbody', {}, Object.entries(details.pools).sort().map(([name, p]) => h('tr', { 'data-pool': name },
         h('th', { scope: 'row' }, name), h('td', {}, fmtNumber(p.healthy)), h('td', {}, fmtNumber(p.total)))))));
   }
   if (details.checks) {
