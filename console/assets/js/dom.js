@@ -1,5 +1,5 @@
 // Small DOM helpers. Everything from the API goes in as text nodes or
-// attribute values (never innerHTML), so no response can inject markup.
+// attribute values, never parsed as HTML, so no response can inject markup.
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
