@@ -143,7 +143,7 @@ func eventually(t *testing.T, ctx context.Context, what string, cond func() bool
 
 func screenshot(t *testing.T, ctx context.Context, dir, name string) {
 	t.Helper()
-	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // the whole page, PNG
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644))
 }
@@ -248,6 +248,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		"name": "slow", "model_ref": "tier:fast", "instructions": "Fetch the URL the user gives, then summarise it.",
 		"tools": []string{"tool.http.fetch"}, "defaults": map[string]any{"max_steps": 4, "timeout_ms": 120000}}})
 	require.Contains(t, []int{200, 201}, code, "%v", out)
+	code, out = api(t, "PUT", base+"/v1/admin/agents/agt_gated", tenantAdmin, map[string]any{"agent": map[string]any{
+		"name": "gated", "model_ref": "tier:fast", "instructions": "Echo the user's text with the echo tool.",
+		"tools": []string{"tool.echo"}, "require_approval": []string{"tool.echo"}}})
+	require.Contains(t, []int{200, 201}, code, "%v", out)
 
 	ctx := browser(t)
 
@@ -269,7 +273,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	row := fmt.Sprintf(`tr[data-run-id=%q] .status`, runA)
 	eventually(t, ctx, "the new run on the runs page", func() bool { return text(t, ctx, row) != "" })
 	eventually(t, ctx, "the run completed on the runs page", func() bool { return text(t, ctx, row) == "completed" })
-	screenshot(t, ctx, shots, "runs")
+	screenshot(t, ctx, shots, "runs-first")
 
 	// Its timeline: model calls with model, tokens, latency and cost; the
 	// tool call with arguments and result; the trace id linked.
@@ -299,7 +303,18 @@ func TestConsoleInBrowser(t *testing.T) {
 	run(t, ctx, chromedp.Click(chromedp.CSS(`#cancel`)))
 	eventually(t, ctx, "the canceled run's timeline", func() bool { return text(t, ctx, `li[data-type="agentos.run.canceled"]`) != "" })
 	require.Equal(t, "canceled", runStatus(t, base, tenantAdmin, runSlow))
-	require.Contains(t, text(t, ctx, `#action-status`), "canceled")
+	eventually(t, ctx, "the cancel answer", func() bool { return strings.Contains(text(t, ctx, `#action-status`), "canceled") })
+
+	// Approve the tool call a run waits on.
+	runGated := createRun(t, base, tenantAdmin, "agt_gated", "approve me")
+	run(t, ctx, chromedp.Navigate(base+"/console/runs/"+runGated),
+		chromedp.WaitVisible(chromedp.CSS(`li[data-type="agentos.run.requires_action"]`)), chromedp.WaitVisible(chromedp.CSS(`#approve`)))
+	require.Contains(t, text(t, ctx, `li[data-type="agentos.run.requires_action"]`), "tool.echo")
+	checkA11y(t, ctx, axe, "run awaiting approval")
+	run(t, ctx, chromedp.Click(chromedp.CSS(`#approve`)))
+	eventually(t, ctx, "the approved run completing", func() bool { return text(t, ctx, `li[data-type="agentos.run.completed"]`) != "" })
+	require.Contains(t, text(t, ctx, `li[data-type="agentos.run.resumed"]`), "approve")
+	require.Equal(t, "completed", runStatus(t, base, tenantAdmin, runGated))
 
 	// The usage charts change when runs complete.
 	run(t, ctx, chromedp.Navigate(base+"/console/usage"), chromedp.WaitVisible(chromedp.CSS(`#chart-runs`)))
@@ -331,6 +346,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	} {
 		run(t, ctx, chromedp.Navigate(base+p.path), chromedp.WaitVisible(chromedp.CSS(p.ready)))
 		checkA11y(t, ctx, axe, p.path)
+		require.NotRegexp(t, `(^|\n)(null|undefined)(\n|$)`, eval[string](t, ctx, `document.querySelector('main').innerText`), p.path)
 		screenshot(t, ctx, shots, strings.TrimPrefix(p.path, "/console/"))
 	}
 	// The gateway's pools as its /readyz tells them: this node runs no
@@ -338,6 +354,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.Contains(t, text(t, ctx, "#ready-status"), "no healthy upstream in federation")
 	require.Equal(t, "orchestrator11", text(t, ctx, `tr[data-pool="orchestrator"]`))
 	require.Equal(t, "federation01", text(t, ctx, `tr[data-pool="federation"]`))
+
+	// The runs page again, now with completed, canceled and approved runs.
+	run(t, ctx, chromedp.Navigate(base+"/console/runs"), chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`tr[data-run-id=%q]`, runSlow))))
+	screenshot(t, ctx, shots, "runs")
 
 	// Tenant B's user cannot reach tenant A's run by its URL.
 	code, out = api(t, "POST", base+"/v1/admin/tenants", platformAdmin, map[string]any{"tenant_id": "tnt_console_b", "name": "Console B"})

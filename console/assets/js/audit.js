@@ -1,4 +1,4 @@
-import { h, fmtTime } from './dom.js';
+import { h, append, fmtTime } from './dom.js';
 import { get, query, APIError } from './api.js';
 import { setTitle } from './app.js';
 
@@ -20,7 +20,7 @@ export async function auditPage(main, _params, signal) {
     throw err;
   }
   const verify = h('p', { id: 'chain-status', role: 'status' }, 'Verifying the chain…');
-  main.append(verify,
+  append(main, verify,
     h('table', {}, h('caption', {}, 'Audit records, oldest first'),
       h('thead', {}, h('tr', {}, ['Seq', 'Time', 'Principal', 'Action', 'Target', 'Outcome'].map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', {}, records.length ? records.map((r) => h('tr', {},

@@ -66,3 +66,9 @@ export function statusBadge(status) {
 export function runLink(runID, text) {
   return h('a', { href: `/console/runs/${encodeURIComponent(runID)}` }, text || runID);
 }
+
+// append adds children to el as h does: strings as text, null and false
+// left out (the DOM's own append would write "null").
+export function append(el, ...children) {
+  return build(el, {}, children);
+}

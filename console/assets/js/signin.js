@@ -1,4 +1,4 @@
-import { h } from './dom.js';
+import { h, append } from './dom.js';
 import { api, session, node, isDemo, APIError } from './api.js';
 import { navigate, setTitle } from './app.js';
 
@@ -47,7 +47,7 @@ export async function signinPage(main) {
   } },
   h('label', { for: 'token' }, 'API token'), input,
   h('button', { type: 'submit' }, 'Sign in'));
-  main.append(h('h1', {}, 'Sign in'),
+  append(main, h('h1', {}, 'Sign in'),
     h('p', {}, 'Paste an API token issued by the admin API (agentos tokens issue). It is kept in this tab only (session storage) and sent to the API as a bearer token.'),
     form, status,
     isDemo() ? h('p', {}, 'This node runs in demo mode: ', h('a', { href: '/console/runs' }, `open the demo tenant ${node.defaultTenant} without a token`), '.') : null);

@@ -1,4 +1,4 @@
-import { h, fmtTime, json, runLink } from './dom.js';
+import { h, append, fmtTime, json, runLink } from './dom.js';
 import { get, query, APIError } from './api.js';
 import { setTitle } from './app.js';
 
@@ -11,7 +11,7 @@ export async function threadsPage(main, _params, signal) {
     h('td', {}, t.active_run_id ? runLink(t.active_run_id) : '—'),
     h('td', {}, Object.entries(t.metadata || {}).map(([k, v]) => `${k}=${v}`).join(', ') || '—'),
     h('td', {}, fmtTime(t.created_at)), h('td', {}, fmtTime(t.updated_at))));
-  main.append(h('h1', {}, 'Threads'),
+  append(main, h('h1', {}, 'Threads'),
     h('table', {}, h('caption', {}, 'Conversation threads'),
       h('thead', {}, h('tr', {}, ['Thread', 'Active run', 'Metadata', 'Created', 'Updated'].map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 5 }, 'No threads yet.')))),
