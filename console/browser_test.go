@@ -337,6 +337,21 @@ func TestConsoleInBrowser(t *testing.T) {
 	screenshot(t, ctx, shots, "usage")
 	checkA11y(t, ctx, axe, "usage")
 
+	// A thread and its messages.
+	code, out = api(t, "POST", base+"/v1/threads", tenantAdmin, map[string]any{"metadata": map[string]any{"topic": "console"}})
+	require.Equal(t, 201, code, "%v", out)
+	threadID := out["thread"].(map[string]any)["thread_id"].(string)
+	code, out = api(t, "POST", base+"/v1/threads/"+threadID+"/runs", tenantAdmin, map[string]any{"agent_id": "agt_sample_echo_v1", "input": "first turn"})
+	require.Equal(t, 201, code, "%v", out)
+	turn := out["run"].(map[string]any)["run_id"].(string)
+	require.Eventually(t, func() bool { return runStatus(t, base, tenantAdmin, turn) == "completed" }, 60*time.Second, 100*time.Millisecond)
+	run(t, ctx, chromedp.Navigate(base+"/console/threads"), chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`a[href="/console/threads/%s"]`, threadID))),
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`a[href="/console/threads/%s"]`, threadID))), chromedp.WaitVisible(chromedp.CSS(`li.message.role-user`)))
+	require.Contains(t, text(t, ctx, `li.message.role-user`), "first turn")
+	require.Contains(t, text(t, ctx, `ol.messages`), "assistant")
+	checkA11y(t, ctx, axe, "thread")
+	screenshot(t, ctx, shots, "thread")
+
 	// The other pages load and pass axe-core.
 	for _, p := range []struct{ path, ready string }{
 		{"/console/threads", "table"},
