@@ -36,7 +36,9 @@ export async function runsPage(main, _params, signal) {
   select('status', 'Status', [['', 'Any status'], ...STATUSES.map((s) => [s, s])], filter.status),
   select('since', 'Created', SINCE, filter.since));
 
-  const live = h('p', { class: 'live', role: 'status', 'aria-live': 'polite' }, 'Live');
+  // Not a live region: it changes every poll, which a screen reader would
+  // announce each time.
+  const live = h('p', { class: 'live' }, 'Live');
   const tbody = h('tbody', { id: 'runs-body' });
   const table = h('table', { class: 'runs' },
     h('caption', {}, 'Runs, newest first'),
