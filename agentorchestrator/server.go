@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nexixai/agentos/console"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -299,6 +300,7 @@ func (s *Server) routes() http.Handler {
 	public.Handle("GET /healthz", httpx.H(s.handleHealthz))
 	public.Handle("GET /readyz", httpx.H(s.handleReadyz))
 	public.Handle("GET /metrics", metrics.Handler(s.cfg.Registry))
+	console.Register(public, console.Config{Mode: s.cfg.Node.Mode, DefaultTenant: s.cfg.Node.DefaultTenant, TraceURL: s.cfg.Node.ConsoleTraceURL})
 	public.Handle("/", httpx.MethodCheck(authed, public, api))
 
 	api.Handle("GET /v1/agents", httpx.H(s.handleListAgents))
@@ -323,6 +325,7 @@ func (s *Server) routes() http.Handler {
 	s.registerMemoryRoutes(api)
 	s.registerA2ARoutes(api)
 	s.registerHookRoutes(api)
+	s.registerAnalyticsRoutes(api)
 	api.Handle("/", httpx.NotFoundHandler(public, api))
 
 	return httpx.Chain(httpx.Routed(public), httpx.Standard(s.log, s.http.Observe)...)

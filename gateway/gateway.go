@@ -77,6 +77,9 @@ type Config struct {
 	Transport http.RoundTripper
 	// Logger is the access and health log; default slog.Default().
 	Logger *slog.Logger
+	// Console, if set, serves the web console at /console and /console/
+	// (console.Handler); the gateway answers those paths itself.
+	Console http.Handler
 	// Registry, if set, gets the gateway's metrics and is served at
 	// /metrics.
 	Registry *prometheus.Registry
@@ -184,6 +187,10 @@ func New(cfg Config) (*Gateway, error) {
 	mux.Handle("GET /readyz", httpx.H(g.handleReadyz))
 	if cfg.Registry != nil {
 		mux.Handle("GET /metrics", metrics.Handler(cfg.Registry))
+	}
+	if cfg.Console != nil {
+		mux.Handle("GET /console", cfg.Console)
+		mux.Handle("GET /console/", cfg.Console)
 	}
 	mux.Handle("/", httpx.H(g.handleProxy))
 	g.handler = httpx.Chain(httpx.Routed(mux), httpx.Standard(g.log, nil)...)

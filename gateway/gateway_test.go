@@ -517,3 +517,23 @@ func FuzzParseUpstreams(f *testing.F) {
 		require.NoError(t, err)
 	})
 }
+
+// TestServesConsoleItself checks that /console is answered by the
+// gateway's Console handler, never proxied, and that other paths still are.
+func TestServesConsoleItself(t *testing.T) {
+	t.Parallel()
+	orch, mp := newFakeUpstream(t, "orch"), newFakeUpstream(t, "mp")
+	console := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"console":"`+r.URL.Path+`"}`)
+	})
+	b := setup(t, Config{Upstreams: Upstreams{Orchestrator: []string{orch.srv.URL}, ModelPolicy: []string{mp.srv.URL}}, Console: console})
+	for _, p := range []string{"/console", "/console/runs/run_1", "/console/assets/app.css"} {
+		a := do(t, "GET", b.srv.URL+p, nil, "")
+		require.Equal(t, 200, a.status, p)
+		require.Equal(t, p, a.body["console"], p)
+	}
+	require.Zero(t, orch.hits.Load(), "no console request reached the orchestrator")
+	a := do(t, "GET", b.srv.URL+"/consolex", nil, "")
+	require.Equal(t, "orch", a.body["upstream"], "only /console and below are the console's")
+}

@@ -136,6 +136,9 @@ type Config struct {
 	GatewayAddr           string        // AGENTOS_GATEWAY_ADDR, default 127.0.0.1:50080
 	GatewayUpstreamsFile  string        // AGENTOS_GATEWAY_UPSTREAMS_FILE, default none
 	GatewayHealthInterval time.Duration // AGENTOS_GATEWAY_HEALTH_INTERVAL, default 2s
+	// ConsoleTraceURL links a run's trace id in the web console to a trace
+	// view; "{trace_id}" in it is replaced by the id. Empty: no link.
+	ConsoleTraceURL string // AGENTOS_CONSOLE_TRACE_URL, default none
 	// PostgresURL is the PostgreSQL server `agentos up --profile cluster`
 	// puts the replicas' store in; empty: the profile runs its own under
 	// $AGENTOS_HOME/postgres. It may carry a password.
@@ -254,6 +257,7 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 		Environment:         get("AGENTOS_ENVIRONMENT", ""),
 		StoreURL:            get("AGENTOS_STORE_URL", ""),
 		DefaultTenant:       get("AGENTOS_DEFAULT_TENANT", "tnt_demo"),
+		ConsoleTraceURL:     get("AGENTOS_CONSOLE_TRACE_URL", ""),
 		AuditSink:           get("AGENTOS_AUDIT_SINK", ""),
 		HTTPFetchAllow:      get("AGENTOS_HTTP_FETCH_ALLOW", ""),
 		MCPHTTPAllow:        get("AGENTOS_MCP_HTTP_ALLOW", ""),

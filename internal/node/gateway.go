@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"github.com/nexixai/agentos/console"
 	"net/http"
 	"os"
 
@@ -31,7 +32,8 @@ func RunGateway(ctx context.Context, cfg config.Config) error {
 		}
 	}
 	gc := gateway.Config{Upstreams: ups, HealthInterval: cfg.GatewayHealthInterval, Logger: log,
-		Registry: metrics.NewRegistry(), RootCAs: gatewayRoots(cfg), Timeouts: outbound.ForModels(cfg)}
+		Registry: metrics.NewRegistry(), RootCAs: gatewayRoots(cfg), Timeouts: outbound.ForModels(cfg),
+		Console: console.Handler(console.Config{Mode: cfg.Mode, DefaultTenant: cfg.DefaultTenant, TraceURL: cfg.ConsoleTraceURL})}
 	if len(ups.Dedicated) > 0 {
 		st, err := openStore(ctx, cfg)
 		if err != nil {

@@ -488,6 +488,32 @@ func TestOrchestratorConformance(t *testing.T) {
 		status(resp, 200, body)
 		require.EqualValues(t, -32001, JSON(t, body)["error"].(map[string]any)["code"])
 	})
+
+	t.Run("console and analytics", func(t *testing.T) {
+		for _, p := range []string{"/console", "/console/runs", "/console/runs/run_x", "/console/assets/app.css", "/console/assets/js/app.js"} {
+			resp, body := anon.Do(t, "GET", p, nil)
+			status(resp, 200, body)
+			require.Contains(t, resp.Header.Get("Content-Security-Policy"), "script-src 'self'", p)
+		}
+		resp, body := anon.Do(t, "GET", "/console/assets/nope.js", nil)
+		status(resp, 404, body)
+		resp, body = user.Do(t, "GET", "/v1/analytics/usage?bucket=hour", nil)
+		status(resp, 200, body)
+		rep := JSON(t, body)["report"].(map[string]any)
+		require.Equal(t, "tnt_demo", rep["tenant_id"])
+		require.Positive(t, rep["totals"].(map[string]any)["runs"], "the runs above")
+		resp, body = user.Do(t, "GET", "/v1/analytics/usage?bucket=week", nil)
+		status(resp, 400, body)
+		resp, body = anon.Do(t, "GET", "/v1/analytics/usage", nil)
+		status(resp, 401, body)
+		resp, body = admin.Do(t, "GET", "/v1/admin/audit:verify", nil)
+		status(resp, 200, body)
+		v := JSON(t, body)["verify"].(map[string]any)
+		require.Equal(t, true, v["ok"], string(body))
+		require.Positive(t, v["records"])
+		resp, body = user.Do(t, "GET", "/v1/admin/audit:verify", nil)
+		status(resp, 403, body)
+	})
 }
 
 func readAll(t *testing.T, resp *http.Response) []byte {
