@@ -593,3 +593,11 @@ func (b *Bus) Close() error {
 	b.nc.Close()
 	return nil
 }
+
+// Conn is the bus's NATS connection, for protocols beside the port's
+// (worker heartbeats and results, internal/dispatch and worker/). The
+// Bus owns it: callers must not close it.
+func (b *Bus) Conn() *natsio.Conn { return b.nc }
+
+// Namespace is the subjects' prefix.
+func (b *Bus) Namespace() string { return b.cfg.Namespace }
