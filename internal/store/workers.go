@@ -96,3 +96,35 @@ func (w Worker) Validate() error {
 	}
 	return ValidateLabels("labels", w.Labels)
 }
+
+// Placement says where an agent's tool calls run: on a worker node whose
+// labels include Labels (empty: in the orchestrator). Tools overrides it
+// per tool id; an override with no labels keeps that tool in the
+// orchestrator.
+type Placement struct {
+	Labels map[string]string        `json:"labels,omitempty"`
+	Tools  map[string]ToolPlacement `json:"tools,omitempty"`
+}
+
+// ToolPlacement is one tool's own placement.
+type ToolPlacement struct {
+	Labels map[string]string `json:"labels"`
+}
+
+// AgentPlacement is stored with the agent's defaults (one JSON column,
+// no schema change), like AgentApproval.
+type AgentPlacement struct {
+	Placement *Placement `json:"placement,omitempty"`
+}
+
+// LabelsFor returns the labels a call of toolID is placed on (nil: run it
+// in the orchestrator).
+func (p *Placement) LabelsFor(toolID string) map[string]string {
+	if p == nil {
+		return nil
+	}
+	if t, ok := p.Tools[toolID]; ok {
+		return t.Labels
+	}
+	return p.Labels
+}
