@@ -80,8 +80,7 @@ func New(cfg Config) (*Worker, error) {
 	return &Worker{cfg: cfg, subj: workerproto.Subjects{NS: cfg.Namespace}, sem: make(chan struct{}, cfg.Concurrency)}, nil
 }
 
-// pullWait bounds one wait for a task, so that a queue's puller gives its
-// slot back to the others now and then.
+// pullWait is the pause after a failed pull (the bus reconnecting).
 const pullWait = time.Second
 
 // Run works until ctx ends, then drains: it takes no new task, lets
@@ -138,20 +137,19 @@ func (w *Worker) pull(ctx context.Context, c bus.Consumer) {
 				return
 			}
 		}
-		pctx, cancel := context.WithTimeout(ctx, pullWait)
-		d, err := c.Next(pctx)
-		cancel()
+		// No timeout of our own: a pull abandoned while the server still
+		// holds it could be handed a task nobody reads (redelivered only
+		// after AckWait). The consumer bounds its pulls itself.
+		d, err := c.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			if !errors.Is(err, context.DeadlineExceeded) {
-				w.cfg.Logger.Warn("pull a task", "worker_id", w.cfg.ID, "err", err)
-				select {
-				case <-time.After(pullWait):
-				case <-ctx.Done():
-					return
-				}
+			w.cfg.Logger.Warn("pull a task", "worker_id", w.cfg.ID, "err", err)
+			select {
+			case <-time.After(pullWait):
+			case <-ctx.Done():
+				return
 			}
 			continue
 		}

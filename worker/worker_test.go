@@ -24,7 +24,7 @@ import (
 	"github.com/nexixai/agentos/worker"
 )
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -34,7 +34,7 @@ func freeAddr(t *testing.T) string {
 
 // seedFile makes a user nkey, writes its seed to a file and returns the
 // file and the public key.
-func seedFile(t *testing.T, dir, name string) (string, string) {
+func seedFile(t testing.TB, dir, name string) (string, string) {
 	t.Helper()
 	kp, err := nkeys.CreateUser()
 	require.NoError(t, err)
@@ -81,7 +81,9 @@ type bundle struct {
 	dispatch *dispatch.Dispatcher
 }
 
-func setup(t *testing.T) *bundle {
+func setup(t *testing.T) *bundle { return setupTB(t) }
+
+func setupTB(t testing.TB) *bundle {
 	t.Helper()
 	dir := t.TempDir()
 	controlSeed, controlPub := seedFile(t, dir, "control")
@@ -91,7 +93,7 @@ func setup(t *testing.T) *bundle {
 	done := make(chan error, 1)
 	go func() {
 		done <- natsd.Run(ctx, natsd.Options{Name: "nats", Addr: addr, MonitorAddr: freeAddr(t), StoreDir: filepath.Join(dir, "js"),
-			Auth: &natsd.Auth{ControlKey: controlPub, Workers: b.reg.list, Refresh: 100 * time.Millisecond}}, t.Logf)
+			Auth: &natsd.Auth{ControlKey: controlPub, Workers: b.reg.list, Refresh: 100 * time.Millisecond}}, func(string, ...any) {})
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	b.url = "nats://" + addr
@@ -114,6 +116,10 @@ func setup(t *testing.T) *bundle {
 // startWorker registers and starts a worker; stop kills it abruptly
 // (its connection drops, as with kill -9).
 func (b *bundle) startWorker(t *testing.T, id string, labels map[string]string) (kill func()) {
+	return b.startWorkerTB(t, id, labels)
+}
+
+func (b *bundle) startWorkerTB(t testing.TB, id string, labels map[string]string) (kill func()) {
 	t.Helper()
 	seed, pub := seedFile(t, b.dir, id)
 	b.reg.mu.Lock()
