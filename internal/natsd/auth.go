@@ -2,14 +2,18 @@ package natsd
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/workerproto"
@@ -17,10 +21,12 @@ import (
 
 // Auth turns on authentication: only the control plane's key and the
 // keys of active registered workers may connect, each worker with
-// permissions limited to its own subjects (workerproto). The server
-// re-reads the registry every Refresh and reloads its users when it
-// changed; a reload closes the connections of users it no longer has,
-// so a revoked worker is cut off within Refresh.
+// permissions limited to its own subjects (workerproto). The server's
+// custom authenticator checks a connection's nkey signature of the
+// server's nonce against the users it holds; it re-reads the registry
+// every Refresh and closes the connections of keys no longer there, so
+// a revoked worker is cut off within Refresh. (A configuration reload
+// would do the same, but was seen to hang on a busy JetStream server.)
 type Auth struct {
 	// ControlKey is the control plane's public user nkey (the
 	// orchestrators, model-policy...): every subject.
@@ -85,9 +91,9 @@ func (a *Auth) validate() error {
 	return nil
 }
 
-// watchRegistry reloads s's users whenever the registry changes, until
-// ctx ends. A registry that cannot be read keeps the current users.
-func watchRegistry(ctx context.Context, s *server.Server, o Options, current string, logf func(string, ...any)) {
+// watchRegistry gives a the registry's users whenever they change,
+// until ctx ends. A registry that cannot be read keeps the current users.
+func watchRegistry(ctx context.Context, a *authenticator, o Options, current string, logf func(string, ...any)) {
 	t := time.NewTicker(o.Auth.Refresh)
 	defer t.Stop()
 	var lastErr string
@@ -113,18 +119,9 @@ func watchRegistry(ctx context.Context, s *server.Server, o Options, current str
 		if fp == current {
 			continue
 		}
-		next, err := o.ServerOptions()
-		if err != nil {
-			logf("nats server %s: %v", o.Name, err)
-			continue
-		}
-		next.Nkeys = users
-		if err := s.ReloadOptions(next); err != nil {
-			logf("nats server %s: reload users: %v", o.Name, err)
-			continue
-		}
+		a.set(users)
 		current = fp
-		logf("nats server %s: users reloaded (%d workers)", o.Name, len(users)-1)
+		logf("nats server %s: users updated (%d workers)", o.Name, len(users)-1)
 	}
 }
 
@@ -145,4 +142,83 @@ func initialUsers(ctx context.Context, a *Auth, logf func(string, ...any)) ([]*s
 		case <-time.After(wait):
 		}
 	}
+}
+
+// authenticator is the server's CustomClientAuthentication.
+type authenticator struct {
+	srv atomic.Pointer[server.Server]
+
+	mu    sync.Mutex
+	users map[string]*server.Permissions // public key → permissions (nil: every subject)
+	conns map[string][]uint64            // public key → its recent connections' ids
+}
+
+// maxConnsPerKey bounds the ids remembered per key (a worker that
+// reconnects often keeps only its latest ones; older ones are closed).
+const maxConnsPerKey = 16
+
+func newAuthenticator(users []*server.NkeyUser) *authenticator {
+	a := &authenticator{conns: map[string][]uint64{}}
+	a.set(users)
+	return a
+}
+
+// set replaces the users and closes the connections of keys that left.
+func (a *authenticator) set(users []*server.NkeyUser) {
+	next := make(map[string]*server.Permissions, len(users))
+	for _, u := range users {
+		next[u.Nkey] = u.Permissions
+	}
+	a.mu.Lock()
+	a.users = next
+	var kick []uint64
+	for key, ids := range a.conns {
+		if _, ok := next[key]; !ok {
+			kick = append(kick, ids...)
+			delete(a.conns, key)
+		}
+	}
+	a.mu.Unlock()
+	if s := a.srv.Load(); s != nil {
+		for _, id := range kick {
+			_ = s.DisconnectClientByID(id) // gone already: nothing to do
+		}
+	}
+}
+
+// Check implements server.Authentication: the client proves it holds a
+// known key by signing the server's nonce.
+func (a *authenticator) Check(c server.ClientAuthentication) bool {
+	if c.Kind() != server.CLIENT {
+		return false
+	}
+	o := c.GetOpts()
+	a.mu.Lock()
+	perms, ok := a.users[o.Nkey]
+	a.mu.Unlock()
+	if !ok || o.Nkey == "" {
+		return false
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(o.Sig)
+	if err != nil {
+		if sig, err = base64.StdEncoding.DecodeString(o.Sig); err != nil {
+			return false
+		}
+	}
+	pub, err := nkeys.FromPublicKey(o.Nkey)
+	if err != nil || pub.Verify(c.GetNonce(), sig) != nil {
+		return false
+	}
+	c.RegisterUser(&server.User{Username: o.Nkey, Permissions: perms})
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, still := a.users[o.Nkey]; !still {
+		return false // revoked meanwhile
+	}
+	ids := append(a.conns[o.Nkey], c.GetID())
+	if len(ids) > maxConnsPerKey {
+		ids = ids[len(ids)-maxConnsPerKey:]
+	}
+	a.conns[o.Nkey] = ids
+	return true
 }

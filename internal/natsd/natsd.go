@@ -115,21 +115,27 @@ func Run(ctx context.Context, o Options, logf func(format string, args ...any)) 
 		return err
 	}
 	var users string
+	var authn *authenticator
 	if o.Auth != nil {
 		o.Auth.withDefaults()
 		if err := o.Auth.validate(); err != nil {
 			return err
 		}
-		if so.Nkeys, err = initialUsers(ctx, o.Auth, logf); err != nil {
+		initial, err := initialUsers(ctx, o.Auth, logf)
+		if err != nil {
 			return err
 		}
-		users = fingerprint(so.Nkeys)
+		users, authn = fingerprint(initial), newAuthenticator(initial)
+		so.CustomClientAuthentication, so.AlwaysEnableNonce = authn, true
 	}
 	s, err := server.NewServer(so)
 	if err != nil {
 		return fmt.Errorf("nats server: %w", err)
 	}
 	s.ConfigureLogger()
+	if authn != nil {
+		authn.srv.Store(s)
+	}
 	go s.Start()
 	if !s.ReadyForConnections(60 * time.Second) {
 		s.Shutdown()
@@ -140,7 +146,7 @@ func Run(ctx context.Context, o Options, logf func(format string, args ...any)) 
 	if o.Auth != nil {
 		wctx, stop := context.WithCancel(ctx)
 		defer stop()
-		go watchRegistry(wctx, s, o, users, logf)
+		go watchRegistry(wctx, authn, o, users, logf)
 	}
 	select {
 	case <-ctx.Done():

@@ -220,8 +220,28 @@ func TestWorkerNodes(t *testing.T) {
 	workers := map[string]*proc{}
 	startWorker := func(id string) {
 		workers[id] = startProc(t, n, id, "serve", "worker", "--id", id)
-		require.Eventually(t, func() bool { _, ok := liveWorkers(t, base, admin)[id]; return ok }, 30*time.Second,
-			100*time.Millisecond, "worker %s never heartbeated:\n%s", id, workers[id].output())
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if _, ok := liveWorkers(t, base, admin)[id]; ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				_ = nats.cmd.Process.Signal(syscall.SIGQUIT)
+				time.Sleep(2 * time.Second)
+				out := nats.output()
+				if i := strings.Index(out, "goroutine "); i >= 0 {
+					out = out[i:]
+				}
+				var keep []string
+				for _, g := range strings.Split(out, "\n\n") {
+					if strings.Contains(g, "natsd") || strings.Contains(g, "Reload") || strings.Contains(g, "node.") {
+						keep = append(keep, g)
+					}
+				}
+				t.Fatalf("worker %s never heartbeated (exited %t):\n%s\nnats:\n%s", id, workers[id].exited(), workers[id].output(), strings.Join(keep, "\n\n"))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 	startWorker("w-a100")
 	startWorker("w-t4")
@@ -335,4 +355,12 @@ func waitHolder(t *testing.T, base, admin string, ids ...string) string {
 		return false
 	}, 30*time.Second, 20*time.Millisecond)
 	return got
+}
+
+
+func lastBytes(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }
