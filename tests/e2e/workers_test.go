@@ -356,11 +356,3 @@ func waitHolder(t *testing.T, base, admin string, ids ...string) string {
 	}, 30*time.Second, 20*time.Millisecond)
 	return got
 }
-
-
-func lastBytes(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
