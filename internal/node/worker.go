@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	natsio "github.com/nats-io/nats.go"
 
@@ -29,6 +30,10 @@ type WorkerCreds struct {
 	Labels   map[string]string `json:"labels"`
 	SeedFile string            `json:"seed_file"`
 }
+
+// registryGrace is how long a worker's first connection retries a refused
+// credential: the bus re-reads the registry every second.
+const registryGrace = 10 * time.Second
 
 // WorkersDir holds the workers' credentials.
 func WorkersDir(home string) string { return filepath.Join(home, "workers") }
@@ -90,10 +95,20 @@ func RunWorker(ctx context.Context, cfg config.Config, o WorkerOptions) error {
 	refused := func(_ *natsio.Conn) {
 		cancel(errors.New("the bus closed the connection: the worker's credential was refused (revoked?)"))
 	}
-	bctx, bcancel := context.WithTimeout(ctx, busDialTimeout)
-	wb, err := natsbus.Dial(bctx, natsbus.Config{URL: cfg.BusURL, Name: "worker " + id, NkeySeedFile: creds.SeedFile,
-		InboxPrefix: workerproto.InboxPrefix(id), UseStreams: true, Options: []natsio.Option{natsio.ClosedHandler(refused)}})
-	bcancel()
+	// The bus reads the registry every second: a worker started right
+	// after `agentos workers add` may be refused at first.
+	var wb *natsbus.Bus
+	for grace := time.Now().Add(registryGrace); ; {
+		bctx, bcancel := context.WithTimeout(ctx, busDialTimeout)
+		wb, err = natsbus.Dial(bctx, natsbus.Config{URL: cfg.BusURL, Name: "worker " + id, NkeySeedFile: creds.SeedFile,
+			InboxPrefix: workerproto.InboxPrefix(id), UseStreams: true, Options: []natsio.Option{natsio.ClosedHandler(refused)}})
+		bcancel()
+		if err == nil || !errors.Is(err, natsio.ErrAuthorization) && !strings.Contains(err.Error(), "Authorization Violation") ||
+			time.Now().After(grace) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 	if err != nil {
 		return fmt.Errorf("worker %s: connect to the bus (AGENTOS_BUS_URL): %w", id, err)
 	}
