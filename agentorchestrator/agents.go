@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/nexixai/agentos/internal/auth"
@@ -59,6 +60,7 @@ type agentPut struct {
 	Tools        []string             `json:"tools"`
 	Defaults     *store.AgentDefaults `json:"defaults"`
 	store.AgentApproval
+	store.AgentPlacement
 }
 
 // handlePutAgent creates an agent (201) or a new version of it (200).
@@ -186,8 +188,33 @@ func (s *Server) validateAgent(ctx context.Context, id, tenantID string, in *age
 	if err := validateApproval(&a); err != nil {
 		return a, err
 	}
+	a.AgentPlacement = in.AgentPlacement
+	if err := validatePlacement(a); err != nil {
+		return a, err
+	}
 	if in.Version != nil && *in.Version < 1 {
 		return a, errs.Field("agent.version", "must be at least 1")
 	}
 	return a, nil
+}
+
+// validatePlacement checks an agent's placement: valid labels, and
+// per-tool overrides only for the agent's own tools.
+func validatePlacement(a store.Agent) error {
+	p := a.Placement
+	if p == nil {
+		return nil
+	}
+	if err := store.ValidateLabels("agent.placement.labels", p.Labels); err != nil {
+		return err
+	}
+	for id, tp := range p.Tools {
+		if !slices.Contains(a.Tools, id) {
+			return errs.Field("agent.placement.tools", "%q is not one of the agent's tools", id)
+		}
+		if err := store.ValidateLabels("agent.placement.tools."+id+".labels", tp.Labels); err != nil {
+			return err
+		}
+	}
+	return nil
 }

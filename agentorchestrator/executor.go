@@ -53,6 +53,8 @@ type toolStepOutput struct {
 	// Retries is how many times the call was made again after a retryable
 	// failure (idempotent tools only).
 	Retries int `json:"retries,omitempty"`
+	// WorkerID names the worker node that ran a placed call.
+	WorkerID string `json:"worker_id,omitempty"`
 }
 
 // execution is the state of one run being executed by this process.

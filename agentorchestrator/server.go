@@ -21,6 +21,7 @@ import (
 	"github.com/nexixai/agentos/internal/bus"
 	"github.com/nexixai/agentos/internal/bus/inproc"
 	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/dispatch"
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/events"
 	"github.com/nexixai/agentos/internal/httpx"
@@ -121,6 +122,19 @@ type Config struct {
 	ModelProbe func(ctx context.Context) error
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Workers runs placed tool calls on worker nodes (internal/dispatch,
+	// over the NATS bus); nil: this node has no workers, and a placed
+	// call fails with dependency_unavailable.
+	Workers Workers
+}
+
+// Workers is what the orchestrator needs of worker nodes.
+type Workers interface {
+	// Run sends a placed call to a matching worker and waits for it; it
+	// returns an error only when ctx ended.
+	Run(ctx context.Context, c dispatch.Call) (dispatch.Outcome, error)
+	// Live lists the workers heard from recently.
+	Live() []dispatch.Worker
 }
 
 // Server is the orchestrator.
@@ -322,6 +336,7 @@ func (s *Server) routes() http.Handler {
 	api.Handle("GET /v1/threads/{thread_id}/messages", httpx.H(s.handleListThreadMessages))
 	api.Handle("POST /v1/threads/{thread_id}/runs", httpx.H(s.handleCreateRun))
 	s.registerAdminRoutes(api)
+	s.registerWorkerRoutes(api)
 	s.registerMemoryRoutes(api)
 	s.registerA2ARoutes(api)
 	s.registerHookRoutes(api)

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nexixai/agentos/internal/dispatch"
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/ids"
 	"github.com/nexixai/agentos/internal/modelport"
@@ -411,9 +412,13 @@ func (x *execution) callTool(ctx context.Context, modelStepID string, index int,
 	if output == nil {
 		output = json.RawMessage("null")
 	}
-	x.stage([]store.Step{st}, x.event(store.EventToolCallCompleted, st.StepID, map[string]any{
+	completed := map[string]any{
 		"tool_call_id": st.ToolCallID, "tool_id": toolID, "status": result.Status, "output": output,
-		"duration_ms": result.DurationMs, "error": result.Error, "retries": result.Retries}))
+		"duration_ms": result.DurationMs, "error": result.Error, "retries": result.Retries}
+	if result.WorkerID != "" {
+		completed["worker_id"] = result.WorkerID
+	}
+	x.stage([]store.Step{st}, x.event(store.EventToolCallCompleted, st.StepID, completed))
 	if result.Status != "ok" && x.agent.Defaults.OnToolError == "fail" {
 		return true, &errs.Error{Code: errs.Code(result.Error.Code), Message: "tool " + toolID + " failed: " + result.Error.Message}
 	}
@@ -443,6 +448,9 @@ func (x *execution) invokeTool(ctx context.Context, tool tools.Tool, found bool,
 	}
 	if len(args) == 0 {
 		args = json.RawMessage(`{}`)
+	}
+	if labels := x.agent.Placement.LabelsFor(toolID); len(labels) > 0 {
+		return x.invokeOnWorker(ctx, tool, labels, st, args, timeout)
 	}
 	call := tools.Call{Auth: x.ac, TenantID: x.run.TenantID, AgentID: x.run.AgentID,
 		RunID: x.run.RunID, ToolCallID: st.ToolCallID, Input: args}
@@ -481,6 +489,41 @@ func (x *execution) invokeTool(ctx context.Context, tool tools.Tool, found bool,
 	case err != nil:
 		res.Status, res.Output = "error", nil
 		res.Error = errorBody(errs.As(err))
+	}
+	return res
+}
+
+// invokeOnWorker runs a placed call on a worker node (internal/dispatch):
+// the worker runs it, the orchestrator keeps every decision (input
+// schema, permissions and quotas before; what a dead worker means after).
+// An empty Status means the run was stopped meanwhile.
+func (x *execution) invokeOnWorker(ctx context.Context, tool tools.Tool, labels map[string]string, st store.Step,
+	args json.RawMessage, timeout time.Duration) toolStepOutput {
+	spec := tool.Spec()
+	fail := func(e *errs.Error) toolStepOutput { return toolStepOutput{Status: "error", Error: errorBody(e)} }
+	if x.s.cfg.Workers == nil {
+		return fail(errs.E(errs.DependencyUnavailable,
+			"tool %s is placed on workers but this node has none: worker nodes need the NATS bus (AGENTOS_BUS_URL, the cluster profile)", spec.ToolID))
+	}
+	if err := tools.ValidateInput(spec.InputSchema, args); err != nil {
+		return fail(errs.As(err))
+	}
+	start := time.Now()
+	out, err := x.s.cfg.Workers.Run(ctx, dispatch.Call{Labels: labels, TenantID: x.run.TenantID, AgentID: x.run.AgentID,
+		RunID: x.run.RunID, StepID: st.StepID, ToolCallID: st.ToolCallID, ToolID: spec.ToolID, Input: args, Auth: x.ac,
+		Idempotent: spec.Idempotent, Timeout: timeout, Traceparent: x.tr.Child().Traceparent()})
+	d := time.Since(start)
+	if err != nil || ctx.Err() != nil {
+		return toolStepOutput{} // canceled, timed out or lost as a whole
+	}
+	x.s.metrics.toolDuration.WithLabelValues(spec.ToolID).Observe(d.Seconds())
+	x.s.metrics.stepDuration.WithLabelValues("tool").Observe(d.Seconds())
+	res := toolStepOutput{Status: "ok", Output: out.Output, DurationMs: d.Milliseconds(), Retries: out.Attempts - 1, WorkerID: out.WorkerID}
+	if out.Err != nil {
+		res.Status, res.Output, res.Error = "error", nil, errorBody(out.Err)
+		if out.Err.Code == errs.Timeout {
+			res.Status = "timeout"
+		}
 	}
 	return res
 }

@@ -262,17 +262,23 @@ func natsServices(n *supervisor.Node, spec clusterSpec) ([]supervisor.Service, e
 		routes = append(routes, "nats://"+supervisor.DialHost(p.route))
 		urls = append(urls, "nats://"+supervisor.DialHost(p.client))
 	}
+	// Authentication on: the services connect with the control key,
+	// workers with the keys `agentos workers add` registered.
+	control, err := supervisor.EnsureControlNkey(n.Cfg.Home)
+	if err != nil {
+		return nil, fmt.Errorf("nats control key: %w", err)
+	}
 	var out []supervisor.Service
 	for k, p := range ps {
 		name := replicaName("nats", k+1)
-		args := []string{"--name", name, "--addr", p.client, "--monitor-addr", p.monitor}
+		args := []string{"--name", name, "--addr", p.client, "--monitor-addr", p.monitor, "--control-nkey-file", control}
 		if count > 1 {
 			args = append(args, "--cluster-addr", p.route, "--routes", strings.Join(routes, ","))
 		}
 		out = append(out, supervisor.Service{Name: name, Kind: supervisor.KindNATS, Addr: p.client,
 			URL: urls[k], Monitor: p.monitor, Args: args})
 	}
-	n.Cfg.BusURL, n.Cfg.BusReplicas = strings.Join(urls, ","), count
+	n.Cfg.BusURL, n.Cfg.BusReplicas, n.Cfg.BusNkeyFile = strings.Join(urls, ","), count, control
 	return out, nil
 }
 

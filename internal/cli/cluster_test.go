@@ -72,7 +72,11 @@ func TestApplyClusterNATS(t *testing.T) {
 	require.Equal(t, supervisor.KindNATS, nats.KindOf())
 	require.False(t, nats.External)
 	require.Equal(t, "127.0.0.1:50087", nats.Monitor)
-	require.Equal(t, []string{"--name", "nats", "--addr", "127.0.0.1:50086", "--monitor-addr", "127.0.0.1:50087"}, nats.Args)
+	control := supervisor.ControlNkeyFile(n.Cfg.Home)
+	require.Equal(t, []string{"--name", "nats", "--addr", "127.0.0.1:50086", "--monitor-addr", "127.0.0.1:50087",
+		"--control-nkey-file", control}, nats.Args, "authentication on: the control key and registered workers")
+	require.FileExists(t, control)
+	require.Contains(t, n.ChildEnv(), "AGENTOS_BUS_NKEY_FILE="+control)
 	require.Equal(t, "nats://127.0.0.1:50086", n.Cfg.BusURL)
 	require.Equal(t, 1, n.Cfg.BusReplicas)
 	require.Contains(t, n.ChildEnv(), "AGENTOS_BUS_URL=nats://127.0.0.1:50086")
@@ -86,7 +90,7 @@ func TestApplyClusterNATS(t *testing.T) {
 	routes := "nats://127.0.0.1:50088,nats://127.0.0.1:50188,nats://127.0.0.1:50288"
 	nats2, _ := n3.Service("nats-2")
 	require.Equal(t, []string{"--name", "nats-2", "--addr", "127.0.0.1:50186", "--monitor-addr", "127.0.0.1:50187",
-		"--cluster-addr", "127.0.0.1:50188", "--routes", routes}, nats2.Args)
+		"--control-nkey-file", supervisor.ControlNkeyFile(n3.Cfg.Home), "--cluster-addr", "127.0.0.1:50188", "--routes", routes}, nats2.Args)
 	require.Equal(t, "nats://127.0.0.1:50086,nats://127.0.0.1:50186,nats://127.0.0.1:50286", n3.Cfg.BusURL)
 	require.Equal(t, 3, n3.Cfg.BusReplicas)
 	// Redeploy restarts the replicas only: NATS stays up like PostgreSQL.

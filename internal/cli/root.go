@@ -130,6 +130,7 @@ func commands() []*cobra.Command {
 		newNukeCmd(),
 		newBootstrapCmd(),
 		newTenantsCmd(),
+		newWorkersCmd(),
 		newTokensCmd(),
 		newAgentsCmd(),
 		newRunCmd(),

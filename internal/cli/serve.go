@@ -1,12 +1,14 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 
+	"github.com/nats-io/nkeys"
 	"github.com/spf13/cobra"
 
 	"github.com/nexixai/agentos/internal/config"
@@ -29,6 +31,7 @@ func newServeCmd() *cobra.Command {
 		serviceCmd("gateway", "Run the gateway (one entry address in front of the services' replicas)",
 			func(c *config.Config, addr string) { c.GatewayAddr = addr }, node.RunGateway),
 		natsCmd(),
+		workerCmd(),
 	)
 	return serve
 }
@@ -101,6 +104,8 @@ func natsCmd() *cobra.Command {
 	f.StringVar(&o.ClusterAddr, "cluster-addr", "", "route listen address of a cluster member (empty: a single server, which fsyncs every message)")
 	f.StringSliceVar(&o.Routes, "routes", nil, "cluster members' route URLs, nats://host:port (comma-separated)")
 	f.StringVar(&o.StoreDir, "store-dir", "", "JetStream file store (default $AGENTOS_HOME/nats/<name>)")
+	var controlSeed string
+	f.StringVar(&controlSeed, "control-nkey-file", "", "turn authentication on: the control plane's NATS user nkey seed file; only it and the active workers of the store's registry (agentos workers add) may connect")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg, err := cf.resolve()
 		if err != nil {
@@ -110,7 +115,29 @@ func natsCmd() *cobra.Command {
 			o.StoreDir = filepath.Join(cfg.Home, "nats", o.Name)
 		}
 		logf := func(format string, args ...any) { fmt.Fprintf(cmd.ErrOrStderr(), format+"\n", args...) }
+		if controlSeed != "" {
+			pub, err := nkeyPublic(controlSeed)
+			if err != nil {
+				return fmt.Errorf("--control-nkey-file: %w", err)
+			}
+			list, closeStore := node.WorkerRegistry(cfg)
+			defer closeStore()
+			o.Auth = &natsd.Auth{ControlKey: pub, Workers: list}
+		}
 		return natsd.Run(cmd.Context(), o, logf)
 	}
 	return cmd
+}
+
+// nkeyPublic reads a user nkey seed file and returns its public key.
+func nkeyPublic(seedFile string) (string, error) {
+	seed, err := os.ReadFile(seedFile)
+	if err != nil {
+		return "", err
+	}
+	kp, err := nkeys.FromSeed(bytes.TrimSpace(seed))
+	if err != nil {
+		return "", err
+	}
+	return kp.PublicKey()
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nexixai/agentos/federation/peers"
+	"github.com/nexixai/agentos/internal/apiclient"
 	"github.com/nexixai/agentos/internal/supervisor"
 )
 
@@ -45,6 +46,11 @@ type NodeStatus struct {
 	Healthy bool `json:"healthy"`
 	// NodeB is node B of the federated profile, when it exists.
 	NodeB *NodeStatus `json:"node_b,omitempty"`
+	// Workers are the registered worker nodes (cluster profile), with
+	// their last heartbeat when live; WorkersError says why they could
+	// not be listed. Workers do not count towards Healthy.
+	Workers      []workerRecord `json:"workers,omitempty"`
+	WorkersError string         `json:"workers_error,omitempty"`
 }
 
 func newStatusCmd() *cobra.Command {
@@ -120,6 +126,13 @@ func printNodeStatus(out io.Writer, st NodeStatus) {
 	if len(st.Peers) > 0 {
 		fmt.Fprintf(out, "peers: %s\n", strings.Join(st.Peers, ", "))
 	}
+	if len(st.Workers) > 0 {
+		fmt.Fprintln(out)
+		_ = printWorkers(out, st.Workers)
+	}
+	if st.WorkersError != "" {
+		fmt.Fprintf(out, "workers: %s\n", st.WorkersError)
+	}
 }
 
 // nodeStatus inspects every service of one node.
@@ -164,7 +177,28 @@ func nodeStatus(ctx context.Context, n *supervisor.Node) NodeStatus {
 		}
 		ns.Services = append(ns.Services, ss)
 	}
+	if isCluster(n) && ns.Healthy {
+		ns.Workers, ns.WorkersError = clusterWorkers(ctx, n)
+	}
 	return ns
+}
+
+// clusterWorkers lists the registered workers through the admin API with
+// the platform admin credential under the home.
+func clusterWorkers(ctx context.Context, n *supervisor.Node) ([]workerRecord, string) {
+	creds, err := loadCredentials(n.Cfg.CredentialsFile())
+	if err != nil || creds.PlatformAdmin.Token == "" {
+		return nil, ""
+	}
+	gw, _ := n.Service("gateway")
+	c := &apiclient.Client{HTTP: n.HTTP, Token: creds.PlatformAdmin.Token}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ws, err := listWorkers(ctx, c.Do, gw.URL)
+	if err != nil {
+		return nil, err.Error()
+	}
+	return ws, ""
 }
 
 func humanBytes(n int64) string {

@@ -161,6 +161,13 @@ type Config struct {
 	// the JetStream streams' replication factor (3 on a 3-server cluster).
 	BusURL      string `json:"-"` // AGENTOS_BUS_URL, default none (in-process); may carry credentials
 	BusReplicas int    // AGENTOS_BUS_REPLICAS, default 1
+	// BusNkeyFile is the control plane's NATS user nkey seed, for a bus
+	// whose servers check credentials (the cluster profile's, which lets
+	// in only this key and registered workers).
+	BusNkeyFile string // AGENTOS_BUS_NKEY_FILE, default none
+	// WorkerHeartbeatTimeout: a worker node silent this long is dead; an
+	// idempotent call it ran goes to another worker, another is interrupted.
+	WorkerHeartbeatTimeout time.Duration // AGENTOS_WORKER_HEARTBEAT_TIMEOUT, default 5s, at least 2s
 
 	// The federation client API's TLS certificate in prod; default the
 	// node's federation certificate (the peer API's).
@@ -276,6 +283,7 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 		GatewayUpstreamsFile: get("AGENTOS_GATEWAY_UPSTREAMS_FILE", ""),
 		PostgresURL:          get("AGENTOS_POSTGRES_URL", ""),
 		BusURL:               get("AGENTOS_BUS_URL", ""),
+		BusNkeyFile:          get("AGENTOS_BUS_NKEY_FILE", ""),
 
 		FederationClientCertFile: get("AGENTOS_FEDERATION_CLIENT_CERT_FILE", ""),
 		FederationClientKeyFile:  get("AGENTOS_FEDERATION_CLIENT_KEY_FILE", ""),
@@ -327,6 +335,10 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 	r.duration("AGENTOS_POSTGRES_STATEMENT_TIMEOUT", "10s", &c.PostgresStatementTimeout)
 	r.duration("AGENTOS_POSTGRES_CONNECT_TIMEOUT", "5s", &c.PostgresConnectTimeout)
 	r.duration("AGENTOS_RUN_LEASE_TTL", "6s", &c.RunLeaseTTL)
+	r.duration("AGENTOS_WORKER_HEARTBEAT_TIMEOUT", "5s", &c.WorkerHeartbeatTimeout)
+	if c.WorkerHeartbeatTimeout > 0 && c.WorkerHeartbeatTimeout < 2*time.Second {
+		r.fail("AGENTOS_WORKER_HEARTBEAT_TIMEOUT=%q: want at least 2s (workers heartbeat every second)", c.WorkerHeartbeatTimeout)
+	}
 	if c.RunLeaseTTL > 0 && c.RunLeaseTTL < time.Second {
 		r.fail("AGENTOS_RUN_LEASE_TTL=%q: want at least 1s (the lease is renewed every third of it)", c.RunLeaseTTL)
 	}

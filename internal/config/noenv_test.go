@@ -39,6 +39,7 @@ var envAllowed = map[string]string{
 	"tests/testnode/testnode.go:StartService":               "passes the environment on to the service it starts",
 	"tests/testnode/testnode.go:Run":                        "passes the environment on to the agentos command it runs",
 	"tests/e2e/operator_helpers.go:opNewNode":               "copies the environment minus every AGENTOS_* variable into a child's",
+	"tests/e2e/workers_test.go:startProc":                   "passes the environment on to the nats and worker processes it starts, like testnode",
 	"tests/interop/node_test.go:TestNodeSDKAgainstRealNode": "passes the environment on to the Node.js SDK process",
 	"bench/streamflood/main.go:run":                         "passes the environment on to the node it starts",
 	// The test binary impersonating a service resolves its settings like one.

@@ -32,6 +32,10 @@ type Options struct {
 	StoreDir    string   // JetStream file store
 	// MaxStore bounds the file store (bytes); 0: 1 GiB.
 	MaxStore int64
+	// Auth, when set, lets in only the control key and registered
+	// workers (see Auth); nil: no authentication (the bus is reachable
+	// only by what can reach its address).
+	Auth *Auth
 }
 
 func hostPort(field, addr string) (string, int, error) {
@@ -110,18 +114,40 @@ func Run(ctx context.Context, o Options, logf func(format string, args ...any)) 
 	if err != nil {
 		return err
 	}
+	var users string
+	var authn *authenticator
+	if o.Auth != nil {
+		o.Auth.withDefaults()
+		if err := o.Auth.validate(); err != nil {
+			return err
+		}
+		initial, err := initialUsers(ctx, o.Auth, logf)
+		if err != nil {
+			return err
+		}
+		users, authn = fingerprint(initial), newAuthenticator(initial)
+		so.CustomClientAuthentication, so.AlwaysEnableNonce = authn, true
+	}
 	s, err := server.NewServer(so)
 	if err != nil {
 		return fmt.Errorf("nats server: %w", err)
 	}
 	s.ConfigureLogger()
+	if authn != nil {
+		authn.srv.Store(s)
+	}
 	go s.Start()
 	if !s.ReadyForConnections(60 * time.Second) {
 		s.Shutdown()
 		return fmt.Errorf("nats server %s: not accepting connections on %s after 60s", o.Name, o.Addr)
 	}
-	logf("nats server %s: clients on %s, monitor on http://%s/healthz, store %s, cluster %q routes %s",
-		o.Name, o.Addr, o.MonitorAddr, o.StoreDir, o.ClusterAddr, strings.Join(o.Routes, ","))
+	logf("nats server %s: clients on %s, monitor on http://%s/healthz, store %s, cluster %q routes %s, auth %t",
+		o.Name, o.Addr, o.MonitorAddr, o.StoreDir, o.ClusterAddr, strings.Join(o.Routes, ","), o.Auth != nil)
+	if o.Auth != nil {
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go watchRegistry(wctx, authn, o, users, logf)
+	}
 	select {
 	case <-ctx.Done():
 	case <-waitShutdown(s):

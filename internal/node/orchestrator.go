@@ -3,9 +3,12 @@ package node
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nexixai/agentos/agentorchestrator"
 	"github.com/nexixai/agentos/internal/audit"
@@ -14,6 +17,7 @@ import (
 	"github.com/nexixai/agentos/internal/bus/inproc"
 	natsbus "github.com/nexixai/agentos/internal/bus/nats"
 	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/dispatch"
 	"github.com/nexixai/agentos/internal/events"
 	"github.com/nexixai/agentos/internal/metrics"
 	"github.com/nexixai/agentos/internal/modelport"
@@ -108,8 +112,16 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 		// NATS: not ready while disconnected (nats.go reconnects by itself).
 		ready["bus"] = p.Ping
 	}
+	workers, err := openWorkers(cfg, b, registry, log)
+	if err != nil {
+		return err
+	}
+	if workers != nil {
+		defer workers.Close()
+	}
 	srv, err := agentorchestrator.New(agentorchestrator.Config{
-		Store: st, Queue: st.Queue, Authenticate: authn.Middleware, Audit: auditor, Streams: streams,
+		Workers: workersPort(workers),
+		Store:   st, Queue: st.Queue, Authenticate: authn.Middleware, Audit: auditor, Streams: streams,
 		Limiter: newLimiter(st, log), Model: model, Tools: reg, Memory: mem, Registry: registry, Logger: log, Node: cfg,
 		Executors: cfg.Executors, Bus: b, StorePoll: storePoll, LeaseTTL: cfg.RunLeaseTTL,
 		ReadyChecks: ready,
@@ -158,13 +170,36 @@ func openBus(ctx context.Context, cfg config.Config, st bus.History) (bus.Bus, t
 	host, _ := os.Hostname()
 	// History: the local fan-out, one NATS consumer per replica for all
 	// of its SSE streams, resumed from the store.
-	b, err := natsbus.Dial(ctx, natsbus.Config{URL: cfg.BusURL, Replicas: cfg.BusReplicas, History: st,
+	b, err := natsbus.Dial(ctx, natsbus.Config{URL: cfg.BusURL, Replicas: cfg.BusReplicas, History: st, NkeySeedFile: cfg.BusNkeyFile,
 		Name: fmt.Sprintf("%s %s pid %d", agentorchestrator.ServiceName, host, os.Getpid())})
 	if err != nil {
 		// The URL may carry credentials: name the setting, not the value.
 		return nil, 0, fmt.Errorf("AGENTOS_BUS_URL: %w", err)
 	}
 	return b, natsStorePoll, nil
+}
+
+// openWorkers is the dispatcher of placed tool calls to worker nodes:
+// nil without the NATS bus (the in-process bus has no workers).
+func openWorkers(cfg config.Config, b bus.Bus, reg *prometheus.Registry, log *slog.Logger) (*dispatch.Dispatcher, error) {
+	nb, ok := b.(*natsbus.Bus)
+	if !ok {
+		return nil, nil
+	}
+	d, err := dispatch.New(dispatch.Config{Conn: nb.Conn(), Work: nb, Namespace: nb.Namespace(),
+		HeartbeatTimeout: cfg.WorkerHeartbeatTimeout, Registry: reg, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("worker dispatch: %w", err)
+	}
+	return d, nil
+}
+
+// workersPort keeps a nil dispatcher a nil interface.
+func workersPort(d *dispatch.Dispatcher) agentorchestrator.Workers {
+	if d == nil {
+		return nil
+	}
+	return d
 }
 
 // pingHealth checks a dependency's health endpoint.

@@ -121,6 +121,8 @@ type Agent struct {
 	// Human approval of tool calls (store/approvals.go); stored with the
 	// defaults (one JSON column), so they need no schema change.
 	AgentApproval
+	// Where its tool calls run (worker nodes by labels); stored the same way.
+	AgentPlacement
 }
 
 // AgentDefaults are run options an agent applies when a run does not set them.

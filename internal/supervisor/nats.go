@@ -1,17 +1,21 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // KindNATS is `agentos serve nats`, an embedded NATS server with
@@ -131,4 +135,31 @@ func WaitNATSReady(ctx context.Context, n *Node, ss []Service, timeout time.Dura
 		}
 	}
 	return nil
+}
+
+// ControlNkeyFile is the control plane's NATS user nkey seed of the
+// managed bus: its servers let in only this key and registered workers.
+func ControlNkeyFile(home string) string { return filepath.Join(home, "secrets", "nats-control.nk") }
+
+// EnsureControlNkey returns ControlNkeyFile, creating the key (0600) on
+// first use.
+func EnsureControlNkey(home string) (string, error) {
+	p := ControlNkeyFile(home)
+	if b, err := os.ReadFile(p); err == nil && len(bytes.TrimSpace(b)) > 0 {
+		return p, nil
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return "", err
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return "", err
+	}
+	return p, os.WriteFile(p, seed, 0o600)
 }

@@ -202,6 +202,9 @@ func (n *Node) ChildEnv() []string {
 		set["AGENTOS_BUS_URL"] = c.BusURL
 		set["AGENTOS_BUS_REPLICAS"] = strconv.Itoa(c.BusReplicas)
 	}
+	if c.BusNkeyFile != "" {
+		set["AGENTOS_BUS_NKEY_FILE"] = c.BusNkeyFile
+	}
 	if c.HTTPFetchAllow != "" {
 		set["AGENTOS_HTTP_FETCH_ALLOW"] = c.HTTPFetchAllow
 	}

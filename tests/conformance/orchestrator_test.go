@@ -274,6 +274,45 @@ func TestOrchestratorConformance(t *testing.T) {
 		status(resp, 200, body) // still works
 	})
 
+	t.Run("workers", func(t *testing.T) {
+		resp, body := admin.Do(t, "POST", "/v1/admin/workers", map[string]any{"worker": map[string]any{
+			"worker_id": "conf-gpu", "labels": map[string]string{"gpu": "a100"},
+			"public_key": "UCXQZ3VPBB4ZCJCIVTZOBX7K5ZBO3QKSRQKL6PZ2SWGVLMMVFN7NEE7I"}})
+		status(resp, 201, body)
+		resp, body = admin.Do(t, "POST", "/v1/admin/workers", map[string]any{"worker_id": "conf-gpu", "labels": map[string]string{"gpu": "a100"},
+			"public_key": "UDFMVWMZPL3P6KRQRYGVX6WXFMOPLNDTKE7MJ6FGXNXW3A4UB7EPXNBA"})
+		status(resp, 409, body)
+		resp, body = admin.Do(t, "POST", "/v1/admin/workers", map[string]any{"worker_id": "conf-bad", "labels": map[string]string{"gpu": "a100"},
+			"public_key": "not-a-key"})
+		status(resp, 400, body)
+		require.Contains(t, string(body), `"field":"public_key"`)
+		resp, body = admin.Do(t, "GET", "/v1/admin/workers", nil)
+		status(resp, 200, body)
+		require.Contains(t, string(body), `"worker_id":"conf-gpu"`)
+		resp, body = admin.Do(t, "GET", "/v1/admin/workers/conf-gpu", nil)
+		status(resp, 200, body)
+		resp, body = admin.Do(t, "DELETE", "/v1/admin/workers/conf-gpu", nil)
+		status(resp, 200, body)
+		require.Contains(t, string(body), `"status":"revoked"`)
+		resp, body = admin.Do(t, "GET", "/v1/admin/workers/nope", nil)
+		status(resp, 404, body)
+		resp, body = user.Do(t, "GET", "/v1/admin/workers", nil)
+		status(resp, 403, body)
+
+		demo := map[string]string{"X-Tenant-Id": "tnt_demo"}
+		resp, body = admin.Do(t, "PUT", "/v1/admin/agents/conf-placed", map[string]any{"agent": map[string]any{
+			"name": "placed", "model_ref": "tier:fast", "tools": []string{"tool.echo", "tool.sleep"},
+			"placement": map[string]any{"labels": map[string]string{"gpu": "a100"},
+				"tools": map[string]any{"tool.sleep": map[string]any{"labels": map[string]string{}}}}}}, demo)
+		status(resp, 201, body)
+		require.Contains(t, string(body), `"placement":{"labels":{"gpu":"a100"}`)
+		resp, body = admin.Do(t, "PUT", "/v1/admin/agents/conf-placed", map[string]any{"agent": map[string]any{
+			"name": "placed", "model_ref": "tier:fast", "tools": []string{"tool.echo"},
+			"placement": map[string]any{"tools": map[string]any{"tool.kv.get": map[string]any{"labels": map[string]string{"gpu": "a100"}}}}}}, demo)
+		status(resp, 400, body)
+		require.Contains(t, string(body), `"field":"agent.placement.tools"`)
+	})
+
 	t.Run("mcp", func(t *testing.T) {
 		srv := mcp.NewServer(&mcp.Implementation{Name: "conformance", Version: "1"}, nil)
 		mcp.AddTool(srv, &mcp.Tool{Name: "lookup", Description: "Looks a word up."},

@@ -103,6 +103,17 @@ type Config struct {
 	// doc): one consumer per Bus, and resumed subscriptions replay from
 	// History (the run store) instead of the stream.
 	History bus.History
+	// NkeySeedFile, when set, authenticates with the NATS user nkey seed
+	// in that file (a server with natsd.Auth on lets in only known keys).
+	NkeySeedFile string
+	// InboxPrefix replaces "_INBOX" for replies (a worker may subscribe
+	// only to its own prefix, workerproto.InboxPrefix).
+	InboxPrefix string
+	// UseStreams makes no stream: it relies on the streams a control
+	// plane connection made (a worker has no right to make them).
+	UseStreams bool
+	// Options are extra connection options (handlers of a worker).
+	Options []natsio.Option
 }
 
 func (c Config) withDefaults() Config {
@@ -190,9 +201,21 @@ func Dial(ctx context.Context, cfg Config) (*Bus, error) {
 	// Publishes made while disconnected wait in nats.go's reconnect buffer
 	// (8 MiB) and go out on reconnect; the orchestrator bounds how long it
 	// waits for their acks.
-	nc, err := natsio.Connect(cfg.URL, natsio.Name(cfg.Name),
-		natsio.MaxReconnects(-1), natsio.ReconnectWait(100*time.Millisecond),
-		natsio.PingInterval(2*time.Second), natsio.MaxPingsOutstanding(3))
+	opts := []natsio.Option{natsio.Name(cfg.Name),
+		natsio.MaxReconnects(-1), natsio.ReconnectWait(100 * time.Millisecond),
+		natsio.PingInterval(2 * time.Second), natsio.MaxPingsOutstanding(3)}
+	if cfg.NkeySeedFile != "" {
+		o, err := natsio.NkeyOptionFromSeed(cfg.NkeySeedFile)
+		if err != nil {
+			return nil, errs.Wrap(errs.InvalidRequest, err, "nkey seed file")
+		}
+		opts = append(opts, o)
+	}
+	if cfg.InboxPrefix != "" {
+		opts = append(opts, natsio.CustomInboxPrefix(cfg.InboxPrefix))
+	}
+	opts = append(opts, cfg.Options...)
+	nc, err := natsio.Connect(cfg.URL, opts...)
 	if err != nil {
 		return nil, interpret(err, "connect to nats")
 	}
@@ -212,6 +235,10 @@ func Dial(ctx context.Context, cfg Config) (*Bus, error) {
 		Name: up + "_WORK", Subjects: []string{cfg.Namespace + ".work.>"},
 		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
 		Duplicates: cfg.DedupeWindow,
+	}
+	b.workStream = work.Name
+	if cfg.UseStreams {
+		return b, nil
 	}
 	for _, sc := range []jetstream.StreamConfig{events, work} {
 		var s jetstream.Stream
@@ -566,3 +593,11 @@ func (b *Bus) Close() error {
 	b.nc.Close()
 	return nil
 }
+
+// Conn is the bus's NATS connection, for protocols beside the port's
+// (worker heartbeats and results, internal/dispatch and worker/). The
+// Bus owns it: callers must not close it.
+func (b *Bus) Conn() *natsio.Conn { return b.nc }
+
+// Namespace is the subjects' prefix.
+func (b *Bus) Namespace() string { return b.cfg.Namespace }

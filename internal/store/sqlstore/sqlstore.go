@@ -193,7 +193,7 @@ func DecodeToken(t *store.Token, scopes, roles []byte) error {
 
 // EncodeAgent validates a and encodes its JSON columns.
 func EncodeAgent(a store.Agent) (tools, defaults string, err error) {
-	return encodeTwo(a.Validate(), "tools", a.Tools, "defaults", agentSettings{a.Defaults, a.AgentApproval})
+	return encodeTwo(a.Validate(), "tools", a.Tools, "defaults", agentSettings{a.Defaults, a.AgentApproval, a.AgentPlacement})
 }
 
 // agentSettings is the defaults column: the run defaults and, next to
@@ -201,6 +201,7 @@ func EncodeAgent(a store.Agent) (tools, defaults string, err error) {
 type agentSettings struct {
 	store.AgentDefaults
 	store.AgentApproval
+	store.AgentPlacement
 }
 
 // DecodeAgent decodes an agent's JSON columns into a.
@@ -212,7 +213,7 @@ func DecodeAgent(a *store.Agent, tools, defaults []byte) error {
 	if err := FromJSON(defaults, &set); err != nil {
 		return err
 	}
-	a.Defaults, a.AgentApproval = set.AgentDefaults, set.AgentApproval
+	a.Defaults, a.AgentApproval, a.AgentPlacement = set.AgentDefaults, set.AgentApproval, set.AgentPlacement
 	return nil
 }
 

@@ -45,6 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Approvals", func(t *testing.T) { t.Parallel(); testApprovals(t, newStore) })
 	t.Run("Webhooks", func(t *testing.T) { t.Parallel(); testWebhooks(t, newStore) })
 	t.Run("Schedules", func(t *testing.T) { t.Parallel(); testSchedules(t, newStore) })
+	t.Run("Workers", func(t *testing.T) { t.Parallel(); testWorkers(t, newStore) })
 	t.Run("Ping", func(t *testing.T) {
 		t.Parallel()
 		require.NoError(t, newStore(t).Ping(context.Background()))

@@ -33,14 +33,14 @@ type Deps struct {
 	HTTPFetch HTTPFetchConfig
 }
 
-// Register adds every builtin tool (tool.echo, tool.kv.put, tool.kv.get,
+// Register adds every builtin tool (tool.echo, tool.sleep, tool.kv.put, tool.kv.get,
 // tool.http.fetch, and tool.memory.put / tool.memory.search when
 // Deps.Memory is set) to reg.
 func Register(reg *tools.Registry, deps Deps) error {
 	if deps.KV == nil {
 		return errs.E(errs.Internal, "builtin tools: Deps.KV is required")
 	}
-	ts := []tools.Tool{Echo(), KVPut(deps.KV, deps.KVQuota), KVGet(deps.KV), HTTPFetch(deps.HTTPFetch)}
+	ts := []tools.Tool{Echo(), Sleep(), KVPut(deps.KV, deps.KVQuota), KVGet(deps.KV), HTTPFetch(deps.HTTPFetch)}
 	if deps.Memory != nil {
 		ts = append(ts, MemoryPut(deps.Memory), MemorySearch(deps.Memory))
 	}

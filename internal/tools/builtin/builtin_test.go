@@ -17,7 +17,7 @@ func TestRegister(t *testing.T) {
 	t.Parallel()
 	reg := tools.NewRegistry()
 	require.NoError(t, builtin.Register(reg, builtin.Deps{KV: newMemKV()}))
-	require.Equal(t, []string{"tool.echo", "tool.http.fetch", "tool.kv.get", "tool.kv.put"}, reg.IDs())
+	require.Equal(t, []string{"tool.echo", "tool.http.fetch", "tool.kv.get", "tool.kv.put", "tool.sleep"}, reg.IDs())
 
 	// Registering twice conflicts.
 	require.ErrorIs(t, builtin.Register(reg, builtin.Deps{KV: newMemKV()}), errs.ErrConflict)

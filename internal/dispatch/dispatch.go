@@ -1,0 +1,370 @@
+// Package dispatch is the orchestrator's side of worker nodes: it sends a
+// placed tool call to the workers whose labels match, as a task on a
+// JetStream work queue (exactly one worker takes it), waits for the
+// result, and keeps the live worker table from their heartbeats.
+//
+// The orchestrator still decides everything: which call, when, and what
+// happens when a worker dies. A worker that stops heartbeating while it
+// runs a task (kill -9, a lost machine) is counted dead after
+// HeartbeatTimeout; the call is then sent again (a new task, attempt n+1)
+// if the tool is idempotent and time remains, else it ends with error
+// code "interrupted": a non-idempotent tool is never run twice. A call no
+// worker takes before its deadline ends with dependency_unavailable.
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	natsio "github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nexixai/agentos/internal/auth"
+	"github.com/nexixai/agentos/internal/bus"
+	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/ids"
+	"github.com/nexixai/agentos/internal/workerproto"
+)
+
+// CodeInterrupted is the error code of a non-idempotent call whose worker
+// died while running it.
+const CodeInterrupted errs.Code = "interrupted"
+
+// Config configures a Dispatcher.
+type Config struct {
+	// Conn is the control plane's NATS connection (the bus's).
+	Conn *natsio.Conn
+	// Work enqueues tasks (the NATS bus).
+	Work bus.Work
+	// Namespace of the subjects (the bus's; default "agentos").
+	Namespace string
+	// HeartbeatTimeout: a worker silent this long is dead (default
+	// workerproto.DefaultHeartbeatTimeout).
+	HeartbeatTimeout time.Duration
+	Registry         prometheus.Registerer
+	Logger           *slog.Logger
+	Now              func() time.Time
+}
+
+// Dispatcher sends placed calls to workers. Safe for concurrent use.
+type Dispatcher struct {
+	cfg     Config
+	subj    workerproto.Subjects
+	replica string
+	metrics *metrics
+	subs    []*natsio.Subscription
+
+	mu      sync.Mutex
+	pending map[string]chan result // by task id
+	workers map[string]*live
+}
+
+// live is what the last heartbeat of a worker said, and when.
+type live struct {
+	hb   workerproto.Heartbeat
+	seen time.Time
+}
+
+type result struct {
+	worker string
+	r      workerproto.Result
+}
+
+// New subscribes to heartbeats and to this replica's results.
+func New(cfg Config) (*Dispatcher, error) {
+	if cfg.Conn == nil || cfg.Work == nil {
+		return nil, errors.New("dispatch: Conn and Work are required")
+	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = "agentos"
+	}
+	if cfg.HeartbeatTimeout <= 0 {
+		cfg.HeartbeatTimeout = workerproto.DefaultHeartbeatTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	d := &Dispatcher{cfg: cfg, subj: workerproto.Subjects{NS: cfg.Namespace}, replica: strings.ToLower(ids.New("orc_")),
+		metrics: newMetrics(cfg.Registry), pending: map[string]chan result{}, workers: map[string]*live{}}
+	hb, err := cfg.Conn.Subscribe(d.subj.Heartbeats(), d.onHeartbeat)
+	if err != nil {
+		return nil, errs.Wrap(errs.DependencyUnavailable, err, "subscribe to worker heartbeats")
+	}
+	res, err := cfg.Conn.Subscribe(d.subj.Results(d.replica), d.onResult)
+	if err != nil {
+		_ = hb.Unsubscribe()
+		return nil, errs.Wrap(errs.DependencyUnavailable, err, "subscribe to worker results")
+	}
+	d.subs = []*natsio.Subscription{hb, res}
+	if err := cfg.Conn.Flush(); err != nil {
+		d.Close()
+		return nil, errs.Wrap(errs.DependencyUnavailable, err, "subscribe to workers")
+	}
+	return d, nil
+}
+
+// Close stops listening (calls in flight end at their deadline).
+func (d *Dispatcher) Close() {
+	for _, s := range d.subs {
+		_ = s.Unsubscribe()
+	}
+}
+
+func (d *Dispatcher) onHeartbeat(m *natsio.Msg) {
+	worker := strings.TrimPrefix(m.Subject, d.cfg.Namespace+".wk.hb.")
+	var hb workerproto.Heartbeat
+	if json.Unmarshal(m.Data, &hb) != nil {
+		return
+	}
+	hb.WorkerID = worker // the subject, which the bus checked, names it
+	d.mu.Lock()
+	d.workers[worker] = &live{hb: hb, seen: d.cfg.Now()}
+	d.mu.Unlock()
+}
+
+func (d *Dispatcher) onResult(m *natsio.Msg) {
+	worker := d.subj.ResultWorker(m.Subject)
+	var r workerproto.Result
+	if worker == "" || json.Unmarshal(m.Data, &r) != nil {
+		return
+	}
+	taskID := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	if r.TaskID != taskID {
+		return
+	}
+	d.mu.Lock()
+	ch, ok := d.pending[taskID]
+	if l := d.workers[worker]; l != nil {
+		l.seen = d.cfg.Now() // a worker that reports is alive
+	}
+	d.mu.Unlock()
+	if ok {
+		select {
+		case ch <- result{worker, r}:
+		default: // a duplicate the waiter does not need
+		}
+	}
+	if m.Reply != "" {
+		_ = m.Respond([]byte("ok")) // received: the worker stops resending
+	}
+}
+
+// Worker is a live worker as the heartbeats describe it.
+type Worker struct {
+	WorkerID      string            `json:"worker_id"`
+	Labels        map[string]string `json:"labels"`
+	Tools         []string          `json:"tools"`
+	Concurrency   int               `json:"concurrency"`
+	InFlight      int               `json:"in_flight"`
+	Draining      bool              `json:"draining"`
+	LastHeartbeat time.Time         `json:"last_heartbeat"`
+}
+
+// Live lists the workers heard from within HeartbeatTimeout, by id.
+func (d *Dispatcher) Live() []Worker {
+	now := d.cfg.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []Worker
+	for id, l := range d.workers {
+		if now.Sub(l.seen) > d.cfg.HeartbeatTimeout {
+			continue
+		}
+		out = append(out, Worker{WorkerID: id, Labels: l.hb.Labels, Tools: l.hb.Tools, Concurrency: l.hb.Concurrency,
+			InFlight: l.hb.InFlight, Draining: l.hb.Draining, LastHeartbeat: l.seen.UTC()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].WorkerID < out[j].WorkerID })
+	return out
+}
+
+func (d *Dispatcher) alive(worker string, since time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	seen := since
+	if l := d.workers[worker]; l != nil && l.seen.After(seen) {
+		seen = l.seen
+	}
+	return d.cfg.Now().Sub(seen) <= d.cfg.HeartbeatTimeout
+}
+
+// Call is one placed tool call.
+type Call struct {
+	Labels      map[string]string // the placement (required, not empty)
+	TenantID    string
+	AgentID     string
+	RunID       string
+	StepID      string
+	ToolCallID  string
+	ToolID      string
+	Input       json.RawMessage
+	Auth        auth.Context
+	Idempotent  bool
+	Timeout     time.Duration
+	Traceparent string
+}
+
+// Outcome is what the workers made of a call. Err is nil on success.
+type Outcome struct {
+	Output   json.RawMessage
+	Err      *errs.Error
+	WorkerID string // the worker that ran (or last ran) it; "" if none took it
+	Attempts int
+}
+
+// watchEvery is how often a waiting call checks its worker's heartbeat.
+const watchEvery = 250 * time.Millisecond
+
+// Run sends c to a matching worker and waits for its outcome, until
+// c.Timeout. It returns ctx's error only when ctx ended (the run was
+// canceled or lost); every other ending is an Outcome.
+func (d *Dispatcher) Run(ctx context.Context, c Call) (Outcome, error) {
+	if len(c.Labels) == 0 {
+		return Outcome{}, errs.E(errs.Internal, "dispatch: a call needs a placement")
+	}
+	queue := workerproto.QueueName(c.Labels)
+	deadline := d.cfg.Now().Add(c.Timeout)
+	var out Outcome
+	for {
+		out.Attempts++
+		taskID := strings.ToLower(ids.New("wtask_"))
+		ch := make(chan result, 4)
+		d.mu.Lock()
+		d.pending[taskID] = ch
+		d.mu.Unlock()
+		release := func() {
+			d.mu.Lock()
+			delete(d.pending, taskID)
+			d.mu.Unlock()
+		}
+		task := workerproto.Task{TaskID: taskID, TenantID: c.TenantID, AgentID: c.AgentID, RunID: c.RunID, StepID: c.StepID,
+			ToolCallID: c.ToolCallID, ToolID: c.ToolID, Input: c.Input, Auth: c.Auth, Deadline: deadline,
+			IdempotencyKey: c.ToolCallID, Attempt: out.Attempts, Replica: d.replica, Traceparent: c.Traceparent}
+		payload, err := json.Marshal(task)
+		if err != nil {
+			release()
+			return out, errs.Wrap(errs.Internal, err, "encode task")
+		}
+		enqueued := d.cfg.Now()
+		if err := d.cfg.Work.Enqueue(ctx, bus.Task{Queue: queue, ID: taskID, TenantID: c.TenantID, Payload: payload}); err != nil {
+			release()
+			if ctx.Err() != nil {
+				return out, ctx.Err()
+			}
+			out.Err = errs.As(errs.Wrap(errs.DependencyUnavailable, err, "send tool %s to a worker: %v", c.ToolID, err))
+			d.metrics.outcome("", "unavailable")
+			return out, nil
+		}
+		retry, err := d.wait(ctx, c, &out, ch, deadline, enqueued)
+		release()
+		if err != nil || !retry {
+			return out, err
+		}
+		d.metrics.retries.Inc()
+		d.cfg.Logger.WarnContext(ctx, "worker died mid-task; sending the idempotent call again",
+			"worker_id", out.WorkerID, "tool_id", c.ToolID, "run_id", c.RunID, "attempt", out.Attempts+1)
+	}
+}
+
+// wait waits for one task's outcome; retry says the worker died and the
+// call may be sent again.
+func (d *Dispatcher) wait(ctx context.Context, c Call, out *Outcome, ch chan result, deadline, enqueued time.Time) (retry bool, err error) {
+	timer := time.NewTimer(deadline.Sub(d.cfg.Now()))
+	defer timer.Stop()
+	tick := time.NewTicker(watchEvery)
+	defer tick.Stop()
+	var worker string
+	var startedAt time.Time
+	defer func() {
+		if worker != "" {
+			d.metrics.inFlight.WithLabelValues(worker).Dec()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case r := <-ch:
+			switch r.r.Kind {
+			case workerproto.ResultStarted:
+				if worker == "" {
+					worker, startedAt = r.worker, d.cfg.Now()
+					out.WorkerID = worker
+					d.metrics.inFlight.WithLabelValues(worker).Inc()
+					d.metrics.queueLag.WithLabelValues(worker).Observe(startedAt.Sub(enqueued).Seconds())
+				}
+			case workerproto.ResultDone:
+				if worker == "" {
+					worker = r.worker
+					out.WorkerID = worker
+					d.metrics.inFlight.WithLabelValues(worker).Inc()
+				}
+				out.Output = r.r.Output
+				outcome := "ok"
+				if r.r.Error != nil {
+					out.Output = nil
+					out.Err = &errs.Error{Code: errs.Code(r.r.Error.Code), Message: r.r.Error.Message}
+					outcome = "error"
+					if out.Err.Code == errs.Timeout {
+						outcome = "timeout"
+					}
+				}
+				d.metrics.outcome(worker, outcome)
+				return false, nil
+			}
+		case <-tick.C:
+			if worker == "" || d.alive(worker, startedAt) {
+				continue
+			}
+			if c.Idempotent && d.cfg.Now().Before(deadline) {
+				d.metrics.outcome(worker, "retried")
+				return true, nil
+			}
+			d.metrics.outcome(worker, "interrupted")
+			out.Err = &errs.Error{Code: CodeInterrupted, Message: fmt.Sprintf(
+				"worker %s stopped heartbeating while it ran tool %s; the tool is not idempotent, so it was not run again", worker, c.ToolID)}
+			return false, nil
+		case <-timer.C:
+			if worker == "" {
+				d.metrics.outcome("", "unavailable")
+				out.Err = errs.As(errs.E(errs.DependencyUnavailable,
+					"no worker labelled %s took tool %s within %s (%d live workers match)",
+					formatLabels(c.Labels), c.ToolID, c.Timeout, d.matching(c.Labels)))
+				return false, nil
+			}
+			d.metrics.outcome(worker, "timeout")
+			out.Err = errs.As(errs.E(errs.Timeout, "tool %s did not finish on worker %s within %s", c.ToolID, worker, c.Timeout))
+			return false, nil
+		}
+	}
+}
+
+func (d *Dispatcher) matching(labels map[string]string) int {
+	n := 0
+	for _, w := range d.Live() {
+		if workerproto.Matches(labels, w.Labels) {
+			n++
+		}
+	}
+	return n
+}
+
+func formatLabels(l map[string]string) string {
+	keys := slices.Sorted(maps.Keys(l))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + l[k]
+	}
+	return strings.Join(parts, ",")
+}
