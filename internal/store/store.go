@@ -34,6 +34,7 @@ type Store interface {
 	ApprovalStore
 	WebhookStore
 	ScheduleStore
+	ArtifactStore
 	// Ping reports whether the backend is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error
