@@ -130,21 +130,22 @@ func (s *Store) Put(ctx context.Context, p blob.PutParams) (blob.Info, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return blob.Info{}, errs.Wrap(errs.Internal, err, "artifact store spool")
 	}
-	_, err = s.client.PutObject(ctx, s.cfg.Bucket, s.object(p.Key), f, size, minio.PutObjectOptions{
+	up, err := s.client.PutObject(ctx, s.cfg.Bucket, s.object(p.Key), f, size, minio.PutObjectOptions{
 		ContentType:  ct,
 		UserMetadata: map[string]string{metaSHA256: sum},
 	})
 	if err != nil {
 		return blob.Info{}, s.mapErr(ctx, p.Key, err)
 	}
-	info, err := s.Stat(ctx, p.Key)
-	if err != nil {
-		return blob.Info{}, err
+	if up.Size != size {
+		return blob.Info{}, errs.E(errs.Internal, "artifact store: %s was uploaded as %d bytes, not %d", p.Key, up.Size, size)
 	}
-	if info.SHA256 != sum || info.Size != size {
-		return blob.Info{}, errs.E(errs.Internal, "artifact store: %s was stored as %d bytes %s, not %d bytes %s", p.Key, info.Size, info.SHA256, size, sum)
+	// What was written (a HEAD now could already see a concurrent Put's).
+	mod := up.LastModified
+	if mod.IsZero() {
+		mod = time.Now()
 	}
-	return info, nil
+	return blob.Info{Key: p.Key, Size: size, SHA256: sum, ContentType: ct, ModTime: mod.UTC().Truncate(time.Millisecond)}, nil
 }
 
 // Get streams the object; the first read's error surfaces at Stat.
