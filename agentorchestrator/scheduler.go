@@ -133,6 +133,17 @@ func (s *Server) Start(ctx context.Context) error {
 		defer s.loops.Done()
 		s.tickSchedules(ctx)
 	}()
+	if s.artifacts != nil {
+		every := s.cfg.Node.ArtifactSweep
+		if every <= 0 {
+			every = time.Minute
+		}
+		s.loops.Add(1)
+		go func() {
+			defer s.loops.Done()
+			s.artifacts.RunSweeper(ctx, every)
+		}()
+	}
 	return nil
 }
 

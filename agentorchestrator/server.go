@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/nexixai/agentos/internal/artifact"
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/bus"
 	"github.com/nexixai/agentos/internal/bus/inproc"
@@ -86,6 +87,10 @@ type Config struct {
 	// Memory serves /v1/memory; default a memory.Service over Store with
 	// Model's embeddings and the tenant's max_memory_bytes.
 	Memory *memory.Service
+	// Artifacts serves /v1/runs/{run_id}/artifacts and /v1/artifacts and
+	// sweeps expired artifacts (every Node.ArtifactSweep); nil: the node
+	// keeps no artifacts (lists are empty, every id is not_found).
+	Artifacts *artifact.Service
 	// WebhookClient calls the webhook tools tenants register; default
 	// builtin.GuardedClient with Node.HTTPFetchAllow as its allowlist, so
 	// the SSRF guard of tool.http.fetch applies to webhooks too.
@@ -147,6 +152,8 @@ type Server struct {
 	handler http.Handler
 	mcp     *mcptool.Manager
 	memory  *memory.Service
+	// artifacts is Config.Artifacts (nil: none).
+	artifacts *artifact.Service
 
 	// Webhook deliveries and schedules (webhooks.go, schedules.go).
 	hookMetrics    *hookMetrics
@@ -256,16 +263,17 @@ func New(cfg Config) (*Server, error) {
 		cfg.DeliveryClient = c
 	}
 	s := &Server{
-		mcp:     cfg.MCP,
-		cfg:     cfg,
-		memory:  cfg.Memory,
-		log:     cfg.Logger.With("service", ServiceName),
-		bus:     cfg.Bus,
-		metrics: newOrchMetrics(cfg.Registry),
-		http:    metrics.NewHTTP(cfg.Registry, ServiceName),
-		owner:   newOwnerID(),
-		wake:    make(chan struct{}, 1),
-		running: map[string]context.CancelCauseFunc{},
+		mcp:       cfg.MCP,
+		cfg:       cfg,
+		memory:    cfg.Memory,
+		artifacts: cfg.Artifacts,
+		log:       cfg.Logger.With("service", ServiceName),
+		bus:       cfg.Bus,
+		metrics:   newOrchMetrics(cfg.Registry),
+		http:      metrics.NewHTTP(cfg.Registry, ServiceName),
+		owner:     newOwnerID(),
+		wake:      make(chan struct{}, 1),
+		running:   map[string]context.CancelCauseFunc{},
 
 		cancelCheck: cancelCheckInterval,
 
@@ -338,6 +346,7 @@ func (s *Server) routes() http.Handler {
 	s.registerAdminRoutes(api)
 	s.registerWorkerRoutes(api)
 	s.registerMemoryRoutes(api)
+	s.registerArtifactRoutes(api)
 	s.registerA2ARoutes(api)
 	s.registerHookRoutes(api)
 	s.registerAnalyticsRoutes(api)

@@ -453,7 +453,7 @@ func (x *execution) invokeTool(ctx context.Context, tool tools.Tool, found bool,
 		return x.invokeOnWorker(ctx, tool, labels, st, args, timeout)
 	}
 	call := tools.Call{Auth: x.ac, TenantID: x.run.TenantID, AgentID: x.run.AgentID,
-		RunID: x.run.RunID, ToolCallID: st.ToolCallID, Input: args}
+		RunID: x.run.RunID, StepID: st.StepID, ToolCallID: st.ToolCallID, Input: args}
 	// Each attempt gets the tool's timeout; timedOut says the last one ran
 	// out (a deadline while the run's own context is live is the call's).
 	var timedOut bool

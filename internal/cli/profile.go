@@ -142,6 +142,8 @@ func nodeBConfig(a config.Config, offset int) (config.Config, error) {
 	// Node B has its own chain and key: its checkpoints go under its own
 	// data dir, never into node A's file.
 	b.AuditCheckpointFile = ""
+	// Its artifacts, too, go under its own data dir.
+	b.ArtifactDir = ""
 	// Node B's keys and certificates are its own, in the default layout
 	// under its home (its children get node A's overrides cleared too).
 	b.NodeKeyFile = ""

@@ -24,6 +24,7 @@ type tenantFlags struct {
 	budgetTokens                             int64
 	budgetCost                               float64
 	maxMemoryBytes                           int64
+	maxArtifactBytes                         int64
 }
 
 func bindTenantFlags(cmd *cobra.Command, t *tenantFlags, update bool) {
@@ -49,6 +50,7 @@ func bindTenantFlags(cmd *cobra.Command, t *tenantFlags, update bool) {
 	f.Int64Var(&t.budgetTokens, "token-budget-max-tokens", 0, "quota: tokens per budget window")
 	f.Float64Var(&t.budgetCost, "token-budget-max-cost-usd", 0, "quota: cost per budget window (USD)")
 	f.Int64Var(&t.maxMemoryBytes, "max-memory-bytes", 0, "quota: memory/kv bytes")
+	f.Int64Var(&t.maxArtifactBytes, "max-artifact-bytes", 0, "quota: total bytes of the tenant's run artifacts (0 unlimited)")
 }
 
 // body builds the create/patch object from the flags that were set.
@@ -94,6 +96,7 @@ func (t *tenantFlags) body(cmd *cobra.Command) map[string]any {
 	put("max-tokens-per-request", "models", "max_tokens_per_request", t.maxTokensPerRequest)
 	put("max-model-requests-per-minute", "models", "max_requests_per_minute", t.maxRequestsPerMin)
 	put("max-memory-bytes", "storage", "max_memory_bytes", t.maxMemoryBytes)
+	put("max-artifact-bytes", "storage", "max_artifact_bytes", t.maxArtifactBytes)
 	budget := map[string]any{}
 	if ch("token-budget-window") {
 		budget["window"] = t.budgetWindow

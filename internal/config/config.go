@@ -117,6 +117,25 @@ type Config struct {
 	SchedulePoll         time.Duration // AGENTOS_SCHEDULE_POLL, default 1s
 	ScheduleMisfireGrace time.Duration // AGENTOS_SCHEDULE_MISFIRE_GRACE, default 10s
 
+	// The artifact store (docs/operations.md "Artifacts"): files tools and
+	// workers produce, kept on the filesystem or in an S3-compatible bucket.
+	ArtifactStore       string        // AGENTOS_ARTIFACT_STORE: fs (default) or s3
+	ArtifactDir         string        // AGENTOS_ARTIFACT_DIR, default $DATA_DIR/artifacts (fs store)
+	ArtifactS3Endpoint  string        // AGENTOS_ARTIFACT_S3_ENDPOINT: http(s)://host[:port] of the S3-compatible server
+	ArtifactS3Bucket    string        // AGENTOS_ARTIFACT_S3_BUCKET, default agentos-artifacts (created if missing)
+	ArtifactS3Region    string        // AGENTOS_ARTIFACT_S3_REGION, default us-east-1
+	ArtifactS3Prefix    string        // AGENTOS_ARTIFACT_S3_PREFIX: put before every object name, default none
+	ArtifactS3AccessKey string        // AGENTOS_ARTIFACT_S3_ACCESS_KEY
+	ArtifactS3SecretKey string        `json:"-"` // AGENTOS_ARTIFACT_S3_SECRET_KEY or _FILE
+	ArtifactRetention   time.Duration // AGENTOS_ARTIFACT_RETENTION, default 168h; 0 keeps artifacts until deleted
+	ArtifactSweep       time.Duration // AGENTOS_ARTIFACT_SWEEP_INTERVAL, default 1m: how often expired artifacts are deleted
+	ArtifactMaxBytes    int           // AGENTOS_ARTIFACT_MAX_BYTES, default 104857600 (100 MiB): the largest single artifact
+	// HTTPFetchArtifactThreshold: a tool.http.fetch body longer than this is
+	// stored whole as an artifact (up to ArtifactMaxBytes) and the tool's
+	// output names it instead of carrying a cut body; 0: the tool's output
+	// cap (1 MiB), so only bodies that would have been cut are stored.
+	HTTPFetchArtifactThreshold int // AGENTOS_HTTP_FETCH_ARTIFACT_THRESHOLD, default 0
+
 	AuditCheckpointInterval time.Duration // AGENTOS_AUDIT_CHECKPOINT_INTERVAL (Go duration), default 1m; 0 disables the periodic writer
 
 	// Trusted JWT issuers (CONTRACT §3): a YAML file listing issuers, and/or
@@ -273,6 +292,14 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 		LogLevel:            get("AGENTOS_LOG_LEVEL", "info"),
 		AuditCheckpointFile: get("AGENTOS_AUDIT_CHECKPOINT_FILE", ""),
 
+		ArtifactStore:       get("AGENTOS_ARTIFACT_STORE", "fs"),
+		ArtifactDir:         get("AGENTOS_ARTIFACT_DIR", ""),
+		ArtifactS3Endpoint:  get("AGENTOS_ARTIFACT_S3_ENDPOINT", ""),
+		ArtifactS3Bucket:    get("AGENTOS_ARTIFACT_S3_BUCKET", "agentos-artifacts"),
+		ArtifactS3Region:    get("AGENTOS_ARTIFACT_S3_REGION", "us-east-1"),
+		ArtifactS3Prefix:    get("AGENTOS_ARTIFACT_S3_PREFIX", ""),
+		ArtifactS3AccessKey: get("AGENTOS_ARTIFACT_S3_ACCESS_KEY", ""),
+
 		JWTIssuersFile:     get("AGENTOS_JWT_ISSUERS_FILE", ""),
 		JWTIssuer:          get("AGENTOS_JWT_ISSUER", ""),
 		JWTAudience:        get("AGENTOS_JWT_AUDIENCE", ""),
@@ -304,6 +331,26 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 	}
 	c.BootstrapAdminToken = r.secret("AGENTOS_BOOTSTRAP_ADMIN_TOKEN")
 	c.AlertSMTPPassword = r.secret("AGENTOS_ALERT_SMTP_PASSWORD")
+	c.ArtifactS3SecretKey = r.secret("AGENTOS_ARTIFACT_S3_SECRET_KEY")
+	switch c.ArtifactStore {
+	case "fs":
+	case "s3":
+		if c.ArtifactS3Endpoint == "" || c.ArtifactS3AccessKey == "" || c.ArtifactS3SecretKey == "" {
+			r.fail("AGENTOS_ARTIFACT_STORE=s3 needs AGENTOS_ARTIFACT_S3_ENDPOINT, AGENTOS_ARTIFACT_S3_ACCESS_KEY and AGENTOS_ARTIFACT_S3_SECRET_KEY (or _FILE)")
+		}
+	default:
+		r.fail("AGENTOS_ARTIFACT_STORE=%q: want fs or s3", c.ArtifactStore)
+	}
+	if v := get("AGENTOS_ARTIFACT_RETENTION", "168h"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			r.fail("AGENTOS_ARTIFACT_RETENTION=%q: want a duration such as 168h, or 0 to keep artifacts until deleted", v)
+		}
+		c.ArtifactRetention = d
+	}
+	r.duration("AGENTOS_ARTIFACT_SWEEP_INTERVAL", "1m", &c.ArtifactSweep)
+	r.integer("AGENTOS_ARTIFACT_MAX_BYTES", "104857600", &c.ArtifactMaxBytes)
+	r.integer("AGENTOS_HTTP_FETCH_ARTIFACT_THRESHOLD", "0", &c.HTTPFetchArtifactThreshold)
 	r.float("AGENTOS_QUOTA_RUN_CREATE_QPS", "10", &c.QuotaRunCreateQPS)
 	r.integer("AGENTOS_QUOTA_CONCURRENT_RUNS", "25", &c.QuotaConcurrentRuns)
 	r.float("AGENTOS_QUOTA_INVOKE_QPS", "20", &c.QuotaInvokeQPS)
@@ -507,6 +554,15 @@ func (c *Config) Finish() error {
 	}
 	if c.AuditSink == "" {
 		c.AuditSink = "file:" + filepath.Join(c.DataDir, "audit", "audit.jsonl")
+	}
+	if c.ArtifactDir == "" {
+		c.ArtifactDir = filepath.Join(c.DataDir, "artifacts")
+	}
+	if c.ArtifactStore == "" {
+		c.ArtifactStore = "fs"
+	}
+	if c.ArtifactSweep <= 0 {
+		c.ArtifactSweep = time.Minute
 	}
 	if c.Executors == 0 {
 		c.Executors = 128

@@ -55,6 +55,7 @@ var envAllowed = map[string]string{
 // switches: test helper packages that only tests import.
 var testSwitchHelpers = map[string]bool{
 	"internal/store/postgres/pgtest/pgtest.go": true, // AGENTOS_TEST_POSTGRES_URL: the throwaway cluster's DSN
+	"internal/blob/blobtest/seaweed.go":        true, // AGENTOS_TEST_S3_SERVER: the weed binary .ci/run builds
 }
 
 // envRead is one place that touches the environment.

@@ -81,12 +81,17 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return fmt.Errorf("AGENTOS_HTTP_FETCH_ALLOW: %w", err)
 	}
+	artifacts, err := openArtifacts(ctx, cfg, st, auditor, log)
+	if err != nil {
+		return err
+	}
 	if err := builtin.Register(reg, builtin.Deps{KV: st, Memory: mem,
 		KVQuota: func(ctx context.Context, tenantID string) (int64, error) {
 			t, err := st.GetTenant(ctx, tenantID)
 			return t.Quotas.Storage.MaxMemoryBytes, err
 		},
-		HTTPFetch: builtin.HTTPFetchConfig{Allow: allow}}); err != nil {
+		HTTPFetch: builtin.HTTPFetchConfig{Allow: allow, Artifacts: artifacts,
+			ArtifactThreshold: int64(cfg.HTTPFetchArtifactThreshold)}}); err != nil {
 		return err
 	}
 
@@ -122,7 +127,8 @@ func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 	srv, err := agentorchestrator.New(agentorchestrator.Config{
 		Workers: workersPort(workers),
 		Store:   st, Queue: st.Queue, Authenticate: authn.Middleware, Audit: auditor, Streams: streams,
-		Limiter: newLimiter(st, log), Model: model, Tools: reg, Memory: mem, Registry: registry, Logger: log, Node: cfg,
+		Limiter: newLimiter(st, log), Model: model, Tools: reg, Memory: mem, Artifacts: artifacts,
+		Registry: registry, Logger: log, Node: cfg,
 		Executors: cfg.Executors, Bus: b, StorePoll: storePoll, LeaseTTL: cfg.RunLeaseTTL,
 		ReadyChecks: ready,
 		ModelProbe:  func(ctx context.Context) error { return pingHealth(ctx, health, cfg.ModelPolicyURL+"/v1/health") },

@@ -35,6 +35,7 @@ type Store interface {
 	WebhookStore
 	ScheduleStore
 	WorkerStore
+	ArtifactStore
 	// Ping reports whether the backend is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error

@@ -72,9 +72,14 @@ type TokenBudget struct {
 	MaxCostUSD float64 `json:"max_cost_usd"`
 }
 
-// StorageQuotas limit tenant-scoped storage (kv/memory).
+// StorageQuotas limit tenant-scoped storage.
 type StorageQuotas struct {
+	// MaxMemoryBytes bounds the key/value store and memory together.
 	MaxMemoryBytes int64 `json:"max_memory_bytes"`
+	// MaxArtifactBytes bounds the total size of the tenant's artifacts
+	// (files tools and workers produce); 0 (or absent, as in tenants
+	// stored before the field existed) means unlimited.
+	MaxArtifactBytes int64 `json:"max_artifact_bytes"`
 }
 
 // Metadata is free-form tenant information.

@@ -42,7 +42,7 @@ func TestDefaults(t *testing.T) {
 			TokenBudget:         store.TokenBudget{Window: "day", MaxTokens: 2_000_000, MaxCostUSD: 50},
 			MaxTokensPerRequest: 8192, MaxRequestsPerMinute: 120,
 		},
-		Storage: store.StorageQuotas{MaxMemoryBytes: 10 << 20},
+		Storage: store.StorageQuotas{MaxMemoryBytes: 10 << 20, MaxArtifactBytes: 1 << 30},
 	}, q)
 
 	q = DefaultQuotas(testConfig(t)) // env defaults 10 / 25 / 20

@@ -38,6 +38,7 @@ const (
 	DefaultBudgetMaxTokens     = 2_000_000
 	DefaultBudgetMaxCostUSD    = 50
 	DefaultMaxMemoryBytes      = 10 << 20
+	DefaultMaxArtifactBytes    = 1 << 30
 	DefaultPlanTier            = "standard"
 )
 
@@ -64,7 +65,7 @@ func DefaultQuotas(cfg config.Config) store.Quotas {
 			MaxTokensPerRequest:  DefaultMaxTokensPerRequest,
 			MaxRequestsPerMinute: int(math.Round(60 * cfg.QuotaInvokeQPS)),
 		},
-		Storage: store.StorageQuotas{MaxMemoryBytes: DefaultMaxMemoryBytes},
+		Storage: store.StorageQuotas{MaxMemoryBytes: DefaultMaxMemoryBytes, MaxArtifactBytes: DefaultMaxArtifactBytes},
 	}
 }
 
@@ -163,6 +164,7 @@ func ValidateTenant(t store.Tenant) error {
 		{"quotas.models.max_tokens_per_request", float64(q.Models.MaxTokensPerRequest)},
 		{"quotas.models.max_requests_per_minute", float64(q.Models.MaxRequestsPerMinute)},
 		{"quotas.storage.max_memory_bytes", float64(q.Storage.MaxMemoryBytes)},
+		{"quotas.storage.max_artifact_bytes", float64(q.Storage.MaxArtifactBytes)},
 	}
 	for _, n := range nums {
 		if n.v < 0 || math.IsNaN(n.v) || math.IsInf(n.v, 0) {

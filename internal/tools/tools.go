@@ -27,10 +27,13 @@ type Spec struct {
 
 // Call is one invocation.
 type Call struct {
-	Auth       auth.Context
-	TenantID   string
-	AgentID    string
-	RunID      string
+	Auth     auth.Context
+	TenantID string
+	AgentID  string
+	RunID    string
+	// StepID is the run step making the call (tools that store artifacts
+	// record it); empty outside a run.
+	StepID     string
 	ToolCallID string
 	Input      json.RawMessage
 }

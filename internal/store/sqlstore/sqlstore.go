@@ -681,3 +681,11 @@ func Migrations(fsys fs.FS, dir string) ([]Migration, error) {
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
 	return out, nil
 }
+
+// ArtifactQuotaExceeded is the error for an artifact that would take the
+// tenant's artifact bytes over maxBytes.
+func ArtifactQuotaExceeded(maxBytes, used, requested int64) error {
+	return errs.E(errs.QuotaExceeded, "max_artifact_bytes: storing %d more bytes would exceed the tenant's artifact quota of %d bytes (%d used)",
+		requested, maxBytes, used).
+		WithDetails(map[string]any{"quota": "max_artifact_bytes", "limit": maxBytes, "used": used, "requested": requested})
+}

@@ -46,6 +46,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Webhooks", func(t *testing.T) { t.Parallel(); testWebhooks(t, newStore) })
 	t.Run("Schedules", func(t *testing.T) { t.Parallel(); testSchedules(t, newStore) })
 	t.Run("Workers", func(t *testing.T) { t.Parallel(); testWorkers(t, newStore) })
+	t.Run("Artifacts", func(t *testing.T) { t.Parallel(); testArtifacts(t, newStore) })
 	t.Run("Ping", func(t *testing.T) {
 		t.Parallel()
 		require.NoError(t, newStore(t).Ping(context.Background()))
@@ -84,7 +85,7 @@ func newTenant(id string) store.Tenant {
 			Runs:    store.RunQuotas{MaxConcurrentRuns: 3, RunCreateQPS: 2.5, RunCreateBurst: 5},
 			Tools:   store.ToolQuotas{ToolCallsPerMinute: 60},
 			Models:  store.ModelQuotas{TokenBudget: store.TokenBudget{Window: "day", MaxTokens: 1000, MaxCostUSD: 1.25}},
-			Storage: store.StorageQuotas{MaxMemoryBytes: 1 << 20},
+			Storage: store.StorageQuotas{MaxMemoryBytes: 1 << 20, MaxArtifactBytes: 1 << 30},
 		},
 		Metadata: store.Metadata{Tags: []string{"a", "b"}, BillingAccount: "acct-1"},
 	}

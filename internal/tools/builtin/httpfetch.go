@@ -1,6 +1,7 @@
 package builtin
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -10,13 +11,16 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/nexixai/agentos/internal/artifact"
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/outbound"
+	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/tools"
 )
 
@@ -51,6 +55,21 @@ type HTTPFetchConfig struct {
 	Allow []AllowRule
 	// Resolver resolves hostnames. Default net.DefaultResolver.
 	Resolver Resolver
+	// Artifacts, if set, keeps bodies longer than ArtifactThreshold: the
+	// whole body (up to Artifacts.MaxBytes) is stored as an artifact of
+	// the run and the output names it ("artifact") with an empty "body",
+	// instead of carrying a body cut at MaxBytes. Nil: bodies are cut.
+	Artifacts ArtifactSaver
+	// ArtifactThreshold is the body length above which a body becomes an
+	// artifact; default (0) MaxBytes, so only bodies that would have been
+	// cut are stored. The inline body never exceeds MaxBytes either way.
+	ArtifactThreshold int64
+}
+
+// ArtifactSaver stores a tool's large output (*artifact.Service).
+type ArtifactSaver interface {
+	Save(ctx context.Context, p artifact.SaveParams) (store.Artifact, error)
+	MaxBytes() int64
 }
 
 func (c HTTPFetchConfig) withDefaults() HTTPFetchConfig {
@@ -68,6 +87,9 @@ func (c HTTPFetchConfig) withDefaults() HTTPFetchConfig {
 	}
 	if c.Resolver == nil {
 		c.Resolver = net.DefaultResolver
+	}
+	if c.ArtifactThreshold <= 0 {
+		c.ArtifactThreshold = c.MaxBytes
 	}
 	return c
 }
@@ -176,6 +198,29 @@ type fetchOutput struct {
 	Body      string            `json:"body"`
 	Truncated bool              `json:"truncated"`
 	FinalURL  string            `json:"final_url"`
+	// Artifact names the stored body when it was longer than the artifact
+	// threshold (Body is then empty; Truncated says the artifact itself
+	// was cut at the artifact size limit).
+	Artifact *fetchArtifact `json:"artifact,omitempty"`
+	// ArtifactError says why a long body could not be stored (quota
+	// exceeded, store down): Body then is the body cut at MaxBytes.
+	ArtifactError *fetchArtifactError `json:"artifact_error,omitempty"`
+}
+
+type fetchArtifactError struct {
+	Code    errs.Code `json:"code"`
+	Message string    `json:"message"`
+}
+
+// fetchArtifact is the output's reference to a stored body.
+type fetchArtifact struct {
+	ArtifactID  string `json:"artifact_id"`
+	Name        string `json:"name"`
+	ContentType string `json:"content_type"`
+	Size        int64  `json:"size"`
+	SHA256      string `json:"sha256"`
+	// URL is where the run's owner downloads it (GET, tenant-checked).
+	URL string `json:"url"`
 }
 
 func (h *httpFetch) Invoke(ctx context.Context, c tools.Call) (json.RawMessage, error) {
@@ -200,11 +245,47 @@ func (h *httpFetch) Invoke(ctx context.Context, c tools.Call) (json.RawMessage, 
 	}
 	defer resp.Body.Close()
 
-	body, err := io.ReadAll(io.LimitReader(resp.Body, h.cfg.MaxBytes+1))
+	out := fetchOutput{Status: resp.StatusCode, Headers: map[string]string{}, FinalURL: resp.Request.URL.String()}
+	for _, name := range returnedHeaders {
+		if v := resp.Header.Get(name); v != "" {
+			out.Headers[name] = v
+		}
+	}
+	inline := h.cfg.MaxBytes
+	if h.cfg.Artifacts != nil && c.RunID != "" {
+		// Read up to the threshold; a longer body goes to the artifact
+		// store whole (what was read, then the rest of the stream).
+		head, err := io.ReadAll(io.LimitReader(resp.Body, h.cfg.ArtifactThreshold+1))
+		if err != nil {
+			return nil, fetchError(ctx, in.URL, err)
+		}
+		if int64(len(head)) > h.cfg.ArtifactThreshold {
+			stored, err := h.storeBody(ctx, c, resp, head)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, fetchError(ctx, in.URL, err)
+				}
+				var e *errs.Error
+				if !errors.As(err, &e) || e.Code == errs.Internal {
+					e = errs.E(errs.Internal, "the body could not be stored as an artifact")
+				}
+				out.ArtifactError = &fetchArtifactError{Code: e.Code, Message: e.Message}
+				return h.inlineOutput(out, head)
+			}
+			out.Artifact, out.Truncated = stored.ref, stored.truncated
+			return marshal(HTTPFetchID, out)
+		}
+		return h.inlineOutput(out, head)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, inline+1))
 	if err != nil {
 		return nil, fetchError(ctx, in.URL, err)
 	}
-	out := fetchOutput{Status: resp.StatusCode, Headers: map[string]string{}, FinalURL: resp.Request.URL.String()}
+	return h.inlineOutput(out, body)
+}
+
+// inlineOutput puts body in out, cut at MaxBytes (and flagged truncated).
+func (h *httpFetch) inlineOutput(out fetchOutput, body []byte) (json.RawMessage, error) {
 	if int64(len(body)) > h.cfg.MaxBytes {
 		body = body[:h.cfg.MaxBytes]
 		out.Truncated = true
@@ -214,12 +295,45 @@ func (h *httpFetch) Invoke(ctx context.Context, c tools.Call) (json.RawMessage, 
 		}
 	}
 	out.Body = strings.ToValidUTF8(string(body), "\uFFFD")
-	for _, name := range returnedHeaders {
-		if v := resp.Header.Get(name); v != "" {
-			out.Headers[name] = v
+	return marshal(HTTPFetchID, out)
+}
+
+type storedBody struct {
+	ref       *fetchArtifact
+	truncated bool
+}
+
+// storeBody streams head and the rest of resp's body, up to the artifact
+// size limit, to the artifact store.
+func (h *httpFetch) storeBody(ctx context.Context, c tools.Call, resp *http.Response, head []byte) (storedBody, error) {
+	max := h.cfg.Artifacts.MaxBytes()
+	body := io.LimitReader(io.MultiReader(bytes.NewReader(head), resp.Body), max)
+	a, err := h.cfg.Artifacts.Save(ctx, artifact.SaveParams{TenantID: c.TenantID, RunID: c.RunID, StepID: c.StepID,
+		ToolCallID: c.ToolCallID, PrincipalID: c.Auth.Principal.PrincipalID, Name: fetchName(resp.Request.URL),
+		ContentType: resp.Header.Get("Content-Type"), Body: body})
+	if err != nil {
+		return storedBody{}, err
+	}
+	// Cut at the limit when the body goes on past it.
+	var one [1]byte
+	n, _ := io.ReadFull(resp.Body, one[:])
+	return storedBody{truncated: a.Size == max && n == 1, ref: &fetchArtifact{ArtifactID: a.ArtifactID, Name: a.Name,
+		ContentType: a.ContentType, Size: a.Size, SHA256: a.SHA256, URL: "/v1/artifacts/" + a.ArtifactID + "/content"}}, nil
+}
+
+// fetchName is a download name for a fetched body: the URL path's last
+// segment when it is a plain file name, else "http-fetch-body".
+func fetchName(u *url.URL) string {
+	name := path.Base(u.Path)
+	if name == "." || name == "/" || len(name) > 200 {
+		return "http-fetch-body"
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-", r)) {
+			return "http-fetch-body"
 		}
 	}
-	return marshal(HTTPFetchID, out)
+	return name
 }
 
 // newRequest validates the input and builds the request (without context).
