@@ -167,3 +167,6 @@ func FailStatus(span trace.Span, msg string) {
 		span.SetStatus(codes.Error, msg)
 	}
 }
+
+// Uninstall turns tracing off again (tests that installed a provider).
+func Uninstall() { enabled.Store(false) }
