@@ -7,12 +7,16 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/modelport"
 	"github.com/nexixai/agentos/internal/queue"
 	"github.com/nexixai/agentos/internal/store"
+	"github.com/nexixai/agentos/internal/tracing"
 )
 
 // Run error codes beyond the contract's table (additive, documented in the
@@ -100,6 +104,20 @@ func (s *Server) execute(ctx context.Context, l queue.Lease) bool {
 	}
 	x := &execution{s: s, run: run, tr: httpx.ParseTraceparent(run.Traceparent)}
 	ctx = httpx.WithTrace(httpx.WithCorrelationID(ctx, run.CorrelationID), x.tr)
+	// One span per execution (a resumed run gets another), a child of the
+	// request that created the run.
+	ctx, span := httpx.StartSpan(ctx, "run "+run.AgentID, trace.SpanKindInternal)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("agentos.run_id", run.RunID), attribute.String("agentos.tenant_id", run.TenantID),
+			attribute.String("agentos.agent_id", run.AgentID), attribute.Int("agentos.run.attempt", run.Attempt+1))
+		defer func() {
+			span.SetAttributes(attribute.String("agentos.run.status", string(x.run.Status)))
+			if x.run.Status == store.RunFailed {
+				tracing.FailStatus(span, "run failed")
+			}
+		}()
+	}
+	defer span.End()
 	x.ac = auth.Context{
 		TenantID:  run.TenantID,
 		Principal: auth.Principal{PrincipalID: run.PrincipalID, PrincipalType: "user"},

@@ -9,13 +9,18 @@ import (
 	"slices"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/nexixai/agentos/internal/dispatch"
 	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/ids"
 	"github.com/nexixai/agentos/internal/modelport"
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/tenancy"
 	"github.com/nexixai/agentos/internal/tools"
+	"github.com/nexixai/agentos/internal/tracing"
 )
 
 // stage records step upserts and events to be committed by the next flush,
@@ -214,6 +219,12 @@ func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool,
 	req := modelport.ChatRequest{RequestID: ids.New("req_"), Operation: "chat", ModelRef: modelRef,
 		Input: modelport.ChatInput{Messages: msgs, Tools: specs}, Generation: modelport.Generation{MaxOutputTokens: 1024},
 		AgentID: x.run.AgentID, RunID: x.run.RunID}
+	ctx, span := httpx.StartSpan(ctx, tracing.ModelSpanName("chat", modelRef), trace.SpanKindClient)
+	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(tracing.GenAIOperation.String("chat"), tracing.GenAIRequestModel.String(modelRef),
+			attribute.String("agentos.step_id", step.StepID), attribute.Int("agentos.step.index", step.Index))
+	}
 	start := time.Now()
 	var deltas *deltaStream
 	if x.run.RunOptions.StreamTokens() {
@@ -250,6 +261,10 @@ func (x *execution) callModel(ctx context.Context, resume *store.Step) (ok bool,
 	s.metrics.stepDuration.WithLabelValues("model").Observe(latency.Seconds())
 	now := s.cfg.Now().UTC()
 	step.CompletedAt = &now
+	tracing.Fail(span, err)
+	if err == nil {
+		tracing.ModelUsage(span, resp.Route.Backend, resp.Route.Model, resp.Usage.InputTokens, resp.Usage.OutputTokens, "")
+	}
 	if err != nil {
 		e := errs.As(err)
 		s.metrics.modelCalls.WithLabelValues("error").Inc()
@@ -395,7 +410,16 @@ func (x *execution) callTool(ctx context.Context, modelStepID string, index int,
 		if !x.flush(ctx) { // the call is on record before it runs
 			return false, nil
 		}
-		result = x.invokeTool(ctx, tool, found, toolID, st, call.Arguments, timeout)
+		tctx, span := httpx.StartSpan(ctx, "execute_tool "+toolID, trace.SpanKindInternal)
+		if span.IsRecording() {
+			span.SetAttributes(tracing.GenAIOperation.String("execute_tool"), attribute.String("gen_ai.tool.name", toolID),
+				attribute.String("gen_ai.tool.call.id", st.ToolCallID), attribute.String("agentos.step_id", st.StepID))
+		}
+		result = x.invokeTool(tctx, tool, found, toolID, st, call.Arguments, timeout)
+		if result.Status != "ok" && result.Error != nil {
+			tracing.FailStatus(span, result.Error.Code+": "+result.Error.Message)
+		}
+		span.End()
 		if result.Status == "" {
 			return false, nil // the run itself was stopped
 		}

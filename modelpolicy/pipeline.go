@@ -13,13 +13,17 @@ import (
 
 	"github.com/nexixai/agentos/internal/auth"
 	"github.com/nexixai/agentos/internal/errs"
+	"github.com/nexixai/agentos/internal/httpx"
 	"github.com/nexixai/agentos/internal/ids"
 	"github.com/nexixai/agentos/internal/modelport"
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/tenancy"
+	"github.com/nexixai/agentos/internal/tracing"
 	"github.com/nexixai/agentos/modelpolicy/policy"
 	"github.com/nexixai/agentos/modelpolicy/providers"
 	"github.com/nexixai/agentos/modelpolicy/router"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 const (
@@ -252,6 +256,12 @@ func (s *Server) invoke(ctx context.Context, c caller, inv *invocation) (res *re
 	started := s.now()
 	res = &result{outcome: policy.NewOutcome()}
 	defer func() { s.audited(ctx, c, inv, res, err) }()
+	ctx, span := httpx.StartSpan(ctx, tracing.ModelSpanName(inv.op, inv.modelRef), trace.SpanKindInternal)
+	if span.IsRecording() {
+		span.SetAttributes(tracing.GenAIOperation.String(inv.op), tracing.GenAIRequestModel.String(inv.modelRef),
+			attribute.String("agentos.tenant_id", c.tenant.TenantID), attribute.String("agentos.run_id", inv.runID))
+	}
+	defer func() { endInvokeSpan(span, inv, res, err) }()
 
 	chain, err := s.resolve(c, inv)
 	if err != nil {
@@ -264,12 +274,15 @@ func (s *Server) invoke(ctx context.Context, c caller, inv *invocation) (res *re
 	if chain, err = s.meetsRequirements(chain, inv.req, size); err != nil {
 		return res, err
 	}
-	hold, err := s.holdBudget(ctx, c, inv, chain, size)
+	bctx, bspan := httpx.StartSpan(ctx, "budget.reserve", trace.SpanKindInternal)
+	hold, err := s.holdBudget(bctx, c, inv, chain, size)
+	tracing.Fail(bspan, err)
+	bspan.End()
 	if err != nil {
 		return res, err
 	}
 	defer s.budgets.release(hold, 0, 0) // released when nothing was served
-	if err := s.inputPolicy(c, inv, chain, size.inTokens, res.outcome); err != nil {
+	if err := s.spanPolicy(ctx, "input", func() error { return s.inputPolicy(c, inv, chain, size.inTokens, res.outcome) }); err != nil {
 		s.countPolicy(res.outcome, "input")
 		return res, err
 	}
@@ -277,7 +290,7 @@ func (s *Server) invoke(ctx context.Context, c caller, inv *invocation) (res *re
 		s.countPolicy(res.outcome, "input")
 		return res, err
 	}
-	perr := s.outputPolicy(c, inv, res)
+	perr := s.spanPolicy(ctx, "output", func() error { return s.outputPolicy(c, inv, res) })
 	s.countPolicy(res.outcome, "output")
 	res.latency = s.now().Sub(started)
 	return res, perr
@@ -692,6 +705,11 @@ func (s *Server) route(ctx context.Context, c caller, inv *invocation, chain []*
 			timeout = 60 * time.Second
 		}
 		cctx, cancel := context.WithTimeout(ctx, timeout)
+		cctx, span := httpx.StartSpan(cctx, tracing.ModelSpanName(inv.op, m.Upstream), trace.SpanKindClient)
+		if span.IsRecording() {
+			span.SetAttributes(tracing.GenAIOperation.String(inv.op), tracing.GenAIProvider.String(m.Backend),
+				tracing.GenAIRequestModel.String(m.Upstream))
+		}
 		start := time.Now()
 		var err error
 		var received strings.Builder // streamed content, for charging a failed stream
@@ -735,6 +753,9 @@ func (s *Server) route(ctx context.Context, c caller, inv *invocation, chain []*
 			res.vectors, res.usage = er.Vectors, er.Usage
 		}
 		cancel()
+		tracing.ModelUsage(span, m.Backend, m.Upstream, res.usage.InputTokens, res.usage.OutputTokens, res.chat.FinishReason)
+		tracing.Fail(span, err)
+		span.End()
 		d := time.Since(start)
 		s.metrics.latency.WithLabelValues(m.Backend).Observe(d.Seconds())
 		if err != nil && backendStarted(err, received.Len() > 0) {
@@ -843,4 +864,36 @@ func (s *Server) outputPolicy(c caller, inv *invocation, res *result) error {
 		return blockedError("output", o)
 	}
 	return nil
+}
+
+// spanPolicy runs one policy stage (input or output) in its own span.
+func (s *Server) spanPolicy(ctx context.Context, stage string, check func() error) error {
+	_, span := httpx.StartSpan(ctx, "policy.check "+stage, trace.SpanKindInternal)
+	err := check()
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("agentos.policy.stage", stage), attribute.Bool("agentos.policy.blocked", err != nil))
+	}
+	tracing.Fail(span, err)
+	span.End()
+	return err
+}
+
+// endInvokeSpan records a governed call's outcome on its span: the route
+// and usage, and, only when the operator opted in, the messages as
+// model-policy sent them on (after input redaction) and the answer as it
+// returns it (after output redaction).
+func endInvokeSpan(span trace.Span, inv *invocation, res *result, err error) {
+	if !span.IsRecording() {
+		return
+	}
+	if res.model != nil {
+		tracing.ModelUsage(span, res.model.Backend, res.model.Upstream, res.usage.InputTokens, res.usage.OutputTokens, res.chat.FinishReason)
+	}
+	if err == nil && inv.op == opChat {
+		in, _ := json.Marshal(inv.chat.Messages)
+		out, _ := json.Marshal([]modelport.Message{res.chat.Message})
+		tracing.ModelMessages(span, string(in), string(out))
+	}
+	tracing.Fail(span, err)
+	span.End()
 }

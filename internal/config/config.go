@@ -62,6 +62,14 @@ type Config struct {
 	IdempotencyTTLHours int     // AGENTOS_IDEMPOTENCY_TTL_HOURS, default 24
 	LogLevel            string  // AGENTOS_LOG_LEVEL, default info
 
+	// Traces (OpenTelemetry). The OTEL_* names are the SDK's standard ones,
+	// resolved here like every setting (so .agentos.env works too) and
+	// handed to internal/tracing; the SDK never reads the process env.
+	OTLPTracesURL       string  // OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces; empty: no spans
+	TracesSampler       string  // OTEL_TRACES_SAMPLER, default parentbased_traceidratio
+	TracesSamplerArg    float64 // OTEL_TRACES_SAMPLER_ARG: the ratio, 0..1, default 1
+	TraceCaptureContent bool    // AGENTOS_OTEL_CAPTURE_CONTENT: redacted prompt/completion text on model spans; default false
+
 	// QuotaMaxStreams is the default per-tenant cap on concurrent run event
 	// streams (SSE) on each service of the node, for tenants whose
 	// quotas.runs.max_concurrent_streams is 0 or absent.
@@ -403,6 +411,26 @@ func Load(lookup Lookup, envFile string) (Config, error) {
 	r.duration("AGENTOS_OUTBOUND_MODEL_RESPONSE_HEADER_TIMEOUT", "5m", &c.OutboundModelResponseHeaderTimeout)
 	r.duration("AGENTOS_OUTBOUND_IDLE_CONN_TIMEOUT", "90s", &c.OutboundIdleConnTimeout)
 	r.boolean("AGENTOS_PPROF", &c.Pprof)
+	c.OTLPTracesURL = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+	if base := get("OTEL_EXPORTER_OTLP_ENDPOINT", ""); c.OTLPTracesURL == "" && base != "" {
+		c.OTLPTracesURL = strings.TrimSuffix(base, "/") + "/v1/traces"
+	}
+	if c.OTLPTracesURL != "" {
+		if u, err := url.Parse(c.OTLPTracesURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			r.fail("OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=%q: want an http(s) URL such as http://127.0.0.1:4318", c.OTLPTracesURL)
+		}
+	}
+	c.TracesSampler = get("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+	switch c.TracesSampler {
+	case "always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio":
+	default:
+		r.fail("OTEL_TRACES_SAMPLER=%q: want always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio", c.TracesSampler)
+	}
+	r.float("OTEL_TRACES_SAMPLER_ARG", "1", &c.TracesSamplerArg)
+	if c.TracesSamplerArg < 0 || c.TracesSamplerArg > 1 {
+		r.fail("OTEL_TRACES_SAMPLER_ARG=%v: want a ratio between 0 and 1", c.TracesSamplerArg)
+	}
+	r.boolean("AGENTOS_OTEL_CAPTURE_CONTENT", &c.TraceCaptureContent)
 	r.boolean("AGENTOS_NO_SPINNER", &c.NoSpinner)
 	if v := get("AGENTOS_NODE_B_PORT_OFFSET", "0"); v != "" {
 		n, err := strconv.Atoi(v)

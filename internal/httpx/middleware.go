@@ -18,6 +18,8 @@ import (
 
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/ids"
+	"github.com/nexixai/agentos/internal/tracing"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Middleware wraps a handler.
@@ -46,6 +48,9 @@ type Trace struct {
 	SpanID   string // 16 hex: this service's span
 	ParentID string // 16 hex: the caller's span, "" if none
 	Flags    string // 2 hex
+	// live: SpanID is a span being recorded (tracing on), so downstream
+	// calls name it as their parent rather than a made-up child.
+	live bool
 }
 
 // Traceparent renders the header value for this span.
@@ -55,6 +60,9 @@ func (t Trace) Traceparent() string {
 
 // Child returns a new span in the same trace (for a downstream call).
 func (t Trace) Child() Trace {
+	if t.live {
+		return t
+	}
 	return Trace{TraceID: t.TraceID, SpanID: randHex(8), ParentID: t.SpanID, Flags: t.Flags}
 }
 
@@ -90,6 +98,9 @@ func RequestID(ctx context.Context) string {
 
 // TraceFrom returns the request's trace context (a new trace outside a request).
 func TraceFrom(ctx context.Context) Trace {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() && !sc.IsRemote() {
+		return fromSpan(sc, "")
+	}
 	if t, ok := ctx.Value(keyTrace).(Trace); ok {
 		return t
 	}
@@ -125,13 +136,22 @@ func IDs(next http.Handler) http.Handler {
 		tr := ParseTraceparent(r.Header.Get("traceparent"))
 		ctx := context.WithValue(r.Context(), keyCorrelation, corr)
 		ctx = context.WithValue(ctx, keyRequestID, reqID)
-		ctx = context.WithValue(ctx, keyTrace, tr)
 		ctx = context.WithValue(ctx, keyLogAttrs, &logAttrs{})
+		var rec *StatusRecorder
+		var span trace.Span
+		if tracing.Enabled() {
+			ctx, tr, rec, span = serverSpan(w, r, ctx, tr)
+			w = rec
+		}
+		ctx = context.WithValue(ctx, keyTrace, tr)
 		h := w.Header()
 		h.Set("X-Correlation-Id", corr)
 		h.Set("X-Request-Id", reqID)
 		h.Set("traceparent", tr.Traceparent())
 		next.ServeHTTP(w, r.WithContext(ctx))
+		if span != nil {
+			endServerSpan(ctx, r, rec, span)
+		}
 	})
 }
 

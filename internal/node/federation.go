@@ -59,6 +59,11 @@ func fedIdentity(cfg config.Config, f federation.Files) (*pki.NodeTLS, *identity
 // federationClientTLS) and the mTLS peer API on cfg.FederationPeerAddr.
 func RunFederation(ctx context.Context, cfg config.Config) error {
 	log := newLogger(cfg, federation.ServiceName)
+	stopTracing, err := startTracing(ctx, cfg, federation.ServiceName, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	// Two descriptors a proxied stream: the client's connection and the
 	// upstream one (peer or local orchestrator).
 	maxStreams := streamCap(cfg, 2, log)

@@ -22,6 +22,11 @@ import (
 // gatewayTenant).
 func RunGateway(ctx context.Context, cfg config.Config) error {
 	log := newLogger(cfg, gateway.ServiceName)
+	stopTracing, err := startTracing(ctx, cfg, gateway.ServiceName, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	log.Info("file-descriptor limit", "fd_limit", raiseFDLimit(log))
 	ups := gateway.Upstreams{Orchestrator: []string{cfg.OrchestratorURL},
 		ModelPolicy: []string{cfg.ModelPolicyURL}, Federation: []string{cfg.FederationURL}}

@@ -17,6 +17,11 @@ import (
 // entitlements and quotas from the same store as the orchestrator.
 func RunModelPolicy(ctx context.Context, cfg config.Config) error {
 	log := newLogger(cfg, modelpolicy.ServiceName)
+	stopTracing, err := startTracing(ctx, cfg, modelpolicy.ServiceName, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	log.Info("file-descriptor limit", "fd_limit", raiseFDLimit(log))
 	st, err := openStore(ctx, cfg)
 	if err != nil {

@@ -27,6 +27,8 @@ import (
 	"github.com/nexixai/agentos/internal/store/sqlite"
 	"github.com/nexixai/agentos/internal/store/storecache"
 	"github.com/nexixai/agentos/internal/tenancy"
+	"github.com/nexixai/agentos/internal/tracing"
+	"github.com/nexixai/agentos/internal/version"
 )
 
 // newLogger returns the JSON logger of a service.
@@ -35,10 +37,36 @@ func newLogger(cfg config.Config, service string) *slog.Logger {
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		level = slog.LevelInfo
 	}
-	l := slog.New(newLogHandler(os.Stderr, &slog.HandlerOptions{Level: level})).
+	l := slog.New(httpx.TraceLogHandler(newLogHandler(os.Stderr, &slog.HandlerOptions{Level: level}))).
 		With("service", service, "stack_id", cfg.StackID)
 	slog.SetDefault(l)
 	return l
+}
+
+// startTracing installs the service's span exporter when
+// OTEL_EXPORTER_OTLP_ENDPOINT is set (nothing otherwise) and returns the
+// function that flushes it when the service stops.
+func startTracing(ctx context.Context, cfg config.Config, service string, log *slog.Logger) (func(), error) {
+	shutdown, err := tracing.Setup(ctx, tracing.Options{
+		TracesURL: cfg.OTLPTracesURL, Sampler: cfg.TracesSampler, SamplerArg: cfg.TracesSamplerArg,
+		Service: service, Version: version.Version, StackID: cfg.StackID, ModelContent: cfg.TraceCaptureContent,
+		HTTPClient: outbound.Client(outbound.FromConfig(cfg), nil),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.OTLPTracesURL != "" {
+		log.Info("exporting traces", "otlp_traces_url", redactURL(cfg.OTLPTracesURL),
+			"sampler", cfg.TracesSampler, "sampler_arg", cfg.TracesSamplerArg, "capture_content", cfg.TraceCaptureContent)
+	}
+	return func() {
+		// The service's context is done by now: flushing gets its own.
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdown(fctx); err != nil {
+			log.Warn("flushing traces", "err", err)
+		}
+	}, nil
 }
 
 // Backend is the node's store and the run queue that lives beside it in

@@ -30,6 +30,11 @@ import (
 // RunOrchestrator serves the agent orchestrator until ctx ends.
 func RunOrchestrator(ctx context.Context, cfg config.Config) error {
 	log := newLogger(cfg, agentorchestrator.ServiceName)
+	stopTracing, err := startTracing(ctx, cfg, agentorchestrator.ServiceName, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	// One descriptor a stream: the client's connection.
 	streams := events.NewGate(streamCap(cfg, 1, log))
 	st, err := openStore(ctx, cfg)
