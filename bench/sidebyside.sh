@@ -39,11 +39,13 @@ fi
 port=53100
 started=()
 # rss_mb HOME: the resident memory (MB) of a node's orchestrator and
-# model-policy, "orchestrator/model-policy".
+# model-policy, "orchestrator/model-policy", each "RSS (anonymous)": the
+# rest of RSS is the agentos binary's file pages, shared by every service
+# of the node (one copy in memory, counted in each process's RSS).
 rss_mb() {
 	local out=()
 	for svc in orchestrator model-policy; do
-		out+=("$(awk '/^VmRSS/ {printf "%.0f", $2/1024}' "/proc/$(cat "$1/run/$svc.pid")/status")")
+		out+=("$(awk '/^VmRSS/ {r=$2} /^RssAnon/ {a=$2} END {printf "%.0f (%.0f)", r/1024, a/1024}' "/proc/$(cat "$1/run/$svc.pid")/status")")
 	done
 	local IFS=/
 	echo "${out[*]}"
@@ -116,10 +118,10 @@ echo "gateway: model-policy vs direct to the backend" >&2
 		done
 		echo
 	done
-	printf '| RSS MB idle (orchestrator/model-policy) | ≤ 30 each | '
+	printf '| RSS MB idle, orchestrator/model-policy, each "RSS (anonymous)" | ≤ 30 each | '
 	for t in "${targets[@]}"; do n=${t%%|*}; printf '%s | ' "$(cat "$work/$n.rss-idle" 2>/dev/null || echo –)"; done
 	echo
-	printf '| RSS MB after both rounds (orchestrator/model-policy) | ≤ 60 each after 10k runs | '
+	printf '| RSS MB after both rounds, as above | ≤ 60 each after 10k runs | '
 	for t in "${targets[@]}"; do n=${t%%|*}; printf '%s | ' "$(cat "$work/$n.rss-after" 2>/dev/null || echo –)"; done
 	echo
 	echo
