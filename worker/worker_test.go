@@ -75,7 +75,9 @@ func (slow) Invoke(ctx context.Context, _ tools.Call) (json.RawMessage, error) {
 }
 
 type bundle struct {
-	url      string
+	// concurrency of the workers started next (default 2)
+	concurrency int
+	url         string
 	dir      string
 	reg      *registry
 	dispatch *dispatch.Dispatcher
@@ -139,7 +141,11 @@ func (b *bundle) startWorkerTB(t testing.TB, id string, labels map[string]string
 	require.NoError(t, reg.Register(builtin.Echo()))
 	require.NoError(t, reg.Register(builtin.Sleep()))
 	require.NoError(t, reg.Register(slow{}))
-	w, err := worker.New(worker.Config{ID: id, Labels: labels, Tenants: tenants, Conn: wb.Conn(), Work: wb, Tools: reg, Concurrency: 2})
+	concurrency := b.concurrency
+	if concurrency == 0 {
+		concurrency = 2
+	}
+	w, err := worker.New(worker.Config{ID: id, Labels: labels, Tenants: tenants, Conn: wb.Conn(), Work: wb, Tools: reg, Concurrency: concurrency})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
