@@ -116,13 +116,21 @@ func (s *Server) handleRegisterWorker(w http.ResponseWriter, r *http.Request) er
 	if err := wk.Validate(); err != nil {
 		return err
 	}
+	for _, t := range wk.Tenants {
+		if _, err := s.cfg.Store.GetTenant(r.Context(), t); err != nil {
+			if errors.Is(err, errs.ErrNotFound) {
+				return errs.Field("tenants", "tenant %s does not exist", t)
+			}
+			return err
+		}
+	}
 	if err := s.cfg.Store.CreateWorker(r.Context(), wk); err != nil {
 		if errors.Is(err, errs.ErrConflict) {
 			return errs.E(errs.Conflict, "worker %s (or its public key) is already registered; a revoked id is not reused", wk.WorkerID)
 		}
 		return err
 	}
-	s.audit(r, ac, ac.TenantID, "worker.register", "worker/"+wk.WorkerID, map[string]any{"labels": wk.Labels, "public_key": wk.PublicKey})
+	s.audit(r, ac, ac.TenantID, "worker.register", "worker/"+wk.WorkerID, map[string]any{"labels": wk.Labels, "public_key": wk.PublicKey, "tenants": wk.Tenants})
 	httpx.JSON(w, r, http.StatusCreated, map[string]any{"worker": s.workerView(wk, nil)})
 	return nil
 }

@@ -54,6 +54,33 @@ func BenchmarkWorkerHop(b *testing.B) {
 	b.ReportMetric(float64(remote[len(remote)*99/100].Microseconds()), "worker-p99-µs")
 }
 
+// BenchmarkWorkerThroughput measures tasks per second through one worker
+// (concurrency 16) with 32 callers placing tool.echo on it at once, over
+// the same authenticated embedded NATS; each task is enqueued on
+// JetStream (an fsync), pulled, acked (another), run and reported.
+//
+//	go test -run '^$' -bench WorkerThroughput -benchtime 5000x ./worker/
+func BenchmarkWorkerThroughput(b *testing.B) {
+	bb := setupTB(b)
+	bb.concurrency = 16
+	bb.startWorkerTB(b, "w-bench", map[string]string{"gpu": "a100"})
+	gpu := map[string]string{"gpu": "a100"}
+	in := `{"text":"hi"}`
+	b.SetParallelism(16) // × GOMAXPROCS callers
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			out, err := bb.dispatch.Run(context.Background(), call(builtin.EchoID, gpu, in, true, 30*time.Second))
+			if err != nil || out.Err != nil {
+				b.Error(err, out.Err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tasks/s")
+}
+
 // setupB is setup for a benchmark: one worker labelled gpu=a100.
 func setupB(b *testing.B) *bundle {
 	bundle := setupTB(b)

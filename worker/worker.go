@@ -36,6 +36,10 @@ const DefaultConcurrency = 4
 type Config struct {
 	ID     string
 	Labels map[string]string
+	// Tenants, when not empty, are the only tenants whose tasks the
+	// worker takes (it pulls from their queues, not the shared ones; the
+	// bus's permissions say the same).
+	Tenants []string
 	// Concurrency bounds the tasks in flight (default DefaultConcurrency).
 	Concurrency int
 	// Conn is the worker's NATS connection, Work its queues (the same
@@ -87,17 +91,17 @@ const pullWait = time.Second
 // those in flight finish, and returns.
 func (w *Worker) Run(ctx context.Context) error {
 	var consumers []bus.Consumer
-	for _, sub := range workerproto.Subsets(w.cfg.Labels) {
-		c, err := w.cfg.Work.Consume(ctx, bus.ConsumeParams{Queue: workerproto.QueueName(sub), AckWait: 5 * time.Second})
+	for _, q := range workerproto.Queues(w.cfg.Labels, w.cfg.Tenants) {
+		c, err := w.cfg.Work.Consume(ctx, bus.ConsumeParams{Queue: q, AckWait: 5 * time.Second})
 		if err != nil {
-			return fmt.Errorf("open the queue of %v: %w", sub, err)
+			return fmt.Errorf("open work queue %s: %w", q, err)
 		}
 		consumers = append(consumers, c)
 	}
 	hbCtx, stopHB := context.WithCancel(context.WithoutCancel(ctx))
 	hbDone := make(chan struct{})
 	go func() { defer close(hbDone); w.heartbeat(hbCtx) }()
-	w.cfg.Logger.Info("worker ready", "worker_id", w.cfg.ID, "labels", w.cfg.Labels, "tools", w.cfg.Tools.IDs(),
+	w.cfg.Logger.Info("worker ready", "worker_id", w.cfg.ID, "labels", w.cfg.Labels, "tenants", w.cfg.Tenants, "tools", w.cfg.Tools.IDs(),
 		"concurrency", w.cfg.Concurrency)
 
 	var pullers sync.WaitGroup
@@ -263,7 +267,7 @@ func (w *Worker) heartbeat(ctx context.Context) {
 
 func (w *Worker) sendHeartbeat() {
 	w.mu.Lock()
-	hb := workerproto.Heartbeat{WorkerID: w.cfg.ID, Labels: w.cfg.Labels, Tools: w.cfg.Tools.IDs(),
+	hb := workerproto.Heartbeat{WorkerID: w.cfg.ID, Labels: w.cfg.Labels, Tools: w.cfg.Tools.IDs(), Tenants: w.cfg.Tenants,
 		Concurrency: w.cfg.Concurrency, InFlight: w.inFlight, Draining: w.draining, Time: time.Now().UTC()}
 	w.mu.Unlock()
 	data, _ := json.Marshal(hb)

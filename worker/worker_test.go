@@ -75,7 +75,9 @@ func (slow) Invoke(ctx context.Context, _ tools.Call) (json.RawMessage, error) {
 }
 
 type bundle struct {
-	url      string
+	// concurrency of the workers started next (default 2)
+	concurrency int
+	url         string
 	dir      string
 	reg      *registry
 	dispatch *dispatch.Dispatcher
@@ -119,11 +121,12 @@ func (b *bundle) startWorker(t *testing.T, id string, labels map[string]string) 
 	return b.startWorkerTB(t, id, labels)
 }
 
-func (b *bundle) startWorkerTB(t testing.TB, id string, labels map[string]string) (kill func()) {
+// startWorkerTB starts a worker; tenants, when given, dedicate it to them.
+func (b *bundle) startWorkerTB(t testing.TB, id string, labels map[string]string, tenants ...string) (kill func()) {
 	t.Helper()
 	seed, pub := seedFile(t, b.dir, id)
 	b.reg.mu.Lock()
-	b.reg.workers = append(b.reg.workers, store.Worker{WorkerID: id, PublicKey: pub, Labels: labels, Status: store.WorkerActive})
+	b.reg.workers = append(b.reg.workers, store.Worker{WorkerID: id, PublicKey: pub, Labels: labels, Tenants: tenants, Status: store.WorkerActive})
 	b.reg.mu.Unlock()
 	var wb *natsbus.Bus
 	require.Eventually(t, func() bool { // until the server has reloaded its users
@@ -138,7 +141,11 @@ func (b *bundle) startWorkerTB(t testing.TB, id string, labels map[string]string
 	require.NoError(t, reg.Register(builtin.Echo()))
 	require.NoError(t, reg.Register(builtin.Sleep()))
 	require.NoError(t, reg.Register(slow{}))
-	w, err := worker.New(worker.Config{ID: id, Labels: labels, Conn: wb.Conn(), Work: wb, Tools: reg, Concurrency: 2})
+	concurrency := b.concurrency
+	if concurrency == 0 {
+		concurrency = 2
+	}
+	w, err := worker.New(worker.Config{ID: id, Labels: labels, Tenants: tenants, Conn: wb.Conn(), Work: wb, Tools: reg, Concurrency: concurrency})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

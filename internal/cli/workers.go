@@ -50,7 +50,7 @@ func newWorkersCmd() *cobra.Command {
 	aa := bindAuthFlags(add)
 	var labelItems, tenants []string
 	add.Flags().StringSliceVar(&labelItems, "labels", nil, "the worker's labels, key=value,... (required; tool calls are placed by labels)")
-	add.Flags().StringSliceVar(&tenants, "tenants", nil, "dedicate the worker to these tenants (recorded; default any)")
+	add.Flags().StringSliceVar(&tenants, "tenants", nil, "dedicate the worker to these tenants: it takes only their tool calls, and they go to it before any shared worker (default: any tenant)")
 	add.RunE = func(cmd *cobra.Command, args []string) error {
 		id := args[0]
 		if !store.ValidWorkerID(id) {
@@ -78,7 +78,7 @@ func newWorkersCmd() *cobra.Command {
 			return err
 		}
 		dir := node.WorkersDir(n.Cfg.Home)
-		creds := node.WorkerCreds{WorkerID: id, Labels: labels, SeedFile: filepath.Join(dir, id+".nk")}
+		creds := node.WorkerCreds{WorkerID: id, Labels: labels, Tenants: out.Worker.Tenants, SeedFile: filepath.Join(dir, id+".nk")}
 		b, _ := json.MarshalIndent(creds, "", "  ")
 		if err := errors.Join(os.MkdirAll(dir, 0o700), os.WriteFile(creds.SeedFile, seed, 0o600),
 			os.WriteFile(node.WorkerCredsFile(n.Cfg.Home, id), append(b, '\n'), 0o600)); err != nil {
@@ -87,8 +87,12 @@ func newWorkersCmd() *cobra.Command {
 		if jsonOut {
 			return printJSON(cmd.OutOrStdout(), map[string]any{"worker": out.Worker, "credentials": node.WorkerCredsFile(n.Cfg.Home, id)})
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "worker %s registered (labels %s); credentials in %s\nstart it with: agentos serve worker --id %s\n",
-			id, formatLabelSet(labels), node.WorkerCredsFile(n.Cfg.Home, id), id)
+		dedicated := ""
+		if len(out.Worker.Tenants) > 0 {
+			dedicated = ", dedicated to " + strings.Join(out.Worker.Tenants, ",")
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "worker %s registered (labels %s%s); credentials in %s\nstart it with: agentos serve worker --id %s\n",
+			id, formatLabelSet(labels), dedicated, node.WorkerCredsFile(n.Cfg.Home, id), id)
 		return nil
 	}
 
@@ -153,7 +157,7 @@ func printJSON(w io.Writer, v any) error {
 
 func printWorkers(w io.Writer, ws []workerRecord) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKER\tSTATUS\tLABELS\tLIVE\tIN FLIGHT\tLAST HEARTBEAT")
+	fmt.Fprintln(tw, "WORKER\tSTATUS\tLABELS\tTENANTS\tLIVE\tIN FLIGHT\tLAST HEARTBEAT")
 	for _, wk := range ws {
 		live, inFlight, hb := "no", "-", "-"
 		if wk.Live != nil {
@@ -164,7 +168,11 @@ func printWorkers(w io.Writer, ws []workerRecord) error {
 			inFlight = fmt.Sprintf("%d/%d", wk.Live.InFlight, wk.Live.Concurrency)
 			hb = wk.Live.LastHeartbeat.Format("15:04:05")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", wk.WorkerID, wk.Status, formatLabelSet(wk.Labels), live, inFlight, hb)
+		tenants := "any"
+		if len(wk.Tenants) > 0 {
+			tenants = strings.Join(wk.Tenants, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", wk.WorkerID, wk.Status, formatLabelSet(wk.Labels), tenants, live, inFlight, hb)
 	}
 	return tw.Flush()
 }

@@ -166,6 +166,7 @@ type Worker struct {
 	WorkerID      string            `json:"worker_id"`
 	Labels        map[string]string `json:"labels"`
 	Tools         []string          `json:"tools"`
+	Tenants       []string          `json:"tenants,omitempty"`
 	Concurrency   int               `json:"concurrency"`
 	InFlight      int               `json:"in_flight"`
 	Draining      bool              `json:"draining"`
@@ -182,7 +183,7 @@ func (d *Dispatcher) Live() []Worker {
 		if now.Sub(l.seen) > d.cfg.HeartbeatTimeout {
 			continue
 		}
-		out = append(out, Worker{WorkerID: id, Labels: l.hb.Labels, Tools: l.hb.Tools, Concurrency: l.hb.Concurrency,
+		out = append(out, Worker{WorkerID: id, Labels: l.hb.Labels, Tools: l.hb.Tools, Tenants: l.hb.Tenants, Concurrency: l.hb.Concurrency,
 			InFlight: l.hb.InFlight, Draining: l.hb.Draining, LastHeartbeat: l.seen.UTC()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].WorkerID < out[j].WorkerID })
@@ -233,11 +234,11 @@ func (d *Dispatcher) Run(ctx context.Context, c Call) (Outcome, error) {
 	if len(c.Labels) == 0 {
 		return Outcome{}, errs.E(errs.Internal, "dispatch: a call needs a placement")
 	}
-	queue := workerproto.QueueName(c.Labels)
 	deadline := d.cfg.Now().Add(c.Timeout)
 	var out Outcome
 	for {
 		out.Attempts++
+		queue := d.queueFor(c.Labels, c.TenantID) // again on a retry: the dedicated worker may be gone
 		taskID := strings.ToLower(ids.New("wtask_"))
 		ch := make(chan result, 4)
 		d.mu.Lock()
@@ -340,7 +341,7 @@ func (d *Dispatcher) wait(ctx context.Context, c Call, out *Outcome, ch chan res
 				d.metrics.outcome("", "unavailable")
 				out.Err = errs.As(errs.E(errs.DependencyUnavailable,
 					"no worker labelled %s took tool %s within %s (%d live workers match)",
-					formatLabels(c.Labels), c.ToolID, c.Timeout, d.matching(c.Labels)))
+					formatLabels(c.Labels), c.ToolID, c.Timeout, d.matching(c.Labels, c.TenantID)))
 				return false, nil
 			}
 			d.metrics.outcome(worker, "timeout")
@@ -350,10 +351,25 @@ func (d *Dispatcher) wait(ctx context.Context, c Call, out *Outcome, ch chan res
 	}
 }
 
-func (d *Dispatcher) matching(labels map[string]string) int {
+// queueFor is the queue of a call placed on labels for tenant: the
+// tenant's own queue when a live worker dedicated to it matches, else the
+// shared one. A dedicated worker serves only its tenants, and they get it
+// first: their calls never wait behind other tenants' on the shared pool.
+func (d *Dispatcher) queueFor(labels map[string]string, tenant string) string {
+	for _, w := range d.Live() {
+		if !w.Draining && slices.Contains(w.Tenants, tenant) && workerproto.Matches(labels, w.Labels) {
+			return workerproto.TenantQueueName(labels, tenant)
+		}
+	}
+	return workerproto.QueueName(labels)
+}
+
+// matching counts the live workers that could take a call placed on
+// labels for tenant.
+func (d *Dispatcher) matching(labels map[string]string, tenant string) int {
 	n := 0
 	for _, w := range d.Live() {
-		if workerproto.Matches(labels, w.Labels) {
+		if workerproto.Matches(labels, w.Labels) && (len(w.Tenants) == 0 || slices.Contains(w.Tenants, tenant)) {
 			n++
 		}
 	}

@@ -58,7 +58,7 @@ func (a *Auth) nkeyUsers(workers []store.Worker) []*server.NkeyUser {
 		if w.Status != store.WorkerActive || w.PublicKey == a.ControlKey {
 			continue
 		}
-		p := subj.WorkerPermissions(w.WorkerID, w.Labels)
+		p := subj.WorkerPermissions(w.WorkerID, w.Labels, w.Tenants)
 		users = append(users, &server.NkeyUser{Nkey: w.PublicKey, Permissions: &server.Permissions{
 			Publish:   &server.SubjectPermission{Allow: p.Publish},
 			Subscribe: &server.SubjectPermission{Allow: p.Subscribe},

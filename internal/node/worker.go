@@ -28,7 +28,9 @@ import (
 type WorkerCreds struct {
 	WorkerID string            `json:"worker_id"`
 	Labels   map[string]string `json:"labels"`
-	SeedFile string            `json:"seed_file"`
+	// Tenants the worker is dedicated to (none: any).
+	Tenants  []string `json:"tenants,omitempty"`
+	SeedFile string   `json:"seed_file"`
 }
 
 // registryGrace is how long a worker's first connection retries a refused
@@ -123,7 +125,7 @@ func RunWorker(ctx context.Context, cfg config.Config, o WorkerOptions) error {
 			return err
 		}
 	}
-	w, err := worker.New(worker.Config{ID: id, Labels: labels, Concurrency: concurrency, Conn: wb.Conn(), Work: wb,
+	w, err := worker.New(worker.Config{ID: id, Labels: labels, Tenants: creds.Tenants, Concurrency: concurrency, Conn: wb.Conn(), Work: wb,
 		Namespace: wb.Namespace(), Tools: reg, Logger: newLogger(cfg, "worker")})
 	if err != nil {
 		return err

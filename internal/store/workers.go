@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,6 +59,10 @@ var (
 // per subset of its labels (2^n), so n stays small.
 const MaxWorkerLabels = 5
 
+// MaxWorkerTenants bounds the tenants a worker is dedicated to: it pulls
+// from one queue per subset of its labels and tenant.
+const MaxWorkerTenants = 8
+
 // ValidWorkerID reports whether id is a worker id: lowercase letters,
 // digits, _ and -, 1 to 63 characters (it becomes a NATS subject token).
 func ValidWorkerID(id string) bool { return workerIDRE.MatchString(id) }
@@ -89,9 +94,15 @@ func (w Worker) Validate() error {
 	case w.Status != WorkerActive && w.Status != WorkerRevoked:
 		return errs.Field("status", "must be active or revoked")
 	}
+	if len(w.Tenants) > MaxWorkerTenants {
+		return errs.Field("tenants", "at most %d tenants", MaxWorkerTenants)
+	}
 	for i, t := range w.Tenants {
 		if strings.TrimSpace(t) == "" {
 			return errs.Field("tenants", "entry %d is empty", i)
+		}
+		if slices.Contains(w.Tenants[:i], t) {
+			return errs.Field("tenants", "tenant %s is listed twice", t)
 		}
 	}
 	return ValidateLabels("labels", w.Labels)

@@ -16,6 +16,13 @@
 // carries. Each queue is one durable consumer shared by its workers, so
 // a task goes to exactly one of them.
 //
+// A worker dedicated to tenants T (registered with --tenants) pulls
+// instead from the tenant queues of those tenants (TenantQueueName: the
+// same hash over the labels and the tenant) and from no shared queue; the
+// bus's permissions hold it to them. The orchestrator sends a tenant's
+// task to its tenant queue when a live worker dedicated to it matches the
+// placement, else to the shared queue (Queues, dispatch).
+//
 // # What a worker may do (Permissions)
 //
 // Publish only its own heartbeat and results (so a result names its
@@ -49,7 +56,11 @@ const (
 // QueueName is the work queue of a placement's labels: "task-" and 20
 // hex digits of the SHA-256 of the sorted pairs (queue names are
 // [a-z0-9_-], label values are not).
-func QueueName(labels map[string]string) string {
+func QueueName(labels map[string]string) string { return TenantQueueName(labels, "") }
+
+// TenantQueueName is the work queue of a placement's labels for the
+// workers dedicated to tenant (QueueName when tenant is "").
+func TenantQueueName(labels map[string]string, tenant string) string {
 	keys := make([]string, 0, len(labels))
 	for k := range labels {
 		keys = append(keys, k)
@@ -61,6 +72,10 @@ func QueueName(labels map[string]string) string {
 		b.WriteByte(0)
 		b.WriteString(labels[k])
 		b.WriteByte('\n')
+	}
+	if tenant != "" {
+		b.WriteString("\x00tenant\x00")
+		b.WriteString(tenant)
 	}
 	sum := sha256.Sum256([]byte(b.String()))
 	return "task-" + hex.EncodeToString(sum[:10])
@@ -83,6 +98,23 @@ func Subsets(labels map[string]string) []map[string]string {
 			}
 		}
 		out = append(out, s)
+	}
+	return out
+}
+
+// Queues lists the work queues a worker with labels serves: the shared
+// queue of every subset of its labels, or, for a worker dedicated to
+// tenants, each subset's queue of each of those tenants.
+func Queues(labels map[string]string, tenants []string) []string {
+	var out []string
+	for _, sub := range Subsets(labels) {
+		if len(tenants) == 0 {
+			out = append(out, QueueName(sub))
+			continue
+		}
+		for _, t := range tenants {
+			out = append(out, TenantQueueName(sub, t))
+		}
 	}
 	return out
 }
@@ -141,15 +173,16 @@ type Permissions struct {
 	Subscribe []string
 }
 
-// WorkerPermissions is what the bus lets worker workerID with labels do.
-func (s Subjects) WorkerPermissions(workerID string, labels map[string]string) Permissions {
+// WorkerPermissions is what the bus lets worker workerID with labels do;
+// tenants, when not empty, dedicates it to those tenants' queues.
+func (s Subjects) WorkerPermissions(workerID string, labels map[string]string, tenants []string) Permissions {
 	p := Permissions{
 		Publish:   []string{s.Heartbeat(workerID), s.NS + ".wk.res." + workerID + ".>"},
 		Subscribe: []string{InboxPrefix(workerID) + ".>"},
 	}
 	stream := s.WorkStream()
-	for _, sub := range Subsets(labels) {
-		c := s.Consumer(QueueName(sub))
+	for _, q := range Queues(labels, tenants) {
+		c := s.Consumer(q)
 		p.Publish = append(p.Publish,
 			"$JS.API.CONSUMER.CREATE."+stream+"."+c+".>",
 			"$JS.API.CONSUMER.INFO."+stream+"."+c,
@@ -208,11 +241,13 @@ type ErrorBody struct {
 
 // Heartbeat is what a worker announces.
 type Heartbeat struct {
-	WorkerID    string            `json:"worker_id"`
-	Labels      map[string]string `json:"labels"`
-	Tools       []string          `json:"tools"`
-	Concurrency int               `json:"concurrency"`
-	InFlight    int               `json:"in_flight"`
-	Draining    bool              `json:"draining"`
-	Time        time.Time         `json:"time"`
+	WorkerID string            `json:"worker_id"`
+	Labels   map[string]string `json:"labels"`
+	Tools    []string          `json:"tools"`
+	// Tenants the worker is dedicated to (none: any tenant).
+	Tenants     []string  `json:"tenants,omitempty"`
+	Concurrency int       `json:"concurrency"`
+	InFlight    int       `json:"in_flight"`
+	Draining    bool      `json:"draining"`
+	Time        time.Time `json:"time"`
 }

@@ -286,6 +286,14 @@ func TestOrchestratorConformance(t *testing.T) {
 			"public_key": "not-a-key"})
 		status(resp, 400, body)
 		require.Contains(t, string(body), `"field":"public_key"`)
+		resp, body = admin.Do(t, "POST", "/v1/admin/workers", map[string]any{"worker_id": "conf-nobody", "labels": map[string]string{"gpu": "a100"},
+			"public_key": "UDFMVWMZPL3P6KRQRYGVX6WXFMOPLNDTKE7MJ6FGXNXW3A4UB7EPXNBA", "tenants": []string{"tnt_does_not_exist"}})
+		status(resp, 400, body) // a worker dedicated to no real tenant
+		require.Contains(t, string(body), `"field":"tenants"`)
+		resp, body = admin.Do(t, "POST", "/v1/admin/workers", map[string]any{"worker_id": "conf-dedicated", "labels": map[string]string{"gpu": "a100"},
+			"public_key": "UDFMVWMZPL3P6KRQRYGVX6WXFMOPLNDTKE7MJ6FGXNXW3A4UB7EPXNBA", "tenants": []string{"tnt_demo"}})
+		status(resp, 201, body)
+		require.Contains(t, string(body), `"tenants":["tnt_demo"]`)
 		resp, body = admin.Do(t, "GET", "/v1/admin/workers", nil)
 		status(resp, 200, body)
 		require.Contains(t, string(body), `"worker_id":"conf-gpu"`)

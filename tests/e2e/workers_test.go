@@ -329,6 +329,19 @@ func TestWorkerNodes(t *testing.T) {
 	require.Len(t, calls, 1)
 	require.Equal(t, "dependency_unavailable", calls[0]["error"].(map[string]any)["code"], "%v", calls[0])
 
+	// A worker dedicated to the demo tenant takes its calls (the other
+	// tenants' side is worker/tenants_test.go).
+	msg, err = n.Run(ctx, "workers", "add", "w-demo", "--labels", "gpu=a100", "--tenants", "tnt_demo")
+	require.NoError(t, err, msg)
+	require.Contains(t, msg, "dedicated to tnt_demo")
+	startWorker("w-demo")
+	require.Equal(t, []any{"tnt_demo"}, liveWorkers(t, base, admin)["w-demo"]["tenants"])
+	runID = createRun(t, client, base, "agt-gpu-echo", "dedicated")
+	status, calls = toolCompletions(t, client, base, runID)
+	require.Equal(t, "completed", status)
+	require.Len(t, calls, 1)
+	require.Equal(t, "w-demo", calls[0]["worker_id"], "%v", calls[0])
+
 	// Revocation: the live t4 worker is cut off, and refused again.
 	msg, err = n.Run(ctx, "workers", "revoke", "w-t4")
 	require.NoError(t, err, msg)
