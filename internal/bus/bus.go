@@ -146,6 +146,8 @@ const (
 	EntityAgent  = "agent"
 	EntityToken  = "token"
 	EntityRun    = "run" // a terminal run's cached copy (ID the run id)
+	// EntityWebhooks is a tenant's default webhook endpoints (no ID).
+	EntityWebhooks = "webhooks"
 )
 
 // Signal is a hint from one replica to all.
@@ -260,13 +262,13 @@ func (s Signal) Validate() error {
 			return errs.Field("tenant_id", "is required for invalidate")
 		}
 		switch s.Entity {
-		case EntityTenant:
+		case EntityTenant, EntityWebhooks:
 		case EntityAgent, EntityToken, EntityRun:
 			if s.ID == "" {
 				return errs.Field("id", "is required to invalidate an agent, a token or a run")
 			}
 		default:
-			return errs.Field("entity", "must be tenant, agent, token or run")
+			return errs.Field("entity", "must be tenant, agent, token, run or webhooks")
 		}
 	case "":
 		return errs.Field("kind", "is required")

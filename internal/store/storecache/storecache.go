@@ -39,6 +39,8 @@ type Store struct {
 	agents map[agentKey]agentEntry
 	tokens map[string]tokenEntry // by secret hash
 	runs   map[runKey]store.Run  // terminal runs only (runs.go)
+	// webhooks are the tenants' default webhook endpoints (webhooks.go)
+	webhooks map[string]webhooksEntry
 
 	notify func(context.Context, Invalidation)
 }
@@ -71,7 +73,7 @@ const (
 
 // Invalidation names a cache entry that a write made stale.
 type Invalidation struct {
-	Entity   string // EntityTenant, EntityAgent, EntityToken or EntityRun
+	Entity   string // EntityTenant, EntityAgent, EntityToken, EntityRun or EntityWebhooks
 	TenantID string
 	ID       string // the agent, token or run id; "" for a tenant
 }
@@ -102,6 +104,8 @@ func (s *Store) Drop(inv Invalidation) {
 		s.dropToken(inv.ID)
 	case EntityRun:
 		delete(s.runs, runKey{inv.TenantID, inv.ID})
+	case EntityWebhooks:
+		delete(s.webhooks, inv.TenantID)
 	}
 }
 
@@ -120,7 +124,7 @@ func New(st store.Store, ttl time.Duration) *Store {
 		ttl = DefaultTTL
 	}
 	return &Store{Store: st, ttl: ttl, now: time.Now, m: map[string]entry{}, agents: map[agentKey]agentEntry{},
-		tokens: map[string]tokenEntry{}, runs: map[runKey]store.Run{}}
+		tokens: map[string]tokenEntry{}, runs: map[runKey]store.Run{}, webhooks: map[string]webhooksEntry{}}
 }
 
 // GetTenant returns the tenant from memory when it was read less than TTL
