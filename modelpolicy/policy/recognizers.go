@@ -123,9 +123,9 @@ type recognizer struct {
 type textStats struct {
 	text   string
 	digits int
-	at     bool // '@', or "at" in any case (spelled-out addresses)
+	at     bool // '@', or the word "at" in any case as atSpelled allows it
 	colon  bool
-	dot    bool
+	dot    bool // '.', or "dot" in any case (dotSpelled)
 }
 
 func statsOf(text string) textStats {
@@ -141,7 +141,14 @@ func statsOf(text string) textStats {
 		case c == '.':
 			st.dot = true
 		case (c == 'a' || c == 'A') && i+1 < len(text) && (text[i+1] == 't' || text[i+1] == 'T'):
-			st.at = true
+			// atSpelled has "at" only between blanks or inside brackets,
+			// so "weather" or "that" never make an address.
+			if i > 0 && strings.IndexByte(" \t([{<", text[i-1]) >= 0 &&
+				i+2 < len(text) && strings.IndexByte(" \t)]}>", text[i+2]) >= 0 {
+				st.at = true
+			}
+		case (c == 'd' || c == 'D') && i+2 < len(text) && (text[i+1] == 'o' || text[i+1] == 'O') && (text[i+2] == 't' || text[i+2] == 'T'):
+			st.dot = true
 		}
 	}
 	return st
@@ -178,7 +185,7 @@ const (
 var recognizers = []recognizer{
 	{TypeSecret, anchored(`(?:sk-(?:proj-|ant-(?:api\d\d-)?)?[A-Za-z0-9_\-]{20,}|A(?:[ \t\-_]?K[ \t\-_]?I[ \t\-_]?A|KIA)(?:[ \t\-_]?[0-9A-Z]){16}|gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,}|xox[baprs]-[A-Za-z0-9\-]{10,}|AIza[0-9A-Za-z_\-]{35}|glpat-[A-Za-z0-9_\-]{20,}|eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{16,})\b`), checkSecret, startSecret, maySecret},
 	{TypeEmail, anchored(emailRE), checkEmail, startEmail,
-		func(st textStats) bool { return st.at }},
+		func(st textStats) bool { return st.at && st.dot }}, // the domain needs a dot
 	{TypeIBAN, anchored(`[A-Z]{2}\d{2}(?:[ \t\-.]?[A-Z0-9]){11,30}`), checkIBAN, startUpper,
 		func(st textStats) bool { return st.digits >= 2 }},
 	{TypeCreditCard, anchored(`\d(?:` + numSep + `?\d){12,18}`), checkCard, startDigit,
