@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/modelpolicy/policy"
 	"github.com/nexixai/agentos/modelpolicy/providers"
 	"github.com/nexixai/agentos/modelpolicy/providers/anthropic"
@@ -33,6 +34,9 @@ const (
 	BackendBuiltin   = "builtin"
 	BackendOpenAI    = "openai"
 	BackendAnthropic = "anthropic"
+	// BackendWorker is a model endpoint fronted by worker nodes
+	// (providers/workerpool); model-policy needs the NATS bus for it.
+	BackendWorker = "worker"
 )
 
 // BackendConfig is one model backend of the catalogue.
@@ -62,6 +66,13 @@ type BackendConfig struct {
 	NoStreamUsage bool `yaml:"no_stream_usage"`
 	// Dimensions of builtin embeddings (default 64).
 	Dimensions int `yaml:"dimensions"`
+	// Placement (worker only): the labels a worker needs to take the calls.
+	Placement struct {
+		Labels map[string]string `yaml:"labels"`
+	} `yaml:"placement"`
+	// Endpoint (worker only): the workers' model endpoint name
+	// (`agentos serve worker --model-endpoint NAME=KIND:URL`).
+	Endpoint string `yaml:"endpoint"`
 }
 
 // ModelConfig is one model of the catalogue. Its model_id is
@@ -264,8 +275,18 @@ func checkBackend(i int, b BackendConfig, seen map[string]BackendConfig) error {
 		if b.BaseURL == "" && b.BaseURLEnv == "" {
 			return fmt.Errorf("backends[%d].base_url: required for type openai", i)
 		}
+	case BackendWorker:
+		if len(b.Placement.Labels) == 0 {
+			return fmt.Errorf("backends[%d].placement.labels: required for type worker (the labels of the workers that serve it)", i)
+		}
+		if err := store.ValidateLabels(fmt.Sprintf("backends[%d].placement.labels", i), b.Placement.Labels); err != nil {
+			return err
+		}
+		if b.Endpoint == "" {
+			return fmt.Errorf("backends[%d].endpoint: required for type worker (a worker's --model-endpoint name)", i)
+		}
 	default:
-		return fmt.Errorf("backends[%d].type: %q is not builtin, openai or anthropic", i, b.Type)
+		return fmt.Errorf("backends[%d].type: %q is not builtin, openai, anthropic or worker", i, b.Type)
 	}
 	if b.Timeout < 0 {
 		return fmt.Errorf("backends[%d].timeout: must not be negative", i)
@@ -490,9 +511,22 @@ func (c *Catalogue) BuildProviders(client *http.Client) (map[string]providers.Pr
 				MaxTokensField: b.MaxTokensField, NoStreamUsage: b.NoStreamUsage, HTTPClient: client})
 		case BackendAnthropic:
 			out[b.Name] = anthropic.New(anthropic.Config{Name: b.Name, BaseURL: base, APIKey: key, Headers: b.Headers, HTTPClient: client})
+		case BackendWorker:
+			// Built by the caller, which holds the bus (WorkerBackends).
 		}
 	}
 	return out, nil
+}
+
+// WorkerBackends lists the backends served by worker nodes.
+func (c *Catalogue) WorkerBackends() []BackendConfig {
+	var out []BackendConfig
+	for _, b := range c.Backends {
+		if b.Type == BackendWorker {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 // backend returns the backend config by name.

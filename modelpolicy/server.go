@@ -13,6 +13,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -187,6 +188,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	for name, p := range cfg.Providers {
 		provs[name] = p
+	}
+	for _, b := range s.cat.WorkerBackends() {
+		if provs[b.Name] == nil {
+			return nil, fmt.Errorf("backend %s is served by worker nodes: model-policy needs the NATS bus for it (set AGENTOS_BUS_URL)", b.Name)
+		}
 	}
 	s.provs = provs
 	s.breakers = router.NewBreakers(s.cat.breakerConfig(), s.now)

@@ -27,6 +27,7 @@ import (
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/tools"
 	"github.com/nexixai/agentos/internal/workerproto"
+	"github.com/nexixai/agentos/modelpolicy/providers"
 )
 
 // DefaultConcurrency is how many tasks a worker runs at once by default.
@@ -48,7 +49,11 @@ type Config struct {
 	Work      bus.Work
 	Namespace string
 	// Tools are the tools this worker runs.
-	Tools  *tools.Registry
+	Tools *tools.Registry
+	// Models are the model endpoints this worker fronts, by name (the
+	// catalogue's worker backends name them); it forwards model tasks to
+	// them (models.go).
+	Models map[string]providers.Provider
 	Logger *slog.Logger
 }
 
@@ -200,25 +205,35 @@ func (w *Worker) handle(ctx context.Context, d bus.Delivery) {
 	res := workerproto.Result{TaskID: task.TaskID, Kind: workerproto.ResultDone}
 	start := time.Now()
 	tool, ok := w.cfg.Tools.Get(task.ToolID)
-	if !ok {
+	switch {
+	case task.Kind == workerproto.TaskModel:
+		res.Output, res.Error = w.runModel(ctx, task, left)
+	case task.Kind != "" && task.Kind != workerproto.TaskTool:
+		res.Error = &workerproto.ErrorBody{Code: string(errs.InvalidRequest), Message: fmt.Sprintf("task kind %q is not tool or model", task.Kind)}
+	case !ok:
 		res.Error = &workerproto.ErrorBody{Code: string(errs.NotFound),
 			Message: fmt.Sprintf("tool %s is not available on worker %s", task.ToolID, w.cfg.ID)}
-	} else {
+	default:
 		out, err := tools.InvokeTool(ctx, tool, tools.Call{Auth: task.Auth, TenantID: task.TenantID, AgentID: task.AgentID,
 			RunID: task.RunID, ToolCallID: task.ToolCallID, Input: task.Input}, left)
 		if err != nil {
-			e := errs.As(err)
-			msg := e.Message
-			if e.Code == errs.Internal && msg == "" {
-				msg = "internal error"
-			}
-			res.Error = &workerproto.ErrorBody{Code: string(e.Code), Message: msg}
+			res.Error = errorBody(err)
 		} else {
 			res.Output = out
 		}
 	}
 	res.DurationMs = time.Since(start).Milliseconds()
 	w.report(ctx, task, res, true)
+}
+
+// errorBody is err as a result's error (the contract's error object).
+func errorBody(err error) *workerproto.ErrorBody {
+	e := errs.As(err)
+	msg := e.Message
+	if e.Code == errs.Internal && msg == "" {
+		msg = "internal error"
+	}
+	return &workerproto.ErrorBody{Code: string(e.Code), Message: msg}
 }
 
 // resultWait bounds one wait for the orchestrator's receipt.
@@ -267,7 +282,7 @@ func (w *Worker) heartbeat(ctx context.Context) {
 
 func (w *Worker) sendHeartbeat() {
 	w.mu.Lock()
-	hb := workerproto.Heartbeat{WorkerID: w.cfg.ID, Labels: w.cfg.Labels, Tools: w.cfg.Tools.IDs(), Tenants: w.cfg.Tenants,
+	hb := workerproto.Heartbeat{WorkerID: w.cfg.ID, Labels: w.cfg.Labels, Tools: w.cfg.Tools.IDs(), Models: w.modelNames(), Tenants: w.cfg.Tenants,
 		Concurrency: w.cfg.Concurrency, InFlight: w.inFlight, Draining: w.draining, Time: time.Now().UTC()}
 	w.mu.Unlock()
 	data, _ := json.Marshal(hb)

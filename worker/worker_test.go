@@ -78,9 +78,9 @@ type bundle struct {
 	// concurrency of the workers started next (default 2)
 	concurrency int
 	url         string
-	dir      string
-	reg      *registry
-	dispatch *dispatch.Dispatcher
+	dir         string
+	reg         *registry
+	dispatch    *dispatch.Dispatcher
 }
 
 func setup(t *testing.T) *bundle { return setupTB(t) }

@@ -180,14 +180,16 @@ func printWorkers(w io.Writer, ws []workerRecord) error {
 // workerCmd is `agentos serve worker --id <id>`: a worker node with the
 // credentials `agentos workers add` wrote under the home.
 func workerCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "worker", Short: "Run a worker node (runs placed tool calls; needs the NATS bus and `agentos workers add`)", Args: cobra.NoArgs}
+	cmd := &cobra.Command{Use: "worker", Short: "Run a worker node (runs placed tool calls and fronts model endpoints; needs the NATS bus and `agentos workers add`)", Args: cobra.NoArgs}
 	cf := bindConfigFlags(cmd)
 	var id string
-	var labelItems []string
+	var labelItems, endpoints []string
 	var concurrency int
 	cmd.Flags().StringVar(&id, "id", "", "worker id (its credentials are $AGENTOS_HOME/workers/<id>.json and .nk)")
 	cmd.Flags().StringSliceVar(&labelItems, "labels", nil, "labels to declare, key=value,... (default all the registered ones; only registered labels are allowed)")
 	cmd.Flags().IntVar(&concurrency, "concurrency", worker.DefaultConcurrency, "tasks run at once")
+	cmd.Flags().StringArrayVar(&endpoints, "model-endpoint", nil,
+		"a model server this worker fronts, NAME=KIND:URL (repeatable); KIND is vllm, tgi or openai (the OpenAI wire, URL including /v1), e.g. llama=vllm:http://127.0.0.1:8000/v1")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg, err := cf.resolve()
 		if err != nil {
@@ -197,7 +199,8 @@ func workerCmd() *cobra.Command {
 			return &ExitError{Code: 2, Err: errors.New("--id: required")}
 		}
 		tuneGC()
-		return node.RunWorker(cmd.Context(), cfg, node.WorkerOptions{ID: id, Labels: labelItems, Concurrency: concurrency})
+		return node.RunWorker(cmd.Context(), cfg, node.WorkerOptions{ID: id, Labels: labelItems, Concurrency: concurrency,
+			ModelEndpoints: endpoints})
 	}
 	return cmd
 }

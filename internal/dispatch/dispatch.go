@@ -166,6 +166,7 @@ type Worker struct {
 	WorkerID      string            `json:"worker_id"`
 	Labels        map[string]string `json:"labels"`
 	Tools         []string          `json:"tools"`
+	Models        []string          `json:"models,omitempty"`
 	Tenants       []string          `json:"tenants,omitempty"`
 	Concurrency   int               `json:"concurrency"`
 	InFlight      int               `json:"in_flight"`
@@ -183,7 +184,7 @@ func (d *Dispatcher) Live() []Worker {
 		if now.Sub(l.seen) > d.cfg.HeartbeatTimeout {
 			continue
 		}
-		out = append(out, Worker{WorkerID: id, Labels: l.hb.Labels, Tools: l.hb.Tools, Tenants: l.hb.Tenants, Concurrency: l.hb.Concurrency,
+		out = append(out, Worker{WorkerID: id, Labels: l.hb.Labels, Tools: l.hb.Tools, Models: l.hb.Models, Tenants: l.hb.Tenants, Concurrency: l.hb.Concurrency,
 			InFlight: l.hb.InFlight, Draining: l.hb.Draining, LastHeartbeat: l.seen.UTC()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].WorkerID < out[j].WorkerID })
@@ -200,8 +201,14 @@ func (d *Dispatcher) alive(worker string, since time.Time) bool {
 	return d.cfg.Now().Sub(seen) <= d.cfg.HeartbeatTimeout
 }
 
-// Call is one placed tool call.
+// Call is one placed tool call, or a model call (Model set).
 type Call struct {
+	// Model, when set, makes this a model call on a worker's endpoint
+	// (ToolID and Input are then unused).
+	Model *workerproto.ModelCall
+	// OnProgress receives a model call's streamed fragments in order; an
+	// error from it ends the call with that error.
+	OnProgress  func(json.RawMessage) error
 	Labels      map[string]string // the placement (required, not empty)
 	TenantID    string
 	AgentID     string
@@ -214,6 +221,14 @@ type Call struct {
 	Idempotent  bool
 	Timeout     time.Duration
 	Traceparent string
+}
+
+// what names the call in messages.
+func (c Call) what() string {
+	if c.Model != nil {
+		return "model endpoint " + c.Model.Endpoint
+	}
+	return "tool " + c.ToolID
 }
 
 // Outcome is what the workers made of a call. Err is nil on success.
@@ -249,7 +264,11 @@ func (d *Dispatcher) Run(ctx context.Context, c Call) (Outcome, error) {
 			delete(d.pending, taskID)
 			d.mu.Unlock()
 		}
-		task := workerproto.Task{TaskID: taskID, TenantID: c.TenantID, AgentID: c.AgentID, RunID: c.RunID, StepID: c.StepID,
+		kind := workerproto.TaskTool
+		if c.Model != nil {
+			kind = workerproto.TaskModel
+		}
+		task := workerproto.Task{Kind: kind, Model: c.Model, TaskID: taskID, TenantID: c.TenantID, AgentID: c.AgentID, RunID: c.RunID, StepID: c.StepID,
 			ToolCallID: c.ToolCallID, ToolID: c.ToolID, Input: c.Input, Auth: c.Auth, Deadline: deadline,
 			IdempotencyKey: c.ToolCallID, Attempt: out.Attempts, Replica: d.replica, Traceparent: c.Traceparent}
 		payload, err := json.Marshal(task)
@@ -263,7 +282,7 @@ func (d *Dispatcher) Run(ctx context.Context, c Call) (Outcome, error) {
 			if ctx.Err() != nil {
 				return out, ctx.Err()
 			}
-			out.Err = errs.As(errs.Wrap(errs.DependencyUnavailable, err, "send tool %s to a worker: %v", c.ToolID, err))
+			out.Err = errs.As(errs.Wrap(errs.DependencyUnavailable, err, "send %s to a worker: %v", c.what(), err))
 			d.metrics.outcome("", "unavailable")
 			return out, nil
 		}
@@ -274,7 +293,7 @@ func (d *Dispatcher) Run(ctx context.Context, c Call) (Outcome, error) {
 		}
 		d.metrics.retries.Inc()
 		d.cfg.Logger.WarnContext(ctx, "worker died mid-task; sending the idempotent call again",
-			"worker_id", out.WorkerID, "tool_id", c.ToolID, "run_id", c.RunID, "attempt", out.Attempts+1)
+			"worker_id", out.WorkerID, "call", c.what(), "run_id", c.RunID, "attempt", out.Attempts+1)
 	}
 }
 
@@ -287,6 +306,7 @@ func (d *Dispatcher) wait(ctx context.Context, c Call, out *Outcome, ch chan res
 	defer tick.Stop()
 	var worker string
 	var startedAt time.Time
+	seq := 0 // the last progress fragment passed on
 	defer func() {
 		if worker != "" {
 			d.metrics.inFlight.WithLabelValues(worker).Dec()
@@ -304,6 +324,21 @@ func (d *Dispatcher) wait(ctx context.Context, c Call, out *Outcome, ch chan res
 					out.WorkerID = worker
 					d.metrics.inFlight.WithLabelValues(worker).Inc()
 					d.metrics.queueLag.WithLabelValues(worker).Observe(startedAt.Sub(enqueued).Seconds())
+				}
+			case workerproto.ResultProgress:
+				switch {
+				case r.r.Seq <= seq || c.OnProgress == nil: // a duplicate
+				case r.r.Seq != seq+1:
+					d.metrics.outcome(r.worker, "error")
+					out.Err = errs.As(errs.E(errs.DependencyUnavailable,
+						"lost stream fragments from worker %s (got %d after %d)", r.worker, r.r.Seq, seq))
+					return false, nil
+				default:
+					seq = r.r.Seq
+					if err := c.OnProgress(r.r.Output); err != nil {
+						out.Err = errs.As(err)
+						return false, nil
+					}
 				}
 			case workerproto.ResultDone:
 				if worker == "" {
@@ -328,11 +363,21 @@ func (d *Dispatcher) wait(ctx context.Context, c Call, out *Outcome, ch chan res
 			if worker == "" || d.alive(worker, startedAt) {
 				continue
 			}
-			if c.Idempotent && d.cfg.Now().Before(deadline) {
+			// Streamed fragments already reached the caller: sending the
+			// call again would repeat them.
+			if c.Idempotent && seq == 0 && d.cfg.Now().Before(deadline) {
 				d.metrics.outcome(worker, "retried")
 				return true, nil
 			}
 			d.metrics.outcome(worker, "interrupted")
+			if c.Model != nil {
+				// dependency_unavailable, not interrupted: a model call has no
+				// side effect, and model-policy's router may fall back to the
+				// next backend.
+				out.Err = errs.As(errs.E(errs.DependencyUnavailable,
+					"worker %s stopped heartbeating after streaming %d fragments from %s", worker, seq, c.what()))
+				return false, nil
+			}
 			out.Err = &errs.Error{Code: CodeInterrupted, Message: fmt.Sprintf(
 				"worker %s stopped heartbeating while it ran tool %s; the tool is not idempotent, so it was not run again", worker, c.ToolID)}
 			return false, nil
@@ -340,12 +385,12 @@ func (d *Dispatcher) wait(ctx context.Context, c Call, out *Outcome, ch chan res
 			if worker == "" {
 				d.metrics.outcome("", "unavailable")
 				out.Err = errs.As(errs.E(errs.DependencyUnavailable,
-					"no worker labelled %s took tool %s within %s (%d live workers match)",
-					formatLabels(c.Labels), c.ToolID, c.Timeout, d.matching(c.Labels, c.TenantID)))
+					"no worker labelled %s took %s within %s (%d live workers match)",
+					formatLabels(c.Labels), c.what(), c.Timeout, d.matching(c.Labels, c.TenantID)))
 				return false, nil
 			}
 			d.metrics.outcome(worker, "timeout")
-			out.Err = errs.As(errs.E(errs.Timeout, "tool %s did not finish on worker %s within %s", c.ToolID, worker, c.Timeout))
+			out.Err = errs.As(errs.E(errs.Timeout, "%s did not finish on worker %s within %s", c.what(), worker, c.Timeout))
 			return false, nil
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,10 +17,13 @@ import (
 
 	natsbus "github.com/nexixai/agentos/internal/bus/nats"
 	"github.com/nexixai/agentos/internal/config"
+	"github.com/nexixai/agentos/internal/outbound"
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/internal/tools"
 	"github.com/nexixai/agentos/internal/tools/builtin"
 	"github.com/nexixai/agentos/internal/workerproto"
+	"github.com/nexixai/agentos/modelpolicy/providers"
+	"github.com/nexixai/agentos/modelpolicy/providers/openai"
 	"github.com/nexixai/agentos/worker"
 )
 
@@ -64,6 +69,8 @@ type WorkerOptions struct {
 	ID          string
 	Labels      []string // key=value; default the registered labels
 	Concurrency int
+	// ModelEndpoints are NAME=KIND:URL items (--model-endpoint).
+	ModelEndpoints []string
 }
 
 // RunWorker runs a worker node until ctx ends (then drains) or the bus
@@ -88,6 +95,10 @@ func RunWorker(ctx context.Context, cfg config.Config, o WorkerOptions) error {
 				return fmt.Errorf("--labels %s=%s: not a registered label of worker %s (registered: %s)", k, v, id, fmt.Sprint(creds.Labels))
 			}
 		}
+	}
+	models, err := ParseModelEndpoints(o.ModelEndpoints, outbound.ModelClient(outbound.ForModels(cfg)))
+	if err != nil {
+		return err
 	}
 	if cfg.BusURL == "" {
 		return errors.New("worker nodes need the NATS bus: set AGENTOS_BUS_URL (the cluster profile runs one); the in-process bus has no workers")
@@ -126,7 +137,7 @@ func RunWorker(ctx context.Context, cfg config.Config, o WorkerOptions) error {
 		}
 	}
 	w, err := worker.New(worker.Config{ID: id, Labels: labels, Tenants: creds.Tenants, Concurrency: concurrency, Conn: wb.Conn(), Work: wb,
-		Namespace: wb.Namespace(), Tools: reg, Logger: newLogger(cfg, "worker")})
+		Namespace: wb.Namespace(), Tools: reg, Models: models, Logger: newLogger(cfg, "worker")})
 	if err != nil {
 		return err
 	}
@@ -166,4 +177,46 @@ func WorkerRegistry(cfg config.Config) (list func(ctx context.Context) ([]store.
 		}
 	}
 	return list, close
+}
+
+// ModelEndpointKinds are the --model-endpoint kinds.
+var ModelEndpointKinds = []string{"vllm", "tgi", "openai"}
+
+// ParseModelEndpoints reads --model-endpoint NAME=KIND:URL items into the
+// worker's model endpoints.
+func ParseModelEndpoints(items []string, client *http.Client) (map[string]providers.Provider, error) {
+	out := map[string]providers.Provider{}
+	for _, it := range items {
+		name, rest, ok := strings.Cut(it, "=")
+		kind, rawURL, ok2 := strings.Cut(rest, ":")
+		if !ok || !ok2 || name == "" {
+			return nil, fmt.Errorf("--model-endpoint %q: want NAME=KIND:URL, e.g. llama=vllm:http://127.0.0.1:8000/v1", it)
+		}
+		if !store.ValidWorkerID(name) {
+			return nil, fmt.Errorf("--model-endpoint %q: name %q: want 1-63 lowercase letters, digits, _ or -", it, name)
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("--model-endpoint %q: endpoint %s is given twice", it, name)
+		}
+		u, err := url.Parse(rawURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("--model-endpoint %q: URL %q: want http(s)://host:port/...", it, rawURL)
+		}
+		p, err := modelEndpoint(name, kind, rawURL, client)
+		if err != nil {
+			return nil, fmt.Errorf("--model-endpoint %q: %w", it, err)
+		}
+		out[name] = p
+	}
+	return out, nil
+}
+
+// modelEndpoint is the adapter of one kind of model server.
+func modelEndpoint(name, kind, baseURL string, client *http.Client) (providers.Provider, error) {
+	switch kind {
+	case "vllm", "tgi", "openai": // all speak the OpenAI wire
+		return openai.New(openai.Config{Name: name, BaseURL: baseURL, HTTPClient: client}), nil
+	default:
+		return nil, fmt.Errorf("kind %q: want one of %s", kind, strings.Join(ModelEndpointKinds, ", "))
+	}
 }

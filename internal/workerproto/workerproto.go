@@ -192,9 +192,41 @@ func (s Subjects) WorkerPermissions(workerID string, labels map[string]string, t
 	return p
 }
 
-// Task is one tool call for a worker. The orchestrator decided it; the
-// worker only runs it (no policy, no retries of its own).
+// Task kinds.
+const (
+	// TaskTool (or "") runs ToolID with Input.
+	TaskTool = "tool"
+	// TaskModel calls one of the worker's model endpoints (Model).
+	TaskModel = "model"
+)
+
+// Model operations.
+const (
+	ModelChat  = "chat"
+	ModelEmbed = "embed"
+)
+
+// ModelCall is a model call on one of a worker's model endpoints.
+// model-policy decided it after entitlements, policy (the messages are
+// already redacted) and budget; the worker only forwards it.
+type ModelCall struct {
+	// Endpoint is the worker's endpoint name (--model-endpoint NAME=...).
+	Endpoint string `json:"endpoint"`
+	// Op is ModelChat or ModelEmbed.
+	Op string `json:"op"`
+	// Stream asks for progress results, one per streamed fragment.
+	Stream bool `json:"stream,omitempty"`
+	// Request is a providers.ChatRequest or providers.EmbedRequest.
+	Request json.RawMessage `json:"request"`
+}
+
+// Task is one tool or model call for a worker. The orchestrator (or
+// model-policy) decided it; the worker only runs it (no policy, no
+// retries of its own).
 type Task struct {
+	// Kind is TaskTool ("" too) or TaskModel.
+	Kind       string          `json:"kind,omitempty"`
+	Model      *ModelCall      `json:"model,omitempty"`
 	TaskID     string          `json:"task_id"`
 	TenantID   string          `json:"tenant_id"`
 	AgentID    string          `json:"agent_id"`
@@ -222,12 +254,16 @@ const (
 	ResultStarted = "started"
 	// ResultDone: the task finished (Output or Error).
 	ResultDone = "done"
+	// ResultProgress: one streamed fragment of a model call (Output is a
+	// providers.Delta), numbered by Seq from 1.
+	ResultProgress = "progress"
 )
 
 // Result is a worker's report on a task.
 type Result struct {
 	TaskID     string          `json:"task_id"`
 	Kind       string          `json:"kind"`
+	Seq        int             `json:"seq,omitempty"`
 	Output     json.RawMessage `json:"output,omitempty"`
 	Error      *ErrorBody      `json:"error,omitempty"`
 	DurationMs int64           `json:"duration_ms"`
@@ -244,6 +280,8 @@ type Heartbeat struct {
 	WorkerID string            `json:"worker_id"`
 	Labels   map[string]string `json:"labels"`
 	Tools    []string          `json:"tools"`
+	// Models are the worker's model endpoint names.
+	Models []string `json:"models,omitempty"`
 	// Tenants the worker is dedicated to (none: any tenant).
 	Tenants     []string  `json:"tenants,omitempty"`
 	Concurrency int       `json:"concurrency"`
