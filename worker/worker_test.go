@@ -21,6 +21,7 @@ import (
 	"github.com/nexixai/agentos/internal/tools"
 	"github.com/nexixai/agentos/internal/tools/builtin"
 	"github.com/nexixai/agentos/internal/workerproto"
+	"github.com/nexixai/agentos/modelpolicy/providers"
 	"github.com/nexixai/agentos/worker"
 )
 
@@ -77,6 +78,8 @@ func (slow) Invoke(ctx context.Context, _ tools.Call) (json.RawMessage, error) {
 type bundle struct {
 	// concurrency of the workers started next (default 2)
 	concurrency int
+	// models the workers started next front
+	models map[string]providers.Provider
 	url         string
 	dir         string
 	reg         *registry
@@ -145,7 +148,7 @@ func (b *bundle) startWorkerTB(t testing.TB, id string, labels map[string]string
 	if concurrency == 0 {
 		concurrency = 2
 	}
-	w, err := worker.New(worker.Config{ID: id, Labels: labels, Tenants: tenants, Conn: wb.Conn(), Work: wb, Tools: reg, Concurrency: concurrency})
+	w, err := worker.New(worker.Config{ID: id, Labels: labels, Tenants: tenants, Conn: wb.Conn(), Work: wb, Tools: reg, Models: b.models, Concurrency: concurrency})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -110,9 +110,14 @@ func (p *Provider) call(ctx context.Context, op string, stream bool, req any, pr
 	}
 	c := dispatch.Call{Labels: p.cfg.Labels, Timeout: timeout, Idempotent: true, OnProgress: progress,
 		Model: &workerproto.ModelCall{Endpoint: p.cfg.Endpoint, Op: op, Stream: stream, Request: body}}
-	if ac, ok := auth.From(ctx); ok {
-		c.TenantID = ac.TenantID // a tenant's dedicated workers serve it first
+	// The tenant queues the task (the bus requires one) and picks a
+	// tenant's dedicated workers first. model-policy calls backends only
+	// inside an authenticated request.
+	ac, ok := auth.From(ctx)
+	if !ok || ac.TenantID == "" {
+		return errs.E(errs.Internal, "backend %s: a worker call outside a tenant's request", p.cfg.Name)
 	}
+	c.TenantID = ac.TenantID
 	res, err := p.cfg.Dispatch.Run(ctx, c)
 	if err != nil {
 		return err // ctx ended
