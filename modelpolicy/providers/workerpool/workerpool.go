@@ -106,7 +106,11 @@ func (p *Provider) call(ctx context.Context, op string, stream bool, req any, pr
 	}
 	timeout := p.cfg.Timeout
 	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
+		// Ends a little before the caller's deadline, so a call no worker
+		// took is reported as such (dependency_unavailable) rather than
+		// as the caller's timeout.
+		left := time.Until(dl)
+		timeout = left - min(time.Second, left/10)
 	}
 	c := dispatch.Call{Labels: p.cfg.Labels, Timeout: timeout, Idempotent: true, OnProgress: progress,
 		Model: &workerproto.ModelCall{Endpoint: p.cfg.Endpoint, Op: op, Stream: stream, Request: body}}
