@@ -2,6 +2,7 @@ package modelpolicy
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/store"
 	"github.com/nexixai/agentos/modelpolicy/policy"
 	"github.com/nexixai/agentos/modelpolicy/providers"
@@ -280,7 +282,7 @@ func checkBackend(i int, b BackendConfig, seen map[string]BackendConfig) error {
 			return fmt.Errorf("backends[%d].placement.labels: required for type worker (the labels of the workers that serve it)", i)
 		}
 		if err := store.ValidateLabels(fmt.Sprintf("backends[%d].placement.labels", i), b.Placement.Labels); err != nil {
-			return err
+			return errors.New(errs.As(err).Message) // the message names the field, as the others here do
 		}
 		if b.Endpoint == "" {
 			return fmt.Errorf("backends[%d].endpoint: required for type worker (a worker's --model-endpoint name)", i)

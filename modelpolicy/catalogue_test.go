@@ -1,10 +1,13 @@
 package modelpolicy
 
 import (
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 )
 
@@ -26,29 +29,32 @@ func TestCatalogueErrors(t *testing.T) {
 	const b = "backends: [{name: b, type: builtin}]\n"
 	const bm = b + "models: [{name: m, backend: b}]\n"
 	for name, tc := range map[string]struct{ yaml, want string }{
-		"no backends":      {`models: []`, `backends: at least one backend is required`},
-		"bad type":         {"backends: [{name: x, type: grpc}]", `backends[0].type: "grpc" is not builtin, openai or anthropic`},
-		"no base url":      {"backends: [{name: x, type: openai}]", `backends[0].base_url: required for type openai`},
-		"bad name":         {"backends: [{name: 'a b', type: builtin}]", `backends[0].name: must be non-empty without '/' or spaces`},
-		"dup backend":      {"backends: [{name: b, type: builtin}, {name: b, type: grpc}]", `backends[1].name: duplicate backend "b"`},
-		"negative timeout": {"backends: [{name: b, type: builtin, timeout: -1s}]", `backends[0].timeout: must not be negative`},
-		"unknown backend":  {b + "models: [{name: m, backend: nope}]", `models[0].backend: unknown backend "nope"`},
-		"no model name":    {b + "models: [{backend: b}]", `models[0].name: required`},
-		"bad capability":   {b + "models: [{name: m, backend: b, capabilities: [vision]}]", `models[0].capabilities: "vision" is not chat or embed`},
-		"negative price":   {b + "models: [{name: m, backend: b, price_per_1k_input_usd: -1}]", `models[0]: prices must not be negative`},
-		"anthropic embed":  {"backends: [{name: a, type: anthropic}]\nmodels: [{name: m, backend: a, capabilities: [embed]}]", `models[0].capabilities: anthropic backends have no embeddings`},
-		"dup model":        {b + "models: [{name: m, backend: b}, {name: m, backend: b}]", `models[1]: duplicate model "b/m"`},
-		"unknown field":    {"backends: [{name: b, type: builtin, colour: red}]", "parse: yaml: unmarshal errors:\n  line 1: field colour not found in type modelpolicy.BackendConfig"},
-		"bad fallback":     {b + "models: [{name: m, backend: b, fallbacks: [b/x]}]", `models.b/m.fallbacks: unknown model "b/x" (model ids are <backend>/<name>)`},
-		"bad tier model":   {b + "tiers: {fast: [b/none]}", `tiers.fast: unknown model "b/none" (model ids are <backend>/<name>)`},
-		"canary model":     {bm + "canaries: [{model: b/zz, match: x}]", `canaries[0].model: unknown model "b/zz" (model ids are <backend>/<name>)`},
-		"canary match":     {bm + "canaries: [{model: b/m}]", `canaries[0].match: required`},
-		"bad canary":       {bm + "canaries: [{match: 'tier:fast', model: b/m, percent: 120}]", `canaries[0].percent: must be within 0..100`},
-		"canary by":        {bm + "canaries: [{model: b/m, match: x, by: user}]", `canaries[0].by: "user" is not tenant or agent`},
-		"empty policy":     {b + "policies: {p: }", `policies.p: empty policy`},
-		"bad policy":       {b + "policies: {p: {input: {email: shred}}}", `policies.p: policy p: input.email: unknown action "shred" (want allow, redact or block)`},
-		"bad cel":          {b + "policies: {p: {rules: [{expression: 'request.'}]}}", "policies.p: policy p: rule rule_1: ERROR: <input>:1:9: Syntax error: no viable alternative at input '.'\n | request.\n | ........^"},
-		"bad default":      {b + "default_policy: nope", `default_policy: unknown policy "nope"`},
+		"no backends":        {`models: []`, `backends: at least one backend is required`},
+		"bad type":           {"backends: [{name: x, type: grpc}]", `backends[0].type: "grpc" is not builtin, openai, anthropic or worker`},
+		"worker no labels":   {"backends: [{name: w, type: worker, endpoint: llama}]", `backends[0].placement.labels: required for type worker (the labels of the workers that serve it)`},
+		"worker bad label":   {"backends: [{name: w, type: worker, endpoint: llama, placement: {labels: {'GPU!': a100}}}]", `backends[0].placement.labels: label key "GPU!": want lowercase letters, digits, _ . - (1-63, starting with a letter or digit)`},
+		"worker no endpoint": {"backends: [{name: w, type: worker, placement: {labels: {gpu: a100}}}]", `backends[0].endpoint: required for type worker (a worker's --model-endpoint name)`},
+		"no base url":        {"backends: [{name: x, type: openai}]", `backends[0].base_url: required for type openai`},
+		"bad name":           {"backends: [{name: 'a b', type: builtin}]", `backends[0].name: must be non-empty without '/' or spaces`},
+		"dup backend":        {"backends: [{name: b, type: builtin}, {name: b, type: grpc}]", `backends[1].name: duplicate backend "b"`},
+		"negative timeout":   {"backends: [{name: b, type: builtin, timeout: -1s}]", `backends[0].timeout: must not be negative`},
+		"unknown backend":    {b + "models: [{name: m, backend: nope}]", `models[0].backend: unknown backend "nope"`},
+		"no model name":      {b + "models: [{backend: b}]", `models[0].name: required`},
+		"bad capability":     {b + "models: [{name: m, backend: b, capabilities: [vision]}]", `models[0].capabilities: "vision" is not chat or embed`},
+		"negative price":     {b + "models: [{name: m, backend: b, price_per_1k_input_usd: -1}]", `models[0]: prices must not be negative`},
+		"anthropic embed":    {"backends: [{name: a, type: anthropic}]\nmodels: [{name: m, backend: a, capabilities: [embed]}]", `models[0].capabilities: anthropic backends have no embeddings`},
+		"dup model":          {b + "models: [{name: m, backend: b}, {name: m, backend: b}]", `models[1]: duplicate model "b/m"`},
+		"unknown field":      {"backends: [{name: b, type: builtin, colour: red}]", "parse: yaml: unmarshal errors:\n  line 1: field colour not found in type modelpolicy.BackendConfig"},
+		"bad fallback":       {b + "models: [{name: m, backend: b, fallbacks: [b/x]}]", `models.b/m.fallbacks: unknown model "b/x" (model ids are <backend>/<name>)`},
+		"bad tier model":     {b + "tiers: {fast: [b/none]}", `tiers.fast: unknown model "b/none" (model ids are <backend>/<name>)`},
+		"canary model":       {bm + "canaries: [{model: b/zz, match: x}]", `canaries[0].model: unknown model "b/zz" (model ids are <backend>/<name>)`},
+		"canary match":       {bm + "canaries: [{model: b/m}]", `canaries[0].match: required`},
+		"bad canary":         {bm + "canaries: [{match: 'tier:fast', model: b/m, percent: 120}]", `canaries[0].percent: must be within 0..100`},
+		"canary by":          {bm + "canaries: [{model: b/m, match: x, by: user}]", `canaries[0].by: "user" is not tenant or agent`},
+		"empty policy":       {b + "policies: {p: }", `policies.p: empty policy`},
+		"bad policy":         {b + "policies: {p: {input: {email: shred}}}", `policies.p: policy p: input.email: unknown action "shred" (want allow, redact or block)`},
+		"bad cel":            {b + "policies: {p: {rules: [{expression: 'request.'}]}}", "policies.p: policy p: rule rule_1: ERROR: <input>:1:9: Syntax error: no viable alternative at input '.'\n | request.\n | ........^"},
+		"bad default":        {b + "default_policy: nope", `default_policy: unknown policy "nope"`},
 	} {
 		_, err := ParseCatalogue([]byte(tc.yaml))
 		require.EqualError(t, err, tc.want, name)
@@ -99,4 +105,21 @@ func FuzzParseCatalogue(f *testing.F) {
 			t.Fatal("default policy missing")
 		}
 	})
+}
+
+// A worker backend has no provider of its own: without the bus (which
+// gives it one through Config.Providers) model-policy refuses to start.
+func TestWorkerBackendNeedsTheBus(t *testing.T) {
+	t.Parallel()
+	cat, err := ParseCatalogue([]byte(`
+backends:
+  - {name: gpu, type: worker, endpoint: llama, placement: {labels: {gpu: a100}}}
+models:
+  - {name: llama, backend: gpu}
+`))
+	require.NoError(t, err)
+	require.Len(t, cat.WorkerBackends(), 1)
+	_, err = New(Config{Store: openDB(t), Authenticate: testAuth, Registry: prometheus.NewRegistry(), Catalogue: cat,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.ErrorContains(t, err, "backend gpu is served by worker nodes: model-policy needs the NATS bus for it (set AGENTOS_BUS_URL)")
 }

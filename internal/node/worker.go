@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -180,7 +181,7 @@ func WorkerRegistry(cfg config.Config) (list func(ctx context.Context) ([]store.
 }
 
 // ModelEndpointKinds are the --model-endpoint kinds.
-var ModelEndpointKinds = []string{"vllm", "tgi", "openai"}
+var ModelEndpointKinds = []string{"vllm", "tgi", "openai", "ollama"}
 
 // ParseModelEndpoints reads --model-endpoint NAME=KIND:URL items into the
 // worker's model endpoints.
@@ -198,6 +199,9 @@ func ParseModelEndpoints(items []string, client *http.Client) (map[string]provid
 		if _, dup := out[name]; dup {
 			return nil, fmt.Errorf("--model-endpoint %q: endpoint %s is given twice", it, name)
 		}
+		if !slices.Contains(ModelEndpointKinds, kind) {
+			return nil, fmt.Errorf("--model-endpoint %q: kind %q: want one of %s", it, kind, strings.Join(ModelEndpointKinds, ", "))
+		}
 		u, err := url.Parse(rawURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("--model-endpoint %q: URL %q: want http(s)://host:port/...", it, rawURL)
@@ -214,7 +218,7 @@ func ParseModelEndpoints(items []string, client *http.Client) (map[string]provid
 // modelEndpoint is the adapter of one kind of model server.
 func modelEndpoint(name, kind, baseURL string, client *http.Client) (providers.Provider, error) {
 	switch kind {
-	case "vllm", "tgi", "openai": // all speak the OpenAI wire
+	case "vllm", "tgi", "openai", "ollama": // all speak the OpenAI wire (Ollama's at /v1)
 		return openai.New(openai.Config{Name: name, BaseURL: baseURL, HTTPClient: client}), nil
 	default:
 		return nil, fmt.Errorf("kind %q: want one of %s", kind, strings.Join(ModelEndpointKinds, ", "))
