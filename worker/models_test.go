@@ -17,6 +17,7 @@ import (
 	"github.com/nexixai/agentos/internal/errs"
 	"github.com/nexixai/agentos/internal/modelport"
 	"github.com/nexixai/agentos/modelpolicy/providers"
+	"github.com/nexixai/agentos/modelpolicy/providers/kserve"
 	"github.com/nexixai/agentos/modelpolicy/providers/openai"
 	"github.com/nexixai/agentos/modelpolicy/providers/workerpool"
 )
@@ -189,4 +190,32 @@ func TestModelWorkerDeathBeforeAndAfterTheFirstToken(t *testing.T) {
 	require.Equal(t, errs.DependencyUnavailable, errs.CodeOf(r.err), "%v", r.err)
 	require.Equal(t, 1, r.deltas)
 	require.Equal(t, n+1, f.count(), "not sent again")
+}
+
+// A worker fronting a Triton (KServe v2) endpoint: the same model task,
+// another wire.
+func TestModelCallOnATritonEndpoint(t *testing.T) {
+	t.Parallel()
+	triton := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v2/models/gemma/infer" {
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"error":"no such route"}`)
+			return
+		}
+		fmt.Fprint(w, `{"model_name":"gemma","outputs":[{"name":"text_output","datatype":"BYTES","shape":[1],"data":["Triton on the a100."]},`+
+			`{"name":"input_tokens","datatype":"INT32","shape":[1],"data":[9]},{"name":"output_tokens","datatype":"INT32","shape":[1],"data":[5]}]}`)
+	}))
+	t.Cleanup(triton.Close)
+	b := setup(t)
+	b.models = map[string]providers.Provider{"gemma": kserve.New(kserve.Config{Name: "gemma", BaseURL: triton.URL})}
+	b.startWorker(t, "w-triton", map[string]string{"gpu": "a100"})
+	p := workerpool.New(workerpool.Config{Name: "gpu", Labels: map[string]string{"gpu": "a100"}, Endpoint: "gemma", Dispatch: b.dispatch})
+	ctx := auth.With(context.Background(), auth.Context{TenantID: "ten_a"})
+	req := chatReq()
+	req.Model = "gemma"
+	var got []string
+	resp, err := p.ChatStream(ctx, req, func(d providers.Delta) error { got = append(got, d.Content); return nil })
+	require.NoError(t, err)
+	require.Equal(t, []string{"Triton on the a100."}, got, "no generate_stream: one fragment")
+	require.Equal(t, modelport.Usage{InputTokens: 9, OutputTokens: 5, TotalTokens: 14}, resp.Usage)
 }

@@ -189,7 +189,7 @@ func workerCmd() *cobra.Command {
 	cmd.Flags().StringSliceVar(&labelItems, "labels", nil, "labels to declare, key=value,... (default all the registered ones; only registered labels are allowed)")
 	cmd.Flags().IntVar(&concurrency, "concurrency", worker.DefaultConcurrency, "tasks run at once")
 	cmd.Flags().StringArrayVar(&endpoints, "model-endpoint", nil,
-		"a model server this worker fronts, NAME=KIND:URL (repeatable); KIND is vllm, tgi, openai or ollama (the OpenAI wire, URL including /v1), e.g. llama=vllm:http://127.0.0.1:8000/v1")
+		"a model server this worker fronts, NAME=KIND:URL (repeatable); KIND is vllm, tgi, openai or ollama (the OpenAI wire, URL including /v1) or triton (KServe v2 HTTP, the server's root URL), e.g. llama=vllm:http://127.0.0.1:8000/v1")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg, err := cf.resolve()
 		if err != nil {

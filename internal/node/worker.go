@@ -24,6 +24,7 @@ import (
 	"github.com/nexixai/agentos/internal/tools/builtin"
 	"github.com/nexixai/agentos/internal/workerproto"
 	"github.com/nexixai/agentos/modelpolicy/providers"
+	"github.com/nexixai/agentos/modelpolicy/providers/kserve"
 	"github.com/nexixai/agentos/modelpolicy/providers/openai"
 	"github.com/nexixai/agentos/worker"
 )
@@ -181,7 +182,7 @@ func WorkerRegistry(cfg config.Config) (list func(ctx context.Context) ([]store.
 }
 
 // ModelEndpointKinds are the --model-endpoint kinds.
-var ModelEndpointKinds = []string{"vllm", "tgi", "openai", "ollama"}
+var ModelEndpointKinds = []string{"vllm", "tgi", "openai", "ollama", "triton"}
 
 // ParseModelEndpoints reads --model-endpoint NAME=KIND:URL items into the
 // worker's model endpoints.
@@ -220,6 +221,8 @@ func modelEndpoint(name, kind, baseURL string, client *http.Client) (providers.P
 	switch kind {
 	case "vllm", "tgi", "openai", "ollama": // all speak the OpenAI wire (Ollama's at /v1)
 		return openai.New(openai.Config{Name: name, BaseURL: baseURL, HTTPClient: client}), nil
+	case "triton": // KServe v2 HTTP, the URL is the server's root
+		return kserve.New(kserve.Config{Name: name, BaseURL: baseURL, HTTPClient: client}), nil
 	default:
 		return nil, fmt.Errorf("kind %q: want one of %s", kind, strings.Join(ModelEndpointKinds, ", "))
 	}

@@ -9,15 +9,16 @@ import (
 
 func TestParseModelEndpoints(t *testing.T) {
 	got, err := ParseModelEndpoints([]string{"llama=vllm:http://127.0.0.1:8000/v1", "qwen=tgi:https://gpu.internal:8080/v1",
-		"mistral=ollama:http://127.0.0.1:11434/v1"}, http.DefaultClient)
+		"mistral=ollama:http://127.0.0.1:11434/v1", "gemma=triton:http://127.0.0.1:8001"}, http.DefaultClient)
 	require.NoError(t, err)
-	require.Len(t, got, 3)
+	require.Len(t, got, 4)
+	require.Equal(t, "kserve", got["gemma"].Kind(), "Triton speaks KServe v2")
 	require.Equal(t, "openai", got["llama"].Kind(), "vLLM speaks the OpenAI wire")
 
 	for item, want := range map[string]string{
 		"llama":                                "want NAME=KIND:URL",
 		"=vllm:http://127.0.0.1:8000/v1":       "want NAME=KIND:URL",
-		"llama=http://127.0.0.1:8000/v1":       `kind "http": want one of vllm, tgi, openai, ollama`,
+		"llama=http://127.0.0.1:8000/v1":       `kind "http": want one of vllm, tgi, openai, ollama, triton`,
 		"llama=triton-x:http://127.0.0.1:8000": `kind "triton-x": want one of`,
 		"Llama!=vllm:http://127.0.0.1:8000/v1": `name "Llama!"`,
 		"llama=vllm:127.0.0.1:8000":            `want http(s)://host:port/...`,
