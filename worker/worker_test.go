@@ -79,11 +79,11 @@ type bundle struct {
 	// concurrency of the workers started next (default 2)
 	concurrency int
 	// models the workers started next front
-	models map[string]providers.Provider
-	url         string
-	dir         string
-	reg         *registry
-	dispatch    *dispatch.Dispatcher
+	models   map[string]providers.Provider
+	url      string
+	dir      string
+	reg      *registry
+	dispatch *dispatch.Dispatcher
 }
 
 func setup(t *testing.T) *bundle { return setupTB(t) }
