@@ -205,7 +205,7 @@ func ParseModelEndpoints(items []string, client *http.Client) (map[string]provid
 		}
 		u, err := url.Parse(rawURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("--model-endpoint %q: URL %q: want http(s)://host:port/...", it, rawURL)
+			return nil, fmt.Errorf("--model-endpoint %q: URL %q: want an http(s)://host:port URL", it, rawURL)
 		}
 		p, err := modelEndpoint(name, kind, rawURL, client)
 		if err != nil {

@@ -21,8 +21,8 @@ func TestParseModelEndpoints(t *testing.T) {
 		"llama=http://127.0.0.1:8000/v1":       `kind "http": want one of vllm, tgi, openai, ollama, triton`,
 		"llama=triton-x:http://127.0.0.1:8000": `kind "triton-x": want one of`,
 		"Llama!=vllm:http://127.0.0.1:8000/v1": `name "Llama!"`,
-		"llama=vllm:127.0.0.1:8000":            `want http(s)://host:port/...`,
-		"llama=vllm:ftp://127.0.0.1/v1":        `want http(s)://host:port/...`,
+		"llama=vllm:127.0.0.1:8000":            `want an http(s)://host:port URL`,
+		"llama=vllm:ftp://127.0.0.1/v1":        `want an http(s)://host:port URL`,
 	} {
 		_, err := ParseModelEndpoints([]string{item}, http.DefaultClient)
 		require.ErrorContains(t, err, want, item)
