@@ -30,8 +30,9 @@ import (
 // `serve worker --model-endpoint`, and model-policy whose catalogue
 // places model gpu/llama on workers labelled gpu=a100. Calls through
 // model-policy's OpenAI-compatible API are governed as for any backend
-// (the e-mail address in the prompt is redacted before the worker sees
-// it), the usage recorded is the backend's, the audit chain verifies, and
+// (a tenant whose token budget cannot cover the call is refused before
+// any worker sees it; the e-mail address in the prompt is redacted before
+// the worker sees it), the usage recorded is the backend's, the audit chain verifies, and
 // with the worker killed a call fails dependency_unavailable.
 func TestModelsOnWorkers(t *testing.T) {
 	if testing.Short() {
@@ -144,6 +145,18 @@ func TestModelsOnWorkers(t *testing.T) {
 	}
 	require.Equal(t, "Streamed from the a100.", text.String(), body)
 
+	// Budgets apply as for any backend: a tenant whose token budget cannot
+	// cover the call is refused before anything reaches a worker.
+	adminH := map[string]string{"Authorization": "Bearer " + admin}
+	code, out := runsJSON(t, "POST", base+"/v1/admin/tenants", adminH, map[string]any{"tenant_create": map[string]any{
+		"tenant_id": "tnt_gpu_budget", "name": "budget", "plan_tier": "free",
+		"entitlements": map[string]any{"model_tiers_allowed": []string{"*"}, "model_backends_allowed": []string{"*"}},
+		"quotas":       map[string]any{"models": map[string]any{"token_budget": map[string]any{"window": "day", "max_tokens": 1}}}}})
+	require.Equal(t, 201, code, out)
+	code, body = rawDo(t, "POST", mp+"/v1/chat/completions", map[string]string{"X-Tenant-Id": "tnt_gpu_budget"},
+		map[string]any{"model": "gpu/llama", "messages": []any{map[string]any{"role": "user", "content": "hi"}}})
+	require.Contains(t, []int{402, 429}, code, body)
+
 	// Governed before dispatch: the backend never saw the address.
 	mu.Lock()
 	require.Len(t, seen, 2)
@@ -154,7 +167,6 @@ func TestModelsOnWorkers(t *testing.T) {
 	mu.Unlock()
 
 	// Usage settled from the backend's own counts, priced by the catalogue.
-	adminH := map[string]string{"Authorization": "Bearer " + admin}
 	code, usage := runsJSON(t, "GET", mp+"/v1/usage?tenant_id=tnt_demo", adminH, nil)
 	require.Equal(t, 200, code, usage)
 	var llama map[string]any
