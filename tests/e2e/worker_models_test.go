@@ -72,16 +72,7 @@ func TestModelsOnWorkers(t *testing.T) {
 	env := []string{"AGENTOS_STORE_URL=" + pgURL, "AGENTOS_BUS_URL=nats://" + natsAddr, "AGENTOS_BUS_NKEY_FILE=" + control,
 		"AGENTOS_WORKER_HEARTBEAT_TIMEOUT=2s"}
 	n := testnode.Start(t, testnode.Options{Services: []string{"model-policy"}, Env: env}) // makes the schema
-	nats := startProc(t, n, "nats", "serve", "nats", "--name", "nats", "--addr", natsAddr, "--monitor-addr", monitor,
-		"--store-dir", filepath.Join(n.Home, "nats"), "--control-nkey-file", control)
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + monitor + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}, 60*time.Second, 100*time.Millisecond, "nats: %s", nats.output())
+	startAuthNATS(t, n, natsAddr, monitor, control)
 	n.StartService("orchestrator")
 	base := n.URL("orchestrator")
 	admin := n.Credentials().PlatformAdmin.Token
@@ -115,9 +106,9 @@ func TestModelsOnWorkers(t *testing.T) {
 
 	demo := map[string]string{"X-Tenant-Id": "tnt_demo"}
 	chat := func(stream bool) (int, string) {
-		code, body := rawDo(t, "POST", mp+"/v1/chat/completions", demo, map[string]any{"model": "gpu/llama", "stream": stream,
+		code, _, body := fedDo(t, nil, "POST", mp+"/v1/chat/completions", demo, map[string]any{"model": "gpu/llama", "stream": stream,
 			"messages": []any{map[string]any{"role": "user", "content": "Write to jane.doe@example.com about the GPUs."}}})
-		return code, body
+		return code, string(body)
 	}
 	code, body := chat(false)
 	require.Equal(t, 200, code, body)
@@ -153,9 +144,9 @@ func TestModelsOnWorkers(t *testing.T) {
 		"entitlements": map[string]any{"model_tiers_allowed": []string{"*"}, "model_backends_allowed": []string{"*"}},
 		"quotas":       map[string]any{"models": map[string]any{"token_budget": map[string]any{"window": "day", "max_tokens": 1}}}}})
 	require.Equal(t, 201, code, out)
-	code, body = rawDo(t, "POST", mp+"/v1/chat/completions", map[string]string{"X-Tenant-Id": "tnt_gpu_budget"},
+	code, _, raw := fedDo(t, nil, "POST", mp+"/v1/chat/completions", map[string]string{"X-Tenant-Id": "tnt_gpu_budget"},
 		map[string]any{"model": "gpu/llama", "messages": []any{map[string]any{"role": "user", "content": "hi"}}})
-	require.Contains(t, []int{402, 429}, code, body)
+	require.Contains(t, []int{402, 429}, code, string(raw))
 
 	// Governed before dispatch: the backend never saw the address.
 	mu.Lock()
@@ -192,23 +183,4 @@ func TestModelsOnWorkers(t *testing.T) {
 	require.Equal(t, 503, code, body)
 	require.Contains(t, body, "dependency_unavailable")
 	require.Less(t, time.Since(start), 30*time.Second)
-}
-
-// rawDo sends a JSON request and returns the status and the raw body.
-func rawDo(t *testing.T, method, url string, headers map[string]string, body any) (int, string) {
-	t.Helper()
-	b, err := json.Marshal(body)
-	require.NoError(t, err)
-	req, err := http.NewRequest(method, url, strings.NewReader(string(b)))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/json")
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp.StatusCode, string(out)
 }

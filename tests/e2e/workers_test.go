@@ -70,6 +70,24 @@ func (p *proc) output() string {
 	return string(b)
 }
 
+// startAuthNATS runs `agentos serve nats` with authentication (the
+// control key, and the workers of the node's store) and waits until it
+// is healthy.
+func startAuthNATS(t *testing.T, n *testnode.Node, addr, monitor, controlKey string) *proc {
+	t.Helper()
+	nats := startProc(t, n, "nats", "serve", "nats", "--name", "nats", "--addr", addr, "--monitor-addr", monitor,
+		"--store-dir", filepath.Join(n.Home, "nats"), "--control-nkey-file", controlKey)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + monitor + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, 60*time.Second, 100*time.Millisecond, "nats: %s", nats.output())
+	return nats
+}
+
 // liveWorkers is GET /v1/admin/workers's live part, by worker id.
 func liveWorkers(t *testing.T, base, admin string) map[string]map[string]any {
 	t.Helper()
@@ -179,16 +197,7 @@ func TestWorkerNodes(t *testing.T) {
 	// worker registry from the store, retrying until the orchestrator
 	// has made the schema.
 	n := testnode.Start(t, testnode.Options{Services: []string{"model-policy"}, Env: env})
-	nats := startProc(t, n, "nats", "serve", "nats", "--name", "nats", "--addr", natsAddr, "--monitor-addr", monitor,
-		"--store-dir", filepath.Join(n.Home, "nats"), "--control-nkey-file", control)
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + monitor + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}, 60*time.Second, 100*time.Millisecond, "nats: %s", nats.output())
+	nats := startAuthNATS(t, n, natsAddr, monitor, control)
 	n.StartService("orchestrator")
 	base := n.URL("orchestrator")
 	admin := n.Credentials().PlatformAdmin.Token
@@ -296,6 +305,17 @@ func TestWorkerNodes(t *testing.T) {
 
 	// kill -9 mid-call of an idempotent tool: sent again to the other a100 worker.
 	startWorker("w-a100-b")
+	// (after the heartbeats say the 200 runs' calls are over: a stale
+	// in_flight would name the wrong holder)
+	require.Eventually(t, func() bool {
+		live := liveWorkers(t, base, admin)
+		for _, id := range []string{"w-a100", "w-a100-b"} {
+			if l, ok := live[id]; !ok || l["in_flight"].(float64) != 0 {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 50*time.Millisecond)
 	runID := createRun(t, client, base, "agt-gpu-sleep", "4s")
 	holder := waitHolder(t, base, admin, "w-a100", "w-a100-b")
 	workers[holder].signal(syscall.SIGKILL)
