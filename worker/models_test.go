@@ -54,6 +54,12 @@ func newFakeVLLM(t *testing.T) *fakeVLLM {
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/embeddings"):
 			fmt.Fprint(w, `{"data":[{"index":0,"embedding":[0.5,0.25]}],"usage":{"prompt_tokens":3,"total_tokens":3}}`)
+		case body["stream"] == true && body["model"] == "burst":
+			w.Header().Set("Content-Type", "text/event-stream")
+			for i := range 500 { // as fast as it can write them
+				fmt.Fprintf(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"%d \"},\"finish_reason\":null}]}\n\n", i)
+			}
+			fmt.Fprint(w, "data: [DONE]\n\n")
 		case body["stream"] == true:
 			if !afterFirst {
 				wait()
@@ -122,6 +128,19 @@ func TestModelCallsRunOnTheWorkerThatFrontsTheEndpoint(t *testing.T) {
 	require.Equal(t, []string{"The ", "GPU ", "says ", "hi."}, deltas, "fragments arrive in order, as produced")
 	require.Equal(t, "The GPU says hi.", resp.Message.Content)
 	require.Equal(t, int64(15), resp.Usage.InputTokens+resp.Usage.OutputTokens)
+
+	// A burst of fragments faster than the waiter takes them: none lost.
+	burst := chatReq()
+	burst.Model = "burst"
+	n := 0
+	resp, err = p.ChatStream(ctx, burst, func(d providers.Delta) error {
+		require.Equal(t, fmt.Sprintf("%d ", n), d.Content)
+		n++
+		time.Sleep(20 * time.Microsecond)
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, 500, n)
 
 	emb, err := p.Embed(ctx, providers.EmbedRequest{Model: "e5", Texts: []string{"a"}})
 	require.NoError(t, err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,4 +86,44 @@ func live(t *testing.T, b *bundle, id string) *dispatch.Worker {
 		}
 	}
 	return nil
+}
+
+// One busy shared worker, a tenant with ten calls queued, then another
+// tenant's single call: it runs next, not after the ten.
+func TestSharedPoolIsFairAcrossTenants(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.concurrency = 1
+	gpu := map[string]string{"gpu": "a100"}
+	b.startWorker(t, "w-shared", gpu)
+	ctx := context.Background()
+	sleep := func(tenant string) dispatch.Call {
+		return dispatch.Call{Labels: gpu, TenantID: tenant, RunID: "run_1", ToolCallID: "tcall_1", ToolID: builtin.SleepID,
+			Input: json.RawMessage(`{"duration":"300ms"}`), Idempotent: true, Timeout: 30 * time.Second}
+	}
+	var mu sync.Mutex
+	var finished []string
+	var wg sync.WaitGroup
+	run := func(tenant string) {
+		defer wg.Done()
+		out, err := b.dispatch.Run(ctx, sleep(tenant))
+		require.NoError(t, err)
+		require.Nil(t, out.Err)
+		mu.Lock()
+		finished = append(finished, tenant)
+		mu.Unlock()
+	}
+	for range 10 {
+		wg.Add(1)
+		go run("ten_busy")
+	}
+	// The ten reach the dispatcher at once: one runs, nine wait (they
+	// take 3 s in all; the quiet call comes well before the last).
+	time.Sleep(200 * time.Millisecond)
+	wg.Add(1)
+	go run("ten_quiet")
+	wg.Wait()
+	require.Len(t, finished, 11)
+	pos := slices.Index(finished, "ten_quiet")
+	require.LessOrEqual(t, pos, 2, "the quiet tenant's call waited behind the busy one's: %v", finished)
 }

@@ -64,14 +64,44 @@ type Dispatcher struct {
 	subs    []*natsio.Subscription
 
 	mu      sync.Mutex
-	pending map[string]chan result // by task id
+	pending map[string]*inbox // by task id
 	workers map[string]*live
+	gates   map[string]*fairGate // by shared queue (fair.go)
 }
 
 // live is what the last heartbeat of a worker said, and when.
 type live struct {
 	hb   workerproto.Heartbeat
 	seen time.Time
+}
+
+// inbox holds a task's results in arrival order, without bound or loss:
+// the bus's callback must never block, and a streamed call's fragments may
+// arrive faster than its waiter takes them.
+type inbox struct {
+	mu    sync.Mutex
+	items []result
+	ready chan struct{} // signalled when items is not empty
+}
+
+func newInbox() *inbox { return &inbox{ready: make(chan struct{}, 1)} }
+
+func (b *inbox) put(r result) {
+	b.mu.Lock()
+	b.items = append(b.items, r)
+	b.mu.Unlock()
+	select {
+	case b.ready <- struct{}{}:
+	default: // already signalled
+	}
+}
+
+func (b *inbox) take() []result {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	items := b.items
+	b.items = nil
+	return items
 }
 
 type result struct {
@@ -97,7 +127,8 @@ func New(cfg Config) (*Dispatcher, error) {
 		cfg.Now = time.Now
 	}
 	d := &Dispatcher{cfg: cfg, subj: workerproto.Subjects{NS: cfg.Namespace}, replica: strings.ToLower(ids.New("orc_")),
-		metrics: newMetrics(cfg.Registry), pending: map[string]chan result{}, workers: map[string]*live{}}
+		metrics: newMetrics(cfg.Registry), pending: map[string]*inbox{}, workers: map[string]*live{},
+		gates: map[string]*fairGate{}}
 	hb, err := cfg.Conn.Subscribe(d.subj.Heartbeats(), d.onHeartbeat)
 	if err != nil {
 		return nil, errs.Wrap(errs.DependencyUnavailable, err, "subscribe to worker heartbeats")
@@ -151,10 +182,7 @@ func (d *Dispatcher) onResult(m *natsio.Msg) {
 	}
 	d.mu.Unlock()
 	if ok {
-		select {
-		case ch <- result{worker, r}:
-		default: // a duplicate the waiter does not need
-		}
+		ch.put(result{worker, r})
 	}
 	if m.Reply != "" {
 		_ = m.Respond([]byte("ok")) // received: the worker stops resending
@@ -251,11 +279,27 @@ func (d *Dispatcher) Run(ctx context.Context, c Call) (Outcome, error) {
 	}
 	deadline := d.cfg.Now().Add(c.Timeout)
 	var out Outcome
+	// A call for the shared pool takes its turn among the tenants' (fair.go).
+	if d.queueFor(c.Labels, c.TenantID) == workerproto.QueueName(c.Labels) {
+		capacity := func() int { return d.capacity(c.Labels) }
+		g := d.gate(workerproto.QueueName(c.Labels))
+		if !g.acquire(ctx, c.TenantID, deadline, capacity) {
+			if ctx.Err() != nil {
+				return out, ctx.Err()
+			}
+			d.metrics.outcome("", "unavailable")
+			out.Err = errs.As(errs.E(errs.DependencyUnavailable,
+				"no worker labelled %s took %s within %s (%d live workers match)",
+				formatLabels(c.Labels), c.what(), c.Timeout, d.matching(c.Labels, c.TenantID)))
+			return out, nil
+		}
+		defer func() { g.release(capacity()) }()
+	}
 	for {
 		out.Attempts++
 		queue := d.queueFor(c.Labels, c.TenantID) // again on a retry: the dedicated worker may be gone
 		taskID := strings.ToLower(ids.New("wtask_"))
-		ch := make(chan result, 4)
+		ch := newInbox()
 		d.mu.Lock()
 		d.pending[taskID] = ch
 		d.mu.Unlock()
@@ -299,7 +343,7 @@ func (d *Dispatcher) Run(ctx context.Context, c Call) (Outcome, error) {
 
 // wait waits for one task's outcome; retry says the worker died and the
 // call may be sent again.
-func (d *Dispatcher) wait(ctx context.Context, c Call, out *Outcome, ch chan result, deadline, enqueued time.Time) (retry bool, err error) {
+func (d *Dispatcher) wait(ctx context.Context, c Call, out *Outcome, ch *inbox, deadline, enqueued time.Time) (retry bool, err error) {
 	timer := time.NewTimer(deadline.Sub(d.cfg.Now()))
 	defer timer.Stop()
 	tick := time.NewTicker(watchEvery)
@@ -316,48 +360,50 @@ func (d *Dispatcher) wait(ctx context.Context, c Call, out *Outcome, ch chan res
 		select {
 		case <-ctx.Done():
 			return false, ctx.Err()
-		case r := <-ch:
-			switch r.r.Kind {
-			case workerproto.ResultStarted:
-				if worker == "" {
-					worker, startedAt = r.worker, d.cfg.Now()
-					out.WorkerID = worker
-					d.metrics.inFlight.WithLabelValues(worker).Inc()
-					d.metrics.queueLag.WithLabelValues(worker).Observe(startedAt.Sub(enqueued).Seconds())
-				}
-			case workerproto.ResultProgress:
-				switch {
-				case r.r.Seq <= seq || c.OnProgress == nil: // a duplicate
-				case r.r.Seq != seq+1:
-					d.metrics.outcome(r.worker, "error")
-					out.Err = errs.As(errs.E(errs.DependencyUnavailable,
-						"lost stream fragments from worker %s (got %d after %d)", r.worker, r.r.Seq, seq))
-					return false, nil
-				default:
-					seq = r.r.Seq
-					if err := c.OnProgress(r.r.Output); err != nil {
-						out.Err = errs.As(err)
+		case <-ch.ready:
+			for _, r := range ch.take() {
+				switch r.r.Kind {
+				case workerproto.ResultStarted:
+					if worker == "" {
+						worker, startedAt = r.worker, d.cfg.Now()
+						out.WorkerID = worker
+						d.metrics.inFlight.WithLabelValues(worker).Inc()
+						d.metrics.queueLag.WithLabelValues(worker).Observe(startedAt.Sub(enqueued).Seconds())
+					}
+				case workerproto.ResultProgress:
+					switch {
+					case r.r.Seq <= seq || c.OnProgress == nil: // a duplicate
+					case r.r.Seq != seq+1:
+						d.metrics.outcome(r.worker, "error")
+						out.Err = errs.As(errs.E(errs.DependencyUnavailable,
+							"lost stream fragments from worker %s (got %d after %d)", r.worker, r.r.Seq, seq))
 						return false, nil
+					default:
+						seq = r.r.Seq
+						if err := c.OnProgress(r.r.Output); err != nil {
+							out.Err = errs.As(err)
+							return false, nil
+						}
 					}
-				}
-			case workerproto.ResultDone:
-				if worker == "" {
-					worker = r.worker
-					out.WorkerID = worker
-					d.metrics.inFlight.WithLabelValues(worker).Inc()
-				}
-				out.Output = r.r.Output
-				outcome := "ok"
-				if r.r.Error != nil {
-					out.Output = nil
-					out.Err = &errs.Error{Code: errs.Code(r.r.Error.Code), Message: r.r.Error.Message}
-					outcome = "error"
-					if out.Err.Code == errs.Timeout {
-						outcome = "timeout"
+				case workerproto.ResultDone:
+					if worker == "" {
+						worker = r.worker
+						out.WorkerID = worker
+						d.metrics.inFlight.WithLabelValues(worker).Inc()
 					}
+					out.Output = r.r.Output
+					outcome := "ok"
+					if r.r.Error != nil {
+						out.Output = nil
+						out.Err = &errs.Error{Code: errs.Code(r.r.Error.Code), Message: r.r.Error.Message}
+						outcome = "error"
+						if out.Err.Code == errs.Timeout {
+							outcome = "timeout"
+						}
+					}
+					d.metrics.outcome(worker, outcome)
+					return false, nil
 				}
-				d.metrics.outcome(worker, outcome)
-				return false, nil
 			}
 		case <-tick.C:
 			if worker == "" || d.alive(worker, startedAt) {
