@@ -177,13 +177,20 @@ func TestScaleOutReplicas(t *testing.T) {
 		reconnects += r.reconnects
 	}
 	require.Equal(t, runs, outcomes[store.EventRunCompleted], "every run completed, resumed or not: %v", outcomes)
-	if killedActive >= 3 {
-		resumed := 0
-		for i, r := range replicas {
-			if live(i) {
-				resumed += metricSum(t, r, "agentos_runs_resumed_total")
-			}
+	// A sample run executes for a few ms, so runs counted on the victim
+	// just before the kill may all have ended before it: with a handful,
+	// "none resumed" is a possible outcome (CI saw it with 4). The check
+	// above (every run completed) is what holds whatever the timing; the
+	// resume counter is required only when too many were executing for all
+	// of them to end in that moment.
+	resumed := 0
+	for i, r := range replicas {
+		if live(i) {
+			resumed += metricSum(t, r, "agentos_runs_resumed_total")
 		}
+	}
+	t.Logf("%d runs resumed by the other replicas", resumed)
+	if killedActive >= 12 {
 		require.Positive(t, resumed, "the killed replica's runs are resumed by the others")
 	}
 	// The store holds each run once (a create cut off by the kill was
